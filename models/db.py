@@ -1,0 +1,97 @@
+"""Database engine, sessions and schema migrations.
+
+SQLite (a file, WAL mode) by default; PostgreSQL through `DATABASE_URL`.
+The schema is owned by the Alembic migrations in `migrations/`; `migrate()`
+brings a database to the newest revision and is a no-op when it is there.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import Connection, event
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from models.settings import PROJECT_ROOT
+
+MIGRATIONS_DIR = PROJECT_ROOT / "migrations"
+
+_ASYNC_DRIVERS = {"sqlite": "sqlite+aiosqlite", "postgresql": "postgresql+asyncpg"}
+
+
+def async_database_url(url: str) -> str:
+    """Map a plain `sqlite:///…` / `postgresql://…` URL to its async driver.
+
+    Args:
+        url: A SQLAlchemy URL; one that already names a driver is kept.
+
+    Returns:
+        The URL as a string usable with `create_async_engine`.
+    """
+    parsed = make_url(url)
+    driver = _ASYNC_DRIVERS.get(parsed.drivername, parsed.drivername)
+    if parsed.drivername == "postgres":
+        driver = _ASYNC_DRIVERS["postgresql"]
+    return parsed.set(drivername=driver).render_as_string(hide_password=False)
+
+
+def _enable_sqlite_wal(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()
+
+
+def create_engine(url: str) -> AsyncEngine:
+    """Create the async engine for `url`, creating a SQLite file's folder.
+
+    Args:
+        url: Database URL (see `async_database_url`).
+
+    Returns:
+        An engine; SQLite connections use WAL and a 30 s busy timeout so the
+        worker, CLI and gateway can share one file.
+    """
+    async_url = make_url(async_database_url(url))
+    if async_url.get_backend_name() == "sqlite":
+        if async_url.database and async_url.database != ":memory:":
+            Path(async_url.database).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_async_engine(async_url, connect_args={"timeout": 30})
+        event.listen(engine.sync_engine, "connect", _enable_sqlite_wal)
+        return engine
+    return create_async_engine(async_url, pool_pre_ping=True)
+
+
+def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
+    """Return a factory of sqlmodel async sessions bound to `engine`."""
+    return async_sessionmaker(engine, class_=AsyncSession, expire_on_commit=False)
+
+
+def alembic_config() -> Config:
+    """Alembic configuration pointing at the project's migrations."""
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    return config
+
+
+def _upgrade(connection: Connection, revision: str) -> None:
+    config = alembic_config()
+    config.attributes["connection"] = connection
+    command.upgrade(config, revision)
+
+
+async def migrate(engine: AsyncEngine, revision: str = "head") -> None:
+    """Apply pending migrations (idempotent).
+
+    Args:
+        engine: Engine of the database to upgrade.
+        revision: Target revision; `head` is the newest.
+    """
+    async with engine.begin() as connection:
+        await connection.run_sync(_upgrade, revision)

@@ -1,0 +1,70 @@
+"""Behaviour events: what backend services tell us a contact did."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
+
+ContactId = Annotated[
+    str,
+    StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"),
+]
+"""A contact id: 1–64 characters of letters, digits, `_`, `.`, `-`.
+
+It becomes part of workflow ids (`welcome-series-{contact_id}`) and outbox
+paths, so it is restricted to characters that are safe in both. Use your own
+system's user id, never an email address (workflow ids are visible in the UI).
+"""
+
+CANONICAL_EVENT_TYPES = frozenset(
+    {
+        "subscribed",
+        "email_opened",
+        "email_clicked",
+        "email_replied",
+        "email_bounced",
+        "unsubscribed",
+        "website_visited",
+        "pricing_page_viewed",
+        "checkout_started",
+        "purchased",
+        "demo_requested",
+        "content_downloaded",
+        "webinar_registered",
+        "webinar_attended",
+        "trial_started",
+        "renewal_scheduled",
+        "renewed",
+        "rep_contacted",
+    }
+)
+"""Event types the journeys and the lead score understand.
+
+Other snake_case types are accepted and stored; they score nothing.
+"""
+
+
+def _as_utc(value: datetime) -> datetime:
+    return value.astimezone(UTC)
+
+
+class BehaviorEvent(BaseModel):
+    """One thing a contact did, as reported by a backend service.
+
+    Attributes:
+        event_id: Idempotency key: the same id is processed once.
+        contact_id: The contact who did it.
+        type: snake_case event type, e.g. `pricing_page_viewed`.
+        occurred_at: When it happened (timezone-aware; normalised to UTC).
+        properties: Free-form details (page URL, plan, UTM parameters…).
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    event_id: Annotated[str, StringConstraints(min_length=1, max_length=128)]
+    contact_id: ContactId
+    type: Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,63}$")]
+    occurred_at: Annotated[AwareDatetime, AfterValidator(_as_utc)]
+    properties: dict[str, Any] = Field(default_factory=dict)

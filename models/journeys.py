@@ -1,0 +1,74 @@
+"""Journey inputs, operator requests and the state a journey reports."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from models.events import ContactId
+
+SECONDS_PER_DAY = 86_400
+
+
+class JourneyInput(BaseModel):
+    """What a journey workflow is started with.
+
+    Attributes:
+        contact_id: The enrolled contact.
+        day_seconds: Length of one journey "day" in seconds. 86,400 in
+            production; a small value (e.g. 15) gives an accelerated clock for
+            demos and staging. It is part of the workflow input, so it is
+            recorded in history and replays deterministically.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    contact_id: ContactId
+    day_seconds: int = Field(default=SECONDS_PER_DAY, ge=1, le=SECONDS_PER_DAY)
+
+
+class JourneyStatus(StrEnum):
+    """Lifecycle of one journey run."""
+
+    RUNNING = "running"
+    PAUSED = "paused"
+    COMPLETED = "completed"
+    EXITED = "exited"
+
+
+class ExitRequest(BaseModel):
+    """Operator request to end a journey now."""
+
+    model_config = ConfigDict(frozen=True)
+
+    reason: str = Field(default="operator", min_length=1, max_length=200)
+
+
+class JourneyState(BaseModel):
+    """What a journey reports through its `state` query and its result.
+
+    Attributes:
+        journey: Journey type, e.g. `welcome-series`.
+        contact_id: The enrolled contact.
+        step: The step it is at (last step reached).
+        status: running, paused, completed or exited.
+        enrolled_at: When the journey started (Day 0).
+        next_wake_at: When the current wait ends, if waiting.
+        next_step: What happens at `next_wake_at`.
+        messages_sent: Number of messages actually delivered.
+        steps_done: Steps whose send has been attempted, in order.
+        exit_reason: Why it exited (`unsubscribed`, `purchased`, an operator reason).
+    """
+
+    journey: str
+    contact_id: str
+    step: str
+    status: JourneyStatus
+    enrolled_at: datetime
+    next_wake_at: datetime | None = None
+    next_step: str | None = None
+    messages_sent: int = 0
+    steps_done: list[str] = Field(default_factory=list)
+    exit_reason: str | None = None

@@ -1,0 +1,106 @@
+"""Database tables: the CRM of record (contacts) and the message log.
+
+Rows never cross a workflow boundary; activities load them by id.
+Schema changes go through Alembic migrations in `migrations/`.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import JSON, Column, DateTime, TypeDecorator
+from sqlalchemy.engine import Dialect
+from sqlmodel import Field, SQLModel
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """A timestamp stored in UTC and always read back timezone-aware.
+
+    SQLite keeps no offset; this makes both SQLite and PostgreSQL return aware
+    UTC datetimes.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given for a UTC column")
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def utc_now() -> datetime:
+    """Current time, timezone-aware UTC (never call this in workflow code)."""
+    return datetime.now(UTC)
+
+
+def _timestamp(*, nullable: bool = True, index: bool = False) -> Any:
+    return Field(default=None, sa_column=Column(UTCDateTime(), nullable=nullable, index=index))
+
+
+class Contact(SQLModel, table=True):
+    """A person journeys talk to.
+
+    Consent is stored per channel with when and where it was given, as GDPR
+    asks: marketing email needs `email_consent`, SMS needs `sms_consent`.
+    """
+
+    __tablename__ = "contacts"
+
+    id: str = Field(primary_key=True, max_length=64)
+    email: str | None = Field(default=None, max_length=320, index=True)
+    phone: str | None = Field(default=None, max_length=32)
+    first_name: str | None = Field(default=None, max_length=100)
+    company: str | None = Field(default=None, max_length=200)
+    timezone: str = Field(default="UTC", max_length=64)
+    email_consent: bool = False
+    email_consent_at: datetime | None = _timestamp()
+    email_consent_source: str | None = Field(default=None, max_length=200)
+    sms_consent: bool = False
+    sms_consent_at: datetime | None = _timestamp()
+    sms_consent_source: str | None = Field(default=None, max_length=200)
+    tags: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    created_at: datetime = Field(
+        default_factory=utc_now, sa_column=Column(UTCDateTime(), nullable=False)
+    )
+    updated_at: datetime = Field(
+        default_factory=utc_now, sa_column=Column(UTCDateTime(), nullable=False)
+    )
+
+
+class MessageLog(SQLModel, table=True):
+    """One row per message a journey sends (the outbox of record).
+
+    The row is written, keyed by `idempotency_key`, before the provider is
+    called; a retried send finds it and does not deliver again.
+    """
+
+    __tablename__ = "message_log"
+
+    id: int | None = Field(default=None, primary_key=True)
+    idempotency_key: str = Field(max_length=300, unique=True)
+    contact_id: str = Field(max_length=64, index=True)
+    journey: str = Field(max_length=64, index=True)
+    step: str = Field(max_length=64)
+    channel: str = Field(max_length=16)
+    template: str = Field(max_length=200)
+    subject: str | None = Field(default=None, max_length=500)
+    status: str = Field(max_length=32, index=True)
+    status_reason: str | None = Field(default=None, max_length=500)
+    provider: str | None = Field(default=None, max_length=32)
+    provider_message_id: str | None = Field(default=None, max_length=300)
+    created_at: datetime = Field(
+        default_factory=utc_now, sa_column=Column(UTCDateTime(), nullable=False)
+    )
+    updated_at: datetime = Field(
+        default_factory=utc_now, sa_column=Column(UTCDateTime(), nullable=False)
+    )
+    sent_at: datetime | None = _timestamp()

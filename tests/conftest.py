@@ -1,0 +1,84 @@
+"""Shared fixtures: real Temporal servers, a real SQLite file, a real outbox folder.
+
+The Java time-skipping test server (Day-N logic in seconds) and the Temporal
+CLI dev server (visibility, search attributes, the CLI end to end) are each
+started once per test session with the binaries the project builds itself
+(`starter/toolchain.py`).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+
+import pytest
+from sqlalchemy.ext.asyncio import AsyncEngine
+from temporalio.client import Client
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import Worker
+
+from models.db import create_engine, migrate
+from models.search_attributes import ALL_SEARCH_ATTRIBUTES
+from models.settings import Settings
+from starter.cluster import register_search_attributes
+from starter.toolchain import start_dev_server, start_time_skipping_server
+from worker import build_worker
+
+
+@pytest.fixture(scope="session")
+async def time_skipping_env() -> AsyncIterator[WorkflowEnvironment]:
+    """The Java time-skipping test server, shared by the session."""
+    env = await start_time_skipping_server(data_converter=pydantic_data_converter)
+    await register_search_attributes(env.client)
+    try:
+        yield env
+    finally:
+        await env.shutdown()
+
+
+@pytest.fixture(scope="session")
+async def dev_env(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[WorkflowEnvironment]:
+    """The Temporal CLI dev server with the custom search attributes registered."""
+    db_file = tmp_path_factory.mktemp("temporal") / "temporal.db"
+    env = await start_dev_server(
+        data_converter=pydantic_data_converter,
+        search_attributes=ALL_SEARCH_ATTRIBUTES,
+        dev_server_database_filename=str(db_file),
+    )
+    try:
+        yield env
+    finally:
+        await env.shutdown()
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    """Settings of one test: its own database file, outbox and task queue."""
+    return Settings(
+        database_url=f"sqlite:///{tmp_path / 'journeys.db'}",
+        outbox_dir=tmp_path / "outbox",
+        task_queue=f"test-{uuid.uuid4()}",
+    )
+
+
+@pytest.fixture
+async def engine(settings: Settings) -> AsyncIterator[AsyncEngine]:
+    """A migrated SQLite database file for one test."""
+    engine = create_engine(settings.database_url)
+    await migrate(engine)
+    try:
+        yield engine
+    finally:
+        await engine.dispose()
+
+
+@pytest.fixture
+def make_worker(settings: Settings, engine: AsyncEngine) -> Callable[[Client], Worker]:
+    """Build the real worker (real activities, DB and outbox) for a client."""
+
+    def make(client: Client) -> Worker:
+        return build_worker(client, settings, engine)
+
+    return make

@@ -1,0 +1,104 @@
+"""The Temporal worker: every journey workflow and activity on one task queue.
+
+Run it with `journeys worker` (or `python worker.py`). It connects through
+the Temporal environment settings (see `starter/temporal.py`), applies
+database migrations, validates every message template before polling, and
+shuts down gracefully on SIGTERM / SIGINT: in-flight activities get
+`GRACEFUL_SHUTDOWN` to finish.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import timedelta
+
+import structlog
+from sqlalchemy.ext.asyncio import AsyncEngine
+from temporalio.client import Client
+from temporalio.worker import Worker
+
+from activities.email_providers import OutboxEmailProvider
+from activities.messaging import MessagingActivities
+from activities.templates import TemplateCatalog
+from models.db import create_engine, migrate
+from models.settings import Settings, get_settings
+from starter.logs import configure_logging
+from starter.temporal import connect
+from workflows import JOURNEYS
+
+GRACEFUL_SHUTDOWN = timedelta(seconds=20)
+log = structlog.stdlib.get_logger(__name__)
+
+
+def build_worker(client: Client, settings: Settings, engine: AsyncEngine) -> Worker:
+    """Create the worker with all workflows and activities registered.
+
+    Args:
+        client: Connected client (with the pydantic data converter).
+        settings: Task queue, templates and provider settings.
+        engine: Database engine the activities use.
+
+    Raises:
+        TemplateError: a message template is missing, malformed or lacks a fallback.
+    """
+    messaging = MessagingActivities(
+        engine=engine,
+        templates=TemplateCatalog(settings.templates_dir),
+        email_provider=OutboxEmailProvider(settings.outbox_dir),
+    )
+    return Worker(
+        client,
+        task_queue=settings.task_queue,
+        workflows=list(JOURNEYS.values()),
+        activities=[messaging.send_email],
+        graceful_shutdown_timeout=GRACEFUL_SHUTDOWN,
+    )
+
+
+@asynccontextmanager
+async def running_worker(client: Client, settings: Settings) -> AsyncIterator[Worker]:
+    """Migrate the database, then run a worker until the block exits."""
+    engine = create_engine(settings.database_url)
+    try:
+        await migrate(engine)
+        worker = build_worker(client, settings, engine)
+        async with worker:
+            log.info("worker started", task_queue=settings.task_queue, journeys=list(JOURNEYS))
+            yield worker
+        log.info("worker stopped")
+    finally:
+        await engine.dispose()
+
+
+async def wait_for_shutdown_signal() -> None:
+    """Return when SIGINT or SIGTERM arrives."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(signum)
+
+
+async def run_worker(settings: Settings) -> None:
+    """Connect, run the worker, stop gracefully on SIGINT / SIGTERM."""
+    client = await connect()
+    async with running_worker(client, settings):
+        await wait_for_shutdown_signal()
+
+
+def main() -> None:
+    """Entry point of `python worker.py`."""
+    settings = get_settings()
+    configure_logging(level=settings.log_level, fmt=settings.log_format)
+    asyncio.run(run_worker(settings))
+
+
+if __name__ == "__main__":
+    main()

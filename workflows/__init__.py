@@ -1,0 +1,12 @@
+"""Journey workflows (one per file) and the toolkit they share.
+
+`JOURNEYS` maps each journey type to its workflow class; the worker registers
+them all and the CLI enrols by these names.
+"""
+
+from __future__ import annotations
+
+from workflows.toolkit import Journey
+from workflows.welcome_series import WelcomeSeries
+
+JOURNEYS: dict[str, type[Journey]] = {WelcomeSeries.name: WelcomeSeries}

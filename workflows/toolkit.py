@@ -1,0 +1,308 @@
+"""The journey toolkit: what every journey workflow shares.
+
+A journey subclasses `Journey`, declares its `plan` (the steps an operator
+sees) and `exit_on` (event types that end it at any step), and writes its
+`steps()` as the marketer's plan::
+
+    await self.send("day0", template="welcome-series/day0")
+    await self.wait_until_day(1)
+    await self.send("day1", template="welcome-series/day1")
+
+The toolkit provides the rest: the `event`, `exit`, `pause` and `resume`
+signals, the `state` query, search attributes and current details for the
+Temporal UI, idempotency keys, and the journey clock.
+
+The journey clock: Day N counts from enrolment in units of the input's
+`day_seconds`. Pausing stops the clock: waits are extended by the time spent
+paused and nothing is sent while paused, so a resumed journey carries on
+where it was instead of sending the steps it missed in a burst.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import ClassVar
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError
+
+with workflow.unsafe.imports_passed_through():
+    from models import search_attributes
+    from models.events import BehaviorEvent
+    from models.journeys import ExitRequest, JourneyInput, JourneyState, JourneyStatus
+    from models.messages import Channel, DeliveryStatus, SendRequest, SendResult
+
+SEND_RETRY_POLICY = RetryPolicy(
+    initial_interval=timedelta(seconds=2),
+    backoff_coefficient=2.0,
+    maximum_interval=timedelta(minutes=10),
+    maximum_attempts=12,
+    non_retryable_error_types=["ContactNotFound", "TemplateError"],
+)
+"""Retries of a send: about two hours of attempts, then the step is recorded as failed."""
+
+SEND_TIMEOUT = timedelta(seconds=60)
+REMEMBERED_EVENT_IDS = 1_000
+"""How many recent event ids a journey remembers to drop duplicates."""
+
+
+@dataclass(frozen=True)
+class PlanStep:
+    """One step of a journey's plan, as operators read it.
+
+    Attributes:
+        id: Stable step name, part of the idempotency key (`welcome-series-c1/day4`).
+        day: Day of the journey it happens on (from enrolment).
+        title: What happens, e.g. `Email 4: Common mistake to avoid`.
+    """
+
+    id: str
+    day: float
+    title: str
+
+    @property
+    def label(self) -> str:
+        """`Day 4 → Email 4: Common mistake to avoid`."""
+        return f"Day {self.day:g} → {self.title}"
+
+
+class _Exited(Exception):
+    """Unwinds a journey's steps when it must exit."""
+
+
+class Journey:
+    """Base class of every journey workflow (see the module docstring)."""
+
+    name: ClassVar[str]
+    """Journey type and workflow type, e.g. `welcome-series`."""
+    title: ClassVar[str]
+    """Human name, e.g. `Welcome series`."""
+    plan: ClassVar[tuple[PlanStep, ...]]
+    """The steps, in order, shown in the UI and the `state` query."""
+    exit_on: ClassVar[frozenset[str]] = frozenset({"unsubscribed"})
+    """Event types that end the journey at once, whatever step it is in."""
+
+    def __init__(self) -> None:
+        """Start with an empty state; `run_journey` fills it from the input."""
+        self._contact_id = ""
+        self._day = timedelta(days=1)
+        self._enrolled_at = datetime.min
+        self._clock_origin = datetime.min
+        self._step = "enrolled"
+        self._status = JourneyStatus.RUNNING
+        self._exit_reason: str | None = None
+        self._paused_at: datetime | None = None
+        self._next: PlanStep | None = None
+        self._next_wake_at: datetime | None = None
+        self._results: dict[str, SendResult] = {}
+        self._recent_event_ids: deque[str] = deque(maxlen=REMEMBERED_EVENT_IDS)
+
+    # --- what a journey writes -------------------------------------------------
+
+    async def steps(self) -> None:
+        """The journey itself; subclasses implement it with the helpers below."""
+        raise NotImplementedError
+
+    async def send(
+        self, step: str, *, template: str, channel: Channel = Channel.EMAIL
+    ) -> SendResult:
+        """Send a templated message for `step` (once, even across retries).
+
+        Waits while the journey is paused; exits instead if an exit arrived.
+
+        Args:
+            step: Step id from the plan; with the workflow id it forms the
+                idempotency key `{workflow_id}/{step}`.
+            template: Template name, e.g. `welcome-series/day0`.
+            channel: Delivery channel.
+
+        Returns:
+            What happened: sent, skipped (and why) or failed.
+        """
+        await self._checkpoint()
+        self._enter_step(step)
+        request = SendRequest(
+            idempotency_key=f"{workflow.info().workflow_id}/{step}",
+            contact_id=self._contact_id,
+            journey=self.name,
+            step=step,
+            template=template,
+            channel=channel,
+        )
+        try:
+            result = await workflow.execute_activity(
+                "send_email",
+                request,
+                result_type=SendResult,
+                start_to_close_timeout=SEND_TIMEOUT,
+                retry_policy=SEND_RETRY_POLICY,
+                summary=f"Send {channel} {template}",
+            )
+        except ActivityError as error:
+            reason = str(error.cause or error)
+            workflow.logger.warning("send failed for step %s: %s", step, reason)
+            result = SendResult(
+                status=DeliveryStatus.FAILED,
+                idempotency_key=request.idempotency_key,
+                reason=reason,
+            )
+        self._results[step] = result
+        self._publish_progress()
+        return result
+
+    async def wait_until_day(self, day: float) -> None:
+        """Wait until Day `day` of the journey (counted from enrolment)."""
+        step = next((s for s in self.plan if s.day == day and s.id not in self._results), None)
+        await self._wait_until(self._day * day, step)
+
+    async def wait(self, *, days: float = 0, hours: float = 0, minutes: float = 0) -> None:
+        """Wait a duration of journey time (scaled by `day_seconds`)."""
+        duration = self._day * (days + hours / 24 + minutes / 1440)
+        await self._wait_until(self._elapsed() + duration, None)
+
+    # --- signals and queries every journey has --------------------------------
+
+    @workflow.signal
+    def event(self, event: BehaviorEvent) -> None:
+        """A behaviour event of the contact; duplicates (same `event_id`) are ignored."""
+        if event.event_id in self._recent_event_ids:
+            return
+        self._recent_event_ids.append(event.event_id)
+        if event.type in self.exit_on:
+            self._request_exit(event.type)
+
+    @workflow.signal
+    def exit(self, request: ExitRequest) -> None:
+        """End the journey now, recording `request.reason`."""
+        self._request_exit(request.reason)
+
+    @workflow.signal
+    def pause(self) -> None:
+        """Stop the journey clock: nothing is sent until `resume`."""
+        if self._paused_at is None and self._exit_reason is None:
+            self._paused_at = workflow.now()
+            self._publish_progress()
+
+    @workflow.signal
+    def resume(self) -> None:
+        """Restart the journey clock; waits are extended by the time paused."""
+        if self._paused_at is not None:
+            self._clock_origin += workflow.now() - self._paused_at
+            self._paused_at = None
+            self._publish_progress()
+
+    @workflow.query
+    def state(self) -> JourneyState:
+        """Where the journey is: step, status, next wake-up, messages sent."""
+        status = self._status
+        if status == JourneyStatus.RUNNING and self._paused_at is not None:
+            status = JourneyStatus.PAUSED
+        return JourneyState(
+            journey=self.name,
+            contact_id=self._contact_id,
+            step=self._step,
+            status=status,
+            enrolled_at=self._enrolled_at,
+            next_wake_at=self._next_wake_at,
+            next_step=self._next.id if self._next else None,
+            messages_sent=sum(r.status == DeliveryStatus.SENT for r in self._results.values()),
+            steps_done=list(self._results),
+            exit_reason=self._exit_reason,
+        )
+
+    # --- the run ---------------------------------------------------------------
+
+    async def run_journey(self, journey_input: JourneyInput) -> JourneyState:
+        """Run `steps()` for the contact; the `@workflow.run` of every journey calls this.
+
+        Returns:
+            The final state: completed, or exited with the reason.
+        """
+        self._contact_id = journey_input.contact_id
+        self._day = timedelta(seconds=journey_input.day_seconds)
+        self._enrolled_at = self._clock_origin = workflow.now()
+        workflow.upsert_search_attributes(
+            [
+                search_attributes.CONTACT_ID.value_set(self._contact_id),
+                search_attributes.JOURNEY.value_set(self.name),
+                search_attributes.JOURNEY_STEP.value_set(self._step),
+            ]
+        )
+        self._publish_progress()
+        try:
+            await self._checkpoint()
+            await self.steps()
+            self._status = JourneyStatus.COMPLETED
+        except _Exited:
+            self._status = JourneyStatus.EXITED
+            workflow.logger.info("journey exited: %s", self._exit_reason)
+        self._next, self._next_wake_at = None, None
+        self._publish_progress()
+        return self.state()
+
+    def _elapsed(self) -> timedelta:
+        return workflow.now() - self._clock_origin
+
+    async def _wait_until(self, offset: timedelta, step: PlanStep | None) -> None:
+        """Wait until `offset` on the journey clock; pausing extends the wait."""
+        self._next = step
+        summary = step.label if step else f"Wait until journey time {offset}"
+        while True:
+            await self._checkpoint()
+            remaining = offset - self._elapsed()
+            if remaining <= timedelta(0):
+                break
+            self._next_wake_at = workflow.now() + remaining
+            self._publish_progress()
+            try:
+                await workflow.wait_condition(
+                    lambda: self._exit_reason is not None or self._paused_at is not None,
+                    timeout=remaining,
+                    timeout_summary=summary,
+                )
+            except TimeoutError:
+                break
+        self._next_wake_at = None
+        await self._checkpoint()
+
+    async def _checkpoint(self) -> None:
+        """Hold while paused; unwind if an exit was requested."""
+        if self._paused_at is not None:
+            await workflow.wait_condition(
+                lambda: self._paused_at is None or self._exit_reason is not None
+            )
+        if self._exit_reason is not None:
+            raise _Exited
+
+    def _request_exit(self, reason: str) -> None:
+        if self._exit_reason is None and self._status == JourneyStatus.RUNNING:
+            self._exit_reason = reason
+
+    def _enter_step(self, step: str) -> None:
+        self._step = step
+        self._next = None
+        workflow.upsert_search_attributes([search_attributes.JOURNEY_STEP.value_set(step)])
+
+    def _publish_progress(self) -> None:
+        """Current details (markdown) for the Temporal UI: done, next, remaining."""
+        status = self.state().status
+        lines = [f"**{self.title}** · contact `{self._contact_id}` · {status}"]
+        if status == JourneyStatus.EXITED:
+            lines.append(f"Exited at step `{self._step}`: **{self._exit_reason}**")
+        elif self._next_wake_at is not None:
+            upcoming = self._next.label if self._next else "next step"
+            lines.append(f"Next: **{upcoming}** at {self._next_wake_at:%Y-%m-%d %H:%M:%S} UTC")
+        lines.append("")
+        for step in self.plan:
+            result = self._results.get(step.id)
+            if result is not None:
+                mark = "✅" if result.status == DeliveryStatus.SENT else "⚠️"
+                lines.append(f"- {mark} {step.label} ({result.status})")
+            elif step is self._next:
+                lines.append(f"- ⏳ {step.label} (next)")
+            else:
+                lines.append(f"- ▫️ {step.label}")
+        workflow.set_current_details("\n".join(lines))
