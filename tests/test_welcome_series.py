@@ -8,7 +8,7 @@ from email.utils import parsedate_to_datetime
 
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
-from sqlmodel import select
+from sqlmodel import col, select
 from temporalio.client import Client, WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
@@ -38,7 +38,7 @@ async def start(
 
 async def message_log(engine: AsyncEngine) -> list[MessageLog]:
     async with session_factory(engine)() as session:
-        return list((await session.exec(select(MessageLog).order_by(MessageLog.id))).all())
+        return list((await session.exec(select(MessageLog).order_by(col(MessageLog.id)))).all())
 
 
 async def test_five_emails_on_day_0_1_2_4_7_with_rendered_tokens(
@@ -81,9 +81,9 @@ async def test_five_emails_on_day_0_1_2_4_7_with_rendered_tokens(
     assert "Ada" not in text_body(outbox["welcome-series-anon/day7"])
 
     rows = await message_log(engine)
-    assert [(r.contact_id, r.step, r.template, r.status) for r in rows if r.contact_id == "ada"] == [
-        ("ada", step, f"welcome-series/{step}", "sent") for step in SCHEDULE
-    ]
+    assert [
+        (r.contact_id, r.step, r.template, r.status) for r in rows if r.contact_id == "ada"
+    ] == [("ada", step, f"welcome-series/{step}", "sent") for step in SCHEDULE]
     assert all(r.provider_message_id == outbox[r.idempotency_key]["Message-ID"] for r in rows)
 
 

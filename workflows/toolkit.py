@@ -132,6 +132,7 @@ class Journey:
             template=template,
             channel=channel,
         )
+        result: SendResult
         try:
             result = await workflow.execute_activity(
                 "send_email",

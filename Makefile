@@ -1,0 +1,45 @@
+# contact-journeys — the two commands a newcomer needs: `make run` and `make test`.
+# Everything is installed by these targets; tools are cached outside the checkout
+# (~/.cache/contact-journeys, or $CONTACT_JOURNEYS_CACHE) and reused.
+
+SHELL := /bin/bash
+CACHE ?= $(or $(CONTACT_JOURNEYS_CACHE),$(if $(XDG_CACHE_HOME),$(XDG_CACHE_HOME)/contact-journeys,$(HOME)/.cache/contact-journeys))
+UV_VERSION := 0.9.30
+UV ?= $(or $(shell command -v uv 2>/dev/null),$(CACHE)/uv-$(UV_VERSION)/bin/uv)
+export UV_PYTHON_DOWNLOADS := never
+VENV := .venv
+PYTHON := $(VENV)/bin/python
+
+.PHONY: run test lint tools setup clean help
+
+help:
+	@echo "make run    start Temporal (UI on :8233), the worker and the demo journeys"
+	@echo "make test   install everything needed and run the test suite"
+	@echo "make lint   ruff and mypy"
+
+$(CACHE)/uv-$(UV_VERSION)/bin/uv:
+	python3 -m venv $(CACHE)/uv-$(UV_VERSION)
+	$(CACHE)/uv-$(UV_VERSION)/bin/pip install --quiet uv==$(UV_VERSION)
+
+$(VENV)/.synced: pyproject.toml uv.lock | $(UV)
+	$(UV) sync --frozen
+	@touch $@
+
+setup: $(VENV)/.synced
+
+tools: setup
+	$(PYTHON) -m starter.toolchain
+
+lint: setup
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+
+test: tools lint
+	$(VENV)/bin/pytest
+
+run: tools
+	$(VENV)/bin/journeys dev
+
+clean:
+	rm -rf .data $(VENV) .pytest_cache .mypy_cache .ruff_cache

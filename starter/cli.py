@@ -1,0 +1,244 @@
+"""The `journeys` command line.
+
+Read commands take `--json` for machine-readable output. Temporal
+connection settings come from the environment (TEMPORAL_ADDRESS, …; see
+`starter/temporal.py`), the database from DATABASE_URL.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from collections.abc import Awaitable, Callable, Coroutine
+from datetime import UTC, datetime
+from functools import wraps
+from typing import Annotated, Any, ParamSpec, TypeVar
+
+import typer
+from pydantic import BaseModel, ValidationError
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from models.contacts import ConsentUpdate, ContactProfile
+from models.db import create_engine, migrate
+from models.events import BehaviorEvent
+from models.settings import get_settings
+from starter import operations
+from starter.logs import configure_logging
+from starter.temporal import connect
+from starter.toolchain import ToolchainError
+
+app = typer.Typer(help="Durable contact journeys on Temporal.", no_args_is_help=True)
+contact_app = typer.Typer(help="Manage contacts.", no_args_is_help=True)
+app.add_typer(contact_app, name="contact")
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON.")]
+
+
+def run_async(function: Callable[P, Coroutine[Any, Any, T]]) -> Callable[P, T]:
+    """Run an async command; turn expected failures into a one-line error and exit code."""
+
+    @wraps(function)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
+        try:
+            return asyncio.run(function(*args, **kwargs))
+        except (operations.OperationError, ToolchainError) as error:
+            typer.secho(f"error: {error}", err=True, fg=typer.colors.RED)
+            raise typer.Exit(1) from None
+        except ValidationError as error:
+            typer.secho(f"invalid input:\n{error}", err=True, fg=typer.colors.RED)
+            raise typer.Exit(2) from None
+
+    return wrapper
+
+
+async def _with_engine(action: Callable[[AsyncEngine], Awaitable[T]]) -> T:
+    engine = create_engine(get_settings().database_url)
+    try:
+        await migrate(engine)
+        return await action(engine)
+    finally:
+        await engine.dispose()
+
+
+def _print_json(value: Any) -> None:
+    typer.echo(json.dumps(value, indent=2, default=str))
+
+
+def _dump(model: BaseModel) -> dict[str, Any]:
+    return model.model_dump(mode="json")
+
+
+@app.command()
+@run_async
+async def dev() -> None:
+    """Start the local stack with the demo (what `make run` runs)."""
+    from starter.dev import run_dev
+
+    settings = get_settings()
+    configure_logging(level=settings.log_level, fmt=settings.log_format)
+    await run_dev(settings)
+
+
+@app.command()
+def worker() -> None:
+    """Run the Temporal worker (all journeys and activities)."""
+    from worker import main
+
+    main()
+
+
+@app.command("migrate")
+@run_async
+async def migrate_command() -> None:
+    """Apply database migrations (the worker also does this at start)."""
+    engine = create_engine(get_settings().database_url)
+    try:
+        await migrate(engine)
+    finally:
+        await engine.dispose()
+    typer.echo("database is up to date")
+
+
+@contact_app.command("upsert")
+@run_async
+async def contact_upsert(
+    contact_id: Annotated[str, typer.Argument(help="Your system's id of the contact.")],
+    email: Annotated[str | None, typer.Option(help="Email address.")] = None,
+    phone: Annotated[str | None, typer.Option(help="E.164 phone number.")] = None,
+    first_name: Annotated[str | None, typer.Option(help="First name.")] = None,
+    company: Annotated[str | None, typer.Option(help="Company.")] = None,
+    timezone: Annotated[str | None, typer.Option(help="IANA time zone.")] = None,
+    email_consent: Annotated[
+        bool | None, typer.Option("--email-consent/--no-email-consent", help="Email opt-in/out.")
+    ] = None,
+    sms_consent: Annotated[
+        bool | None, typer.Option("--sms-consent/--no-sms-consent", help="SMS opt-in/out.")
+    ] = None,
+    consent_source: Annotated[str, typer.Option(help="Where consent was given.")] = "cli",
+    tag: Annotated[list[str] | None, typer.Option(help="Tag to add (repeatable).")] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Create or update a contact."""
+    profile = ContactProfile(
+        id=contact_id,
+        email=email,
+        phone=phone,
+        first_name=first_name,
+        company=company,
+        timezone=timezone,
+        email_consent=None
+        if email_consent is None
+        else ConsentUpdate(granted=email_consent, source=consent_source),
+        sms_consent=None
+        if sms_consent is None
+        else ConsentUpdate(granted=sms_consent, source=consent_source),
+        tags=tag or [],
+    )
+    contact = await _with_engine(lambda engine: operations.upsert_contact(engine, profile))
+    if as_json:
+        _print_json(contact.model_dump(mode="json"))
+    else:
+        typer.echo(f"contact {contact.id} saved")
+
+
+@app.command()
+@run_async
+async def enroll(
+    journey: Annotated[str, typer.Argument(help="Journey, e.g. welcome-series.")],
+    contact_id: Annotated[str, typer.Argument(help="Contact id.")],
+    day_seconds: Annotated[
+        int | None, typer.Option(help="Accelerated clock: seconds per journey day.")
+    ] = None,
+) -> None:
+    """Enrol a contact into a journey."""
+    client = await connect()
+    settings = get_settings()
+    workflow_id = await _with_engine(
+        lambda engine: operations.enroll(
+            client,
+            engine,
+            journey,
+            contact_id,
+            task_queue=settings.task_queue,
+            day_seconds=day_seconds,
+        )
+    )
+    typer.echo(f"enrolled: {workflow_id}")
+
+
+@app.command()
+@run_async
+async def event(
+    contact_id: Annotated[str, typer.Argument(help="Contact id.")],
+    event_type: Annotated[str, typer.Argument(help="Event type, e.g. unsubscribed.")],
+    event_id: Annotated[str | None, typer.Option("--id", help="Idempotency key.")] = None,
+    prop: Annotated[
+        list[str] | None, typer.Option("--property", help="key=value (repeatable).")
+    ] = None,
+) -> None:
+    """Send a behaviour event to the contact's running journeys."""
+    malformed = [item for item in prop or [] if "=" not in item]
+    if malformed:
+        raise typer.BadParameter(f"expected key=value, got {malformed}", param_hint="--property")
+    properties = dict(item.split("=", 1) for item in prop or [])
+    behavior_event = BehaviorEvent(
+        event_id=event_id or f"cli-{uuid.uuid4()}",
+        contact_id=contact_id,
+        type=event_type,
+        occurred_at=datetime.now(UTC),
+        properties=properties,
+    )
+    client = await connect()
+    workflow_ids = await operations.forward_event(client, behavior_event)
+    typer.echo(
+        f"event {behavior_event.event_id} delivered to: {', '.join(workflow_ids) or 'no journey'}"
+    )
+
+
+@app.command()
+@run_async
+async def status(
+    contact_id: Annotated[str, typer.Argument(help="Contact id.")], as_json: JsonFlag = False
+) -> None:
+    """Show a contact's journeys: step, status, next wake-up, messages sent."""
+    runs = await operations.journey_runs(await connect(), contact_id)
+    if as_json:
+        _print_json([_dump(run) for run in runs])
+        return
+    if not runs:
+        typer.echo(f"no journeys for {contact_id}")
+    for run in runs:
+        state = run.state
+        line = f"{run.workflow_id:40} {run.execution_status:12}"
+        if state is not None:
+            line += f" step={state.step} sent={state.messages_sent}"
+            if state.next_wake_at:
+                line += f" next={state.next_step}@{state.next_wake_at:%Y-%m-%d %H:%M:%S}Z"
+            if state.exit_reason:
+                line += f" exit={state.exit_reason}"
+        typer.echo(line)
+
+
+@app.command()
+@run_async
+async def messages(
+    contact_id: Annotated[str | None, typer.Argument(help="Only this contact.")] = None,
+    journey: Annotated[str | None, typer.Option(help="Only this journey.")] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """List the message log (one row per message)."""
+    rows = await _with_engine(
+        lambda engine: operations.message_log(engine, contact_id=contact_id, journey=journey)
+    )
+    if as_json:
+        _print_json([row.model_dump(mode="json") for row in rows])
+        return
+    for row in rows:
+        typer.echo(
+            f"{row.created_at:%Y-%m-%d %H:%M:%S} {row.contact_id:16} {row.journey}/{row.step:8}"
+            f" {row.status:20} {row.subject or ''}"
+        )

@@ -1,0 +1,130 @@
+"""`journeys dev` (what `make run` calls): the local stack with a demo, in the foreground.
+
+Starts the Temporal dev server (Web UI on :8233, state in `.data/temporal.db`,
+custom search attributes registered), applies database migrations, runs the
+worker, and enrols demo contacts into the welcome series on an accelerated
+clock. Ctrl-C stops the worker and the server. Running it again reuses the
+saved state: demo contacts are updated in place, never enrolled twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from pathlib import Path
+
+import typer
+from temporalio.client import Client
+from temporalio.contrib.pydantic import pydantic_data_converter
+
+from models.contacts import ConsentUpdate, ContactProfile
+from models.db import create_engine, migrate
+from models.search_attributes import ALL_SEARCH_ATTRIBUTES
+from models.settings import Settings
+from starter.operations import OperationError, enroll, upsert_contact
+from starter.toolchain import start_dev_server
+from worker import running_worker, wait_for_shutdown_signal
+
+DATA_DIR = Path(".data")
+TEMPORAL_PORT = 7233
+UI_PORT = 8233
+DEMO_DAY_SECONDS = 15
+"""One demo "day" lasts 15 s: the seven-day welcome series runs in under two minutes."""
+
+_DEMO_CONSENT = ConsentUpdate(granted=True, source="demo:make-run")
+DEMO_CONTACTS = (
+    ContactProfile(
+        id="demo-ada",
+        email="ada@example.com",
+        first_name="Ada",
+        company="Analytical Engines",
+        timezone="Europe/London",
+        email_consent=_DEMO_CONSENT,
+        tags=["src_leadmagnet_email-guide"],
+    ),
+    ContactProfile(
+        id="demo-grace",
+        email="grace@example.com",
+        first_name="Grace",
+        timezone="America/New_York",
+        email_consent=_DEMO_CONSENT,
+        tags=["src_webinar_2026-q4-launch"],
+    ),
+    ContactProfile(
+        id="demo-sam",
+        email="sam@example.com",
+        timezone="Asia/Tokyo",
+        email_consent=_DEMO_CONSENT,
+        tags=["src_leadmagnet_email-guide"],
+    ),
+)
+
+
+def _port_in_use(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        return probe.connect_ex(("127.0.0.1", port)) == 0
+
+
+async def run_demo(client: Client, settings: Settings, *, day_seconds: int) -> None:
+    """Upsert the demo contacts and enrol them into the welcome series (once)."""
+    engine = create_engine(settings.database_url)
+    try:
+        for profile in DEMO_CONTACTS:
+            await upsert_contact(engine, profile)
+            try:
+                workflow_id = await enroll(
+                    client,
+                    engine,
+                    "welcome-series",
+                    profile.id,
+                    task_queue=settings.task_queue,
+                    day_seconds=day_seconds,
+                )
+                typer.echo(f"  enrolled {profile.id} → {workflow_id}")
+            except OperationError as error:
+                typer.echo(f"  {error} (kept from an earlier run)")
+    finally:
+        await engine.dispose()
+
+
+async def run_dev(settings: Settings, *, day_seconds: int = DEMO_DAY_SECONDS) -> None:
+    """Run the local stack until Ctrl-C (see the module docstring)."""
+    busy = [port for port in (TEMPORAL_PORT, UI_PORT) if _port_in_use(port)]
+    if busy:
+        raise OperationError(
+            f"port(s) {', '.join(map(str, busy))} already in use: is another Temporal server "
+            "or `make run` running? Stop it first."
+        )
+    DATA_DIR.mkdir(exist_ok=True)
+    shutdown = asyncio.create_task(wait_for_shutdown_signal())
+    engine = create_engine(settings.database_url)
+    try:
+        await migrate(engine)
+    finally:
+        await engine.dispose()
+    typer.echo("Starting the Temporal dev server…")
+    env = await start_dev_server(
+        port=TEMPORAL_PORT,
+        ui=True,
+        ui_port=UI_PORT,
+        search_attributes=ALL_SEARCH_ATTRIBUTES,
+        dev_server_database_filename=str(DATA_DIR / "temporal.db"),
+        data_converter=pydantic_data_converter,
+    )
+    try:
+        async with running_worker(env.client, settings):
+            typer.echo("Demo: welcome series for three sample contacts (1 day = 15 s)")
+            await run_demo(env.client, settings, day_seconds=day_seconds)
+            typer.echo(
+                "\n"
+                f"  Temporal UI:    http://localhost:{UI_PORT}/namespaces/default/workflows\n"
+                f"  Sent messages:  {settings.outbox_dir.resolve()}/  (one .eml per message)\n"
+                "  Message log:    uv run journeys messages --json\n"
+                "  Journey status: uv run journeys status demo-ada\n"
+                "\nPress Ctrl-C to stop.\n"
+            )
+            await shutdown
+    finally:
+        shutdown.cancel()
+        await env.shutdown()
+        typer.echo("Stopped the worker and the Temporal dev server.")
