@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio.client import Client
 from temporalio.worker import Worker
 
-from activities.email_providers import OutboxEmailProvider
+from activities.email_providers import EmailProvider, OutboxEmailProvider
 from activities.messaging import MessagingActivities
 from activities.templates import TemplateCatalog
 from models.db import create_engine, migrate
@@ -33,13 +33,20 @@ GRACEFUL_SHUTDOWN = timedelta(seconds=20)
 log = structlog.stdlib.get_logger(__name__)
 
 
-def build_worker(client: Client, settings: Settings, engine: AsyncEngine) -> Worker:
+def build_worker(
+    client: Client,
+    settings: Settings,
+    engine: AsyncEngine,
+    *,
+    email_provider: EmailProvider | None = None,
+) -> Worker:
     """Create the worker with all workflows and activities registered.
 
     Args:
         client: Connected client (with the pydantic data converter).
         settings: Task queue, templates and provider settings.
         engine: Database engine the activities use.
+        email_provider: Overrides the provider chosen by the settings.
 
     Raises:
         TemplateError: a message template is missing, malformed or lacks a fallback.
@@ -47,7 +54,7 @@ def build_worker(client: Client, settings: Settings, engine: AsyncEngine) -> Wor
     messaging = MessagingActivities(
         engine=engine,
         templates=TemplateCatalog(settings.templates_dir),
-        email_provider=OutboxEmailProvider(settings.outbox_dir),
+        email_provider=email_provider or OutboxEmailProvider(settings.outbox_dir),
     )
     return Worker(
         client,

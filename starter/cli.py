@@ -24,9 +24,11 @@ from models.db import create_engine, migrate
 from models.events import BehaviorEvent
 from models.settings import get_settings
 from starter import operations
+from starter.dev import DEMO_DAY_SECONDS, TEMPORAL_PORT, UI_PORT, run_dev
 from starter.logs import configure_logging
 from starter.temporal import connect
 from starter.toolchain import ToolchainError
+from worker import main as worker_main
 
 app = typer.Typer(help="Durable contact journeys on Temporal.", no_args_is_help=True)
 contact_app = typer.Typer(help="Manage contacts.", no_args_is_help=True)
@@ -74,21 +76,23 @@ def _dump(model: BaseModel) -> dict[str, Any]:
 
 @app.command()
 @run_async
-async def dev() -> None:
+async def dev(
+    day_seconds: Annotated[
+        int, typer.Option(help="Demo clock: seconds per journey day.")
+    ] = DEMO_DAY_SECONDS,
+    temporal_port: Annotated[int, typer.Option(help="Temporal frontend port.")] = TEMPORAL_PORT,
+    ui_port: Annotated[int, typer.Option(help="Temporal Web UI port.")] = UI_PORT,
+) -> None:
     """Start the local stack with the demo (what `make run` runs)."""
-    from starter.dev import run_dev
-
     settings = get_settings()
     configure_logging(level=settings.log_level, fmt=settings.log_format)
-    await run_dev(settings)
+    await run_dev(settings, day_seconds=day_seconds, temporal_port=temporal_port, ui_port=ui_port)
 
 
 @app.command()
 def worker() -> None:
     """Run the Temporal worker (all journeys and activities)."""
-    from worker import main
-
-    main()
+    worker_main()
 
 
 @app.command("migrate")

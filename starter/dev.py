@@ -87,9 +87,15 @@ async def run_demo(client: Client, settings: Settings, *, day_seconds: int) -> N
         await engine.dispose()
 
 
-async def run_dev(settings: Settings, *, day_seconds: int = DEMO_DAY_SECONDS) -> None:
+async def run_dev(
+    settings: Settings,
+    *,
+    day_seconds: int = DEMO_DAY_SECONDS,
+    temporal_port: int = TEMPORAL_PORT,
+    ui_port: int = UI_PORT,
+) -> None:
     """Run the local stack until Ctrl-C (see the module docstring)."""
-    busy = [port for port in (TEMPORAL_PORT, UI_PORT) if _port_in_use(port)]
+    busy = [port for port in (temporal_port, ui_port) if _port_in_use(port)]
     if busy:
         raise OperationError(
             f"port(s) {', '.join(map(str, busy))} already in use: is another Temporal server "
@@ -104,20 +110,20 @@ async def run_dev(settings: Settings, *, day_seconds: int = DEMO_DAY_SECONDS) ->
         await engine.dispose()
     typer.echo("Starting the Temporal dev server…")
     env = await start_dev_server(
-        port=TEMPORAL_PORT,
+        port=temporal_port,
         ui=True,
-        ui_port=UI_PORT,
+        ui_port=ui_port,
         search_attributes=ALL_SEARCH_ATTRIBUTES,
         dev_server_database_filename=str(DATA_DIR / "temporal.db"),
         data_converter=pydantic_data_converter,
     )
     try:
         async with running_worker(env.client, settings):
-            typer.echo("Demo: welcome series for three sample contacts (1 day = 15 s)")
+            typer.echo(f"Demo: welcome series for three sample contacts (1 day = {day_seconds} s)")
             await run_demo(env.client, settings, day_seconds=day_seconds)
             typer.echo(
                 "\n"
-                f"  Temporal UI:    http://localhost:{UI_PORT}/namespaces/default/workflows\n"
+                f"  Temporal UI:    http://localhost:{ui_port}/namespaces/default/workflows\n"
                 f"  Sent messages:  {settings.outbox_dir.resolve()}/  (one .eml per message)\n"
                 "  Message log:    uv run journeys messages --json\n"
                 "  Journey status: uv run journeys status demo-ada\n"

@@ -1,0 +1,96 @@
+"""`journeys dev` (what `make run` runs): starts everything, stops everything, runs twice."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import sqlite3
+from pathlib import Path
+
+import httpx
+from temporalio.client import Client
+
+from tests.cli import JOURNEYS
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def listening(port: int) -> bool:
+    with socket.socket() as probe:
+        return probe.connect_ex(("127.0.0.1", port)) == 0
+
+
+async def start_stack(
+    cwd: Path, temporal_port: int, ui_port: int
+) -> tuple[asyncio.subprocess.Process, str]:
+    """Start `journeys dev` and return once it says it is ready, with what it printed."""
+    env = {key: value for key, value in os.environ.items() if not key.startswith("TEMPORAL_")}
+    env.pop("DATABASE_URL", None)
+    process = await asyncio.create_subprocess_exec(
+        str(JOURNEYS), "dev", "--day-seconds", "2",
+        "--temporal-port", str(temporal_port), "--ui-port", str(ui_port),
+        cwd=cwd, env={**env, "LOG_FORMAT": "json"},
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL,
+    )  # fmt: skip
+    assert process.stdout is not None
+    printed: list[str] = []
+    async with asyncio.timeout(90):
+        while not any("Press Ctrl-C" in line for line in printed):
+            line = (await process.stdout.readline()).decode()
+            assert line, f"journeys dev exited early: {''.join(printed)}"
+            printed.append(line)
+    return process, "".join(printed)
+
+
+async def stop_stack(process: asyncio.subprocess.Process) -> None:
+    process.send_signal(signal.SIGINT)
+    assert process.stdout is not None
+    await asyncio.wait_for(process.stdout.read(), 60)
+    assert await asyncio.wait_for(process.wait(), 60) == 0
+
+
+async def test_dev_stack_runs_demo_stops_cleanly_and_restarts_without_duplicates(
+    tmp_path: Path,
+) -> None:
+    temporal_port, ui_port = free_port(), free_port()
+
+    process, printed = await start_stack(tmp_path, temporal_port, ui_port)
+    try:
+        assert f"http://localhost:{ui_port}" in printed
+        assert str(tmp_path / ".data" / "outbox") in printed
+        assert printed.count("enrolled demo-") == 3
+        async with httpx.AsyncClient() as http:
+            ui = await http.get(f"http://127.0.0.1:{ui_port}/")
+        assert ui.status_code == 200
+        outbox = tmp_path / ".data" / "outbox"
+        for _ in range(100):
+            if len(list(outbox.rglob("*.eml"))) >= 6:  # Day 0 and Day 1 of the three contacts
+                break
+            await asyncio.sleep(0.2)
+        assert len(list(outbox.rglob("*.eml"))) >= 6
+    finally:
+        await stop_stack(process)
+    assert not listening(temporal_port), "Ctrl-C must stop the Temporal server"
+    assert not listening(ui_port)
+
+    process, printed = await start_stack(tmp_path, temporal_port, ui_port)
+    try:
+        assert printed.count("already enrolled") == 3
+        client = await Client.connect(f"127.0.0.1:{temporal_port}")
+        count = await client.count_workflows("Journey = 'welcome-series'")
+        assert count.count == 3
+    finally:
+        await stop_stack(process)
+
+    with sqlite3.connect(tmp_path / ".data" / "journeys.db") as db:
+        assert db.execute("select count(*) from contacts").fetchone() == (3,)
+        keys = [row[0] for row in db.execute("select idempotency_key from message_log")]
+    assert len(keys) == len(set(keys))
+    assert (tmp_path / ".data" / "temporal.db").exists()

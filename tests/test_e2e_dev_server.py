@@ -1,0 +1,113 @@
+"""End to end on the Temporal CLI dev server: worker + `journeys` CLI + `temporal` CLI."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+from temporalio.client import WorkflowExecutionStatus
+from temporalio.testing import WorkflowEnvironment
+
+from models.settings import Settings
+from starter.toolchain import temporal_cli_path
+from tests.cli import cli_environment, journeys, run
+from tests.outbox import read_outbox
+from worker import running_worker
+
+
+async def test_cli_enrols_contact_and_journey_completes_on_accelerated_clock(
+    dev_env: WorkflowEnvironment, settings: Settings
+) -> None:
+    address = dev_env.client.service_client.config.target_host
+    env = cli_environment(settings, address)
+    client = dev_env.client
+
+    upsert = await journeys(
+        "contact", "upsert", "e2e-ada", "--email", "Ada@Example.com", "--first-name", "Ada",
+        "--email-consent", "--consent-source", "form:e2e", "--json", env=env,
+    )  # fmt: skip
+    assert upsert.returncode == 0, upsert.stderr
+    assert upsert.json()["email"] == "ada@example.com"
+
+    async with running_worker(client, settings):
+        enrolled = await journeys(
+            "enroll", "welcome-series", "e2e-ada", "--day-seconds", "1", env=env
+        )
+        assert enrolled.returncode == 0, enrolled.stderr
+        assert "welcome-series-e2e-ada" in enrolled.stdout
+        handle = client.get_workflow_handle("welcome-series-e2e-ada")
+        await asyncio.wait_for(handle.result(), timeout=60)
+
+        again = await journeys("enroll", "welcome-series", "e2e-ada", env=env)
+        assert again.returncode == 1
+        assert "already enrolled" in again.stderr
+
+        status = await journeys("status", "e2e-ada", "--json", env=env)
+        assert status.returncode == 0, status.stderr
+
+    assert (await handle.describe()).status == WorkflowExecutionStatus.COMPLETED
+    [run_status] = status.json()
+    assert run_status["execution_status"] == "COMPLETED"
+    assert run_status["state"]["messages_sent"] == 5
+    assert run_status["state"]["status"] == "completed"
+
+    messages = await journeys("messages", "e2e-ada", "--json", env=env)
+    assert messages.returncode == 0, messages.stderr
+    rows = messages.json()
+    assert [(row["step"], row["status"]) for row in rows] == [
+        (step, "sent") for step in ("day0", "day1", "day2", "day4", "day7")
+    ]
+    assert rows[0]["subject"] == "Your Email Marketing Playbook is ready! 📥"
+    assert len(read_outbox(settings.outbox_dir)) == 5
+
+    temporal = temporal_cli_path(install=False)
+    assert temporal is not None, "the project's Temporal CLI should have been built by make tools"
+    listed: list[dict[str, Any]] = []
+    for _ in range(50):  # visibility is eventually consistent
+        result = await run(
+            str(temporal), "workflow", "list", "--address", address,
+            "--query", "ContactId='e2e-ada'", "--output", "jsonl", env=env,
+        )  # fmt: skip
+        assert result.returncode == 0, result.stderr
+        listed = [json.loads(line) for line in result.stdout.splitlines() if line.strip()]
+        if listed:
+            break
+        await asyncio.sleep(0.2)
+    assert [item["execution"]["workflowId"] for item in listed] == ["welcome-series-e2e-ada"]
+
+
+async def test_cli_unsubscribe_event_exits_running_journey(
+    dev_env: WorkflowEnvironment, settings: Settings
+) -> None:
+    address = dev_env.client.service_client.config.target_host
+    env = cli_environment(settings, address)
+    client = dev_env.client
+    upsert = await journeys(
+        "contact", "upsert", "e2e-bob", "--email", "bob@example.com", "--email-consent", env=env
+    )
+    assert upsert.returncode == 0, upsert.stderr
+
+    async with running_worker(client, settings):
+        enrolled = await journeys(
+            "enroll", "welcome-series", "e2e-bob", "--day-seconds", "30", env=env
+        )
+        assert enrolled.returncode == 0, enrolled.stderr
+        handle = client.get_workflow_handle("welcome-series-e2e-bob")
+        for _ in range(100):  # wait for Day 0 to be sent and the journey to be listed
+            if len(read_outbox(settings.outbox_dir)) == 1:
+                break
+            await asyncio.sleep(0.1)
+        sent = await journeys("event", "e2e-bob", "unsubscribed", "--id", "evt-1", env=env)
+        for _ in range(50):
+            if "welcome-series-e2e-bob" in sent.stdout:
+                break
+            await asyncio.sleep(0.2)  # the journey may not be visible yet: retry
+            sent = await journeys("event", "e2e-bob", "unsubscribed", "--id", "evt-1", env=env)
+        assert sent.returncode == 0, sent.stderr
+        assert "welcome-series-e2e-bob" in sent.stdout
+        result = await asyncio.wait_for(handle.result(), timeout=30)
+
+    assert result["status"] == "exited"
+    assert result["exit_reason"] == "unsubscribed"
+    assert sorted(read_outbox(settings.outbox_dir)) == ["welcome-series-e2e-bob/day0"]
