@@ -125,8 +125,8 @@ async def run_dev(
                 "\n"
                 f"  Temporal UI:    http://localhost:{ui_port}/namespaces/default/workflows\n"
                 f"  Sent messages:  {settings.outbox_dir.resolve()}/  (one .eml per message)\n"
-                "  Message log:    uv run journeys messages --json\n"
-                "  Journey status: uv run journeys status demo-ada\n"
+                "  Message log:    .venv/bin/journeys messages --json\n"
+                "  Journey status: .venv/bin/journeys status demo-ada\n"
                 "\nPress Ctrl-C to stop.\n"
             )
             await shutdown
