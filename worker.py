@@ -38,6 +38,7 @@ def build_worker(
     settings: Settings,
     engine: AsyncEngine,
     *,
+    templates: TemplateCatalog | None = None,
     email_provider: EmailProvider | None = None,
 ) -> Worker:
     """Create the worker with all workflows and activities registered.
@@ -46,6 +47,7 @@ def build_worker(
         client: Connected client (with the pydantic data converter).
         settings: Task queue, templates and provider settings.
         engine: Database engine the activities use.
+        templates: Already loaded templates (default: load `settings.templates_dir`).
         email_provider: Overrides the provider chosen by the settings.
 
     Raises:
@@ -53,7 +55,7 @@ def build_worker(
     """
     messaging = MessagingActivities(
         engine=engine,
-        templates=TemplateCatalog(settings.templates_dir),
+        templates=templates or TemplateCatalog(settings.templates_dir),
         email_provider=email_provider or OutboxEmailProvider(settings.outbox_dir),
     )
     return Worker(
@@ -66,12 +68,14 @@ def build_worker(
 
 
 @asynccontextmanager
-async def running_worker(client: Client, settings: Settings) -> AsyncIterator[Worker]:
+async def running_worker(
+    client: Client, settings: Settings, *, templates: TemplateCatalog | None = None
+) -> AsyncIterator[Worker]:
     """Migrate the database, then run a worker until the block exits."""
     engine = create_engine(settings.database_url)
     try:
         await migrate(engine)
-        worker = build_worker(client, settings, engine)
+        worker = build_worker(client, settings, engine, templates=templates)
         async with worker:
             log.info("worker started", task_queue=settings.task_queue, journeys=list(JOURNEYS))
             yield worker
@@ -94,9 +98,10 @@ async def wait_for_shutdown_signal() -> None:
 
 
 async def run_worker(settings: Settings) -> None:
-    """Connect, run the worker, stop gracefully on SIGINT / SIGTERM."""
+    """Validate templates, connect, run the worker, stop gracefully on SIGINT / SIGTERM."""
+    templates = TemplateCatalog(settings.templates_dir)
     client = await connect()
-    async with running_worker(client, settings):
+    async with running_worker(client, settings, templates=templates):
         await wait_for_shutdown_signal()
 
 

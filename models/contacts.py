@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Annotated
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
+from zoneinfo import available_timezones
 
 from email_validator import EmailNotValidError, validate_email
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
@@ -19,12 +20,14 @@ def _normalise_email(value: str) -> str:
     return result.normalized.lower()
 
 
+@lru_cache(maxsize=1)
+def _iana_time_zones() -> frozenset[str]:
+    return frozenset(available_timezones())
+
+
 def _known_timezone(value: str) -> str:
-    if value not in available_timezones():
-        try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"{value!r} is not an IANA time zone name") from None
+    if value not in _iana_time_zones():
+        raise ValueError(f"{value!r} is not an IANA time zone name")
     return value
 
 

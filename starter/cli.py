@@ -19,6 +19,7 @@ import typer
 from pydantic import BaseModel, ValidationError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from activities.templates import TemplateError
 from models.contacts import ConsentUpdate, ContactProfile
 from models.db import create_engine, migrate
 from models.events import BehaviorEvent
@@ -26,9 +27,9 @@ from models.settings import get_settings
 from starter import operations
 from starter.dev import DEMO_DAY_SECONDS, TEMPORAL_PORT, UI_PORT, run_dev
 from starter.logs import configure_logging
-from starter.temporal import connect
+from starter.temporal import TemporalUnavailable, connect
 from starter.toolchain import ToolchainError
-from worker import main as worker_main
+from worker import run_worker
 
 app = typer.Typer(help="Durable contact journeys on Temporal.", no_args_is_help=True)
 contact_app = typer.Typer(help="Manage contacts.", no_args_is_help=True)
@@ -36,6 +37,9 @@ app.add_typer(contact_app, name="contact")
 
 P = ParamSpec("P")
 T = TypeVar("T")
+
+EXPECTED_ERRORS = (operations.OperationError, ToolchainError, TemplateError, TemporalUnavailable)
+"""Failures reported as one line on stderr (exit code 1), not as a stack trace."""
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON.")]
 
@@ -47,7 +51,12 @@ def run_async(function: Callable[P, Coroutine[Any, Any, T]]) -> Callable[P, T]:
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
         try:
             return asyncio.run(function(*args, **kwargs))
-        except (operations.OperationError, ToolchainError) as error:
+        except (
+            operations.OperationError,
+            ToolchainError,
+            TemplateError,
+            TemporalUnavailable,
+        ) as error:
             typer.secho(f"error: {error}", err=True, fg=typer.colors.RED)
             raise typer.Exit(1) from None
         except ValidationError as error:
@@ -90,9 +99,12 @@ async def dev(
 
 
 @app.command()
-def worker() -> None:
-    """Run the Temporal worker (all journeys and activities)."""
-    worker_main()
+@run_async
+async def worker() -> None:
+    """Run the Temporal worker (all journeys and activities) until SIGINT / SIGTERM."""
+    settings = get_settings()
+    configure_logging(level=settings.log_level, fmt=settings.log_format)
+    await run_worker(settings)
 
 
 @app.command("migrate")

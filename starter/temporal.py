@@ -18,8 +18,23 @@ from temporalio.envconfig import ClientConfigProfile
 DEFAULT_ADDRESS = "localhost:7233"
 
 
+class TemporalUnavailable(Exception):
+    """The Temporal server could not be reached; the message says where and why."""
+
+
 async def connect() -> Client:
-    """Connect a client with the pydantic data converter."""
+    """Connect a client with the pydantic data converter.
+
+    Raises:
+        TemporalUnavailable: the server is not reachable.
+    """
     config: dict[str, Any] = dict(ClientConfigProfile.load().to_client_connect_config())
     config.setdefault("target_host", DEFAULT_ADDRESS)
-    return await Client.connect(**config, data_converter=pydantic_data_converter)
+    try:
+        return await Client.connect(**config, data_converter=pydantic_data_converter)
+    except RuntimeError as error:
+        raise TemporalUnavailable(
+            f"cannot reach Temporal at {config['target_host']} "
+            f"(namespace {config.get('namespace', 'default')}): {error}. "
+            "Is `make run` running, or TEMPORAL_ADDRESS set?"
+        ) from error

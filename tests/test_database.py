@@ -1,0 +1,334 @@
+"""The database: migrations own the schema, timestamps stay UTC, sends stay unique.
+
+Runs on real SQLite files, and on a throwaway PostgreSQL cluster when the
+server binaries are installed.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import pwd
+import shutil
+import socket
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pytest
+import sqlalchemy as sa
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Connection
+from sqlalchemy.exc import IntegrityError, StatementError
+from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlmodel import SQLModel
+
+from models.db import alembic_config, async_database_url, create_engine, migrate, session_factory
+from models.tables import Contact, MessageLog
+from tests.factories import add_contact
+
+APP_TABLES = {"contacts", "message_log"}
+
+
+def _head_revision() -> str:
+    head = ScriptDirectory.from_config(alembic_config()).get_current_head()
+    assert head is not None
+    return head
+
+
+def _current_revisions(connection: Connection) -> tuple[str, ...]:
+    return tuple(MigrationContext.configure(connection).get_current_heads())
+
+
+def _schema_diff(connection: Connection) -> list[Any]:
+    return list(compare_metadata(MigrationContext.configure(connection), SQLModel.metadata))
+
+
+def _table_names(connection: Connection) -> set[str]:
+    return set(sa.inspect(connection).get_table_names())
+
+
+def _log_row(key: str, contact_id: str = "ada") -> MessageLog:
+    return MessageLog(
+        idempotency_key=key,
+        contact_id=contact_id,
+        journey="welcome-series",
+        step="day0",
+        channel="email",
+        template="welcome-series/day0",
+        status="sent",
+    )
+
+
+# --- migrations ------------------------------------------------------------------------
+
+
+async def test_migrate_creates_the_schema_at_head_and_is_idempotent(tmp_path: Path) -> None:
+    engine = create_engine(f"sqlite:///{tmp_path / 'fresh' / 'journeys.db'}")
+    try:
+        async with engine.connect() as connection:
+            assert await connection.run_sync(_table_names) == set()
+
+        await migrate(engine)
+        async with engine.connect() as connection:
+            assert await connection.run_sync(_table_names) == APP_TABLES | {"alembic_version"}
+            assert await connection.run_sync(_current_revisions) == (_head_revision(),)
+
+        await add_contact(engine, "ada")
+        await migrate(engine)  # again: nothing to do, data kept
+        async with engine.connect() as connection:
+            assert await connection.run_sync(_current_revisions) == (_head_revision(),)
+            count = (await connection.execute(sa.text("SELECT count(*) FROM contacts"))).scalar()
+            versions = (
+                await connection.execute(sa.text("SELECT version_num FROM alembic_version"))
+            ).all()
+        assert count == 1
+        assert [row[0] for row in versions] == [_head_revision()]
+    finally:
+        await engine.dispose()
+
+
+async def test_migrated_schema_matches_the_table_models(engine: AsyncEngine) -> None:
+    """A change to `models/tables.py` without a migration shows up here."""
+    async with engine.connect() as connection:
+        diff = await connection.run_sync(_schema_diff)
+
+    assert diff == []
+
+
+async def test_schema_check_notices_a_model_change_without_migration(engine: AsyncEngine) -> None:
+    """The check above is able to fail: a column missing from the database is reported."""
+    metadata = sa.MetaData()
+    for table in SQLModel.metadata.tables.values():
+        table.to_metadata(metadata)
+    metadata.tables["contacts"].append_column(sa.Column("nickname", sa.String(50)))
+
+    def diff(connection: Connection) -> list[Any]:
+        return list(compare_metadata(MigrationContext.configure(connection), metadata))
+
+    async with engine.connect() as connection:
+        changes = await connection.run_sync(diff)
+
+    assert [(change[0], change[2], change[3].name) for change in changes] == [
+        ("add_column", "contacts", "nickname")
+    ]
+
+
+# --- constraints and types -------------------------------------------------------------
+
+
+async def test_message_log_idempotency_key_is_unique(engine: AsyncEngine) -> None:
+    async with session_factory(engine)() as session:
+        session.add(_log_row("welcome-series-ada/day0"))
+        await session.commit()
+
+    async with session_factory(engine)() as session:
+        session.add(_log_row("welcome-series-ada/day0"))
+        with pytest.raises(IntegrityError):
+            await session.commit()
+
+    async with session_factory(engine)() as session:
+        session.add(_log_row("welcome-series-ada/day1"))
+        await session.commit()
+
+    async with engine.connect() as connection:
+        keys = (
+            await connection.execute(sa.text("SELECT idempotency_key FROM message_log ORDER BY id"))
+        ).all()
+    assert [row[0] for row in keys] == ["welcome-series-ada/day0", "welcome-series-ada/day1"]
+
+
+async def test_utc_datetime_keeps_the_instant_and_reads_back_utc(engine: AsyncEngine) -> None:
+    paris = datetime(2026, 3, 29, 3, 30, tzinfo=ZoneInfo("Europe/Paris"))  # 01:30 UTC (CEST)
+    los_angeles = datetime(2026, 11, 1, 23, 15, tzinfo=ZoneInfo("America/Los_Angeles"))
+    async with session_factory(engine)() as session:
+        session.add(
+            Contact(
+                id="ada",
+                email_consent=True,
+                email_consent_at=paris,
+                sms_consent=True,
+                sms_consent_at=los_angeles,
+            )
+        )
+        await session.commit()
+
+    async with session_factory(engine)() as session:
+        contact = await session.get(Contact, "ada")
+    assert contact is not None
+    assert contact.email_consent_at == datetime(2026, 3, 29, 1, 30, tzinfo=UTC)
+    assert contact.email_consent_at is not None and contact.email_consent_at.tzinfo is UTC
+    assert contact.sms_consent_at == datetime(2026, 11, 2, 7, 15, tzinfo=UTC)
+    assert contact.sms_consent_at is not None and contact.sms_consent_at.tzinfo is UTC
+    assert contact.created_at.tzinfo is UTC
+
+    # What is stored is the UTC wall time, so ordering and comparisons in SQL are right.
+    async with engine.connect() as connection:
+        stored = (
+            await connection.execute(sa.text("SELECT email_consent_at FROM contacts"))
+        ).scalar()
+    assert str(stored).startswith("2026-03-29 01:30:00")
+
+
+async def test_utc_datetime_refuses_a_naive_datetime(engine: AsyncEngine) -> None:
+    async with session_factory(engine)() as session:
+        session.add(Contact(id="ada", email_consent_at=datetime(2026, 3, 29, 1, 30)))
+        with pytest.raises(StatementError, match="naive datetime given for a UTC column"):
+            await session.commit()
+
+    async with session_factory(engine)() as session:
+        assert await session.get(Contact, "ada") is None
+
+
+# --- URLs --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("sqlite:///x", "sqlite+aiosqlite:///x"),
+        ("sqlite:////var/lib/journeys.db", "sqlite+aiosqlite:////var/lib/journeys.db"),
+        ("postgresql://u:p@h/db", "postgresql+asyncpg://u:p@h/db"),
+        ("postgresql://u:s3cr%40t@h:5433/db", "postgresql+asyncpg://u:s3cr%40t@h:5433/db"),
+        ("postgres://u:p@h/db", "postgresql+asyncpg://u:p@h/db"),
+        ("postgresql+psycopg://u:p@h/db", "postgresql+psycopg://u:p@h/db"),
+        ("sqlite+aiosqlite:///x", "sqlite+aiosqlite:///x"),
+    ],
+)
+def test_async_database_url(url: str, expected: str) -> None:
+    assert async_database_url(url) == expected
+
+
+# --- PostgreSQL --------------------------------------------------------------------------
+
+
+def _postgres_bin_dir() -> Path | None:
+    candidates = sorted(
+        glob.glob("/usr/lib/postgresql/*/bin/pg_ctl"),
+        key=lambda path: int(Path(path).parts[-3]) if Path(path).parts[-3].isdigit() else 0,
+        reverse=True,
+    )
+    found = shutil.which("pg_ctl")
+    if found:
+        candidates.append(str(Path(found).resolve()))
+    for candidate in candidates:
+        bin_dir = Path(candidate).parent
+        if all((bin_dir / tool).is_file() for tool in ("pg_ctl", "initdb", "postgres")):
+            return bin_dir
+    return None
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    """A throwaway PostgreSQL cluster on a free loopback port (trust auth, no socket file)."""
+    bin_dir = _postgres_bin_dir()
+    if bin_dir is None:
+        pytest.skip("no PostgreSQL server binaries (pg_ctl, initdb, postgres) on this machine")
+    run_as: list[str] = []
+    owner: pwd.struct_passwd | None = None
+    if os.geteuid() == 0:
+        try:
+            owner = pwd.getpwnam("postgres")
+        except KeyError:
+            pytest.skip("running as root, initdb refuses root and there is no `postgres` user")
+        runuser = shutil.which("runuser")
+        if runuser is None:
+            pytest.skip("running as root and `runuser` is missing to run initdb as `postgres`")
+        run_as = [runuser, "-u", "postgres", "--"]
+
+    # Not tmp_path: pytest's base temp folder is private to its owner, and when
+    # running as root the server runs as `postgres`, which could not enter it.
+    base = Path(tempfile.mkdtemp(prefix="journeys-pg-"))
+    data, log = base / "data", base / "server.log"
+    if owner is not None:
+        os.chown(base, owner.pw_uid, owner.pw_gid)
+
+    def run(*args: str) -> None:
+        subprocess.run(
+            [*run_as, *args], check=True, capture_output=True, timeout=120, cwd=base, text=True
+        )
+
+    try:
+        run(str(bin_dir / "initdb"), "-D", str(data), "-U", "postgres", "--auth=trust",
+            "-E", "UTF8", "--no-sync")  # fmt: skip
+        started = False
+        port = 0
+        for _ in range(3):  # another process may take the free port before the server does
+            port = _free_port()
+            with (data / "postgresql.conf").open("a", encoding="utf-8") as conf:
+                conf.write(
+                    f"\nport = {port}\nlisten_addresses = '127.0.0.1'\n"
+                    "unix_socket_directories = ''\nfsync = off\n"
+                )
+            try:
+                run(str(bin_dir / "pg_ctl"), "-D", str(data), "-l", str(log), "-w", "-t", "60",
+                    "start")  # fmt: skip
+            except subprocess.CalledProcessError:
+                continue
+            started = True
+            break
+        if not started:
+            server_log = log.read_text(encoding="utf-8") if log.exists() else ""
+            pytest.fail(f"PostgreSQL did not start:\n{server_log[-2000:]}")
+        try:
+            yield f"postgresql://postgres@127.0.0.1:{port}/postgres"
+        finally:
+            run(str(bin_dir / "pg_ctl"), "-D", str(data), "-m", "fast", "-w", "-t", "60", "stop")
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+
+
+async def test_postgresql_migrate_and_round_trip(postgres_url: str) -> None:
+    engine = create_engine(postgres_url)
+    try:
+        assert engine.url.drivername == "postgresql+asyncpg"
+        await migrate(engine)
+        await migrate(engine)  # idempotent here too
+        async with engine.connect() as connection:
+            assert await connection.run_sync(_current_revisions) == (_head_revision(),)
+            assert await connection.run_sync(_schema_diff) == []
+
+        consent_at = datetime(2026, 3, 29, 3, 30, tzinfo=ZoneInfo("Europe/Paris"))
+        async with session_factory(engine)() as session:
+            session.add(
+                Contact(
+                    id="ada",
+                    email="ada@example.com",
+                    first_name="Ada",
+                    email_consent=True,
+                    email_consent_at=consent_at,
+                    email_consent_source="form:lead-magnet",
+                    tags=["src_webinar", "int_email"],
+                )
+            )
+            session.add(_log_row("welcome-series-ada/day0"))
+            await session.commit()
+
+        async with session_factory(engine)() as session:
+            contact = await session.get(Contact, "ada")
+            assert contact is not None
+            assert contact.email == "ada@example.com"
+            assert contact.first_name == "Ada"
+            assert contact.tags == ["src_webinar", "int_email"]
+            assert contact.email_consent_at == datetime(2026, 3, 29, 1, 30, tzinfo=UTC)
+            assert contact.email_consent_at is not None
+            assert contact.email_consent_at.tzinfo is UTC
+
+            session.add(_log_row("welcome-series-ada/day0"))
+            with pytest.raises(IntegrityError):
+                await session.commit()
+    finally:
+        await engine.dispose()
