@@ -231,23 +231,30 @@ def _free_port() -> int:
         return port
 
 
+def _postgres_unavailable() -> str | None:
+    """Why a throwaway PostgreSQL cluster cannot be started here, or None if it can."""
+    if _postgres_bin_dir() is None:
+        return "no PostgreSQL server binaries (pg_ctl, initdb, postgres) on this machine"
+    if os.geteuid() == 0:
+        try:
+            pwd.getpwnam("postgres")
+        except KeyError:
+            return "running as root, initdb refuses root and there is no `postgres` user"
+        if shutil.which("runuser") is None:
+            return "running as root and `runuser` is missing to run initdb as `postgres`"
+    return None
+
+
 @pytest.fixture
 def postgres_url() -> Iterator[str]:
     """A throwaway PostgreSQL cluster on a free loopback port (trust auth, no socket file)."""
     bin_dir = _postgres_bin_dir()
-    if bin_dir is None:
-        pytest.skip("no PostgreSQL server binaries (pg_ctl, initdb, postgres) on this machine")
+    assert bin_dir is not None
     run_as: list[str] = []
     owner: pwd.struct_passwd | None = None
     if os.geteuid() == 0:
-        try:
-            owner = pwd.getpwnam("postgres")
-        except KeyError:
-            pytest.skip("running as root, initdb refuses root and there is no `postgres` user")
-        runuser = shutil.which("runuser")
-        if runuser is None:
-            pytest.skip("running as root and `runuser` is missing to run initdb as `postgres`")
-        run_as = [runuser, "-u", "postgres", "--"]
+        owner = pwd.getpwnam("postgres")
+        run_as = ["runuser", "-u", "postgres", "--"]
 
     # Not tmp_path: pytest's base temp folder is private to its owner, and when
     # running as root the server runs as `postgres`, which could not enter it.
@@ -291,6 +298,7 @@ def postgres_url() -> Iterator[str]:
         shutil.rmtree(base, ignore_errors=True)
 
 
+@pytest.mark.skipif(_postgres_unavailable() is not None, reason=str(_postgres_unavailable()))
 async def test_postgresql_migrate_and_round_trip(postgres_url: str) -> None:
     engine = create_engine(postgres_url)
     try:
