@@ -1,6 +1,6 @@
 # syntax=docker/dockerfile:1
 # Image of the `journeys` CLI: `docker run IMAGE` runs the Temporal worker,
-# `docker run IMAGE api --host 0.0.0.0` the HTTP gateway.
+# `docker run IMAGE migrate` (or any other subcommand) that command.
 
 # Builder and runtime must use the same Python: the venv's interpreter is a
 # symlink to the base image's /usr/local/bin/python3.11.
@@ -50,6 +50,5 @@ ENV PATH="/app/.venv/bin:$PATH" \
 WORKDIR /app
 # Numeric so that Kubernetes' runAsNonRoot can verify it.
 USER 10001:10001
-EXPOSE 8000
 ENTRYPOINT ["journeys"]
 CMD ["worker"]
