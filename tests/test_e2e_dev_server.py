@@ -90,7 +90,7 @@ async def test_cli_unsubscribe_event_exits_running_journey(
 
     async with running_worker(client, settings):
         enrolled = await journeys(
-            "enroll", "welcome-series", "e2e-bob", "--day-seconds", "30", env=env
+            "enroll", "welcome-series", "e2e-bob", "--day-seconds", "300", env=env
         )
         assert enrolled.returncode == 0, enrolled.stderr
         handle = client.get_workflow_handle("welcome-series-e2e-bob")
