@@ -20,8 +20,13 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio.client import Client
 from temporalio.worker import Worker
 
-from activities.email_providers import EmailProvider, OutboxEmailProvider
 from activities.messaging import MessagingActivities
+from activities.providers import (
+    EmailProvider,
+    SmsProvider,
+    email_provider_from_settings,
+    sms_provider_from_settings,
+)
 from activities.templates import TemplateCatalog
 from models.db import create_engine, migrate
 from models.settings import Settings, get_settings
@@ -40,6 +45,7 @@ def build_worker(
     *,
     templates: TemplateCatalog | None = None,
     email_provider: EmailProvider | None = None,
+    sms_provider: SmsProvider | None = None,
 ) -> Worker:
     """Create the worker with all workflows and activities registered.
 
@@ -48,7 +54,8 @@ def build_worker(
         settings: Task queue, templates and provider settings.
         engine: Database engine the activities use.
         templates: Already loaded templates (default: load `settings.templates_dir`).
-        email_provider: Overrides the provider chosen by the settings.
+        email_provider: Overrides the email provider chosen by the settings.
+        sms_provider: Overrides the SMS provider chosen by the settings.
 
     Raises:
         TemplateError: a message template is missing, malformed or lacks a fallback.
@@ -56,13 +63,17 @@ def build_worker(
     messaging = MessagingActivities(
         engine=engine,
         templates=templates or TemplateCatalog(settings.templates_dir),
-        email_provider=email_provider or OutboxEmailProvider(settings.outbox_dir),
+        email_provider=email_provider or email_provider_from_settings(settings),
+        sms_provider=sms_provider or sms_provider_from_settings(settings),
+        policy=settings.messaging_policy(),
+        unsubscribe_base_url=settings.public_base_url,
+        unsubscribe_secret=settings.unsubscribe_secret.get_secret_value(),
     )
     return Worker(
         client,
         task_queue=settings.task_queue,
         workflows=list(JOURNEYS.values()),
-        activities=[messaging.send_email],
+        activities=[messaging.send_message],
         graceful_shutdown_timeout=GRACEFUL_SHUTDOWN,
     )
 

@@ -1,59 +1,120 @@
-"""The send activity: policy checks, message log, idempotent delivery."""
+"""The send activity: messaging policy, message log, idempotent delivery.
+
+Right before delivery, against the database, in this order:
+
+1. a final outcome already recorded for the idempotency key is returned as is;
+2. the contact needs an address on the channel, and consent for marketing;
+3. a suppressed address (unsubscribed, bounced, invalid) is never sent to;
+4. marketing waits out the contact's quiet hours (unless exempt): deferred;
+5. marketing email fits under the frequency caps across all journeys, or is
+   deferred; the check and the reservation of the message-log row happen in one
+   transaction that holds the contact's row, so two journeys cannot both take
+   the last slot;
+6. the row is `pending` before the provider is called; providers are
+   idempotent on the key, so a retry delivers once.
+
+The policy clock is the scheduled time of the activity attempt (the server's
+clock), which is also what the time-skipping test server advances. Journeys on
+an accelerated clock (demos, staging) skip steps 4 and 5: their "days" are not
+the contact's days.
+"""
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
+
 import structlog
+from sqlalchemy import func, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
-from sqlmodel import select
+from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
 from structlog.contextvars import bound_contextvars
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities.email_providers import EmailProvider, OutgoingEmail
-from activities.templates import TemplateCatalog, TemplateError
+from activities.policy import frequency_cap_release, quiet_hours_end
+from activities.providers import (
+    DeliveryError,
+    EmailProvider,
+    OutgoingEmail,
+    OutgoingSms,
+    SmsProvider,
+)
+from activities.templates import (
+    ContactFields,
+    LinkContext,
+    RenderedEmail,
+    TemplateCatalog,
+    TemplateError,
+)
+from activities.unsubscribe import sign_unsubscribe_token
 from models.db import session_factory
-from models.messages import DeliveryStatus, SendRequest, SendResult
-from models.tables import Contact, MessageLog, utc_now
+from models.messages import (
+    Channel,
+    DeliveryStatus,
+    MessageCategory,
+    SendRequest,
+    SendResult,
+)
+from models.policy import MessagingPolicy
+from models.tables import Contact, MessageLog, Suppression
 
 log = structlog.stdlib.get_logger(__name__)
+
+_COUNTED = (DeliveryStatus.SENT, DeliveryStatus.PENDING)
 
 
 class MessagingActivities:
     """Activities that send messages to contacts.
 
-    Built once in the worker with the database engine, the template catalogue
-    and the configured provider.
+    Built once in the worker with the database engine, the template
+    catalogue, the configured providers and the messaging policy.
     """
 
     def __init__(
-        self, *, engine: AsyncEngine, templates: TemplateCatalog, email_provider: EmailProvider
+        self,
+        *,
+        engine: AsyncEngine,
+        templates: TemplateCatalog,
+        email_provider: EmailProvider,
+        sms_provider: SmsProvider,
+        policy: MessagingPolicy,
+        unsubscribe_base_url: str,
+        unsubscribe_secret: str,
     ) -> None:
         """Hold the shared resources the activities use."""
         self._sessions = session_factory(engine)
         self._templates = templates
         self._email = email_provider
+        self._sms = sms_provider
+        self._policy = policy
+        self._unsubscribe_base_url = unsubscribe_base_url.rstrip("/")
+        self._unsubscribe_secret = unsubscribe_secret
 
-    @activity.defn(name="send_email")
-    async def send_email(self, request: SendRequest) -> SendResult:
-        """Send one templated email to a contact, at most once per idempotency key.
+    @activity.defn(name="send_message")
+    async def send_message(self, request: SendRequest) -> SendResult:
+        """Send one templated message to a contact, at most once per idempotency key.
 
-        The contact is loaded and checked right before delivery (address and
-        email consent). The message-log row is written as `pending` before the
-        provider is called; a retry finds it and the provider, idempotent on
-        the same key, does not deliver a second copy.
+        Returns:
+            Sent, deferred (with the time to ask again), suppressed, skipped, or
+            failed (a permanent provider refusal).
 
         Raises:
-            ApplicationError: non-retryable when the contact or template does not exist.
+            ApplicationError: non-retryable when the contact or template does not
+                exist; retryable (with the provider's `Retry-After`) when the
+                provider failed transiently.
         """
+        now = activity.info().current_attempt_scheduled_time
         with bound_contextvars(
-            idempotency_key=request.idempotency_key, contact_id=request.contact_id
+            idempotency_key=request.idempotency_key,
+            contact_id=request.contact_id,
+            channel=request.channel,
         ):
             recorded = await self._find(request.idempotency_key)
-            if recorded is not None and recorded.status != DeliveryStatus.PENDING:
+            if recorded is not None and DeliveryStatus(recorded.status).is_final:
                 log.info("send already recorded", status=recorded.status)
                 return _result(recorded)
-
             async with self._sessions() as session:
                 contact = await session.get(Contact, request.contact_id)
             if contact is None:
@@ -62,116 +123,303 @@ class MessagingActivities:
                     type="ContactNotFound",
                     non_retryable=True,
                 )
-            if not contact.email:
-                return await self._record_final(
-                    request, recorded, DeliveryStatus.SKIPPED_NO_ADDRESS, "contact has no email"
-                )
-            if not contact.email_consent:
-                return await self._record_final(
-                    request, recorded, DeliveryStatus.SKIPPED_NO_CONSENT, "no email consent"
-                )
-
+            refusal = await self._refusal(request, contact)
+            if refusal is not None:
+                status, reason = refusal
+                return await self._record(request, status, reason, now=now)
+            policed = (
+                request.category == MessageCategory.MARKETING and not request.accelerated_clock
+            )
+            if policed and not request.quiet_hours_exempt:
+                quiet_until = quiet_hours_end(now, contact.timezone, self._policy)
+                if quiet_until is not None:
+                    return await self._defer(request, quiet_until, "quiet hours", now=now)
+            links = self._links(request, contact, now)
+            fields = ContactFields(
+                first_name=contact.first_name, company=contact.company, tags=contact.tags
+            )
             try:
-                rendered = self._templates.render_email(
-                    request.template,
-                    {"first_name": contact.first_name, "company": contact.company},
-                )
+                if request.channel == Channel.EMAIL:
+                    rendered = self._templates.render_email(request.template, fields, links)
+                    subject: str | None = rendered.subject
+                else:
+                    sms_body = self._templates.render_sms(request.template, fields, links)
+                    subject = None
             except TemplateError as error:
                 raise ApplicationError(
                     str(error), type="TemplateError", non_retryable=True
                 ) from error
 
-            brand = self._templates.brand
-            email = OutgoingEmail(
-                idempotency_key=request.idempotency_key,
-                to_address=contact.email,
-                from_name=f"{brand['sender_name']} from {brand['name']}",
-                from_address=brand["sender_email"],
-                reply_to=brand["reply_to"],
-                subject=rendered.subject,
-                text=rendered.text,
-                html=rendered.html,
-                created_at=activity.info().current_attempt_scheduled_time,
-                headers={"X-Journey": request.journey, "X-Journey-Step": request.step},
-            )
-            if recorded is None:
-                recorded = await self._insert_pending(request, rendered.subject)
-            message_id = await self._email.deliver(email)
+            cap_release = await self._reserve(request, subject, now=now)
+            if cap_release is not None:
+                return await self._defer(request, cap_release, "frequency cap", now=now)
+            try:
+                if request.channel == Channel.EMAIL:
+                    assert contact.email is not None
+                    message_id = await self._email.deliver(
+                        self._outgoing_email(request, contact.email, rendered, links, now)
+                    )
+                    provider = self._email.name
+                else:
+                    assert contact.phone is not None
+                    message_id = await self._sms.deliver(
+                        OutgoingSms(
+                            idempotency_key=request.idempotency_key,
+                            to_number=contact.phone,
+                            body=sms_body,
+                            created_at=now,
+                        )
+                    )
+                    provider = self._sms.name
+            except DeliveryError as error:
+                return await self._delivery_failed(request, contact, error, now=now)
             sent = await self._update(
-                recorded.idempotency_key,
+                request.idempotency_key,
+                now=now,
                 status=DeliveryStatus.SENT,
-                provider=self._email.name,
+                provider=provider,
                 provider_message_id=message_id,
-                sent=True,
             )
-            log.info("email sent", journey=request.journey, step=request.step)
+            log.info("message sent", journey=request.journey, step=request.step)
             return _result(sent)
 
-    async def _find(self, key: str) -> MessageLog | None:
+    async def _refusal(
+        self, request: SendRequest, contact: Contact
+    ) -> tuple[DeliveryStatus, str] | None:
+        """Why the message must not go out at all (address, consent, suppression)."""
+        if request.channel == Channel.EMAIL:
+            address, consent = contact.email, contact.email_consent
+        else:
+            address, consent = contact.phone, contact.sms_consent
+        if not address:
+            return DeliveryStatus.SKIPPED_NO_ADDRESS, f"contact has no {request.channel} address"
+        if request.category == MessageCategory.MARKETING and not consent:
+            return DeliveryStatus.SKIPPED_NO_CONSENT, f"no {request.channel} consent"
+        suppression = await self._suppression(request.channel, address)
+        if suppression is not None:
+            return DeliveryStatus.SUPPRESSED, f"address suppressed: {suppression.reason}"
+        return None
+
+    async def _suppression(self, channel: Channel, address: str) -> Suppression | None:
         async with self._sessions() as session:
-            rows = await session.exec(select(MessageLog).where(MessageLog.idempotency_key == key))
+            rows = await session.exec(
+                select(Suppression).where(
+                    Suppression.channel == channel,
+                    Suppression.address_hash == Suppression.hash_address(address),
+                )
+            )
             return rows.first()
 
-    async def _insert_pending(self, request: SendRequest, subject: str | None) -> MessageLog:
-        row = MessageLog(
+    def _links(self, request: SendRequest, contact: Contact, now: datetime) -> LinkContext:
+        token = sign_unsubscribe_token(
+            contact.id, request.channel, secret=self._unsubscribe_secret, issued_at=now
+        )
+        return LinkContext(
+            utm={
+                "utm_source": "journeys",
+                "utm_medium": str(request.channel),
+                "utm_campaign": request.journey,
+                "utm_content": request.step,
+            },
+            unsubscribe_url=f"{self._unsubscribe_base_url}/u/{token}",
+        )
+
+    def _outgoing_email(
+        self,
+        request: SendRequest,
+        address: str,
+        rendered: RenderedEmail,
+        links: LinkContext,
+        now: datetime,
+    ) -> OutgoingEmail:
+        brand = self._templates.brand
+        return OutgoingEmail(
             idempotency_key=request.idempotency_key,
-            contact_id=request.contact_id,
-            journey=request.journey,
-            step=request.step,
-            channel=request.channel,
-            template=request.template,
-            subject=subject,
-            status=DeliveryStatus.PENDING,
+            to_address=address,
+            from_name=f"{brand['sender_name']} from {brand['name']}",
+            from_address=brand["sender_email"],
+            reply_to=brand["reply_to"],
+            subject=rendered.subject,
+            text=rendered.text,
+            html=rendered.html,
+            created_at=now,
+            headers={
+                "X-Journey": request.journey,
+                "X-Journey-Step": request.step,
+                "List-Unsubscribe": f"<{links.unsubscribe_url}>",
+                "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
+            },
+        )
+
+    async def _reserve(
+        self, request: SendRequest, subject: str | None, *, now: datetime
+    ) -> datetime | None:
+        """Write the `pending` row, unless a frequency cap defers the message.
+
+        Returns:
+            None when reserved; otherwise when the cap lets a message through.
+        """
+        capped = (
+            request.channel == Channel.EMAIL
+            and request.category == MessageCategory.MARKETING
+            and not request.accelerated_clock
         )
         async with self._sessions() as session:
+            # Holding the contact's row serialises concurrent sends to one contact.
+            await session.exec(
+                update(Contact)
+                .where(col(Contact.id) == request.contact_id)
+                .values(updated_at=Contact.updated_at)
+            )
+            if capped:
+                release = frequency_cap_release(
+                    now,
+                    await self._recent_marketing_email(session, request, now),
+                    self._policy.email_caps,
+                )
+                if release is not None:
+                    await session.rollback()
+                    return release
+            row = await self._row(session, request.idempotency_key)
+            if row is None:
+                row = MessageLog(
+                    idempotency_key=request.idempotency_key,
+                    contact_id=request.contact_id,
+                    journey=request.journey,
+                    step=request.step,
+                    channel=request.channel,
+                    category=request.category,
+                    template=request.template,
+                    created_at=now,
+                    updated_at=now,
+                    status=DeliveryStatus.PENDING,
+                )
+            row.status = DeliveryStatus.PENDING
+            row.status_reason = None
+            row.subject = subject
+            row.updated_at = now
             session.add(row)
+            await session.commit()
+        return None
+
+    async def _recent_marketing_email(
+        self, session: AsyncSession, request: SendRequest, now: datetime
+    ) -> list[datetime]:
+        longest = max((cap.window for cap in self._policy.email_caps), default=timedelta(0))
+        counted_at = func.coalesce(col(MessageLog.sent_at), col(MessageLog.updated_at))
+        rows = await session.exec(
+            select(counted_at).where(
+                MessageLog.contact_id == request.contact_id,
+                MessageLog.channel == Channel.EMAIL,
+                MessageLog.category == MessageCategory.MARKETING,
+                col(MessageLog.status).in_(_COUNTED),
+                MessageLog.idempotency_key != request.idempotency_key,
+                counted_at > now - longest,
+            )
+        )
+        return list(rows.all())
+
+    async def _delivery_failed(
+        self, request: SendRequest, contact: Contact, error: DeliveryError, *, now: datetime
+    ) -> SendResult:
+        """Record a permanent refusal (suppressing an invalid address); re-raise a transient one."""
+        if not error.permanent:
+            log.warning("delivery failed, will retry", error=str(error))
+            raise error.to_application_error() from error
+        if error.invalid_recipient:
+            address = contact.email if request.channel == Channel.EMAIL else contact.phone
+            assert address is not None
+            await self._suppress(request.channel, address, "invalid_recipient", contact.id, now)
+        log.warning("delivery refused", error=str(error))
+        return await self._record(request, DeliveryStatus.FAILED, str(error), now=now)
+
+    async def _suppress(
+        self, channel: Channel, address: str, reason: str, contact_id: str, now: datetime
+    ) -> None:
+        async with self._sessions() as session:
+            session.add(
+                Suppression(
+                    channel=channel,
+                    address_hash=Suppression.hash_address(address),
+                    reason=reason,
+                    contact_id=contact_id,
+                    created_at=now,
+                )
+            )
             try:
                 await session.commit()
             except IntegrityError:
                 await session.rollback()
-                existing = await self._find(request.idempotency_key)
-                if existing is None:
-                    raise
-                return existing
-        return row
 
-    async def _record_final(
-        self,
-        request: SendRequest,
-        recorded: MessageLog | None,
-        status: DeliveryStatus,
-        reason: str,
+    async def _defer(
+        self, request: SendRequest, until: datetime, why: str, *, now: datetime
     ) -> SendResult:
-        if recorded is None:
-            recorded = await self._insert_pending(request, subject=None)
-        row = await self._update(recorded.idempotency_key, status=status, reason=reason)
-        log.info("send skipped", status=status, reason=reason)
+        reason = f"{why} until {until:%Y-%m-%d %H:%M} UTC"
+        await self._record(request, DeliveryStatus.DEFERRED, reason, now=now)
+        log.info("send deferred", reason=reason)
+        return SendResult(
+            status=DeliveryStatus.DEFERRED,
+            idempotency_key=request.idempotency_key,
+            reason=reason,
+            deferred_until=until,
+        )
+
+    async def _find(self, key: str) -> MessageLog | None:
+        async with self._sessions() as session:
+            return await self._row(session, key)
+
+    @staticmethod
+    async def _row(session: AsyncSession, key: str) -> MessageLog | None:
+        rows = await session.exec(select(MessageLog).where(MessageLog.idempotency_key == key))
+        return rows.first()
+
+    async def _record(
+        self, request: SendRequest, status: DeliveryStatus, reason: str, *, now: datetime
+    ) -> SendResult:
+        """Write (insert or update) the row with an outcome that is not a delivery."""
+        async with self._sessions() as session:
+            row = await self._row(session, request.idempotency_key) or MessageLog(
+                idempotency_key=request.idempotency_key,
+                contact_id=request.contact_id,
+                journey=request.journey,
+                step=request.step,
+                channel=request.channel,
+                category=request.category,
+                template=request.template,
+                created_at=now,
+                status=status,
+            )
+            row.status = status
+            row.status_reason = reason
+            row.updated_at = now
+            session.add(row)
+            await session.commit()
+            await session.refresh(row)
+        if status != DeliveryStatus.DEFERRED:
+            log.info("send not delivered", status=status, reason=reason)
         return _result(row)
 
     async def _update(
         self,
         key: str,
         *,
+        now: datetime,
         status: DeliveryStatus,
-        reason: str | None = None,
-        provider: str | None = None,
-        provider_message_id: str | None = None,
-        sent: bool = False,
+        provider: str,
+        provider_message_id: str,
     ) -> MessageLog:
         async with self._sessions() as session:
-            row = (
-                await session.exec(select(MessageLog).where(MessageLog.idempotency_key == key))
-            ).one()
-            now = utc_now()
+            row = await self._row(session, key)
+            assert row is not None, f"message-log row {key} vanished"
             row.status = status
-            row.status_reason = reason
+            row.status_reason = None
             row.provider = provider
             row.provider_message_id = provider_message_id
             row.updated_at = now
-            if sent:
-                row.sent_at = now
+            row.sent_at = now
             session.add(row)
             await session.commit()
+            await session.refresh(row)
             return row
 
 

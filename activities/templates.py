@@ -5,34 +5,99 @@ Layout of `templates/`:
 - `brand.toml`: brand variables, available to every template as `brand.*`;
 - `layouts/email.txt.liquid`, `layouts/email.html.liquid`: the shared text and
   HTML frames (preheader, CTA button, footer with the physical address);
-- `<journey>/<step>.toml`: one message each, with the Liquid strings
-  `subject`, `preview`, `opening`, `cta_label`, `cta_url` and `closing`.
+- `<journey>/<step>.toml`: one email each, with the Liquid strings
+  `subject`, `preview`, `opening`, `cta_label`, `cta_url` and `closing`;
+- `<journey>/<step>.sms.toml`: one SMS each, with a Liquid `body` (the
+  opt-out line `brand.sms_opt_out` is appended).
 
 Contact fields (`first_name`, `company`) are only defined when the contact
 has them, so a template must give a fallback (`{{ first_name | default:
-"there" }}`) or test for them (`{% if company %}`); the catalogue renders every
-message without them when it loads, so a missing fallback is an error at
-worker start, not at 3 a.m. on Day 7. Contact data is passed as variables and
-is never parsed as Liquid.
+"there" }}`) or test for them (`{% if company %}`); `tags` is the contact's tag
+list, for dynamic blocks (`{% if tags contains "int_product_course" %}`). The
+catalogue renders every message without contact fields when it loads, so a
+missing fallback is an error at worker start, not at 3 a.m. on Day 7. Contact
+data is passed as variables and is never parsed as Liquid.
+
+Every http(s) link of a rendered message gets the UTM parameters of its
+journey and step; the footer carries the unsubscribe link.
 """
 
 from __future__ import annotations
 
+import re
 import tomllib
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from liquid import BoundTemplate, Environment, FalsyStrictUndefined
 from liquid.exceptions import LiquidError
 
 MESSAGE_FIELDS = ("subject", "preview", "opening", "cta_label", "cta_url", "closing")
-CONTACT_FIELDS = ("first_name", "company")
-_SAMPLE_CONTACT = {"first_name": "Sample", "company": "Sample Co"}
+SMS_FIELDS = ("body",)
+_URL = re.compile(r"https?://[^\s<>\"'()]+")
+_TRAILING_PUNCTUATION = ".,;:!?"
 
 
 class TemplateError(Exception):
     """A template is missing, malformed or cannot render; the message names the file."""
+
+
+@dataclass(frozen=True)
+class ContactFields:
+    """What templates may know of a contact."""
+
+    first_name: str | None = None
+    company: str | None = None
+    tags: Sequence[str] = ()
+
+    def variables(self) -> dict[str, object]:
+        """Template variables: missing fields stay undefined (so fallbacks apply)."""
+        present = {"first_name": self.first_name, "company": self.company}
+        return {key: value for key, value in present.items() if value} | {"tags": list(self.tags)}
+
+
+@dataclass(frozen=True)
+class LinkContext:
+    """How a message's links are decorated.
+
+    Attributes:
+        utm: UTM parameters added to every link (existing ones are kept).
+        unsubscribe_url: The signed one-click unsubscribe link for the footer.
+    """
+
+    utm: Mapping[str, str] = field(default_factory=dict)
+    unsubscribe_url: str = ""
+
+
+_SAMPLE_CONTACTS = (
+    ContactFields(),
+    ContactFields(first_name="Sample", company="Sample Co", tags=("int_sample",)),
+)
+_SAMPLE_LINKS = LinkContext(
+    utm={"utm_source": "journeys", "utm_campaign": "sample"},
+    unsubscribe_url="https://example.invalid/u/sample",
+)
+
+
+def add_utm(url: str, utm: Mapping[str, str]) -> str:
+    """`url` with the UTM parameters added (parameters it already has win)."""
+    parts = urlsplit(url)
+    query = dict(parse_qsl(parts.query, keep_blank_values=True))
+    merged = {**utm, **query}
+    return urlunsplit(parts._replace(query=urlencode(merged)))
+
+
+def tag_links(text: str, utm: Mapping[str, str]) -> str:
+    """Add the UTM parameters to every http(s) link in plain text."""
+
+    def decorate(match: re.Match[str]) -> str:
+        url = match.group(0)
+        stripped = url.rstrip(_TRAILING_PUNCTUATION)
+        return add_utm(stripped, utm) + url[len(stripped) :]
+
+    return _URL.sub(decorate, text)
 
 
 @dataclass(frozen=True)
@@ -46,7 +111,7 @@ class RenderedEmail:
 
 
 @dataclass(frozen=True)
-class _EmailTemplate:
+class _Template:
     path: Path
     fields: Mapping[str, BoundTemplate]
 
@@ -76,25 +141,37 @@ class TemplateCatalog:
         self._html_layout = self._parse_file(
             self._html_env, directory / "layouts" / "email.html.liquid"
         )
-        self._emails = {
-            path.relative_to(directory).with_suffix("").as_posix(): self._load_email(path)
-            for path in sorted(directory.glob("*/*.toml"))
-        }
-        for name in self._emails:
-            for contact in ({}, _SAMPLE_CONTACT):
-                self.render_email(name, contact)
+        self._emails: dict[str, _Template] = {}
+        self._sms: dict[str, _Template] = {}
+        for path in sorted(directory.glob("*/*.toml")):
+            name = path.relative_to(directory).as_posix().removesuffix(".toml")
+            if name.endswith(".sms"):
+                self._sms[name.removesuffix(".sms")] = self._load(path, SMS_FIELDS)
+            else:
+                self._emails[name] = self._load(path, MESSAGE_FIELDS)
+        for contact in _SAMPLE_CONTACTS:
+            for name in self._emails:
+                self.render_email(name, contact, _SAMPLE_LINKS)
+            for name in self._sms:
+                self.render_sms(name, contact, _SAMPLE_LINKS)
 
     @property
     def names(self) -> list[str]:
         """Names of the email templates, e.g. `welcome-series/day0`."""
         return sorted(self._emails)
 
-    def render_email(self, name: str, contact: Mapping[str, str | None]) -> RenderedEmail:
+    @property
+    def sms_names(self) -> list[str]:
+        """Names of the SMS templates, e.g. `pricing-abandon/day2`."""
+        return sorted(self._sms)
+
+    def render_email(self, name: str, contact: ContactFields, links: LinkContext) -> RenderedEmail:
         """Render email template `name` for a contact.
 
         Args:
             name: Template name, e.g. `welcome-series/day0`.
-            contact: Contact fields; `None` or missing values use the template's fallback.
+            contact: The contact's fields; missing ones use the template's fallback.
+            links: UTM parameters and the unsubscribe link.
 
         Returns:
             Subject, preview text, and the text and HTML bodies.
@@ -105,19 +182,19 @@ class TemplateCatalog:
         template = self._emails.get(name)
         if template is None:
             raise TemplateError(f"unknown template {name!r}; known: {', '.join(self.names)}")
-        variables = {
-            "brand": self.brand,
-            **{key: value for key in CONTACT_FIELDS if (value := contact.get(key))},
-        }
+        variables = {"brand": self.brand, **contact.variables()}
         try:
             parts = {key: bound.render(**variables) for key, bound in template.fields.items()}
-            opening, closing = parts["opening"].strip(), parts["closing"].strip()
+            opening = tag_links(parts["opening"].strip(), links.utm)
+            closing = tag_links(parts["closing"].strip(), links.utm)
             frame = {
                 "brand": self.brand,
                 "subject": parts["subject"].strip(),
                 "preview": parts["preview"].strip(),
                 "cta_label": parts["cta_label"].strip(),
-                "cta_url": parts["cta_url"].strip(),
+                "cta_url": add_utm(parts["cta_url"].strip(), links.utm),
+                "website_url": add_utm(self.brand["website_url"], links.utm),
+                "unsubscribe_url": links.unsubscribe_url,
             }
             text = self._text_layout.render(**frame, opening=opening, closing=closing)
             html = self._html_layout.render(
@@ -130,6 +207,23 @@ class TemplateCatalog:
         return RenderedEmail(
             subject=str(frame["subject"]), preview=str(frame["preview"]), text=text, html=html
         )
+
+    def render_sms(self, name: str, contact: ContactFields, links: LinkContext) -> str:
+        """Render SMS template `name`: its body, links tagged, and the opt-out line.
+
+        Raises:
+            TemplateError: unknown template, or it cannot render.
+        """
+        template = self._sms.get(name)
+        if template is None:
+            raise TemplateError(
+                f"unknown SMS template {name!r}; known: {', '.join(self.sms_names)}"
+            )
+        try:
+            body = template.fields["body"].render(brand=self.brand, **contact.variables())
+        except LiquidError as error:
+            raise TemplateError(f"{template.path}: {error}") from error
+        return f"{tag_links(body.strip(), links.utm)} {self.brand['sms_opt_out']}"
 
     def _load_brand(self, path: Path) -> dict[str, str]:
         try:
@@ -144,20 +238,20 @@ class TemplateCatalog:
         except (OSError, LiquidError) as error:
             raise TemplateError(f"{path}: {error}") from error
 
-    def _load_email(self, path: Path) -> _EmailTemplate:
+    def _load(self, path: Path, expected: Sequence[str]) -> _Template:
         try:
             raw = tomllib.loads(path.read_text(encoding="utf-8"))
         except (OSError, tomllib.TOMLDecodeError) as error:
             raise TemplateError(f"{path}: {error}") from error
-        missing = [key for key in MESSAGE_FIELDS if not isinstance(raw.get(key), str)]
-        unknown = sorted(set(raw) - set(MESSAGE_FIELDS))
+        missing = [key for key in expected if not isinstance(raw.get(key), str)]
+        unknown = sorted(set(raw) - set(expected))
         if missing or unknown:
             raise TemplateError(
                 f"{path}: missing text fields {missing}, unknown fields {unknown}; "
-                f"a message has exactly {', '.join(MESSAGE_FIELDS)}"
+                f"a message has exactly {', '.join(expected)}"
             )
         try:
-            fields = {key: self._env.from_string(raw[key]) for key in MESSAGE_FIELDS}
+            fields = {key: self._env.from_string(raw[key]) for key in expected}
         except LiquidError as error:
             raise TemplateError(f"{path}: {error}") from error
-        return _EmailTemplate(path=path, fields=fields)
+        return _Template(path=path, fields=fields)

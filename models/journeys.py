@@ -7,9 +7,32 @@ from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from models.events import ContactId
+from models.events import BehaviorEvent, ContactId
+from models.messages import SendResult
 
 SECONDS_PER_DAY = 86_400
+
+
+class JourneyCarryOver(BaseModel):
+    """A journey's progress, handed to the next run when it continues as new.
+
+    Attributes:
+        enrolled_at: Day 0 of the journey.
+        clock_origin: Day 0 shifted by the time spent paused.
+        paused_at: When the current pause began, if paused.
+        results: Outcome of every step sent so far.
+        recent_event_ids: Event ids already processed (duplicates are dropped).
+        events: Recent events, for `wait_for`.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    enrolled_at: datetime
+    clock_origin: datetime
+    paused_at: datetime | None = None
+    results: dict[str, SendResult] = Field(default_factory=dict)
+    recent_event_ids: list[str] = Field(default_factory=list)
+    events: list[BehaviorEvent] = Field(default_factory=list)
 
 
 class JourneyInput(BaseModel):
@@ -21,12 +44,17 @@ class JourneyInput(BaseModel):
             production; a small value (e.g. 15) gives an accelerated clock for
             demos and staging. It is part of the workflow input, so it is
             recorded in history and replays deterministically.
+        history_limit: Continue as new once the history has this many events
+            (or earlier, when the server suggests it).
+        carry: Progress from the previous run; set by the toolkit only.
     """
 
     model_config = ConfigDict(frozen=True)
 
     contact_id: ContactId
     day_seconds: int = Field(default=SECONDS_PER_DAY, ge=1, le=SECONDS_PER_DAY)
+    history_limit: int = Field(default=10_000, ge=20)
+    carry: JourneyCarryOver | None = None
 
 
 class JourneyStatus(StrEnum):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict
@@ -19,15 +20,30 @@ class Channel(StrEnum):
 class DeliveryStatus(StrEnum):
     """Outcome of one send, as recorded in the message log.
 
-    `pending` is the state of a row written before the provider call; every
-    other value is final.
+    `pending` (written before the provider call) and `deferred` (quiet hours or
+    frequency cap: the journey waits and asks again) are not final; every other
+    value is.
     """
 
     PENDING = "pending"
+    DEFERRED = "deferred"
     SENT = "sent"
+    SUPPRESSED = "suppressed"
     SKIPPED_NO_CONSENT = "skipped_no_consent"
     SKIPPED_NO_ADDRESS = "skipped_no_address"
     FAILED = "failed"
+
+    @property
+    def is_final(self) -> bool:
+        """Whether a later attempt with the same key must return this outcome as is."""
+        return self not in (DeliveryStatus.PENDING, DeliveryStatus.DEFERRED)
+
+
+class MessageCategory(StrEnum):
+    """Marketing messages need consent and count against caps; transactional ones do not."""
+
+    MARKETING = "marketing"
+    TRANSACTIONAL = "transactional"
 
 
 class SendRequest(BaseModel):
@@ -41,6 +57,12 @@ class SendRequest(BaseModel):
         step: Journey step, for the message log.
         template: Template name, e.g. `welcome-series/day0`.
         channel: Delivery channel.
+        category: Marketing (consent, quiet hours, caps) or transactional.
+        quiet_hours_exempt: Send even inside quiet hours (e.g. the Day-0 welcome,
+            which the contact is waiting for).
+        accelerated_clock: The journey runs on a demo/staging clock whose
+            "days" are not the contact's days: quiet hours and frequency caps
+            are not applied (consent and suppression still are).
     """
 
     model_config = ConfigDict(frozen=True)
@@ -51,6 +73,9 @@ class SendRequest(BaseModel):
     step: str
     template: str
     channel: Channel = Channel.EMAIL
+    category: MessageCategory = MessageCategory.MARKETING
+    quiet_hours_exempt: bool = False
+    accelerated_clock: bool = False
 
 
 class SendResult(BaseModel):
@@ -61,6 +86,7 @@ class SendResult(BaseModel):
         idempotency_key: Echo of the request's key.
         provider_message_id: Provider's id (the Message-ID for email) when sent.
         reason: Human-readable detail for a status other than `sent`.
+        deferred_until: For `deferred`: when to ask again.
     """
 
     model_config = ConfigDict(frozen=True)
@@ -69,3 +95,4 @@ class SendResult(BaseModel):
     idempotency_key: str
     provider_message_id: str | None = None
     reason: str | None = None
+    deferred_until: datetime | None = None

@@ -7,11 +7,15 @@ TEMPORAL_API_KEY, TEMPORAL_TLS*, TEMPORAL_PROFILE) are read by the SDK's
 
 from __future__ import annotations
 
+from datetime import time, timedelta
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from models.policy import FrequencyCap, MessagingPolicy
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -23,22 +27,75 @@ class Settings(BaseSettings):
         database_url: SQLAlchemy URL of the CRM / message-log database. A plain
             `sqlite:///path` or `postgresql://…` URL is mapped to its async driver.
         task_queue: Temporal task queue the worker polls and journeys run on.
-        email_provider: How email is delivered (`outbox`: .eml files on disk).
+        email_provider: How email is delivered: `outbox` (.eml files on disk),
+            `smtp` (an SMTP server) or `http` (a JSON email API).
         outbox_dir: Where the outbox provider writes one .eml file per message.
         templates_dir: Message assets (Liquid) and `brand.toml`.
         log_format: `json`, `console`, or `auto` (JSON unless stderr is a TTY).
         log_level: Minimum level logged.
+        quiet_hours_start: Local time (contact's zone) marketing stops being sent.
+        quiet_hours_end: Local time it may be sent again.
+        email_cap_per_day: Marketing emails per contact per rolling 24 h, all journeys.
+        email_cap_per_week: Marketing emails per contact per rolling 7 days.
+        public_base_url: Base URL of the gateway, for unsubscribe links.
+        unsubscribe_secret: HMAC key signing unsubscribe tokens; set your own
+            in production (the default is for local use only).
+        smtp_host: SMTP server host (email_provider `smtp`).
+        smtp_port: SMTP server port.
+        smtp_username: SMTP login name; AUTH only when set (with smtp_password).
+        smtp_password: SMTP login password.
+        smtp_starttls: Upgrade the SMTP connection with STARTTLS (port 587).
+        smtp_use_tls: Connect to SMTP with implicit TLS (port 465).
+        email_api_url: Base URL of the JSON email API (email_provider `http`);
+            messages are POSTed to `{email_api_url}/emails`.
+        email_api_key: Bearer token of the email API.
+        sms_provider: How SMS is delivered: `outbox` (.sms.txt files in
+            outbox_dir) or `http` (a JSON SMS API).
+        sms_api_url: Base URL of the JSON SMS API (sms_provider `http`);
+            messages are POSTed to `{sms_api_url}/messages`.
+        sms_api_key: Bearer token of the SMS API.
+        provider_timeout_seconds: Time allowed for one provider call (connect,
+            send, answer) before it counts as a transient failure.
     """
 
     model_config = SettingsConfigDict(env_file=".env", extra="ignore")
 
     database_url: str = "sqlite:///.data/journeys.db"
     task_queue: str = "journeys"
-    email_provider: Literal["outbox"] = "outbox"
+    email_provider: Literal["outbox", "smtp", "http"] = "outbox"
     outbox_dir: Path = Path(".data/outbox")
     templates_dir: Path = PROJECT_ROOT / "templates"
     log_format: Literal["auto", "json", "console"] = "auto"
     log_level: str = "INFO"
+    quiet_hours_start: time = time(21, 0)
+    quiet_hours_end: time = time(8, 0)
+    email_cap_per_day: int = Field(default=2, ge=1)
+    email_cap_per_week: int = Field(default=5, ge=1)
+    public_base_url: str = "http://localhost:8000"
+    unsubscribe_secret: SecretStr = SecretStr("local-development-only-unsubscribe-secret")
+    smtp_host: str = "localhost"
+    smtp_port: int = 25
+    smtp_username: str | None = None
+    smtp_password: SecretStr | None = None
+    smtp_starttls: bool = False
+    smtp_use_tls: bool = False
+    email_api_url: str | None = None
+    email_api_key: SecretStr | None = None
+    sms_provider: Literal["outbox", "http"] = "outbox"
+    sms_api_url: str | None = None
+    sms_api_key: SecretStr | None = None
+    provider_timeout_seconds: float = 10.0
+
+    def messaging_policy(self) -> MessagingPolicy:
+        """The quiet hours and frequency caps the send activity applies."""
+        return MessagingPolicy(
+            quiet_start=self.quiet_hours_start,
+            quiet_end=self.quiet_hours_end,
+            email_caps=(
+                FrequencyCap(limit=self.email_cap_per_day, window=timedelta(hours=24)),
+                FrequencyCap(limit=self.email_cap_per_week, window=timedelta(days=7)),
+            ),
+        )
 
 
 @lru_cache(maxsize=1)

@@ -6,10 +6,11 @@ Schema changes go through Alembic migrations in `migrations/`.
 
 from __future__ import annotations
 
+import hashlib
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, Column, DateTime, TypeDecorator
+from sqlalchemy import JSON, Column, DateTime, TypeDecorator, UniqueConstraint
 from sqlalchemy.engine import Dialect
 from sqlmodel import Field, SQLModel
 
@@ -91,6 +92,7 @@ class MessageLog(SQLModel, table=True):
     journey: str = Field(max_length=64, index=True)
     step: str = Field(max_length=64)
     channel: str = Field(max_length=16)
+    category: str = Field(default="marketing", max_length=16)
     template: str = Field(max_length=200)
     subject: str | None = Field(default=None, max_length=500)
     status: str = Field(max_length=32, index=True)
@@ -104,3 +106,29 @@ class MessageLog(SQLModel, table=True):
         default_factory=utc_now, sa_column=Column(UTCDateTime(), nullable=False)
     )
     sent_at: datetime | None = _timestamp()
+
+
+class Suppression(SQLModel, table=True):
+    """An address that must never be messaged again on a channel.
+
+    Only a hash of the normalised address is kept, so the entry survives the
+    erasure of the contact's personal data and still stops a re-import from
+    being mailed.
+    """
+
+    __tablename__ = "suppressions"
+    __table_args__ = (UniqueConstraint("channel", "address_hash"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    channel: str = Field(max_length=16)
+    address_hash: str = Field(max_length=64)
+    reason: str = Field(max_length=64)
+    contact_id: str | None = Field(default=None, max_length=64, index=True)
+    created_at: datetime = Field(
+        default_factory=utc_now, sa_column=Column(UTCDateTime(), nullable=False)
+    )
+
+    @staticmethod
+    def hash_address(address: str) -> str:
+        """SHA-256 of the address, trimmed and lower-cased."""
+        return hashlib.sha256(address.strip().lower().encode()).hexdigest()

@@ -23,6 +23,7 @@ from activities.templates import TemplateError
 from models.contacts import ConsentUpdate, ContactProfile
 from models.db import create_engine, migrate
 from models.events import BehaviorEvent
+from models.journeys import JourneyInput
 from models.settings import get_settings
 from starter import operations
 from starter.dev import DEMO_DAY_SECONDS, TEMPORAL_PORT, UI_PORT, run_dev
@@ -73,6 +74,11 @@ async def _with_engine(action: Callable[[AsyncEngine], Awaitable[T]]) -> T:
         return await action(engine)
     finally:
         await engine.dispose()
+
+
+def _given(**options: Any) -> dict[str, Any]:
+    """The options the user actually gave (so model defaults apply to the rest)."""
+    return {name: value for name, value in options.items() if value is not None}
 
 
 def _print_json(value: Any) -> None:
@@ -171,16 +177,12 @@ async def enroll(
     ] = None,
 ) -> None:
     """Enrol a contact into a journey."""
+    journey_input = JourneyInput(contact_id=contact_id, **_given(day_seconds=day_seconds))
     client = await connect()
     settings = get_settings()
     workflow_id = await _with_engine(
         lambda engine: operations.enroll(
-            client,
-            engine,
-            journey,
-            contact_id,
-            task_queue=settings.task_queue,
-            day_seconds=day_seconds,
+            client, engine, journey, journey_input, task_queue=settings.task_queue
         )
     )
     typer.echo(f"enrolled: {workflow_id}")

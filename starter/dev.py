@@ -19,6 +19,7 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 
 from models.contacts import ConsentUpdate, ContactProfile
 from models.db import create_engine, migrate
+from models.journeys import JourneyInput
 from models.search_attributes import ALL_SEARCH_ATTRIBUTES
 from models.settings import Settings
 from starter.operations import OperationError, enroll, upsert_contact
@@ -76,9 +77,8 @@ async def run_demo(client: Client, settings: Settings, *, day_seconds: int) -> N
                     client,
                     engine,
                     "welcome-series",
-                    profile.id,
+                    JourneyInput(contact_id=profile.id, day_seconds=day_seconds),
                     task_queue=settings.task_queue,
-                    day_seconds=day_seconds,
                 )
                 typer.echo(f"  enrolled {profile.id} → {workflow_id}")
             except OperationError as error:

@@ -78,40 +78,43 @@ async def enroll(
     client: Client,
     engine: AsyncEngine,
     journey: str,
-    contact_id: str,
+    journey_input: JourneyInput,
     *,
     task_queue: str,
-    day_seconds: int | None = None,
 ) -> str:
     """Start `journey` for a contact; returns the workflow id.
 
-    A contact goes through a journey once: the id `{journey}-{contact_id}`
-    is never reused.
+    A contact goes through a journey once, unless the journey declares a
+    re-entry window (then at most once per window: the workflow stays open for
+    the window, and a new enrolment inside it is refused).
 
     Raises:
-        OperationError: unknown journey or contact, or already enrolled.
+        OperationError: unknown journey or contact, invalid input, or already enrolled.
     """
     journey_class = JOURNEYS.get(journey)
     if journey_class is None:
         raise OperationError(f"unknown journey {journey!r}; known: {', '.join(sorted(JOURNEYS))}")
+    if not isinstance(journey_input, journey_class.input_model):
+        raise OperationError(
+            f"{journey} takes {journey_class.input_model.__name__}, "
+            f"not {type(journey_input).__name__}"
+        )
+    contact_id = journey_input.contact_id
     async with session_factory(engine)() as session:
         if await session.get(Contact, contact_id) is None:
             raise OperationError(
                 f"contact {contact_id!r} does not exist; create it with `journeys contact upsert`"
             )
-    journey_input = (
-        JourneyInput(contact_id=contact_id)
-        if day_seconds is None
-        else JourneyInput(contact_id=contact_id, day_seconds=day_seconds)
-    )
-    workflow_id = f"{journey}-{contact_id}"
+    workflow_id = journey_class.workflow_id_for(journey_input)
     try:
         await client.start_workflow(
             journey,
             journey_input,
             id=workflow_id,
             task_queue=task_queue,
-            id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+            id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE
+            if journey_class.reentry_days is None
+            else WorkflowIDReusePolicy.ALLOW_DUPLICATE,
             static_summary=f"{journey_class.title} for contact {contact_id}",
         )
     except WorkflowAlreadyStartedError:

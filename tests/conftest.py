@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator, Callable
+from datetime import time
 from pathlib import Path
 
 import pytest
@@ -55,11 +56,17 @@ async def dev_env(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Wor
 
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
-    """Settings of one test: its own database file, outbox and task queue."""
+    """Settings of one test: its own database file, outbox and task queue.
+
+    Quiet hours are off: schedule tests run at whatever time of day CI runs.
+    The quiet-hours tests turn them on.
+    """
     return Settings(
         database_url=f"sqlite:///{tmp_path / 'journeys.db'}",
         outbox_dir=tmp_path / "outbox",
         task_queue=f"test-{uuid.uuid4()}",
+        quiet_hours_start=time(0, 0),
+        quiet_hours_end=time(0, 0),
     )
 
 

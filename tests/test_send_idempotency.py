@@ -10,7 +10,7 @@ from sqlmodel import select
 from temporalio.api.enums.v1 import EventType
 from temporalio.testing import WorkflowEnvironment
 
-from activities.email_providers import OutboxEmailProvider, OutgoingEmail
+from activities.providers import OutboxEmailProvider, OutgoingEmail
 from models.db import session_factory
 from models.journeys import JourneyInput, JourneyStatus
 from models.settings import Settings

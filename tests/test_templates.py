@@ -8,8 +8,36 @@ from pathlib import Path
 
 import pytest
 
-from activities.templates import TemplateCatalog, TemplateError
+from activities.templates import (
+    ContactFields,
+    LinkContext,
+    RenderedEmail,
+    TemplateCatalog,
+    TemplateError,
+)
 from models.settings import PROJECT_ROOT
+
+LINKS = LinkContext(
+    utm={"utm_source": "journeys", "utm_campaign": "welcome-series", "utm_content": "day0"},
+    unsubscribe_url="https://journeys.example/u/token123",
+)
+
+
+UTM = "utm_source=journeys&utm_campaign=welcome-series&utm_content=day0"
+HTML_UTM = UTM.replace("&", "&amp;")
+
+
+def render(
+    catalog: TemplateCatalog,
+    name: str,
+    *,
+    first_name: str | None = None,
+    company: str | None = None,
+    tags: tuple[str, ...] = (),
+) -> RenderedEmail:
+    """Render email `name` for a contact given as keyword fields."""
+    return catalog.render_email(name, ContactFields(first_name, company, tags), LINKS)
+
 
 REAL_TEMPLATES = PROJECT_ROOT / "templates"
 
@@ -70,9 +98,9 @@ def test_real_catalogue_lists_the_welcome_series(catalog: TemplateCatalog) -> No
 
 
 def test_day0_greets_the_contact_by_name_or_falls_back(catalog: TemplateCatalog) -> None:
-    named = catalog.render_email("welcome-series/day0", {"first_name": "Ada"})
-    anonymous = catalog.render_email("welcome-series/day0", {})
-    blank = catalog.render_email("welcome-series/day0", {"first_name": None})
+    named = render(catalog, "welcome-series/day0", first_name="Ada")
+    anonymous = render(catalog, "welcome-series/day0")
+    blank = render(catalog, "welcome-series/day0", first_name=None)
 
     assert named.text.startswith("Hey Ada!\n")
     assert anonymous.text.startswith("Hey there!\n")
@@ -82,7 +110,7 @@ def test_day0_greets_the_contact_by_name_or_falls_back(catalog: TemplateCatalog)
 
 
 def test_day0_subject_preview_cta_and_footer(catalog: TemplateCatalog) -> None:
-    email = catalog.render_email("welcome-series/day0", {"first_name": "Ada"})
+    email = render(catalog, "welcome-series/day0", first_name="Ada")
 
     assert email.subject == "Your Email Marketing Playbook is ready! 📥"
     assert email.preview == (
@@ -90,7 +118,7 @@ def test_day0_subject_preview_cta_and_footer(catalog: TemplateCatalog) -> None:
     )
     # HTML: the CTA is a real link, the preview is the hidden preheader, the footer
     # carries the physical address (CAN-SPAM).
-    assert '<a href="https://northwind.example/playbook"' in email.html
+    assert f'<a href="https://northwind.example/playbook?{HTML_UTM}"' in email.html
     assert ">Download your Email Marketing Playbook here</a>" in email.html
     assert (
         ">Your download is inside, plus the 3-step plan to actually use it "
@@ -106,14 +134,16 @@ def test_day0_subject_preview_cta_and_footer(catalog: TemplateCatalog) -> None:
         in email.text
     )
     assert email.text.rstrip().endswith(
-        "You are receiving this because you signed up at https://northwind.example."
+        f"You are receiving this because you signed up at https://northwind.example?{UTM}.\n"
+        "Unsubscribe: https://journeys.example/u/token123"
     )
+    assert '<a href="https://journeys.example/u/token123"' in email.html
     assert "500 Harbor Street, Suite 12, Portland, OR 97204, USA" in email.text
 
 
 def test_every_real_template_renders_brand_values(catalog: TemplateCatalog) -> None:
     for name in catalog.names:
-        email = catalog.render_email(name, {"first_name": "Ada", "company": "Acme"})
+        email = render(catalog, name, first_name="Ada", company="Acme")
         assert email.subject, name
         assert "{{" not in email.text and "{%" not in email.text, name
         assert "Northwind Studio" in email.text, name
@@ -122,7 +152,7 @@ def test_every_real_template_renders_brand_values(catalog: TemplateCatalog) -> N
 
 def test_unknown_template_name_lists_the_known_ones(catalog: TemplateCatalog) -> None:
     with pytest.raises(TemplateError) as raised:
-        catalog.render_email("welcome-series/day3", {})
+        render(catalog, "welcome-series/day3")
 
     message = str(raised.value)
     assert "'welcome-series/day3'" in message
@@ -143,7 +173,7 @@ def test_unknown_template_name_lists_the_known_ones(catalog: TemplateCatalog) ->
 def test_liquid_in_contact_data_is_not_evaluated(
     catalog: TemplateCatalog, first_name: str, in_html: str
 ) -> None:
-    email = catalog.render_email("welcome-series/day0", {"first_name": first_name})
+    email = render(catalog, "welcome-series/day0", first_name=first_name)
 
     assert email.text.startswith(f"Hey {first_name}!\n")
     assert f"Hey {in_html}!</p>" in email.html
@@ -153,7 +183,7 @@ def test_liquid_in_contact_data_is_not_evaluated(
 
 
 def test_html_in_contact_data_is_escaped_in_html_only(catalog: TemplateCatalog) -> None:
-    email = catalog.render_email("welcome-series/day0", {"first_name": "<script>alert(1)</script>"})
+    email = render(catalog, "welcome-series/day0", first_name="<script>alert(1)</script>")
 
     assert "Hey &lt;script&gt;alert(1)&lt;/script&gt;!</p>" in email.html
     assert "<script>" not in email.html
@@ -172,23 +202,21 @@ def test_if_on_a_missing_contact_field_takes_the_else_branch(template_dir: Path)
     catalog = TemplateCatalog(template_dir)
 
     assert catalog.names == ["j/m"]
-    assert catalog.render_email("j/m", {}).text.startswith("Your team awaits.\n")
-    assert catalog.render_email("j/m", {"company": None}).text.startswith("Your team awaits.\n")
-    assert catalog.render_email("j/m", {"company": "Acme"}).text.startswith(
-        "Your team at Acme awaits.\n"
-    )
+    assert render(catalog, "j/m").text.startswith("Your team awaits.\n")
+    assert render(catalog, "j/m", company=None).text.startswith("Your team awaits.\n")
+    assert render(catalog, "j/m", company="Acme").text.startswith("Your team at Acme awaits.\n")
 
 
 def test_a_valid_temporary_message_renders_all_fields(template_dir: Path) -> None:
     write_message(template_dir, "j/m")
-    email = TemplateCatalog(template_dir).render_email("j/m", {"first_name": "Grace"})
+    email = render(TemplateCatalog(template_dir), "j/m", first_name="Grace")
 
     assert email.subject == "Hello from Northwind Studio"
     assert email.preview == "A short preview"
     assert email.text.startswith("Hi Grace!\n")
-    assert "👉 Read more: https://northwind.example/more" in email.text
+    assert f"👉 Read more: https://northwind.example/more?{UTM}" in email.text
     assert "Bye,\nMaya" in email.text
-    assert '<a href="https://northwind.example/more"' in email.html
+    assert f'<a href="https://northwind.example/more?{HTML_UTM}"' in email.html
     assert "Bye,<br />\nMaya</p>" in email.html
 
 
@@ -261,3 +289,64 @@ def test_broken_layout_is_refused_naming_it(template_dir: Path) -> None:
         TemplateCatalog(template_dir)
 
     assert str(raised.value).startswith(f"{layout}: ")
+
+
+def test_every_link_gets_utm_parameters_and_existing_query_is_kept(template_dir: Path) -> None:
+    (template_dir / "j").mkdir()
+    (template_dir / "j" / "m.toml").write_text(
+        'subject = "s"\npreview = "p"\ncta_label = "Go"\n'
+        'cta_url = "https://shop.example/cart?utm_source=partner&item=7"\n'
+        'opening = "See https://docs.example/guide. Or (https://docs.example/faq)."\n'
+        'closing = ""\n'
+    )
+    email = render(TemplateCatalog(template_dir), "j/m")
+
+    assert f"https://docs.example/guide?{UTM}. Or" in email.text
+    assert f"(https://docs.example/faq?{UTM})." in email.text
+    # A parameter the link already has wins; the others are added.
+    assert (
+        "https://shop.example/cart?utm_source=partner&utm_campaign=welcome-series"
+        "&utm_content=day0&item=7" in email.text
+    )
+    assert "https://journeys.example/u/token123\n" in email.text + "\n"
+    assert "token123?" not in email.text
+
+
+def test_dynamic_block_by_tag(template_dir: Path) -> None:
+    (template_dir / "j").mkdir()
+    (template_dir / "j" / "m.toml").write_text(
+        'subject = "s"\npreview = "p"\ncta_label = "Go"\ncta_url = "https://x.example"\n'
+        "opening = \"{% if tags contains 'int_product_course' %}Course news{% else %}News"
+        '{% endif %}"\nclosing = ""\n'
+    )
+    catalog = TemplateCatalog(template_dir)
+
+    assert render(catalog, "j/m", tags=("int_product_course",)).text.startswith("Course news")
+    assert render(catalog, "j/m", tags=("src_webinar",)).text.startswith("News")
+
+
+def test_sms_template_renders_short_copy_with_opt_out(template_dir: Path) -> None:
+    (template_dir / "j").mkdir()
+    (template_dir / "j" / "nudge.sms.toml").write_text(
+        "body = \"Hey {{ first_name | default: 'there' }}! Questions? {{ brand.book_call_url }}\"\n"
+    )
+    catalog = TemplateCatalog(template_dir)
+
+    sms = catalog.render_sms("j/nudge", ContactFields(first_name="Ada"), LINKS)
+
+    assert sms == (
+        f"Hey Ada! Questions? https://northwind.example/book-a-call?{UTM} Reply STOP to opt out."
+    )
+    assert catalog.sms_names == ["j/nudge"]
+    with pytest.raises(TemplateError, match="unknown SMS template"):
+        catalog.render_sms("j/other", ContactFields(), LINKS)
+
+
+def test_sms_template_without_fallback_is_refused_at_load(template_dir: Path) -> None:
+    (template_dir / "j").mkdir()
+    broken = template_dir / "j" / "nudge.sms.toml"
+    broken.write_text('body = "Hey {{ first_name }}!"\n')
+
+    with pytest.raises(TemplateError) as raised:
+        TemplateCatalog(template_dir)
+    assert str(raised.value).startswith(str(broken))

@@ -21,6 +21,7 @@ where it was instead of sending the steps it missed in a burst.
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import ClassVar
@@ -32,8 +33,21 @@ from temporalio.exceptions import ActivityError
 with workflow.unsafe.imports_passed_through():
     from models import search_attributes
     from models.events import BehaviorEvent
-    from models.journeys import ExitRequest, JourneyInput, JourneyState, JourneyStatus
-    from models.messages import Channel, DeliveryStatus, SendRequest, SendResult
+    from models.journeys import (
+        SECONDS_PER_DAY,
+        ExitRequest,
+        JourneyCarryOver,
+        JourneyInput,
+        JourneyState,
+        JourneyStatus,
+    )
+    from models.messages import (
+        Channel,
+        DeliveryStatus,
+        MessageCategory,
+        SendRequest,
+        SendResult,
+    )
 
 SEND_RETRY_POLICY = RetryPolicy(
     initial_interval=timedelta(seconds=2),
@@ -47,6 +61,8 @@ SEND_RETRY_POLICY = RetryPolicy(
 SEND_TIMEOUT = timedelta(seconds=60)
 REMEMBERED_EVENT_IDS = 1_000
 """How many recent event ids a journey remembers to drop duplicates."""
+REMEMBERED_EVENTS = 200
+"""How many recent events a journey keeps for `wait_for` (bounded history)."""
 
 
 @dataclass(frozen=True)
@@ -84,9 +100,23 @@ class Journey:
     """The steps, in order, shown in the UI and the `state` query."""
     exit_on: ClassVar[frozenset[str]] = frozenset({"unsubscribed"})
     """Event types that end the journey at once, whatever step it is in."""
+    reentry_days: ClassVar[float | None] = None
+    """None: a contact goes through the journey once. A number: the journey may
+    run again for the contact, but at most once per that many days; the
+    workflow stays open for the window so a new trigger inside it does not
+    restart the journey."""
+
+    input_model: ClassVar[type[JourneyInput]] = JourneyInput
+    """The journey's input model (a subclass of `JourneyInput` for extra fields)."""
+
+    @classmethod
+    def workflow_id_for(cls, journey_input: JourneyInput) -> str:
+        """Workflow id of this journey for an input: `{journey}-{contact_id}`."""
+        return f"{cls.name}-{journey_input.contact_id}"
 
     def __init__(self) -> None:
         """Start with an empty state; `run_journey` fills it from the input."""
+        self._input = JourneyInput(contact_id="unknown")
         self._contact_id = ""
         self._day = timedelta(days=1)
         self._enrolled_at = datetime.min
@@ -99,6 +129,7 @@ class Journey:
         self._next_wake_at: datetime | None = None
         self._results: dict[str, SendResult] = {}
         self._recent_event_ids: deque[str] = deque(maxlen=REMEMBERED_EVENT_IDS)
+        self._events: deque[BehaviorEvent] = deque(maxlen=REMEMBERED_EVENTS)
 
     # --- what a journey writes -------------------------------------------------
 
@@ -107,62 +138,122 @@ class Journey:
         raise NotImplementedError
 
     async def send(
-        self, step: str, *, template: str, channel: Channel = Channel.EMAIL
+        self,
+        step: str,
+        *,
+        template: str,
+        channel: Channel = Channel.EMAIL,
+        category: MessageCategory = MessageCategory.MARKETING,
+        quiet_hours_exempt: bool = False,
     ) -> SendResult:
         """Send a templated message for `step` (once, even across retries).
 
-        Waits while the journey is paused; exits instead if an exit arrived.
+        The send activity applies the messaging policy right before delivery.
+        When it defers the message (quiet hours, frequency cap), the journey
+        waits durably until the time it names and asks again. Waits while the
+        journey is paused; exits instead if an exit arrived.
 
         Args:
             step: Step id from the plan; with the workflow id it forms the
                 idempotency key `{workflow_id}/{step}`.
             template: Template name, e.g. `welcome-series/day0`.
             channel: Delivery channel.
+            category: Marketing (consent, quiet hours, caps) or transactional.
+            quiet_hours_exempt: Send even in the contact's quiet hours.
 
         Returns:
-            What happened: sent, skipped (and why) or failed.
+            What happened: sent, suppressed, skipped (and why) or failed.
         """
+        recorded = self._results.get(step)
+        if recorded is not None:  # sent before this run continued as new
+            return recorded
         await self._checkpoint()
         self._enter_step(step)
         request = SendRequest(
-            idempotency_key=f"{workflow.info().workflow_id}/{step}",
+            idempotency_key=f"{self._key_prefix()}/{step}",
             contact_id=self._contact_id,
             journey=self.name,
             step=step,
             template=template,
             channel=channel,
+            category=category,
+            quiet_hours_exempt=quiet_hours_exempt,
+            accelerated_clock=self._input.day_seconds < SECONDS_PER_DAY,
         )
-        result: SendResult
+        result = await self._send_once(request)
+        while result.status == DeliveryStatus.DEFERRED and result.deferred_until is not None:
+            summary = f"Deferred {template}: {result.reason}"
+            await self._wait_until(
+                self._elapsed() + (result.deferred_until - workflow.now()), None, summary=summary
+            )
+            result = await self._send_once(request)
+        self._results[step] = result
+        self._publish_progress()
+        return result
+
+    async def _send_once(self, request: SendRequest) -> SendResult:
         try:
-            result = await workflow.execute_activity(
-                "send_email",
+            result: SendResult = await workflow.execute_activity(
+                "send_message",
                 request,
                 result_type=SendResult,
                 start_to_close_timeout=SEND_TIMEOUT,
                 retry_policy=SEND_RETRY_POLICY,
-                summary=f"Send {channel} {template}",
+                summary=f"Send {request.channel} {request.template}",
             )
         except ActivityError as error:
             reason = str(error.cause or error)
-            workflow.logger.warning("send failed for step %s: %s", step, reason)
+            workflow.logger.warning("send failed for step %s: %s", request.step, reason)
             result = SendResult(
                 status=DeliveryStatus.FAILED,
                 idempotency_key=request.idempotency_key,
                 reason=reason,
             )
-        self._results[step] = result
-        self._publish_progress()
         return result
+
+    async def wait_for(
+        self,
+        event_types: Collection[str],
+        *,
+        days: float = 0,
+        hours: float = 0,
+        minutes: float = 0,
+    ) -> BehaviorEvent | None:
+        """Wait up to a duration of journey time for one of `event_types`.
+
+        An event that arrived before the wait began also counts: every event
+        the journey received since it started is considered, so a checkout that
+        happened while the journey was busy (or already waiting) is not missed.
+
+        Returns:
+            The first matching event received, or None when the time ran out.
+        """
+        types = frozenset(event_types)
+        offset = self._elapsed() + self._day * (days + hours / 24 + minutes / 1440)
+        await self._wait_until(
+            offset,
+            None,
+            summary=f"Wait for {' or '.join(sorted(types))}",
+            until=lambda: self.received(types) is not None,
+        )
+        return self.received(types)
+
+    def received(self, event_types: Collection[str]) -> BehaviorEvent | None:
+        """The first event of one of `event_types` the journey has received, if any."""
+        return next((e for e in self._events if e.type in event_types), None)
 
     async def wait_until_day(self, day: float) -> None:
         """Wait until Day `day` of the journey (counted from enrolment)."""
         step = next((s for s in self.plan if s.day == day and s.id not in self._results), None)
         await self._wait_until(self._day * day, step)
 
-    async def wait(self, *, days: float = 0, hours: float = 0, minutes: float = 0) -> None:
-        """Wait a duration of journey time (scaled by `day_seconds`)."""
+    async def wait(
+        self, *, days: float = 0, hours: float = 0, minutes: float = 0, label: str = ""
+    ) -> None:
+        """Wait a duration of journey time (scaled by `day_seconds`); `label` names the timer."""
         duration = self._day * (days + hours / 24 + minutes / 1440)
-        await self._wait_until(self._elapsed() + duration, None)
+        summary = label or f"Wait {duration}"
+        await self._wait_until(self._elapsed() + duration, None, summary=summary)
 
     # --- signals and queries every journey has --------------------------------
 
@@ -172,6 +263,7 @@ class Journey:
         if event.event_id in self._recent_event_ids:
             return
         self._recent_event_ids.append(event.event_id)
+        self._events.append(event)
         if event.type in self.exit_on:
             self._request_exit(event.type)
 
@@ -222,9 +314,12 @@ class Journey:
         Returns:
             The final state: completed, or exited with the reason.
         """
+        self._input = journey_input
         self._contact_id = journey_input.contact_id
         self._day = timedelta(seconds=journey_input.day_seconds)
         self._enrolled_at = self._clock_origin = workflow.now()
+        if journey_input.carry is not None:
+            self._restore(journey_input.carry)
         workflow.upsert_search_attributes(
             [
                 search_attributes.CONTACT_ID.value_set(self._contact_id),
@@ -242,17 +337,92 @@ class Journey:
             workflow.logger.info("journey exited: %s", self._exit_reason)
         self._next, self._next_wake_at = None, None
         self._publish_progress()
+        await self._hold_reentry_window()
         return self.state()
+
+    async def _hold_reentry_window(self) -> None:
+        """Stay open until the re-entry window ends, so a new trigger cannot restart it."""
+        if self.reentry_days is None:
+            return
+        remaining = self._day * self.reentry_days - self._elapsed()
+        if remaining > timedelta(0):
+            self._next_wake_at = workflow.now() + remaining
+            self._publish_progress()
+            await workflow.sleep(remaining, summary=f"Re-entry window ({self.reentry_days:g} days)")
+            self._next_wake_at = None
+
+    def _key_prefix(self) -> str:
+        """`{workflow_id}`, plus the enrolment time for journeys a contact can re-enter."""
+        workflow_id = workflow.info().workflow_id
+        if self.reentry_days is None:
+            return workflow_id
+        return f"{workflow_id}/{self._enrolled_at:%Y%m%dT%H%M%SZ}"
+
+    def _restore(self, carry: JourneyCarryOver) -> None:
+        self._enrolled_at = carry.enrolled_at
+        self._clock_origin = carry.clock_origin
+        self._paused_at = carry.paused_at
+        self._results = dict(carry.results)
+        self._recent_event_ids.extend(carry.recent_event_ids)
+        self._events.extend(carry.events)
+        if self._results:
+            self._step = list(self._results)[-1]
+
+    def carry_over_input(self) -> JourneyInput:
+        """The input of the next run when continuing as new.
+
+        Journeys whose input changes while they run (e.g. a moved renewal date)
+        keep `self._input` up to date, so the new run starts with it.
+        """
+        return self._input.model_copy(
+            update={
+                "carry": JourneyCarryOver(
+                    enrolled_at=self._enrolled_at,
+                    clock_origin=self._clock_origin,
+                    paused_at=self._paused_at,
+                    results=self._results,
+                    recent_event_ids=list(self._recent_event_ids),
+                    events=list(self._events),
+                )
+            }
+        )
+
+    async def _continue_as_new_if_due(self) -> None:
+        """Continue as new when the history is long (journeys that wait for months).
+
+        The new run replays `steps()`: steps already sent return their recorded
+        result and waits whose time has passed return at once, so journeys that
+        may continue as new must wait with `wait_until_day` (absolute days), not
+        relative `wait`s.
+        """
+        info = workflow.info()
+        if (
+            info.is_continue_as_new_suggested()
+            or info.get_current_history_length() >= self._input.history_limit
+        ):
+            await workflow.wait_condition(workflow.all_handlers_finished)
+            workflow.continue_as_new(self.carry_over_input())
 
     def _elapsed(self) -> timedelta:
         return workflow.now() - self._clock_origin
 
-    async def _wait_until(self, offset: timedelta, step: PlanStep | None) -> None:
-        """Wait until `offset` on the journey clock; pausing extends the wait."""
+    async def _wait_until(
+        self,
+        offset: timedelta,
+        step: PlanStep | None,
+        *,
+        summary: str = "",
+        until: Callable[[], bool] = lambda: False,
+    ) -> None:
+        """Wait until `offset` on the journey clock, or until `until()` holds.
+
+        Pausing extends the wait; an exit ends it at once.
+        """
         self._next = step
-        summary = step.label if step else f"Wait until journey time {offset}"
-        while True:
+        summary = step.label if step else summary
+        while not until():
             await self._checkpoint()
+            await self._continue_as_new_if_due()
             remaining = offset - self._elapsed()
             if remaining <= timedelta(0):
                 break
@@ -260,7 +430,7 @@ class Journey:
             self._publish_progress()
             try:
                 await workflow.wait_condition(
-                    lambda: self._exit_reason is not None or self._paused_at is not None,
+                    lambda: self._exit_reason is not None or self._paused_at is not None or until(),
                     timeout=remaining,
                     timeout_summary=summary,
                 )

@@ -44,4 +44,7 @@ class WelcomeSeries(Journey):
         """Each email on its day, templates named after the step."""
         for step in self.plan:
             await self.wait_until_day(step.day)
-            await self.send(step.id, template=f"{self.name}/{step.id}")
+            # The Day-0 email delivers what the contact just asked for: no quiet hours.
+            await self.send(
+                step.id, template=f"{self.name}/{step.id}", quiet_hours_exempt=step.day == 0
+            )

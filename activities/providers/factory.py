@@ -1,0 +1,80 @@
+"""The email and SMS providers chosen by the settings."""
+
+from __future__ import annotations
+
+import httpx
+from pydantic import SecretStr
+
+from activities.providers.http_api import HttpEmailProvider, HttpSmsProvider
+from activities.providers.messages import EmailProvider, SmsProvider
+from activities.providers.outbox import OutboxEmailProvider, OutboxSmsProvider
+from activities.providers.smtp import SmtpEmailProvider
+from models.settings import Settings
+
+
+def email_provider_from_settings(
+    settings: Settings, *, http_client: httpx.AsyncClient | None = None
+) -> EmailProvider:
+    """Build the email provider named by `EMAIL_PROVIDER`.
+
+    Args:
+        settings: Provider choice, endpoints, credentials and timeout.
+        http_client: Shared client for the `http` provider (default: one per request).
+
+    Raises:
+        ValueError: the chosen provider lacks its settings (e.g. `http` without
+            `EMAIL_API_URL`), or they are contradictory.
+    """
+    match settings.email_provider:
+        case "outbox":
+            return OutboxEmailProvider(settings.outbox_dir)
+        case "smtp":
+            return SmtpEmailProvider(
+                settings.smtp_host,
+                settings.smtp_port,
+                username=settings.smtp_username,
+                password=_secret(settings.smtp_password),
+                starttls=settings.smtp_starttls,
+                use_tls=settings.smtp_use_tls,
+                timeout=settings.provider_timeout_seconds,
+            )
+        case "http":
+            url, key = _api_settings("EMAIL", settings.email_api_url, settings.email_api_key)
+            return HttpEmailProvider(
+                url, key, client=http_client, timeout=settings.provider_timeout_seconds
+            )
+
+
+def sms_provider_from_settings(
+    settings: Settings, *, http_client: httpx.AsyncClient | None = None
+) -> SmsProvider:
+    """Build the SMS provider named by `SMS_PROVIDER`.
+
+    Args:
+        settings: Provider choice, endpoint, credentials and timeout.
+        http_client: Shared client for the `http` provider (default: one per request).
+
+    Raises:
+        ValueError: `http` is chosen without `SMS_API_URL` or `SMS_API_KEY`.
+    """
+    match settings.sms_provider:
+        case "outbox":
+            return OutboxSmsProvider(settings.outbox_dir)
+        case "http":
+            url, key = _api_settings("SMS", settings.sms_api_url, settings.sms_api_key)
+            return HttpSmsProvider(
+                url, key, client=http_client, timeout=settings.provider_timeout_seconds
+            )
+
+
+def _api_settings(channel: str, url: str | None, key: SecretStr | None) -> tuple[str, str]:
+    if not url:
+        raise ValueError(f"{channel}_PROVIDER=http needs {channel}_API_URL (the API's base URL)")
+    secret = _secret(key)
+    if not secret:
+        raise ValueError(f"{channel}_PROVIDER=http needs {channel}_API_KEY (its bearer token)")
+    return url, secret
+
+
+def _secret(value: SecretStr | None) -> str | None:
+    return None if value is None else value.get_secret_value()

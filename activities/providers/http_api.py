@@ -1,0 +1,250 @@
+"""Email and SMS through a generic JSON HTTP API (httpx), shaped like Postmark or Resend.
+
+Wire format, shared by both channels:
+
+- `POST {base_url}/emails` or `POST {base_url}/messages` with a JSON body,
+  `Authorization: Bearer <api key>` and `Idempotency-Key: <idempotency key>`
+  (the same key on every retry, so the API delivers once).
+- Success: `200`, `201` or `202` with `{"id": "<provider message id>"}`.
+- Failure: any other status, ideally with
+  `{"error": {"code": "<machine code>", "message": "<text>"}}`.
+
+How a failure is classified (`delivery_error_from_response`):
+
+- `429`, `5xx`, `408` (request timeout) and `409` (the same Idempotency-Key
+  is still being processed) are transient; `Retry-After` (seconds or an
+  HTTP-date) becomes `DeliveryError.retry_after`.
+- `400` or `422` with error code `invalid_recipient` is permanent and
+  `invalid_recipient`: the address should be suppressed.
+- Every other status is permanent (e.g. `401` a wrong API key, `400` a
+  malformed request); so is a success without a message id.
+- Timeouts and connection errors are transient.
+
+httpx never retries (`retries=0`, no redirects followed): Temporal owns retries.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from email.utils import formataddr
+from typing import Any
+
+import httpx
+
+from activities.providers.errors import DeliveryError, parse_retry_after, provider_text
+from activities.providers.messages import OutgoingEmail, OutgoingSms
+
+SUCCESS_STATUSES = frozenset({200, 201, 202})
+TRANSIENT_STATUSES = frozenset({408, 409, 429})
+"""Statuses below 500 that are worth retrying."""
+INVALID_RECIPIENT_CODE = "invalid_recipient"
+"""The `error.code` by which a 400/422 answer says the recipient is invalid."""
+
+
+def delivery_error_from_response(response: httpx.Response, *, api: str) -> DeliveryError:
+    """Classify an API's non-success answer (see the module docstring for the rules).
+
+    Args:
+        response: The answer, body already read.
+        api: Which API answered, for the message (e.g. `email API`).
+    """
+    status = response.status_code
+    code, text = _error_details(response)
+    message = f"{api} answered HTTP {status}: {text}"
+    if status >= 500 or status in TRANSIENT_STATUSES:
+        return DeliveryError(
+            message,
+            permanent=False,
+            retry_after=parse_retry_after(response.headers.get("Retry-After")),
+            status_code=status,
+        )
+    return DeliveryError(
+        message,
+        permanent=True,
+        invalid_recipient=status in (400, 422) and code == INVALID_RECIPIENT_CODE,
+        status_code=status,
+    )
+
+
+def _error_details(response: httpx.Response) -> tuple[str | None, str]:
+    """The machine error code (if any) and a short human text of an error answer."""
+    fallback = provider_text(response.text) or response.reason_phrase
+    try:
+        body = response.json()
+    except ValueError:
+        return None, fallback
+    error = body.get("error") if isinstance(body, dict) else None
+    if isinstance(error, str):
+        return None, provider_text(error)
+    if not isinstance(error, dict):
+        return None, fallback
+    raw_code = error.get("code")
+    code = raw_code if isinstance(raw_code, str) else None
+    text = error.get("message")
+    if isinstance(text, str):
+        return code, provider_text(text)
+    return code, code or fallback
+
+
+class JsonApi:
+    """POSTs JSON to one API with bearer auth and an Idempotency-Key; raises `DeliveryError`."""
+
+    def __init__(
+        self,
+        base_url: str,
+        api_key: str,
+        *,
+        api: str,
+        client: httpx.AsyncClient | None = None,
+        timeout: float = 10.0,
+    ) -> None:
+        """Configure the API.
+
+        Args:
+            base_url: `http(s)://host[:port][/prefix]`; paths are appended to it.
+            api_key: Sent as `Authorization: Bearer <api_key>`.
+            api: Name of the API in error messages.
+            client: Shared client (its connection pool is reused); without one,
+                each request uses a short-lived client that never retries.
+            timeout: Seconds allowed for connecting, sending and reading the answer.
+
+        Raises:
+            ValueError: `base_url` is not an absolute http(s) URL.
+        """
+        url = httpx.URL(base_url)
+        if url.scheme not in ("http", "https") or not url.host:
+            raise ValueError(f"{api} URL must be an absolute http(s) URL, got {base_url!r}")
+        self.base_url = base_url.rstrip("/")
+        self.api = api
+        self._api_key = api_key
+        self._client = client
+        self._timeout = timeout
+
+    async def post(self, path: str, payload: Mapping[str, Any], *, idempotency_key: str) -> str:
+        """POST `payload` to `{base_url}{path}`; return the `id` of the success answer.
+
+        Raises:
+            DeliveryError: no answer in time, or not a success with an id.
+        """
+        headers = {
+            "Authorization": f"Bearer {self._api_key}",
+            "Idempotency-Key": idempotency_key,
+        }
+        try:
+            async with self._http() as client:
+                response = await client.post(
+                    f"{self.base_url}{path}", json=payload, headers=headers, timeout=self._timeout
+                )
+        except httpx.RequestError as error:
+            raise DeliveryError(
+                f"{self.api} unreachable: {type(error).__name__}: {provider_text(str(error))}",
+                permanent=False,
+            ) from error
+        if response.status_code not in SUCCESS_STATUSES:
+            raise delivery_error_from_response(response, api=self.api)
+        return self._message_id(response)
+
+    @asynccontextmanager
+    async def _http(self) -> AsyncIterator[httpx.AsyncClient]:
+        if self._client is not None:
+            yield self._client
+            return
+        async with httpx.AsyncClient(transport=httpx.AsyncHTTPTransport(retries=0)) as client:
+            yield client
+
+    def _message_id(self, response: httpx.Response) -> str:
+        try:
+            body = response.json()
+        except ValueError:
+            body = None
+        message_id = body.get("id") if isinstance(body, dict) else None
+        if not isinstance(message_id, str) or not message_id:
+            raise DeliveryError(
+                f"{self.api} answered HTTP {response.status_code} without a message id: "
+                f"{provider_text(response.text)}",
+                permanent=True,
+                status_code=response.status_code,
+            )
+        return message_id
+
+
+class HttpEmailProvider:
+    """Email through the JSON email API: `POST {base_url}/emails`.
+
+    Request body::
+
+        {"from": "Ada from Acme <ada@acme.test>", "to": "grace@example.com",
+         "reply_to": "hello@acme.test", "subject": "…", "text": "…", "html": "…",
+         "headers": {"X-Journey": "welcome-series", "X-Journey-Step": "day0"}}
+
+    Answer on success: `{"id": "<provider message id>"}`, which `deliver` returns.
+    """
+
+    name = "http"
+
+    def __init__(
+        self,
+        base_url: str,
+        api_key: str,
+        *,
+        client: httpx.AsyncClient | None = None,
+        timeout: float = 10.0,
+    ) -> None:
+        """Configure the API (see `JsonApi` for the arguments).
+
+        Raises:
+            ValueError: `base_url` is not an absolute http(s) URL.
+        """
+        self._api = JsonApi(base_url, api_key, api="email API", client=client, timeout=timeout)
+
+    async def deliver(self, email: OutgoingEmail) -> str:
+        """Hand the email to the API once; return the API's message id.
+
+        Raises:
+            DeliveryError: classified as described in the module docstring.
+        """
+        payload = {
+            "from": formataddr((email.from_name, email.from_address)),
+            "to": email.to_address,
+            "reply_to": email.reply_to,
+            "subject": email.subject,
+            "text": email.text,
+            "html": email.html,
+            "headers": dict(email.headers),
+        }
+        return await self._api.post("/emails", payload, idempotency_key=email.idempotency_key)
+
+
+class HttpSmsProvider:
+    """Text messages through the JSON SMS API: `POST {base_url}/messages`.
+
+    Request body: `{"to": "+14155550100", "body": "…"}`. Answer on success:
+    `{"id": "<provider message id>"}`, which `deliver` returns.
+    """
+
+    name = "http"
+
+    def __init__(
+        self,
+        base_url: str,
+        api_key: str,
+        *,
+        client: httpx.AsyncClient | None = None,
+        timeout: float = 10.0,
+    ) -> None:
+        """Configure the API (see `JsonApi` for the arguments).
+
+        Raises:
+            ValueError: `base_url` is not an absolute http(s) URL.
+        """
+        self._api = JsonApi(base_url, api_key, api="SMS API", client=client, timeout=timeout)
+
+    async def deliver(self, sms: OutgoingSms) -> str:
+        """Hand the message to the API once; return the API's message id.
+
+        Raises:
+            DeliveryError: classified as described in the module docstring.
+        """
+        payload = {"to": sms.to_number, "body": sms.body}
+        return await self._api.post("/messages", payload, idempotency_key=sms.idempotency_key)

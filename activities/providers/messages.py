@@ -1,0 +1,123 @@
+"""Rendered messages handed to providers, and the provider interfaces.
+
+A provider takes a fully rendered message and delivers it. Every provider is
+idempotent on the message's `idempotency_key` as far as its transport allows:
+the outboxes write once per key, the HTTP APIs receive the key in an
+`Idempotency-Key` header, and SMTP carries a Message-ID derived from the key
+so receivers can drop a second copy.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from email.message import EmailMessage
+from email.utils import format_datetime, formataddr
+from typing import Protocol
+
+
+def _key_digest(idempotency_key: str) -> str:
+    return hashlib.sha256(idempotency_key.encode()).hexdigest()[:32]
+
+
+@dataclass(frozen=True)
+class OutgoingEmail:
+    """A rendered email, ready for a provider.
+
+    Attributes:
+        idempotency_key: `{workflow_id}/{step}`; the provider delivers it once.
+        to_address: Recipient address.
+        from_name: Display name of the sender.
+        from_address: Sender address.
+        reply_to: Reply-To address.
+        subject: Rendered subject line.
+        text: Plain-text body.
+        html: HTML body.
+        created_at: When it was rendered (the Date header).
+        headers: Extra headers, e.g. `X-Journey`.
+    """
+
+    idempotency_key: str
+    to_address: str
+    from_name: str
+    from_address: str
+    reply_to: str
+    subject: str
+    text: str
+    html: str
+    created_at: datetime
+    headers: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def message_id(self) -> str:
+        """RFC 5322 Message-ID derived from the idempotency key (stable across retries)."""
+        domain = self.from_address.rpartition("@")[2] or "localhost"
+        return f"<{_key_digest(self.idempotency_key)}@{domain}>"
+
+
+def build_mime(email: OutgoingEmail) -> EmailMessage:
+    """Build the RFC 5322 message: text and HTML alternatives plus headers."""
+    message = EmailMessage()
+    message["Message-ID"] = email.message_id
+    message["Date"] = format_datetime(email.created_at)
+    message["From"] = formataddr((email.from_name, email.from_address))
+    message["To"] = email.to_address
+    message["Reply-To"] = email.reply_to
+    message["Subject"] = email.subject
+    for name, value in email.headers.items():
+        message[name] = value
+    message.set_content(email.text)
+    message.add_alternative(email.html, subtype="html")
+    return message
+
+
+@dataclass(frozen=True)
+class OutgoingSms:
+    """A rendered text message, ready for a provider.
+
+    Attributes:
+        idempotency_key: `{workflow_id}/{step}`; the provider delivers it once.
+        to_number: Recipient phone number (E.164, e.g. `+14155550100`).
+        body: Rendered text.
+        created_at: When it was rendered.
+    """
+
+    idempotency_key: str
+    to_number: str
+    body: str
+    created_at: datetime
+
+    @property
+    def message_id(self) -> str:
+        """Local message id derived from the idempotency key (stable across retries)."""
+        return f"sms-{_key_digest(self.idempotency_key)}"
+
+
+class EmailProvider(Protocol):
+    """Delivers rendered emails, idempotently on their key."""
+
+    name: str
+
+    async def deliver(self, email: OutgoingEmail) -> str:
+        """Deliver `email` once; return the provider's message id.
+
+        Raises:
+            DeliveryError: the provider did not take the message.
+        """
+        ...
+
+
+class SmsProvider(Protocol):
+    """Delivers rendered text messages, idempotently on their key."""
+
+    name: str
+
+    async def deliver(self, sms: OutgoingSms) -> str:
+        """Deliver `sms` once; return the provider's message id.
+
+        Raises:
+            DeliveryError: the provider did not take the message.
+        """
+        ...
