@@ -46,6 +46,8 @@ class JourneyInput(BaseModel):
             recorded in history and replays deterministically.
         history_limit: Continue as new once the history has this many events
             (or earlier, when the server suggests it).
+        reentry_days: Overrides the journey's re-entry window (journeys a
+            contact may run again, e.g. pricing-abandon's 30 days).
         carry: Progress from the previous run; set by the toolkit only.
     """
 
@@ -54,6 +56,7 @@ class JourneyInput(BaseModel):
     contact_id: ContactId
     day_seconds: int = Field(default=SECONDS_PER_DAY, ge=1, le=SECONDS_PER_DAY)
     history_limit: int = Field(default=10_000, ge=20)
+    reentry_days: float | None = Field(default=None, gt=0)
     carry: JourneyCarryOver | None = None
 
 

@@ -24,7 +24,7 @@ from collections import deque
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import ClassVar
+from typing import ClassVar, NoReturn
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
@@ -238,6 +238,11 @@ class Journey:
         )
         return self.received(types)
 
+    def leave(self, reason: str) -> NoReturn:
+        """End the journey now from its own steps (e.g. `converted`), recording why."""
+        self._exit_reason = reason
+        raise _Exited
+
     def received(self, event_types: Collection[str]) -> BehaviorEvent | None:
         """The first event of one of `event_types` the journey has received, if any."""
         return next((e for e in self._events if e.type in event_types), None)
@@ -342,13 +347,14 @@ class Journey:
 
     async def _hold_reentry_window(self) -> None:
         """Stay open until the re-entry window ends, so a new trigger cannot restart it."""
-        if self.reentry_days is None:
+        days = self._input.reentry_days or self.reentry_days
+        if days is None:
             return
-        remaining = self._day * self.reentry_days - self._elapsed()
+        remaining = self._day * days - self._elapsed()
         if remaining > timedelta(0):
             self._next_wake_at = workflow.now() + remaining
             self._publish_progress()
-            await workflow.sleep(remaining, summary=f"Re-entry window ({self.reentry_days:g} days)")
+            await workflow.sleep(remaining, summary=f"Re-entry window ({days:g} days)")
             self._next_wake_at = None
 
     def _key_prefix(self) -> str:
