@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from datetime import timedelta
 
@@ -33,6 +33,7 @@ from models.settings import Settings, get_settings
 from starter.logs import configure_logging
 from starter.temporal import connect
 from workflows import JOURNEYS
+from workflows.toolkit import Journey
 
 GRACEFUL_SHUTDOWN = timedelta(seconds=20)
 log = structlog.stdlib.get_logger(__name__)
@@ -46,6 +47,7 @@ def build_worker(
     templates: TemplateCatalog | None = None,
     email_provider: EmailProvider | None = None,
     sms_provider: SmsProvider | None = None,
+    journeys: Sequence[type[Journey]] | None = None,
 ) -> Worker:
     """Create the worker with all workflows and activities registered.
 
@@ -56,6 +58,7 @@ def build_worker(
         templates: Already loaded templates (default: load `settings.templates_dir`).
         email_provider: Overrides the email provider chosen by the settings.
         sms_provider: Overrides the SMS provider chosen by the settings.
+        journeys: Journey workflows to run (default: every journey in `JOURNEYS`).
 
     Raises:
         TemplateError: a message template is missing, malformed or lacks a fallback.
@@ -72,7 +75,7 @@ def build_worker(
     return Worker(
         client,
         task_queue=settings.task_queue,
-        workflows=list(JOURNEYS.values()),
+        workflows=list(JOURNEYS.values() if journeys is None else journeys),
         activities=[messaging.send_message],
         graceful_shutdown_timeout=GRACEFUL_SHUTDOWN,
     )

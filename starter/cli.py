@@ -211,7 +211,9 @@ async def event(
         properties=properties,
     )
     client = await connect()
-    workflow_ids = await operations.forward_event(client, behavior_event)
+    workflow_ids = await _with_engine(
+        lambda engine: operations.forward_event(client, engine, behavior_event)
+    )
     typer.echo(
         f"event {behavior_event.event_id} delivered to: {', '.join(workflow_ids) or 'no journey'}"
     )

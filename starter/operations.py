@@ -21,7 +21,8 @@ from models.contacts import ConsentUpdate, ContactProfile
 from models.db import session_factory
 from models.events import BehaviorEvent
 from models.journeys import JourneyInput, JourneyState
-from models.tables import Contact, MessageLog, utc_now
+from models.messages import Channel
+from models.tables import Contact, MessageLog, Suppression, utc_now
 from workflows import JOURNEYS
 
 QUERY_TIMEOUT = timedelta(seconds=5)
@@ -130,12 +131,66 @@ async def journey_workflow_ids(client: Client, contact_id: str, *, running: bool
     return [execution.id async for execution in client.list_workflows(query)]
 
 
-async def forward_event(client: Client, event: BehaviorEvent) -> list[str]:
-    """Signal `event` to every running journey of its contact; returns their ids."""
+SUPPRESSING_EVENTS = {"unsubscribed": "unsubscribed", "email_bounced": "hard_bounce"}
+"""Events that stop all marketing to the contact's address, with the reason recorded."""
+
+
+async def suppress_contact(engine: AsyncEngine, contact_id: str, reason: str) -> list[str]:
+    """Suppress the contact's email address and phone number; returns the channels suppressed.
+
+    Idempotent: an address already suppressed stays as it is.
+    """
+    async with session_factory(engine)() as session:
+        contact = await session.get(Contact, contact_id)
+        if contact is None:
+            return []
+        addresses = {Channel.EMAIL: contact.email, Channel.SMS: contact.phone}
+        suppressed = []
+        for channel, address in addresses.items():
+            if not address:
+                continue
+            address_hash = Suppression.hash_address(address)
+            existing = await session.exec(
+                select(Suppression).where(
+                    Suppression.channel == channel, Suppression.address_hash == address_hash
+                )
+            )
+            if existing.first() is None:
+                session.add(
+                    Suppression(
+                        channel=channel,
+                        address_hash=address_hash,
+                        reason=reason,
+                        contact_id=contact_id,
+                    )
+                )
+            suppressed.append(str(channel))
+        await session.commit()
+        return suppressed
+
+
+async def forward_event(client: Client, engine: AsyncEngine, event: BehaviorEvent) -> list[str]:
+    """Record what the event means for messaging, then signal it to the contact's running journeys.
+
+    An `unsubscribed` event (or a hard `email_bounced`) suppresses the contact's
+    addresses in the database first, so no message goes out after it is
+    accepted, even one whose send is already running; then every running
+    journey receives the event (and exits, for those that exit on it).
+
+    Returns:
+        Ids of the journeys signalled.
+    """
+    reason = SUPPRESSING_EVENTS.get(event.type)
+    if reason is not None and not _soft_bounce(event):
+        await suppress_contact(engine, event.contact_id, reason)
     workflow_ids = await journey_workflow_ids(client, event.contact_id, running=True)
     for workflow_id in workflow_ids:
         await client.get_workflow_handle(workflow_id).signal("event", event)
     return workflow_ids
+
+
+def _soft_bounce(event: BehaviorEvent) -> bool:
+    return event.type == "email_bounced" and event.properties.get("bounce_type") == "soft"
 
 
 async def journey_runs(client: Client, contact_id: str) -> list[JourneyRun]:
