@@ -1,0 +1,118 @@
+"""Record the workflow histories that `tests/test_replay.py` replays.
+
+Run `.venv/bin/python -m tests.record_histories` after an intended change to a
+journey's commands (guarded with `workflow.patched()` when it ships), review
+the diff of `tests/histories/`, and commit it. Each scenario runs on the
+time-skipping server with the real worker, database and outbox.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import tempfile
+import uuid
+from collections.abc import Awaitable, Callable
+from datetime import UTC, timedelta
+from pathlib import Path
+
+from temporalio.client import Client, WorkflowHandle
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.testing import WorkflowEnvironment
+
+from models.db import create_engine, migrate
+from models.events import BehaviorEvent
+from models.journeys import JourneyInput
+from models.settings import Settings
+from starter.cluster import register_search_attributes
+from starter.toolchain import start_time_skipping_server
+from tests.factories import add_contact
+from worker import build_worker
+
+HISTORIES = Path(__file__).parent / "histories"
+
+Scenario = Callable[[WorkflowEnvironment, Settings], Awaitable[WorkflowHandle[object, object]]]
+
+
+async def _event(env: WorkflowEnvironment, contact_id: str, event_type: str) -> BehaviorEvent:
+    return BehaviorEvent(
+        event_id=f"evt-{uuid.uuid4()}",
+        contact_id=contact_id,
+        type=event_type,
+        occurred_at=(await env.get_current_time()).astimezone(UTC),
+    )
+
+
+async def welcome_completed(env: WorkflowEnvironment, settings: Settings) -> WorkflowHandle:  # type: ignore[type-arg]
+    handle = await env.client.start_workflow(
+        "welcome-series",
+        JourneyInput(contact_id="replay-1"),
+        id="welcome-series-replay-1",
+        task_queue=settings.task_queue,
+    )
+    await handle.result()
+    return handle
+
+
+async def welcome_unsubscribed_paused(
+    env: WorkflowEnvironment, settings: Settings
+) -> WorkflowHandle:  # type: ignore[type-arg]
+    handle = await env.client.start_workflow(
+        "welcome-series",
+        JourneyInput(contact_id="replay-2"),
+        id="welcome-series-replay-2",
+        task_queue=settings.task_queue,
+    )
+    await env.sleep(timedelta(days=1, hours=2))
+    await handle.signal("pause")
+    await env.sleep(timedelta(hours=5))
+    await handle.signal("resume")
+    await env.sleep(timedelta(days=2))
+    await handle.signal("event", await _event(env, "replay-2", "unsubscribed"))
+    await handle.result()
+    return handle
+
+
+SCENARIOS: dict[str, Scenario] = {
+    "welcome-series-completed": welcome_completed,
+    "welcome-series-paused-unsubscribed": welcome_unsubscribed_paused,
+}
+
+
+async def record(client_env: WorkflowEnvironment, directory: Path) -> list[Path]:
+    """Run every scenario and write its history as JSON; returns the files written."""
+    settings = Settings(
+        database_url=f"sqlite:///{directory / 'journeys.db'}",
+        outbox_dir=directory / "outbox",
+        task_queue=f"record-{uuid.uuid4()}",
+    )
+    engine = create_engine(settings.database_url)
+    await migrate(engine)
+    for contact_id in ("replay-1", "replay-2"):
+        await add_contact(engine, contact_id, first_name="Replay")
+    written = []
+    client: Client = client_env.client
+    async with build_worker(client, settings, engine):
+        for name, scenario in SCENARIOS.items():
+            handle = await scenario(client_env, settings)
+            history = await handle.fetch_history()
+            path = HISTORIES / f"{name}.json"
+            path.write_text(history.to_json())
+            written.append(path)
+    await engine.dispose()
+    return written
+
+
+async def main() -> None:
+    """Record all scenarios into `tests/histories/`."""
+    env = await start_time_skipping_server(data_converter=pydantic_data_converter)
+    await register_search_attributes(env.client)
+    try:
+        with tempfile.TemporaryDirectory() as directory:
+            for path in await record(env, Path(directory)):
+                print(f"recorded {path}")  # noqa: T201
+    finally:
+        await env.shutdown()
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

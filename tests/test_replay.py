@@ -1,0 +1,37 @@
+"""Replay every saved journey history against today's workflow code.
+
+A change to a journey that alters the commands of runs already in flight
+(without `workflow.patched()`) makes the replay fail here, before it fails in
+production. Histories are recorded by `python -m tests.record_histories`.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from temporalio.client import WorkflowHistory
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.worker import Replayer
+
+from workflows import JOURNEYS
+
+HISTORIES = sorted((Path(__file__).parent / "histories").glob("*.json"))
+
+
+def test_every_journey_has_a_saved_history() -> None:
+    recorded = {
+        json.loads(path.read_text())["events"][0]["workflowExecutionStartedEventAttributes"][
+            "workflowType"
+        ]["name"]
+        for path in HISTORIES
+    }
+    assert set(JOURNEYS) <= recorded
+
+
+@pytest.mark.parametrize("path", HISTORIES, ids=[path.stem for path in HISTORIES])
+async def test_history_replays_deterministically(path: Path) -> None:
+    history = WorkflowHistory.from_json(path.stem, path.read_text())
+    replayer = Replayer(workflows=list(JOURNEYS.values()), data_converter=pydantic_data_converter)
+    await replayer.replay_workflow(history)
