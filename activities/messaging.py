@@ -280,20 +280,7 @@ class MessagingActivities:
                 if release is not None:
                     await session.rollback()
                     return release
-            row = await self._row(session, request.idempotency_key)
-            if row is None:
-                row = MessageLog(
-                    idempotency_key=request.idempotency_key,
-                    contact_id=request.contact_id,
-                    journey=request.journey,
-                    step=request.step,
-                    channel=request.channel,
-                    category=request.category,
-                    template=request.template,
-                    created_at=now,
-                    updated_at=now,
-                    status=DeliveryStatus.PENDING,
-                )
+            row = await self._row(session, request.idempotency_key) or _new_row(request, now)
             row.status = DeliveryStatus.PENDING
             row.status_reason = None
             row.subject = subject
@@ -378,17 +365,7 @@ class MessagingActivities:
     ) -> SendResult:
         """Write (insert or update) the row with an outcome that is not a delivery."""
         async with self._sessions() as session:
-            row = await self._row(session, request.idempotency_key) or MessageLog(
-                idempotency_key=request.idempotency_key,
-                contact_id=request.contact_id,
-                journey=request.journey,
-                step=request.step,
-                channel=request.channel,
-                category=request.category,
-                template=request.template,
-                created_at=now,
-                status=status,
-            )
+            row = await self._row(session, request.idempotency_key) or _new_row(request, now)
             row.status = status
             row.status_reason = reason
             row.updated_at = now
@@ -421,6 +398,22 @@ class MessagingActivities:
             await session.commit()
             await session.refresh(row)
             return row
+
+
+def _new_row(request: SendRequest, now: datetime) -> MessageLog:
+    """A message-log row for the request; the caller sets its status."""
+    return MessageLog(
+        idempotency_key=request.idempotency_key,
+        contact_id=request.contact_id,
+        journey=request.journey,
+        step=request.step,
+        channel=request.channel,
+        category=request.category,
+        template=request.template,
+        created_at=now,
+        updated_at=now,
+        status=DeliveryStatus.PENDING,
+    )
 
 
 def _result(row: MessageLog) -> SendResult:
