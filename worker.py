@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio.client import Client
 from temporalio.worker import Worker
 
+from activities.crm import CrmActivities
 from activities.messaging import MessagingActivities
 from activities.providers import (
     EmailProvider,
@@ -72,11 +73,12 @@ def build_worker(
         unsubscribe_base_url=settings.public_base_url,
         unsubscribe_secret=settings.unsubscribe_secret.get_secret_value(),
     )
+    crm = CrmActivities(engine=engine)
     return Worker(
         client,
         task_queue=settings.task_queue,
         workflows=list(JOURNEYS.values() if journeys is None else journeys),
-        activities=[messaging.send_message],
+        activities=[messaging.send_message, crm.create_crm_task, crm.mark_churn_risk],
         graceful_shutdown_timeout=GRACEFUL_SHUTDOWN,
     )
 

@@ -21,6 +21,7 @@ class JourneyCarryOver(BaseModel):
         clock_origin: Day 0 shifted by the time spent paused.
         paused_at: When the current pause began, if paused.
         results: Outcome of every step sent so far.
+        actions: Steps done with `Journey.run_once` (CRM updates…), and when.
         recent_event_ids: Event ids already processed (duplicates are dropped).
         events: Recent events, for `wait_for`.
     """
@@ -31,6 +32,7 @@ class JourneyCarryOver(BaseModel):
     clock_origin: datetime
     paused_at: datetime | None = None
     results: dict[str, SendResult] = Field(default_factory=dict)
+    actions: dict[str, datetime] = Field(default_factory=dict)
     recent_event_ids: list[str] = Field(default_factory=list)
     events: list[BehaviorEvent] = Field(default_factory=list)
 
@@ -90,6 +92,8 @@ class JourneyState(BaseModel):
         next_step: What happens at `next_wake_at`.
         messages_sent: Number of messages actually delivered.
         steps_done: Steps whose send has been attempted, in order.
+        actions_done: Steps done with `Journey.run_once` (CRM tasks,
+            escalations…), in order.
         exit_reason: Why it exited (`unsubscribed`, `purchased`, an operator reason).
     """
 
@@ -102,4 +106,5 @@ class JourneyState(BaseModel):
     next_step: str | None = None
     messages_sent: int = 0
     steps_done: list[str] = Field(default_factory=list)
+    actions_done: list[str] = Field(default_factory=list)
     exit_reason: str | None = None

@@ -132,3 +132,27 @@ class Suppression(SQLModel, table=True):
     def hash_address(address: str) -> str:
         """SHA-256 of the address, trimmed and lower-cased."""
         return hashlib.sha256(address.strip().lower().encode()).hexdigest()
+
+
+class CrmTask(SQLModel, table=True):
+    """A task for someone on the account team (renewal follow-ups, escalations).
+
+    Opened by the CRM activity, once per `idempotency_key` (`{workflow_id}/{step}`):
+    a retried or replayed request finds the row and opens nothing new.
+    """
+
+    __tablename__ = "crm_tasks"
+
+    id: int | None = Field(default=None, primary_key=True)
+    idempotency_key: str = Field(max_length=300, unique=True)
+    contact_id: str = Field(max_length=64, index=True)
+    kind: str = Field(max_length=32)
+    assignee_role: str = Field(max_length=32)
+    title: str = Field(max_length=200)
+    details: str = Field(default="", max_length=2000)
+    due_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
+    priority: str = Field(default="normal", max_length=16)
+    status: str = Field(default="open", max_length=16, index=True)
+    created_at: datetime = Field(
+        default_factory=utc_now, sa_column=Column(UTCDateTime(), nullable=False)
+    )

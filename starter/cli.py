@@ -31,6 +31,7 @@ from starter.logs import configure_logging
 from starter.temporal import TemporalUnavailable, connect
 from starter.toolchain import ToolchainError
 from worker import run_worker
+from workflows import JOURNEYS
 
 app = typer.Typer(help="Durable contact journeys on Temporal.", no_args_is_help=True)
 contact_app = typer.Typer(help="Manage contacts.", no_args_is_help=True)
@@ -167,6 +168,38 @@ async def contact_upsert(
         typer.echo(f"contact {contact.id} saved")
 
 
+_ENROLL_FLAGS = {"subscription_id": "--subscription"}
+"""`enroll` options named other than the input field they set."""
+
+
+def build_journey_input(journey: str, contact_id: str, **options: Any) -> JourneyInput:
+    """The input of `journey` (its `input_model`) from the `enroll` options given.
+
+    Raises:
+        OperationError: unknown journey, an option the journey does not take,
+            or a renewal date already past.
+        ValidationError: a missing or invalid value.
+    """
+    journey_class = JOURNEYS.get(journey)
+    if journey_class is None:
+        raise operations.OperationError(
+            f"unknown journey {journey!r}; known: {', '.join(sorted(JOURNEYS))}"
+        )
+    given = _given(**options)
+    model = journey_class.input_model
+    unknown = sorted(name for name in given if name not in model.model_fields)
+    if unknown:
+        flags = ", ".join(
+            _ENROLL_FLAGS.get(name, f"--{name.replace('_', '-')}") for name in unknown
+        )
+        raise operations.OperationError(f"{journey} does not take {flags}")
+    journey_input = model.model_validate({"contact_id": contact_id, **given})
+    renews_at = getattr(journey_input, "renewal_date", None)
+    if isinstance(renews_at, datetime) and renews_at <= datetime.now(UTC):
+        raise operations.OperationError(f"renewal date {renews_at.isoformat()} is in the past")
+    return journey_input
+
+
 @app.command()
 @run_async
 async def enroll(
@@ -175,9 +208,22 @@ async def enroll(
     day_seconds: Annotated[
         int | None, typer.Option(help="Accelerated clock: seconds per journey day.")
     ] = None,
+    renewal_date: Annotated[
+        str | None,
+        typer.Option(help="renewal-countdown: when it renews, ISO 8601 (2027-03-01T00:00:00Z)."),
+    ] = None,
+    subscription: Annotated[
+        str | None, typer.Option(help="renewal-countdown: the subscription id.")
+    ] = None,
 ) -> None:
     """Enrol a contact into a journey."""
-    journey_input = JourneyInput(contact_id=contact_id, **_given(day_seconds=day_seconds))
+    journey_input = build_journey_input(
+        journey,
+        contact_id,
+        day_seconds=day_seconds,
+        renewal_date=renewal_date,
+        subscription_id=subscription,
+    )
     client = await connect()
     settings = get_settings()
     workflow_id = await _with_engine(

@@ -18,6 +18,9 @@ async def add_contact(
     first_name: str | None = None,
     company: str | None = None,
     email_consent: bool = True,
+    phone: str | None = None,
+    sms_consent: bool = False,
+    timezone: str = "UTC",
 ) -> Contact:
     """Insert a contact with email consent given now (unless told otherwise)."""
     contact = Contact(
@@ -28,6 +31,11 @@ async def add_contact(
         email_consent=email_consent,
         email_consent_at=datetime.now(UTC) if email_consent else None,
         email_consent_source="test" if email_consent else None,
+        phone=phone,
+        sms_consent=sms_consent,
+        sms_consent_at=datetime.now(UTC) if sms_consent else None,
+        sms_consent_source="test" if sms_consent else None,
+        timezone=timezone,
     )
     async with session_factory(engine)() as session:
         session.add(contact)

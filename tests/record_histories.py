@@ -22,6 +22,7 @@ from temporalio.testing import WorkflowEnvironment
 from models.db import create_engine, migrate
 from models.events import BehaviorEvent
 from models.journeys import JourneyInput
+from models.renewals import RenewalInput
 from models.settings import Settings
 from starter.cluster import register_search_attributes
 from starter.toolchain import start_time_skipping_server
@@ -72,9 +73,42 @@ async def welcome_unsubscribed_paused(
     return handle
 
 
+async def renewal_moved_renewed(env: WorkflowEnvironment, settings: Settings) -> WorkflowHandle:  # type: ignore[type-arg]
+    renewal = (await env.get_current_time()).astimezone(UTC) + timedelta(days=100)
+    handle = await env.client.start_workflow(
+        "renewal-countdown",
+        RenewalInput(contact_id="replay-1", subscription_id="sub_replay", renewal_date=renewal),
+        id="renewal-countdown-replay-1-sub_replay",
+        task_queue=settings.task_queue,
+    )
+    await env.sleep(timedelta(days=45))  # after the 90- and 60-day steps
+    moved = await _event(env, "replay-1", "renewal_scheduled")
+    properties = {"renewal_date": (renewal + timedelta(days=30)).isoformat()}
+    await handle.signal("event", moved.model_copy(update={"properties": properties}))
+    await env.sleep(timedelta(days=70))  # after the 30-day steps of the new date
+    await handle.signal("event", await _event(env, "replay-1", "renewed"))
+    await handle.result()
+    return handle
+
+
+async def pricing_abandon_purchased(env: WorkflowEnvironment, settings: Settings) -> WorkflowHandle:  # type: ignore[type-arg]
+    handle = await env.client.start_workflow(
+        "pricing-abandon",
+        JourneyInput(contact_id="replay-3"),
+        id="pricing-abandon-replay-3",
+        task_queue=settings.task_queue,
+    )
+    await env.sleep(timedelta(days=1))  # after the email, in the 2-day wait
+    await handle.signal("event", await _event(env, "replay-3", "purchased"))  # → onboarding
+    await handle.result()  # after the 30-day re-entry window
+    return handle
+
+
 SCENARIOS: dict[str, Scenario] = {
     "welcome-series-completed": welcome_completed,
     "welcome-series-paused-unsubscribed": welcome_unsubscribed_paused,
+    "renewal-countdown-moved-renewed": renewal_moved_renewed,
+    "pricing-abandon-emailed-purchased": pricing_abandon_purchased,
 }
 
 
@@ -87,7 +121,7 @@ async def record(client_env: WorkflowEnvironment, directory: Path) -> list[Path]
     )
     engine = create_engine(settings.database_url)
     await migrate(engine)
-    for contact_id in ("replay-1", "replay-2"):
+    for contact_id in ("replay-1", "replay-2", "replay-3"):
         await add_contact(engine, contact_id, first_name="Replay")
     written = []
     client: Client = client_env.client

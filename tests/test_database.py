@@ -33,7 +33,7 @@ from models.db import alembic_config, async_database_url, create_engine, migrate
 from models.tables import Contact, MessageLog
 from tests.factories import add_contact
 
-APP_TABLES = {"contacts", "message_log", "suppressions"}
+APP_TABLES = {"contacts", "crm_tasks", "message_log", "suppressions"}
 
 
 def _head_revision() -> str:

@@ -88,7 +88,7 @@ def write_message(directory: Path, name: str, **overrides: str | None) -> Path:
 
 
 def test_real_catalogue_lists_the_welcome_series(catalog: TemplateCatalog) -> None:
-    assert catalog.names == [
+    assert [name for name in catalog.names if name.startswith("welcome-series/")] == [
         "welcome-series/day0",
         "welcome-series/day1",
         "welcome-series/day2",

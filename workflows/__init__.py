@@ -6,7 +6,13 @@ them all and the CLI enrols by these names.
 
 from __future__ import annotations
 
+from workflows.pricing_abandon import PricingAbandon
+from workflows.renewal_countdown import RenewalCountdown
 from workflows.toolkit import Journey
 from workflows.welcome_series import WelcomeSeries
 
-JOURNEYS: dict[str, type[Journey]] = {WelcomeSeries.name: WelcomeSeries}
+JOURNEYS: dict[str, type[Journey]] = {
+    WelcomeSeries.name: WelcomeSeries,
+    PricingAbandon.name: PricingAbandon,
+    RenewalCountdown.name: RenewalCountdown,
+}

@@ -21,7 +21,7 @@ where it was instead of sending the steps it missed in a burst.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable, Collection
+from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import ClassVar, NoReturn
@@ -82,7 +82,7 @@ class PlanStep:
     @property
     def label(self) -> str:
         """`Day 4 → Email 4: Common mistake to avoid`."""
-        return f"Day {self.day:g} → {self.title}"
+        return f"Day {round(self.day, 2):g} → {self.title}"
 
 
 class _Exited(Exception):
@@ -128,6 +128,7 @@ class Journey:
         self._next: PlanStep | None = None
         self._next_wake_at: datetime | None = None
         self._results: dict[str, SendResult] = {}
+        self._actions: dict[str, datetime] = {}
         self._recent_event_ids: deque[str] = deque(maxlen=REMEMBERED_EVENT_IDS)
         self._events: deque[BehaviorEvent] = deque(maxlen=REMEMBERED_EVENTS)
 
@@ -145,13 +146,16 @@ class Journey:
         channel: Channel = Channel.EMAIL,
         category: MessageCategory = MessageCategory.MARKETING,
         quiet_hours_exempt: bool = False,
+        unless: Collection[str] = (),
     ) -> SendResult:
         """Send a templated message for `step` (once, even across retries).
 
         The send activity applies the messaging policy right before delivery.
         When it defers the message (quiet hours, frequency cap), the journey
         waits durably until the time it names and asks again. Waits while the
-        journey is paused; exits instead if an exit arrived.
+        journey is paused; exits instead if an exit arrived. An `unless` event
+        received before the message goes out (also while it is deferred) calls
+        it off: a purchase at 23:00 stops the 08:00 "still thinking?" nudge.
 
         Args:
             step: Step id from the plan; with the workflow id it forms the
@@ -160,9 +164,11 @@ class Journey:
             channel: Delivery channel.
             category: Marketing (consent, quiet hours, caps) or transactional.
             quiet_hours_exempt: Send even in the contact's quiet hours.
+            unless: Event types that call the message off (see above).
 
         Returns:
-            What happened: sent, suppressed, skipped (and why) or failed.
+            What happened: sent, suppressed, skipped (and why) or failed; or,
+            when an `unless` event called it off, `deferred` with the reason.
         """
         recorded = self._results.get(step)
         if recorded is not None:  # sent before this run continued as new
@@ -180,13 +186,26 @@ class Journey:
             quiet_hours_exempt=quiet_hours_exempt,
             accelerated_clock=self._input.day_seconds < SECONDS_PER_DAY,
         )
-        result = await self._send_once(request)
-        while result.status == DeliveryStatus.DEFERRED and result.deferred_until is not None:
+        deferred: SendResult | None = None
+        while (called_off := self.received(unless)) is None:
+            result = await self._send_once(request)
+            if result.status != DeliveryStatus.DEFERRED or result.deferred_until is None:
+                break
+            deferred = result
             summary = f"Deferred {template}: {result.reason}"
             await self._wait_until(
-                self._elapsed() + (result.deferred_until - workflow.now()), None, summary=summary
+                self._elapsed() + (result.deferred_until - workflow.now()),
+                None,
+                summary=summary,
+                until=lambda: self.received(unless) is not None,
             )
-            result = await self._send_once(request)
+        else:
+            reason = f"called off: {called_off.type} received"
+            result = SendResult(
+                status=DeliveryStatus.DEFERRED,
+                idempotency_key=request.idempotency_key,
+                reason=f"{deferred.reason}; {reason}" if deferred else reason,
+            )
         self._results[step] = result
         self._publish_progress()
         return result
@@ -218,22 +237,41 @@ class Journey:
         days: float = 0,
         hours: float = 0,
         minutes: float = 0,
+        until_day: float | None = None,
+        label: str = "",
+        next_step: str | None = None,
     ) -> BehaviorEvent | None:
-        """Wait up to a duration of journey time for one of `event_types`.
+        """Wait up to a duration of journey time (or until a day) for one of `event_types`.
 
         An event that arrived before the wait began also counts: every event
         the journey received since it started is considered, so a checkout that
         happened while the journey was busy (or already waiting) is not missed.
 
+        Args:
+            event_types: The event types that end the wait.
+            days: Duration, in journey days (added to `hours` and `minutes`).
+            hours: Duration, in journey hours.
+            minutes: Duration, in journey minutes.
+            until_day: Wait until this Day of the journey instead of for a
+                duration (counted from enrolment, like `wait_until_day`); a
+                journey that may continue as new must use it (the new run
+                replays `steps()`, so a duration would start again).
+            label: The timer's summary, e.g. `Wait 30 min for checkout`.
+            next_step: Id of the plan step that follows if the time runs out;
+                the UI and the `state` query show it as next.
+
         Returns:
             The first matching event received, or None when the time ran out.
         """
         types = frozenset(event_types)
-        offset = self._elapsed() + self._day * (days + hours / 24 + minutes / 1440)
+        if until_day is not None:
+            offset = self._day * until_day
+        else:
+            offset = self._elapsed() + self._day * (days + hours / 24 + minutes / 1440)
         await self._wait_until(
             offset,
-            None,
-            summary=f"Wait for {' or '.join(sorted(types))}",
+            next((s for s in self.journey_plan() if s.id == next_step), None),
+            summary=label or f"Wait for {' or '.join(sorted(types))}",
             until=lambda: self.received(types) is not None,
         )
         return self.received(types)
@@ -247,10 +285,70 @@ class Journey:
         """The first event of one of `event_types` the journey has received, if any."""
         return next((e for e in self._events if e.type in event_types), None)
 
-    async def wait_until_day(self, day: float) -> None:
-        """Wait until Day `day` of the journey (counted from enrolment)."""
-        step = next((s for s in self.plan if s.day == day and s.id not in self._results), None)
-        await self._wait_until(self._day * day, step)
+    async def wait_until_day(self, day: float, *, until: Callable[[], bool] | None = None) -> bool:
+        """Wait until Day `day` of the journey (counted from enrolment).
+
+        Args:
+            day: Journey day, counted from enrolment.
+            until: Ends the wait early when it holds (checked whenever the
+                journey receives a signal), e.g. a renewal date that moved.
+
+        Returns:
+            True when `until` holds at the end of the wait (it ended it early,
+            or held when the day came).
+        """
+        step = next((s for s in self.journey_plan() if s.day == day and not self.done(s.id)), None)
+        await self._wait_until(self._day * day, step, until=until or (lambda: False))
+        return until is not None and until()
+
+    async def run_once(self, step: str, action: Callable[[], Awaitable[object]]) -> bool:
+        """Run a side effect other than a message (a CRM task, an escalation…) for `step`, once.
+
+        Like a send, the step is recorded and carried over when the journey
+        continues as new: replaying `steps()` in a new run, or coming back to
+        the step after a change of plan, does not run it again. The action must
+        still be idempotent on `idempotency_key(step)` (activity retries).
+        Waits while paused; exits instead if an exit arrived.
+
+        Args:
+            step: Step id from the plan.
+            action: Starts the side effect, e.g. `lambda: workflow.execute_activity(…)`.
+
+        Returns:
+            True if the action ran now, False if the step was done before.
+        """
+        if step in self._actions:
+            return False
+        await self._checkpoint()
+        self._enter_step(step)
+        await action()
+        self._actions[step] = workflow.now()
+        self._publish_progress()
+        return True
+
+    def done(self, step: str) -> bool:
+        """Whether `step` is done: its message was attempted, or it ran with `run_once`."""
+        return step in self._results or step in self._actions
+
+    def idempotency_key(self, step: str) -> str:
+        """`{workflow_id}/{step}`: the key a side effect of `step` is idempotent on."""
+        return f"{self._key_prefix()}/{step}"
+
+    def journey_plan(self) -> tuple[PlanStep, ...]:
+        """The plan of this run (shown in the UI, named by `wait_until_day`): `plan`.
+
+        Journeys whose steps depend on the input override it (renewal-countdown:
+        days before a renewal date that may move).
+        """
+        return self.plan
+
+    def ends_journey(self, event: BehaviorEvent) -> bool:
+        """Whether `event` ends the journey at once: its type is in `exit_on`.
+
+        Journeys override it to look at the properties too (renewal-countdown:
+        `renewed` for another subscription of the contact does not end it).
+        """
+        return event.type in self.exit_on
 
     async def wait(
         self, *, days: float = 0, hours: float = 0, minutes: float = 0, label: str = ""
@@ -269,7 +367,7 @@ class Journey:
             return
         self._recent_event_ids.append(event.event_id)
         self._events.append(event)
-        if event.type in self.exit_on:
+        if self.ends_journey(event):
             self._request_exit(event.type)
 
     @workflow.signal
@@ -308,6 +406,7 @@ class Journey:
             next_step=self._next.id if self._next else None,
             messages_sent=sum(r.status == DeliveryStatus.SENT for r in self._results.values()),
             steps_done=list(self._results),
+            actions_done=list(self._actions),
             exit_reason=self._exit_reason,
         )
 
@@ -369,6 +468,7 @@ class Journey:
         self._clock_origin = carry.clock_origin
         self._paused_at = carry.paused_at
         self._results = dict(carry.results)
+        self._actions = dict(carry.actions)
         self._recent_event_ids.extend(carry.recent_event_ids)
         self._events.extend(carry.events)
         if self._results:
@@ -387,6 +487,7 @@ class Journey:
                     clock_origin=self._clock_origin,
                     paused_at=self._paused_at,
                     results=self._results,
+                    actions=self._actions,
                     recent_event_ids=list(self._recent_event_ids),
                     events=list(self._events),
                 )
@@ -401,13 +502,21 @@ class Journey:
         may continue as new must wait with `wait_until_day` (absolute days), not
         relative `wait`s.
         """
-        info = workflow.info()
-        if (
-            info.is_continue_as_new_suggested()
-            or info.get_current_history_length() >= self._input.history_limit
-        ):
+        if self._continue_as_new_due():
             await workflow.wait_condition(workflow.all_handlers_finished)
             workflow.continue_as_new(self.carry_over_input())
+
+    def _continue_as_new_due(self) -> bool:
+        """The server suggests it, or the history reached the input's `history_limit`.
+
+        Waits also end when it becomes due (events signalled during a long
+        wait grow the history), so a journey waiting for months stays bounded.
+        """
+        info = workflow.info()
+        return (
+            info.is_continue_as_new_suggested()
+            or info.get_current_history_length() >= self._input.history_limit
+        )
 
     def _elapsed(self) -> timedelta:
         return workflow.now() - self._clock_origin
@@ -425,7 +534,7 @@ class Journey:
         Pausing extends the wait; an exit ends it at once.
         """
         self._next = step
-        summary = step.label if step else summary
+        summary = summary or (step.label if step else "")
         while not until():
             await self._checkpoint()
             await self._continue_as_new_if_due()
@@ -436,7 +545,12 @@ class Journey:
             self._publish_progress()
             try:
                 await workflow.wait_condition(
-                    lambda: self._exit_reason is not None or self._paused_at is not None or until(),
+                    lambda: (
+                        self._exit_reason is not None
+                        or self._paused_at is not None
+                        or until()
+                        or self._continue_as_new_due()
+                    ),
                     timeout=remaining,
                     timeout_summary=summary,
                 )
@@ -473,12 +587,14 @@ class Journey:
             upcoming = self._next.label if self._next else "next step"
             lines.append(f"Next: **{upcoming}** at {self._next_wake_at:%Y-%m-%d %H:%M:%S} UTC")
         lines.append("")
-        for step in self.plan:
+        for step in self.journey_plan():
             result = self._results.get(step.id)
             if result is not None:
                 mark = "✅" if result.status == DeliveryStatus.SENT else "⚠️"
                 lines.append(f"- {mark} {step.label} ({result.status})")
-            elif step is self._next:
+            elif step.id in self._actions:
+                lines.append(f"- ✅ {step.label} (done)")
+            elif step == self._next:
                 lines.append(f"- ⏳ {step.label} (next)")
             else:
                 lines.append(f"- ▫️ {step.label}")

@@ -1,0 +1,105 @@
+"""Requests and results exchanged between journeys and the CRM activities."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Annotated
+
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, StringConstraints
+
+from models.events import ContactId
+
+CHURN_RISK_TAG = "stage_churn-risk"
+"""Tag of a contact whose renewal date passed without renewal (seed convention `stage_…`)."""
+
+
+def _as_utc(value: datetime) -> datetime:
+    return value.astimezone(UTC)
+
+
+class CrmTaskKind(StrEnum):
+    """What a CRM task is about."""
+
+    RENEWAL_FOLLOW_UP = "renewal_follow_up"
+    RENEWAL_ESCALATION = "renewal_escalation"
+
+
+class AssigneeRole(StrEnum):
+    """Who a task is for, by role (who holds the role is the CRM's business)."""
+
+    ACCOUNT_OWNER = "account_owner"
+    ACCOUNT_OWNER_MANAGER = "account_owner_manager"
+
+
+class TaskPriority(StrEnum):
+    """How urgent a task is."""
+
+    NORMAL = "normal"
+    HIGH = "high"
+
+
+class CrmTaskRequest(BaseModel):
+    """Ask the CRM to open a task for a person on the account team.
+
+    Attributes:
+        idempotency_key: `{workflow_id}/{step}`; the same key opens one task, ever.
+        contact_id: The contact the task is about.
+        kind: What the task is about.
+        assignee_role: Who should do it.
+        title: One line, what to do.
+        details: The context the assignee needs.
+        due_at: When it should be done.
+        priority: Normal or high.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    idempotency_key: Annotated[str, StringConstraints(min_length=1, max_length=300)]
+    contact_id: ContactId
+    kind: CrmTaskKind
+    assignee_role: AssigneeRole
+    title: Annotated[str, StringConstraints(min_length=1, max_length=200)]
+    details: Annotated[str, StringConstraints(max_length=2000)] = ""
+    due_at: Annotated[AwareDatetime, AfterValidator(_as_utc)]
+    priority: TaskPriority = TaskPriority.NORMAL
+
+
+class CrmTaskResult(BaseModel):
+    """The task a request opened (or had already opened).
+
+    Attributes:
+        task_id: Id of the task in the CRM.
+        created: False when a task with the same idempotency key existed already.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    task_id: int
+    created: bool
+
+
+class ChurnRiskRequest(BaseModel):
+    """Mark a contact as a churn risk (its renewal date passed without renewal).
+
+    Attributes:
+        contact_id: The contact to mark.
+        subscription_id: The subscription that lapsed (for the log).
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    contact_id: ContactId
+    subscription_id: str
+
+
+class ChurnRiskResult(BaseModel):
+    """What marking the contact changed.
+
+    Attributes:
+        tagged: False when the contact already had the churn-risk tag.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    tagged: bool

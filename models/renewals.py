@@ -1,0 +1,70 @@
+"""The renewal-countdown journey's input: which subscription renews, and when."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated
+
+from pydantic import AfterValidator, AwareDatetime, Field, StringConstraints, field_validator
+
+from models.journeys import JourneyInput
+
+SubscriptionId = Annotated[
+    str,
+    StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"),
+]
+"""A subscription id: 1–64 characters of letters, digits, `_`, `.`, `-` (like a contact id);
+it becomes part of the workflow id."""
+
+REMINDER_COPY_DAYS = (90, 60, 30, 7, 1)
+"""Days before renewal that have reminder copy (`templates/renewal-countdown/reminder-{N}d`).
+
+A journey may use any of them; another day needs its template first.
+"""
+
+
+def _as_utc(value: datetime) -> datetime:
+    return value.astimezone(UTC)
+
+
+class RenewalInput(JourneyInput):
+    """What a renewal countdown is started with.
+
+    Attributes:
+        subscription_id: The subscription that renews; one countdown per
+            contact and subscription (`renewal-countdown-{contact}-{subscription}`).
+        renewal_date: When it renews (timezone-aware; normalised to UTC).
+            Days before renewal are calendar days counted from enrolment,
+            waited on the journey clock (`day_seconds` accelerates them too).
+        reminder_days: Days before renewal a reminder email goes out: positive,
+            distinct, in descending order, each one with copy
+            (`REMINDER_COPY_DAYS`).
+        rescheduled_on_day: Journey day on which `renewal_date` was last set
+            (0: at enrolment). Set by the journey when the date moves.
+        rescheduled_by_event_at: `occurred_at` of the `renewal_scheduled` event
+            that set `renewal_date`; older events are ignored. Set by the
+            journey when the date moves.
+    """
+
+    subscription_id: SubscriptionId
+    renewal_date: Annotated[AwareDatetime, AfterValidator(_as_utc)]
+    reminder_days: tuple[int, ...] = REMINDER_COPY_DAYS
+    rescheduled_on_day: float = Field(default=0, ge=0)
+    rescheduled_by_event_at: Annotated[AwareDatetime, AfterValidator(_as_utc)] | None = None
+
+    @field_validator("reminder_days")
+    @classmethod
+    def _check_reminder_days(cls, days: tuple[int, ...]) -> tuple[int, ...]:
+        if any(day <= 0 for day in days):
+            raise ValueError("reminder days must be positive")
+        if len(set(days)) != len(days):
+            raise ValueError("reminder days must be distinct")
+        if list(days) != sorted(days, reverse=True):
+            raise ValueError("reminder days must be in descending order, e.g. (90, 60, 30, 7, 1)")
+        without_copy = [day for day in days if day not in REMINDER_COPY_DAYS]
+        if without_copy:
+            raise ValueError(
+                f"no reminder copy for {without_copy} days before renewal; "
+                f"choose among {REMINDER_COPY_DAYS}"
+            )
+        return days

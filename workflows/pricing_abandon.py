@@ -1,0 +1,128 @@
+"""Pricing-page abandon: a nudge after a pricing visit that did not convert (seed 000).
+
+Trigger: `pricing_page_viewed`.
+Wait 30 minutes. Started checkout (or bought)? → exit, converted.
+Email: "Quick question about [Product]".
+Wait 2 days. Bought? → exit, converted, and start onboarding.
+SMS (optional: only with SMS consent and a phone number).
+
+A conversion counts whenever the journey received it: a checkout 5 minutes
+after the visit ends the 30-minute wait at once, and one that arrived before
+the wait began counts too. A conversion while a message waits out quiet hours
+or a frequency cap calls the message off. Whenever the journey sees a
+purchase, the contact is enrolled in onboarding (the welcome series stands in
+until an onboarding journey exists). Exits at once, at any step, on
+`unsubscribed`.
+
+A contact enters at most once per 30 days (`JourneyInput.reentry_days`
+overrides it): the workflow stays open for the window, so a second pricing
+visit inside it does not restart the journey.
+"""
+
+from __future__ import annotations
+
+from temporalio import workflow
+from temporalio.common import WorkflowIDReusePolicy
+from temporalio.exceptions import WorkflowAlreadyStartedError
+from temporalio.workflow import ParentClosePolicy
+
+from workflows.toolkit import Journey, PlanStep
+from workflows.welcome_series import WelcomeSeries
+
+with workflow.unsafe.imports_passed_through():
+    from models.journeys import JourneyInput, JourneyState
+    from models.messages import Channel
+
+CONVERSION = frozenset({"checkout_started", "purchased"})
+"""Before the email: either one means the visit converted."""
+PURCHASE = frozenset({"purchased"})
+"""After the email: only a purchase counts as converted."""
+EMAIL_DAY = 30 / (24 * 60)
+"""The email goes 30 minutes after the visit (in journey days from enrolment)."""
+SMS_DAY = EMAIL_DAY + 2
+"""The SMS goes 2 days after the email was due (an email held back does not move it)."""
+Onboarding = WelcomeSeries
+"""The journey a buyer is enrolled in; the welcome series until onboarding exists."""
+
+
+@workflow.defn(name="pricing-abandon")
+class PricingAbandon(Journey):
+    """Follow up a pricing-page visit that did not convert: an email, then an SMS."""
+
+    name = "pricing-abandon"
+    title = "Pricing-page abandon"
+    exit_on = frozenset({"unsubscribed"})
+    reentry_days = 30
+    plan = (
+        PlanStep(
+            "email",
+            day=0,
+            title="Email: Quick question about [Product] (30 min after the visit, unless they "
+            "started checkout)",
+        ),
+        PlanStep(
+            "day2-sms",
+            day=2,
+            title="SMS: Have questions? (2 days after the email, unless they bought; "
+            "needs SMS consent and a phone)",
+        ),
+    )
+
+    @workflow.run
+    async def run(self, journey_input: JourneyInput) -> JourneyState:
+        """Enrol the contact and run the follow-up."""
+        return await self.run_journey(journey_input)
+
+    async def steps(self) -> None:
+        """The seed's plan: wait, check, email, wait, check, SMS.
+
+        Waits end on journey days (not durations) and the first part is skipped
+        once the email is done, so a run that continued as new carries on where
+        it was, and a checkout after the email is not taken for an early one.
+        """
+        if not self.done("email"):
+            await self.wait_for(
+                CONVERSION, until_day=EMAIL_DAY, label="Wait 30 min for checkout", next_step="email"
+            )
+            await self._exit_if_converted(CONVERSION)
+            await self.send("email", template="pricing-abandon/email", unless=CONVERSION)
+            await self._exit_if_converted(CONVERSION)  # while the email waited out quiet hours
+        await self.wait_for(
+            PURCHASE, until_day=SMS_DAY, label="Wait 2 days for a purchase", next_step="day2-sms"
+        )
+        await self._exit_if_converted(PURCHASE)
+        # The send activity skips it (and says why) without SMS consent or a phone.
+        await self.send(
+            "day2-sms", template="pricing-abandon/day2", channel=Channel.SMS, unless=PURCHASE
+        )
+        await self._exit_if_converted(PURCHASE)
+
+    async def _exit_if_converted(self, conversions: frozenset[str]) -> None:
+        """Exit `converted` if one of `conversions` was received; a buyer gets onboarding."""
+        if self.received(conversions) is None:
+            return
+        if self.received(PURCHASE) is not None:
+            await self._start_onboarding()
+        self.leave("converted")
+
+    async def _start_onboarding(self) -> None:
+        """Start onboarding for the contact; one already in or through it is left alone."""
+        onboarding_input = JourneyInput(
+            contact_id=self._contact_id, day_seconds=self._input.day_seconds
+        )
+        workflow_id = Onboarding.workflow_id_for(onboarding_input)
+        try:
+            await workflow.start_child_workflow(
+                Onboarding.run,
+                onboarding_input,
+                id=workflow_id,
+                task_queue=workflow.info().task_queue,
+                parent_close_policy=ParentClosePolicy.ABANDON,
+                id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+                static_summary=f"{Onboarding.title} for contact {self._contact_id} "
+                f"(bought after {self.name})",
+            )
+        except WorkflowAlreadyStartedError:
+            workflow.logger.info("%s already started for the contact; not again", workflow_id)
+        else:
+            workflow.logger.info("converted: started %s", workflow_id)
