@@ -40,6 +40,20 @@ GRACEFUL_SHUTDOWN = timedelta(seconds=20)
 log = structlog.stdlib.get_logger(__name__)
 
 
+def load_templates(
+    settings: Settings, journeys: Sequence[type[Journey]] = tuple(JOURNEYS.values())
+) -> TemplateCatalog:
+    """Load and validate the templates, and check every journey's templates exist.
+
+    Raises:
+        TemplateError: naming the file that is broken or missing.
+    """
+    templates = TemplateCatalog(settings.templates_dir)
+    for journey in journeys:
+        templates.require(journey.name, journey.templates)
+    return templates
+
+
 def build_worker(
     client: Client,
     settings: Settings,
@@ -56,17 +70,20 @@ def build_worker(
         client: Connected client (with the pydantic data converter).
         settings: Task queue, templates and provider settings.
         engine: Database engine the activities use.
-        templates: Already loaded templates (default: load `settings.templates_dir`).
+        templates: Already validated templates (default: `load_templates`).
         email_provider: Overrides the email provider chosen by the settings.
         sms_provider: Overrides the SMS provider chosen by the settings.
         journeys: Journey workflows to run (default: every journey in `JOURNEYS`).
 
     Raises:
-        TemplateError: a message template is missing, malformed or lacks a fallback.
+        TemplateError: a message template is missing, malformed or lacks a fallback,
+            or a journey sends a template that does not exist.
     """
+    journeys = list(JOURNEYS.values() if journeys is None else journeys)
+    templates = templates or load_templates(settings, journeys)
     messaging = MessagingActivities(
         engine=engine,
-        templates=templates or TemplateCatalog(settings.templates_dir),
+        templates=templates,
         email_provider=email_provider or email_provider_from_settings(settings),
         sms_provider=sms_provider or sms_provider_from_settings(settings),
         policy=settings.messaging_policy(),
@@ -77,7 +94,7 @@ def build_worker(
     return Worker(
         client,
         task_queue=settings.task_queue,
-        workflows=list(JOURNEYS.values() if journeys is None else journeys),
+        workflows=journeys,
         activities=[messaging.send_message, crm.create_crm_task, crm.mark_churn_risk],
         graceful_shutdown_timeout=GRACEFUL_SHUTDOWN,
     )
@@ -115,7 +132,7 @@ async def wait_for_shutdown_signal() -> None:
 
 async def run_worker(settings: Settings) -> None:
     """Validate templates, connect, run the worker, stop gracefully on SIGINT / SIGTERM."""
-    templates = TemplateCatalog(settings.templates_dir)
+    templates = load_templates(settings)
     client = await connect()
     async with running_worker(client, settings, templates=templates):
         await wait_for_shutdown_signal()

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import re
 import tomllib
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
@@ -164,6 +164,21 @@ class TemplateCatalog:
     def sms_names(self) -> list[str]:
         """Names of the SMS templates, e.g. `pricing-abandon/day2`."""
         return sorted(self._sms)
+
+    def require(self, journey: str, needed: Iterable[tuple[str, str]]) -> None:
+        """Check that every (template, channel) a journey may send exists.
+
+        Raises:
+            TemplateError: naming the journey, the template and where it should be.
+        """
+        known = {"email": self._emails, "sms": self._sms}
+        for name, channel in sorted(needed):
+            if name not in known.get(str(channel), {}):
+                suffix = ".sms.toml" if str(channel) == "sms" else ".toml"
+                raise TemplateError(
+                    f"journey {journey} sends {channel} template {name!r}, but "
+                    f"{self.directory / (name + suffix)} does not exist"
+                )
 
     def render_email(self, name: str, contact: ContactFields, links: LinkContext) -> RenderedEmail:
         """Render email template `name` for a contact.

@@ -74,3 +74,20 @@ async def test_worker_reports_an_unreachable_temporal_server_clearly(settings: S
     assert result.returncode == 1
     assert "cannot reach Temporal at 127.0.0.1:1" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+async def test_worker_refuses_to_start_when_a_journey_template_is_missing(
+    settings: Settings, tmp_path: Path
+) -> None:
+    templates = tmp_path / "templates"
+    shutil.copytree(PROJECT_ROOT / "templates", templates)
+    missing = templates / "pricing-abandon" / "day2.sms.toml"
+    missing.unlink()
+    env = {**cli_environment(settings, "127.0.0.1:1"), "TEMPLATES_DIR": str(templates)}
+
+    result = await run(str(JOURNEYS), "worker", env=env)
+
+    assert result.returncode == 1
+    assert "journey pricing-abandon sends sms template 'pricing-abandon/day2'" in result.stderr
+    assert str(missing) in result.stderr.replace("\n", "")
+    assert "Traceback" not in result.stderr

@@ -68,6 +68,10 @@ class PricingAbandon(Journey):
         ),
     )
 
+    templates = frozenset(
+        {("pricing-abandon/email", Channel.EMAIL), ("pricing-abandon/day2", Channel.SMS)}
+    )
+
     @workflow.run
     async def run(self, journey_input: JourneyInput) -> JourneyState:
         """Enrol the contact and run the follow-up."""

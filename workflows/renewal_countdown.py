@@ -61,7 +61,8 @@ with workflow.unsafe.imports_passed_through():
     )
     from models.events import BehaviorEvent
     from models.journeys import JourneyInput, JourneyState
-    from models.renewals import RenewalInput
+    from models.messages import Channel
+    from models.renewals import REMINDER_COPY_DAYS, RenewalInput
 
 TASK_DAYS = (60, 30)
 """Days before renewal the account owner gets a follow-up task."""
@@ -122,6 +123,9 @@ class RenewalCountdown(Journey):
     plan = ()
     """Computed from the renewal date: see `journey_plan`."""
     input_model = RenewalInput
+    templates = frozenset(
+        (f"renewal-countdown/reminder-{days}d", Channel.EMAIL) for days in REMINDER_COPY_DAYS
+    )
 
     @classmethod
     def workflow_id_for(cls, journey_input: JourneyInput) -> str:

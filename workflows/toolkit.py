@@ -98,6 +98,9 @@ class Journey:
     """Human name, e.g. `Welcome series`."""
     plan: ClassVar[tuple[PlanStep, ...]]
     """The steps, in order, shown in the UI and the `state` query."""
+    templates: ClassVar[frozenset[tuple[str, Channel]]] = frozenset()
+    """Every (template, channel) the journey may send; the worker refuses to start
+    when one of them is missing from `templates/`."""
     exit_on: ClassVar[frozenset[str]] = frozenset({"unsubscribed"})
     """Event types that end the journey at once, whatever step it is in."""
     reentry_days: ClassVar[float | None] = None

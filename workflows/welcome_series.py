@@ -18,6 +18,7 @@ from workflows.toolkit import Journey, PlanStep
 
 with workflow.unsafe.imports_passed_through():
     from models.journeys import JourneyInput, JourneyState
+    from models.messages import Channel
 
 
 @workflow.defn(name="welcome-series")
@@ -34,6 +35,8 @@ class WelcomeSeries(Journey):
         PlanStep("day4", day=4, title="Email 4: Common mistake to avoid"),
         PlanStep("day7", day=7, title="Email 5: Soft CTA + resource offer"),
     )
+
+    templates = frozenset((f"welcome-series/{step.id}", Channel.EMAIL) for step in plan)
 
     @workflow.run
     async def run(self, journey_input: JourneyInput) -> JourneyState:
