@@ -2,7 +2,7 @@
 
 Starts the Temporal dev server (Web UI on :8233, state in `.data/temporal.db`,
 custom search attributes registered), applies database migrations, runs the
-worker, and enrols demo contacts into the welcome series on an accelerated
+worker, and enrols demo contacts into the three journeys on an accelerated
 clock. Ctrl-C stops the worker and the server. Running it again reuses the
 saved state: demo contacts are updated in place, never enrolled twice.
 """
@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import typer
@@ -20,6 +21,7 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from models.contacts import ConsentUpdate, ContactProfile
 from models.db import create_engine, migrate
 from models.journeys import JourneyInput
+from models.renewals import RenewalInput
 from models.search_attributes import ALL_SEARCH_ATTRIBUTES
 from models.settings import Settings
 from starter.operations import OperationError, enroll, upsert_contact
@@ -46,9 +48,11 @@ DEMO_CONTACTS = (
     ContactProfile(
         id="demo-grace",
         email="grace@example.com",
+        phone="+12125550142",
         first_name="Grace",
         timezone="America/New_York",
         email_consent=_DEMO_CONSENT,
+        sms_consent=_DEMO_CONSENT,
         tags=["src_webinar_2026-q4-launch"],
     ),
     ContactProfile(
@@ -66,21 +70,44 @@ def _port_in_use(port: int) -> bool:
         return probe.connect_ex(("127.0.0.1", port)) == 0
 
 
+def demo_enrolments(day_seconds: int) -> list[tuple[str, JourneyInput]]:
+    """What the demo starts: every contact in the welcome series, plus one each
+    in pricing-abandon and renewal-countdown (renewal 95 days out: at 15 s a
+    day its reminders come every few minutes and it lapses in about 24)."""
+    welcome = [
+        ("welcome-series", JourneyInput(contact_id=profile.id, day_seconds=day_seconds))
+        for profile in DEMO_CONTACTS
+    ]
+    return [
+        *welcome,
+        (
+            "pricing-abandon",
+            JourneyInput(contact_id="demo-grace", day_seconds=day_seconds, reentry_days=365),
+        ),
+        (
+            "renewal-countdown",
+            RenewalInput(
+                contact_id="demo-ada",
+                day_seconds=day_seconds,
+                subscription_id="demo-sub",
+                renewal_date=datetime.now(UTC) + timedelta(days=95),
+            ),
+        ),
+    ]
+
+
 async def run_demo(client: Client, settings: Settings, *, day_seconds: int) -> None:
-    """Upsert the demo contacts and enrol them into the welcome series (once)."""
+    """Upsert the demo contacts and start the demo journeys (once)."""
     engine = create_engine(settings.database_url)
     try:
         for profile in DEMO_CONTACTS:
             await upsert_contact(engine, profile)
+        for journey, journey_input in demo_enrolments(day_seconds):
             try:
                 workflow_id = await enroll(
-                    client,
-                    engine,
-                    "welcome-series",
-                    JourneyInput(contact_id=profile.id, day_seconds=day_seconds),
-                    task_queue=settings.task_queue,
+                    client, engine, journey, journey_input, task_queue=settings.task_queue
                 )
-                typer.echo(f"  enrolled {profile.id} → {workflow_id}")
+                typer.echo(f"  enrolled {journey_input.contact_id} → {workflow_id}")
             except OperationError as error:
                 typer.echo(f"  {error} (kept from an earlier run)")
     finally:
@@ -119,7 +146,10 @@ async def run_dev(
     )
     try:
         async with running_worker(env.client, settings):
-            typer.echo(f"Demo: welcome series for three sample contacts (1 day = {day_seconds} s)")
+            typer.echo(
+                "Demo: welcome series for three sample contacts, a pricing-page follow-up "
+                f"and a renewal countdown (1 journey day = {day_seconds} s)"
+            )
             await run_demo(env.client, settings, day_seconds=day_seconds)
             typer.echo(
                 "\n"

@@ -65,7 +65,7 @@ async def test_dev_stack_runs_demo_stops_cleanly_and_restarts_without_duplicates
     try:
         assert f"http://localhost:{ui_port}" in printed
         assert str(tmp_path / ".data" / "outbox") in printed
-        assert printed.count("enrolled demo-") == 3
+        assert printed.count("enrolled demo-") == 5
         async with httpx.AsyncClient() as http:
             ui = await http.get(f"http://127.0.0.1:{ui_port}/")
         assert ui.status_code == 200
@@ -82,10 +82,15 @@ async def test_dev_stack_runs_demo_stops_cleanly_and_restarts_without_duplicates
 
     process, printed = await start_stack(tmp_path, temporal_port, ui_port)
     try:
-        assert printed.count("already enrolled") == 3
+        assert printed.count("already enrolled") == 5
         client = await Client.connect(f"127.0.0.1:{temporal_port}")
-        count = await client.count_workflows("Journey = 'welcome-series'")
-        assert count.count == 3
+        for journey, runs in [
+            ("welcome-series", 3),
+            ("pricing-abandon", 1),
+            ("renewal-countdown", 1),
+        ]:
+            count = await client.count_workflows(f"Journey = '{journey}'")
+            assert count.count == runs, journey
     finally:
         await stop_stack(process)
 
