@@ -424,9 +424,10 @@ def test_dockerignore_matching() -> None:
 
 
 def _docker_compose_available() -> bool:
-    docker = shutil.which("docker")
-    version = [docker or "docker", "compose", "version"]
-    return docker is not None and not subprocess.run(version, capture_output=True, timeout=30).returncode
+    if shutil.which("docker") is None:
+        return False
+    probe = subprocess.run(["docker", "compose", "version"], capture_output=True, timeout=30)
+    return probe.returncode == 0
 
 
 @pytest.mark.skipif(
