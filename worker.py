@@ -95,7 +95,12 @@ def build_worker(
         client,
         task_queue=settings.task_queue,
         workflows=journeys,
-        activities=[messaging.send_message, crm.create_crm_task, crm.mark_churn_risk],
+        activities=[
+            messaging.send_message,
+            messaging.cancel_messages,
+            crm.create_crm_task,
+            crm.mark_churn_risk,
+        ],
         graceful_shutdown_timeout=GRACEFUL_SHUTDOWN,
     )
 

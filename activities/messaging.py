@@ -51,6 +51,7 @@ from activities.templates import (
 from activities.unsubscribe import sign_unsubscribe_token
 from models.db import session_factory
 from models.messages import (
+    CancelRequest,
     Channel,
     DeliveryStatus,
     MessageCategory,
@@ -182,6 +183,31 @@ class MessagingActivities:
             )
             log.info("message sent", journey=request.journey, step=request.step)
             return _result(sent)
+
+    @activity.defn(name="cancel_messages")
+    async def cancel_messages(self, request: CancelRequest) -> int:
+        """Mark those of the messages that are still deferred as cancelled.
+
+        Returns:
+            How many were cancelled (messages sent meanwhile are left as they are).
+        """
+        now = activity.info().current_attempt_scheduled_time
+        async with self._sessions() as session:
+            rows = await session.exec(
+                select(MessageLog).where(
+                    col(MessageLog.idempotency_key).in_(request.idempotency_keys),
+                    MessageLog.status == DeliveryStatus.DEFERRED,
+                )
+            )
+            cancelled = list(rows.all())
+            for row in cancelled:
+                row.status = DeliveryStatus.CANCELLED
+                row.status_reason = f"{row.status_reason}; {request.reason}"
+                row.updated_at = now
+                session.add(row)
+            await session.commit()
+        log.info("deferred messages cancelled", count=len(cancelled), reason=request.reason)
+        return len(cancelled)
 
     async def _refusal(
         self, request: SendRequest, contact: Contact

@@ -22,7 +22,8 @@ class DeliveryStatus(StrEnum):
 
     `pending` (written before the provider call) and `deferred` (quiet hours or
     frequency cap: the journey waits and asks again) are not final; every other
-    value is.
+    value is. `cancelled`: a deferred message the journey no longer sends (it
+    exited, or an event called the message off).
     """
 
     PENDING = "pending"
@@ -31,6 +32,7 @@ class DeliveryStatus(StrEnum):
     SUPPRESSED = "suppressed"
     SKIPPED_NO_CONSENT = "skipped_no_consent"
     SKIPPED_NO_ADDRESS = "skipped_no_address"
+    CANCELLED = "cancelled"
     FAILED = "failed"
 
     @property
@@ -96,3 +98,17 @@ class SendResult(BaseModel):
     provider_message_id: str | None = None
     reason: str | None = None
     deferred_until: datetime | None = None
+
+
+class CancelRequest(BaseModel):
+    """Mark a journey's deferred messages as cancelled (it exited, or called them off).
+
+    Attributes:
+        idempotency_keys: The messages' keys.
+        reason: Why, for the message log.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    idempotency_keys: list[str]
+    reason: str

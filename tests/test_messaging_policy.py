@@ -19,7 +19,7 @@ from temporalio.testing import WorkflowEnvironment
 
 from activities.unsubscribe import verify_unsubscribe_token
 from models.db import session_factory
-from models.journeys import JourneyInput, JourneyState, JourneyStatus
+from models.journeys import ExitRequest, JourneyInput, JourneyState, JourneyStatus
 from models.settings import Settings
 from models.tables import Contact, MessageLog, Suppression
 from starter.operations import suppress_contact
@@ -114,6 +114,34 @@ async def test_quiet_hours_defer_to_08_00_local_across_a_dst_change(
     assert local["day1"].utcoffset() != local["day0"].utcoffset()
     # Every later email landed outside 21:00–08:00 local.
     assert all(time(8) <= when.time() < time(21) for step, when in local.items() if step != "day0")
+
+
+async def test_a_journey_that_exits_while_a_message_is_deferred_cancels_it(
+    time_skipping_env: WorkflowEnvironment, settings: Settings, engine: AsyncEngine
+) -> None:
+    env = time_skipping_env
+    now = await env.get_current_time()
+    # Quiet from an hour after enrolment, every day: Day 1 falls inside.
+    quiet = settings.model_copy(
+        update={
+            "quiet_hours_start": (now - timedelta(hours=1)).time().replace(microsecond=0),
+            "quiet_hours_end": (now + timedelta(hours=6)).time().replace(microsecond=0),
+        }
+    )
+    await add_contact(engine, "gone")
+    async with build_worker(env.client, quiet, engine):
+        handle = await start_welcome(env.client, quiet, "gone")
+        await env.sleep(timedelta(days=1, hours=1))
+        assert [row.status for row in await rows(engine, "gone")] == ["sent", "deferred"]
+        await handle.signal(WelcomeSeries.exit, ExitRequest(reason="operator: duplicate"))
+        result = await handle.result()
+
+    assert result.status == JourneyStatus.EXITED
+    [day0, day1] = await rows(engine, "gone")
+    assert (day0.status, day1.status) == ("sent", "cancelled")
+    assert day1.status_reason is not None
+    assert "journey exited: operator: duplicate" in day1.status_reason
+    assert sorted(read_outbox(settings.outbox_dir)) == ["welcome-series-gone/day0"]
 
 
 async def test_frequency_cap_defers_across_two_journeys_and_drops_nothing(

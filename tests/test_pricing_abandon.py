@@ -490,7 +490,9 @@ async def test_purchase_while_the_email_waits_out_quiet_hours_calls_it_off(
     [email_row] = [
         row for row in await rows(engine, "pa-night") if row.journey == "pricing-abandon"
     ]
-    assert email_row.status == "deferred"  # never sent
+    assert email_row.status == "cancelled"  # never sent, and the log says so
+    assert email_row.status_reason is not None
+    assert "called off: purchased received" in email_row.status_reason
     welcome = read_outbox(settings.outbox_dir)["welcome-series-pa-night/day0"]  # exempt
     assert near(parsedate_to_datetime(welcome["Date"]), started + timedelta(hours=2))
 

@@ -42,6 +42,7 @@ with workflow.unsafe.imports_passed_through():
         JourneyStatus,
     )
     from models.messages import (
+        CancelRequest,
         Channel,
         DeliveryStatus,
         MessageCategory,
@@ -133,6 +134,7 @@ class Journey:
         self._results: dict[str, SendResult] = {}
         self._actions: dict[str, datetime] = {}
         self._recent_event_ids: deque[str] = deque(maxlen=REMEMBERED_EVENT_IDS)
+        self._deferred_keys: set[str] = set()
         self._events: deque[BehaviorEvent] = deque(maxlen=REMEMBERED_EVENTS)
 
     # --- what a journey writes -------------------------------------------------
@@ -171,7 +173,7 @@ class Journey:
 
         Returns:
             What happened: sent, suppressed, skipped (and why) or failed; or,
-            when an `unless` event called it off, `deferred` with the reason.
+            `cancelled` when an `unless` event called it off.
         """
         recorded = self._results.get(step)
         if recorded is not None:  # sent before this run continued as new
@@ -189,12 +191,12 @@ class Journey:
             quiet_hours_exempt=quiet_hours_exempt,
             accelerated_clock=self._input.day_seconds < SECONDS_PER_DAY,
         )
-        deferred: SendResult | None = None
         while (called_off := self.received(unless)) is None:
             result = await self._send_once(request)
             if result.status != DeliveryStatus.DEFERRED or result.deferred_until is None:
+                self._deferred_keys.discard(request.idempotency_key)
                 break
-            deferred = result
+            self._deferred_keys.add(request.idempotency_key)
             summary = f"Deferred {template}: {result.reason}"
             await self._wait_until(
                 self._elapsed() + (result.deferred_until - workflow.now()),
@@ -204,14 +206,29 @@ class Journey:
             )
         else:
             reason = f"called off: {called_off.type} received"
+            await self._cancel_deferred(reason)
             result = SendResult(
-                status=DeliveryStatus.DEFERRED,
+                status=DeliveryStatus.CANCELLED,
                 idempotency_key=request.idempotency_key,
-                reason=f"{deferred.reason}; {reason}" if deferred else reason,
+                reason=reason,
             )
         self._results[step] = result
         self._publish_progress()
         return result
+
+    async def _cancel_deferred(self, reason: str) -> None:
+        """Mark the messages this journey still has deferred as cancelled in the log."""
+        if not self._deferred_keys:
+            return
+        keys, self._deferred_keys = sorted(self._deferred_keys), set()
+        await workflow.execute_activity(
+            "cancel_messages",
+            CancelRequest(idempotency_keys=keys, reason=reason),
+            result_type=int,
+            start_to_close_timeout=SEND_TIMEOUT,
+            retry_policy=SEND_RETRY_POLICY,
+            summary=f"Cancel {len(keys)} deferred message(s)",
+        )
 
     async def _send_once(self, request: SendRequest) -> SendResult:
         try:
@@ -442,6 +459,7 @@ class Journey:
         except _Exited:
             self._status = JourneyStatus.EXITED
             workflow.logger.info("journey exited: %s", self._exit_reason)
+            await self._cancel_deferred(f"journey exited: {self._exit_reason}")
         self._next, self._next_wake_at = None, None
         self._publish_progress()
         await self._hold_reentry_window()
