@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import sys
 import uuid
 from collections.abc import Awaitable, Callable, Coroutine
 from datetime import UTC, datetime
@@ -44,6 +46,28 @@ EXPECTED_ERRORS = (operations.OperationError, ToolchainError, TemplateError, Tem
 """Failures reported as one line on stderr (exit code 1), not as a stack trace."""
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON.")]
+
+
+def main() -> None:
+    """Console entry point: run the CLI, then end the process without interpreter teardown.
+
+    The Temporal SDK's bridge threads can abort CPython's finalisation of a
+    short-lived client process (temporalio/sdk-python#300), turning a command
+    that succeeded into a crash with exit code -6. Everything the command does
+    is finished when the CLI exits, so the process ends there.
+    """
+    try:
+        app()
+        code = 0
+    except SystemExit as exit_request:
+        if isinstance(exit_request.code, str):
+            sys.stderr.write(f"{exit_request.code}\n")
+            code = 1
+        else:
+            code = exit_request.code or 0
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 def run_async(function: Callable[P, Coroutine[Any, Any, T]]) -> Callable[P, T]:
