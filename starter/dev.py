@@ -19,7 +19,7 @@ from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 
 from models.contacts import ConsentUpdate, ContactProfile
-from models.db import create_engine, migrate
+from models.db import create_engine
 from models.journeys import JourneyInput
 from models.renewals import RenewalInput
 from models.search_attributes import ALL_SEARCH_ATTRIBUTES
@@ -130,11 +130,6 @@ async def run_dev(
         )
     DATA_DIR.mkdir(exist_ok=True)
     shutdown = asyncio.create_task(wait_for_shutdown_signal())
-    engine = create_engine(settings.database_url)
-    try:
-        await migrate(engine)
-    finally:
-        await engine.dispose()
     typer.echo("Starting the Temporal dev server…")
     env = await start_dev_server(
         port=temporal_port,

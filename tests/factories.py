@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from activities.providers import OutgoingEmail
 from models.db import session_factory
 from models.tables import Contact
 
@@ -41,3 +42,24 @@ async def add_contact(
         session.add(contact)
         await session.commit()
     return contact
+
+
+def outgoing_email(
+    key: str = "welcome-series-ada/day0",
+    *,
+    text: str = "Hi Ada, welcome aboard.",
+    html: str = "<p>Hi Ada, welcome aboard.</p>",
+) -> OutgoingEmail:
+    """A rendered email from Grace at Acme to Ada, ready for a provider."""
+    return OutgoingEmail(
+        idempotency_key=key,
+        to_address="ada@example.com",
+        from_name="Grace from Acme",
+        from_address="grace@acme.test",
+        reply_to="hello@acme.test",
+        subject="Welcome to Acme, Ada",
+        text=text,
+        html=html,
+        created_at=datetime(2025, 3, 4, 9, 30, tzinfo=UTC),
+        headers={"X-Journey": "welcome-series", "X-Journey-Step": "day0"},
+    )

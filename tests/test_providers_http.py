@@ -14,11 +14,11 @@ from activities.providers import (
     DeliveryError,
     HttpEmailProvider,
     HttpSmsProvider,
-    OutgoingEmail,
     OutgoingSms,
     sms_provider_from_settings,
 )
 from models.settings import Settings
+from tests.factories import outgoing_email
 from tests.fake_api import FakeApi, Reply
 
 API_KEY = "test-key-123"
@@ -29,21 +29,6 @@ def api() -> Iterator[FakeApi]:
     """A fresh fake API per test."""
     with FakeApi() as server:
         yield server
-
-
-def make_email(key: str = "welcome-series-ada/day0") -> OutgoingEmail:
-    return OutgoingEmail(
-        idempotency_key=key,
-        to_address="ada@example.com",
-        from_name="Grace from Acme",
-        from_address="grace@acme.test",
-        reply_to="hello@acme.test",
-        subject="Welcome to Acme, Ada",
-        text="Hi Ada, welcome aboard.",
-        html="<p>Hi Ada, welcome aboard.</p>",
-        created_at=datetime(2025, 3, 4, 9, 30, tzinfo=UTC),
-        headers={"X-Journey": "welcome-series", "X-Journey-Step": "day0"},
-    )
 
 
 def make_sms(key: str = "pricing-abandon-ada/nudge") -> OutgoingSms:
@@ -63,14 +48,14 @@ async def failure(api: FakeApi, *replies: Reply) -> DeliveryError:
     """The DeliveryError the email provider raises when the API answers `replies`."""
     api.answer(*replies)
     with pytest.raises(DeliveryError) as caught:
-        await email_provider(api).deliver(make_email())
+        await email_provider(api).deliver(outgoing_email())
     return caught.value
 
 
 async def test_email_is_posted_as_json_with_key_and_auth(api: FakeApi) -> None:
     api.answer(Reply(202, {"id": "prov-777"}))
 
-    message_id = await email_provider(api).deliver(make_email())
+    message_id = await email_provider(api).deliver(outgoing_email())
 
     assert message_id == "prov-777"
     [request] = api.received
@@ -118,13 +103,13 @@ async def test_server_error_then_success_with_the_same_key(api: FakeApi) -> None
     provider = email_provider(api)
 
     with pytest.raises(DeliveryError) as caught:
-        await provider.deliver(make_email())
+        await provider.deliver(outgoing_email())
     assert caught.value.permanent is False
     assert caught.value.retry_after is None
     assert "500" in str(caught.value)
     assert "upstream down" in str(caught.value)
 
-    assert await provider.deliver(make_email()) == "prov-9"
+    assert await provider.deliver(outgoing_email()) == "prov-9"
     keys = [request.headers["idempotency-key"] for request in api.received]
     assert keys == ["welcome-series-ada/day0", "welcome-series-ada/day0"]
 
@@ -181,7 +166,7 @@ async def test_slow_server_is_a_transient_timeout(api: FakeApi) -> None:
     api.answer(Reply(delay=1.0))
 
     with pytest.raises(DeliveryError) as caught:
-        await email_provider(api, timeout=0.2).deliver(make_email())
+        await email_provider(api, timeout=0.2).deliver(outgoing_email())
 
     assert caught.value.permanent is False
     assert caught.value.status_code is None
@@ -195,7 +180,7 @@ async def test_unreachable_server_is_transient() -> None:
     provider = HttpEmailProvider(f"http://127.0.0.1:{port}", API_KEY, timeout=2)
 
     with pytest.raises(DeliveryError) as caught:
-        await provider.deliver(make_email())
+        await provider.deliver(outgoing_email())
 
     assert caught.value.permanent is False
 

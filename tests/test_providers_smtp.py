@@ -5,7 +5,6 @@ from __future__ import annotations
 import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
 from email import policy
 from email.message import EmailMessage
 from email.parser import BytesParser
@@ -16,6 +15,7 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 
 from activities.providers import DeliveryError, OutgoingEmail, SmtpEmailProvider
+from tests.factories import outgoing_email
 
 HOST = "127.0.0.1"
 
@@ -63,17 +63,10 @@ def smtp_server(handler: RecordingHandler, **smtp_options: Any) -> Iterator[int]
 
 
 def make_email(key: str = "welcome-series-ada/day0") -> OutgoingEmail:
-    return OutgoingEmail(
-        idempotency_key=key,
-        to_address="ada@example.com",
-        from_name="Grace from Acme",
-        from_address="grace@acme.test",
-        reply_to="hello@acme.test",
-        subject="Welcome to Acme, Ada",
+    return outgoing_email(
+        key,
         text="Hi Ada,\nwelcome aboard.",
         html="<p>Hi Ada,</p><p>welcome aboard — café inclus.</p>",
-        created_at=datetime(2025, 3, 4, 9, 30, tzinfo=UTC),
-        headers={"X-Journey": "welcome-series", "X-Journey-Step": "day0"},
     )
 
 

@@ -169,19 +169,11 @@ class JsonApi:
         return message_id
 
 
-class HttpEmailProvider:
-    """Email through the JSON email API: `POST {base_url}/emails`.
-
-    Request body::
-
-        {"from": "Ada from Acme <ada@acme.test>", "to": "grace@example.com",
-         "reply_to": "hello@acme.test", "subject": "…", "text": "…", "html": "…",
-         "headers": {"X-Journey": "welcome-series", "X-Journey-Step": "day0"}}
-
-    Answer on success: `{"id": "<provider message id>"}`, which `deliver` returns.
-    """
+class _JsonApiProvider:
+    """What the HTTP email and SMS providers share: the configured `JsonApi`."""
 
     name = "http"
+    api_label = "JSON API"
 
     def __init__(
         self,
@@ -196,7 +188,22 @@ class HttpEmailProvider:
         Raises:
             ValueError: `base_url` is not an absolute http(s) URL.
         """
-        self._api = JsonApi(base_url, api_key, api="email API", client=client, timeout=timeout)
+        self._api = JsonApi(base_url, api_key, api=self.api_label, client=client, timeout=timeout)
+
+
+class HttpEmailProvider(_JsonApiProvider):
+    """Email through the JSON email API: `POST {base_url}/emails`.
+
+    Request body::
+
+        {"from": "Ada from Acme <ada@acme.test>", "to": "grace@example.com",
+         "reply_to": "hello@acme.test", "subject": "…", "text": "…", "html": "…",
+         "headers": {"X-Journey": "welcome-series", "X-Journey-Step": "day0"}}
+
+    Answer on success: `{"id": "<provider message id>"}`, which `deliver` returns.
+    """
+
+    api_label = "email API"
 
     async def deliver(self, email: OutgoingEmail) -> str:
         """Hand the email to the API once; return the API's message id.
@@ -216,29 +223,14 @@ class HttpEmailProvider:
         return await self._api.post("/emails", payload, idempotency_key=email.idempotency_key)
 
 
-class HttpSmsProvider:
+class HttpSmsProvider(_JsonApiProvider):
     """Text messages through the JSON SMS API: `POST {base_url}/messages`.
 
     Request body: `{"to": "+14155550100", "body": "…"}`. Answer on success:
     `{"id": "<provider message id>"}`, which `deliver` returns.
     """
 
-    name = "http"
-
-    def __init__(
-        self,
-        base_url: str,
-        api_key: str,
-        *,
-        client: httpx.AsyncClient | None = None,
-        timeout: float = 10.0,
-    ) -> None:
-        """Configure the API (see `JsonApi` for the arguments).
-
-        Raises:
-            ValueError: `base_url` is not an absolute http(s) URL.
-        """
-        self._api = JsonApi(base_url, api_key, api="SMS API", client=client, timeout=timeout)
+    api_label = "SMS API"
 
     async def deliver(self, sms: OutgoingSms) -> str:
         """Hand the message to the API once; return the API's message id.
