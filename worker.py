@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio.client import Client
 from temporalio.worker import Worker
 
+from activities.contacts import ContactActivities
 from activities.crm import CrmActivities
 from activities.messaging import MessagingActivities
 from activities.providers import (
@@ -28,12 +29,17 @@ from activities.providers import (
     email_provider_from_settings,
     sms_provider_from_settings,
 )
+from activities.providers.notifier import Notifier, notifier_from_settings
+from activities.sales import SalesActivities
 from activities.templates import TemplateCatalog
 from models.db import create_engine, migrate
+from models.sales import SalesConfig
+from models.scoring import ScoringModel
 from models.settings import Settings, get_settings
 from starter.logs import configure_logging
 from starter.temporal import connect
 from workflows import JOURNEYS
+from workflows.contact import ContactWorkflow
 from workflows.toolkit import Journey
 
 GRACEFUL_SHUTDOWN = timedelta(seconds=20)
@@ -62,6 +68,7 @@ def build_worker(
     templates: TemplateCatalog | None = None,
     email_provider: EmailProvider | None = None,
     sms_provider: SmsProvider | None = None,
+    notifier: Notifier | None = None,
     journeys: Sequence[type[Journey]] | None = None,
 ) -> Worker:
     """Create the worker with all workflows and activities registered.
@@ -73,11 +80,15 @@ def build_worker(
         templates: Already validated templates (default: `load_templates`).
         email_provider: Overrides the email provider chosen by the settings.
         sms_provider: Overrides the SMS provider chosen by the settings.
-        journeys: Journey workflows to run (default: every journey in `JOURNEYS`).
+        notifier: Overrides the sales-team notifier chosen by the settings.
+        journeys: Journey workflows to run (default: every journey in `JOURNEYS`);
+            the contact workflow always runs.
 
     Raises:
         TemplateError: a message template is missing, malformed or lacks a fallback,
             or a journey sends a template that does not exist.
+        ValueError: the scoring model or the sales configuration is invalid
+            (the message names the file).
     """
     journeys = list(JOURNEYS.values() if journeys is None else journeys)
     templates = templates or load_templates(settings, journeys)
@@ -91,15 +102,34 @@ def build_worker(
         unsubscribe_secret=settings.unsubscribe_secret.get_secret_value(),
     )
     crm = CrmActivities(engine=engine)
+    contacts = ContactActivities(
+        engine=engine,
+        scoring=ScoringModel.load(settings.scoring_file),
+        outbox_dir=settings.outbox_dir,
+    )
+    sales = SalesActivities(
+        engine=engine,
+        config=SalesConfig.load(settings.sales_file),
+        notifier=notifier or notifier_from_settings(settings),
+    )
     return Worker(
         client,
         task_queue=settings.task_queue,
-        workflows=journeys,
+        workflows=[ContactWorkflow, *journeys],
         activities=[
             messaging.send_message,
             messaging.cancel_messages,
             crm.create_crm_task,
             crm.mark_churn_risk,
+            contacts.ingest_events,
+            contacts.scoring_model,
+            contacts.update_lead_score,
+            contacts.lead_status,
+            contacts.erase_contact,
+            sales.hand_off_lead,
+            sales.raise_lead_priority,
+            sales.remind_sla,
+            sales.escalate_sla_breach,
         ],
         graceful_shutdown_timeout=GRACEFUL_SHUTDOWN,
     )

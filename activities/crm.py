@@ -3,14 +3,20 @@
 The database is the CRM of record. Both activities are idempotent: a task is
 opened once per idempotency key (`{workflow_id}/{step}`), however often the
 request is retried, and tagging a contact that has the tag changes nothing.
+The module's functions (`open_crm_task`, `insert_once`…) are shared with the
+sales activities.
 """
 
 from __future__ import annotations
 
+from datetime import datetime
+from typing import TypeVar
+
 import structlog
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 from sqlmodel import select
+from sqlmodel.ext.asyncio.session import AsyncSession
 from structlog.contextvars import bound_contextvars
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
@@ -23,15 +29,109 @@ from models.crm import (
     CrmTaskResult,
 )
 from models.db import session_factory
-from models.tables import Contact, CrmTask
+from models.tables import Contact, CrmTask, Notification, SlaBreach
 
 log = structlog.stdlib.get_logger(__name__)
 
+KeyedRow = TypeVar("KeyedRow", CrmTask, Notification, SlaBreach)
+"""A table whose rows are unique per `idempotency_key`."""
 
-def _contact_not_found(contact_id: str) -> ApplicationError:
+
+def contact_not_found(contact_id: str) -> ApplicationError:
+    """The non-retryable `ContactNotFound` failure an activity raises for a missing contact."""
     return ApplicationError(
         f"contact {contact_id!r} does not exist", type="ContactNotFound", non_retryable=True
     )
+
+
+def row_id(row: KeyedRow) -> int:
+    """The id of a stored row."""
+    assert row.id is not None, "row not stored"
+    return row.id
+
+
+async def find_by_key(
+    sessions: async_sessionmaker[AsyncSession], table: type[KeyedRow], idempotency_key: str
+) -> KeyedRow | None:
+    """The row of `table` with this idempotency key, if there is one."""
+    async with sessions() as session:
+        rows = await session.exec(select(table).where(table.idempotency_key == idempotency_key))
+        return rows.first()
+
+
+async def insert_once(
+    sessions: async_sessionmaker[AsyncSession], row: KeyedRow
+) -> tuple[KeyedRow, bool]:
+    """Insert `row` unless a row with its idempotency key exists (also when a racer wins).
+
+    Returns:
+        The stored row, and whether this call inserted it.
+    """
+    table = type(row)
+    existing = await find_by_key(sessions, table, row.idempotency_key)
+    if existing is not None:
+        return existing, False
+    async with sessions() as session:
+        session.add(row)
+        try:
+            await session.commit()
+        except IntegrityError:  # a concurrent attempt inserted it first
+            await session.rollback()
+            raced = await find_by_key(sessions, table, row.idempotency_key)
+            assert raced is not None
+            return raced, False
+        await session.refresh(row)
+    return row, True
+
+
+async def open_crm_task(
+    sessions: async_sessionmaker[AsyncSession], request: CrmTaskRequest, *, now: datetime
+) -> tuple[CrmTask, bool]:
+    """Open a task, at most once per idempotency key.
+
+    Args:
+        sessions: Session factory of the CRM database.
+        request: The task.
+        now: Its creation time.
+
+    Returns:
+        The task, and whether this call opened it.
+
+    Raises:
+        ApplicationError: non-retryable `ContactNotFound` when the task is new
+            and the contact does not exist.
+    """
+    existing = await find_by_key(sessions, CrmTask, request.idempotency_key)
+    if existing is not None:
+        log.info("crm task already open", task_id=existing.id)
+        return existing, False
+    async with sessions() as session:
+        if await session.get(Contact, request.contact_id) is None:
+            raise contact_not_found(request.contact_id)
+    task, created = await insert_once(
+        sessions,
+        CrmTask(
+            idempotency_key=request.idempotency_key,
+            contact_id=request.contact_id,
+            kind=request.kind,
+            assignee_role=request.assignee_role,
+            assignee_id=request.assignee_id,
+            title=request.title,
+            details=request.details,
+            due_at=request.due_at,
+            priority=request.priority,
+            status="open",
+            created_at=now,
+        ),
+    )
+    if created:
+        log.info(
+            "crm task opened",
+            task_id=task.id,
+            kind=request.kind,
+            assignee_role=request.assignee_role,
+        )
+    return task, created
 
 
 class CrmActivities:
@@ -56,41 +156,8 @@ class CrmActivities:
         with bound_contextvars(
             idempotency_key=request.idempotency_key, contact_id=request.contact_id
         ):
-            existing = await self._task(request.idempotency_key)
-            if existing is not None:
-                log.info("crm task already open", task_id=existing.id)
-                return CrmTaskResult(task_id=_id(existing), created=False)
-            async with self._sessions() as session:
-                if await session.get(Contact, request.contact_id) is None:
-                    raise _contact_not_found(request.contact_id)
-                task = CrmTask(
-                    idempotency_key=request.idempotency_key,
-                    contact_id=request.contact_id,
-                    kind=request.kind,
-                    assignee_role=request.assignee_role,
-                    title=request.title,
-                    details=request.details,
-                    due_at=request.due_at,
-                    priority=request.priority,
-                    status="open",
-                    created_at=now,
-                )
-                session.add(task)
-                try:
-                    await session.commit()
-                except IntegrityError:  # a concurrent attempt opened it first
-                    await session.rollback()
-                    raced = await self._task(request.idempotency_key)
-                    assert raced is not None
-                    return CrmTaskResult(task_id=_id(raced), created=False)
-                await session.refresh(task)
-            log.info(
-                "crm task opened",
-                task_id=task.id,
-                kind=request.kind,
-                assignee_role=request.assignee_role,
-            )
-            return CrmTaskResult(task_id=_id(task), created=True)
+            task, created = await open_crm_task(self._sessions, request, now=now)
+            return CrmTaskResult(task_id=row_id(task), created=created)
 
     @activity.defn(name="mark_churn_risk")
     async def mark_churn_risk(self, request: ChurnRiskRequest) -> ChurnRiskResult:
@@ -107,7 +174,7 @@ class CrmActivities:
             async with self._sessions() as session:
                 contact = await session.get(Contact, request.contact_id, with_for_update=True)
                 if contact is None:
-                    raise _contact_not_found(request.contact_id)
+                    raise contact_not_found(request.contact_id)
                 if CHURN_RISK_TAG in contact.tags:
                     return ChurnRiskResult(tagged=False)
                 contact.tags = sorted({*contact.tags, CHURN_RISK_TAG})
@@ -116,15 +183,3 @@ class CrmActivities:
                 await session.commit()
             log.info("contact marked churn risk", tag=CHURN_RISK_TAG)
             return ChurnRiskResult(tagged=True)
-
-    async def _task(self, idempotency_key: str) -> CrmTask | None:
-        async with self._sessions() as session:
-            rows = await session.exec(
-                select(CrmTask).where(CrmTask.idempotency_key == idempotency_key)
-            )
-            return rows.first()
-
-
-def _id(task: CrmTask) -> int:
-    assert task.id is not None
-    return task.id

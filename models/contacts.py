@@ -33,6 +33,8 @@ def _known_timezone(value: str) -> str:
 
 EmailAddress = Annotated[str, StringConstraints(max_length=320), AfterValidator(_normalise_email)]
 TimeZoneName = Annotated[str, AfterValidator(_known_timezone)]
+AttributeName = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,63}$")]
+AttributeValue = Annotated[str, StringConstraints(strip_whitespace=True, max_length=200)]
 Tag = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_.-]{0,99}$")]
 
 
@@ -63,6 +65,9 @@ class ContactProfile(BaseModel):
         email_consent: Marketing email consent change, if any.
         sms_consent: SMS consent change, if any.
         tags: Tags to add (seed convention: `src_…`, `int_…`, `stage_…`).
+        attributes: Other fields (job title, company size, region, industry…)
+            that fit scoring and sales territories read; merged into the
+            stored ones.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -78,3 +83,4 @@ class ContactProfile(BaseModel):
     email_consent: ConsentUpdate | None = None
     sms_consent: ConsentUpdate | None = None
     tags: list[Tag] = Field(default_factory=list)
+    attributes: dict[AttributeName, AttributeValue] = Field(default_factory=dict, max_length=50)

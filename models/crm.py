@@ -23,6 +23,9 @@ class CrmTaskKind(StrEnum):
 
     RENEWAL_FOLLOW_UP = "renewal_follow_up"
     RENEWAL_ESCALATION = "renewal_escalation"
+    LEAD_FOLLOW_UP = "lead_follow_up"
+    LEAD_CALL = "lead_call"
+    SLA_ESCALATION = "sla_escalation"
 
 
 class AssigneeRole(StrEnum):
@@ -30,6 +33,8 @@ class AssigneeRole(StrEnum):
 
     ACCOUNT_OWNER = "account_owner"
     ACCOUNT_OWNER_MANAGER = "account_owner_manager"
+    SALES_REP = "sales_rep"
+    SALES_MANAGER = "sales_manager"
 
 
 class TaskPriority(StrEnum):
@@ -37,6 +42,7 @@ class TaskPriority(StrEnum):
 
     NORMAL = "normal"
     HIGH = "high"
+    URGENT = "urgent"
 
 
 class CrmTaskRequest(BaseModel):
@@ -47,6 +53,7 @@ class CrmTaskRequest(BaseModel):
         contact_id: The contact the task is about.
         kind: What the task is about.
         assignee_role: Who should do it.
+        assignee_id: The person, when known (the lead's owner, their manager).
         title: One line, what to do.
         details: The context the assignee needs.
         due_at: When it should be done.
@@ -59,6 +66,7 @@ class CrmTaskRequest(BaseModel):
     contact_id: ContactId
     kind: CrmTaskKind
     assignee_role: AssigneeRole
+    assignee_id: Annotated[str, StringConstraints(max_length=64)] | None = None
     title: Annotated[str, StringConstraints(min_length=1, max_length=200)]
     details: Annotated[str, StringConstraints(max_length=2000)] = ""
     due_at: Annotated[AwareDatetime, AfterValidator(_as_utc)]

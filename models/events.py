@@ -68,3 +68,14 @@ class BehaviorEvent(BaseModel):
     type: Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,63}$")]
     occurred_at: Annotated[AwareDatetime, AfterValidator(_as_utc)]
     properties: dict[str, Any] = Field(default_factory=dict)
+
+
+SUPPRESSING_EVENTS = {"unsubscribed": "unsubscribed", "email_bounced": "hard_bounce"}
+"""Events that stop all marketing to the contact, with the reason recorded."""
+
+
+def suppression_reason(event: BehaviorEvent) -> str | None:
+    """`unsubscribed` / `hard_bounce` for events that stop all marketing (not a soft bounce)."""
+    if event.type == "email_bounced" and event.properties.get("bounce_type") == "soft":
+        return None
+    return SUPPRESSING_EVENTS.get(event.type)

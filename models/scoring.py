@@ -16,6 +16,7 @@ timer until then instead of polling.
 
 from __future__ import annotations
 
+import hashlib
 import tomllib
 from collections.abc import Iterable, Mapping
 from datetime import datetime, timedelta
@@ -48,6 +49,9 @@ class ActionRule(BaseModel):
             (0: no decay).
         decay_days: Length of a decay period in days (None: no decay). Set
             both `decay_points` and `decay_days`, or neither.
+        tag: CRM tag the contact gets when it takes the action, per the
+            seed's `act_…` convention (e.g. `act_clicked-pricing`); none when
+            absent.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -55,6 +59,7 @@ class ActionRule(BaseModel):
     points: int = Field(gt=0)
     decay_points: int = Field(default=0, ge=0)
     decay_days: int | None = Field(default=None, gt=0)
+    tag: Annotated[str, StringConstraints(pattern=r"^act_[a-z0-9][a-z0-9_-]{0,60}$")] | None = None
 
     @model_validator(mode="after")
     def _decay_is_consistent(self) -> Self:
@@ -109,6 +114,9 @@ class ScoringModel(BaseModel):
         actions: Rule per event type; event types not listed score nothing.
         bands: Bands in ascending `min_score` order, the first at 0.
         fit: Optional fit rules on contact attributes.
+        handoff_band: The band from which a lead is handed to sales (seed:
+            MQL → sales notification); higher bands raise the priority.
+            None: leads are never handed off.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -116,6 +124,7 @@ class ScoringModel(BaseModel):
     actions: dict[EventType, ActionRule]
     bands: list[Band] = Field(min_length=1)
     fit: list[FitRule] = Field(default_factory=list)
+    handoff_band: str | None = None
 
     @model_validator(mode="after")
     def _bands_are_ordered(self) -> Self:
@@ -134,7 +143,24 @@ class ScoringModel(BaseModel):
         names = [band.name.casefold() for band in self.bands]
         if len(set(names)) != len(names):
             raise ValueError("bands: band names must be unique")
+        if self.handoff_band is not None and self.handoff_band.casefold() not in names:
+            raise ValueError(f"handoff_band: {self.handoff_band!r} is not one of the bands")
         return self
+
+    def rank(self, band: str) -> int:
+        """Position of a band from the bottom (0 = first band); -1 for an unknown name."""
+        names = [b.name.casefold() for b in self.bands]
+        return names.index(band.casefold()) if band.casefold() in names else -1
+
+    def sales_ready(self, band: str) -> bool:
+        """Whether a lead in `band` belongs with sales (at or above `handoff_band`)."""
+        if self.handoff_band is None:
+            return False
+        return self.rank(band) >= self.rank(self.handoff_band)
+
+    def digest(self) -> str:
+        """A short fingerprint of the model, to notice that it changed."""
+        return hashlib.sha256(self.model_dump_json().encode()).hexdigest()[:16]
 
     @classmethod
     def load(cls, path: str | Path) -> ScoringModel:
@@ -167,17 +193,19 @@ class ScoringModel(BaseModel):
 
 
 class ScoredAction(BaseModel):
-    """One action a contact took, as the score sees it.
+    """One action a contact took (or `count` identical ones), as the score sees it.
 
     Attributes:
         event_type: snake_case event type, e.g. `pricing_page_viewed`.
         occurred_at: When it happened (timezone-aware).
+        count: How many times it happened at that instant.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     event_type: str
     occurred_at: AwareDatetime
+    count: int = Field(default=1, ge=1)
 
 
 class ScoreBreakdown(BaseModel):
@@ -283,7 +311,7 @@ def score(
         rule = model.actions.get(action.event_type)
         if rule is None:
             continue
-        points = contribution(rule, action.occurred_at, now)
+        points = contribution(rule, action.occurred_at, now) * action.count
         if points:
             by_event_type[action.event_type] = by_event_type.get(action.event_type, 0) + points
     fit_points = sum(
@@ -352,3 +380,32 @@ def prune(
         if rule is not None and contribution(rule, action.occurred_at, now) > 0:
             kept.append(action)
     return kept
+
+
+def add_action(
+    model: ScoringModel, actions: list[ScoredAction], action: ScoredAction, now: datetime
+) -> list[ScoredAction]:
+    """The actions after `action`, kept exact and compact (what a workflow stores).
+
+    Unscored event types are left out. Actions whose points no longer change
+    are folded together (one entry per non-decaying event type), as are
+    actions of the same type at the same instant, so a contact's thousands of
+    events take little memory while the score stays exact. Actions worth
+    nothing any more are pruned.
+
+    Args:
+        model: The scoring model.
+        actions: The contact's actions so far (from `add_action`).
+        action: The new action.
+        now: The current time (timezone-aware).
+    """
+    rule = model.actions.get(action.event_type)
+    kept = prune(model, actions, now)
+    if rule is None:
+        return kept
+    for index, existing in enumerate(kept):
+        same_type = existing.event_type == action.event_type
+        if same_type and (not rule.decays or existing.occurred_at == action.occurred_at):
+            kept[index] = existing.model_copy(update={"count": existing.count + action.count})
+            return kept
+    return [*kept, action]

@@ -56,6 +56,13 @@ class Settings(BaseSettings):
         sms_api_key: Bearer token of the SMS API.
         provider_timeout_seconds: Time allowed for one provider call (connect,
             send, answer) before it counts as a transient failure.
+        scoring_file: The lead-scoring model (TOML, see `models/scoring.py`).
+        sales_file: Reps, territories and SLAs of the sales hand-off (TOML,
+            see `models/sales.py`).
+        notifier: How the sales team is notified: `outbox` (JSON files in
+            `outbox_dir/notifications`) or `slack` (a Slack-compatible
+            incoming webhook).
+        slack_webhook_url: The incoming-webhook URL (notifier `slack`).
     """
 
     model_config = SettingsConfigDict(env_file=".env", extra="ignore")
@@ -85,6 +92,10 @@ class Settings(BaseSettings):
     sms_api_url: str | None = None
     sms_api_key: SecretStr | None = None
     provider_timeout_seconds: float = 10.0
+    scoring_file: Path = PROJECT_ROOT / "scoring.toml"
+    sales_file: Path = PROJECT_ROOT / "sales.toml"
+    notifier: Literal["outbox", "slack"] = "outbox"
+    slack_webhook_url: SecretStr | None = None
 
     def messaging_policy(self) -> MessagingPolicy:
         """The quiet hours and frequency caps the send activity applies."""

@@ -69,10 +69,42 @@ class Contact(SQLModel, table=True):
     sms_consent_at: datetime | None = _timestamp()
     sms_consent_source: str | None = Field(default=None, max_length=200)
     tags: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    attributes: dict[str, str] = Field(
+        default_factory=dict, sa_column=Column(JSON, nullable=False, server_default="{}")
+    )
+    lead_score: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
+    lifecycle_stage: str | None = Field(default=None, max_length=64, index=True)
+    score_breakdown: dict[str, int] = Field(
+        default_factory=dict, sa_column=Column(JSON, nullable=False, server_default="{}")
+    )
+    owner_id: str | None = Field(default=None, max_length=64, index=True)
+    owner_assigned_at: datetime | None = _timestamp()
     created_at: datetime = Field(
         default_factory=utc_now, sa_column=Column(UTCDateTime(), nullable=False)
     )
     updated_at: datetime = Field(
+        default_factory=utc_now, sa_column=Column(UTCDateTime(), nullable=False)
+    )
+
+
+class ContactEvent(SQLModel, table=True):
+    """A behaviour event the contact workflow accepted (each `event_id` once per contact).
+
+    Written by the contact workflow's ingest activity; `batch_key` makes a
+    retried ingest recognise the rows it wrote itself.
+    """
+
+    __tablename__ = "events"
+    __table_args__ = (UniqueConstraint("contact_id", "event_id"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    contact_id: str = Field(max_length=64, index=True)
+    event_id: str = Field(max_length=128)
+    type: str = Field(max_length=64, index=True)
+    occurred_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
+    properties: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    batch_key: str = Field(max_length=200)
+    received_at: datetime = Field(
         default_factory=utc_now, sa_column=Column(UTCDateTime(), nullable=False)
     )
 
@@ -148,6 +180,7 @@ class CrmTask(SQLModel, table=True):
     contact_id: str = Field(max_length=64, index=True)
     kind: str = Field(max_length=32)
     assignee_role: str = Field(max_length=32)
+    assignee_id: str | None = Field(default=None, max_length=64, index=True)
     title: str = Field(max_length=200)
     details: str = Field(default="", max_length=2000)
     due_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
@@ -156,3 +189,51 @@ class CrmTask(SQLModel, table=True):
     created_at: datetime = Field(
         default_factory=utc_now, sa_column=Column(UTCDateTime(), nullable=False)
     )
+
+
+class Notification(SQLModel, table=True):
+    """A notification to someone on the sales team (hand-off, reminder, escalation).
+
+    The row is written, keyed by `idempotency_key`, before the notifier is
+    called; a retry finds it `sent` and does not notify again.
+    """
+
+    __tablename__ = "notifications"
+
+    id: int | None = Field(default=None, primary_key=True)
+    idempotency_key: str = Field(max_length=300, unique=True)
+    contact_id: str = Field(max_length=64, index=True)
+    recipient_id: str = Field(max_length=64)
+    kind: str = Field(max_length=32)
+    title: str = Field(max_length=200)
+    text: str = Field(max_length=4000)
+    status: str = Field(default="pending", max_length=16)
+    provider: str | None = Field(default=None, max_length=32)
+    created_at: datetime = Field(
+        default_factory=utc_now, sa_column=Column(UTCDateTime(), nullable=False)
+    )
+    sent_at: datetime | None = _timestamp()
+
+
+class SlaBreach(SQLModel, table=True):
+    """A hand-off SLA that ran out (first touch or qualification), once per key."""
+
+    __tablename__ = "sla_breaches"
+
+    id: int | None = Field(default=None, primary_key=True)
+    idempotency_key: str = Field(max_length=300, unique=True)
+    contact_id: str = Field(max_length=64, index=True)
+    owner_id: str = Field(max_length=64, index=True)
+    sla: str = Field(max_length=32)
+    due_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
+    breached_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
+
+
+class RepAssignment(SQLModel, table=True):
+    """Round-robin bookkeeping: how many leads each rep got, and when the last one."""
+
+    __tablename__ = "rep_assignments"
+
+    rep_id: str = Field(primary_key=True, max_length=64)
+    assigned_count: int = 0
+    last_assigned_at: datetime | None = _timestamp()

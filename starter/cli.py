@@ -25,7 +25,7 @@ from activities.templates import TemplateError
 from models.contacts import ConsentUpdate, ContactProfile
 from models.db import create_engine, migrate
 from models.events import BehaviorEvent
-from models.journeys import JourneyInput
+from models.journeys import SECONDS_PER_DAY, JourneyInput
 from models.settings import get_settings
 from starter import operations
 from starter.dev import DEMO_DAY_SECONDS, TEMPORAL_PORT, UI_PORT, run_dev
@@ -106,6 +106,14 @@ def _given(**options: Any) -> dict[str, Any]:
     return {name: value for name, value in options.items() if value is not None}
 
 
+def _key_values(items: list[str] | None, option: str) -> dict[str, str]:
+    """`key=value` options as a dict; a malformed one is a usage error naming `option`."""
+    malformed = [item for item in items or [] if "=" not in item]
+    if malformed:
+        raise typer.BadParameter(f"expected key=value, got {malformed}", param_hint=option)
+    return dict(item.split("=", 1) for item in items or [])
+
+
 def _print_json(value: Any) -> None:
     typer.echo(json.dumps(value, indent=2, default=str))
 
@@ -167,6 +175,10 @@ async def contact_upsert(
     ] = None,
     consent_source: Annotated[str, typer.Option(help="Where consent was given.")] = "cli",
     tag: Annotated[list[str] | None, typer.Option(help="Tag to add (repeatable).")] = None,
+    attribute: Annotated[
+        list[str] | None,
+        typer.Option(help="key=value attribute, e.g. region=EMEA (repeatable)."),
+    ] = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Create or update a contact."""
@@ -184,6 +196,7 @@ async def contact_upsert(
         if sms_consent is None
         else ConsentUpdate(granted=sms_consent, source=consent_source),
         tags=tag or [],
+        attributes=_key_values(attribute, "--attribute"),
     )
     contact = await _with_engine(lambda engine: operations.upsert_contact(engine, profile))
     if as_json:
@@ -267,12 +280,13 @@ async def event(
     prop: Annotated[
         list[str] | None, typer.Option("--property", help="key=value (repeatable).")
     ] = None,
+    day_seconds: Annotated[
+        int,
+        typer.Option(help="Clock of the journeys the event starts: seconds per journey day."),
+    ] = SECONDS_PER_DAY,
 ) -> None:
-    """Send a behaviour event to the contact's running journeys."""
-    malformed = [item for item in prop or [] if "=" not in item]
-    if malformed:
-        raise typer.BadParameter(f"expected key=value, got {malformed}", param_hint="--property")
-    properties = dict(item.split("=", 1) for item in prop or [])
+    """Send a behaviour event to the contact workflow (scoring, triggers, journeys)."""
+    properties = _key_values(prop, "--property")
     behavior_event = BehaviorEvent(
         event_id=event_id or f"cli-{uuid.uuid4()}",
         contact_id=contact_id,
@@ -281,12 +295,26 @@ async def event(
         properties=properties,
     )
     client = await connect()
-    workflow_ids = await _with_engine(
-        lambda engine: operations.forward_event(client, engine, behavior_event)
+    workflow_id = await _with_engine(
+        lambda engine: operations.forward_event(
+            client,
+            engine,
+            behavior_event,
+            task_queue=get_settings().task_queue,
+            day_seconds=day_seconds,
+        )
     )
-    typer.echo(
-        f"event {behavior_event.event_id} delivered to: {', '.join(workflow_ids) or 'no journey'}"
+    typer.echo(f"event {behavior_event.event_id} accepted by {workflow_id}")
+
+
+@app.command()
+@run_async
+async def forget(contact_id: Annotated[str, typer.Argument(help="Contact id.")]) -> None:
+    """Erase a contact: end its journeys, delete its personal data (hashed suppressions stay)."""
+    state = await operations.forget_contact(
+        await connect(), contact_id, task_queue=get_settings().task_queue
     )
+    typer.echo(f"contact {state.contact_id} erased")
 
 
 @app.command()

@@ -12,20 +12,28 @@ from typing import Any
 from pydantic import BaseModel
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel import col, select
-from temporalio.client import Client, WorkflowExecutionStatus, WorkflowQueryFailedError
+from temporalio.client import (
+    Client,
+    WorkflowExecutionStatus,
+    WorkflowHandle,
+    WorkflowQueryFailedError,
+)
 from temporalio.common import WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError
 
+from activities.contacts import suppress_addresses
+from models.contact_workflow import ContactInput, ContactState, EraseRequest, JourneyEnrolment
 from models.contacts import ConsentUpdate, ContactProfile
 from models.db import session_factory
-from models.events import BehaviorEvent
-from models.journeys import JourneyInput, JourneyState
-from models.messages import Channel
-from models.tables import Contact, MessageLog, Suppression, utc_now
+from models.events import BehaviorEvent, suppression_reason
+from models.journeys import SECONDS_PER_DAY, JourneyInput, JourneyState
+from models.tables import Contact, MessageLog, utc_now
 from workflows import JOURNEYS
 
 QUERY_TIMEOUT = timedelta(seconds=5)
+CONTACT_WORKFLOW = "contact"
+"""Workflow type of the contact workflow (`workflows/contact.py`)."""
 
 
 class OperationError(Exception):
@@ -60,6 +68,7 @@ async def upsert_contact(engine: AsyncEngine, profile: ContactProfile) -> Contac
         _apply_consent(contact, "email", profile.email_consent, now)
         _apply_consent(contact, "sms", profile.sms_consent, now)
         contact.tags = sorted(set(contact.tags) | set(profile.tags))
+        contact.attributes = {**contact.attributes, **profile.attributes}
         contact.updated_at = now
         session.add(contact)
         await session.commit()
@@ -120,19 +129,23 @@ async def enroll(
         )
     except WorkflowAlreadyStartedError:
         raise OperationError(f"contact {contact_id!r} is already enrolled in {journey}") from None
+    await signal_contact(
+        client,
+        contact_id,
+        "journey_enrolled",
+        JourneyEnrolment(workflow_id=workflow_id, journey=journey),
+        task_queue=task_queue,
+        day_seconds=journey_input.day_seconds,
+    )
     return workflow_id
 
 
 async def journey_workflow_ids(client: Client, contact_id: str, *, running: bool) -> list[str]:
-    """Ids of the contact's journeys (only running ones if `running`)."""
-    query = f"ContactId = '{contact_id}'"
+    """Ids of the contact's journeys, not its contact workflow (only running ones if `running`)."""
+    query = f"ContactId = '{contact_id}' AND WorkflowType != '{CONTACT_WORKFLOW}'"
     if running:
         query += " AND ExecutionStatus = 'Running'"
     return [execution.id async for execution in client.list_workflows(query)]
-
-
-SUPPRESSING_EVENTS = {"unsubscribed": "unsubscribed", "email_bounced": "hard_bounce"}
-"""Events that stop all marketing to the contact's address, with the reason recorded."""
 
 
 async def suppress_contact(engine: AsyncEngine, contact_id: str, reason: str) -> list[str]:
@@ -144,59 +157,93 @@ async def suppress_contact(engine: AsyncEngine, contact_id: str, reason: str) ->
         contact = await session.get(Contact, contact_id)
         if contact is None:
             return []
-        addresses = {Channel.EMAIL: contact.email, Channel.SMS: contact.phone}
-        suppressed = []
-        for channel, address in addresses.items():
-            if not address:
-                continue
-            address_hash = Suppression.hash_address(address)
-            existing = await session.exec(
-                select(Suppression).where(
-                    Suppression.channel == channel, Suppression.address_hash == address_hash
-                )
-            )
-            if existing.first() is None:
-                session.add(
-                    Suppression(
-                        channel=channel,
-                        address_hash=address_hash,
-                        reason=reason,
-                        contact_id=contact_id,
-                    )
-                )
-            suppressed.append(str(channel))
+        suppressed = await suppress_addresses(session, contact, reason)
         await session.commit()
         return suppressed
 
 
-async def forward_event(client: Client, engine: AsyncEngine, event: BehaviorEvent) -> list[str]:
-    """Record what the event means for messaging, then signal it to the contact's running journeys.
+def contact_workflow_id(contact_id: str) -> str:
+    """`contact-{contact_id}`."""
+    return f"{CONTACT_WORKFLOW}-{contact_id}"
+
+
+async def signal_contact(
+    client: Client,
+    contact_id: str,
+    signal: str,
+    arg: BaseModel,
+    *,
+    task_queue: str,
+    day_seconds: int = SECONDS_PER_DAY,
+) -> WorkflowHandle[Any, ContactState]:
+    """Signal `contact-{contact_id}`, starting it if needed (signal-with-start).
+
+    Returns once Temporal has accepted the signal: from then on it is durable.
+    `day_seconds` is the clock of the journeys a new contact workflow starts.
+    """
+    return await client.start_workflow(
+        CONTACT_WORKFLOW,
+        ContactInput(contact_id=contact_id, day_seconds=day_seconds),
+        id=contact_workflow_id(contact_id),
+        task_queue=task_queue,
+        result_type=ContactState,
+        start_signal=signal,
+        start_signal_args=[arg],
+        static_summary=f"Contact {contact_id}: events, lead score, journeys",
+    )
+
+
+async def forward_event(
+    client: Client,
+    engine: AsyncEngine,
+    event: BehaviorEvent,
+    *,
+    task_queue: str,
+    day_seconds: int = SECONDS_PER_DAY,
+) -> str:
+    """Record what the event means for messaging, then hand it to the contact workflow.
 
     An `unsubscribed` event (or a hard `email_bounced`) suppresses the contact's
-    addresses in the database first, so no message goes out after it is
-    accepted, even one whose send is already running; then every running
-    journey receives the event (and exits, for those that exit on it).
+    addresses in the database first, so no message goes out once the event is
+    accepted, even one whose send is already running. The contact workflow
+    (signal-with-start) then routes it: scoring, trigger rules, journeys.
 
     Returns:
-        Ids of the journeys signalled.
+        The contact workflow's id.
     """
-    reason = SUPPRESSING_EVENTS.get(event.type)
-    if reason is not None and not _soft_bounce(event):
+    reason = suppression_reason(event)
+    if reason is not None:
         await suppress_contact(engine, event.contact_id, reason)
-    workflow_ids = await journey_workflow_ids(client, event.contact_id, running=True)
-    for workflow_id in workflow_ids:
-        await client.get_workflow_handle(workflow_id).signal("event", event)
-    return workflow_ids
+    handle = await signal_contact(
+        client, event.contact_id, "event", event, task_queue=task_queue, day_seconds=day_seconds
+    )
+    return handle.id
 
 
-def _soft_bounce(event: BehaviorEvent) -> bool:
-    return event.type == "email_bounced" and event.properties.get("bounce_type") == "soft"
+async def forget_contact(client: Client, contact_id: str, *, task_queue: str) -> ContactState:
+    """Erase a contact (right to be forgotten) and wait until it is done.
+
+    The contact workflow ends every journey of the contact and deletes its
+    personal data (only hashed suppressions remain). Any workflow of the
+    contact still running after that (one it could not know of) is terminated.
+    """
+    handle = await signal_contact(
+        client, contact_id, "forget", EraseRequest(), task_queue=task_queue
+    )
+    state = await handle.result()
+    for workflow_id in await journey_workflow_ids(client, contact_id, running=True):
+        try:
+            await client.get_workflow_handle(workflow_id).terminate(reason="contact erased")
+        except RPCError:
+            continue  # ended meanwhile
+    return state
 
 
 async def journey_runs(client: Client, contact_id: str) -> list[JourneyRun]:
     """Every journey of the contact with its state (result if closed, query if running)."""
     runs = []
-    async for execution in client.list_workflows(f"ContactId = '{contact_id}'"):
+    query = f"ContactId = '{contact_id}' AND WorkflowType != '{CONTACT_WORKFLOW}'"
+    async for execution in client.list_workflows(query):
         handle = client.get_workflow_handle(
             execution.id, run_id=execution.run_id, result_type=JourneyState
         )

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from activities.providers import OutgoingEmail
 from models.db import session_factory
-from models.tables import Contact
+from models.tables import Contact, ContactEvent
 
 
 async def add_contact(
@@ -42,6 +44,46 @@ async def add_contact(
         session.add(contact)
         await session.commit()
     return contact
+
+
+async def add_lead(
+    engine: AsyncEngine,
+    contact_id: str,
+    *,
+    first_name: str | None = "Ada",
+    company: str | None = "Acme",
+    phone: str | None = None,
+    attributes: Mapping[str, str] | None = None,
+    tags: Sequence[str] = (),
+    score_breakdown: Mapping[str, int] | None = None,
+    owner_id: str | None = None,
+    owner_assigned_at: datetime | None = None,
+    events: Sequence[tuple[str, datetime, Mapping[str, Any]]] = (),
+) -> None:
+    """Insert a scored lead (see `add_contact`) and its events: (type, occurred_at, properties)."""
+    contact = await add_contact(
+        engine, contact_id, first_name=first_name, company=company, phone=phone
+    )
+    contact.attributes = dict(attributes or {})
+    contact.tags = list(tags)
+    contact.score_breakdown = dict(score_breakdown or {})
+    contact.lead_score = sum(contact.score_breakdown.values())
+    contact.owner_id = owner_id
+    contact.owner_assigned_at = owner_assigned_at
+    async with session_factory(engine)() as session:
+        session.add(contact)
+        session.add_all(
+            ContactEvent(
+                contact_id=contact_id,
+                event_id=f"{contact_id}-{number}",
+                type=event_type,
+                occurred_at=occurred_at,
+                properties=dict(properties),
+                batch_key="test",
+            )
+            for number, (event_type, occurred_at, properties) in enumerate(events)
+        )
+        await session.commit()
 
 
 def outgoing_email(

@@ -21,7 +21,7 @@ from temporalio.testing import WorkflowEnvironment
 
 from models.db import create_engine, migrate
 from models.events import BehaviorEvent
-from models.journeys import JourneyInput
+from models.journeys import ExitRequest, JourneyInput
 from models.renewals import RenewalInput
 from models.settings import Settings
 from starter.cluster import register_search_attributes
@@ -104,11 +104,27 @@ async def pricing_abandon_purchased(env: WorkflowEnvironment, settings: Settings
     return handle
 
 
+async def nurture_handed_to_sales(env: WorkflowEnvironment, settings: Settings) -> WorkflowHandle:  # type: ignore[type-arg]
+    handle = await env.client.start_workflow(
+        "nurture",
+        JourneyInput(contact_id="replay-2"),
+        id="nurture-replay-2",
+        task_queue=settings.task_queue,
+    )
+    await env.sleep(timedelta(days=10))  # after week 1
+    await handle.signal("event", await _event(env, "replay-2", "email_clicked"))
+    await env.sleep(timedelta(days=5))  # after week 2
+    await handle.signal("exit", ExitRequest(reason="handed-to-sales"))
+    await handle.result()
+    return handle
+
+
 SCENARIOS: dict[str, Scenario] = {
     "welcome-series-completed": welcome_completed,
     "welcome-series-paused-unsubscribed": welcome_unsubscribed_paused,
     "renewal-countdown-moved-renewed": renewal_moved_renewed,
     "pricing-abandon-emailed-purchased": pricing_abandon_purchased,
+    "nurture-handed-to-sales": nurture_handed_to_sales,
 }
 
 

@@ -6,6 +6,8 @@ them all and the CLI enrols by these names.
 
 from __future__ import annotations
 
+from workflows.lead_sla import LeadSla
+from workflows.nurture import Nurture
 from workflows.pricing_abandon import PricingAbandon
 from workflows.renewal_countdown import RenewalCountdown
 from workflows.toolkit import Journey
@@ -15,4 +17,6 @@ JOURNEYS: dict[str, type[Journey]] = {
     WelcomeSeries.name: WelcomeSeries,
     PricingAbandon.name: PricingAbandon,
     RenewalCountdown.name: RenewalCountdown,
+    Nurture.name: Nurture,
+    LeadSla.name: LeadSla,
 }

@@ -22,11 +22,8 @@ visit inside it does not restart the journey.
 from __future__ import annotations
 
 from temporalio import workflow
-from temporalio.common import WorkflowIDReusePolicy
-from temporalio.exceptions import WorkflowAlreadyStartedError
-from temporalio.workflow import ParentClosePolicy
 
-from workflows.toolkit import Journey, PlanStep
+from workflows.toolkit import Journey, PlanStep, start_journey
 from workflows.welcome_series import WelcomeSeries
 
 with workflow.unsafe.imports_passed_through():
@@ -52,6 +49,7 @@ class PricingAbandon(Journey):
     name = "pricing-abandon"
     title = "Pricing-page abandon"
     exit_on = frozenset({"unsubscribed"})
+    listens_to = CONVERSION
     reentry_days = 30
     plan = (
         PlanStep(
@@ -114,19 +112,4 @@ class PricingAbandon(Journey):
         onboarding_input = JourneyInput(
             contact_id=self._contact_id, day_seconds=self._input.day_seconds
         )
-        workflow_id = Onboarding.workflow_id_for(onboarding_input)
-        try:
-            await workflow.start_child_workflow(
-                Onboarding.run,
-                onboarding_input,
-                id=workflow_id,
-                task_queue=workflow.info().task_queue,
-                parent_close_policy=ParentClosePolicy.ABANDON,
-                id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
-                static_summary=f"{Onboarding.title} for contact {self._contact_id} "
-                f"(bought after {self.name})",
-            )
-        except WorkflowAlreadyStartedError:
-            workflow.logger.info("%s already started for the contact; not again", workflow_id)
-        else:
-            workflow.logger.info("converted: started %s", workflow_id)
+        await start_journey(Onboarding, onboarding_input, why=f"bought after {self.name}")

@@ -120,6 +120,7 @@ class RenewalCountdown(Journey):
     name = "renewal-countdown"
     title = "Renewal countdown"
     exit_on = frozenset({"renewed"})
+    listens_to = frozenset({"renewal_scheduled"})
     plan = ()
     """Computed from the renewal date: see `journey_plan`."""
     input_model = RenewalInput

@@ -27,8 +27,9 @@ from datetime import datetime, timedelta
 from typing import ClassVar, NoReturn
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError
+from temporalio.common import RetryPolicy, WorkflowIDReusePolicy
+from temporalio.exceptions import ActivityError, WorkflowAlreadyStartedError
+from temporalio.workflow import ParentClosePolicy
 
 with workflow.unsafe.imports_passed_through():
     from models import search_attributes
@@ -103,12 +104,17 @@ class Journey:
     """Every (template, channel) the journey may send; the worker refuses to start
     when one of them is missing from `templates/`."""
     exit_on: ClassVar[frozenset[str]] = frozenset({"unsubscribed"})
-    """Event types that end the journey at once, whatever step it is in."""
+    """Event types that end the journey at once, whatever step it is in. Journeys
+    that exit on `unsubscribed` are marketing journeys: a hard bounce or an
+    erasure ends them too."""
+    listens_to: ClassVar[frozenset[str]] = frozenset()
+    """Other event types the journey acts on; the contact workflow forwards it
+    these and the `exit_on` ones (and no others)."""
     reentry_days: ClassVar[float | None] = None
     """None: a contact goes through the journey once. A number: the journey may
     run again for the contact, but at most once per that many days; the
     workflow stays open for the window so a new trigger inside it does not
-    restart the journey."""
+    restart the journey (0: again as soon as it has ended)."""
 
     input_model: ClassVar[type[JourneyInput]] = JourneyInput
     """The journey's input model (a subclass of `JourneyInput` for extra fields)."""
@@ -117,6 +123,16 @@ class Journey:
     def workflow_id_for(cls, journey_input: JourneyInput) -> str:
         """Workflow id of this journey for an input: `{journey}-{contact_id}`."""
         return f"{cls.name}-{journey_input.contact_id}"
+
+    @classmethod
+    def concerned_by(cls, event_type: str) -> bool:
+        """Whether the journey acts on events of this type (`exit_on` or `listens_to`)."""
+        return event_type in cls.exit_on or event_type in cls.listens_to
+
+    @classmethod
+    def is_marketing(cls) -> bool:
+        """Marketing journeys exit on `unsubscribed` (and so on a hard bounce)."""
+        return "unsubscribed" in cls.exit_on
 
     def __init__(self) -> None:
         """Start with an empty state; `run_journey` fills it from the input."""
@@ -136,6 +152,7 @@ class Journey:
         self._recent_event_ids: deque[str] = deque(maxlen=REMEMBERED_EVENT_IDS)
         self._deferred_keys: set[str] = set()
         self._events: deque[BehaviorEvent] = deque(maxlen=REMEMBERED_EVENTS)
+        self._window_released = False
 
     # --- what a journey writes -------------------------------------------------
 
@@ -392,8 +409,9 @@ class Journey:
 
     @workflow.signal
     def exit(self, request: ExitRequest) -> None:
-        """End the journey now, recording `request.reason`."""
+        """End the journey now, recording `request.reason` (also ends a re-entry window)."""
         self._request_exit(request.reason)
+        self._window_released = True
 
     @workflow.signal
     def pause(self) -> None:
@@ -466,7 +484,10 @@ class Journey:
         return self.state()
 
     async def _hold_reentry_window(self) -> None:
-        """Stay open until the re-entry window ends, so a new trigger cannot restart it."""
+        """Stay open until the re-entry window ends, so a new trigger cannot restart it.
+
+        An `exit` signal (an erasure, an operator) ends the window at once.
+        """
         days = self._input.reentry_days or self.reentry_days
         if days is None:
             return
@@ -474,7 +495,14 @@ class Journey:
         if remaining > timedelta(0):
             self._next_wake_at = workflow.now() + remaining
             self._publish_progress()
-            await workflow.sleep(remaining, summary=f"Re-entry window ({days:g} days)")
+            try:
+                await workflow.wait_condition(
+                    lambda: self._window_released,
+                    timeout=remaining,
+                    timeout_summary=f"Re-entry window ({days:g} days)",
+                )
+            except TimeoutError:
+                pass
             self._next_wake_at = None
 
     def _key_prefix(self) -> str:
@@ -620,3 +648,37 @@ class Journey:
             else:
                 lines.append(f"- ▫️ {step.label}")
         workflow.set_current_details("\n".join(lines))
+
+
+async def start_journey(journey: type[Journey], journey_input: JourneyInput, *, why: str) -> bool:
+    """Start `journey` from a workflow, as a child left running when its parent ends.
+
+    A journey a contact goes through once is not started again once done;
+    one with a re-entry window is, when its previous run has ended.
+
+    Args:
+        journey: The journey to start.
+        journey_input: Its input.
+        why: Shown in its summary, e.g. `bought after pricing-abandon`.
+
+    Returns:
+        True if it started; False if it is running (or done, for a once-only journey).
+    """
+    workflow_id = journey.workflow_id_for(journey_input)
+    try:
+        await workflow.start_child_workflow(
+            journey.name,
+            journey_input,
+            id=workflow_id,
+            task_queue=workflow.info().task_queue,
+            parent_close_policy=ParentClosePolicy.ABANDON,
+            id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE
+            if journey.reentry_days is None
+            else WorkflowIDReusePolicy.ALLOW_DUPLICATE,
+            static_summary=f"{journey.title} for contact {journey_input.contact_id} ({why})",
+        )
+    except WorkflowAlreadyStartedError:
+        workflow.logger.info("%s is running or done; not started again", workflow_id)
+        return False
+    workflow.logger.info("started %s (%s)", workflow_id, why)
+    return True

@@ -5,38 +5,56 @@ Day 1 Email 2: Value story + quick win
 Day 2 Email 3: Introduction + why we're different
 Day 4 Email 4: Common mistake to avoid
 Day 7 Email 5: Soft CTA + resource offer
+[Exit to Nurture Sequence or Sales Sequence based on engagement]
 
 Days count from enrolment. Exits at once, at any step, on `unsubscribed`
-or `purchased`.
+or `purchased`. After the last email the contact is routed on its lead band
+as the CRM records it: at or above the hand-off band (MQL) → the sales
+hand-off (`lead-sla`), unless it was already handed off; below → the weekly
+nurture.
 """
 
 from __future__ import annotations
 
-from temporalio import workflow
+from datetime import timedelta
 
-from workflows.toolkit import Journey, PlanStep
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+
+from workflows.lead_sla import LeadSla
+from workflows.nurture import Nurture
+from workflows.toolkit import Journey, PlanStep, start_journey
 
 with workflow.unsafe.imports_passed_through():
+    from models.contact_workflow import LeadStatus
     from models.journeys import JourneyInput, JourneyState
     from models.messages import Channel
+    from models.sales import LeadBand, LeadSlaInput
+
+ROUTING_PATCH = "route-after-welcome"
+"""Runs started before routing existed complete without it (replay-safe)."""
 
 
 @workflow.defn(name="welcome-series")
 class WelcomeSeries(Journey):
-    """Welcome a new subscriber over seven days."""
+    """Welcome a new subscriber over seven days, then route them to sales or nurture."""
 
     name = "welcome-series"
     title = "Welcome series"
     exit_on = frozenset({"unsubscribed", "purchased"})
-    plan = (
+    emails = (
         PlanStep("day0", day=0, title="Email 1: Welcome + lead magnet delivery"),
         PlanStep("day1", day=1, title="Email 2: Value story + quick win"),
         PlanStep("day2", day=2, title="Email 3: Introduction + why we're different"),
         PlanStep("day4", day=4, title="Email 4: Common mistake to avoid"),
         PlanStep("day7", day=7, title="Email 5: Soft CTA + resource offer"),
     )
+    plan = (
+        *emails,
+        PlanStep("route", day=7, title="Route: MQL or above → sales hand-off; below → nurture"),
+    )
 
-    templates = frozenset((f"welcome-series/{step.id}", Channel.EMAIL) for step in plan)
+    templates = frozenset((f"welcome-series/{step.id}", Channel.EMAIL) for step in emails)
 
     @workflow.run
     async def run(self, journey_input: JourneyInput) -> JourneyState:
@@ -44,10 +62,38 @@ class WelcomeSeries(Journey):
         return await self.run_journey(journey_input)
 
     async def steps(self) -> None:
-        """Each email on its day, templates named after the step."""
-        for step in self.plan:
+        """Each email on its day, templates named after the step; then the routing."""
+        for step in self.emails:
             await self.wait_until_day(step.day)
             # The Day-0 email delivers what the contact just asked for: no quiet hours.
             await self.send(
                 step.id, template=f"{self.name}/{step.id}", quiet_hours_exempt=step.day == 0
+            )
+        if workflow.patched(ROUTING_PATCH):
+            await self.run_once("route", self._route)
+
+    async def _route(self) -> None:
+        status: LeadStatus = await workflow.execute_activity(
+            "lead_status",
+            self._contact_id,
+            result_type=LeadStatus,
+            start_to_close_timeout=timedelta(seconds=30),
+            retry_policy=RetryPolicy(maximum_interval=timedelta(minutes=5)),
+            summary="Route: read the lead band",
+        )
+        if status.sales_ready and status.owner_id is not None:
+            workflow.logger.info("already handed off to %s; not routed again", status.owner_id)
+            return
+        if status.sales_ready and status.band is not None:
+            band = LeadBand(band=status.band, score=status.score)
+            await start_journey(
+                LeadSla,
+                LeadSlaInput(contact_id=self._contact_id, band=band),
+                why=f"{band.band} after the welcome series",
+            )
+        else:
+            await start_journey(
+                Nurture,
+                JourneyInput(contact_id=self._contact_id, day_seconds=self._input.day_seconds),
+                why="after the welcome series",
             )

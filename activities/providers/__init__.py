@@ -1,10 +1,12 @@
-"""Message delivery providers: outbox files, SMTP and JSON HTTP APIs.
+"""Message delivery providers: outbox files, SMTP and JSON HTTP APIs; sales-team notifiers.
 
 - `messages`: `OutgoingEmail`, `OutgoingSms`, `build_mime`, the `EmailProvider`
   and `SmsProvider` protocols.
 - `errors`: `DeliveryError`, the one error providers raise (never retrying).
 - `outbox`, `smtp`, `http_api`: the providers.
 - `factory`: the providers chosen by the settings.
+- `notifier`: `RepNotification`, the `Notifier` protocol, the outbox and Slack
+  webhook notifiers and `notifier_from_settings`.
 """
 
 from __future__ import annotations
@@ -19,6 +21,13 @@ from activities.providers.messages import (
     SmsProvider,
     build_mime,
 )
+from activities.providers.notifier import (
+    Notifier,
+    OutboxNotifier,
+    RepNotification,
+    SlackWebhookNotifier,
+    notifier_from_settings,
+)
 from activities.providers.outbox import OutboxEmailProvider, OutboxSmsProvider
 from activities.providers.smtp import SmtpEmailProvider
 
@@ -27,13 +36,18 @@ __all__ = [
     "EmailProvider",
     "HttpEmailProvider",
     "HttpSmsProvider",
+    "Notifier",
     "OutboxEmailProvider",
+    "OutboxNotifier",
     "OutboxSmsProvider",
     "OutgoingEmail",
     "OutgoingSms",
+    "RepNotification",
+    "SlackWebhookNotifier",
     "SmsProvider",
     "SmtpEmailProvider",
     "build_mime",
     "email_provider_from_settings",
+    "notifier_from_settings",
     "sms_provider_from_settings",
 ]

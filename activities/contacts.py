@@ -1,0 +1,258 @@
+"""Activities of the contact workflow: store events, keep the CRM's score and tags, erase.
+
+All of them are idempotent. `ingest_events` recognises the rows of its own
+batch on a retry (`batch_key`), so an event is accepted exactly once even when
+the activity's answer was lost; `erase_contact` deletes what is left.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import structlog
+from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlmodel import col, delete, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+from structlog.contextvars import bound_contextvars
+from temporalio import activity
+
+from activities.providers.outbox import outbox_path
+from models.contact_workflow import (
+    ErasureResult,
+    IngestRequest,
+    IngestResult,
+    LeadScoreUpdate,
+    LeadStatus,
+)
+from models.db import session_factory
+from models.events import BehaviorEvent, suppression_reason
+from models.messages import Channel
+from models.scoring import ScoringModel
+from models.tables import (
+    Contact,
+    ContactEvent,
+    CrmTask,
+    MessageLog,
+    Notification,
+    SlaBreach,
+    Suppression,
+)
+
+log = structlog.stdlib.get_logger(__name__)
+
+OUTBOX_SUFFIXES = (".eml", ".sms.txt")
+"""Outbox files a message may have left (see `activities/providers/outbox.py`)."""
+
+
+async def suppress_addresses(session: AsyncSession, contact: Contact, reason: str) -> list[str]:
+    """Add the contact's email address and phone number to the suppressions (hashed).
+
+    Idempotent: an address already suppressed stays as it is. The caller commits.
+
+    Returns:
+        The channels suppressed (or already suppressed).
+    """
+    suppressed = []
+    for channel, address in ((Channel.EMAIL, contact.email), (Channel.SMS, contact.phone)):
+        if not address:
+            continue
+        address_hash = Suppression.hash_address(address)
+        existing = await session.exec(
+            select(Suppression).where(
+                Suppression.channel == channel, Suppression.address_hash == address_hash
+            )
+        )
+        if existing.first() is None:
+            session.add(
+                Suppression(
+                    channel=channel, address_hash=address_hash, reason=reason, contact_id=contact.id
+                )
+            )
+        suppressed.append(str(channel))
+    return suppressed
+
+
+class ContactActivities:
+    """The contact workflow's activities; built once in the worker."""
+
+    def __init__(self, *, engine: AsyncEngine, scoring: ScoringModel, outbox_dir: Path) -> None:
+        """Hold the database engine, the scoring model and the outbox folder."""
+        self._sessions = session_factory(engine)
+        self._scoring = scoring
+        self._outbox_dir = outbox_dir
+
+    @activity.defn(name="ingest_events")
+    async def ingest_events(self, request: IngestRequest) -> IngestResult:
+        """Store the events not stored before, and suppress at once on unsubscribe / hard bounce.
+
+        Returns:
+            The events accepted now (or by an earlier attempt of this batch),
+            whether the contact exists, its attributes and the scoring
+            model's fingerprint.
+        """
+        ids = [event.event_id for event in request.events]
+        with bound_contextvars(contact_id=request.contact_id, batch_key=request.batch_key):
+            async with self._sessions() as session:
+                stored = await session.exec(
+                    select(ContactEvent.event_id, ContactEvent.batch_key).where(
+                        ContactEvent.contact_id == request.contact_id,
+                        col(ContactEvent.event_id).in_(ids),
+                    )
+                )
+                earlier = {event_id: batch for event_id, batch in stored.all()}
+                accepted = []
+                for event in request.events:
+                    batch = earlier.get(event.event_id)
+                    if batch is None:
+                        session.add(_row(event, request.batch_key))
+                        earlier[event.event_id] = request.batch_key
+                    elif batch != request.batch_key or event.event_id in accepted:
+                        continue
+                    accepted.append(event.event_id)
+                contact = await session.get(Contact, request.contact_id)
+                reasons = [
+                    reason
+                    for event in request.events
+                    if event.event_id in accepted and (reason := suppression_reason(event))
+                ]
+                if contact is not None and reasons:
+                    await suppress_addresses(session, contact, reasons[0])
+                await session.commit()
+            log.info(
+                "events ingested",
+                accepted=len(accepted),
+                duplicates=len(ids) - len(accepted),
+                suppressed=bool(reasons and contact),
+            )
+            return IngestResult(
+                accepted_event_ids=accepted,
+                contact_exists=contact is not None,
+                fit_fields=dict(contact.attributes) if contact is not None else {},
+                scoring_digest=self._scoring.digest(),
+            )
+
+    @activity.defn(name="scoring_model")
+    async def scoring_model(self) -> ScoringModel:
+        """The scoring model the worker loaded (`scoring.toml`)."""
+        return self._scoring
+
+    @activity.defn(name="update_lead_score")
+    async def update_lead_score(self, update: LeadScoreUpdate) -> None:
+        """Write the score, band, breakdown and tags to the contact (other tags are kept)."""
+        now = activity.info().current_attempt_scheduled_time
+        async with self._sessions() as session:
+            contact = await session.get(Contact, update.contact_id, with_for_update=True)
+            if contact is None:
+                log.info("score not written: contact does not exist", contact_id=update.contact_id)
+                return
+            contact.lead_score = update.score
+            contact.lifecycle_stage = update.band
+            contact.score_breakdown = dict(update.breakdown)
+            contact.tags = sorted((set(contact.tags) - set(update.removed_tags)) | set(update.tags))
+            contact.updated_at = now
+            session.add(contact)
+            await session.commit()
+
+    @activity.defn(name="lead_status")
+    async def lead_status(self, contact_id: str) -> LeadStatus:
+        """The lead's score and band as the CRM has them, and whether it belongs with sales."""
+        async with self._sessions() as session:
+            contact = await session.get(Contact, contact_id)
+        if contact is None or contact.lifecycle_stage is None:
+            return LeadStatus(score=0, band=None, sales_ready=False, owner_id=None)
+        return LeadStatus(
+            score=contact.lead_score,
+            band=contact.lifecycle_stage,
+            sales_ready=self._scoring.sales_ready(contact.lifecycle_stage),
+            owner_id=contact.owner_id,
+        )
+
+    @activity.defn(name="erase_contact")
+    async def erase_contact(self, contact_id: str) -> ErasureResult:
+        """Delete everything personal about the contact; keep only hashed suppressions.
+
+        Deleted: the contact row, its events, message log, CRM tasks, sales
+        notifications and SLA breaches, and the outbox files of its messages
+        and notifications. Its email address and phone number stay suppressed
+        as hashes (a re-import is not mailed), no longer linked to the id.
+        """
+        with bound_contextvars(contact_id=contact_id):
+            async with self._sessions() as session:
+                contact = await session.get(Contact, contact_id, with_for_update=True)
+                suppressed = await suppress_addresses(session, contact, "erased") if contact else []
+                await session.flush()
+                message_keys = (
+                    await session.exec(
+                        select(MessageLog.idempotency_key).where(
+                            MessageLog.contact_id == contact_id
+                        )
+                    )
+                ).all()
+                notification_keys = (
+                    await session.exec(
+                        select(Notification.idempotency_key).where(
+                            Notification.contact_id == contact_id
+                        )
+                    )
+                ).all()
+                rows: dict[str, int] = {}
+                for table in (ContactEvent, MessageLog, CrmTask, Notification, SlaBreach):
+                    result = await session.exec(
+                        delete(table).where(col(table.contact_id) == contact_id)
+                    )
+                    rows[table.__tablename__] = result.rowcount
+                for suppression in (
+                    await session.exec(
+                        select(Suppression).where(Suppression.contact_id == contact_id)
+                    )
+                ).all():
+                    suppression.contact_id = None
+                    session.add(suppression)
+                if contact is not None:
+                    await session.delete(contact)
+                rows["contacts"] = int(contact is not None)
+                await session.commit()
+            files = [
+                outbox_path(self._outbox_dir, key, suffix)
+                for key in message_keys
+                for suffix in OUTBOX_SUFFIXES
+            ] + [
+                outbox_path(self._outbox_dir / "notifications", key, ".json")
+                for key in notification_keys
+            ]
+            deleted = await asyncio.to_thread(_delete_files, files, self._outbox_dir)
+            log.info("contact erased", rows=rows, files=deleted)
+            return ErasureResult(
+                rows_deleted=rows, files_deleted=deleted, suppressed_channels=suppressed
+            )
+
+
+def _row(event: BehaviorEvent, batch_key: str) -> ContactEvent:
+    return ContactEvent(
+        contact_id=event.contact_id,
+        event_id=event.event_id,
+        type=event.type,
+        occurred_at=event.occurred_at,
+        properties=event.properties,
+        batch_key=batch_key,
+    )
+
+
+def _delete_files(files: list[Path], root: Path) -> int:
+    """Delete the files that exist, and the folders they leave empty (below `root`)."""
+    deleted = 0
+    for file in files:
+        try:
+            file.unlink()
+        except FileNotFoundError:
+            continue
+        deleted += 1
+        folder = file.parent
+        while folder != root and root in folder.parents:
+            try:
+                folder.rmdir()
+            except OSError:
+                break
+            folder = folder.parent
+    return deleted

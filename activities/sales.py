@@ -1,0 +1,506 @@
+"""Sales hand-off activities (seed 002, step 4): owner, follow-up task, notifications, SLA breaches.
+
+A hand-off gives the lead an owner — the one it has while the ownership lock
+lasts, else the least recently assigned of the reps its territory (or the
+round-robin pool) allows — opens a follow-up task as urgent as the lead's band,
+and notifies the owner with what they need for the first call: score and its
+breakdown, the last actions, the source. SLA reminders go to the owner; a
+breached SLA is recorded, and a task opened and a notification sent for the
+owner's manager.
+
+Every activity is idempotent on its key: its task is `{key}/task`, its
+notification `{key}/notify`. The notification's row is written `pending`
+before the notifier is called and marked `sent` after, so a retry that finds
+it sent notifies nobody. Notifications go to chat: they name the contact by
+id, first name and company, never by email address or phone number.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import structlog
+from sqlalchemy import update
+from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlmodel import col, select
+from structlog.contextvars import bound_contextvars
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from activities.crm import contact_not_found, find_by_key, insert_once, open_crm_task, row_id
+from activities.providers.errors import DeliveryError, provider_text
+from activities.providers.notifier import NotificationKind, Notifier, RepNotification
+from models.crm import AssigneeRole, CrmTaskKind, CrmTaskRequest, CrmTaskResult, TaskPriority
+from models.db import session_factory
+from models.sales import (
+    HandOff,
+    HandOffRequest,
+    LeadBand,
+    PriorityRequest,
+    Rep,
+    SalesConfig,
+    SalesPerson,
+    SlaKind,
+    SlaNotice,
+    SlaPolicy,
+)
+from models.tables import Contact, ContactEvent, CrmTask, Notification, RepAssignment, SlaBreach
+
+log = structlog.stdlib.get_logger(__name__)
+
+RECENT_ACTIONS = 5
+"""How many of the lead's last actions a notification lists."""
+UTM_FIELDS = ("utm_source", "utm_medium", "utm_campaign")
+"""The UTM parameters a notification shows, from the lead's latest event that has any."""
+SOURCE_TAG_PREFIX = "src_"
+"""Tags naming where a contact came from (seed convention), shown with the UTM parameters."""
+
+_NEVER = datetime.min.replace(tzinfo=UTC)
+_SLA_NAMES = {SlaKind.FIRST_TOUCH: "First-touch", SlaKind.QUALIFICATION: "Qualification"}
+_SLA_TODO = {
+    SlaKind.FIRST_TOUCH: "Contact the lead and record it (`rep_contacted`).",
+    SlaKind.QUALIFICATION: (
+        "Qualify or disqualify the lead (`lead_qualified` / `lead_disqualified`)."
+    ),
+}
+
+
+@dataclass(frozen=True)
+class _FollowUp:
+    """The task a band calls for."""
+
+    kind: CrmTaskKind
+    priority: TaskPriority
+    title: str
+    due_in: timedelta
+
+
+def _follow_up(band: LeadBand, sla: SlaPolicy) -> _FollowUp:
+    """Hot: call now; SQL: priority follow-up; other bands: follow up within the first-touch SLA."""
+    match band.band.casefold():
+        case "hot":
+            return _FollowUp(CrmTaskKind.LEAD_CALL, TaskPriority.URGENT, "Call now", timedelta(0))
+        case "sql":
+            return _FollowUp(
+                CrmTaskKind.LEAD_FOLLOW_UP, TaskPriority.HIGH, "Priority follow-up", sla.first_touch
+            )
+        case _:
+            return _FollowUp(
+                CrmTaskKind.LEAD_FOLLOW_UP,
+                TaskPriority.NORMAL,
+                f"Follow up new {band.band}",
+                sla.first_touch,
+            )
+
+
+@dataclass(frozen=True)
+class _Lead:
+    """What notifications say about a lead, loaded from the database.
+
+    Attributes:
+        contact: The contact.
+        recent: Its last actions, newest first.
+        utm: UTM parameters of its latest event that carries any.
+    """
+
+    contact: Contact
+    recent: Sequence[ContactEvent]
+    utm: Mapping[str, str]
+
+
+class SalesActivities:
+    """Activities of the sales hand-off; built once in the worker.
+
+    Failures: a missing contact is a non-retryable `ContactNotFound`, an owner
+    no longer in the configuration a non-retryable `UnknownRep`; a notifier's
+    `DeliveryError` becomes `DeliveryRejected` (permanent, non-retryable) or
+    `DeliveryDeferred` (retried after the `Retry-After` the service asked for).
+    """
+
+    def __init__(self, *, engine: AsyncEngine, config: SalesConfig, notifier: Notifier) -> None:
+        """Hold the database engine, the sales configuration and the notifier."""
+        self._sessions = session_factory(engine)
+        self._config = config
+        self._notifier = notifier
+
+    @activity.defn(name="hand_off_lead")
+    async def hand_off_lead(self, request: HandOffRequest) -> HandOff:
+        """Give the lead an owner, open their follow-up task and notify them; once per key.
+
+        Returns:
+            The owner, their manager, the task and the SLAs in force.
+        """
+        key = request.idempotency_key
+        with bound_contextvars(idempotency_key=key, contact_id=request.contact_id):
+            lead = await self._lead(request.contact_id)
+            task = await find_by_key(self._sessions, CrmTask, f"{key}/task")
+            if task is None:
+                owner = await self._assign_owner(request.contact_id)
+                task, _ = await self._open_follow_up(key, lead, request.band, owner)
+            else:
+                owner = self._rep(task.assignee_id)
+            sla = self._config.sla
+            await self._notify(
+                owner,
+                key=key,
+                kind="hand_off",
+                contact_id=request.contact_id,
+                title=f"New {request.band.band} lead: {_who(lead.contact)}, "
+                f"score {request.band.score}",
+                lines=[
+                    *_lead_lines(lead, request.band),
+                    _task_line(task),
+                    f"SLA: first touch within {_duration(sla.first_touch)}, "
+                    f"qualification within {_duration(sla.qualification)}",
+                ],
+            )
+            log.info("lead handed off", owner_id=owner.id, task_id=task.id, band=request.band.band)
+            return HandOff(
+                owner_id=owner.id,
+                owner_name=owner.name,
+                manager_id=self._config.manager_of(owner).id,
+                task_id=row_id(task),
+                sla=sla,
+            )
+
+    @activity.defn(name="raise_lead_priority")
+    async def raise_lead_priority(self, request: PriorityRequest) -> CrmTaskResult:
+        """The lead moved up a band: open the owner's SQL or Hot task and notify them; once per key.
+
+        Returns:
+            The task, and whether this call opened it.
+        """
+        with bound_contextvars(
+            idempotency_key=request.idempotency_key, contact_id=request.contact_id
+        ):
+            owner = self._rep(request.owner_id)
+            lead = await self._lead(request.contact_id)
+            task, created = await self._open_follow_up(
+                request.idempotency_key, lead, request.band, owner
+            )
+            await self._notify(
+                owner,
+                key=request.idempotency_key,
+                kind="priority",
+                contact_id=request.contact_id,
+                title=f"{_who(lead.contact)} moved up to {request.band.band}: {task.title}",
+                lines=[*_lead_lines(lead, request.band), _task_line(task)],
+            )
+            return CrmTaskResult(task_id=row_id(task), created=created)
+
+    @activity.defn(name="remind_sla")
+    async def remind_sla(self, notice: SlaNotice) -> None:
+        """Remind the owner that an SLA is running out; once per key."""
+        with bound_contextvars(
+            idempotency_key=notice.idempotency_key, contact_id=notice.contact_id
+        ):
+            owner = self._rep(notice.owner_id)
+            contact = await self._contact(notice.contact_id)
+            sla = _SLA_NAMES[notice.sla]
+            await self._notify(
+                owner,
+                key=notice.idempotency_key,
+                kind="sla_reminder",
+                contact_id=notice.contact_id,
+                title=f"Reminder: {sla} SLA for {_who(contact)} due {_when(notice.due_at)}",
+                lines=[
+                    _contact_line(contact),
+                    f"{sla} SLA due {_when(notice.due_at)}",
+                    _SLA_TODO[notice.sla],
+                ],
+            )
+
+    @activity.defn(name="escalate_sla_breach")
+    async def escalate_sla_breach(self, notice: SlaNotice) -> None:
+        """Record the breach, open a task for the owner's manager and notify them; once per key.
+
+        The breach time is when the activity was scheduled (the first attempt).
+        """
+        info = activity.info()
+        with bound_contextvars(
+            idempotency_key=notice.idempotency_key, contact_id=notice.contact_id
+        ):
+            owner = self._rep(notice.owner_id)
+            manager = self._config.manager_of(owner)
+            contact = await self._contact(notice.contact_id)
+            _, recorded = await insert_once(
+                self._sessions,
+                SlaBreach(
+                    idempotency_key=notice.idempotency_key,
+                    contact_id=notice.contact_id,
+                    owner_id=owner.id,
+                    sla=notice.sla,
+                    due_at=notice.due_at,
+                    breached_at=info.scheduled_time,
+                ),
+            )
+            if recorded:
+                log.warning("sla breached", sla=notice.sla, owner_id=owner.id)
+            sla = _SLA_NAMES[notice.sla]
+            breach = f"{sla} SLA was due {_when(notice.due_at)}; owner {owner.name} ({owner.id})"
+            task, _ = await open_crm_task(
+                self._sessions,
+                CrmTaskRequest(
+                    idempotency_key=f"{notice.idempotency_key}/task",
+                    contact_id=notice.contact_id,
+                    kind=CrmTaskKind.SLA_ESCALATION,
+                    assignee_role=AssigneeRole.SALES_MANAGER,
+                    assignee_id=manager.id,
+                    title=f"{sla} SLA breached: {_who(contact)}",
+                    details=f"{_contact_line(contact)}\n{breach}",
+                    due_at=info.scheduled_time,
+                    priority=TaskPriority.HIGH,
+                ),
+                now=info.current_attempt_scheduled_time,
+            )
+            await self._notify(
+                manager,
+                key=notice.idempotency_key,
+                kind="sla_escalation",
+                contact_id=notice.contact_id,
+                title=f"{sla} SLA breached by {owner.name}: {_who(contact)}",
+                lines=[_contact_line(contact), breach, _task_line(task)],
+            )
+
+    def _rep(self, rep_id: str | None) -> Rep:
+        rep = self._config.rep(rep_id) if rep_id else None
+        if rep is None:
+            raise ApplicationError(
+                f"rep {rep_id!r} is not in the sales configuration",
+                type="UnknownRep",
+                non_retryable=True,
+            )
+        return rep
+
+    async def _contact(self, contact_id: str) -> Contact:
+        async with self._sessions() as session:
+            contact = await session.get(Contact, contact_id)
+        if contact is None:
+            raise contact_not_found(contact_id)
+        return contact
+
+    async def _lead(self, contact_id: str) -> _Lead:
+        """The contact, its last actions and the UTM parameters of its latest tagged event."""
+        contact = await self._contact(contact_id)
+        recent: list[ContactEvent] = []
+        utm: dict[str, str] | None = None
+        newest_first = (
+            select(ContactEvent)
+            .where(ContactEvent.contact_id == contact_id)
+            .order_by(col(ContactEvent.occurred_at).desc(), col(ContactEvent.id).desc())
+        )
+        async with self._sessions() as session:
+            events = await session.stream_scalars(newest_first)
+            try:
+                async for event in events:
+                    if len(recent) < RECENT_ACTIONS:
+                        recent.append(event)
+                    if utm is None and any(name.startswith("utm_") for name in event.properties):
+                        utm = _utm(event.properties)
+                    if utm is not None and len(recent) == RECENT_ACTIONS:
+                        break
+            finally:
+                await events.close()
+        return _Lead(contact=contact, recent=recent, utm=utm or {})
+
+    async def _assign_owner(self, contact_id: str) -> Rep:
+        """The current owner while the ownership lock lasts, else the next candidate in turn.
+
+        The next in turn is the candidate assigned least recently; candidates
+        never assigned come first, ties go in configured order.
+        """
+        now = activity.info().current_attempt_scheduled_time
+        lock = timedelta(days=self._config.sla.ownership_days)
+        async with self._sessions() as session:
+            contact = await session.get(Contact, contact_id, with_for_update=True)
+            if contact is None:
+                raise contact_not_found(contact_id)
+            current = self._config.rep(contact.owner_id) if contact.owner_id else None
+            assigned_at = contact.owner_assigned_at
+            if current is not None and assigned_at is not None and now - assigned_at < lock:
+                log.info("owner kept", owner_id=current.id, assigned_at=assigned_at.isoformat())
+                return current
+            candidates = self._config.candidates(contact.attributes)
+            rows = await session.exec(
+                select(RepAssignment)
+                .where(col(RepAssignment.rep_id).in_([rep.id for rep in candidates]))
+                .with_for_update()
+            )
+            assignments = {row.rep_id: row for row in rows.all()}
+            owner = min(candidates, key=lambda rep: _last_assigned(assignments.get(rep.id)))
+            assignment = assignments.get(owner.id) or RepAssignment(rep_id=owner.id)
+            assignment.assigned_count += 1
+            assignment.last_assigned_at = now
+            contact.owner_id = owner.id
+            contact.owner_assigned_at = now
+            contact.updated_at = now
+            session.add_all([assignment, contact])
+            await session.commit()
+        log.info("owner assigned", owner_id=owner.id, candidates=[rep.id for rep in candidates])
+        return owner
+
+    async def _open_follow_up(
+        self, key: str, lead: _Lead, band: LeadBand, owner: Rep
+    ) -> tuple[CrmTask, bool]:
+        """Open the owner's task for the band (`{key}/task`), due from the activity's scheduling."""
+        info = activity.info()
+        follow_up = _follow_up(band, self._config.sla)
+        return await open_crm_task(
+            self._sessions,
+            CrmTaskRequest(
+                idempotency_key=f"{key}/task",
+                contact_id=lead.contact.id,
+                kind=follow_up.kind,
+                assignee_role=AssigneeRole.SALES_REP,
+                assignee_id=owner.id,
+                title=follow_up.title,
+                details=_clip("\n".join(_lead_lines(lead, band)), 2000),
+                due_at=info.scheduled_time + follow_up.due_in,
+                priority=follow_up.priority,
+            ),
+            now=info.current_attempt_scheduled_time,
+        )
+
+    async def _notify(
+        self,
+        to: SalesPerson,
+        *,
+        key: str,
+        kind: NotificationKind,
+        contact_id: str,
+        title: str,
+        lines: Sequence[str],
+    ) -> None:
+        """Notify `to` once per key (`{key}/notify`): row `pending`, notifier, row `sent`.
+
+        A retry that finds the row pending sends what the row holds.
+
+        Raises:
+            ApplicationError: from the notifier's `DeliveryError`; the row is
+                marked `failed` when the failure is permanent.
+        """
+        now = activity.info().current_attempt_scheduled_time
+        row, _ = await insert_once(
+            self._sessions,
+            Notification(
+                idempotency_key=f"{key}/notify",
+                contact_id=contact_id,
+                recipient_id=to.id,
+                kind=kind,
+                title=provider_text(title, 200),
+                text=_clip("\n".join(lines), 4000),
+                status="pending",
+                created_at=now,
+            ),
+        )
+        if row.status == "never":
+            log.info("notification already sent", kind=kind, recipient_id=to.id)
+            return
+        notification = RepNotification(
+            idempotency_key=row.idempotency_key,
+            recipient_id=to.id,
+            recipient=to.addressed,
+            kind=kind,
+            contact_id=contact_id,
+            title=row.title,
+            text=row.text,
+        )
+        try:
+            await self._notifier.notify(notification)
+        except DeliveryError as error:
+            log.warning(
+                "notification not delivered",
+                kind=kind,
+                recipient_id=to.id,
+                permanent=error.permanent,
+                error=str(error),
+            )
+            if error.permanent:
+                await self._mark(row.idempotency_key, "failed", now=now)
+            raise error.to_application_error() from error
+        await self._mark(row.idempotency_key, "sent", now=now)
+        log.info("notification sent", kind=kind, recipient_id=to.id, notifier=self._notifier.name)
+
+    async def _mark(self, key: str, status: str, *, now: datetime) -> None:
+        async with self._sessions() as session:
+            await session.exec(
+                update(Notification)
+                .where(col(Notification.idempotency_key) == key)
+                .values(
+                    status=status,
+                    provider=self._notifier.name,
+                    sent_at=now if status == "sent" else None,
+                )
+            )
+            await session.commit()
+
+
+def _last_assigned(assignment: RepAssignment | None) -> datetime:
+    if assignment is None or assignment.last_assigned_at is None:
+        return _NEVER
+    return assignment.last_assigned_at
+
+
+def _utm(properties: Mapping[str, Any]) -> dict[str, str]:
+    return {
+        name: provider_text(str(properties[name]), 100)
+        for name in UTM_FIELDS
+        if properties.get(name) is not None
+    }
+
+
+def _who(contact: Contact) -> str:
+    """First name and company, one line (never the email address)."""
+    name = provider_text(contact.first_name or "", 60) or "Unnamed lead"
+    company = provider_text(contact.company or "", 80)
+    return f"{name} ({company})" if company else name
+
+
+def _contact_line(contact: Contact) -> str:
+    return f"Contact: {_who(contact)} · id {contact.id}"
+
+
+def _lead_lines(lead: _Lead, band: LeadBand) -> list[str]:
+    """Who the lead is, its score and breakdown, its last actions and its source."""
+    breakdown = lead.contact.score_breakdown
+    actions = sorted(
+        ((name, points) for name, points in breakdown.items() if name != "fit"),
+        key=lambda item: (-item[1], item[0]),
+    )
+    points = [f"{name} {value:+d}" for name, value in actions]
+    if "fit" in breakdown:
+        points.append(f"fit {breakdown['fit']:+d}")
+    source = [f"{name}={value}" for name, value in lead.utm.items()]
+    source += [tag for tag in lead.contact.tags if tag.startswith(SOURCE_TAG_PREFIX)]
+    return [
+        _contact_line(lead.contact),
+        f"Score: {band.score} ({band.band})",
+        f"Breakdown: {', '.join(points) or 'none'}",
+        "Last actions:" if lead.recent else "Last actions: none recorded",
+        *(f"• {event.type} · {_when(event.occurred_at)}" for event in lead.recent),
+        f"Source: {', '.join(source) or 'unknown'}",
+    ]
+
+
+def _task_line(task: CrmTask) -> str:
+    return f"Task #{task.id}: {task.title} ({task.priority}), due {_when(task.due_at)}"
+
+
+def _when(moment: datetime) -> str:
+    return f"{moment.astimezone(UTC):%Y-%m-%d %H:%M} UTC"
+
+
+def _duration(span: timedelta) -> str:
+    seconds = span.total_seconds()
+    if seconds % 3600 == 0:
+        return f"{seconds / 3600:g} h"
+    if seconds % 60 == 0:
+        return f"{seconds / 60:g} min"
+    return f"{seconds:g} s"
+
+
+def _clip(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"

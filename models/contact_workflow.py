@@ -1,0 +1,223 @@
+"""The contact workflow (`contact-{id}`): its input, state, and what it gives activities."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+from models.events import BehaviorEvent, ContactId
+from models.journeys import SECONDS_PER_DAY
+from models.scoring import ScoredAction
+
+MAX_EVENT_BATCH = 500
+"""Most events one `events` signal (and one ingest) carries."""
+
+
+class ContactCarryOver(BaseModel):
+    """The contact workflow's state, handed to the next run when it continues as new.
+
+    Attributes:
+        seen_event_ids: The most recent event ids (duplicates are dropped).
+        actions: Scored actions still worth points (compact, see `models.scoring.add_action`).
+        journeys: Journeys of the contact that may be running: workflow id → journey type.
+        score: Last published score.
+        band: Last published band.
+        tags: Tags last written to the CRM by the workflow.
+        fit_fields: Contact attributes the fit rules read.
+        last_event_at: When the last accepted event happened.
+        events_accepted: Events accepted over the contact's life.
+        duplicates_dropped: Duplicate events dropped over the contact's life.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    seen_event_ids: list[str] = Field(default_factory=list)
+    actions: list[ScoredAction] = Field(default_factory=list)
+    journeys: dict[str, str] = Field(default_factory=dict)
+    score: int = 0
+    band: str | None = None
+    tags: list[str] = Field(default_factory=list)
+    fit_fields: dict[str, str] = Field(default_factory=dict)
+    last_event_at: datetime | None = None
+    events_accepted: int = 0
+    duplicates_dropped: int = 0
+
+
+class ContactInput(BaseModel):
+    """What `contact-{id}` is started with (by signal-with-start).
+
+    Attributes:
+        contact_id: The contact.
+        day_seconds: Clock of the journeys it starts (see `JourneyInput`).
+        history_limit: Continue as new once the history has this many
+            events (or earlier, when the server suggests it).
+        carry: State from the previous run; set by the workflow only.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    contact_id: ContactId
+    day_seconds: int = Field(default=SECONDS_PER_DAY, ge=1, le=SECONDS_PER_DAY)
+    history_limit: int = Field(default=10_000, ge=50)
+    carry: ContactCarryOver | None = None
+
+
+class EventBatch(BaseModel):
+    """Several events of one contact in one signal (the gateway's batches).
+
+    Attributes:
+        events: The events, in the order they happened.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    events: list[BehaviorEvent] = Field(min_length=1, max_length=MAX_EVENT_BATCH)
+
+
+class JourneyEnrolment(BaseModel):
+    """A journey started for the contact outside the contact workflow (e.g. `journeys enroll`).
+
+    Attributes:
+        workflow_id: The journey's workflow id.
+        journey: Its journey type.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    workflow_id: Annotated[str, StringConstraints(min_length=1, max_length=200)]
+    journey: Annotated[str, StringConstraints(min_length=1, max_length=64)]
+
+
+class EraseRequest(BaseModel):
+    """Right to be forgotten: end every workflow of the contact and delete its personal data.
+
+    Attributes:
+        reason: Recorded as the journeys' exit reason.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    reason: Annotated[str, StringConstraints(min_length=1, max_length=200)] = "erased"
+
+
+class ContactState(BaseModel):
+    """What the contact workflow reports through its `state` query and its result.
+
+    Attributes:
+        contact_id: The contact.
+        score: Current lead score.
+        band: Current band (lifecycle stage).
+        breakdown: Current points per event type (and `fit`).
+        journeys: Journeys that may be running: workflow id → journey type.
+        events_accepted: Events accepted over the contact's life.
+        duplicates_dropped: Duplicate events dropped over the contact's life.
+        last_event_at: When the last accepted event happened.
+        next_rescore_at: When decay next changes the score, if it will.
+        erased: True once the contact was forgotten (the workflow has ended).
+    """
+
+    contact_id: str
+    score: int
+    band: str | None
+    breakdown: dict[str, int] = Field(default_factory=dict)
+    journeys: dict[str, str] = Field(default_factory=dict)
+    events_accepted: int = 0
+    duplicates_dropped: int = 0
+    last_event_at: datetime | None = None
+    next_rescore_at: datetime | None = None
+    erased: bool = False
+
+
+class IngestRequest(BaseModel):
+    """Store a batch of events and apply what cannot wait (suppression).
+
+    Attributes:
+        batch_key: `{run_id}/{sequence}`: a retried ingest recognises its own rows.
+        contact_id: The contact.
+        events: Events not seen by the workflow before.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    batch_key: Annotated[str, StringConstraints(min_length=1, max_length=200)]
+    contact_id: ContactId
+    events: list[BehaviorEvent]
+
+
+class IngestResult(BaseModel):
+    """What the ingest found.
+
+    Attributes:
+        accepted_event_ids: Events stored now (others were already stored:
+            duplicates older than the workflow's memory).
+        contact_exists: Whether the contact is in the CRM (journeys start only then).
+        fit_fields: The contact's attributes, for fit rules.
+        scoring_digest: Fingerprint of the worker's scoring model.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    accepted_event_ids: list[str]
+    contact_exists: bool
+    fit_fields: dict[str, str] = Field(default_factory=dict)
+    scoring_digest: str
+
+
+class LeadScoreUpdate(BaseModel):
+    """Write the score, band and tags to the CRM.
+
+    Attributes:
+        contact_id: The contact.
+        score: Lead score.
+        band: Band (lifecycle stage).
+        breakdown: Points per event type (and `fit`).
+        tags: Tags the workflow manages (`stage_…`, `act_…`, `src_…`,
+            `int_…`, `eng_…`); they are added.
+        removed_tags: Tags the workflow set before and no longer holds (a
+            former stage); they are removed.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    contact_id: ContactId
+    score: int
+    band: str
+    breakdown: dict[str, int]
+    tags: list[str]
+    removed_tags: list[str] = Field(default_factory=list)
+
+
+class LeadStatus(BaseModel):
+    """Where a lead stands, as the CRM records it (for journeys that route on it).
+
+    Attributes:
+        score: Lead score.
+        band: Band, if scored.
+        sales_ready: At or above the hand-off band.
+        owner_id: The sales owner, once handed off.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    score: int
+    band: str | None
+    sales_ready: bool
+    owner_id: str | None = None
+
+
+class ErasureResult(BaseModel):
+    """What erasure deleted.
+
+    Attributes:
+        rows_deleted: Rows deleted per table.
+        files_deleted: Outbox files deleted (message bodies, notifications).
+        suppressed_channels: Channels whose address hash was kept as suppressed.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    rows_deleted: dict[str, int]
+    files_deleted: int
+    suppressed_channels: list[str]

@@ -1,0 +1,504 @@
+"""The contact workflow (`contact-{id}`): one ordered stream of a contact's behaviour events.
+
+Every event of a contact is signalled here (signal-with-start, so the first
+event creates it). For each batch of new events it:
+
+1. drops duplicates: event ids it remembers (the most recent
+   `REMEMBERED_EVENT_IDS`), then, in the ingest activity, ids already stored
+   in the database (older retries); the ingest also writes the suppression of
+   an `unsubscribed` / hard `email_bounced` contact at once;
+2. scores the events (`scoring.toml`: points, decay, bands) and keeps the
+   score current: `LeadScore` / `LifecycleStage` search attributes and the CRM
+   (score, breakdown, `stage_…`, `act_…`, `src_…`, `int_…`, `eng_…` tags);
+3. applies the trigger rules (`workflows/triggers.py`) and forwards each
+   event to the journeys concerned by its type;
+4. on unsubscribe / hard bounce, makes every marketing journey exit with
+   that reason;
+5. hands a lead to sales when it enters the hand-off band (`lead-sla-{id}`),
+   raises the priority when it moves up, and ends its weekly nurture.
+
+Decay is re-evaluated on a durable timer set to the next instant a point
+decays (or the contact turns dormant), so a lead that cools drops a band on
+time without polling. The `forget` signal erases the contact: every journey
+exits, the database forgets it (only hashed suppressions stay) and the
+workflow ends. It continues as new when the history grows, carrying only
+bounded state.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import deque
+from collections.abc import Callable
+from datetime import datetime, timedelta
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import FailureError
+
+from workflows import JOURNEYS
+from workflows.lead_sla import LeadSla
+from workflows.nurture import Nurture
+from workflows.toolkit import Journey, start_journey
+from workflows.triggers import TRIGGERS
+
+with workflow.unsafe.imports_passed_through():
+    from models import search_attributes
+    from models.contact_workflow import (
+        MAX_EVENT_BATCH,
+        ContactCarryOver,
+        ContactInput,
+        ContactState,
+        EraseRequest,
+        ErasureResult,
+        EventBatch,
+        IngestRequest,
+        IngestResult,
+        JourneyEnrolment,
+        LeadScoreUpdate,
+    )
+    from models.events import BehaviorEvent, suppression_reason
+    from models.journeys import ExitRequest, JourneyInput
+    from models.sales import LeadBand, LeadSlaInput
+    from models.scoring import (
+        ScoreBreakdown,
+        ScoredAction,
+        ScoringModel,
+        add_action,
+        next_change,
+        score,
+        stage_tag,
+    )
+
+REMEMBERED_EVENT_IDS = 2_000
+"""How many recent event ids the workflow itself remembers (older duplicates
+are caught by the database)."""
+DORMANT_AFTER = timedelta(days=30)
+"""No event for this long: the contact is tagged `eng_dormant_30d`."""
+MAX_TAGS = 100
+"""Most tags the workflow manages for a contact."""
+
+ACTIVITY_TIMEOUT = timedelta(seconds=60)
+ACTIVITY_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=1),
+    backoff_coefficient=2.0,
+    maximum_interval=timedelta(minutes=5),
+)
+"""Contact activities retry until they succeed: an event must never be lost."""
+
+
+def _slug(value: object) -> str:
+    return re.sub(r"[^a-z0-9_]+", "-", str(value).lower()).strip("-")[:60]
+
+
+@workflow.defn(name="contact")
+class ContactWorkflow:
+    """A contact's events, lead score, lifecycle stage, journeys and hand-off."""
+
+    @workflow.init
+    def __init__(self, contact_input: ContactInput) -> None:
+        """State from the input (signals that start the workflow arrive before `run`)."""
+        self._input = contact_input
+        self._contact_id = contact_input.contact_id
+        self._pending: deque[BehaviorEvent] = deque()
+        self._seen: deque[str] = deque(maxlen=REMEMBERED_EVENT_IDS)
+        self._seen_set: set[str] = set()
+        self._actions: list[ScoredAction] = []
+        self._journeys: dict[str, str] = {}
+        self._score = 0
+        self._band: str | None = None
+        self._breakdown: dict[str, int] = {}
+        self._tags: set[str] = set()
+        self._fit_fields: dict[str, str] = {}
+        self._last_event_at: datetime | None = None
+        self._accepted = 0
+        self._duplicates = 0
+        self._contact_exists = False
+        self._model: ScoringModel | None = None
+        self._model_digest = ""
+        self._batches = 0
+        self._next_rescore_at: datetime | None = None
+        self._erase: EraseRequest | None = None
+        self._erased = False
+        if contact_input.carry is not None:
+            self._restore(contact_input.carry)
+
+    # --- signals and query -------------------------------------------------------
+
+    @workflow.signal
+    def event(self, event: BehaviorEvent) -> None:
+        """One behaviour event of the contact (duplicates by `event_id` are dropped)."""
+        self._take(event)
+
+    @workflow.signal
+    def events(self, batch: EventBatch) -> None:
+        """Several events of the contact, in order."""
+        for event in batch.events:
+            self._take(event)
+
+    @workflow.signal
+    def journey_enrolled(self, enrolment: JourneyEnrolment) -> None:
+        """A journey started outside this workflow (e.g. `journeys enroll`): forward it events."""
+        self._journeys[enrolment.workflow_id] = enrolment.journey
+
+    @workflow.signal
+    def forget(self, request: EraseRequest) -> None:
+        """Erase the contact: end its journeys, delete its personal data, end this workflow."""
+        self._erase = self._erase or request
+
+    @workflow.query
+    def state(self) -> ContactState:
+        """The contact's score, band, journeys and counters."""
+        return ContactState(
+            contact_id=self._contact_id,
+            score=self._score,
+            band=self._band,
+            breakdown=self._breakdown,
+            journeys=self._journeys,
+            events_accepted=self._accepted,
+            duplicates_dropped=self._duplicates,
+            last_event_at=self._last_event_at,
+            next_rescore_at=self._next_rescore_at,
+            erased=self._erased,
+        )
+
+    # --- the run -------------------------------------------------------------------
+
+    @workflow.run
+    async def run(self, contact_input: ContactInput) -> ContactState:
+        """Process events as they come and rescore when decay is due, until erased."""
+        workflow.upsert_search_attributes(
+            [search_attributes.CONTACT_ID.value_set(self._contact_id)]
+        )
+        if contact_input.carry is not None:
+            await self._load_model()
+            await self._rescore()
+        self._publish()
+        while True:
+            timeout = self._until_next_rescore()
+            try:
+                await workflow.wait_condition(
+                    lambda: bool(self._pending) or self._erase is not None or self._cycle_due(),
+                    timeout=timeout,
+                    timeout_summary="Rescore: decay or dormancy" if timeout else None,
+                )
+            except TimeoutError:
+                pass
+            if self._erase is not None:
+                return await self._erase_contact(self._erase)
+            while self._pending and self._erase is None:
+                batch = [
+                    self._pending.popleft() for _ in range(min(len(self._pending), MAX_EVENT_BATCH))
+                ]
+                await self._process(batch)
+            if self._erase is None:
+                await self._rescore()
+                if self._cycle_due() and not self._pending:
+                    workflow.continue_as_new(self._carry_over())
+
+    def _take(self, event: BehaviorEvent) -> None:
+        if event.contact_id != self._contact_id:
+            workflow.logger.warning("dropped event %s of another contact", event.event_id)
+            return
+        if event.event_id in self._seen_set:
+            self._duplicates += 1
+            return
+        if len(self._seen) == self._seen.maxlen:
+            self._seen_set.discard(self._seen[0])
+        self._seen.append(event.event_id)
+        self._seen_set.add(event.event_id)
+        self._pending.append(event)
+
+    async def _process(self, batch: list[BehaviorEvent]) -> None:
+        """Store, score, route and forward a batch of events new to this workflow."""
+        self._batches += 1
+        ingest: IngestResult = await workflow.execute_activity(
+            "ingest_events",
+            IngestRequest(
+                batch_key=f"{workflow.info().run_id}/{self._batches}",
+                contact_id=self._contact_id,
+                events=batch,
+            ),
+            result_type=IngestResult,
+            start_to_close_timeout=ACTIVITY_TIMEOUT,
+            retry_policy=ACTIVITY_RETRY,
+            summary=f"Store {len(batch)} event(s)",
+        )
+        self._contact_exists = ingest.contact_exists
+        self._fit_fields = ingest.fit_fields
+        if ingest.scoring_digest != self._model_digest:
+            await self._load_model()
+        accepted = set(ingest.accepted_event_ids)
+        self._duplicates += len(batch) - len(accepted)
+        for event in batch:
+            if event.event_id in accepted:
+                self._score_event(event)
+                await self._route(event)
+
+    def _score_event(self, event: BehaviorEvent) -> None:
+        model = self._scoring_model()
+        self._accepted += 1
+        if self._last_event_at is None or event.occurred_at > self._last_event_at:
+            self._last_event_at = event.occurred_at
+        self._actions = add_action(
+            model,
+            self._actions,
+            ScoredAction(event_type=event.type, occurred_at=event.occurred_at),
+            workflow.now(),
+        )
+        rule = model.actions.get(event.type)
+        new_tags = {rule.tag} if rule is not None and rule.tag else set()
+        for prefix, keys in (("src_", ("source", "utm_source")), ("int_", ("interest", "topic"))):
+            value = next((event.properties[key] for key in keys if event.properties.get(key)), None)
+            if value is not None and _slug(value):
+                new_tags.add(prefix + _slug(value))
+        if len(self._tags) < MAX_TAGS:
+            self._tags |= new_tags
+
+    async def _route(self, event: BehaviorEvent) -> None:
+        """Suppression exits, trigger rules, then forwarding to the journeys concerned."""
+        reason = suppression_reason(event)
+        if reason is not None:
+            await self._exit_journeys(reason, marketing_only=True)
+            return
+        started: str | None = None
+        trigger = TRIGGERS.get(event.type)
+        if trigger is not None and self._contact_exists:
+            journey_input = trigger.input_for(event, self._input.day_seconds)
+            if journey_input is not None:
+                started = await self._start(trigger.journey, journey_input, f"on {event.type}")
+        for workflow_id in self._journey_ids(lambda journey: journey.concerned_by(event.type)):
+            if workflow_id != started:
+                await self._signal(workflow_id, "event", event)
+
+    async def _start(self, journey: type[Journey], journey_input: JourneyInput, why: str) -> str:
+        """Start a journey (left alone if it is running) and remember it; returns its id."""
+        workflow_id = journey.workflow_id_for(journey_input)
+        if self._journeys.get(workflow_id) != journey.name:
+            await start_journey(journey, journey_input, why=why)
+            self._journeys[workflow_id] = journey.name
+            self._publish()
+        return workflow_id
+
+    def _journey_ids(self, wanted: Callable[[type[Journey]], bool]) -> list[str]:
+        """Ids of the contact's journeys whose class `wanted` selects.
+
+        Journeys with the plain id `{journey}-{contact}` are addressed whether
+        or not this workflow started them (another journey may have); others
+        (a renewal per subscription) when registered.
+        """
+        ids = {
+            f"{journey.name}-{self._contact_id}": journey.name
+            for journey in JOURNEYS.values()
+            if wanted(journey)
+        }
+        ids |= {
+            workflow_id: name
+            for workflow_id, name in self._journeys.items()
+            if name in JOURNEYS and wanted(JOURNEYS[name])
+        }
+        return sorted(ids)
+
+    async def _signal(self, workflow_id: str, signal: str, arg: object) -> bool:
+        """Signal a journey; one that is closed or never existed is forgotten."""
+        try:
+            await workflow.get_external_workflow_handle(workflow_id).signal(signal, arg)
+        except FailureError:
+            self._journeys.pop(workflow_id, None)
+            return False
+        return True
+
+    async def _exit_journeys(self, reason: str, *, marketing_only: bool) -> None:
+        request = ExitRequest(reason=reason)
+        for workflow_id in self._journey_ids(
+            lambda journey: journey.is_marketing() or not marketing_only
+        ):
+            await self._signal(workflow_id, "exit", request)
+
+    # --- scoring -------------------------------------------------------------------
+
+    async def _load_model(self) -> None:
+        self._model = await workflow.execute_activity(
+            "scoring_model",
+            result_type=ScoringModel,
+            start_to_close_timeout=ACTIVITY_TIMEOUT,
+            retry_policy=ACTIVITY_RETRY,
+            summary="Load the scoring model",
+        )
+        self._model_digest = self._model.digest()
+
+    def _scoring_model(self) -> ScoringModel:
+        assert self._model is not None, "loaded with the first batch"
+        return self._model
+
+    async def _rescore(self) -> None:
+        """Score now; publish and act on what changed (CRM, search attributes, hand-off)."""
+        if self._model is None:
+            return
+        model = self._model
+        now = workflow.now()
+        result = score(model, self._actions, now, contact_fields=self._fit_fields)
+        tags = self._managed_tags(model, result, now)
+        self._next_rescore_at = self._next_rescore(model, now)
+        breakdown = dict(result.by_event_type)
+        if result.fit_points:
+            breakdown["fit"] = result.fit_points
+        changed = (result.total, result.band, breakdown) != (
+            self._score,
+            self._band,
+            self._breakdown,
+        )
+        if not changed and tags == self._tags:
+            self._publish()
+            return
+        previous_band, previous_tags = self._band, self._tags
+        self._score, self._band, self._breakdown, self._tags = (
+            result.total,
+            result.band,
+            breakdown,
+            tags,
+        )
+        workflow.upsert_search_attributes(
+            [
+                search_attributes.LEAD_SCORE.value_set(result.total),
+                search_attributes.LIFECYCLE_STAGE.value_set(result.band),
+            ]
+        )
+        self._publish()
+        if not self._contact_exists:
+            return
+        await workflow.execute_activity(
+            "update_lead_score",
+            LeadScoreUpdate(
+                contact_id=self._contact_id,
+                score=result.total,
+                band=result.band,
+                breakdown=breakdown,
+                tags=sorted(tags),
+                removed_tags=sorted(previous_tags - tags),
+            ),
+            start_to_close_timeout=ACTIVITY_TIMEOUT,
+            retry_policy=ACTIVITY_RETRY,
+            summary=f"CRM: score {result.total}, {result.band}",
+        )
+        if result.band != previous_band:
+            await self._hand_off_if_rising(
+                model, previous_band, LeadBand(band=result.band, score=result.total)
+            )
+
+    def _managed_tags(self, model: ScoringModel, result: ScoreBreakdown, now: datetime) -> set[str]:
+        """Accumulated action/source/interest tags, plus the current stage and engagement."""
+        tags = {tag for tag in self._tags if not tag.startswith(("stage_", "eng_"))}
+        tags.add(stage_tag(result.band))
+        if model.sales_ready(result.band):
+            tags.add("eng_high")
+        if self._last_event_at is not None and now - self._last_event_at >= DORMANT_AFTER:
+            tags.add("eng_dormant_30d")
+        return tags
+
+    def _next_rescore(self, model: ScoringModel, now: datetime) -> datetime | None:
+        """The next decay boundary, or the moment the contact turns dormant."""
+        candidates = [moment for moment in [next_change(model, self._actions, now)] if moment]
+        if self._last_event_at is not None and self._last_event_at + DORMANT_AFTER > now:
+            candidates.append(self._last_event_at + DORMANT_AFTER)
+        return min(candidates, default=None)
+
+    def _until_next_rescore(self) -> timedelta | None:
+        if self._next_rescore_at is None:
+            return None
+        return max(self._next_rescore_at - workflow.now(), timedelta(seconds=1))
+
+    async def _hand_off_if_rising(
+        self, model: ScoringModel, previous: str | None, band: LeadBand
+    ) -> None:
+        """Entering the hand-off band: start lead-sla, end nurture. Moving up: raise priority."""
+        if not model.sales_ready(band.band):
+            return
+        if previous is not None and model.rank(band.band) <= model.rank(previous):
+            return
+        if await self._signal(f"{LeadSla.name}-{self._contact_id}", "band_changed", band):
+            return
+        await self._start(
+            LeadSla,
+            LeadSlaInput(contact_id=self._contact_id, band=band),
+            f"{band.band}, score {band.score}",
+        )
+        if previous is None or not model.sales_ready(previous):
+            await self._signal(
+                f"{Nurture.name}-{self._contact_id}",
+                "exit",
+                ExitRequest(reason="handed-to-sales"),
+            )
+
+    # --- erasure and continue-as-new -------------------------------------------------
+
+    async def _erase_contact(self, request: EraseRequest) -> ContactState:
+        await self._exit_journeys(request.reason, marketing_only=False)
+        await workflow.execute_activity(
+            "erase_contact",
+            self._contact_id,
+            result_type=ErasureResult,
+            start_to_close_timeout=ACTIVITY_TIMEOUT,
+            retry_policy=ACTIVITY_RETRY,
+            summary="Erase the contact's personal data",
+        )
+        self._pending.clear()
+        self._actions, self._tags, self._fit_fields, self._breakdown = [], set(), {}, {}
+        self._erased = True
+        self._publish()
+        return self.state()
+
+    def _cycle_due(self) -> bool:
+        info = workflow.info()
+        return (
+            info.is_continue_as_new_suggested()
+            or info.get_current_history_length() >= self._input.history_limit
+        )
+
+    def _carry_over(self) -> ContactInput:
+        return self._input.model_copy(
+            update={
+                "carry": ContactCarryOver(
+                    seen_event_ids=list(self._seen),
+                    actions=self._actions,
+                    journeys=self._journeys,
+                    score=self._score,
+                    band=self._band,
+                    tags=sorted(self._tags),
+                    fit_fields=self._fit_fields,
+                    last_event_at=self._last_event_at,
+                    events_accepted=self._accepted,
+                    duplicates_dropped=self._duplicates,
+                )
+            }
+        )
+
+    def _restore(self, carry: ContactCarryOver) -> None:
+        for event_id in carry.seen_event_ids:
+            self._seen.append(event_id)
+        self._seen_set = set(self._seen)
+        self._actions = list(carry.actions)
+        self._journeys = dict(carry.journeys)
+        self._score, self._band = carry.score, carry.band
+        self._tags = set(carry.tags)
+        self._fit_fields = dict(carry.fit_fields)
+        self._last_event_at = carry.last_event_at
+        self._accepted, self._duplicates = carry.events_accepted, carry.duplicates_dropped
+
+    def _publish(self) -> None:
+        """Current details for the Temporal UI: score, breakdown, journeys, next rescore."""
+        band = self._band or "unscored"
+        lines = [
+            f"**Contact** `{self._contact_id}` · score **{self._score}** · {band}",
+            f"Events: {self._accepted} accepted, {self._duplicates} duplicates dropped",
+        ]
+        if self._breakdown:
+            parts = ", ".join(f"{kind} {points}" for kind, points in self._breakdown.items())
+            lines.append(f"Breakdown: {parts}")
+        if self._next_rescore_at is not None:
+            lines.append(f"Next rescore (decay): {self._next_rescore_at:%Y-%m-%d %H:%M:%S} UTC")
+        if self._journeys:
+            lines += ["", "Journeys:"] + [f"- `{wid}`" for wid in sorted(self._journeys)]
+        if self._erased:
+            lines.append("**Erased**: personal data deleted, journeys ended.")
+        workflow.set_current_details("\n".join(lines))

@@ -1,0 +1,218 @@
+"""Sales hand-off with SLAs (seed 002: MQL → sales, first touch ≤ 10 min, qualified ≤ 48 h).
+
+Started by the contact workflow when a lead enters the hand-off band (MQL by
+default), or by the welcome series for a sales-ready lead that was never
+handed off:
+
+- hand-off: an owner is assigned (territory rules, else round robin), a
+  follow-up task is opened (SQL: priority follow-up; Hot: call now) and the
+  owner is notified with the score, its breakdown, the last actions and the
+  source;
+- first touch: the owner is reminded at half the SLA (`reminder_fraction`);
+  at the deadline the breach is recorded and the owner's manager gets an
+  escalation; met by `rep_contacted`;
+- qualification: the same, from the hand-off, met by `lead_qualified` or
+  `lead_disqualified`. The journey completes when it is met or breached.
+
+While it runs, the contact workflow's `band_changed` signal raises the
+priority when the lead moves up (SQL: priority follow-up, Hot: immediate call
+task), once per band.
+
+The SLAs run in real minutes and hours (the input's `day_seconds` does not
+scale them). It is not a marketing journey: an unsubscribe does not end it,
+an erasure does. A lead can be handed off again later (a new run, with its
+own idempotency keys).
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from functools import partial
+
+from temporalio import workflow
+
+from workflows.toolkit import Journey, PlanStep
+
+with workflow.unsafe.imports_passed_through():
+    from models.crm import CrmTaskResult
+    from models.journeys import JourneyState
+    from models.sales import (
+        HandOff,
+        HandOffRequest,
+        LeadBand,
+        LeadSlaInput,
+        PriorityRequest,
+        SlaKind,
+        SlaNotice,
+        SlaPolicy,
+    )
+    from workflows.renewal_countdown import CRM_RETRY_POLICY, CRM_TIMEOUT
+
+FIRST_TOUCH = frozenset({"rep_contacted"})
+"""Events that meet the first-touch SLA."""
+QUALIFIED = frozenset({"lead_qualified", "lead_disqualified"})
+"""Events that meet the qualification SLA (either verdict)."""
+
+
+@workflow.defn(name="lead-sla")
+class LeadSla(Journey):
+    """Hand a lead to sales and hold the team to its first-touch and qualification SLAs."""
+
+    name = "lead-sla"
+    title = "Sales hand-off SLA"
+    exit_on = frozenset()
+    listens_to = FIRST_TOUCH | QUALIFIED
+    reentry_days = 0
+    input_model = LeadSlaInput
+    plan = ()
+
+    def __init__(self) -> None:
+        """No priority raise pending yet."""
+        super().__init__()
+        self._raised_to: LeadBand | None = None
+
+    @workflow.run
+    async def run(self, journey_input: LeadSlaInput) -> JourneyState:
+        """Hand the lead off and watch its SLAs."""
+        return await self.run_journey(journey_input)
+
+    @workflow.signal
+    def band_changed(self, band: LeadBand) -> None:
+        """The lead moved up a band: raise the priority (once per band above the hand-off's)."""
+        if band.band != self._lead_input().band.band:
+            self._raised_to = band
+
+    def journey_plan(self) -> tuple[PlanStep, ...]:
+        """Hand-off, then a reminder and a deadline per SLA, on the SLA clock."""
+        sla = self._sla()
+        steps = [PlanStep("handoff", day=0, title="Assign an owner, open a task, notify the rep")]
+        for kind, due in (
+            (SlaKind.FIRST_TOUCH, sla.first_touch),
+            (SlaKind.QUALIFICATION, sla.qualification),
+        ):
+            what = "first touch" if kind == SlaKind.FIRST_TOUCH else "qualification"
+            left = _duration(due * (1 - sla.reminder_fraction))
+            steps += [
+                PlanStep(
+                    f"{kind}-reminder",
+                    day=self._days(due * sla.reminder_fraction),
+                    title=f"Remind the owner: {what} due in {left}",
+                ),
+                PlanStep(
+                    f"{kind}-breach",
+                    day=self._days(due),
+                    title=f"No {what} within {_duration(due)}: breach, escalate to the manager",
+                ),
+            ]
+        return tuple(steps)
+
+    async def steps(self) -> None:
+        """Hand off, then each SLA in turn: a reminder, then the deadline."""
+        await self.run_once("handoff", self._hand_off)
+        sla = self._sla()
+        await self._hold_to(SlaKind.FIRST_TOUCH, FIRST_TOUCH, sla.first_touch)
+        await self._hold_to(SlaKind.QUALIFICATION, QUALIFIED, sla.qualification)
+
+    async def _hold_to(self, kind: SlaKind, met_by: frozenset[str], due: timedelta) -> None:
+        """Remind at the reminder time, escalate at the deadline, unless one of `met_by` arrives."""
+
+        def met() -> bool:
+            return self.received(met_by) is not None
+
+        def raised_or_met() -> bool:
+            return met() or self._raised_to is not None
+
+        reminder = due * self._sla().reminder_fraction
+        for step, at, activity in (
+            (f"{kind}-reminder", reminder, "remind_sla"),
+            (f"{kind}-breach", due, "escalate_sla_breach"),
+        ):
+            while True:
+                await self.wait_until_day(self._days(at), until=raised_or_met)
+                if self._raised_to is None:
+                    break
+                await self._raise_priority()
+            if met():
+                return
+            notice = SlaNotice(
+                idempotency_key=self.idempotency_key(step),
+                contact_id=self._contact_id,
+                owner_id=self._handoff().owner_id,
+                sla=kind,
+                due_at=self._enrolled_at + due,
+            )
+            summary = (
+                f"{'Remind the owner' if activity == 'remind_sla' else 'Escalate'}: {kind} SLA"
+            )
+            await self.run_once(step, partial(self._sla_notice, activity, notice, summary))
+
+    async def _sla_notice(self, activity: str, notice: SlaNotice, summary: str) -> None:
+        await workflow.execute_activity(
+            activity,
+            notice,
+            start_to_close_timeout=CRM_TIMEOUT,
+            retry_policy=CRM_RETRY_POLICY,
+            summary=summary,
+        )
+
+    async def _hand_off(self) -> None:
+        journey_input = self._lead_input()
+        handoff: HandOff = await workflow.execute_activity(
+            "hand_off_lead",
+            HandOffRequest(
+                idempotency_key=self.idempotency_key("handoff"),
+                contact_id=self._contact_id,
+                band=journey_input.band,
+            ),
+            result_type=HandOff,
+            start_to_close_timeout=CRM_TIMEOUT,
+            retry_policy=CRM_RETRY_POLICY,
+            summary=f"Hand off ({journey_input.band.band}, score {journey_input.band.score})",
+        )
+        self._input = journey_input.model_copy(update={"handoff": handoff})
+
+    async def _raise_priority(self) -> None:
+        band, self._raised_to = self._raised_to, None
+        if band is None:
+            return
+        request = PriorityRequest(
+            idempotency_key=self.idempotency_key(f"priority-{band.band.lower()}"),
+            contact_id=self._contact_id,
+            owner_id=self._handoff().owner_id,
+            band=band,
+        )
+        await self.run_once(
+            f"priority-{band.band.lower()}",
+            lambda: workflow.execute_activity(
+                "raise_lead_priority",
+                request,
+                result_type=CrmTaskResult,
+                start_to_close_timeout=CRM_TIMEOUT,
+                retry_policy=CRM_RETRY_POLICY,
+                summary=f"Raise priority: {band.band} (score {band.score})",
+            ),
+        )
+
+    def _lead_input(self) -> LeadSlaInput:
+        assert isinstance(self._input, LeadSlaInput)
+        return self._input
+
+    def _handoff(self) -> HandOff:
+        handoff = self._lead_input().handoff
+        assert handoff is not None, "the hand-off step runs first"
+        return handoff
+
+    def _sla(self) -> SlaPolicy:
+        handoff = self._lead_input().handoff if isinstance(self._input, LeadSlaInput) else None
+        return handoff.sla if handoff is not None else SlaPolicy()
+
+    def _days(self, duration: timedelta) -> float:
+        """A real duration in journey days (the SLAs are not accelerated)."""
+        return duration / self._day
+
+
+def _duration(value: timedelta) -> str:
+    minutes = value.total_seconds() / 60
+    if minutes < 120:
+        return f"{minutes:g} min"
+    return f"{minutes / 60:g} h"
