@@ -133,31 +133,29 @@ class SalesActivities:
         Returns:
             The owner, their manager, the task and the SLAs in force.
         """
-        key = request.idempotency_key
+        key, band, sla = request.idempotency_key, request.band, self._config.sla
         with bound_contextvars(idempotency_key=key, contact_id=request.contact_id):
             lead = await self._lead(request.contact_id)
             task = await find_by_key(self._sessions, CrmTask, f"{key}/task")
             if task is None:
                 owner = await self._assign_owner(request.contact_id)
-                task, _ = await self._open_follow_up(key, lead, request.band, owner)
-            else:
+                task, _ = await self._open_follow_up(key, lead, band, owner)
+            else:  # a retry: the task names the owner
                 owner = self._rep(task.assignee_id)
-            sla = self._config.sla
             await self._notify(
                 owner,
                 key=key,
                 kind="hand_off",
                 contact_id=request.contact_id,
-                title=f"New {request.band.band} lead: {_who(lead.contact)}, "
-                f"score {request.band.score}",
+                title=f"New {band.band} lead: {_who(lead.contact)}, score {band.score}",
                 lines=[
-                    *_lead_lines(lead, request.band),
+                    *_lead_lines(lead, band),
                     _task_line(task),
                     f"SLA: first touch within {_duration(sla.first_touch)}, "
                     f"qualification within {_duration(sla.qualification)}",
                 ],
             )
-            log.info("lead handed off", owner_id=owner.id, task_id=task.id, band=request.band.band)
+            log.info("lead handed off", owner_id=owner.id, task_id=task.id, band=band.band)
             return HandOff(
                 owner_id=owner.id,
                 owner_name=owner.name,
@@ -396,7 +394,7 @@ class SalesActivities:
                 created_at=now,
             ),
         )
-        if row.status == "never":
+        if row.status == "sent":
             log.info("notification already sent", kind=kind, recipient_id=to.id)
             return
         notification = RepNotification(

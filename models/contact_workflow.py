@@ -29,6 +29,7 @@ class ContactCarryOver(BaseModel):
         last_event_at: When the last accepted event happened.
         events_accepted: Events accepted over the contact's life.
         duplicates_dropped: Duplicate events dropped over the contact's life.
+        pending: Events received but not processed yet (at most a batch or two).
     """
 
     model_config = ConfigDict(frozen=True)
@@ -43,6 +44,7 @@ class ContactCarryOver(BaseModel):
     last_event_at: datetime | None = None
     events_accepted: int = 0
     duplicates_dropped: int = 0
+    pending: list[BehaviorEvent] = Field(default_factory=list)
 
 
 class ContactInput(BaseModel):

@@ -357,6 +357,12 @@ def next_change(
     return earliest
 
 
+def worth_points(model: ScoringModel, action: ScoredAction, now: datetime) -> bool:
+    """Whether an action still counts: a scored type, not fully decayed at `now`."""
+    rule = model.actions.get(action.event_type)
+    return rule is not None and contribution(rule, action.occurred_at, now) > 0
+
+
 def prune(
     model: ScoringModel, actions: Iterable[ScoredAction], now: datetime
 ) -> list[ScoredAction]:
@@ -374,38 +380,36 @@ def prune(
         The remaining actions, in their original order.
     """
     _require_aware(now)
-    kept: list[ScoredAction] = []
-    for action in actions:
-        rule = model.actions.get(action.event_type)
-        if rule is not None and contribution(rule, action.occurred_at, now) > 0:
-            kept.append(action)
-    return kept
+    return [action for action in actions if worth_points(model, action, now)]
+
+
+ActionKey = tuple[str, datetime | None]
+"""Where an action is folded: its type, and its instant unless its points never change."""
 
 
 def add_action(
-    model: ScoringModel, actions: list[ScoredAction], action: ScoredAction, now: datetime
-) -> list[ScoredAction]:
-    """The actions after `action`, kept exact and compact (what a workflow stores).
+    model: ScoringModel, actions: dict[ActionKey, ScoredAction], action: ScoredAction
+) -> None:
+    """Fold `action` into `actions` (what a workflow keeps), exactly and compactly.
 
-    Unscored event types are left out. Actions whose points no longer change
-    are folded together (one entry per non-decaying event type), as are
-    actions of the same type at the same instant, so a contact's thousands of
-    events take little memory while the score stays exact. Actions worth
-    nothing any more are pruned.
+    Unscored event types are left out. Actions whose points never change are
+    folded into one entry per event type, and actions of the same type at the
+    same instant into one entry with a count, so a contact's thousands of
+    events take little memory while the score stays exact. Drop what is worth
+    nothing any more with `prune`.
 
     Args:
         model: The scoring model.
-        actions: The contact's actions so far (from `add_action`).
+        actions: The contact's actions so far, by `ActionKey`; updated.
         action: The new action.
-        now: The current time (timezone-aware).
     """
     rule = model.actions.get(action.event_type)
-    kept = prune(model, actions, now)
     if rule is None:
-        return kept
-    for index, existing in enumerate(kept):
-        same_type = existing.event_type == action.event_type
-        if same_type and (not rule.decays or existing.occurred_at == action.occurred_at):
-            kept[index] = existing.model_copy(update={"count": existing.count + action.count})
-            return kept
-    return [*kept, action]
+        return
+    key = (action.event_type, action.occurred_at if rule.decays else None)
+    existing = actions.get(key)
+    actions[key] = (
+        action
+        if existing is None
+        else existing.model_copy(update={"count": existing.count + action.count})
+    )

@@ -2,8 +2,8 @@
 
 Starts the Temporal dev server (Web UI on :8233, state in `.data/temporal.db`,
 custom search attributes registered), applies database migrations, runs the
-worker, and enrols demo contacts into the three journeys on an accelerated
-clock. Ctrl-C stops the worker and the server. Running it again reuses the
+worker, enrols demo contacts into the journeys on an accelerated clock, and
+sends one demo lead's behaviour events through its contact workflow. Ctrl-C stops the worker and the server. Running it again reuses the
 saved state: demo contacts are updated in place, never enrolled twice.
 """
 
@@ -20,11 +20,12 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 
 from models.contacts import ConsentUpdate, ContactProfile
 from models.db import create_engine
+from models.events import BehaviorEvent
 from models.journeys import JourneyInput
 from models.renewals import RenewalInput
 from models.search_attributes import ALL_SEARCH_ATTRIBUTES
 from models.settings import Settings
-from starter.operations import OperationError, enroll, upsert_contact
+from starter.operations import OperationError, enroll, forward_event, upsert_contact
 from starter.toolchain import start_dev_server
 from worker import running_worker, wait_for_shutdown_signal
 
@@ -63,6 +64,24 @@ DEMO_CONTACTS = (
         tags=["src_leadmagnet_email-guide"],
     ),
 )
+DEMO_LEAD = ContactProfile(
+    id="demo-lin",
+    email="lin@example.com",
+    first_name="Lin",
+    company="Difference Engines",
+    timezone="Europe/Berlin",
+    email_consent=_DEMO_CONSENT,
+    attributes={"region": "EMEA", "job_title": "VP Marketing"},
+)
+DEMO_LEAD_EVENTS = (
+    ("subscribed", {"source": "leadmagnet_email-guide"}),
+    ("content_downloaded", {"topic": "email-marketing"}),
+    ("pricing_page_viewed", {"utm_source": "newsletter", "utm_campaign": "q4-launch"}),
+    ("demo_requested", {}),
+)
+"""What demo-lin does, through the contact workflow: +5, +10, +25 = 40 (MQL). The
+trigger rules start the welcome series and the pricing-page follow-up; reaching
+MQL hands Lin to sales (lead-sla)."""
 
 
 def _port_in_use(port: int) -> bool:
@@ -97,10 +116,10 @@ def demo_enrolments(day_seconds: int) -> list[tuple[str, JourneyInput]]:
 
 
 async def run_demo(client: Client, settings: Settings, *, day_seconds: int) -> None:
-    """Upsert the demo contacts and start the demo journeys (once)."""
+    """Upsert the demo contacts, start the demo journeys and send demo-lin's events (once)."""
     engine = create_engine(settings.database_url)
     try:
-        for profile in DEMO_CONTACTS:
+        for profile in (*DEMO_CONTACTS, DEMO_LEAD):
             await upsert_contact(engine, profile)
         for journey, journey_input in demo_enrolments(day_seconds):
             try:
@@ -110,6 +129,21 @@ async def run_demo(client: Client, settings: Settings, *, day_seconds: int) -> N
                 typer.echo(f"  enrolled {journey_input.contact_id} → {workflow_id}")
             except OperationError as error:
                 typer.echo(f"  {error} (kept from an earlier run)")
+        for number, (event_type, properties) in enumerate(DEMO_LEAD_EVENTS, start=1):
+            event = BehaviorEvent(
+                event_id=f"{DEMO_LEAD.id}-demo-{number}",  # the same ids again on a restart
+                contact_id=DEMO_LEAD.id,
+                type=event_type,
+                occurred_at=datetime.now(UTC),
+                properties=properties,
+            )
+            workflow_id = await forward_event(
+                client, engine, event, task_queue=settings.task_queue, day_seconds=day_seconds
+            )
+        typer.echo(
+            f"  {DEMO_LEAD.id}: {len(DEMO_LEAD_EVENTS)} events → {workflow_id} "
+            f"(score 40, MQL → sales hand-off lead-sla-{DEMO_LEAD.id})"
+        )
     finally:
         await engine.dispose()
 

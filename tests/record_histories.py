@@ -15,14 +15,15 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, timedelta
 from pathlib import Path
 
-from temporalio.client import Client, WorkflowHandle
+from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from models.db import create_engine, migrate
 from models.events import BehaviorEvent
-from models.journeys import ExitRequest, JourneyInput
+from models.journeys import ExitRequest, JourneyInput, JourneyState
 from models.renewals import RenewalInput
+from models.sales import LeadBand, LeadSlaInput
 from models.settings import Settings
 from starter.cluster import register_search_attributes
 from starter.toolchain import start_time_skipping_server
@@ -43,6 +44,39 @@ async def _event(env: WorkflowEnvironment, contact_id: str, event_type: str) -> 
     )
 
 
+async def _closed(handle: WorkflowHandle) -> None:  # type: ignore[type-arg]
+    """Wait (without skipping time) until the run has closed.
+
+    After a welcome series, `result()` would let the server skip on into the
+    timers of the nurture its routing started.
+    """
+    for _ in range(300):
+        if (await handle.describe()).status != WorkflowExecutionStatus.RUNNING:
+            return
+        await asyncio.sleep(0.1)
+    raise TimeoutError(f"{handle.id} did not close")
+
+
+async def _end_routed_nurture(env: WorkflowEnvironment, contact_id: str) -> str:
+    """Terminate the nurture a welcome series' routing started; returns its parent's id.
+
+    Left to run, it would complete after its parent closed; terminated while a
+    send is in flight, it would leave an activity behind: either leaves the Java
+    test server's time skipping locked (sdk-java#2392), and the scenarios after
+    it hang. It is terminated while it waits for its next email's day.
+    """
+    nurture = env.client.get_workflow_handle(f"nurture-{contact_id}")
+    for _ in range(300):
+        state = await nurture.query("state", result_type=JourneyState)
+        if state.next_wake_at is not None:
+            break
+        await asyncio.sleep(0.1)
+    else:
+        raise TimeoutError(f"{nurture.id} is not waiting")
+    await nurture.terminate(reason="recorded")
+    return (await nurture.describe()).parent_id or ""
+
+
 async def welcome_completed(env: WorkflowEnvironment, settings: Settings) -> WorkflowHandle:  # type: ignore[type-arg]
     handle = await env.client.start_workflow(
         "welcome-series",
@@ -50,7 +84,25 @@ async def welcome_completed(env: WorkflowEnvironment, settings: Settings) -> Wor
         id="welcome-series-replay-1",
         task_queue=settings.task_queue,
     )
-    await handle.result()
+    await env.sleep(timedelta(days=7, minutes=1))  # after the last email and the routing
+    await _closed(handle)
+    await _end_routed_nurture(env, "replay-1")
+    return handle
+
+
+async def welcome_routed_to_nurture(env: WorkflowEnvironment, settings: Settings) -> WorkflowHandle:  # type: ignore[type-arg]
+    """A contact still Cold after the five emails: the `route` step starts its nurture."""
+    handle = await env.client.start_workflow(
+        "welcome-series",
+        JourneyInput(contact_id="replay-4"),
+        id="welcome-series-replay-4",
+        task_queue=settings.task_queue,
+    )
+    await env.sleep(timedelta(days=7, minutes=1))  # after the last email and the routing
+    await _closed(handle)
+    started_by = await _end_routed_nurture(env, "replay-4")
+    if started_by != handle.id:
+        raise RuntimeError(f"nurture-replay-4 was not started by the routing: {started_by!r}")
     return handle
 
 
@@ -100,7 +152,9 @@ async def pricing_abandon_purchased(env: WorkflowEnvironment, settings: Settings
     )
     await env.sleep(timedelta(days=1))  # after the email, in the 2-day wait
     await handle.signal("event", await _event(env, "replay-3", "purchased"))  # → onboarding
-    await handle.result()  # after the 30-day re-entry window
+    await env.sleep(timedelta(days=29, minutes=1))  # after the 30-day re-entry window
+    await _closed(handle)
+    await _end_routed_nurture(env, "replay-3")  # started by the onboarding's routing
     return handle
 
 
@@ -119,12 +173,34 @@ async def nurture_handed_to_sales(env: WorkflowEnvironment, settings: Settings) 
     return handle
 
 
+async def lead_sla_reminded_contacted_qualified(
+    env: WorkflowEnvironment, settings: Settings
+) -> WorkflowHandle:  # type: ignore[type-arg]
+    """Hand-off, SQL at 2 min, first-touch reminder at 5, contacted at 6, qualified at 5 h."""
+    handle = await env.client.start_workflow(
+        "lead-sla",
+        LeadSlaInput(contact_id="replay-5", band=LeadBand(band="MQL", score=30)),
+        id="lead-sla-replay-5",
+        task_queue=settings.task_queue,
+    )
+    await env.sleep(timedelta(minutes=2))
+    await handle.signal("band_changed", LeadBand(band="SQL", score=55))
+    await env.sleep(timedelta(minutes=4))  # after the first-touch reminder
+    await handle.signal("event", await _event(env, "replay-5", "rep_contacted"))
+    await env.sleep(timedelta(hours=5))
+    await handle.signal("event", await _event(env, "replay-5", "lead_qualified"))
+    await handle.result()
+    return handle
+
+
 SCENARIOS: dict[str, Scenario] = {
     "welcome-series-completed": welcome_completed,
     "welcome-series-paused-unsubscribed": welcome_unsubscribed_paused,
     "renewal-countdown-moved-renewed": renewal_moved_renewed,
     "pricing-abandon-emailed-purchased": pricing_abandon_purchased,
     "nurture-handed-to-sales": nurture_handed_to_sales,
+    "welcome-series-routed-to-nurture": welcome_routed_to_nurture,
+    "lead-sla-reminded-contacted-qualified": lead_sla_reminded_contacted_qualified,
 }
 
 
@@ -137,7 +213,7 @@ async def record(client_env: WorkflowEnvironment, directory: Path) -> list[Path]
     )
     engine = create_engine(settings.database_url)
     await migrate(engine)
-    for contact_id in ("replay-1", "replay-2", "replay-3"):
+    for contact_id in ("replay-1", "replay-2", "replay-3", "replay-4", "replay-5"):
         await add_contact(engine, contact_id, first_name="Replay")
     written = []
     client: Client = client_env.client

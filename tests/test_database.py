@@ -33,7 +33,16 @@ from models.db import alembic_config, async_database_url, create_engine, migrate
 from models.tables import Contact, MessageLog
 from tests.factories import add_contact
 
-APP_TABLES = {"contacts", "crm_tasks", "message_log", "suppressions"}
+APP_TABLES = {
+    "contacts",
+    "crm_tasks",
+    "events",
+    "message_log",
+    "notifications",
+    "rep_assignments",
+    "sla_breaches",
+    "suppressions",
+}
 
 
 def _head_revision() -> str:

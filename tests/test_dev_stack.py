@@ -66,6 +66,7 @@ async def test_dev_stack_runs_demo_stops_cleanly_and_restarts_without_duplicates
         assert f"http://localhost:{ui_port}" in printed
         assert str(tmp_path / ".data" / "outbox") in printed
         assert printed.count("enrolled demo-") == 5
+        assert "demo-lin: 4 events → contact-demo-lin" in printed
         async with httpx.AsyncClient() as http:
             ui = await http.get(f"http://127.0.0.1:{ui_port}/")
         assert ui.status_code == 200
@@ -85,17 +86,23 @@ async def test_dev_stack_runs_demo_stops_cleanly_and_restarts_without_duplicates
         assert printed.count("already enrolled") == 5
         client = await Client.connect(f"127.0.0.1:{temporal_port}")
         for journey, runs in [
-            ("welcome-series", 3),
-            ("pricing-abandon", 1),
+            ("welcome-series", 4),
+            ("pricing-abandon", 2),
             ("renewal-countdown", 1),
+            ("lead-sla", 1),
         ]:
-            count = await client.count_workflows(f"Journey = '{journey}'")
+            for _ in range(100):  # demo-lin's events may still be on their way
+                count = await client.count_workflows(f"Journey = '{journey}'")
+                if count.count >= runs:
+                    break
+                await asyncio.sleep(0.2)
             assert count.count == runs, journey
     finally:
         await stop_stack(process)
 
     with sqlite3.connect(tmp_path / ".data" / "journeys.db") as db:
-        assert db.execute("select count(*) from contacts").fetchone() == (3,)
+        assert db.execute("select count(*) from contacts").fetchone() == (4,)
+        assert db.execute("select count(*) from events").fetchone() == (4,)
         keys = [row[0] for row in db.execute("select idempotency_key from message_log")]
     assert len(keys) == len(set(keys))
     assert (tmp_path / ".data" / "temporal.db").exists()

@@ -79,7 +79,7 @@ def sales(engine: AsyncEngine, notifier: RecordingNotifier) -> SalesActivities:
 
 
 def at(scheduled: datetime, *, attempt: datetime | None = None) -> ActivityEnvironment:
-    """An activity environment whose activity was scheduled at `scheduled` (this attempt: `attempt`)."""
+    """An environment whose activity was scheduled at `scheduled` (this attempt at `attempt`)."""
     env = ActivityEnvironment()
     env.info = dataclasses.replace(
         env.info, scheduled_time=scheduled, current_attempt_scheduled_time=attempt or scheduled
@@ -261,7 +261,7 @@ async def test_the_owner_is_notified_with_score_breakdown_last_actions_and_sourc
                 {
                     "utm_source": "newsletter",
                     "utm_medium": "email",
-                    "utm_campaign": "march",
+                    "utm_campaign": "march ada@example.com",
                     "utm_term": "ada@example.com",
                 },
             ),
@@ -292,7 +292,7 @@ async def test_the_owner_is_notified_with_score_breakdown_last_actions_and_sourc
         "• pricing_page_viewed · 2026-03-02 09:00 UTC\n"
         "• content_downloaded · 2026-03-01 09:00 UTC\n"
         "• email_clicked · 2026-02-27 09:00 UTC\n"
-        "Source: utm_source=newsletter, utm_medium=email, utm_campaign=march, "
+        "Source: utm_source=newsletter, utm_medium=email, utm_campaign=march <address>, "
         "src_webinar, src_partner\n"
         f"Task #{result.task_id}: Priority follow-up (high), due 2026-03-04 09:10 UTC\n"
         "SLA: first touch within 10 min, qualification within 48 h"

@@ -61,6 +61,7 @@ with workflow.unsafe.imports_passed_through():
     from models.journeys import ExitRequest, JourneyInput
     from models.sales import LeadBand, LeadSlaInput
     from models.scoring import (
+        ActionKey,
         ScoreBreakdown,
         ScoredAction,
         ScoringModel,
@@ -68,11 +69,16 @@ with workflow.unsafe.imports_passed_through():
         next_change,
         score,
         stage_tag,
+        worth_points,
     )
 
 REMEMBERED_EVENT_IDS = 2_000
 """How many recent event ids the workflow itself remembers (older duplicates
 are caught by the database)."""
+RESCORE_GRANULARITY = timedelta(hours=1)
+"""Decay is applied at most this late (when boundaries crowd together, else on time)."""
+CARRIED_EVENTS = 2 * MAX_EVENT_BATCH
+"""Most unprocessed events handed over to the next run when continuing as new."""
 DORMANT_AFTER = timedelta(days=30)
 """No event for this long: the contact is tagged `eng_dormant_30d`."""
 MAX_TAGS = 100
@@ -103,7 +109,7 @@ class ContactWorkflow:
         self._pending: deque[BehaviorEvent] = deque()
         self._seen: deque[str] = deque(maxlen=REMEMBERED_EVENT_IDS)
         self._seen_set: set[str] = set()
-        self._actions: list[ScoredAction] = []
+        self._actions: dict[ActionKey, ScoredAction] = {}
         self._journeys: dict[str, str] = {}
         self._score = 0
         self._band: str | None = None
@@ -118,6 +124,7 @@ class ContactWorkflow:
         self._model_digest = ""
         self._batches = 0
         self._next_rescore_at: datetime | None = None
+        self._last_decay_wake: datetime | None = None
         self._erase: EraseRequest | None = None
         self._erased = False
         if contact_input.carry is not None:
@@ -172,6 +179,8 @@ class ContactWorkflow:
         )
         if contact_input.carry is not None:
             await self._load_model()
+            for action in contact_input.carry.actions:
+                add_action(self._scoring_model(), self._actions, action)
             await self._rescore()
         self._publish()
         while True:
@@ -183,17 +192,17 @@ class ContactWorkflow:
                     timeout_summary="Rescore: decay or dormancy" if timeout else None,
                 )
             except TimeoutError:
-                pass
+                self._last_decay_wake = workflow.now()
             if self._erase is not None:
                 return await self._erase_contact(self._erase)
-            while self._pending and self._erase is None:
+            while self._pending and self._erase is None and not self._may_continue_as_new():
                 batch = [
                     self._pending.popleft() for _ in range(min(len(self._pending), MAX_EVENT_BATCH))
                 ]
                 await self._process(batch)
             if self._erase is None:
                 await self._rescore()
-                if self._cycle_due() and not self._pending:
+                if self._may_continue_as_new():
                     workflow.continue_as_new(self._carry_over())
 
     def _take(self, event: BehaviorEvent) -> None:
@@ -240,11 +249,8 @@ class ContactWorkflow:
         self._accepted += 1
         if self._last_event_at is None or event.occurred_at > self._last_event_at:
             self._last_event_at = event.occurred_at
-        self._actions = add_action(
-            model,
-            self._actions,
-            ScoredAction(event_type=event.type, occurred_at=event.occurred_at),
-            workflow.now(),
+        add_action(
+            model, self._actions, ScoredAction(event_type=event.type, occurred_at=event.occurred_at)
         )
         rule = model.actions.get(event.type)
         new_tags = {rule.tag} if rule is not None and rule.tag else set()
@@ -271,14 +277,21 @@ class ContactWorkflow:
             if workflow_id != started:
                 await self._signal(workflow_id, "event", event)
 
-    async def _start(self, journey: type[Journey], journey_input: JourneyInput, why: str) -> str:
-        """Start a journey (left alone if it is running) and remember it; returns its id."""
+    async def _start(
+        self, journey: type[Journey], journey_input: JourneyInput, why: str
+    ) -> str | None:
+        """Start a journey (left alone if it is running) and remember it.
+
+        Returns:
+            Its id if it started now, None if it was running (or done).
+        """
         workflow_id = journey.workflow_id_for(journey_input)
-        if self._journeys.get(workflow_id) != journey.name:
-            await start_journey(journey, journey_input, why=why)
-            self._journeys[workflow_id] = journey.name
-            self._publish()
-        return workflow_id
+        started = self._journeys.get(workflow_id) != journey.name and await start_journey(
+            journey, journey_input, why=why
+        )
+        self._journeys[workflow_id] = journey.name
+        self._publish()
+        return workflow_id if started else None
 
     def _journey_ids(self, wanted: Callable[[type[Journey]], bool]) -> list[str]:
         """Ids of the contact's journeys whose class `wanted` selects.
@@ -337,7 +350,10 @@ class ContactWorkflow:
             return
         model = self._model
         now = workflow.now()
-        result = score(model, self._actions, now, contact_fields=self._fit_fields)
+        self._actions = {
+            key: action for key, action in self._actions.items() if worth_points(model, action, now)
+        }
+        result = score(model, self._actions.values(), now, contact_fields=self._fit_fields)
         tags = self._managed_tags(model, result, now)
         self._next_rescore_at = self._next_rescore(model, now)
         breakdown = dict(result.by_event_type)
@@ -397,11 +413,19 @@ class ContactWorkflow:
         return tags
 
     def _next_rescore(self, model: ScoringModel, now: datetime) -> datetime | None:
-        """The next decay boundary, or the moment the contact turns dormant."""
-        candidates = [moment for moment in [next_change(model, self._actions, now)] if moment]
+        """The next decay boundary, or the moment the contact turns dormant.
+
+        Wake-ups for decay are at least `RESCORE_GRANULARITY` apart, so hundreds
+        of actions decaying minutes apart cost a few wake-ups.
+        """
+        candidates = [m for m in [next_change(model, self._actions.values(), now)] if m]
         if self._last_event_at is not None and self._last_event_at + DORMANT_AFTER > now:
             candidates.append(self._last_event_at + DORMANT_AFTER)
-        return min(candidates, default=None)
+        if not candidates:
+            return None
+        if self._last_decay_wake is None:
+            return min(candidates)
+        return max(min(candidates), self._last_decay_wake + RESCORE_GRANULARITY)
 
     def _until_next_rescore(self) -> timedelta | None:
         if self._next_rescore_at is None:
@@ -443,10 +467,14 @@ class ContactWorkflow:
             summary="Erase the contact's personal data",
         )
         self._pending.clear()
-        self._actions, self._tags, self._fit_fields, self._breakdown = [], set(), {}, {}
+        self._actions, self._tags, self._fit_fields, self._breakdown = {}, set(), {}, {}
         self._erased = True
         self._publish()
         return self.state()
+
+    def _may_continue_as_new(self) -> bool:
+        """Due, and few enough events waiting to carry them over (else process some first)."""
+        return self._cycle_due() and len(self._pending) <= CARRIED_EVENTS
 
     def _cycle_due(self) -> bool:
         info = workflow.info()
@@ -460,7 +488,8 @@ class ContactWorkflow:
             update={
                 "carry": ContactCarryOver(
                     seen_event_ids=list(self._seen),
-                    actions=self._actions,
+                    actions=list(self._actions.values()),
+                    pending=list(self._pending),
                     journeys=self._journeys,
                     score=self._score,
                     band=self._band,
@@ -477,7 +506,7 @@ class ContactWorkflow:
         for event_id in carry.seen_event_ids:
             self._seen.append(event_id)
         self._seen_set = set(self._seen)
-        self._actions = list(carry.actions)
+        self._pending.extend(carry.pending)
         self._journeys = dict(carry.journeys)
         self._score, self._band = carry.score, carry.band
         self._tags = set(carry.tags)

@@ -1,0 +1,428 @@
+"""The lead-sla journey on the time-skipping server with the real worker, DB file and outbox.
+
+Hand-off (owner by territory or round robin, follow-up task, notification),
+the first-touch SLA (reminder at 5 min, breach at 10 min) met by
+`rep_contacted`, the qualification SLA (reminder at 24 h, breach at 48 h) met
+by `lead_qualified`, priority raises on `band_changed`, the plan shown to
+operators, and an erasure's `exit`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from typing import Any, TypeVar
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlmodel import SQLModel, col, select
+from temporalio.api.sdk.v1 import WorkflowMetadata
+from temporalio.client import Client, WorkflowHandle
+from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import Worker
+
+from models.crm import AssigneeRole, CrmTaskKind, TaskPriority
+from models.db import session_factory
+from models.events import BehaviorEvent
+from models.journeys import ExitRequest, JourneyState, JourneyStatus
+from models.sales import LeadBand, LeadSlaInput
+from models.settings import Settings
+from models.tables import Contact, CrmTask, Notification, SlaBreach
+from tests.factories import add_lead
+from workflows.lead_sla import LeadSla
+
+Handle = WorkflowHandle[LeadSla, JourneyState]
+Row = TypeVar("Row", bound=SQLModel)
+
+MQL = LeadBand(band="MQL", score=30)
+MANAGER = "mgr-sam"
+ROUND_ROBIN = {"sdr-mia", "sdr-leo"}
+CLOSE = timedelta(seconds=30)
+"""How far a side effect may be from its due moment (activities run in real time)."""
+
+
+# --- helpers ---------------------------------------------------------------------------
+
+
+async def start(
+    env: WorkflowEnvironment, settings: Settings, contact_id: str, band: LeadBand = MQL
+) -> tuple[Handle, datetime]:
+    """Hand the lead off; returns the handle and the hand-off time (workflow start)."""
+    journey_input = LeadSlaInput(contact_id=contact_id, band=band)
+    handle = await env.client.start_workflow(
+        LeadSla.run,
+        journey_input,
+        id=LeadSla.workflow_id_for(journey_input),
+        task_queue=settings.task_queue,
+    )
+    return handle, (await handle.describe()).start_time
+
+
+async def event(env: WorkflowEnvironment, contact_id: str, event_type: str) -> BehaviorEvent:
+    return BehaviorEvent(
+        event_id=f"evt-{uuid.uuid4()}",
+        contact_id=contact_id,
+        type=event_type,
+        occurred_at=await env.get_current_time(),
+    )
+
+
+async def sleep_until(env: WorkflowEnvironment, moment: datetime) -> None:
+    """Skip the server's clock to `moment` (a time after the hand-off)."""
+    await env.sleep(moment - await env.get_current_time())
+
+
+async def rows(engine: AsyncEngine, table: type[Row], contact_id: str) -> list[Row]:
+    async with session_factory(engine)() as session:
+        result = await session.exec(
+            select(table).where(col(table.contact_id) == contact_id).order_by(col(table.id))  # type: ignore[attr-defined]
+        )
+        return list(result.all())
+
+
+async def owner_of(engine: AsyncEngine, contact_id: str) -> str | None:
+    async with session_factory(engine)() as session:
+        contact = await session.get(Contact, contact_id)
+    assert contact is not None
+    return contact.owner_id
+
+
+def notification_files(settings: Settings, contact_id: str) -> list[dict[str, Any]]:
+    """The notifications the outbox notifier wrote about the lead, oldest key first."""
+    folder = settings.outbox_dir / "notifications" / f"lead-sla-{contact_id}"
+    return [json.loads(path.read_text()) for path in sorted(folder.rglob("*.json"))]
+
+
+def kinds(files: list[dict[str, Any]]) -> list[str]:
+    return sorted(file["kind"] for file in files)
+
+
+async def scheduled_activities(handle: Handle) -> list[str]:
+    """Activity types the run scheduled, in order (from its history)."""
+    history = await handle.fetch_history()
+    return [
+        e.activity_task_scheduled_event_attributes.activity_type.name
+        for e in history.events
+        if e.HasField("activity_task_scheduled_event_attributes")
+    ]
+
+
+async def settled(handle: Handle, done: Callable[[JourneyState], bool]) -> JourneyState:
+    """Poll the `state` query (no time skipping) until `done` holds; fail after 10 s."""
+    for _ in range(200):
+        state = await handle.query(LeadSla.state)
+        if done(state):
+            return state
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"journey never reached the expected state: {state}")
+
+
+def near(actual: datetime, expected: datetime) -> bool:
+    return abs(actual - expected) < CLOSE
+
+
+# --- SLAs met, reminded, breached ---------------------------------------------------------
+
+
+async def test_rep_contacted_at_3_min_and_qualified_at_5_h_completes_without_reminder_or_breach(
+    time_skipping_env: WorkflowEnvironment,
+    settings: Settings,
+    engine: AsyncEngine,
+    make_worker: Callable[[Client], Worker],
+) -> None:
+    env = time_skipping_env
+    await add_lead(engine, "ls-met", score_breakdown={"demo_requested": 25, "email_clicked": 5})
+    async with make_worker(env.client):
+        handle, handed_off = await start(env, settings, "ls-met")
+        await sleep_until(env, handed_off + timedelta(minutes=3))
+        await handle.signal(LeadSla.event, await event(env, "ls-met", "rep_contacted"))
+        await sleep_until(env, handed_off + timedelta(hours=5))
+        after_touch = await handle.query(LeadSla.state)
+        await handle.signal(LeadSla.event, await event(env, "ls-met", "lead_qualified"))
+        result = await handle.result()
+        closed_at = (await handle.describe()).close_time
+
+    assert after_touch.status == JourneyStatus.RUNNING
+    assert after_touch.next_step == "qualification-reminder"
+    assert result.status == JourneyStatus.COMPLETED
+    assert result.actions_done == ["handoff"]
+    assert closed_at is not None and near(closed_at, handed_off + timedelta(hours=5))
+
+    owner = await owner_of(engine, "ls-met")
+    assert owner in ROUND_ROBIN
+    [handoff_file] = notification_files(settings, "ls-met")
+    assert handoff_file["kind"] == "hand_off"
+    assert handoff_file["recipient_id"] == owner
+    assert handoff_file["title"] == "New MQL lead: Ada (Acme), score 30"
+    assert "SLA: first touch within 10 min, qualification within 48 h" in handoff_file["text"]
+    assert [
+        (n.kind, n.recipient_id, n.status) for n in await rows(engine, Notification, "ls-met")
+    ] == [("hand_off", owner, "sent")]
+    [task] = await rows(engine, CrmTask, "ls-met")
+    assert (task.kind, task.assignee_role, task.assignee_id, task.priority) == (
+        CrmTaskKind.LEAD_FOLLOW_UP,
+        AssigneeRole.SALES_REP,
+        owner,
+        TaskPriority.NORMAL,
+    )
+    assert near(task.due_at, handed_off + timedelta(minutes=10))
+    assert await rows(engine, SlaBreach, "ls-met") == []
+    assert await scheduled_activities(handle) == ["hand_off_lead"]
+
+
+async def test_no_touch_by_6_min_reminds_the_owner_at_5_and_a_touch_at_7_avoids_the_breach(
+    time_skipping_env: WorkflowEnvironment,
+    settings: Settings,
+    engine: AsyncEngine,
+    make_worker: Callable[[Client], Worker],
+) -> None:
+    env = time_skipping_env
+    await add_lead(engine, "ls-late")
+    async with make_worker(env.client):
+        handle, handed_off = await start(env, settings, "ls-late")
+        await sleep_until(env, handed_off + timedelta(minutes=6))
+        at_6_min = await handle.query(LeadSla.state)
+        files_at_6_min = notification_files(settings, "ls-late")
+        await sleep_until(env, handed_off + timedelta(minutes=7))
+        await handle.signal(LeadSla.event, await event(env, "ls-late", "rep_contacted"))
+        await sleep_until(env, handed_off + timedelta(minutes=15))
+        at_15_min = await handle.query(LeadSla.state)
+        await handle.signal(LeadSla.exit, ExitRequest(reason="test over"))
+        await handle.result()
+
+    owner = await owner_of(engine, "ls-late")
+    assert at_6_min.actions_done == ["handoff", "first_touch-reminder"]
+    assert at_6_min.next_step == "first_touch-breach"
+    assert kinds(files_at_6_min) == ["hand_off", "sla_reminder"]
+    [reminder_file] = [f for f in files_at_6_min if f["kind"] == "sla_reminder"]
+    assert reminder_file["recipient_id"] == owner
+    assert reminder_file["title"].startswith("Reminder: First-touch SLA for Ada (Acme) due ")
+    due = handed_off + timedelta(minutes=10)
+    assert f"First-touch SLA due {due:%Y-%m-%d %H:%M} UTC" in reminder_file["text"]
+    reminders = [n for n in await rows(engine, Notification, "ls-late") if n.kind == "sla_reminder"]
+    assert [(n.recipient_id, n.status) for n in reminders] == [(owner, "sent")]
+    assert near(reminders[0].created_at, handed_off + timedelta(minutes=5))
+
+    # Touched at 7 min: the first-touch SLA is met; next is the qualification reminder.
+    assert at_15_min.actions_done == ["handoff", "first_touch-reminder"]
+    assert at_15_min.next_step == "qualification-reminder"
+    assert await rows(engine, SlaBreach, "ls-late") == []
+    assert kinds(notification_files(settings, "ls-late")) == ["hand_off", "sla_reminder"]
+    assert [t.kind for t in await rows(engine, CrmTask, "ls-late")] == [CrmTaskKind.LEAD_FOLLOW_UP]
+
+
+async def test_no_touch_breaches_at_10_min_no_qualification_reminds_at_24_h_breaches_at_48(
+    time_skipping_env: WorkflowEnvironment,
+    settings: Settings,
+    engine: AsyncEngine,
+    make_worker: Callable[[Client], Worker],
+) -> None:
+    env = time_skipping_env
+    await add_lead(engine, "ls-idle")
+    async with make_worker(env.client):
+        handle, handed_off = await start(env, settings, "ls-idle")
+        await sleep_until(env, handed_off + timedelta(minutes=11))
+        breaches_at_11_min = await rows(engine, SlaBreach, "ls-idle")
+        tasks_at_11_min = await rows(engine, CrmTask, "ls-idle")
+        files_at_11_min = notification_files(settings, "ls-idle")
+        result = await handle.result()
+        closed_at = (await handle.describe()).close_time
+
+    owner = await owner_of(engine, "ls-idle")
+    first_touch_due = handed_off + timedelta(minutes=10)
+    qualification_due = handed_off + timedelta(hours=48)
+
+    # At 10 min: the breach, the manager's task and notification.
+    [breach] = breaches_at_11_min
+    assert (breach.sla, breach.owner_id) == ("first_touch", owner)
+    assert near(breach.due_at, first_touch_due) and near(breach.breached_at, first_touch_due)
+    [_, escalation] = tasks_at_11_min
+    assert (escalation.kind, escalation.assignee_role, escalation.assignee_id) == (
+        CrmTaskKind.SLA_ESCALATION,
+        AssigneeRole.SALES_MANAGER,
+        MANAGER,
+    )
+    assert escalation.title == "First-touch SLA breached: Ada (Acme)"
+    assert kinds(files_at_11_min) == ["hand_off", "sla_escalation", "sla_reminder"]
+    [to_manager] = [f for f in files_at_11_min if f["kind"] == "sla_escalation"]
+    assert to_manager["recipient_id"] == MANAGER
+    assert to_manager["title"].startswith("First-touch SLA breached by ")
+
+    # Then the qualification SLA runs out too, and the journey completes.
+    assert result.status == JourneyStatus.COMPLETED
+    assert result.actions_done == [
+        "handoff",
+        "first_touch-reminder",
+        "first_touch-breach",
+        "qualification-reminder",
+        "qualification-breach",
+    ]
+    assert closed_at is not None and near(closed_at, qualification_due)
+    breaches = await rows(engine, SlaBreach, "ls-idle")
+    assert [(b.sla, b.owner_id) for b in breaches] == [
+        ("first_touch", owner),
+        ("qualification", owner),
+    ]
+    assert near(breaches[1].breached_at, qualification_due)
+    notifications = await rows(engine, Notification, "ls-idle")
+    assert [(n.kind, n.recipient_id) for n in notifications] == [
+        ("hand_off", owner),
+        ("sla_reminder", owner),
+        ("sla_escalation", MANAGER),
+        ("sla_reminder", owner),
+        ("sla_escalation", MANAGER),
+    ]
+    sent_at = [n.created_at for n in notifications]
+    for moment, due in zip(
+        sent_at,
+        (
+            handed_off,
+            handed_off + timedelta(minutes=5),
+            first_touch_due,
+            handed_off + timedelta(hours=24),
+            qualification_due,
+        ),
+        strict=True,
+    ):
+        assert near(moment, due), (moment, due)
+    assert notifications[3].title.startswith("Reminder: Qualification SLA for Ada (Acme) due ")
+    assert len(notification_files(settings, "ls-idle")) == 5
+    tasks = await rows(engine, CrmTask, "ls-idle")
+    assert [(t.kind, t.assignee_id, t.title) for t in tasks] == [
+        (CrmTaskKind.LEAD_FOLLOW_UP, owner, "Follow up new MQL"),
+        (CrmTaskKind.SLA_ESCALATION, MANAGER, "First-touch SLA breached: Ada (Acme)"),
+        (CrmTaskKind.SLA_ESCALATION, MANAGER, "Qualification SLA breached: Ada (Acme)"),
+    ]
+    assert await scheduled_activities(handle) == [
+        "hand_off_lead",
+        "remind_sla",
+        "escalate_sla_breach",
+        "remind_sla",
+        "escalate_sla_breach",
+    ]
+
+
+# --- priority -------------------------------------------------------------------------
+
+
+async def test_hot_at_2_min_opens_one_urgent_call_task_even_if_signalled_twice(
+    time_skipping_env: WorkflowEnvironment,
+    settings: Settings,
+    engine: AsyncEngine,
+    make_worker: Callable[[Client], Worker],
+) -> None:
+    env = time_skipping_env
+    await add_lead(engine, "ls-hot")
+    async with make_worker(env.client):
+        handle, handed_off = await start(env, settings, "ls-hot")
+        await sleep_until(env, handed_off + timedelta(minutes=1))
+        # The hand-off band itself is no change of band.
+        await handle.signal(LeadSla.band_changed, LeadBand(band="MQL", score=35))
+        await sleep_until(env, handed_off + timedelta(minutes=2))
+        tasks_before_hot = await rows(engine, CrmTask, "ls-hot")
+        activities_before_hot = await scheduled_activities(handle)
+        await handle.signal(LeadSla.band_changed, LeadBand(band="Hot", score=80))
+        raised = await settled(handle, lambda s: "priority-hot" in s.actions_done)
+        await handle.signal(LeadSla.band_changed, LeadBand(band="Hot", score=85))
+        await sleep_until(env, handed_off + timedelta(minutes=4))
+        at_4_min = await handle.query(LeadSla.state)
+        await handle.signal(LeadSla.exit, ExitRequest(reason="test over"))
+        await handle.result()
+
+    owner = await owner_of(engine, "ls-hot")
+    assert [t.kind for t in tasks_before_hot] == [CrmTaskKind.LEAD_FOLLOW_UP]
+    assert activities_before_hot == ["hand_off_lead"]
+    assert raised.actions_done == ["handoff", "priority-hot"]
+    assert at_4_min.actions_done == ["handoff", "priority-hot"]
+    assert at_4_min.next_step == "first_touch-reminder"
+
+    tasks = await rows(engine, CrmTask, "ls-hot")
+    assert [(t.kind, t.priority, t.title, t.assignee_id) for t in tasks] == [
+        (CrmTaskKind.LEAD_FOLLOW_UP, TaskPriority.NORMAL, "Follow up new MQL", owner),
+        (CrmTaskKind.LEAD_CALL, TaskPriority.URGENT, "Call now", owner),
+    ]
+    assert near(tasks[1].due_at, handed_off + timedelta(minutes=2))
+    files = notification_files(settings, "ls-hot")
+    assert kinds(files) == ["hand_off", "priority"]
+    [priority] = [f for f in files if f["kind"] == "priority"]
+    assert priority["recipient_id"] == owner
+    assert priority["title"] == "Ada (Acme) moved up to Hot: Call now"
+    assert "Score: 80 (Hot)" in priority["text"]
+    assert [n.kind for n in await rows(engine, Notification, "ls-hot")] == ["hand_off", "priority"]
+    assert (await scheduled_activities(handle)).count("raise_lead_priority") == 1
+
+
+# --- territory --------------------------------------------------------------------------
+
+
+async def test_an_emea_lead_goes_to_the_territory_rep_others_round_robin(
+    time_skipping_env: WorkflowEnvironment,
+    settings: Settings,
+    engine: AsyncEngine,
+    make_worker: Callable[[Client], Worker],
+) -> None:
+    env = time_skipping_env
+    await add_lead(engine, "ls-emea", attributes={"region": "EMEA"})
+    await add_lead(engine, "ls-amer", attributes={"region": "AMER"})
+    async with make_worker(env.client):
+        handles = [(await start(env, settings, cid))[0] for cid in ("ls-emea", "ls-amer")]
+        for handle in handles:
+            await settled(handle, lambda s: "handoff" in s.actions_done)
+            await handle.signal(LeadSla.exit, ExitRequest(reason="test over"))
+            await handle.result()
+
+    assert await owner_of(engine, "ls-emea") == "sdr-ines"
+    assert [t.assignee_id for t in await rows(engine, CrmTask, "ls-emea")] == ["sdr-ines"]
+    assert [f["recipient_id"] for f in notification_files(settings, "ls-emea")] == ["sdr-ines"]
+    assert await owner_of(engine, "ls-amer") in ROUND_ROBIN
+
+
+# --- plan, state, exit ------------------------------------------------------------------
+
+
+async def test_state_and_ui_plan_show_the_sla_steps_and_an_erasure_exit_ends_it(
+    time_skipping_env: WorkflowEnvironment,
+    settings: Settings,
+    engine: AsyncEngine,
+    make_worker: Callable[[Client], Worker],
+) -> None:
+    env = time_skipping_env
+    await add_lead(engine, "ls-erased")
+    async with make_worker(env.client):
+        handle, handed_off = await start(env, settings, "ls-erased")
+        waiting = await settled(handle, lambda s: s.next_step is not None)
+        metadata = await handle.query("__temporal_workflow_metadata", result_type=WorkflowMetadata)
+        # Not a marketing journey: an unsubscribe does not end it.
+        await handle.signal(LeadSla.event, await event(env, "ls-erased", "unsubscribed"))
+        await sleep_until(env, handed_off + timedelta(minutes=2))
+        after_unsubscribe = await handle.query(LeadSla.state)
+        await handle.signal(LeadSla.exit, ExitRequest(reason="erased"))
+        result = await handle.result()
+        closed_at = (await handle.describe()).close_time
+
+    assert waiting.journey == "lead-sla"
+    assert waiting.step == "handoff"
+    assert waiting.actions_done == ["handoff"]
+    assert waiting.next_step == "first_touch-reminder"
+    assert waiting.next_wake_at is not None
+    assert near(waiting.next_wake_at, handed_off + timedelta(minutes=5))
+
+    details = metadata.current_details
+    assert details.startswith("**Sales hand-off SLA** · contact `ls-erased` · running")
+    plan = [line for line in details.splitlines() if line.startswith("- ")]
+    assert plan == [
+        "- ✅ Day 0 → Assign an owner, open a task, notify the rep (done)",
+        "- ⏳ Day 0 → Remind the owner: first touch due in 5 min (next)",
+        "- ▫️ Day 0.01 → No first touch within 10 min: breach, escalate to the manager",
+        "- ▫️ Day 1 → Remind the owner: qualification due in 24 h",
+        "- ▫️ Day 2 → No qualification within 48 h: breach, escalate to the manager",
+    ]
+
+    assert after_unsubscribe.status == JourneyStatus.RUNNING
+    assert result.status == JourneyStatus.EXITED
+    assert result.exit_reason == "erased"
+    assert result.actions_done == ["handoff"]
+    assert closed_at is not None and near(closed_at, handed_off + timedelta(minutes=2))
+    assert kinds(notification_files(settings, "ls-erased")) == ["hand_off"]
