@@ -503,3 +503,29 @@ async def test_crm_gets_score_band_and_seed_tags_and_an_mql_is_handed_to_sales(
     ]
     description = await contacts.handle("lead").describe()
     assert description.typed_search_attributes.get(LIFECYCLE_STAGE) == "SQL"
+
+
+async def test_a_hard_bounce_ends_marketing_journeys_and_a_soft_bounce_does_not(
+    contacts: Contacts,
+    worker: Worker,
+    engine: AsyncEngine,
+    settings: Settings,
+    time_skipping_env: WorkflowEnvironment,
+) -> None:
+    client = time_skipping_env.client
+    await add_contact(engine, "bounce")
+    await contacts.send("bounce", "subscribed")
+    await journey_when(client, "welcome-series-bounce", lambda s: s.messages_sent == 1)
+    await contacts.send("bounce", "email_bounced", bounce_type="soft")
+    await contacts.state_when("bounce", lambda s: s.events_accepted == 2)
+    assert (await journey(client, "welcome-series-bounce")).status == JourneyStatus.RUNNING
+    await contacts.handle("bounce").signal(
+        "event", await _event(time_skipping_env, "bounce", "email_bounced")
+    )
+    exited = await journey_when(
+        client, "welcome-series-bounce", lambda s: s.status != JourneyStatus.RUNNING
+    )
+    assert exited.exit_reason == "hard_bounce"
+    async with session_factory(engine)() as session:
+        rows = await session.exec(select(Suppression).where(Suppression.contact_id == "bounce"))
+        assert [row.reason for row in rows.all()] == ["hard_bounce"]
