@@ -3,8 +3,9 @@
 Starts the Temporal dev server (Web UI on :8233, state in `.data/temporal.db`,
 custom search attributes registered), applies database migrations, runs the
 worker, enrols demo contacts into the journeys on an accelerated clock, and
-sends one demo lead's behaviour events through its contact workflow. Ctrl-C stops the worker and the server. Running it again reuses the
-saved state: demo contacts are updated in place, never enrolled twice.
+sends one demo lead's behaviour events through its contact workflow. Ctrl-C
+stops the worker and the server. Running it again reuses the saved state:
+demo contacts are updated in place, never enrolled twice.
 """
 
 from __future__ import annotations
@@ -73,7 +74,7 @@ DEMO_LEAD = ContactProfile(
     email_consent=_DEMO_CONSENT,
     attributes={"region": "EMEA", "job_title": "VP Marketing"},
 )
-DEMO_LEAD_EVENTS = (
+DEMO_LEAD_EVENTS: tuple[tuple[str, dict[str, str]], ...] = (
     ("subscribed", {"source": "leadmagnet_email-guide"}),
     ("content_downloaded", {"topic": "email-marketing"}),
     ("pricing_page_viewed", {"utm_source": "newsletter", "utm_campaign": "q4-launch"}),

@@ -8,9 +8,11 @@ started once per test session with the binaries the project builds itself
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import uuid
 from collections.abc import AsyncIterator, Callable
-from datetime import time
+from datetime import time, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -60,49 +62,85 @@ class _RecordStarts(OutboundInterceptor):
 _STARTED = StartedWorkflows()
 
 
-@pytest.fixture(scope="session")
-async def time_skipping_env() -> AsyncIterator[WorkflowEnvironment]:
-    """The Java time-skipping test server, shared by the session."""
-    env = await start_time_skipping_server(
-        data_converter=pydantic_data_converter, interceptors=[_STARTED]
-    )
-    await register_search_attributes(env.client)
-    try:
-        yield env
-    finally:
-        await env.shutdown()
+class TimeSkippingServer:
+    """The Java time-skipping test server, started again when it stops skipping time.
 
-
-@pytest.fixture(autouse=True)
-async def end_leftover_workflows(request: pytest.FixtureRequest) -> AsyncIterator[None]:
-    """Terminate the workflows a test left running on the time-skipping server.
-
-    Their worker is gone once the test ends: a timer of theirs firing later
-    would schedule a workflow task nobody takes, and the server stops skipping
-    time for every later test. Children (a nurture started by a welcome
-    series) are found in their parents' histories.
+    The test server is known to lose track of its time-skipping lock around
+    child workflows, signals and terminations (sdk-java#1618, #1138, #3088):
+    from then on time runs at wall-clock speed and every `sleep` hangs. Each
+    test checks that skipping an hour takes less than `HEALTH_CHECK_TIMEOUT`
+    seconds and gets a fresh server when it does not.
     """
+
+    def __init__(self) -> None:
+        self.env: WorkflowEnvironment | None = None
+
+    async def healthy_env(self) -> WorkflowEnvironment:
+        if self.env is not None:
+            try:
+                await asyncio.wait_for(self.env.sleep(timedelta(hours=1)), HEALTH_CHECK_TIMEOUT)
+                return self.env
+            except (TimeoutError, RPCError):
+                await self.stop()
+        self.env = await start_time_skipping_server(
+            data_converter=pydantic_data_converter, interceptors=[_STARTED]
+        )
+        await register_search_attributes(self.env.client)
+        return self.env
+
+    async def stop(self) -> None:
+        env, self.env = self.env, None
+        if env is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(env.shutdown(), HEALTH_CHECK_TIMEOUT)
+
+
+HEALTH_CHECK_TIMEOUT = 5
+
+
+@pytest.fixture(scope="session")
+async def time_skipping_server() -> AsyncIterator[TimeSkippingServer]:
+    """The session's time-skipping server (see `TimeSkippingServer`)."""
+    server = TimeSkippingServer()
+    try:
+        yield server
+    finally:
+        await server.stop()
+
+
+@pytest.fixture
+async def time_skipping_env(
+    time_skipping_server: TimeSkippingServer,
+) -> AsyncIterator[WorkflowEnvironment]:
+    """The Java time-skipping test server, shared by the session while it works.
+
+    After the test, the workflows it left running are terminated: their worker
+    is gone, and a timer of theirs firing later would schedule a workflow task
+    nobody takes, which stops the server skipping time. Children (a nurture
+    started by a welcome series) are found in their parents' histories.
+    """
+    env = await time_skipping_server.healthy_env()
     first = len(_STARTED.ids)
-    yield
-    if "time_skipping_env" not in request.fixturenames:
-        return
-    client: Client = request.getfixturevalue("time_skipping_env").client
-    pending, seen = list(_STARTED.ids[first:]), set()
+    yield env
+    await _terminate_running(env.client, _STARTED.ids[first:])
+
+
+async def _terminate_running(client: Client, workflow_ids: list[str]) -> None:
+    pending, seen = list(workflow_ids), set()
     while pending:
         workflow_id = pending.pop()
         if workflow_id in seen:
             continue
         seen.add(workflow_id)
         handle = client.get_workflow_handle(workflow_id)
-        try:
+        with contextlib.suppress(RPCError):
+            if (await handle.describe()).status == WorkflowExecutionStatus.RUNNING:
+                await handle.terminate(reason="test over")
+        with contextlib.suppress(RPCError):
             async for event in handle.fetch_history_events():
                 if event.HasField("child_workflow_execution_started_event_attributes"):
                     child = event.child_workflow_execution_started_event_attributes
                     pending.append(child.workflow_execution.workflow_id)
-            if (await handle.describe()).status == WorkflowExecutionStatus.RUNNING:
-                await handle.terminate(reason="test over")
-        except RPCError:
-            continue
 
 
 @pytest.fixture(scope="session")

@@ -1,7 +1,7 @@
 """Record the workflow histories that `tests/test_replay.py` replays.
 
-Run `.venv/bin/python -m tests.record_histories` after an intended change to a
-journey's commands (guarded with `workflow.patched()` when it ships), review
+Run `.venv/bin/python -m tests.record_histories [scenario …]` after an intended
+change to a journey's commands (guarded with `workflow.patched()` when it ships), review
 the diff of `tests/histories/`, and commit it. Each scenario runs on the
 time-skipping server with the real worker, database and outbox.
 """
@@ -9,9 +9,10 @@ time-skipping server with the real worker, database and outbox.
 from __future__ import annotations
 
 import asyncio
+import sys
 import tempfile
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, timedelta
 from pathlib import Path
 
@@ -19,6 +20,7 @@ from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
+from models.contact_workflow import ContactInput, ContactState, EraseRequest
 from models.db import create_engine, migrate
 from models.events import BehaviorEvent
 from models.journeys import ExitRequest, JourneyInput, JourneyState
@@ -193,6 +195,36 @@ async def lead_sla_reminded_contacted_qualified(
     return handle
 
 
+async def contact_scored_handed_off_erased(
+    env: WorkflowEnvironment, settings: Settings
+) -> WorkflowHandle:  # type: ignore[type-arg]
+    """Sign-up, pricing visit, demo request (35: MQL, hand-off), a duplicate, then erasure."""
+    subscribed = await _event(env, "replay-6", "subscribed")
+    handle = await env.client.start_workflow(
+        "contact",
+        ContactInput(contact_id="replay-6"),
+        id="contact-replay-6",
+        task_queue=settings.task_queue,
+        start_signal="event",
+        start_signal_args=[subscribed],
+    )
+    for event_type in ("pricing_page_viewed", "demo_requested"):
+        await handle.signal("event", await _event(env, "replay-6", event_type))
+    await handle.signal("event", subscribed)  # a retried delivery: dropped
+    for _ in range(300):
+        state = await handle.query("state", result_type=ContactState)
+        if "lead-sla-replay-6" in state.journeys and state.duplicates_dropped == 1:
+            break
+        await asyncio.sleep(0.1)
+    else:
+        raise TimeoutError("contact-replay-6 did not hand off")
+    await handle.signal("forget", EraseRequest())
+    await _closed(handle)
+    for journey in ("welcome-series", "pricing-abandon", "lead-sla"):
+        await _closed(env.client.get_workflow_handle(f"{journey}-replay-6"))
+    return handle
+
+
 SCENARIOS: dict[str, Scenario] = {
     "welcome-series-completed": welcome_completed,
     "welcome-series-paused-unsubscribed": welcome_unsubscribed_paused,
@@ -201,11 +233,18 @@ SCENARIOS: dict[str, Scenario] = {
     "nurture-handed-to-sales": nurture_handed_to_sales,
     "welcome-series-routed-to-nurture": welcome_routed_to_nurture,
     "lead-sla-reminded-contacted-qualified": lead_sla_reminded_contacted_qualified,
+    "contact-scored-handed-off-erased": contact_scored_handed_off_erased,
 }
 
 
-async def record(client_env: WorkflowEnvironment, directory: Path) -> list[Path]:
-    """Run every scenario and write its history as JSON; returns the files written."""
+async def record(
+    client_env: WorkflowEnvironment, directory: Path, names: Sequence[str] = ()
+) -> list[Path]:
+    """Run the named scenarios (default: all) and write their histories as JSON.
+
+    Returns:
+        The files written.
+    """
     settings = Settings(
         database_url=f"sqlite:///{directory / 'journeys.db'}",
         outbox_dir=directory / "outbox",
@@ -213,12 +252,14 @@ async def record(client_env: WorkflowEnvironment, directory: Path) -> list[Path]
     )
     engine = create_engine(settings.database_url)
     await migrate(engine)
-    for contact_id in ("replay-1", "replay-2", "replay-3", "replay-4", "replay-5"):
+    for contact_id in ("replay-1", "replay-2", "replay-3", "replay-4", "replay-5", "replay-6"):
         await add_contact(engine, contact_id, first_name="Replay")
     written = []
     client: Client = client_env.client
     async with build_worker(client, settings, engine):
         for name, scenario in SCENARIOS.items():
+            if names and name not in names:
+                continue
             handle = await scenario(client_env, settings)
             history = await handle.fetch_history()
             path = HISTORIES / f"{name}.json"
@@ -229,12 +270,16 @@ async def record(client_env: WorkflowEnvironment, directory: Path) -> list[Path]
 
 
 async def main() -> None:
-    """Record all scenarios into `tests/histories/`."""
+    """Record the scenarios named on the command line (default: all) into `tests/histories/`."""
+    names = sys.argv[1:]
+    unknown = sorted(set(names) - set(SCENARIOS))
+    if unknown:
+        raise SystemExit(f"unknown scenarios {unknown}; known: {', '.join(SCENARIOS)}")
     env = await start_time_skipping_server(data_converter=pydantic_data_converter)
     await register_search_attributes(env.client)
     try:
         with tempfile.TemporaryDirectory() as directory:
-            for path in await record(env, Path(directory)):
+            for path in await record(env, Path(directory), names):
                 print(f"recorded {path}")  # noqa: T201
     finally:
         await env.shutdown()

@@ -12,6 +12,7 @@ import asyncio
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import Any
 
 import pytest
@@ -131,11 +132,15 @@ async def test_scores_decay_over_7_14_30_60_days_and_drop_a_band_by_decay_alone(
         # Decay wake-ups are at least RESCORE_GRANULARITY apart: on time within it.
         due = timedelta(days=days) + RESCORE_GRANULARITY
         await time_skipping_env.sleep(due - await _elapsed(contacts, "decay"))
-        state = await contacts.state_when("decay", lambda s, e=expected: s.score == e)
+        state = await contacts.state_when("decay", partial(scored, expected))
         assert state.band == band, f"day {days}"
     description = await contacts.handle("decay").describe()
     assert description.typed_search_attributes.get(LEAD_SCORE) == 25
     assert description.typed_search_attributes.get(LIFECYCLE_STAGE) == "Warming"
+
+
+def scored(points: int, state: ContactState) -> bool:
+    return state.score == points
 
 
 async def _elapsed(contacts: Contacts, contact_id: str) -> timedelta:
@@ -177,7 +182,9 @@ async def test_unknown_event_types_are_stored_and_score_nothing(
 
 
 async def journey(client: Client, workflow_id: str) -> JourneyState:
-    return await client.get_workflow_handle(workflow_id).query("state", result_type=JourneyState)
+    handle = client.get_workflow_handle(workflow_id, result_type=JourneyState)
+    state: JourneyState = await handle.query("state", result_type=JourneyState)
+    return state
 
 
 async def journey_when(

@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel import SQLModel, col, select
 from temporalio.api.sdk.v1 import WorkflowMetadata
-from temporalio.client import Client, WorkflowHandle
+from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
@@ -413,11 +413,11 @@ async def test_state_and_ui_plan_show_the_sla_steps_and_an_erasure_exit_ends_it(
     assert details.startswith("**Sales hand-off SLA** · contact `ls-erased` · running")
     plan = [line for line in details.splitlines() if line.startswith("- ")]
     assert plan == [
-        "- ✅ Day 0 → Assign an owner, open a task, notify the rep (done)",
-        "- ⏳ Day 0 → Remind the owner: first touch due in 5 min (next)",
-        "- ▫️ Day 0.01 → No first touch within 10 min: breach, escalate to the manager",
-        "- ▫️ Day 1 → Remind the owner: qualification due in 24 h",
-        "- ▫️ Day 2 → No qualification within 48 h: breach, escalate to the manager",
+        "- ✅ Hand-off → Assign an owner, open a task, notify the rep (done)",
+        "- ⏳ +5 min → Remind the owner: first touch due in 5 min (next)",
+        "- ▫️ +10 min → No first touch within 10 min: breach, escalate to the manager",
+        "- ▫️ +24 h → Remind the owner: qualification due in 24 h",
+        "- ▫️ +48 h → No qualification within 48 h: breach, escalate to the manager",
     ]
 
     assert after_unsubscribe.status == JourneyStatus.RUNNING
@@ -426,3 +426,36 @@ async def test_state_and_ui_plan_show_the_sla_steps_and_an_erasure_exit_ends_it(
     assert result.actions_done == ["handoff"]
     assert closed_at is not None and near(closed_at, handed_off + timedelta(minutes=2))
     assert kinds(notification_files(settings, "ls-erased")) == ["hand_off"]
+
+
+async def test_hot_signalled_with_the_start_raises_the_priority_after_the_hand_off(
+    time_skipping_env: WorkflowEnvironment,
+    settings: Settings,
+    engine: AsyncEngine,
+    make_worker: Callable[[Client], Worker],
+) -> None:
+    """A band change in the journey's first workflow task (signal-with-start, or the
+    contact workflow signalling right after starting it) is kept for after the hand-off."""
+    await add_lead(engine, "ls-early")
+    journey_input = LeadSlaInput(contact_id="ls-early", band=MQL)
+    async with make_worker(time_skipping_env.client):
+        handle = await time_skipping_env.client.start_workflow(
+            LeadSla.run,
+            journey_input,
+            id=LeadSla.workflow_id_for(journey_input),
+            task_queue=settings.task_queue,
+            start_signal="band_changed",
+            start_signal_args=[LeadBand(band="Hot", score=80)],
+        )
+        for _ in range(200):
+            state = await handle.query(LeadSla.state)
+            if "priority-hot" in state.actions_done:
+                break
+            await asyncio.sleep(0.05)
+        assert (await handle.describe()).status == WorkflowExecutionStatus.RUNNING
+    assert state.actions_done == ["handoff", "priority-hot"]
+    tasks = await rows(engine, CrmTask, "ls-early")
+    assert [(t.kind, t.priority) for t in tasks] == [
+        (CrmTaskKind.LEAD_FOLLOW_UP, TaskPriority.NORMAL),
+        (CrmTaskKind.LEAD_CALL, TaskPriority.URGENT),
+    ]

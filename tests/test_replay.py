@@ -16,22 +16,25 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer
 
 from workflows import JOURNEYS
+from workflows.contact import ContactWorkflow
+
+WORKFLOWS = [ContactWorkflow, *JOURNEYS.values()]
 
 HISTORIES = sorted((Path(__file__).parent / "histories").glob("*.json"))
 
 
-def test_every_journey_has_a_saved_history() -> None:
+def test_every_journey_and_the_contact_workflow_have_a_saved_history() -> None:
     recorded = {
         json.loads(path.read_text())["events"][0]["workflowExecutionStartedEventAttributes"][
             "workflowType"
         ]["name"]
         for path in HISTORIES
     }
-    assert set(JOURNEYS) <= recorded
+    assert {"contact", *JOURNEYS} <= recorded
 
 
 @pytest.mark.parametrize("path", HISTORIES, ids=[path.stem for path in HISTORIES])
 async def test_history_replays_deterministically(path: Path) -> None:
     history = WorkflowHistory.from_json(path.stem, path.read_text())
-    replayer = Replayer(workflows=list(JOURNEYS.values()), data_converter=pydantic_data_converter)
+    replayer = Replayer(workflows=WORKFLOWS, data_converter=pydantic_data_converter)
     await replayer.replay_workflow(history)

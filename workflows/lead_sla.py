@@ -66,9 +66,11 @@ class LeadSla(Journey):
     input_model = LeadSlaInput
     plan = ()
 
-    def __init__(self) -> None:
-        """No priority raise pending yet."""
+    @workflow.init
+    def __init__(self, journey_input: LeadSlaInput) -> None:
+        """Hold the input at once: `band_changed` may come with the start, before `run`."""
         super().__init__()
+        self._input = journey_input
         self._raised_to: LeadBand | None = None
 
     @workflow.run
@@ -85,7 +87,14 @@ class LeadSla(Journey):
     def journey_plan(self) -> tuple[PlanStep, ...]:
         """Hand-off, then a reminder and a deadline per SLA, on the SLA clock."""
         sla = self._sla()
-        steps = [PlanStep("handoff", day=0, title="Assign an owner, open a task, notify the rep")]
+        steps = [
+            PlanStep(
+                "handoff",
+                day=0,
+                title="Assign an owner, open a task, notify the rep",
+                when="Hand-off",
+            )
+        ]
         for kind, due in (
             (SlaKind.FIRST_TOUCH, sla.first_touch),
             (SlaKind.QUALIFICATION, sla.qualification),
@@ -97,10 +106,12 @@ class LeadSla(Journey):
                     f"{kind}-reminder",
                     day=self._days(due * sla.reminder_fraction),
                     title=f"Remind the owner: {what} due in {left}",
+                    when=f"+{_duration(due * sla.reminder_fraction)}",
                 ),
                 PlanStep(
                     f"{kind}-breach",
                     day=self._days(due),
+                    when=f"+{_duration(due)}",
                     title=f"No {what} within {_duration(due)}: breach, escalate to the manager",
                 ),
             ]

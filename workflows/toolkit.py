@@ -75,16 +75,18 @@ class PlanStep:
         id: Stable step name, part of the idempotency key (`welcome-series-c1/day4`).
         day: Day of the journey it happens on (from enrolment).
         title: What happens, e.g. `Email 4: Common mistake to avoid`.
+        when: How the label says when, if not `Day N` (e.g. `+10 min`).
     """
 
     id: str
     day: float
     title: str
+    when: str = ""
 
     @property
     def label(self) -> str:
-        """`Day 4 → Email 4: Common mistake to avoid`."""
-        return f"Day {round(self.day, 2):g} → {self.title}"
+        """`Day 4 → Email 4: Common mistake to avoid` (or `+10 min → …` with `when`)."""
+        return f"{self.when or f'Day {round(self.day, 2):g}'} → {self.title}"
 
 
 class _Exited(Exception):
