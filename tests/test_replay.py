@@ -18,7 +18,7 @@ from temporalio.worker import Replayer
 from workflows import JOURNEYS
 from workflows.contact import ContactWorkflow
 
-WORKFLOWS = [ContactWorkflow, *JOURNEYS.values()]
+WORKFLOWS: list[type] = [ContactWorkflow, *JOURNEYS.values()]
 
 HISTORIES = sorted((Path(__file__).parent / "histories").glob("*.json"))
 
