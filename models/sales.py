@@ -9,7 +9,6 @@ hours, a reminder at half of each).
 
 from __future__ import annotations
 
-import tomllib
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
@@ -23,12 +22,12 @@ from pydantic import (
     ConfigDict,
     Field,
     StringConstraints,
-    ValidationError,
     model_validator,
 )
 
 from models.events import ContactId
 from models.journeys import JourneyInput
+from models.toml_files import load_toml
 
 PersonId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")]
 """Id of a rep or manager, e.g. `sdr-mia`."""
@@ -172,19 +171,7 @@ class SalesConfig(BaseModel):
             ValueError: Not valid TOML or not a valid configuration; the
                 message names the file and each problem.
         """
-        path = Path(path)
-        try:
-            data = tomllib.loads(path.read_text(encoding="utf-8"))
-        except tomllib.TOMLDecodeError as exc:
-            raise ValueError(f"{path}: not valid TOML: {exc}") from exc
-        try:
-            return cls.model_validate(data)
-        except ValidationError as exc:
-            problems = "; ".join(
-                f"{'.'.join(str(part) for part in err['loc']) or '(top level)'}: {err['msg']}"
-                for err in exc.errors()
-            )
-            raise ValueError(f"{path}: invalid sales configuration: {problems}") from exc
+        return load_toml(cls, path, "sales configuration")
 
     def rep(self, rep_id: str) -> Rep | None:
         """The rep with this id, if configured."""

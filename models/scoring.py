@@ -17,7 +17,6 @@ timer until then instead of polling.
 from __future__ import annotations
 
 import hashlib
-import tomllib
 from collections.abc import Iterable, Mapping
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -30,9 +29,10 @@ from pydantic import (
     ConfigDict,
     Field,
     StringConstraints,
-    ValidationError,
     model_validator,
 )
+
+from models.toml_files import load_toml
 
 EventType = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,63}$")]
 """A snake_case event type, as in `models.events.BehaviorEvent.type`."""
@@ -177,19 +177,7 @@ class ScoringModel(BaseModel):
             ValueError: The file is not valid TOML or not a valid model; the
                 message names the file and each problem.
         """
-        path = Path(path)
-        try:
-            data = tomllib.loads(path.read_text(encoding="utf-8"))
-        except tomllib.TOMLDecodeError as exc:
-            raise ValueError(f"{path}: not valid TOML: {exc}") from exc
-        try:
-            return cls.model_validate(data)
-        except ValidationError as exc:
-            problems = "; ".join(
-                f"{'.'.join(str(part) for part in err['loc']) or '(top level)'}: {err['msg']}"
-                for err in exc.errors()
-            )
-            raise ValueError(f"{path}: invalid scoring model: {problems}") from exc
+        return load_toml(cls, path, "scoring model")
 
 
 class ScoredAction(BaseModel):

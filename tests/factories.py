@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlmodel import SQLModel, col, select
+from temporalio.testing import WorkflowEnvironment
 
 from activities.providers import OutgoingEmail
 from models.db import session_factory
-from models.tables import Contact, ContactEvent
+from models.events import BehaviorEvent
+from models.tables import Contact, ContactEvent, MessageLog
+
+Row = TypeVar("Row", bound=SQLModel)
 
 
 async def add_contact(
@@ -104,4 +110,31 @@ def outgoing_email(
         html=html,
         created_at=datetime(2025, 3, 4, 9, 30, tzinfo=UTC),
         headers={"X-Journey": "welcome-series", "X-Journey-Step": "day0"},
+    )
+
+
+async def rows_of(engine: AsyncEngine, table: type[Row], contact_id: str) -> list[Row]:
+    """The contact's rows of `table` (one with `contact_id` and `id` columns), oldest first."""
+    async with session_factory(engine)() as session:
+        result = await session.exec(
+            select(table).where(col(table.contact_id) == contact_id).order_by(col(table.id))  # type: ignore[attr-defined]
+        )
+        return list(result.all())
+
+
+async def message_rows(engine: AsyncEngine, contact_id: str) -> list[MessageLog]:
+    """The contact's message-log rows, oldest first."""
+    return await rows_of(engine, MessageLog, contact_id)
+
+
+async def event_now(
+    env: WorkflowEnvironment, contact_id: str, event_type: str, **properties: Any
+) -> BehaviorEvent:
+    """An event of the contact happening now on the server's clock, with a fresh id."""
+    return BehaviorEvent(
+        event_id=f"evt-{uuid.uuid4()}",
+        contact_id=contact_id,
+        type=event_type,
+        occurred_at=await env.get_current_time(),
+        properties=properties,
     )

@@ -36,7 +36,7 @@ from starter.operations import (
     forward_event,
     signal_contact,
 )
-from tests.factories import add_contact, add_lead
+from tests.factories import add_contact, add_lead, event_now
 from workflows.contact import RESCORE_GRANULARITY
 
 Handle = WorkflowHandle[Any, ContactState]
@@ -296,7 +296,7 @@ async def test_unsubscribe_a_second_before_a_scheduled_send_stops_it(
         client,
         contact_id,
         "event",
-        await _event(time_skipping_env, contact_id, "subscribed"),
+        await event_now(time_skipping_env, contact_id, "subscribed"),
         task_queue=settings.task_queue,
         day_seconds=3,
     )
@@ -304,7 +304,7 @@ async def test_unsubscribe_a_second_before_a_scheduled_send_stops_it(
     sent = await journey_when(client, welcome_id, lambda s: s.messages_sent == 1)
     elapsed = await time_skipping_env.get_current_time() - sent.enrolled_at
     await asyncio.sleep(max(0.0, 2 - elapsed.total_seconds()))
-    unsubscribe = await _event(time_skipping_env, contact_id, "unsubscribed")
+    unsubscribe = await event_now(time_skipping_env, contact_id, "unsubscribed")
     if path == "gateway":
         await forward_event(client, engine, unsubscribe, task_queue=settings.task_queue)
     else:
@@ -318,15 +318,6 @@ async def test_unsubscribe_a_second_before_a_scheduled_send_stops_it(
             await session.exec(select(Suppression).where(Suppression.contact_id == contact_id))
         ).all()
     assert [(row.channel, row.reason) for row in suppressed] == [("email", "unsubscribed")]
-
-
-async def _event(env: WorkflowEnvironment, contact_id: str, event_type: str) -> BehaviorEvent:
-    return BehaviorEvent(
-        event_id=f"evt-{uuid.uuid4()}",
-        contact_id=contact_id,
-        type=event_type,
-        occurred_at=await env.get_current_time(),
-    )
 
 
 async def test_erasure_ends_every_journey_deletes_personal_data_and_keeps_a_hashed_suppression(
@@ -527,7 +518,7 @@ async def test_a_hard_bounce_ends_marketing_journeys_and_a_soft_bounce_does_not(
     await contacts.state_when("bounce", lambda s: s.events_accepted == 2)
     assert (await journey(client, "welcome-series-bounce")).status == JourneyStatus.RUNNING
     await contacts.handle("bounce").signal(
-        "event", await _event(time_skipping_env, "bounce", "email_bounced")
+        "event", await event_now(time_skipping_env, "bounce", "email_bounced")
     )
     exited = await journey_when(
         client, "welcome-series-bounce", lambda s: s.status != JourneyStatus.RUNNING

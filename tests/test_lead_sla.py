@@ -11,13 +11,12 @@ from __future__ import annotations
 
 import asyncio
 import json
-import uuid
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncEngine
-from sqlmodel import SQLModel, col, select
+from sqlmodel import SQLModel
 from temporalio.api.sdk.v1 import WorkflowMetadata
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
@@ -25,12 +24,11 @@ from temporalio.worker import Worker
 
 from models.crm import AssigneeRole, CrmTaskKind, TaskPriority
 from models.db import session_factory
-from models.events import BehaviorEvent
 from models.journeys import ExitRequest, JourneyState, JourneyStatus
 from models.sales import LeadBand, LeadSlaInput
 from models.settings import Settings
 from models.tables import Contact, CrmTask, Notification, SlaBreach
-from tests.factories import add_lead
+from tests.factories import add_lead, event_now, rows_of
 from workflows.lead_sla import LeadSla
 
 Handle = WorkflowHandle[LeadSla, JourneyState]
@@ -60,26 +58,9 @@ async def start(
     return handle, (await handle.describe()).start_time
 
 
-async def event(env: WorkflowEnvironment, contact_id: str, event_type: str) -> BehaviorEvent:
-    return BehaviorEvent(
-        event_id=f"evt-{uuid.uuid4()}",
-        contact_id=contact_id,
-        type=event_type,
-        occurred_at=await env.get_current_time(),
-    )
-
-
 async def sleep_until(env: WorkflowEnvironment, moment: datetime) -> None:
     """Skip the server's clock to `moment` (a time after the hand-off)."""
     await env.sleep(moment - await env.get_current_time())
-
-
-async def rows(engine: AsyncEngine, table: type[Row], contact_id: str) -> list[Row]:
-    async with session_factory(engine)() as session:
-        result = await session.exec(
-            select(table).where(col(table.contact_id) == contact_id).order_by(col(table.id))  # type: ignore[attr-defined]
-        )
-        return list(result.all())
 
 
 async def owner_of(engine: AsyncEngine, contact_id: str) -> str | None:
@@ -137,10 +118,10 @@ async def test_rep_contacted_at_3_min_and_qualified_at_5_h_completes_without_rem
     async with make_worker(env.client):
         handle, handed_off = await start(env, settings, "ls-met")
         await sleep_until(env, handed_off + timedelta(minutes=3))
-        await handle.signal(LeadSla.event, await event(env, "ls-met", "rep_contacted"))
+        await handle.signal(LeadSla.event, await event_now(env, "ls-met", "rep_contacted"))
         await sleep_until(env, handed_off + timedelta(hours=5))
         after_touch = await handle.query(LeadSla.state)
-        await handle.signal(LeadSla.event, await event(env, "ls-met", "lead_qualified"))
+        await handle.signal(LeadSla.event, await event_now(env, "ls-met", "lead_qualified"))
         result = await handle.result()
         closed_at = (await handle.describe()).close_time
 
@@ -158,9 +139,9 @@ async def test_rep_contacted_at_3_min_and_qualified_at_5_h_completes_without_rem
     assert handoff_file["title"] == "New MQL lead: Ada (Acme), score 30"
     assert "SLA: first touch within 10 min, qualification within 48 h" in handoff_file["text"]
     assert [
-        (n.kind, n.recipient_id, n.status) for n in await rows(engine, Notification, "ls-met")
+        (n.kind, n.recipient_id, n.status) for n in await rows_of(engine, Notification, "ls-met")
     ] == [("hand_off", owner, "sent")]
-    [task] = await rows(engine, CrmTask, "ls-met")
+    [task] = await rows_of(engine, CrmTask, "ls-met")
     assert (task.kind, task.assignee_role, task.assignee_id, task.priority) == (
         CrmTaskKind.LEAD_FOLLOW_UP,
         AssigneeRole.SALES_REP,
@@ -168,7 +149,7 @@ async def test_rep_contacted_at_3_min_and_qualified_at_5_h_completes_without_rem
         TaskPriority.NORMAL,
     )
     assert near(task.due_at, handed_off + timedelta(minutes=10))
-    assert await rows(engine, SlaBreach, "ls-met") == []
+    assert await rows_of(engine, SlaBreach, "ls-met") == []
     assert await scheduled_activities(handle) == ["hand_off_lead"]
 
 
@@ -186,7 +167,7 @@ async def test_no_touch_by_6_min_reminds_the_owner_at_5_and_a_touch_at_7_avoids_
         at_6_min = await handle.query(LeadSla.state)
         files_at_6_min = notification_files(settings, "ls-late")
         await sleep_until(env, handed_off + timedelta(minutes=7))
-        await handle.signal(LeadSla.event, await event(env, "ls-late", "rep_contacted"))
+        await handle.signal(LeadSla.event, await event_now(env, "ls-late", "rep_contacted"))
         await sleep_until(env, handed_off + timedelta(minutes=15))
         at_15_min = await handle.query(LeadSla.state)
         await handle.signal(LeadSla.exit, ExitRequest(reason="test over"))
@@ -201,16 +182,20 @@ async def test_no_touch_by_6_min_reminds_the_owner_at_5_and_a_touch_at_7_avoids_
     assert reminder_file["title"].startswith("Reminder: First-touch SLA for Ada (Acme) due ")
     due = handed_off + timedelta(minutes=10)
     assert f"First-touch SLA due {due:%Y-%m-%d %H:%M} UTC" in reminder_file["text"]
-    reminders = [n for n in await rows(engine, Notification, "ls-late") if n.kind == "sla_reminder"]
+    reminders = [
+        n for n in await rows_of(engine, Notification, "ls-late") if n.kind == "sla_reminder"
+    ]
     assert [(n.recipient_id, n.status) for n in reminders] == [(owner, "sent")]
     assert near(reminders[0].created_at, handed_off + timedelta(minutes=5))
 
     # Touched at 7 min: the first-touch SLA is met; next is the qualification reminder.
     assert at_15_min.actions_done == ["handoff", "first_touch-reminder"]
     assert at_15_min.next_step == "qualification-reminder"
-    assert await rows(engine, SlaBreach, "ls-late") == []
+    assert await rows_of(engine, SlaBreach, "ls-late") == []
     assert kinds(notification_files(settings, "ls-late")) == ["hand_off", "sla_reminder"]
-    assert [t.kind for t in await rows(engine, CrmTask, "ls-late")] == [CrmTaskKind.LEAD_FOLLOW_UP]
+    assert [t.kind for t in await rows_of(engine, CrmTask, "ls-late")] == [
+        CrmTaskKind.LEAD_FOLLOW_UP
+    ]
 
 
 async def test_no_touch_breaches_at_10_min_no_qualification_reminds_at_24_h_breaches_at_48(
@@ -224,8 +209,8 @@ async def test_no_touch_breaches_at_10_min_no_qualification_reminds_at_24_h_brea
     async with make_worker(env.client):
         handle, handed_off = await start(env, settings, "ls-idle")
         await sleep_until(env, handed_off + timedelta(minutes=11))
-        breaches_at_11_min = await rows(engine, SlaBreach, "ls-idle")
-        tasks_at_11_min = await rows(engine, CrmTask, "ls-idle")
+        breaches_at_11_min = await rows_of(engine, SlaBreach, "ls-idle")
+        tasks_at_11_min = await rows_of(engine, CrmTask, "ls-idle")
         files_at_11_min = notification_files(settings, "ls-idle")
         result = await handle.result()
         closed_at = (await handle.describe()).close_time
@@ -260,13 +245,13 @@ async def test_no_touch_breaches_at_10_min_no_qualification_reminds_at_24_h_brea
         "qualification-breach",
     ]
     assert closed_at is not None and near(closed_at, qualification_due)
-    breaches = await rows(engine, SlaBreach, "ls-idle")
+    breaches = await rows_of(engine, SlaBreach, "ls-idle")
     assert [(b.sla, b.owner_id) for b in breaches] == [
         ("first_touch", owner),
         ("qualification", owner),
     ]
     assert near(breaches[1].breached_at, qualification_due)
-    notifications = await rows(engine, Notification, "ls-idle")
+    notifications = await rows_of(engine, Notification, "ls-idle")
     assert [(n.kind, n.recipient_id) for n in notifications] == [
         ("hand_off", owner),
         ("sla_reminder", owner),
@@ -289,7 +274,7 @@ async def test_no_touch_breaches_at_10_min_no_qualification_reminds_at_24_h_brea
         assert near(moment, due), (moment, due)
     assert notifications[3].title.startswith("Reminder: Qualification SLA for Ada (Acme) due ")
     assert len(notification_files(settings, "ls-idle")) == 5
-    tasks = await rows(engine, CrmTask, "ls-idle")
+    tasks = await rows_of(engine, CrmTask, "ls-idle")
     assert [(t.kind, t.assignee_id, t.title) for t in tasks] == [
         (CrmTaskKind.LEAD_FOLLOW_UP, owner, "Follow up new MQL"),
         (CrmTaskKind.SLA_ESCALATION, MANAGER, "First-touch SLA breached: Ada (Acme)"),
@@ -321,7 +306,7 @@ async def test_hot_at_2_min_opens_one_urgent_call_task_even_if_signalled_twice(
         # The hand-off band itself is no change of band.
         await handle.signal(LeadSla.band_changed, LeadBand(band="MQL", score=35))
         await sleep_until(env, handed_off + timedelta(minutes=2))
-        tasks_before_hot = await rows(engine, CrmTask, "ls-hot")
+        tasks_before_hot = await rows_of(engine, CrmTask, "ls-hot")
         activities_before_hot = await scheduled_activities(handle)
         await handle.signal(LeadSla.band_changed, LeadBand(band="Hot", score=80))
         raised = await settled(handle, lambda s: "priority-hot" in s.actions_done)
@@ -338,7 +323,7 @@ async def test_hot_at_2_min_opens_one_urgent_call_task_even_if_signalled_twice(
     assert at_4_min.actions_done == ["handoff", "priority-hot"]
     assert at_4_min.next_step == "first_touch-reminder"
 
-    tasks = await rows(engine, CrmTask, "ls-hot")
+    tasks = await rows_of(engine, CrmTask, "ls-hot")
     assert [(t.kind, t.priority, t.title, t.assignee_id) for t in tasks] == [
         (CrmTaskKind.LEAD_FOLLOW_UP, TaskPriority.NORMAL, "Follow up new MQL", owner),
         (CrmTaskKind.LEAD_CALL, TaskPriority.URGENT, "Call now", owner),
@@ -350,7 +335,10 @@ async def test_hot_at_2_min_opens_one_urgent_call_task_even_if_signalled_twice(
     assert priority["recipient_id"] == owner
     assert priority["title"] == "Ada (Acme) moved up to Hot: Call now"
     assert "Score: 80 (Hot)" in priority["text"]
-    assert [n.kind for n in await rows(engine, Notification, "ls-hot")] == ["hand_off", "priority"]
+    assert [n.kind for n in await rows_of(engine, Notification, "ls-hot")] == [
+        "hand_off",
+        "priority",
+    ]
     assert (await scheduled_activities(handle)).count("raise_lead_priority") == 1
 
 
@@ -374,7 +362,7 @@ async def test_an_emea_lead_goes_to_the_territory_rep_others_round_robin(
             await handle.result()
 
     assert await owner_of(engine, "ls-emea") == "sdr-ines"
-    assert [t.assignee_id for t in await rows(engine, CrmTask, "ls-emea")] == ["sdr-ines"]
+    assert [t.assignee_id for t in await rows_of(engine, CrmTask, "ls-emea")] == ["sdr-ines"]
     assert [f["recipient_id"] for f in notification_files(settings, "ls-emea")] == ["sdr-ines"]
     assert await owner_of(engine, "ls-amer") in ROUND_ROBIN
 
@@ -395,7 +383,7 @@ async def test_state_and_ui_plan_show_the_sla_steps_and_an_erasure_exit_ends_it(
         waiting = await settled(handle, lambda s: s.next_step is not None)
         metadata = await handle.query("__temporal_workflow_metadata", result_type=WorkflowMetadata)
         # Not a marketing journey: an unsubscribe does not end it.
-        await handle.signal(LeadSla.event, await event(env, "ls-erased", "unsubscribed"))
+        await handle.signal(LeadSla.event, await event_now(env, "ls-erased", "unsubscribed"))
         await sleep_until(env, handed_off + timedelta(minutes=2))
         after_unsubscribe = await handle.query(LeadSla.state)
         await handle.signal(LeadSla.exit, ExitRequest(reason="erased"))
@@ -454,7 +442,7 @@ async def test_hot_signalled_with_the_start_raises_the_priority_after_the_hand_o
             await asyncio.sleep(0.05)
         assert (await handle.describe()).status == WorkflowExecutionStatus.RUNNING
     assert state.actions_done == ["handoff", "priority-hot"]
-    tasks = await rows(engine, CrmTask, "ls-early")
+    tasks = await rows_of(engine, CrmTask, "ls-early")
     assert [(t.kind, t.priority) for t in tasks] == [
         (CrmTaskKind.LEAD_FOLLOW_UP, TaskPriority.NORMAL),
         (CrmTaskKind.LEAD_CALL, TaskPriority.URGENT),

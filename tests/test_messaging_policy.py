@@ -12,7 +12,7 @@ from zoneinfo import ZoneInfo
 
 from pydantic import SecretStr
 from sqlalchemy.ext.asyncio import AsyncEngine
-from sqlmodel import col, select
+from sqlmodel import select
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client, WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
@@ -21,9 +21,9 @@ from activities.unsubscribe import verify_unsubscribe_token
 from models.db import session_factory
 from models.journeys import ExitRequest, JourneyInput, JourneyState, JourneyStatus
 from models.settings import Settings
-from models.tables import Contact, MessageLog, Suppression
+from models.tables import Contact, Suppression
 from starter.operations import suppress_contact
-from tests.factories import add_contact
+from tests.factories import add_contact, message_rows
 from tests.fake_api import FakeApi, Reply
 from tests.journeys import BurstJourney
 from tests.outbox import read_outbox
@@ -31,16 +31,6 @@ from worker import build_worker
 from workflows.welcome_series import WelcomeSeries
 
 NEW_YORK = ZoneInfo("America/New_York")
-
-
-async def rows(engine: AsyncEngine, contact_id: str) -> list[MessageLog]:
-    async with session_factory(engine)() as session:
-        result = await session.exec(
-            select(MessageLog)
-            .where(MessageLog.contact_id == contact_id)
-            .order_by(col(MessageLog.id))
-        )
-        return list(result.all())
 
 
 async def start_welcome(
@@ -92,7 +82,7 @@ async def test_quiet_hours_defer_to_08_00_local_across_a_dst_change(
         handle = await start_welcome(env.client, quiet, "nyc")
         # Day 1 falls at 23:00 local, the night before the clocks change.
         await env.sleep(timedelta(days=1, minutes=30))
-        [day0, day1] = await rows(engine, "nyc")
+        [day0, day1] = await message_rows(engine, "nyc")
         assert day1.step == "day1"
         assert day1.status == "deferred"
         assert day1.status_reason is not None and "quiet hours" in day1.status_reason
@@ -100,7 +90,7 @@ async def test_quiet_hours_defer_to_08_00_local_across_a_dst_change(
 
     assert result.status == JourneyStatus.COMPLETED
     assert result.messages_sent == 5
-    sent = {row.step: row.sent_at for row in await rows(engine, "nyc")}
+    sent = {row.step: row.sent_at for row in await message_rows(engine, "nyc")}
     assert all(when is not None for when in sent.values())
     local = {step: when.astimezone(NEW_YORK) for step, when in sent.items() if when}
     # Day 0 is exempt: it went out at 23:00 local.
@@ -132,12 +122,12 @@ async def test_a_journey_that_exits_while_a_message_is_deferred_cancels_it(
     async with build_worker(env.client, quiet, engine):
         handle = await start_welcome(env.client, quiet, "gone")
         await env.sleep(timedelta(days=1, hours=1))
-        assert [row.status for row in await rows(engine, "gone")] == ["sent", "deferred"]
+        assert [row.status for row in await message_rows(engine, "gone")] == ["sent", "deferred"]
         await handle.signal(WelcomeSeries.exit, ExitRequest(reason="operator: duplicate"))
         result = await handle.result()
 
     assert result.status == JourneyStatus.EXITED
-    [day0, day1] = await rows(engine, "gone")
+    [day0, day1] = await message_rows(engine, "gone")
     assert (day0.status, day1.status) == ("sent", "cancelled")
     assert day1.status_reason is not None
     assert "journey exited: operator: duplicate" in day1.status_reason
@@ -165,14 +155,14 @@ async def test_frequency_cap_defers_across_two_journeys_and_drops_nothing(
             task_queue=settings.task_queue,
         )
         await env.sleep(timedelta(hours=1))
-        deferred = [row for row in await rows(engine, "cap") if row.status == "deferred"]
+        deferred = [row for row in await message_rows(engine, "cap") if row.status == "deferred"]
         assert [row.idempotency_key for row in deferred] == ["test-burst-cap-2/first"]
         assert deferred[0].status_reason is not None
         assert "frequency cap" in deferred[0].status_reason
         results = [await first.result(), await second.result()]
 
     assert [result.messages_sent for result in results] == [2, 2]
-    log = await rows(engine, "cap")
+    log = await message_rows(engine, "cap")
     assert [row.status for row in log] == ["sent"] * 4
     times = sorted(row.sent_at for row in log if row.sent_at is not None)
     for moment in times:  # never more than 2 marketing emails in any rolling 24 h
@@ -198,7 +188,7 @@ async def test_suppression_is_checked_at_send_time(
         "welcome-series-sup/day0",
         "welcome-series-sup/day1",
     ]
-    assert [(row.step, row.status) for row in await rows(engine, "sup")] == [
+    assert [(row.step, row.status) for row in await message_rows(engine, "sup")] == [
         ("day0", "sent"),
         ("day1", "sent"),
         ("day2", "suppressed"),
@@ -218,7 +208,7 @@ async def test_no_consent_skips_every_email_and_the_journey_continues(
     assert result.messages_sent == 0
     assert result.steps_done == ["day0", "day1", "day2", "day4", "day7"]
     assert read_outbox(settings.outbox_dir) == {}
-    assert {row.status for row in await rows(engine, "nocon")} == {"skipped_no_consent"}
+    assert {row.status for row in await message_rows(engine, "nocon")} == {"skipped_no_consent"}
 
 
 async def test_emails_carry_one_click_unsubscribe_headers_and_utm_links(
@@ -270,7 +260,7 @@ async def test_http_provider_429_is_retried_after_retry_after_and_delivered_once
         if event.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_STARTED
     ]
     assert attempts == [2, 1, 1, 1, 1, 1]  # five sends, then the routing's lead_status
-    assert [row.provider for row in await rows(engine, "busy")] == ["http"] * 5
+    assert [row.provider for row in await message_rows(engine, "busy")] == ["http"] * 5
 
 
 async def test_invalid_recipient_is_recorded_and_suppressed(
@@ -288,7 +278,7 @@ async def test_invalid_recipient_is_recorded_and_suppressed(
     assert result.status == JourneyStatus.COMPLETED
     assert result.messages_sent == 0
     assert len(api.received) == 1, "nothing is sent to an address the provider refused"
-    statuses = [(row.step, row.status) for row in await rows(engine, "bad")]
+    statuses = [(row.step, row.status) for row in await message_rows(engine, "bad")]
     assert statuses[0] == ("day0", "failed")
     assert {status for _, status in statuses[1:]} == {"suppressed"}
     async with session_factory(engine)() as session:

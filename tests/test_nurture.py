@@ -7,17 +7,13 @@ from datetime import datetime, time, timedelta
 
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
-from sqlmodel import col, select
 from temporalio.client import Client, WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
-from models.db import session_factory
-from models.events import BehaviorEvent
 from models.journeys import ExitRequest, JourneyInput, JourneyState, JourneyStatus
 from models.settings import Settings
-from models.tables import MessageLog
-from tests.factories import add_contact
+from tests.factories import add_contact, event_now, message_rows
 from tests.outbox import read_outbox, text_body
 from worker import build_worker
 from workflows.nurture import Nurture
@@ -40,16 +36,6 @@ async def start(
     )
 
 
-async def rows(engine: AsyncEngine, contact_id: str) -> list[MessageLog]:
-    async with session_factory(engine)() as session:
-        result = await session.exec(
-            select(MessageLog)
-            .where(MessageLog.contact_id == contact_id)
-            .order_by(col(MessageLog.id))
-        )
-        return list(result.all())
-
-
 async def skip_to(env: WorkflowEnvironment, weekday: int, at: time) -> datetime:
     """Skip the server's clock to the next `weekday` (Monday is 0) at `at` UTC."""
     now = await env.get_current_time()
@@ -59,15 +45,6 @@ async def skip_to(env: WorkflowEnvironment, weekday: int, at: time) -> datetime:
         target += timedelta(days=7)
     await env.sleep(target - now)
     return target
-
-
-async def event(env: WorkflowEnvironment, contact_id: str, event_type: str) -> BehaviorEvent:
-    return BehaviorEvent(
-        event_id=f"evt-{contact_id}-{event_type}",
-        contact_id=contact_id,
-        type=event_type,
-        occurred_at=await env.get_current_time(),
-    )
 
 
 async def test_four_emails_each_week_on_the_enrolment_weekday_and_time(
@@ -90,7 +67,7 @@ async def test_four_emails_each_week_on_the_enrolment_weekday_and_time(
         assert result.messages_sent == 4
         assert result.steps_done == list(WEEKS)
     for cid, start_time in zip(("ada", "anon"), started, strict=True):
-        log = await rows(engine, cid)
+        log = await message_rows(engine, cid)
         assert [(r.step, r.template, r.category, r.status) for r in log] == [
             (step, f"nurture/{step}", "marketing", "sent") for step in WEEKS
         ]
@@ -135,7 +112,7 @@ async def test_quiet_hours_defer_each_email_to_the_morning_without_drifting(
 
     assert result.messages_sent == 4
     morning_after = datetime.combine(enrolled.date() + timedelta(days=1), time(8), enrolled.tzinfo)
-    sent = [row.sent_at for row in await rows(engine, "owl")]
+    sent = [row.sent_at for row in await message_rows(engine, "owl")]
     # Every email waited for 08:00 on the Wednesday; a late week does not push the next one.
     for sent_at, week in zip(sent, WEEKS.values(), strict=True):
         due = morning_after + timedelta(days=7 * week)
@@ -157,7 +134,7 @@ async def test_exit_event_after_week_1_ends_it_at_once(
         await env.sleep(timedelta(days=10))
         assert (await handle.query(Nurture.state)).next_step == "week2"
         signalled_at = await env.get_current_time()
-        await handle.signal(Nurture.event, await event(env, "grace", exit_event))
+        await handle.signal(Nurture.event, await event_now(env, "grace", exit_event))
         result = await handle.result()
         closed_at = (await handle.describe()).close_time
 
@@ -166,7 +143,7 @@ async def test_exit_event_after_week_1_ends_it_at_once(
     assert result.messages_sent == 1
     assert closed_at is not None and closed_at - signalled_at < SLACK
     assert sorted(read_outbox(settings.outbox_dir)) == ["nurture-grace/week1"]
-    assert [row.step for row in await rows(engine, "grace")] == ["week1"]
+    assert [row.step for row in await message_rows(engine, "grace")] == ["week1"]
 
 
 async def test_handed_to_sales_exit_signal_ends_it(
@@ -202,7 +179,7 @@ async def test_no_consent_sends_nothing(
     assert result.status == JourneyStatus.COMPLETED
     assert result.messages_sent == 0
     assert read_outbox(settings.outbox_dir) == {}
-    assert [(row.step, row.status) for row in await rows(engine, "nocon")] == [
+    assert [(row.step, row.status) for row in await message_rows(engine, "nocon")] == [
         (step, "skipped_no_consent") for step in WEEKS
     ]
 
@@ -225,6 +202,6 @@ async def test_continuing_as_new_keeps_the_weekly_schedule(
     assert last_run.run_id != handle.result_run_id
     assert result.messages_sent == 4
     assert sorted(read_outbox(settings.outbox_dir)) == [f"nurture-long/{step}" for step in WEEKS]
-    for row, week in zip(await rows(engine, "long"), WEEKS.values(), strict=True):
+    for row, week in zip(await message_rows(engine, "long"), WEEKS.values(), strict=True):
         due = started + timedelta(days=7 * week)
         assert row.sent_at is not None and due <= row.sent_at < due + SLACK, row.step

@@ -15,20 +15,17 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
-from sqlmodel import col, select
 from temporalio.client import Client, WorkflowHandle
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.service import RPCError, RPCStatusCode
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Replayer, Worker
 
-from models.db import session_factory
 from models.events import BehaviorEvent
 from models.journeys import JourneyInput, JourneyState, JourneyStatus
 from models.settings import Settings
-from models.tables import MessageLog
 from starter.operations import OperationError, enroll
-from tests.factories import add_contact
+from tests.factories import add_contact, message_rows
 from tests.outbox import read_outbox, text_body
 from worker import build_worker
 from workflows.pricing_abandon import PricingAbandon
@@ -83,16 +80,6 @@ async def settled(handle: Handle) -> JourneyState:
             return state
         await asyncio.sleep(0.05)
     raise AssertionError(f"journey still running: {state}")
-
-
-async def rows(engine: AsyncEngine, contact_id: str) -> list[MessageLog]:
-    async with session_factory(engine)() as session:
-        result = await session.exec(
-            select(MessageLog)
-            .where(MessageLog.contact_id == contact_id)
-            .order_by(col(MessageLog.id))
-        )
-        return list(result.all())
 
 
 def pricing_emails(settings: Settings, contact_id: str) -> dict[str, datetime]:
@@ -163,7 +150,7 @@ async def test_checkout_5_minutes_after_the_visit_exits_converted_at_once_withou
     assert result.messages_sent == 0
     assert result.steps_done == []
     assert read_outbox(settings.outbox_dir) == {}
-    assert await rows(engine, "pa-early") == []
+    assert await message_rows(engine, "pa-early") == []
     # A checkout is not a purchase: no onboarding.
     assert not await workflow_exists(env.client, "welcome-series-pa-early")
 
@@ -252,7 +239,9 @@ async def test_purchase_on_day_1_exits_converted_without_sms_and_starts_onboardi
     assert near(email_sent_at, started + EMAIL_AT)
     assert sms_files(settings, "pa-late") == []
     assert [
-        row.step for row in await rows(engine, "pa-late") if row.journey == PricingAbandon.name
+        row.step
+        for row in await message_rows(engine, "pa-late")
+        if row.journey == PricingAbandon.name
     ] == ["email"]
 
     # Onboarding: the welcome series, started by the journey, on the same clock.
@@ -339,7 +328,9 @@ async def test_no_conversion_sends_the_email_at_30_minutes_and_the_sms_2_days_la
         "Hey Sam! Saw you were interested in Northwind Campaigns. Have questions? "
         "Reply here or call/text me: +1 503 555 0142 -Maya Reply STOP to opt out."
     )
-    assert [(row.step, row.channel, row.status) for row in await rows(engine, "pa-sms")] == [
+    assert [
+        (row.step, row.channel, row.status) for row in await message_rows(engine, "pa-sms")
+    ] == [
         ("email", "email", "sent"),
         ("day2-sms", "sms", "sent"),
     ]
@@ -375,7 +366,7 @@ async def test_without_sms_consent_or_phone_the_sms_step_is_recorded_as_skipped(
     assert result.messages_sent == 1
     assert result.steps_done == ["email", "day2-sms"]
     assert sms_files(settings, contact_id) == []
-    assert [(row.step, row.status) for row in await rows(engine, contact_id)] == [
+    assert [(row.step, row.status) for row in await message_rows(engine, contact_id)] == [
         ("email", "sent"),
         ("day2-sms", status),
     ]
@@ -399,7 +390,7 @@ async def test_unsubscribe_during_the_2_day_wait_exits_without_sms(
     assert result.exit_reason == "unsubscribed"
     assert result.messages_sent == 1
     assert sms_files(settings, "pa-unsub") == []
-    assert [row.step for row in await rows(engine, "pa-unsub")] == ["email"]
+    assert [row.step for row in await message_rows(engine, "pa-unsub")] == ["email"]
 
 
 async def test_continuing_as_new_keeps_the_schedule_and_a_checkout_after_the_email(
@@ -444,7 +435,7 @@ async def test_continuing_as_new_keeps_the_schedule_and_a_checkout_after_the_ema
     [sms] = sms_files(settings, "pa-long")
     sms_date = next(line for line in sms.read_text().splitlines() if line.startswith("Date: "))
     assert near(parsedate_to_datetime(sms_date.removeprefix("Date: ")), started + SMS_AT)
-    assert [(row.step, row.status) for row in await rows(engine, "pa-long")] == [
+    assert [(row.step, row.status) for row in await message_rows(engine, "pa-long")] == [
         ("email", "sent"),
         ("day2-sms", "sent"),
     ]
@@ -471,7 +462,7 @@ async def test_purchase_while_the_email_waits_out_quiet_hours_calls_it_off(
     async with build_worker(env.client, quiet, engine):
         handle, started = await start(env, quiet, "pa-night")
         await env.sleep(timedelta(hours=2))
-        [deferred] = await rows(engine, "pa-night")
+        [deferred] = await message_rows(engine, "pa-night")
         waiting = await handle.query(PricingAbandon.state)
         await signal(env, handle, "pa-night", "purchased")
         exited = await settled(handle)
@@ -488,7 +479,7 @@ async def test_purchase_while_the_email_waits_out_quiet_hours_calls_it_off(
     assert result.messages_sent == 0
     assert pricing_emails(settings, "pa-night") == {}
     [email_row] = [
-        row for row in await rows(engine, "pa-night") if row.journey == "pricing-abandon"
+        row for row in await message_rows(engine, "pa-night") if row.journey == "pricing-abandon"
     ]
     assert email_row.status == "cancelled"  # never sent, and the log says so
     assert email_row.status_reason is not None
@@ -551,7 +542,7 @@ async def test_second_visit_inside_30_days_is_refused_and_after_them_starts_a_ne
     assert first_key != second_key
     assert near(first_at, first_started + EMAIL_AT)
     assert near(second_at, second_started + EMAIL_AT)
-    email_rows = [row for row in await rows(engine, "pa-again") if row.step == "email"]
+    email_rows = [row for row in await message_rows(engine, "pa-again") if row.step == "email"]
     assert [(row.idempotency_key, row.status) for row in email_rows] == [
         (first_key, "sent"),
         (second_key, "sent"),
