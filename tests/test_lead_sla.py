@@ -447,3 +447,23 @@ async def test_hot_signalled_with_the_start_raises_the_priority_after_the_hand_o
         (CrmTaskKind.LEAD_FOLLOW_UP, TaskPriority.NORMAL),
         (CrmTaskKind.LEAD_CALL, TaskPriority.URGENT),
     ]
+
+
+async def test_a_hand_off_for_a_contact_not_in_the_crm_exits_and_says_why(
+    time_skipping_env: WorkflowEnvironment,
+    settings: Settings,
+    make_worker: Callable[[Client], Worker],
+) -> None:
+    journey_input = LeadSlaInput(contact_id="ls-nobody", band=MQL)
+    async with make_worker(time_skipping_env.client):
+        handle = await time_skipping_env.client.start_workflow(
+            LeadSla.run,
+            journey_input,
+            id=LeadSla.workflow_id_for(journey_input),
+            task_queue=settings.task_queue,
+        )
+        result = await handle.result()
+    assert result.status == JourneyStatus.EXITED
+    assert result.exit_reason is not None
+    assert result.exit_reason.startswith("hand-off failed")
+    assert "ls-nobody" in result.exit_reason

@@ -30,8 +30,9 @@ from datetime import timedelta
 from functools import partial
 
 from temporalio import workflow
+from temporalio.exceptions import ActivityError
 
-from workflows.toolkit import Journey, PlanStep
+from workflows.toolkit import CRM_RETRY_POLICY, CRM_TIMEOUT, Journey, PlanStep
 
 with workflow.unsafe.imports_passed_through():
     from models.crm import CrmTaskResult
@@ -46,7 +47,6 @@ with workflow.unsafe.imports_passed_through():
         SlaNotice,
         SlaPolicy,
     )
-    from workflows.renewal_countdown import CRM_RETRY_POLICY, CRM_TIMEOUT
 
 FIRST_TOUCH = frozenset({"rep_contacted"})
 """Events that meet the first-touch SLA."""
@@ -119,7 +119,10 @@ class LeadSla(Journey):
 
     async def steps(self) -> None:
         """Hand off, then each SLA in turn: a reminder, then the deadline."""
-        await self.run_once("handoff", self._hand_off)
+        try:
+            await self.run_once("handoff", self._hand_off)
+        except ActivityError as error:  # e.g. the contact was erased, the owner unconfigured
+            self.leave(f"hand-off failed: {error.cause or error}")
         sla = self._sla()
         await self._hold_to(SlaKind.FIRST_TOUCH, FIRST_TOUCH, sla.first_touch)
         await self._hold_to(SlaKind.QUALIFICATION, QUALIFIED, sla.qualification)
@@ -158,13 +161,17 @@ class LeadSla(Journey):
             await self.run_once(step, partial(self._sla_notice, activity, notice, summary))
 
     async def _sla_notice(self, activity: str, notice: SlaNotice, summary: str) -> None:
-        await workflow.execute_activity(
-            activity,
-            notice,
-            start_to_close_timeout=CRM_TIMEOUT,
-            retry_policy=CRM_RETRY_POLICY,
-            summary=summary,
-        )
+        """Remind or escalate; a notice that keeps failing is logged, the SLA goes on."""
+        try:
+            await workflow.execute_activity(
+                activity,
+                notice,
+                start_to_close_timeout=CRM_TIMEOUT,
+                retry_policy=CRM_RETRY_POLICY,
+                summary=summary,
+            )
+        except ActivityError as error:
+            workflow.logger.warning("%s failed: %s", summary, error.cause or error)
 
     async def _hand_off(self) -> None:
         journey_input = self._lead_input()

@@ -44,10 +44,9 @@ from datetime import UTC, datetime, timedelta
 from enum import IntEnum
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError
 
-from workflows.toolkit import Journey, PlanStep
+from workflows.toolkit import CRM_RETRY_POLICY, CRM_TIMEOUT, Journey, PlanStep
 
 with workflow.unsafe.imports_passed_through():
     from models.crm import (
@@ -72,16 +71,6 @@ CATCH_UP_DAYS = 1.0
 """A step less overdue than this when the date is set is still done, at once."""
 FOLLOW_UP_DUE_DAYS = 7
 ESCALATION_DUE_DAYS = 2
-
-CRM_TIMEOUT = timedelta(seconds=30)
-CRM_RETRY_POLICY = RetryPolicy(
-    initial_interval=timedelta(seconds=2),
-    backoff_coefficient=2.0,
-    maximum_interval=timedelta(minutes=10),
-    maximum_attempts=12,
-    non_retryable_error_types=["ContactNotFound"],
-)
-"""Retries of a CRM update: about two hours of attempts, then the step is logged as failed."""
 
 
 class _Kind(IntEnum):

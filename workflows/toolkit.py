@@ -61,6 +61,16 @@ SEND_RETRY_POLICY = RetryPolicy(
 """Retries of a send: about two hours of attempts, then the step is recorded as failed."""
 
 SEND_TIMEOUT = timedelta(seconds=60)
+CRM_TIMEOUT = timedelta(seconds=30)
+CRM_RETRY_POLICY = RetryPolicy(
+    initial_interval=timedelta(seconds=2),
+    backoff_coefficient=2.0,
+    maximum_interval=timedelta(minutes=10),
+    maximum_attempts=12,
+    non_retryable_error_types=["ContactNotFound", "UnknownRep"],
+)
+"""Retries of a CRM or sales update: about two hours of attempts, then the step is logged
+as failed."""
 REMEMBERED_EVENT_IDS = 1_000
 """How many recent event ids a journey remembers to drop duplicates."""
 REMEMBERED_EVENTS = 200
