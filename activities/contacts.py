@@ -80,6 +80,7 @@ class ContactActivities:
         """Hold the database engine, the scoring model and the outbox folder."""
         self._sessions = session_factory(engine)
         self._scoring = scoring
+        self._scoring_digest = scoring.digest()
         self._outbox_dir = outbox_dir
 
     @activity.defn(name="ingest_events")
@@ -129,7 +130,7 @@ class ContactActivities:
                 accepted_event_ids=accepted,
                 contact_exists=contact is not None,
                 fit_fields=dict(contact.attributes) if contact is not None else {},
-                scoring_digest=self._scoring.digest(),
+                scoring_digest=self._scoring_digest,
             )
 
     @activity.defn(name="scoring_model")

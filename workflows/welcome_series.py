@@ -23,7 +23,7 @@ from temporalio.common import RetryPolicy
 
 from workflows.lead_sla import LeadSla
 from workflows.nurture import Nurture
-from workflows.toolkit import Journey, PlanStep, start_journey
+from workflows.toolkit import CRM_TIMEOUT, Journey, PlanStep, start_journey
 
 with workflow.unsafe.imports_passed_through():
     from models.contact_workflow import LeadStatus
@@ -77,7 +77,7 @@ class WelcomeSeries(Journey):
             "lead_status",
             self._contact_id,
             result_type=LeadStatus,
-            start_to_close_timeout=timedelta(seconds=30),
+            start_to_close_timeout=CRM_TIMEOUT,
             retry_policy=RetryPolicy(maximum_interval=timedelta(minutes=5)),
             summary="Route: read the lead band",
         )
