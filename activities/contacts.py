@@ -33,6 +33,7 @@ from models.tables import (
     Contact,
     ContactEvent,
     CrmTask,
+    EventReceipt,
     MessageLog,
     Notification,
     SlaBreach,
@@ -198,7 +199,14 @@ class ContactActivities:
                     )
                 ).all()
                 rows: dict[str, int] = {}
-                for table in (ContactEvent, MessageLog, CrmTask, Notification, SlaBreach):
+                for table in (
+                    ContactEvent,
+                    EventReceipt,
+                    MessageLog,
+                    CrmTask,
+                    Notification,
+                    SlaBreach,
+                ):
                     result = await session.exec(
                         delete(table).where(col(table.contact_id) == contact_id)
                     )

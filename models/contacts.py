@@ -7,7 +7,14 @@ from typing import Annotated
 from zoneinfo import available_timezones
 
 from email_validator import EmailNotValidError, validate_email
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+)
 
 from models.events import ContactId
 
@@ -44,19 +51,21 @@ class ConsentUpdate(BaseModel):
     Attributes:
         granted: True when the contact opted in, False when it opted out.
         source: Where it was given, e.g. `form:lead-magnet`, `import:2026-11`.
+        at: When it was given or withdrawn (proof of consent); when it was
+            received if omitted.
     """
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, extra="forbid")
 
     granted: bool
     source: Annotated[str, StringConstraints(min_length=1, max_length=200)]
+    at: AwareDatetime | None = None
 
 
-class ContactProfile(BaseModel):
-    """A contact to create or update; fields left `None` are kept as they are.
+class ContactFields(BaseModel):
+    """A contact's fields to create or update; fields left `None` are kept as they are.
 
     Attributes:
-        id: Your system's id of the contact.
         email: Validated and normalised (lower case) on entry.
         phone: E.164 phone number, e.g. `+14155550123`.
         first_name: For personalisation; templates fall back when absent.
@@ -72,7 +81,6 @@ class ContactProfile(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    id: ContactId
     email: EmailAddress | None = None
     phone: Annotated[str, StringConstraints(pattern=r"^\+[1-9][0-9]{6,14}$")] | None = None
     first_name: Annotated[str, StringConstraints(strip_whitespace=True, max_length=100)] | None = (
@@ -84,3 +92,13 @@ class ContactProfile(BaseModel):
     sms_consent: ConsentUpdate | None = None
     tags: list[Tag] = Field(default_factory=list)
     attributes: dict[AttributeName, AttributeValue] = Field(default_factory=dict, max_length=50)
+
+
+class ContactProfile(ContactFields):
+    """A contact to create or update, with its id (see `ContactFields`).
+
+    Attributes:
+        id: Your system's id of the contact.
+    """
+
+    id: ContactId

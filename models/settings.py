@@ -10,14 +10,38 @@ from __future__ import annotations
 from datetime import time, timedelta
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field, SecretStr
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, StringConstraints
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from models.policy import FrequencyCap, MessagingPolicy
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+Scope = Literal[
+    "events:write", "contacts:read", "contacts:write", "contacts:erase", "journeys:write"
+]
+"""What an API key may do: send events, read / write / erase contacts, steer journeys."""
+ALL_SCOPES: frozenset[Scope] = frozenset(
+    ("events:write", "contacts:read", "contacts:write", "contacts:erase", "journeys:write")
+)
+
+
+class ApiKey(BaseModel):
+    """One key of the HTTP gateway (`Authorization: Bearer <key>`).
+
+    Attributes:
+        name: Who holds it (logged instead of the key), e.g. `billing-service`.
+        key: The secret itself, at least 24 characters.
+        scopes: What it may do; every scope when omitted.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.-]{1,64}$")]
+    key: SecretStr = Field(min_length=24)
+    scopes: frozenset[Scope] = ALL_SCOPES
 
 
 class Settings(BaseSettings):
@@ -63,6 +87,23 @@ class Settings(BaseSettings):
             `outbox_dir/notifications`) or `slack` (a Slack-compatible
             incoming webhook).
         slack_webhook_url: The incoming-webhook URL (notifier `slack`).
+        day_seconds: Journey clock of the contact workflows the gateway and
+            the CLI start: seconds per journey day (lower it only for demos).
+        api_host: Interface `journeys api` listens on.
+        api_port: Port `journeys api` listens on.
+        api_keys: Keys of the HTTP gateway, as JSON in API_KEYS:
+            `[{"name": "billing", "key": "…", "scopes": ["events:write"]}]`.
+        api_max_batch_events: Most events in one `POST /v1/events` batch.
+        api_max_body_bytes: Larger request bodies are refused with 413.
+        api_cors_origins: Browser origins allowed to call the API (none: CORS off).
+        api_erasure_wait_seconds: How long `DELETE /v1/contacts/{id}` waits for
+            the erasure to finish before answering 202 (it goes on regardless).
+        event_max_future_seconds: Clock skew tolerated on `occurred_at`; events
+            further in the future are rejected.
+        temporal_retry_after_seconds: `Retry-After` of a 503 while Temporal is
+            unreachable.
+        email_webhook_secret: HMAC key of the email provider's delivery
+            webhooks; the webhook endpoint refuses everything until it is set.
     """
 
     model_config = SettingsConfigDict(env_file=".env", extra="ignore")
@@ -96,6 +137,17 @@ class Settings(BaseSettings):
     sales_file: Path = PROJECT_ROOT / "sales.toml"
     notifier: Literal["outbox", "slack"] = "outbox"
     slack_webhook_url: SecretStr | None = None
+    day_seconds: int = Field(default=86_400, ge=1)
+    api_host: str = "127.0.0.1"
+    api_port: int = Field(default=8000, ge=0, le=65_535)
+    api_keys: list[ApiKey] = Field(default_factory=list)
+    api_max_batch_events: int = Field(default=500, ge=1, le=500)
+    api_max_body_bytes: int = Field(default=1_048_576, ge=1_024)
+    api_cors_origins: list[str] = Field(default_factory=list)
+    api_erasure_wait_seconds: float = Field(default=10.0, ge=0)
+    event_max_future_seconds: float = Field(default=300.0, ge=0)
+    temporal_retry_after_seconds: int = Field(default=5, ge=1)
+    email_webhook_secret: SecretStr | None = None
 
     def messaging_policy(self) -> MessagingPolicy:
         """The quiet hours and frequency caps the send activity applies."""

@@ -109,6 +109,27 @@ class ContactEvent(SQLModel, table=True):
     )
 
 
+class EventReceipt(SQLModel, table=True):
+    """An event the gateway handed to Temporal (each `event_id` once per contact).
+
+    Written after Temporal accepted the signal, so a client's retry is answered
+    `duplicate` at once, even before the contact workflow has stored the event.
+    `digest` (type and properties) tells a retry from a different event that
+    reuses the id.
+    """
+
+    __tablename__ = "event_receipts"
+    __table_args__ = (UniqueConstraint("contact_id", "event_id"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    contact_id: str = Field(max_length=64, index=True)
+    event_id: str = Field(max_length=128)
+    digest: str = Field(max_length=64)
+    accepted_at: datetime = Field(
+        default_factory=utc_now, sa_column=Column(UTCDateTime(), nullable=False)
+    )
+
+
 class MessageLog(SQLModel, table=True):
     """One row per message a journey sends (the outbox of record).
 

@@ -25,15 +25,15 @@ from activities.templates import TemplateError
 from models.contacts import ConsentUpdate, ContactProfile
 from models.db import create_engine, migrate
 from models.events import BehaviorEvent
-from models.journeys import SECONDS_PER_DAY, JourneyInput
 from models.settings import get_settings
 from starter import operations
+from starter.api.server import NoKeysConfigured, running_api
 from starter.dev import DEMO_DAY_SECONDS, TEMPORAL_PORT, UI_PORT, run_dev
+from starter.intake import accept_events
 from starter.logs import configure_logging
 from starter.temporal import TemporalUnavailable, connect
 from starter.toolchain import ToolchainError
-from worker import run_worker
-from workflows import JOURNEYS
+from worker import run_worker, wait_for_shutdown_signal
 
 app = typer.Typer(help="Durable contact journeys on Temporal.", no_args_is_help=True)
 contact_app = typer.Typer(help="Manage contacts.", no_args_is_help=True)
@@ -41,9 +41,6 @@ app.add_typer(contact_app, name="contact")
 
 P = ParamSpec("P")
 T = TypeVar("T")
-
-EXPECTED_ERRORS = (operations.OperationError, ToolchainError, TemplateError, TemporalUnavailable)
-"""Failures reported as one line on stderr (exit code 1), not as a stack trace."""
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON.")]
 
@@ -82,6 +79,7 @@ def run_async(function: Callable[P, Coroutine[Any, Any, T]]) -> Callable[P, T]:
             ToolchainError,
             TemplateError,
             TemporalUnavailable,
+            NoKeysConfigured,
         ) as error:
             typer.secho(f"error: {error}", err=True, fg=typer.colors.RED)
             raise typer.Exit(1) from None
@@ -144,6 +142,20 @@ async def worker() -> None:
     settings = get_settings()
     configure_logging(level=settings.log_level, fmt=settings.log_format)
     await run_worker(settings)
+
+
+@app.command("api")
+@run_async
+async def api_command(
+    host: Annotated[str | None, typer.Option(help="Interface (default: API_HOST).")] = None,
+    port: Annotated[int | None, typer.Option(help="Port (default: API_PORT).")] = None,
+) -> None:
+    """Serve the HTTP gateway for backend services until SIGINT / SIGTERM."""
+    settings = get_settings()
+    configure_logging(level=settings.log_level, fmt=settings.log_format)
+    async with running_api(settings, host=host, port=port) as url:
+        typer.echo(f"gateway listening on {url} (API docs: {url}/docs)", err=True)
+        await wait_for_shutdown_signal()
 
 
 @app.command("migrate")
@@ -209,32 +221,8 @@ _ENROLL_FLAGS = {"subscription_id": "--subscription"}
 """`enroll` options named other than the input field they set."""
 
 
-def build_journey_input(journey: str, contact_id: str, **options: Any) -> JourneyInput:
-    """The input of `journey` (its `input_model`) from the `enroll` options given.
-
-    Raises:
-        OperationError: unknown journey, an option the journey does not take,
-            or a renewal date already past.
-        ValidationError: a missing or invalid value.
-    """
-    journey_class = JOURNEYS.get(journey)
-    if journey_class is None:
-        raise operations.OperationError(
-            f"unknown journey {journey!r}; known: {', '.join(sorted(JOURNEYS))}"
-        )
-    given = _given(**options)
-    model = journey_class.input_model
-    unknown = sorted(name for name in given if name not in model.model_fields)
-    if unknown:
-        flags = ", ".join(
-            _ENROLL_FLAGS.get(name, f"--{name.replace('_', '-')}") for name in unknown
-        )
-        raise operations.OperationError(f"{journey} does not take {flags}")
-    journey_input = model.model_validate({"contact_id": contact_id, **given})
-    renews_at = getattr(journey_input, "renewal_date", None)
-    if isinstance(renews_at, datetime) and renews_at <= datetime.now(UTC):
-        raise operations.OperationError(f"renewal date {renews_at.isoformat()} is in the past")
-    return journey_input
+def _enroll_flag(field: str) -> str:
+    return _ENROLL_FLAGS.get(field, f"--{field.replace('_', '-')}")
 
 
 @app.command()
@@ -254,12 +242,11 @@ async def enroll(
     ] = None,
 ) -> None:
     """Enrol a contact into a journey."""
-    journey_input = build_journey_input(
+    journey_input = operations.journey_input_for(
         journey,
         contact_id,
-        day_seconds=day_seconds,
-        renewal_date=renewal_date,
-        subscription_id=subscription,
+        _given(day_seconds=day_seconds, renewal_date=renewal_date, subscription_id=subscription),
+        option_name=_enroll_flag,
     )
     client = await connect()
     settings = get_settings()
@@ -281,9 +268,12 @@ async def event(
         list[str] | None, typer.Option("--property", help="key=value (repeatable).")
     ] = None,
     day_seconds: Annotated[
-        int,
-        typer.Option(help="Clock of the journeys the event starts: seconds per journey day."),
-    ] = SECONDS_PER_DAY,
+        int | None,
+        typer.Option(
+            help="Clock of a contact workflow the event starts: seconds per journey day "
+            "(default: the DAY_SECONDS setting)."
+        ),
+    ] = None,
 ) -> None:
     """Send a behaviour event to the contact workflow (scoring, triggers, journeys)."""
     properties = _key_values(prop, "--property")
@@ -294,27 +284,71 @@ async def event(
         occurred_at=datetime.now(UTC),
         properties=properties,
     )
+    settings = get_settings()
     client = await connect()
-    workflow_id = await _with_engine(
-        lambda engine: operations.forward_event(
+    [result] = await _with_engine(
+        lambda engine: accept_events(
             client,
             engine,
-            behavior_event,
-            task_queue=get_settings().task_queue,
-            day_seconds=day_seconds,
+            [behavior_event],
+            task_queue=settings.task_queue,
+            day_seconds=day_seconds or settings.day_seconds,
         )
     )
-    typer.echo(f"event {behavior_event.event_id} accepted by {workflow_id}")
+    if result.status == "conflict":
+        raise operations.Conflict(result.detail)
+    if result.status == "duplicate":
+        typer.echo(f"event {behavior_event.event_id} was already accepted by {result.workflow_id}")
+    else:
+        typer.echo(f"event {behavior_event.event_id} accepted by {result.workflow_id}")
 
 
 @app.command()
 @run_async
 async def forget(contact_id: Annotated[str, typer.Argument(help="Contact id.")]) -> None:
     """Erase a contact: end its journeys, delete its personal data (hashed suppressions stay)."""
-    state = await operations.forget_contact(
+    await operations.forget_contact(
         await connect(), contact_id, task_queue=get_settings().task_queue
     )
-    typer.echo(f"contact {state.contact_id} erased")
+    typer.echo(f"contact {contact_id} erased")
+
+
+async def _steer(
+    contact_id: str, journey: str, action: operations.JourneyAction, reason: str = "operator"
+) -> None:
+    workflow_ids = await operations.steer_journey(
+        await connect(), contact_id, journey, action, reason=reason
+    )
+    typer.echo(f"{action} sent to {', '.join(workflow_ids)}")
+
+
+ContactArgument = Annotated[str, typer.Argument(help="Contact id.")]
+JourneyArgument = Annotated[str, typer.Argument(help="Journey, e.g. welcome-series.")]
+
+
+@app.command("exit")
+@run_async
+async def exit_command(
+    contact_id: ContactArgument,
+    journey: JourneyArgument,
+    reason: Annotated[str, typer.Option(help="Recorded as the exit reason.")] = "operator",
+) -> None:
+    """End a contact's running journey now (every run of it)."""
+    await _steer(contact_id, journey, "exit", reason)
+
+
+@app.command()
+@run_async
+async def pause(contact_id: ContactArgument, journey: JourneyArgument) -> None:
+    """Pause a contact's running journey: it sends nothing until resumed."""
+    await _steer(contact_id, journey, "pause")
+
+
+@app.command()
+@run_async
+async def resume(contact_id: ContactArgument, journey: JourneyArgument) -> None:
+    """Resume a paused journey."""
+    await _steer(contact_id, journey, "resume")
 
 
 @app.command()

@@ -2,20 +2,23 @@
 
 Starts the Temporal dev server (Web UI on :8233, state in `.data/temporal.db`,
 custom search attributes registered), applies database migrations, runs the
-worker, enrols demo contacts into the journeys on an accelerated clock, and
-sends one demo lead's behaviour events through its contact workflow. Ctrl-C
-stops the worker and the server. Running it again reuses the saved state:
+worker and the HTTP gateway (:8000, with a local API key kept in
+`.data/api-key`), enrols demo contacts into the journeys on an accelerated
+clock, and sends one demo lead's behaviour events through its contact
+workflow. Ctrl-C stops everything. Running it again reuses the saved state:
 demo contacts are updated in place, never enrolled twice.
 """
 
 from __future__ import annotations
 
 import asyncio
+import secrets
 import socket
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import typer
+from pydantic import SecretStr
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 
@@ -25,12 +28,16 @@ from models.events import BehaviorEvent
 from models.journeys import JourneyInput
 from models.renewals import RenewalInput
 from models.search_attributes import ALL_SEARCH_ATTRIBUTES
-from models.settings import Settings
-from starter.operations import OperationError, enroll, forward_event, upsert_contact
+from models.settings import ApiKey, Settings
+from starter.api import running_api
+from starter.intake import accept_events
+from starter.operations import OperationError, enroll, upsert_contact
+from starter.temporal import SERVICE_RETRY, connect
 from starter.toolchain import start_dev_server
 from worker import running_worker, wait_for_shutdown_signal
 
 DATA_DIR = Path(".data")
+LOCAL_KEY_FILE = DATA_DIR / "api-key"
 TEMPORAL_PORT = 7233
 UI_PORT = 8233
 DEMO_DAY_SECONDS = 15
@@ -90,6 +97,14 @@ def _port_in_use(port: int) -> bool:
         return probe.connect_ex(("127.0.0.1", port)) == 0
 
 
+def local_api_key() -> ApiKey:
+    """The gateway key of this checkout: made once, kept in `.data/api-key` (mode 600)."""
+    if not LOCAL_KEY_FILE.exists():
+        LOCAL_KEY_FILE.touch(mode=0o600)
+        LOCAL_KEY_FILE.write_text(secrets.token_urlsafe(24))
+    return ApiKey(name="local", key=SecretStr(LOCAL_KEY_FILE.read_text().strip()))
+
+
 def demo_enrolments(day_seconds: int) -> list[tuple[str, JourneyInput]]:
     """What the demo starts: every contact in the welcome series, plus one each
     in pricing-abandon and renewal-countdown (renewal 95 days out: at 15 s a
@@ -130,19 +145,22 @@ async def run_demo(client: Client, settings: Settings, *, day_seconds: int) -> N
                 typer.echo(f"  enrolled {journey_input.contact_id} → {workflow_id}")
             except OperationError as error:
                 typer.echo(f"  {error} (kept from an earlier run)")
-        for number, (event_type, properties) in enumerate(DEMO_LEAD_EVENTS, start=1):
-            event = BehaviorEvent(
+        events = [
+            BehaviorEvent(
                 event_id=f"{DEMO_LEAD.id}-demo-{number}",  # the same ids again on a restart
                 contact_id=DEMO_LEAD.id,
                 type=event_type,
                 occurred_at=datetime.now(UTC),
                 properties=properties,
             )
-            workflow_id = await forward_event(
-                client, engine, event, task_queue=settings.task_queue, day_seconds=day_seconds
+            for number, (event_type, properties) in enumerate(DEMO_LEAD_EVENTS, start=1)
+        ]
+        for event in events:  # one by one, as a service would send them
+            [result] = await accept_events(
+                client, engine, [event], task_queue=settings.task_queue, day_seconds=day_seconds
             )
         typer.echo(
-            f"  {DEMO_LEAD.id}: {len(DEMO_LEAD_EVENTS)} events → {workflow_id} "
+            f"  {DEMO_LEAD.id}: {len(DEMO_LEAD_EVENTS)} events → {result.workflow_id} "
             f"(score 40, MQL → sales hand-off lead-sla-{DEMO_LEAD.id})"
         )
     finally:
@@ -157,13 +175,17 @@ async def run_dev(
     ui_port: int = UI_PORT,
 ) -> None:
     """Run the local stack until Ctrl-C (see the module docstring)."""
-    busy = [port for port in (temporal_port, ui_port) if _port_in_use(port)]
+    busy = [port for port in (temporal_port, ui_port, settings.api_port) if _port_in_use(port)]
     if busy:
         raise OperationError(
             f"port(s) {', '.join(map(str, busy))} already in use: is another Temporal server "
             "or `make run` running? Stop it first."
         )
     DATA_DIR.mkdir(exist_ok=True)
+    key = local_api_key()
+    settings = settings.model_copy(
+        update={"api_keys": [*settings.api_keys, key], "day_seconds": day_seconds}
+    )
     shutdown = asyncio.create_task(wait_for_shutdown_signal())
     typer.echo("Starting the Temporal dev server…")
     env = await start_dev_server(
@@ -174,8 +196,16 @@ async def run_dev(
         dev_server_database_filename=str(DATA_DIR / "temporal.db"),
         data_converter=pydantic_data_converter,
     )
+    address = f"127.0.0.1:{temporal_port}"
+
+    async def gateway_client() -> Client:
+        return await connect(target_host=address, lazy=True, retry=SERVICE_RETRY)
+
     try:
-        async with running_worker(env.client, settings):
+        async with (
+            running_worker(env.client, settings),
+            running_api(settings, temporal=gateway_client) as api_url,
+        ):
             typer.echo(
                 "Demo: welcome series for three sample contacts, a pricing-page follow-up "
                 f"and a renewal countdown (1 journey day = {day_seconds} s)"
@@ -187,6 +217,12 @@ async def run_dev(
                 f"  Sent messages:  {settings.outbox_dir.resolve()}/  (one .eml per message)\n"
                 "  Message log:    .venv/bin/journeys messages --json\n"
                 "  Journey status: .venv/bin/journeys status demo-ada\n"
+                f"  HTTP API:       {api_url}/docs\n"
+                f"  Local API key:  {key.key.get_secret_value()}  (kept in {LOCAL_KEY_FILE})\n"
+                f"  Send an event:  curl -X POST {api_url}/v1/events "
+                '-H "Authorization: Bearer $(cat .data/api-key)" '
+                "-H 'Content-Type: application/json' "
+                """-d '{"contact_id": "demo-sam", "type": "pricing_page_viewed"}'\n"""
                 "\nPress Ctrl-C to stop.\n"
             )
             await shutdown

@@ -6,8 +6,10 @@ Functions here talk to the database and to Temporal; they raise
 
 from __future__ import annotations
 
-from datetime import timedelta
-from typing import Any
+import asyncio
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal
 
 from pydantic import BaseModel
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -20,16 +22,16 @@ from temporalio.client import (
 )
 from temporalio.common import WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
-from temporalio.service import RPCError
+from temporalio.service import RPCError, RPCStatusCode
 
 from activities.contacts import suppress_addresses
 from models.contact_workflow import ContactInput, ContactState, EraseRequest, JourneyEnrolment
 from models.contacts import ConsentUpdate, ContactProfile
 from models.db import session_factory
-from models.events import BehaviorEvent, suppression_reason
-from models.journeys import SECONDS_PER_DAY, JourneyInput, JourneyState
+from models.journeys import SECONDS_PER_DAY, ExitRequest, JourneyInput, JourneyState
 from models.tables import Contact, MessageLog, utc_now
 from workflows import JOURNEYS
+from workflows.toolkit import Journey
 
 QUERY_TIMEOUT = timedelta(seconds=5)
 CONTACT_WORKFLOW = "contact"
@@ -38,6 +40,18 @@ CONTACT_WORKFLOW = "contact"
 
 class OperationError(Exception):
     """A request that cannot be carried out; the message says why."""
+
+
+class NotFound(OperationError):
+    """The contact, journey or workflow asked for does not exist."""
+
+
+class Conflict(OperationError):
+    """The request clashes with what exists (already enrolled, email of another contact…)."""
+
+
+class InvalidRequest(OperationError):
+    """The request is well-formed but its values cannot be used."""
 
 
 class JourneyRun(BaseModel):
@@ -57,9 +71,26 @@ class JourneyRun(BaseModel):
 
 
 async def upsert_contact(engine: AsyncEngine, profile: ContactProfile) -> Contact:
-    """Create the contact or update the fields given; tags are added, not replaced."""
+    """Create the contact or update the fields given; tags are added, not replaced.
+
+    Raises:
+        Conflict: the email address (normalised) belongs to another contact.
+    """
     now = utc_now()
     async with session_factory(engine)() as session:
+        if profile.email is not None:
+            owner = (
+                await session.exec(
+                    select(Contact.id).where(
+                        Contact.email == profile.email, Contact.id != profile.id
+                    )
+                )
+            ).first()
+            if owner is not None:
+                raise Conflict(
+                    f"email address already belongs to contact {owner!r}; "
+                    "update that contact instead of creating a duplicate"
+                )
         contact = await session.get(Contact, profile.id) or Contact(id=profile.id)
         for field in ("email", "phone", "first_name", "company", "timezone"):
             value = getattr(profile, field)
@@ -80,8 +111,51 @@ def _apply_consent(contact: Contact, channel: str, update: ConsentUpdate | None,
     if update is None:
         return
     setattr(contact, f"{channel}_consent", update.granted)
-    setattr(contact, f"{channel}_consent_at", now)
+    setattr(contact, f"{channel}_consent_at", update.at or now)
     setattr(contact, f"{channel}_consent_source", update.source)
+
+
+def journey_type(journey: str) -> type[Journey]:
+    """The journey workflow class registered under `journey` (e.g. `welcome-series`).
+
+    Raises:
+        NotFound: no such journey.
+    """
+    journey_class = JOURNEYS.get(journey)
+    if journey_class is None:
+        raise NotFound(f"unknown journey {journey!r}; known: {', '.join(sorted(JOURNEYS))}")
+    return journey_class
+
+
+def journey_input_for(
+    journey: str,
+    contact_id: str,
+    options: Mapping[str, Any],
+    *,
+    option_name: Callable[[str], str] = str,
+) -> JourneyInput:
+    """The input of `journey` (its `input_model`) for a contact, from enrolment options.
+
+    Args:
+        journey: Journey type.
+        contact_id: The contact to enrol.
+        options: Input fields given (e.g. `day_seconds`, `renewal_date`).
+        option_name: How the caller names a field in messages (a CLI flag…).
+
+    Raises:
+        NotFound: unknown journey.
+        InvalidRequest: an option the journey does not take, or a renewal date already past.
+        ValidationError: a missing or invalid value.
+    """
+    model = journey_type(journey).input_model
+    unknown = sorted(name for name in options if name not in model.model_fields or name == "carry")
+    if unknown:
+        raise InvalidRequest(f"{journey} does not take {', '.join(map(option_name, unknown))}")
+    journey_input = model.model_validate({**options, "contact_id": contact_id})
+    renews_at = getattr(journey_input, "renewal_date", None)
+    if isinstance(renews_at, datetime) and renews_at <= datetime.now(UTC):
+        raise InvalidRequest(f"renewal date {renews_at.isoformat()} is in the past")
+    return journey_input
 
 
 async def enroll(
@@ -99,20 +173,20 @@ async def enroll(
     the window, and a new enrolment inside it is refused).
 
     Raises:
-        OperationError: unknown journey or contact, invalid input, or already enrolled.
+        NotFound: unknown journey or contact.
+        InvalidRequest: an input of the wrong type.
+        Conflict: already enrolled.
     """
-    journey_class = JOURNEYS.get(journey)
-    if journey_class is None:
-        raise OperationError(f"unknown journey {journey!r}; known: {', '.join(sorted(JOURNEYS))}")
+    journey_class = journey_type(journey)
     if not isinstance(journey_input, journey_class.input_model):
-        raise OperationError(
+        raise InvalidRequest(
             f"{journey} takes {journey_class.input_model.__name__}, "
             f"not {type(journey_input).__name__}"
         )
     contact_id = journey_input.contact_id
     async with session_factory(engine)() as session:
         if await session.get(Contact, contact_id) is None:
-            raise OperationError(
+            raise NotFound(
                 f"contact {contact_id!r} does not exist; create it with `journeys contact upsert`"
             )
     workflow_id = journey_class.workflow_id_for(journey_input)
@@ -128,7 +202,7 @@ async def enroll(
             static_summary=f"{journey_class.title} for contact {contact_id}",
         )
     except WorkflowAlreadyStartedError:
-        raise OperationError(f"contact {contact_id!r} is already enrolled in {journey}") from None
+        raise Conflict(f"contact {contact_id!r} is already enrolled in {journey}") from None
     await signal_contact(
         client,
         contact_id,
@@ -193,50 +267,96 @@ async def signal_contact(
     )
 
 
-async def forward_event(
-    client: Client,
-    engine: AsyncEngine,
-    event: BehaviorEvent,
-    *,
-    task_queue: str,
-    day_seconds: int = SECONDS_PER_DAY,
-) -> str:
-    """Record what the event means for messaging, then hand it to the contact workflow.
-
-    An `unsubscribed` event (or a hard `email_bounced`) suppresses the contact's
-    addresses in the database first, so no message goes out once the event is
-    accepted, even one whose send is already running. The contact workflow
-    (signal-with-start) then routes it: scoring, trigger rules, journeys.
-
-    Returns:
-        The contact workflow's id.
-    """
-    reason = suppression_reason(event)
-    if reason is not None:
-        await suppress_contact(engine, event.contact_id, reason)
-    handle = await signal_contact(
-        client, event.contact_id, "event", event, task_queue=task_queue, day_seconds=day_seconds
-    )
-    return handle.id
-
-
-async def forget_contact(client: Client, contact_id: str, *, task_queue: str) -> ContactState:
-    """Erase a contact (right to be forgotten) and wait until it is done.
+async def forget_contact(
+    client: Client, contact_id: str, *, task_queue: str, wait: float | None = None
+) -> bool:
+    """Erase a contact (right to be forgotten).
 
     The contact workflow ends every journey of the contact and deletes its
     personal data (only hashed suppressions remain). Any workflow of the
     contact still running after that (one it could not know of) is terminated.
+    The request is durable once this returns, finished or not.
+
+    Args:
+        client: Temporal client.
+        contact_id: The contact to forget.
+        task_queue: Where a contact workflow is started if none runs.
+        wait: Seconds to wait for the erasure to finish (None: until it has).
+
+    Returns:
+        True once erased, False if it was still going on after `wait` seconds.
     """
     handle = await signal_contact(
         client, contact_id, "forget", EraseRequest(), task_queue=task_queue
     )
-    state = await handle.result()
+    try:
+        await asyncio.wait_for(handle.result(), wait)
+    except TimeoutError:
+        return False
     for workflow_id in await journey_workflow_ids(client, contact_id, running=True):
         try:
             await client.get_workflow_handle(workflow_id).terminate(reason="contact erased")
         except RPCError:
             continue  # ended meanwhile
-    return state
+    return True
+
+
+JourneyAction = Literal["exit", "pause", "resume"]
+
+
+async def steer_journey(
+    client: Client, contact_id: str, journey: str, action: JourneyAction, *, reason: str
+) -> list[str]:
+    """Exit, pause or resume the contact's running `journey` (every run of it).
+
+    Args:
+        client: Temporal client.
+        contact_id: The contact.
+        journey: Journey type, e.g. `welcome-series`.
+        action: `exit` (ends it with `reason`), `pause` (sends nothing until
+            resumed) or `resume`.
+        reason: Why, recorded as the exit reason.
+
+    Returns:
+        The ids of the workflows signalled.
+
+    Raises:
+        NotFound: unknown journey, or the contact has no running run of it.
+    """
+    journey_class = journey_type(journey)
+    query = f"ContactId = '{contact_id}' AND Journey = '{journey}' AND ExecutionStatus = 'Running'"
+    workflow_ids = {execution.id async for execution in client.list_workflows(query)}
+    plain_id = journey_class.workflow_id_for(JourneyInput(contact_id=contact_id))
+    try:  # visibility lags a just-started run
+        if (await client.get_workflow_handle(plain_id).describe()).status == (
+            WorkflowExecutionStatus.RUNNING
+        ):
+            workflow_ids.add(plain_id)
+    except RPCError as error:
+        if error.status != RPCStatusCode.NOT_FOUND:
+            raise
+    if not workflow_ids:
+        raise NotFound(f"contact {contact_id!r} has no running {journey} journey")
+    for workflow_id in sorted(workflow_ids):
+        handle = client.get_workflow_handle(workflow_id)
+        if action == "exit":
+            await handle.signal("exit", ExitRequest(reason=reason))
+        else:
+            await handle.signal(action)
+    return sorted(workflow_ids)
+
+
+async def get_contact(engine: AsyncEngine, contact_id: str) -> Contact:
+    """The contact's row.
+
+    Raises:
+        NotFound: no such contact (never created, or erased).
+    """
+    async with session_factory(engine)() as session:
+        contact = await session.get(Contact, contact_id)
+    if contact is None:
+        raise NotFound(f"contact {contact_id!r} does not exist")
+    return contact
 
 
 async def journey_runs(client: Client, contact_id: str) -> list[JourneyRun]:

@@ -9,29 +9,67 @@ of them the client connects to localhost:7233, namespace `default`.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.envconfig import ClientConfigProfile
+from temporalio.service import RetryConfig, RPCError, RPCStatusCode
 
 DEFAULT_ADDRESS = "localhost:7233"
+
+UNAVAILABLE_STATUSES = frozenset(
+    {RPCStatusCode.UNAVAILABLE, RPCStatusCode.DEADLINE_EXCEEDED, RPCStatusCode.CANCELLED}
+)
+"""RPC failures that mean "the server cannot be reached now", not "the request is wrong"."""
+
+SERVICE_RETRY = RetryConfig(max_elapsed_time_millis=3_000, max_interval_millis=1_000)
+"""How long a long-running service (the gateway) retries one call before it answers 503."""
 
 
 class TemporalUnavailable(Exception):
     """The Temporal server could not be reached; the message says where and why."""
 
 
-async def connect() -> Client:
+@contextmanager
+def unavailable_as_error() -> Iterator[None]:
+    """Turn "cannot reach the server" failures of the calls inside into `TemporalUnavailable`."""
+    try:
+        yield
+    except RPCError as error:
+        if error.status not in UNAVAILABLE_STATUSES:
+            raise
+        raise TemporalUnavailable(f"Temporal is unavailable: {error.message}") from error
+    except RuntimeError as error:  # a lazy client that could not connect
+        if "connect" not in str(error):
+            raise
+        raise TemporalUnavailable(f"Temporal is unavailable: {error}") from error
+
+
+async def connect(
+    *, target_host: str | None = None, lazy: bool = False, retry: RetryConfig | None = None
+) -> Client:
     """Connect a client with the pydantic data converter.
 
+    Args:
+        target_host: Server address, instead of the environment's.
+        lazy: Connect on first use (a service starts while Temporal is down,
+            and reconnects when it is back).
+        retry: How the client retries failed calls (the SDK's default if None).
+
     Raises:
-        TemporalUnavailable: the server is not reachable.
+        TemporalUnavailable: the server is not reachable (not raised when `lazy`).
     """
     config: dict[str, Any] = dict(ClientConfigProfile.load().to_client_connect_config())
+    if target_host is not None:
+        config["target_host"] = target_host
     config.setdefault("target_host", DEFAULT_ADDRESS)
+    if retry is not None:
+        config["retry_config"] = retry
     try:
-        return await Client.connect(**config, data_converter=pydantic_data_converter)
+        return await Client.connect(**config, lazy=lazy, data_converter=pydantic_data_converter)
     except RuntimeError as error:
         raise TemporalUnavailable(
             f"cannot reach Temporal at {config['target_host']} "

@@ -26,14 +26,14 @@ from temporalio.worker import Worker
 from models.contact_workflow import ContactInput, ContactState, EventBatch
 from models.db import session_factory
 from models.events import BehaviorEvent
-from models.journeys import JourneyInput, JourneyState, JourneyStatus
+from models.journeys import SECONDS_PER_DAY, JourneyInput, JourneyState, JourneyStatus
 from models.search_attributes import LEAD_SCORE, LIFECYCLE_STAGE
 from models.settings import Settings
 from models.tables import Contact, ContactEvent, CrmTask, MessageLog, Suppression
+from starter.intake import accept_events
 from starter.operations import (
     contact_workflow_id,
     forget_contact,
-    forward_event,
     signal_contact,
 )
 from tests.factories import add_contact, add_lead, event_now
@@ -64,8 +64,12 @@ class Contacts:
             occurred_at=at or await self.env.get_current_time(),
             properties=properties,
         )
-        await forward_event(
-            self.env.client, self.engine, event, task_queue=self.settings.task_queue
+        await accept_events(
+            self.env.client,
+            self.engine,
+            [event],
+            task_queue=self.settings.task_queue,
+            day_seconds=SECONDS_PER_DAY,
         )
         return event
 
@@ -306,7 +310,9 @@ async def test_unsubscribe_a_second_before_a_scheduled_send_stops_it(
     await asyncio.sleep(max(0.0, 2 - elapsed.total_seconds()))
     unsubscribe = await event_now(time_skipping_env, contact_id, "unsubscribed")
     if path == "gateway":
-        await forward_event(client, engine, unsubscribe, task_queue=settings.task_queue)
+        await accept_events(
+            client, engine, [unsubscribe], task_queue=settings.task_queue, day_seconds=3
+        )
     else:
         await contacts.handle(contact_id).signal("event", unsubscribe)
     exited = await journey_when(client, welcome_id, lambda s: s.status != JourneyStatus.RUNNING)
@@ -336,9 +342,9 @@ async def test_erasure_ends_every_journey_deletes_personal_data_and_keeps_a_hash
         await journey_when(client, "welcome-series-erase", lambda s: s.messages_sent == 1)
         assert (settings.outbox_dir / "welcome-series-erase" / "day0.eml").exists()
 
-        state = await forget_contact(client, "erase", task_queue=settings.task_queue)
+        assert await forget_contact(client, "erase", task_queue=settings.task_queue)
 
-        assert state.erased
+        assert (await contacts.handle("erase").result()).erased
         for workflow_id in ("welcome-series-erase", "pricing-abandon-erase"):
             ended = await client.get_workflow_handle(workflow_id).describe()
             assert ended.status != WorkflowExecutionStatus.RUNNING, workflow_id

@@ -28,7 +28,7 @@ def listening(port: int) -> bool:
 
 
 async def start_stack(
-    cwd: Path, temporal_port: int, ui_port: int
+    cwd: Path, temporal_port: int, ui_port: int, api_port: int
 ) -> tuple[asyncio.subprocess.Process, str]:
     """Start `journeys dev` and return once it says it is ready, with what it printed."""
     env = {key: value for key, value in os.environ.items() if not key.startswith("TEMPORAL_")}
@@ -36,7 +36,7 @@ async def start_stack(
     process = await asyncio.create_subprocess_exec(
         str(JOURNEYS), "dev", "--day-seconds", "2",
         "--temporal-port", str(temporal_port), "--ui-port", str(ui_port),
-        cwd=cwd, env={**env, "LOG_FORMAT": "json"},
+        cwd=cwd, env={**env, "LOG_FORMAT": "json", "API_PORT": str(api_port)},
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL,
     )  # fmt: skip
     assert process.stdout is not None
@@ -59,11 +59,23 @@ async def stop_stack(process: asyncio.subprocess.Process) -> None:
 async def test_dev_stack_runs_demo_stops_cleanly_and_restarts_without_duplicates(
     tmp_path: Path,
 ) -> None:
-    temporal_port, ui_port = free_port(), free_port()
+    temporal_port, ui_port, api_port = free_port(), free_port(), free_port()
+    api = f"http://127.0.0.1:{api_port}"
 
-    process, printed = await start_stack(tmp_path, temporal_port, ui_port)
+    process, printed = await start_stack(tmp_path, temporal_port, ui_port, api_port)
+    key = (tmp_path / ".data" / "api-key").read_text().strip()
     try:
         assert f"http://localhost:{ui_port}" in printed
+        assert f"{api}/docs" in printed and f"Local API key:  {key}" in printed
+        async with httpx.AsyncClient(
+            base_url=api, headers={"Authorization": f"Bearer {key}"}
+        ) as http:
+            sent = await http.post(
+                "/v1/events", json={"contact_id": "demo-sam", "type": "pricing_page_viewed"}
+            )
+            assert sent.status_code == 202, sent.text
+            contact = await http.get("/v1/contacts/demo-ada")
+            assert contact.json()["first_name"] == "Ada"
         assert str(tmp_path / ".data" / "outbox") in printed
         assert printed.count("enrolled demo-") == 5
         assert "demo-lin: 4 events → contact-demo-lin" in printed
@@ -80,14 +92,16 @@ async def test_dev_stack_runs_demo_stops_cleanly_and_restarts_without_duplicates
         await stop_stack(process)
     assert not listening(temporal_port), "Ctrl-C must stop the Temporal server"
     assert not listening(ui_port)
+    assert not listening(api_port)
 
-    process, printed = await start_stack(tmp_path, temporal_port, ui_port)
+    process, printed = await start_stack(tmp_path, temporal_port, ui_port, api_port)
     try:
         assert printed.count("already enrolled") == 5
+        assert f"Local API key:  {key}" in printed  # the same key again
         client = await Client.connect(f"127.0.0.1:{temporal_port}")
         for journey, runs in [
             ("welcome-series", 4),
-            ("pricing-abandon", 2),
+            ("pricing-abandon", 3),  # demo-grace, demo-lin, and demo-sam through the API
             ("renewal-countdown", 1),
             ("lead-sla", 1),
         ]:
@@ -102,7 +116,7 @@ async def test_dev_stack_runs_demo_stops_cleanly_and_restarts_without_duplicates
 
     with sqlite3.connect(tmp_path / ".data" / "journeys.db") as db:
         assert db.execute("select count(*) from contacts").fetchone() == (4,)
-        assert db.execute("select count(*) from events").fetchone() == (4,)
+        assert db.execute("select count(*) from events").fetchone() == (5,)
         keys = [row[0] for row in db.execute("select idempotency_key from message_log")]
     assert len(keys) == len(set(keys))
     assert (tmp_path / ".data" / "temporal.db").exists()

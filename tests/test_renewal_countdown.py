@@ -42,7 +42,7 @@ from models.renewals import REMINDER_COPY_DAYS, RenewalInput
 from models.settings import PROJECT_ROOT, Settings
 from models.tables import Contact, CrmTask, MessageLog
 from starter import cli
-from starter.operations import OperationError, enroll
+from starter.operations import OperationError, enroll, journey_input_for
 from tests.factories import add_contact
 from tests.outbox import read_outbox, text_body
 from workflows.renewal_countdown import RenewalCountdown
@@ -595,12 +595,14 @@ async def test_enroll_builds_a_renewal_input_and_ids_the_workflow_by_subscriptio
 ) -> None:
     await add_contact(engine, "enr")
     renewal_date = (await time_skipping_env.get_current_time()) + 100 * DAY
-    journey_input = cli.build_journey_input(
+    journey_input = journey_input_for(
         "renewal-countdown",
         "enr",
-        day_seconds=60,
-        renewal_date=renewal_date.isoformat().replace("+00:00", "Z"),
-        subscription_id="sub_9",
+        {
+            "day_seconds": 60,
+            "renewal_date": renewal_date.isoformat().replace("+00:00", "Z"),
+            "subscription_id": "sub_9",
+        },
     )
     assert isinstance(journey_input, RenewalInput)
     assert journey_input.renewal_date == renewal_date

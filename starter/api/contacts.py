@@ -1,0 +1,182 @@
+"""Contacts and their journeys: profile upsert / read / erasure, enrolment, status, messages."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Body, Depends, Path, Query, Response, status
+
+from models.contacts import ContactFields, ContactProfile
+from models.settings import ApiKey
+from starter import operations
+from starter.api.dependencies import ServicesDep, require
+from starter.api.schemas import (
+    ContactView,
+    EnrolmentIn,
+    EnrolmentView,
+    ErasureView,
+    JourneyActionIn,
+    JourneyActionView,
+    MessageView,
+    Problem,
+)
+from starter.operations import JourneyRun
+from starter.temporal import unavailable_as_error
+
+router = APIRouter(prefix="/v1/contacts", tags=["contacts"])
+
+ContactIdPath = Annotated[
+    str,
+    Path(
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$",
+        description="Your system's id of the contact.",
+    ),
+]
+JourneyPath = Annotated[
+    str, Path(pattern=r"^[a-z][a-z0-9-]{0,63}$", description="e.g. `welcome-series`.")
+]
+Responses = dict[int | str, dict[str, Any]]
+_NOT_FOUND: Responses = {404: {"model": Problem, "description": "No such contact or journey."}}
+_UNAVAILABLE: Responses = {
+    503: {"model": Problem, "description": "Temporal or the database is down."}
+}
+_IN_PROGRESS: Responses = {
+    202: {"model": ErasureView, "description": "Erasure accepted, still going on."}
+}
+
+
+@router.put(
+    "/{contact_id}",
+    response_model=ContactView,
+    summary="Create or update a contact",
+    responses={409: {"model": Problem, "description": "Email of another contact."}},
+)
+async def put_contact(
+    contact_id: ContactIdPath,
+    fields: ContactFields,
+    held: ServicesDep,
+    _key: Annotated[ApiKey, Depends(require("contacts:write"))],
+) -> ContactView:
+    """Fields given replace the stored ones; tags and attributes are added; consent
+    changes are recorded with their source and time."""
+    profile = ContactProfile.model_validate(
+        {**fields.model_dump(exclude_unset=True), "id": contact_id}
+    )
+    return ContactView.of(await operations.upsert_contact(held.engine, profile))
+
+
+@router.get("/{contact_id}", response_model=ContactView, responses=_NOT_FOUND)
+async def get_contact(
+    contact_id: ContactIdPath,
+    held: ServicesDep,
+    _key: Annotated[ApiKey, Depends(require("contacts:read"))],
+) -> ContactView:
+    """The contact with its consent, tags, lead score, stage and owner."""
+    return ContactView.of(await operations.get_contact(held.engine, contact_id))
+
+
+@router.delete(
+    "/{contact_id}",
+    response_model=ErasureView,
+    summary="Erase a contact (right to be forgotten)",
+    responses=_IN_PROGRESS | _UNAVAILABLE,
+)
+async def delete_contact(
+    contact_id: ContactIdPath,
+    held: ServicesDep,
+    response: Response,
+    _key: Annotated[ApiKey, Depends(require("contacts:erase"))],
+) -> ErasureView:
+    """Every journey of the contact exits, its personal data is deleted (only hashed
+    suppressions remain, so a re-import is not mailed). 200 when done; 202 when it
+    goes on after the answer (durably)."""
+    with unavailable_as_error():
+        erased = await operations.forget_contact(
+            held.temporal,
+            contact_id,
+            task_queue=held.settings.task_queue,
+            wait=held.settings.api_erasure_wait_seconds,
+        )
+    if not erased:
+        response.status_code = status.HTTP_202_ACCEPTED
+    return ErasureView(contact_id=contact_id, status="erased" if erased else "in_progress")
+
+
+@router.post(
+    "/{contact_id}/journeys/{journey}",
+    status_code=status.HTTP_201_CREATED,
+    response_model=EnrolmentView,
+    summary="Enrol the contact into a journey",
+    responses=_NOT_FOUND
+    | {409: {"model": Problem, "description": "Already enrolled."}}
+    | _UNAVAILABLE,
+)
+async def enrol(
+    contact_id: ContactIdPath,
+    journey: JourneyPath,
+    held: ServicesDep,
+    _key: Annotated[ApiKey, Depends(require("journeys:write"))],
+    options: Annotated[EnrolmentIn | None, Body()] = None,
+) -> EnrolmentView:
+    """Start `journey` for the contact (409 while it runs, or for a once-only journey
+    it went through)."""
+    given = options.model_dump(exclude_none=True) if options else {}
+    journey_input = operations.journey_input_for(journey, contact_id, given)
+    with unavailable_as_error():
+        workflow_id = await operations.enroll(
+            held.temporal,
+            held.engine,
+            journey,
+            journey_input,
+            task_queue=held.settings.task_queue,
+        )
+    return EnrolmentView(workflow_id=workflow_id, journey=journey, contact_id=contact_id)
+
+
+@router.post(
+    "/{contact_id}/journeys/{journey}/{action}",
+    response_model=JourneyActionView,
+    summary="Exit, pause or resume the contact's journey",
+    responses=_NOT_FOUND | _UNAVAILABLE,
+)
+async def steer(
+    contact_id: ContactIdPath,
+    journey: JourneyPath,
+    action: Literal["exit", "pause", "resume"],
+    held: ServicesDep,
+    _key: Annotated[ApiKey, Depends(require("journeys:write"))],
+    body: Annotated[JourneyActionIn | None, Body()] = None,
+) -> JourneyActionView:
+    """`exit` ends it with the reason given; `pause` holds every send until `resume`."""
+    with unavailable_as_error():
+        workflow_ids = await operations.steer_journey(
+            held.temporal,
+            contact_id,
+            journey,
+            action,
+            reason=(body or JourneyActionIn()).reason,
+        )
+    return JourneyActionView(action=action, workflow_ids=workflow_ids)
+
+
+@router.get("/{contact_id}/journeys", response_model=list[JourneyRun], responses=_UNAVAILABLE)
+async def list_journeys(
+    contact_id: ContactIdPath,
+    held: ServicesDep,
+    _key: Annotated[ApiKey, Depends(require("contacts:read"))],
+) -> list[JourneyRun]:
+    """Running and finished journeys: step, status, next wake-up, messages, exit reason."""
+    with unavailable_as_error():
+        return await operations.journey_runs(held.temporal, contact_id)
+
+
+@router.get("/{contact_id}/messages", response_model=list[MessageView])
+async def list_messages(
+    contact_id: ContactIdPath,
+    held: ServicesDep,
+    _key: Annotated[ApiKey, Depends(require("contacts:read"))],
+    journey: Annotated[str | None, Query(pattern=r"^[a-z][a-z0-9-]{0,63}$")] = None,
+) -> list[MessageView]:
+    """The contact's message log, oldest first (sent, suppressed, deferred, failed…)."""
+    rows = await operations.message_log(held.engine, contact_id=contact_id, journey=journey)
+    return [MessageView.of(row) for row in rows]

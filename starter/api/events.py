@@ -1,0 +1,213 @@
+"""`POST /v1/events`: one behaviour event, or a batch of them.
+
+A single event is answered 202 (accepted), 200 (duplicate: this `event_id`
+was accepted before), 409 (the `event_id` was used for a different event) or
+422 (invalid, naming the field). A batch (`{"events": [...]}`) is judged per
+event, so one bad event loses none of the others: 202 when any was accepted,
+200 when all were duplicates, 422 when none could be taken. Whatever the
+answer says `accepted` is durable in Temporal; 503 (with `Retry-After`) means
+Temporal could not be reached and the request should be sent again.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Request, status
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import ValidationError
+
+from models.events import BehaviorEvent
+from models.settings import ApiKey
+from starter.api.dependencies import ServicesDep, require
+from starter.api.schemas import (
+    EventBatchIn,
+    EventIn,
+    EventResult,
+    EventsResponse,
+    Problem,
+    ValidationIssue,
+)
+from starter.intake import accept_events
+
+router = APIRouter(tags=["events"])
+
+_BODY_SCHEMA = {
+    "oneOf": [
+        {"$ref": "#/components/schemas/EventIn"},
+        {"$ref": "#/components/schemas/EventBatchIn"},
+    ]
+}
+SCHEMA_MODELS = (EventIn, EventBatchIn)
+"""Models the request body refers to; `create_app` adds them to the OpenAPI components."""
+
+
+class InvalidBody(Exception):
+    """The body is not JSON, or not an event or a batch of events."""
+
+
+def issues(error: ValidationError, *prefix: str | int) -> list[ValidationIssue]:
+    """A pydantic error as `ValidationIssue`s located under `prefix`."""
+    return [
+        ValidationIssue(loc=[*prefix, *issue["loc"]], msg=issue["msg"], type=issue["type"])
+        for issue in error.errors(include_url=False, include_context=False, include_input=False)
+    ]
+
+
+def to_behavior_event(item: Any, *, now: datetime, max_future: timedelta) -> BehaviorEvent:
+    """Validate one posted event and fill in what the gateway assigns (id, time).
+
+    Raises:
+        ValidationError: a field is missing or invalid, or `occurred_at` is
+            too far in the future.
+    """
+    posted = EventIn.model_validate(item)
+    occurred_at = posted.occurred_at or now
+    if occurred_at > now + max_future:
+        raise ValidationError.from_exception_data(
+            "EventIn",
+            [
+                {
+                    "type": "value_error",
+                    "loc": ("occurred_at",),
+                    "input": item,
+                    "ctx": {
+                        "error": ValueError(
+                            f"occurred_at {occurred_at.isoformat()} is in the future (more "
+                            f"than {max_future.total_seconds():.0f} s ahead of the gateway's "
+                            "clock)"
+                        )
+                    },
+                }
+            ],
+        )
+    return BehaviorEvent(
+        event_id=posted.event_id or f"evt_{uuid.uuid4().hex}",
+        contact_id=posted.contact_id,
+        type=posted.type,
+        occurred_at=occurred_at,
+        properties=posted.properties,
+    )
+
+
+def _decode(raw: bytes) -> tuple[list[Any], bool]:
+    """The posted items and whether they came as a batch."""
+    try:
+        body = json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise InvalidBody(f"request body is not valid JSON: {error}") from None
+    if not isinstance(body, dict):
+        raise InvalidBody('request body must be a JSON object: an event or {"events": [...]}')
+    if "events" not in body:
+        return [body], False
+    extra = sorted(set(body) - {"events"})
+    if extra:
+        raise InvalidBody(f"a batch holds only `events`; unexpected: {', '.join(extra)}")
+    if not isinstance(body["events"], list) or not body["events"]:
+        raise InvalidBody("`events` must be a non-empty list of events")
+    return body["events"], True
+
+
+@router.post(
+    "/v1/events",
+    status_code=status.HTTP_202_ACCEPTED,
+    summary="Send one behaviour event or a batch",
+    response_model=EventsResponse,
+    responses={
+        200: {"model": EventsResponse, "description": "Duplicates only: processed before."},
+        400: {"model": Problem, "description": "Not JSON, or neither an event nor a batch."},
+        409: {"model": Problem, "description": "The event_id belongs to a different event."},
+        422: {"model": EventsResponse, "description": "No event could be taken."},
+        503: {"model": Problem, "description": "Temporal unreachable: retry after Retry-After."},
+    },
+    openapi_extra={
+        "requestBody": {"required": True, "content": {"application/json": {"schema": _BODY_SCHEMA}}}
+    },
+)
+async def post_events(
+    request: Request,
+    held: ServicesDep,
+    _key: Annotated[ApiKey, Depends(require("events:write"))],
+) -> JSONResponse:
+    """Hand events to their contacts' workflows; see the module docstring for the answers."""
+    settings = held.settings
+    try:
+        items, is_batch = _decode(await request.body())
+    except InvalidBody as error:
+        return JSONResponse({"detail": str(error)}, status_code=status.HTTP_400_BAD_REQUEST)
+    if len(items) > settings.api_max_batch_events:
+        return JSONResponse(
+            {
+                "detail": f"a batch holds at most {settings.api_max_batch_events} events; "
+                f"got {len(items)}: split it"
+            },
+            status_code=status.HTTP_422_UNPROCESSABLE_CONTENT,
+        )
+    now = datetime.now(UTC)
+    max_future = timedelta(seconds=settings.event_max_future_seconds)
+    results: list[EventResult] = []
+    valid: list[tuple[int, BehaviorEvent]] = []
+    for index, item in enumerate(items):
+        prefix: tuple[str | int, ...] = ("body", "events", index) if is_batch else ("body",)
+        try:
+            event = to_behavior_event(item, now=now, max_future=max_future)
+        except ValidationError as error:
+            if not is_batch:
+                raise RequestValidationError(
+                    [issue.model_dump() for issue in issues(error, *prefix)]
+                ) from None
+            results.append(
+                EventResult(index=index, status="rejected", errors=issues(error, *prefix))
+            )
+            continue
+        valid.append((index, event))
+    intake = await accept_events(
+        held.temporal,
+        held.engine,
+        [event for _, event in valid],
+        task_queue=settings.task_queue,
+        day_seconds=settings.day_seconds,
+    )
+    for (index, event), outcome in zip(valid, intake, strict=True):
+        if outcome.status == "conflict":
+            if not is_batch:
+                return JSONResponse(
+                    {"detail": outcome.detail}, status_code=status.HTTP_409_CONFLICT
+                )
+            issue = ValidationIssue(
+                loc=["body", "events", index, "event_id"],
+                msg=outcome.detail or "event_id reused",
+                type="event_id_conflict",
+            )
+            results.append(
+                EventResult(index=index, event_id=event.event_id, status="rejected", errors=[issue])
+            )
+            continue
+        results.append(
+            EventResult(
+                index=index,
+                event_id=event.event_id,
+                status=outcome.status,
+                workflow_id=outcome.workflow_id,
+            )
+        )
+    results.sort(key=lambda result: result.index)
+    counts = {kind: sum(r.status == kind for r in results) for kind in ("accepted", "duplicate")}
+    answer = EventsResponse(
+        accepted=counts["accepted"],
+        duplicate=counts["duplicate"],
+        rejected=len(results) - counts["accepted"] - counts["duplicate"],
+        results=results,
+    )
+    if answer.accepted:
+        code = status.HTTP_202_ACCEPTED
+    elif answer.rejected:
+        code = status.HTTP_422_UNPROCESSABLE_CONTENT
+    else:
+        code = status.HTTP_200_OK
+    return JSONResponse(jsonable_encoder(answer), status_code=code)

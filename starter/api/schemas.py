@@ -1,0 +1,229 @@
+"""What the HTTP gateway reads and answers (its OpenAPI schema is built from these)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
+
+from models.events import ContactId
+from models.tables import Contact, MessageLog
+
+EventType = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,63}$")]
+
+
+class EventIn(BaseModel):
+    """A behaviour event as a service posts it.
+
+    Attributes:
+        event_id: Idempotency key: a retry with the same id is processed once.
+            Assigned by the gateway (and returned) when omitted.
+        contact_id: Your system's id of the contact (the contact workflow is
+            created on its first event).
+        type: snake_case event type, e.g. `pricing_page_viewed`.
+        occurred_at: When it happened, with a time zone; now when omitted.
+            More than a few minutes in the future is refused.
+        properties: Details (page URL, plan, UTM parameters…).
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    event_id: Annotated[str, StringConstraints(min_length=1, max_length=128)] | None = None
+    contact_id: ContactId
+    type: EventType
+    occurred_at: AwareDatetime | None = None
+    properties: dict[str, Any] = Field(default_factory=dict)
+
+
+class EventBatchIn(BaseModel):
+    """Several events in one request; each is accepted or rejected on its own."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    events: list[EventIn] = Field(min_length=1, max_length=500)
+
+
+class ValidationIssue(BaseModel):
+    """One problem with a request, as FastAPI reports it.
+
+    Attributes:
+        loc: Where: `["body", "events", 2, "occurred_at"]`.
+        msg: What is wrong.
+        type: Machine-readable kind, e.g. `missing`.
+    """
+
+    loc: list[str | int]
+    msg: str
+    type: str
+
+
+EventStatus = Literal["accepted", "duplicate", "rejected"]
+
+
+class EventResult(BaseModel):
+    """What became of one posted event.
+
+    Attributes:
+        index: Its position in the request (0 for a single event).
+        event_id: Its idempotency key (the assigned one if it had none).
+        status: `accepted` (durable: Temporal has it), `duplicate` (this
+            `event_id` was accepted before; processed once) or `rejected`.
+        workflow_id: The contact workflow that has it.
+        errors: Why it was rejected.
+    """
+
+    index: int
+    event_id: str | None = None
+    status: EventStatus
+    workflow_id: str | None = None
+    errors: list[ValidationIssue] = Field(default_factory=list)
+
+
+class EventsResponse(BaseModel):
+    """The answer to `POST /v1/events`: counts and one result per event."""
+
+    accepted: int
+    duplicate: int
+    rejected: int
+    results: list[EventResult]
+
+
+class ConsentView(BaseModel):
+    """Consent on one channel: granted or withdrawn, where and when (None: never asked)."""
+
+    granted: bool | None
+    source: str | None
+    at: datetime | None
+
+
+class ContactView(BaseModel):
+    """A contact as the CRM of record holds it."""
+
+    id: str
+    email: str | None
+    phone: str | None
+    first_name: str | None
+    company: str | None
+    timezone: str
+    email_consent: ConsentView
+    sms_consent: ConsentView
+    tags: list[str]
+    attributes: dict[str, str]
+    lead_score: int
+    lifecycle_stage: str | None
+    score_breakdown: dict[str, int]
+    owner_id: str | None
+    created_at: datetime
+    updated_at: datetime
+
+    @classmethod
+    def of(cls, contact: Contact) -> ContactView:
+        """The view of a contact row."""
+        return cls(
+            **contact.model_dump(
+                include={
+                    "id",
+                    "email",
+                    "phone",
+                    "first_name",
+                    "company",
+                    "timezone",
+                    "tags",
+                    "attributes",
+                    "lead_score",
+                    "lifecycle_stage",
+                    "score_breakdown",
+                    "owner_id",
+                    "created_at",
+                    "updated_at",
+                }
+            ),  # fmt: skip
+            email_consent=ConsentView(
+                granted=contact.email_consent,
+                source=contact.email_consent_source,
+                at=contact.email_consent_at,
+            ),
+            sms_consent=ConsentView(
+                granted=contact.sms_consent,
+                source=contact.sms_consent_source,
+                at=contact.sms_consent_at,
+            ),
+        )
+
+
+class EnrolmentIn(BaseModel):
+    """Options of `POST /v1/contacts/{id}/journeys/{journey}` (all optional).
+
+    Attributes:
+        day_seconds: Accelerated journey clock (seconds per day), for staging.
+        renewal_date: renewal-countdown: when the subscription renews.
+        subscription_id: renewal-countdown: which subscription.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    day_seconds: int | None = Field(default=None, ge=1, le=86_400)
+    renewal_date: AwareDatetime | None = None
+    subscription_id: Annotated[str, StringConstraints(min_length=1, max_length=64)] | None = None
+
+
+class EnrolmentView(BaseModel):
+    """A journey started for a contact."""
+
+    workflow_id: str
+    journey: str
+    contact_id: str
+
+
+class JourneyActionIn(BaseModel):
+    """Why an operator or a service steers a journey (recorded as the exit reason)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    reason: Annotated[str, StringConstraints(min_length=1, max_length=200)] = "api"
+
+
+class JourneyActionView(BaseModel):
+    """The workflows an exit / pause / resume was sent to."""
+
+    action: str
+    workflow_ids: list[str]
+
+
+class ErasureView(BaseModel):
+    """`erased` once done; `in_progress` when it goes on after the answer (it is durable)."""
+
+    contact_id: str
+    status: Literal["erased", "in_progress"]
+
+
+class MessageView(BaseModel):
+    """One row of the message log."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    idempotency_key: str
+    journey: str
+    step: str
+    channel: str
+    category: str
+    template: str
+    subject: str | None
+    status: str
+    status_reason: str | None
+    provider: str | None
+    provider_message_id: str | None
+    created_at: datetime
+    updated_at: datetime
+
+    @classmethod
+    def of(cls, row: MessageLog) -> MessageView:
+        """The view of a message-log row."""
+        return cls.model_validate(row)
+
+
+class Problem(BaseModel):
+    """An error answer: what is wrong and, where it helps, what to do."""
+
+    detail: str

@@ -1,0 +1,206 @@
+"""Taking in behaviour events: durable once acknowledged, each event id once per contact.
+
+The gateway, the CLI, the unsubscribe link and the provider webhooks all hand
+events to `accept_events`:
+
+1. An event whose id the contact already has a receipt for is a `duplicate`
+   (a client retry); one reusing the id for a different type or properties is
+   a `conflict` and is not processed.
+2. The new events are grouped per contact, in order. A suppressing event
+   (`unsubscribed`, hard `email_bounced`) suppresses the contact's addresses
+   first, so no message goes out once the event is accepted.
+3. Each group goes to `contact-{id}` in one signal-with-start. Only after
+   Temporal accepted it is a receipt written and the event `accepted`: from
+   then on it is durable. If Temporal cannot be reached, `TemporalUnavailable`
+   is raised after every group was tried; the groups that got through have
+   receipts, so a retry of the whole request processes nothing twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlmodel import col, select
+from temporalio.client import Client
+
+from models.contact_workflow import EventBatch
+from models.db import session_factory
+from models.events import BehaviorEvent, suppression_reason
+from models.tables import EventReceipt, utc_now
+from starter.operations import signal_contact, suppress_contact
+from starter.temporal import TemporalUnavailable, unavailable_as_error
+
+SIGNALS_IN_FLIGHT = 32
+"""Contacts signalled concurrently for one batch."""
+
+IntakeStatus = Literal["accepted", "duplicate", "conflict"]
+
+
+@dataclass(frozen=True)
+class IntakeResult:
+    """What became of one event.
+
+    Attributes:
+        status: `accepted` (durable in Temporal), `duplicate` (this id was
+            accepted before) or `conflict` (the id was used for another event).
+        workflow_id: The contact workflow that has (or had) it.
+        detail: Why, for a conflict.
+    """
+
+    status: IntakeStatus
+    workflow_id: str
+    detail: str | None = None
+
+
+def event_digest(event: BehaviorEvent) -> str:
+    """Fingerprint of what an event says (type and properties), to recognise a retry.
+
+    `occurred_at` is left out: a client that lets the gateway stamp the time
+    sends a retry with a later one.
+    """
+    canonical = json.dumps(
+        {"type": event.type, "properties": event.properties},
+        sort_keys=True,
+        separators=(",", ":"),
+        default=str,
+    )
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+async def accept_events(
+    client: Client,
+    engine: AsyncEngine,
+    events: Sequence[BehaviorEvent],
+    *,
+    task_queue: str,
+    day_seconds: int,
+) -> list[IntakeResult]:
+    """Hand events to their contact workflows (see the module docstring).
+
+    Returns:
+        One result per event, in order.
+
+    Raises:
+        TemporalUnavailable: some events could not be handed over; none of
+            those is acknowledged.
+    """
+    known = await _receipts(engine, events)
+    results: list[IntakeResult | None] = [None] * len(events)
+    groups: dict[str, list[tuple[int, BehaviorEvent]]] = {}
+    for index, event in enumerate(events):
+        key = (event.contact_id, event.event_id)
+        digest = event_digest(event)
+        workflow_id = f"contact-{event.contact_id}"
+        if key in known:
+            results[index] = (
+                IntakeResult("duplicate", workflow_id)
+                if known[key] == digest
+                else IntakeResult(
+                    "conflict",
+                    workflow_id,
+                    f"event_id {event.event_id!r} was already used for a different event "
+                    "of this contact; use a new id for a new event",
+                )
+            )
+            continue
+        known[key] = digest
+        groups.setdefault(event.contact_id, []).append((index, event))
+
+    limit = asyncio.Semaphore(SIGNALS_IN_FLIGHT)
+
+    async def hand_over(group: list[tuple[int, BehaviorEvent]]) -> None:
+        async with limit:
+            workflow_id = await _signal_group(
+                client,
+                engine,
+                [event for _, event in group],
+                task_queue=task_queue,
+                day_seconds=day_seconds,
+            )
+        for index, _ in group:
+            results[index] = IntakeResult("accepted", workflow_id)
+
+    outcomes = await asyncio.gather(
+        *(hand_over(group) for group in groups.values()), return_exceptions=True
+    )
+    failures = [outcome for outcome in outcomes if isinstance(outcome, BaseException)]
+    for failure in failures:
+        if not isinstance(failure, TemporalUnavailable):
+            raise failure
+    if failures:
+        raise failures[0]
+    return [result for result in results if result is not None]
+
+
+async def _signal_group(
+    client: Client,
+    engine: AsyncEngine,
+    events: list[BehaviorEvent],
+    *,
+    task_queue: str,
+    day_seconds: int,
+) -> str:
+    contact_id = events[0].contact_id
+    for reason in {suppression_reason(event) for event in events} - {None}:
+        assert reason is not None
+        await suppress_contact(engine, contact_id, reason)
+    with unavailable_as_error():
+        if len(events) == 1:
+            handle = await signal_contact(
+                client, contact_id, "event", events[0], task_queue=task_queue,
+                day_seconds=day_seconds,
+            )  # fmt: skip
+        else:
+            handle = await signal_contact(
+                client, contact_id, "events", EventBatch(events=events), task_queue=task_queue,
+                day_seconds=day_seconds,
+            )  # fmt: skip
+    await _write_receipts(engine, events)
+    return handle.id
+
+
+async def _receipts(
+    engine: AsyncEngine, events: Sequence[BehaviorEvent]
+) -> dict[tuple[str, str], str]:
+    """Digests of the receipts the events' contacts hold for these event ids."""
+    if not events:
+        return {}
+    statement = select(EventReceipt).where(
+        col(EventReceipt.contact_id).in_({event.contact_id for event in events}),
+        col(EventReceipt.event_id).in_({event.event_id for event in events}),
+    )
+    async with session_factory(engine)() as session:
+        return {
+            (receipt.contact_id, receipt.event_id): receipt.digest
+            for receipt in (await session.exec(statement)).all()
+        }
+
+
+async def _write_receipts(engine: AsyncEngine, events: list[BehaviorEvent]) -> None:
+    """Insert receipts; one a concurrent request wrote first is left as it is."""
+    accepted_at = utc_now()
+    rows = [
+        {
+            "contact_id": event.contact_id,
+            "event_id": event.event_id,
+            "digest": event_digest(event),
+            "accepted_at": accepted_at,
+        }
+        for event in events
+    ]
+    dialect = postgresql if engine.dialect.name == "postgresql" else sqlite
+    statement = (
+        dialect.insert(EventReceipt)
+        .values(rows)
+        .on_conflict_do_nothing(index_elements=["contact_id", "event_id"])
+    )
+    async with session_factory(engine)() as session:
+        await session.exec(statement)
+        await session.commit()
