@@ -1,6 +1,8 @@
 # syntax=docker/dockerfile:1
 # Image of the `journeys` CLI: `docker run IMAGE` runs the Temporal worker,
-# `docker run IMAGE migrate` (or any other subcommand) that command.
+# `docker run IMAGE api` the HTTP gateway (with API_HOST=0.0.0.0 to reach it
+# from outside the container), `docker run IMAGE migrate` (or any other
+# subcommand) that command.
 
 # Builder and runtime must use the same Python: the venv's interpreter is a
 # symlink to the base image's /usr/local/bin/python3.11.
@@ -48,6 +50,8 @@ ENV PATH="/app/.venv/bin:$PATH" \
     PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1
 WORKDIR /app
+# The HTTP gateway's port (API_PORT), when the container runs `journeys api`.
+EXPOSE 8000
 # Numeric so that Kubernetes' runAsNonRoot can verify it.
 USER 10001:10001
 ENTRYPOINT ["journeys"]

@@ -38,7 +38,9 @@ def _known_timezone(value: str) -> str:
     return value
 
 
-EmailAddress = Annotated[str, StringConstraints(max_length=320), AfterValidator(_normalise_email)]
+EmailAddress = Annotated[
+    str, StringConstraints(strip_whitespace=True, max_length=320), AfterValidator(_normalise_email)
+]
 TimeZoneName = Annotated[str, AfterValidator(_known_timezone)]
 AttributeName = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,63}$")]
 AttributeValue = Annotated[str, StringConstraints(strip_whitespace=True, max_length=200)]

@@ -147,7 +147,7 @@ class Settings(BaseSettings):
     api_erasure_wait_seconds: float = Field(default=10.0, ge=0)
     event_max_future_seconds: float = Field(default=300.0, ge=0)
     temporal_retry_after_seconds: int = Field(default=5, ge=1)
-    email_webhook_secret: SecretStr | None = None
+    email_webhook_secret: SecretStr | None = Field(default=None, min_length=16)
 
     def messaging_policy(self) -> MessagingPolicy:
         """The quiet hours and frequency caps the send activity applies."""

@@ -13,6 +13,7 @@ import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from email import policy
 from email.message import EmailMessage
 from email.utils import format_datetime, formataddr
 from typing import Protocol
@@ -57,9 +58,14 @@ class OutgoingEmail:
         return f"<{_key_digest(self.idempotency_key)}@{domain}>"
 
 
+MIME_POLICY = policy.default.clone(max_line_length=998)
+"""Lines up to RFC 5322's hard limit: a long `List-Unsubscribe` URL stays one plain
+`<…>` token (folding it at 78 would turn it into encoded words mail clients do not read)."""
+
+
 def build_mime(email: OutgoingEmail) -> EmailMessage:
     """Build the RFC 5322 message: text and HTML alternatives plus headers."""
-    message = EmailMessage()
+    message = EmailMessage(policy=MIME_POLICY)
     message["Message-ID"] = email.message_id
     message["Date"] = format_datetime(email.created_at)
     message["From"] = formataddr((email.from_name, email.from_address))

@@ -31,7 +31,6 @@ from fastapi.responses import JSONResponse
 from pydantic.json_schema import models_json_schema
 from sqlalchemy import text
 from sqlalchemy.exc import OperationalError
-from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from temporalio.api.workflowservice.v1 import GetSystemInfoRequest
 from temporalio.client import Client
@@ -216,7 +215,7 @@ class BodySizeLimit:
         if declared is not None and (not declared.isdigit() or int(declared) > self.max_bytes):
             response = JSONResponse(
                 {"detail": f"request body is larger than {self.max_bytes} bytes"},
-                status_code=status.HTTP_413_REQUEST_ENTITY_TOO_LARGE,
+                status_code=status.HTTP_413_CONTENT_TOO_LARGE,
             )
             await response(scope, receive, send)
             return
@@ -228,7 +227,7 @@ class BodySizeLimit:
             received += len(message.get("body", b""))
             if received > self.max_bytes:
                 raise HTTPException(
-                    status.HTTP_413_REQUEST_ENTITY_TOO_LARGE,
+                    status.HTTP_413_CONTENT_TOO_LARGE,
                     f"request body is larger than {self.max_bytes} bytes",
                 )
             return message
@@ -271,9 +270,4 @@ class AccessLog:
 
 def _route_template(scope: Scope) -> str:
     """`/u/{token}` rather than the path itself, which may hold a token or an id."""
-    app = scope.get("app")
-    for route in getattr(getattr(app, "router", None), "routes", []):
-        match, _ = route.matches(scope)
-        if match == Match.FULL:
-            return str(route.path)
-    return "unmatched"
+    return str(getattr(scope.get("route"), "path", "unmatched"))
