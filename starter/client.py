@@ -64,6 +64,7 @@ __all__ = [
     "NotFoundError",
     "UnavailableError",
     "ValidationFailed",
+    "retry_delay",
 ]
 
 log = structlog.stdlib.get_logger("journeys.client")
@@ -264,7 +265,7 @@ def retry_delay(
         is 0), else `INITIAL_BACKOFF * 2**attempt`; at most `max_delay`.
     """
     asked = _parse_retry_after(retry_after, now or datetime.now(UTC))
-    delay = asked if asked is not None else INITIAL_BACKOFF * 2**attempt
+    delay = asked if asked is not None else INITIAL_BACKOFF * 2 ** min(attempt, 32)
     return max(0.0, min(delay, max_delay))
 
 

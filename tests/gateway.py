@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, nullcontext
 from dataclasses import dataclass
@@ -9,10 +11,13 @@ from dataclasses import dataclass
 import httpx
 from pydantic import SecretStr
 from temporalio.client import Client
+from temporalio.contrib.pydantic import pydantic_data_converter
 
+from models.search_attributes import ALL_SEARCH_ATTRIBUTES
 from models.settings import ApiKey, Settings
 from starter.api import running_api
 from starter.temporal import SERVICE_RETRY, connect
+from starter.toolchain import start_dev_server
 from worker import running_worker
 
 FULL_KEY = "tests-full-access-key-0123456789"
@@ -62,3 +67,54 @@ async def serving_gateway(
         ) as http,
     ):
         yield Gateway(url=url, http=http, settings=settings)
+
+
+class GatewayThread:
+    """A Temporal dev server, the worker and the gateway in their own thread and event loop.
+
+    For synchronous test drivers (schemathesis) that block the test's thread
+    while they make requests. `with GatewayThread(settings) as url: …`
+    """
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._url: str | None = None
+        self._failure: BaseException | None = None
+        self._ready = threading.Event()
+        self._stop: asyncio.Event | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread = threading.Thread(target=self._run, name="gateway", daemon=True)
+
+    def __enter__(self) -> str:
+        self._thread.start()
+        if not self._ready.wait(120):
+            raise TimeoutError("the gateway thread did not start within 120 s")
+        if self._failure is not None or self._url is None:
+            raise RuntimeError("the gateway thread failed to start") from self._failure
+        return self._url
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self._loop is not None and self._stop is not None:
+            self._loop.call_soon_threadsafe(self._stop.set)
+        self._thread.join(60)
+
+    def _run(self) -> None:
+        try:
+            asyncio.run(self._serve())
+        except BaseException as error:  # reported to the test's thread
+            self._failure = error
+            self._ready.set()
+
+    async def _serve(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._stop = asyncio.Event()
+        env = await start_dev_server(
+            search_attributes=ALL_SEARCH_ATTRIBUTES, data_converter=pydantic_data_converter
+        )
+        try:
+            async with serving_gateway(env.client, self._settings) as gateway:
+                self._url = gateway.url
+                self._ready.set()
+                await self._stop.wait()
+        finally:
+            await env.shutdown()

@@ -196,7 +196,9 @@ async def test_gateway_errors_are_raised_typed_with_the_detail(
 ) -> None:
     contact_id = new_contact_id()
     async with (
-        serving_gateway(dev_env.client, gateway_settings(settings), worker=False) as gateway,
+        serving_gateway(
+            dev_env.client, gateway_settings(settings, api_max_batch_events=2), worker=False
+        ) as gateway,
         AsyncJourneysClient(gateway.url, FULL_KEY) as client,
         AsyncJourneysClient(gateway.url, READ_ONLY_KEY) as reader,
         AsyncJourneysClient(gateway.url, "not-a-key-of-this-gateway") as stranger,
@@ -227,6 +229,9 @@ async def test_gateway_errors_are_raised_typed_with_the_detail(
             ["body", "events", 0, "occurred_at"],
             ["body", "events", 1, "occurred_at"],
         ]
+        with pytest.raises(ValidationFailed, match="at most 2 events; got 3") as too_many:
+            await client.send_events([too_early] * 3)  # about the whole batch: raised
+        assert too_many.value.status_code == 422
 
 
 async def test_a_batch_is_judged_per_event_and_erasure_forgets_the_contact(

@@ -122,7 +122,11 @@ def _decode(raw: bytes) -> tuple[list[Any], bool]:
         200: {"model": EventsResponse, "description": "Duplicates only: processed before."},
         400: {"model": Problem, "description": "Not JSON, or neither an event nor a batch."},
         409: {"model": Problem, "description": "The event_id belongs to a different event."},
-        422: {"model": EventsResponse, "description": "No event could be taken."},
+        422: {
+            "model": EventsResponse | Problem,
+            "description": "An invalid event (`detail` names the fields), or a batch none "
+            "of whose events could be taken (per-event `results`).",
+        },
         503: {"model": Problem, "description": "Temporal unreachable: retry after Retry-After."},
     },
     openapi_extra={

@@ -224,6 +224,7 @@ class MessageView(BaseModel):
 
 
 class Problem(BaseModel):
-    """An error answer: what is wrong and, where it helps, what to do."""
+    """An error answer: what is wrong and, where it helps, what to do (for invalid
+    fields, one issue per field)."""
 
-    detail: str
+    detail: str | list[ValidationIssue]
