@@ -12,7 +12,7 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Connection, event
+from sqlalchemy import Connection, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -80,6 +80,10 @@ def alembic_config() -> Config:
     return config
 
 
+_MIGRATION_LOCK = 0x6A6F75726E657973  # "journeys"
+"""PostgreSQL advisory lock held while migrating (the worker and the gateway start together)."""
+
+
 def _upgrade(connection: Connection, revision: str) -> None:
     config = alembic_config()
     config.attributes["connection"] = connection
@@ -94,4 +98,8 @@ async def migrate(engine: AsyncEngine, revision: str = "head") -> None:
         revision: Target revision; `head` is the newest.
     """
     async with engine.begin() as connection:
+        if engine.dialect.name == "postgresql":  # processes starting together take turns
+            await connection.execute(
+                text("SELECT pg_advisory_xact_lock(:key)"), {"key": _MIGRATION_LOCK}
+            )
         await connection.run_sync(_upgrade, revision)

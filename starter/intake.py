@@ -162,7 +162,7 @@ async def _signal_group(
                 client, contact_id, "events", EventBatch(events=events), task_queue=task_queue,
                 day_seconds=day_seconds,
             )  # fmt: skip
-    await _write_receipts(engine, events)
+    await record_receipts(engine, events)
     return handle.id
 
 
@@ -183,8 +183,9 @@ async def _receipts(
         }
 
 
-async def _write_receipts(engine: AsyncEngine, events: list[BehaviorEvent]) -> None:
-    """Insert receipts; one a concurrent request wrote first is left as it is."""
+async def record_receipts(engine: AsyncEngine, events: list[BehaviorEvent]) -> None:
+    """Record that Temporal has these events; a receipt a concurrent request wrote first
+    is left as it is."""
     accepted_at = utc_now()
     rows = [
         {

@@ -6,6 +6,7 @@ server binaries are installed.
 
 from __future__ import annotations
 
+import asyncio
 import glob
 import os
 import pwd
@@ -27,16 +28,19 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import Connection
 from sqlalchemy.exc import IntegrityError, StatementError
 from sqlalchemy.ext.asyncio import AsyncEngine
-from sqlmodel import SQLModel
+from sqlmodel import SQLModel, select
 
 from models.db import alembic_config, async_database_url, create_engine, migrate, session_factory
-from models.tables import Contact, MessageLog
+from models.events import BehaviorEvent
+from models.tables import Contact, EventReceipt, MessageLog
+from starter.intake import record_receipts
 from tests.factories import add_contact
 
 APP_TABLES = {
     "contacts",
     "crm_tasks",
     "events",
+    "event_receipts",
     "message_log",
     "notifications",
     "rep_assignments",
@@ -309,10 +313,10 @@ def postgres_url() -> Iterator[str]:
 
 @pytest.mark.skipif(_postgres_unavailable() is not None, reason=str(_postgres_unavailable()))
 async def test_postgresql_migrate_and_round_trip(postgres_url: str) -> None:
-    engine = create_engine(postgres_url)
+    engine, other_process = create_engine(postgres_url), create_engine(postgres_url)
     try:
         assert engine.url.drivername == "postgresql+asyncpg"
-        await migrate(engine)
+        await asyncio.gather(migrate(engine), migrate(other_process))  # worker and gateway
         await migrate(engine)  # idempotent here too
         async with engine.connect() as connection:
             assert await connection.run_sync(_current_revisions) == (_head_revision(),)
@@ -347,5 +351,14 @@ async def test_postgresql_migrate_and_round_trip(postgres_url: str) -> None:
             session.add(_log_row("welcome-series-ada/day0"))
             with pytest.raises(IntegrityError):
                 await session.commit()
+
+        receipt = BehaviorEvent(
+            event_id="e1", contact_id="ada", type="subscribed", occurred_at=consent_at
+        )
+        await record_receipts(engine, [receipt])
+        await record_receipts(engine, [receipt])  # a concurrent request's: left as it is
+        async with session_factory(engine)() as session:
+            assert len((await session.exec(select(EventReceipt))).all()) == 1
     finally:
         await engine.dispose()
+        await other_process.dispose()
