@@ -67,7 +67,7 @@ def verify_unsubscribe_token(token: str, *, secret: str, now: datetime) -> Unsub
     payload, _, signature = token.partition(".")
     if not payload or not signature:
         raise InvalidToken("malformed unsubscribe token")
-    if not hmac.compare_digest(signature, _signature(payload, secret)):
+    if not hmac.compare_digest(signature.encode(), _signature(payload, secret).encode()):
         raise InvalidToken("unsubscribe token signature does not match")
     try:
         fields = json.loads(_decode(payload))

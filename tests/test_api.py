@@ -9,7 +9,7 @@ import uuid
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
 from email import message_from_bytes
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 import pytest
@@ -40,37 +40,36 @@ def new_id(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:8]}"
 
 
-async def contact_state(
-    client: Client, contact_id: str, condition: Callable[[ContactState], bool]
-) -> ContactState:
-    """The contact workflow's state once `condition` holds."""
-    handle = client.get_workflow_handle(f"contact-{contact_id}")
-    state: ContactState | None = None
-    for _ in range(150):
-        try:
-            state = await handle.query("state", result_type=ContactState)
-        except RPCError:
-            state = None
-        if state is not None and condition(state):
-            return state
-        await asyncio.sleep(0.1)
-    raise AssertionError(f"contact-{contact_id} never reached the condition: {state}")
+State = TypeVar("State", ContactState, JourneyState)
 
 
-async def journey_state(
-    client: Client, workflow_id: str, condition: Callable[[JourneyState], bool]
-) -> JourneyState:
+async def queried_state(
+    client: Client, workflow_id: str, model: type[State], condition: Callable[[State], bool]
+) -> State:
+    """The workflow's `state` once `condition` holds (polled for up to 20 s)."""
     handle = client.get_workflow_handle(workflow_id)
-    state: JourneyState | None = None
+    state: State | None = None
     for _ in range(200):
         try:
-            state = await handle.query("state", result_type=JourneyState)
+            state = await handle.query("state", result_type=model)
         except RPCError:
             state = None
         if state is not None and condition(state):
             return state
         await asyncio.sleep(0.1)
     raise AssertionError(f"{workflow_id} never reached the condition: {state}")
+
+
+async def contact_state(
+    client: Client, contact_id: str, condition: Callable[[ContactState], bool]
+) -> ContactState:
+    return await queried_state(client, f"contact-{contact_id}", ContactState, condition)
+
+
+async def journey_state(
+    client: Client, workflow_id: str, condition: Callable[[JourneyState], bool]
+) -> JourneyState:
+    return await queried_state(client, workflow_id, JourneyState, condition)
 
 
 async def put_contact(gateway: Gateway, contact_id: str, **fields: Any) -> httpx.Response:
@@ -440,10 +439,11 @@ async def test_signed_email_webhook_becomes_behaviour_events(
     }  # fmt: skip
     body = json.dumps(payload).encode()
 
-    async def post(signature: str | None, content: bytes = body) -> httpx.Response:
-        headers = {"Content-Type": "application/json"}
+    async def post(signature: str | bytes | None, content: bytes = body) -> httpx.Response:
+        headers = {b"Content-Type": b"application/json"}
         if signature is not None:
-            headers[SIGNATURE_HEADER] = signature
+            raw = signature if isinstance(signature, bytes) else signature.encode()
+            headers[SIGNATURE_HEADER.encode()] = raw
         async with httpx.AsyncClient(base_url=gateway.url) as provider:
             return await provider.post("/webhooks/email", content=content, headers=headers)
 
@@ -451,6 +451,7 @@ async def test_signed_email_webhook_becomes_behaviour_events(
     assert (await post(None)).status_code == 401
     wrong = await post(sign_webhook(body, "not-the-secret", timestamp=stamp))
     assert (wrong.status_code, wrong.json()["detail"]) == (401, "webhook signature does not match")
+    assert (await post(f"t={stamp},v1=\u00e9".encode("latin-1"))).status_code == 401
     stale = await post(sign_webhook(body, WEBHOOK_SECRET, timestamp=stamp - 3600))
     assert stale.json()["detail"] == "webhook signature has expired"
     tampered = await post(

@@ -104,7 +104,7 @@ def _verify_signature(header: str | None, body: bytes, secret: str, *, now: floa
     if abs(now - timestamp) > SIGNATURE_TOLERANCE:
         raise HTTPException(status.HTTP_401_UNAUTHORIZED, "webhook signature has expired")
     expected = sign_webhook(body, secret, timestamp=timestamp).partition(",v1=")[2]
-    if not hmac.compare_digest(expected, parts.get("v1", "")):
+    if not hmac.compare_digest(expected.encode(), parts.get("v1", "").encode()):
         raise HTTPException(status.HTTP_401_UNAUTHORIZED, "webhook signature does not match")
 
 
