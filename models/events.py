@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
@@ -50,6 +51,34 @@ def _as_utc(value: datetime) -> datetime:
     return value.astimezone(UTC)
 
 
+MAX_PROPERTIES_DEPTH = 16
+MAX_PROPERTIES_BYTES = 32_768
+
+
+def _bounded(properties: dict[str, Any]) -> dict[str, Any]:
+    """Refuse properties nested deeper than 16 levels or larger than 32 KiB as JSON."""
+    level: list[Any] = [properties]
+    for depth in range(1, MAX_PROPERTIES_DEPTH + 2):
+        level = [
+            child
+            for value in level
+            for child in (value.values() if isinstance(value, dict) else value)
+            if isinstance(child, dict | list)
+        ]
+        if not level:
+            break
+        if depth > MAX_PROPERTIES_DEPTH:
+            raise ValueError(f"properties nest deeper than {MAX_PROPERTIES_DEPTH} levels")
+    size = len(json.dumps(properties, default=str).encode())
+    if size > MAX_PROPERTIES_BYTES:
+        raise ValueError(f"properties take {size} bytes as JSON; at most {MAX_PROPERTIES_BYTES}")
+    return properties
+
+
+EventProperties = Annotated[dict[str, Any], AfterValidator(_bounded)]
+"""Free-form event details, bounded: at most 16 levels deep and 32 KiB as JSON."""
+
+
 class BehaviorEvent(BaseModel):
     """One thing a contact did, as reported by a backend service.
 
@@ -63,11 +92,11 @@ class BehaviorEvent(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    event_id: Annotated[str, StringConstraints(min_length=1, max_length=128)]
+    event_id: Annotated[str, StringConstraints(pattern=r"^[^\x00-\x1f\x7f]{1,128}$")]
     contact_id: ContactId
     type: Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,63}$")]
     occurred_at: Annotated[AwareDatetime, AfterValidator(_as_utc)]
-    properties: dict[str, Any] = Field(default_factory=dict)
+    properties: EventProperties = Field(default_factory=dict)
 
 
 SUPPRESSING_EVENTS = {"unsubscribed": "unsubscribed", "email_bounced": "hard_bounce"}

@@ -174,6 +174,13 @@ async def test_batch_reports_each_event_and_loses_none_of_the_good_ones(
          "occurred_at"),
         (b'{"contact_id": "x"}', 422, "type"),
         (b'{"contact_id": "x", "type": "subscribed", "properties": []}', 422, "properties"),
+        (b'{"contact_id": "x", "type": "x", "event_id": "a\\u0000b"}', 422, "event_id"),
+        (b'{"contact_id": "x", "type": "x", "properties": {"a": ' + b"[" * 20 + b"]" * 20
+         + b"}}", 422, "deeper than 16 levels"),
+        (b'{"contact_id": "x", "type": "x", "properties": {"a": ' + b"[" * 90_000
+         + b"]" * 90_000 + b"}}", 400, "nests too deeply"),
+        (b'{"contact_id": "x", "type": "x", "properties": {"a": "' + b"x" * 40_000 + b'"}}',
+         422, "at most 32768"),
     ],
 )  # fmt: skip
 async def test_malformed_events_get_the_right_status_and_name_the_problem(

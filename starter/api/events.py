@@ -101,6 +101,8 @@ def _decode(raw: bytes) -> tuple[list[Any], bool]:
         body = json.loads(raw)
     except (UnicodeDecodeError, json.JSONDecodeError) as error:
         raise InvalidBody(f"request body is not valid JSON: {error}") from None
+    except RecursionError:
+        raise InvalidBody("request body nests too deeply") from None
     if not isinstance(body, dict):
         raise InvalidBody('request body must be a JSON object: an event or {"events": [...]}')
     if "events" not in body:

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
 
-from models.events import ContactId
+from models.events import ContactId, EventProperties
 from models.tables import Contact, MessageLog
 
 EventType = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,63}$")]
@@ -17,23 +17,25 @@ class EventIn(BaseModel):
     """A behaviour event as a service posts it.
 
     Attributes:
-        event_id: Idempotency key: a retry with the same id is processed once.
-            Assigned by the gateway (and returned) when omitted.
+        event_id: Idempotency key (1–128 characters, no control characters):
+            a retry with the same id is processed once. Assigned by the
+            gateway (and returned) when omitted.
         contact_id: Your system's id of the contact (the contact workflow is
             created on its first event).
         type: snake_case event type, e.g. `pricing_page_viewed`.
         occurred_at: When it happened, with a time zone; now when omitted.
             More than a few minutes in the future is refused.
-        properties: Details (page URL, plan, UTM parameters…).
+        properties: Details (page URL, plan, UTM parameters…); at most 16
+            levels deep and 32 KiB as JSON.
     """
 
     model_config = ConfigDict(extra="forbid")
 
-    event_id: Annotated[str, StringConstraints(min_length=1, max_length=128)] | None = None
+    event_id: Annotated[str, StringConstraints(pattern=r"^[^\x00-\x1f\x7f]{1,128}$")] | None = None
     contact_id: ContactId
     type: EventType
     occurred_at: AwareDatetime | None = None
-    properties: dict[str, Any] = Field(default_factory=dict)
+    properties: EventProperties = Field(default_factory=dict)
 
 
 class EventBatchIn(BaseModel):
