@@ -22,6 +22,7 @@ from temporalio.worker import Worker
 
 from activities.contacts import ContactActivities
 from activities.crm import CrmActivities
+from activities.journeys import JourneyLogActivities
 from activities.messaging import MessagingActivities
 from activities.providers import (
     EmailProvider,
@@ -102,6 +103,7 @@ def build_worker(
         unsubscribe_secret=settings.unsubscribe_secret.get_secret_value(),
     )
     crm = CrmActivities(engine=engine)
+    journey_log = JourneyLogActivities(engine=engine)
     contacts = ContactActivities(
         engine=engine,
         scoring=ScoringModel.load(settings.scoring_file),
@@ -121,6 +123,7 @@ def build_worker(
             messaging.cancel_messages,
             crm.create_crm_task,
             crm.mark_churn_risk,
+            journey_log.record_journey_run,
             contacts.ingest_events,
             contacts.scoring_model,
             contacts.update_lead_score,

@@ -34,6 +34,7 @@ from models.tables import (
     ContactEvent,
     CrmTask,
     EventReceipt,
+    JourneyRun,
     MessageLog,
     Notification,
     SlaBreach,
@@ -202,6 +203,7 @@ class ContactActivities:
                 for table in (
                     ContactEvent,
                     EventReceipt,
+                    JourneyRun,
                     MessageLog,
                     CrmTask,
                     Notification,

@@ -108,3 +108,31 @@ class JourneyState(BaseModel):
     steps_done: list[str] = Field(default_factory=list)
     actions_done: list[str] = Field(default_factory=list)
     exit_reason: str | None = None
+
+
+class JourneyRunRecord(BaseModel):
+    """One journey run's status for the journey-run log (written at start and at the end).
+
+    Attributes:
+        run_key: `{workflow_id}/{first run id}`: the same across continue-as-new.
+        workflow_id: e.g. `welcome-series-ada`.
+        journey: Journey type.
+        contact_id: The contact.
+        status: running, completed or exited.
+        step: The step reached.
+        exit_reason: Why it exited, if it did.
+        messages_sent: Messages delivered so far.
+        at: When (workflow time).
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    run_key: str
+    workflow_id: str
+    journey: str
+    contact_id: str
+    status: JourneyStatus
+    step: str
+    exit_reason: str | None = None
+    messages_sent: int = 0
+    at: datetime

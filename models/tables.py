@@ -130,6 +130,24 @@ class EventReceipt(SQLModel, table=True):
     )
 
 
+class JourneyRun(SQLModel, table=True):
+    """One run of a journey for a contact: when it started, how it ended (the funnel's source)."""
+
+    __tablename__ = "journey_runs"
+
+    id: int | None = Field(default=None, primary_key=True)
+    run_key: str = Field(max_length=300, unique=True)
+    workflow_id: str = Field(max_length=200)
+    journey: str = Field(max_length=64, index=True)
+    contact_id: str = Field(max_length=64, index=True)
+    status: str = Field(max_length=16, index=True)
+    step: str = Field(max_length=64)
+    exit_reason: str | None = Field(default=None, max_length=200)
+    messages_sent: int = 0
+    started_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
+    ended_at: datetime | None = _timestamp()
+
+
 class MessageLog(SQLModel, table=True):
     """One row per message a journey sends (the outbox of record).
 

@@ -41,6 +41,7 @@ APP_TABLES = {
     "crm_tasks",
     "events",
     "event_receipts",
+    "journey_runs",
     "message_log",
     "notifications",
     "rep_assignments",

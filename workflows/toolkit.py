@@ -39,6 +39,7 @@ with workflow.unsafe.imports_passed_through():
         ExitRequest,
         JourneyCarryOver,
         JourneyInput,
+        JourneyRunRecord,
         JourneyState,
         JourneyStatus,
     )
@@ -165,6 +166,9 @@ class Journey:
         self._deferred_keys: set[str] = set()
         self._events: deque[BehaviorEvent] = deque(maxlen=REMEMBERED_EVENTS)
         self._window_released = False
+        self._waiting = False
+        self._skip_wait = False
+        self._log_runs = False
 
     # --- what a journey writes -------------------------------------------------
 
@@ -440,6 +444,13 @@ class Journey:
             self._paused_at = None
             self._publish_progress()
 
+    @workflow.signal
+    def skip_wait(self) -> None:
+        """Fire the current wait now (staging, support): the journey clock jumps
+        forward by what was left of it, so later days keep their spacing."""
+        if self._waiting:
+            self._skip_wait = True
+
     @workflow.query
     def state(self) -> JourneyState:
         """Where the journey is: step, status, next wake-up, messages sent."""
@@ -482,6 +493,9 @@ class Journey:
             ]
         )
         self._publish_progress()
+        self._log_runs = workflow.patched("journey-run-log")
+        if journey_input.carry is None:
+            await self._record_run()
         try:
             await self._checkpoint()
             await self.steps()
@@ -492,8 +506,33 @@ class Journey:
             await self._cancel_deferred(f"journey exited: {self._exit_reason}")
         self._next, self._next_wake_at = None, None
         self._publish_progress()
+        await self._record_run()
         await self._hold_reentry_window()
         return self.state()
+
+    async def _record_run(self) -> None:
+        """Write the run's status to the journey-run log (what `journeys report` counts)."""
+        if not self._log_runs:
+            return
+        info = workflow.info()
+        state = self.state()
+        await workflow.execute_activity(
+            "record_journey_run",
+            JourneyRunRecord(
+                run_key=f"{info.workflow_id}/{info.first_execution_run_id}",
+                workflow_id=info.workflow_id,
+                journey=self.name,
+                contact_id=self._contact_id,
+                status=state.status,
+                step=state.step,
+                exit_reason=state.exit_reason,
+                messages_sent=state.messages_sent,
+                at=workflow.now(),
+            ),
+            start_to_close_timeout=CRM_TIMEOUT,
+            retry_policy=CRM_RETRY_POLICY,
+            summary=f"Journey run log: {state.status}",
+        )
 
     async def _hold_reentry_window(self) -> None:
         """Stay open until the re-entry window ends, so a new trigger cannot restart it.
@@ -604,6 +643,7 @@ class Journey:
                 break
             self._next_wake_at = workflow.now() + remaining
             self._publish_progress()
+            self._waiting = True
             try:
                 await workflow.wait_condition(
                     lambda: (
@@ -611,11 +651,19 @@ class Journey:
                         or self._paused_at is not None
                         or until()
                         or self._continue_as_new_due()
+                        or self._skip_wait
                     ),
                     timeout=remaining,
                     timeout_summary=summary,
                 )
             except TimeoutError:
+                break
+            finally:
+                self._waiting = False
+            if self._skip_wait:
+                self._skip_wait = False
+                self._clock_origin -= offset - self._elapsed()
+                workflow.logger.info("wait skipped: %s", summary)
                 break
         self._next_wake_at = None
         await self._checkpoint()

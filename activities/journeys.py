@@ -1,0 +1,64 @@
+"""The journey-run log: one row per journey run, what `journeys report` counts.
+
+Journeys write their run when they start and when they end (completed, or
+exited with the reason). Idempotent: the row is keyed by the run and simply
+brought up to date, however often an attempt is retried. A run that ended
+because its contact was erased leaves no row behind.
+"""
+
+from __future__ import annotations
+
+import structlog
+from sqlalchemy import delete
+from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlmodel import col, select
+from structlog.contextvars import bound_contextvars
+from temporalio import activity
+
+from models.db import session_factory
+from models.journeys import JourneyRunRecord, JourneyStatus
+from models.tables import JourneyRun
+
+log = structlog.stdlib.get_logger(__name__)
+
+ERASED = "erased"
+
+
+class JourneyLogActivities:
+    """Activities writing the journey-run log (built in `worker.py` with the DB engine)."""
+
+    def __init__(self, *, engine: AsyncEngine) -> None:
+        self._sessions = session_factory(engine)
+
+    @activity.defn
+    async def record_journey_run(self, record: JourneyRunRecord) -> None:
+        """Create or update the run's row with its status, step and exit reason."""
+        with bound_contextvars(workflow_id=record.workflow_id, contact_id=record.contact_id):
+            async with self._sessions() as session:
+                if record.exit_reason == ERASED:
+                    await session.exec(
+                        delete(JourneyRun).where(col(JourneyRun.run_key) == record.run_key)
+                    )
+                    await session.commit()
+                    return
+                found = await session.exec(
+                    select(JourneyRun).where(JourneyRun.run_key == record.run_key)
+                )
+                run = found.first() or JourneyRun(
+                    run_key=record.run_key,
+                    workflow_id=record.workflow_id,
+                    journey=record.journey,
+                    contact_id=record.contact_id,
+                    started_at=record.at,
+                    status=record.status,
+                    step=record.step,
+                )
+                run.status = record.status
+                run.step = record.step
+                run.exit_reason = record.exit_reason
+                run.messages_sent = record.messages_sent
+                if record.status != JourneyStatus.RUNNING:
+                    run.ended_at = record.at
+                session.add(run)
+                await session.commit()
+            log.info("journey run recorded", status=record.status, step=record.step)
