@@ -16,8 +16,8 @@ from structlog.contextvars import bound_contextvars
 from temporalio import activity
 
 from models.db import session_factory
-from models.journeys import JourneyRunRecord, JourneyStatus
-from models.tables import JourneyRun
+from models.journeys import ContactMemo, JourneyRunRecord, JourneyStatus
+from models.tables import Contact, JourneyRun
 
 log = structlog.stdlib.get_logger(__name__)
 
@@ -31,8 +31,13 @@ class JourneyLogActivities:
         self._sessions = session_factory(engine)
 
     @activity.defn
-    async def record_journey_run(self, record: JourneyRunRecord) -> None:
-        """Create or update the run's row with its status, step and exit reason."""
+    async def record_journey_run(self, record: JourneyRunRecord) -> ContactMemo | None:
+        """Create or update the run's row with its status, step and exit reason.
+
+        Returns:
+            The contact's non-sensitive attributes for the journey's memo (None
+            if the contact does not exist).
+        """
         with bound_contextvars(workflow_id=record.workflow_id, contact_id=record.contact_id):
             async with self._sessions() as session:
                 if record.exit_reason == ERASED:
@@ -40,7 +45,7 @@ class JourneyLogActivities:
                         delete(JourneyRun).where(col(JourneyRun.run_key) == record.run_key)
                     )
                     await session.commit()
-                    return
+                    return None
                 found = await session.exec(
                     select(JourneyRun).where(JourneyRun.run_key == record.run_key)
                 )
@@ -61,4 +66,15 @@ class JourneyLogActivities:
                     run.ended_at = record.at
                 session.add(run)
                 await session.commit()
+                contact = await session.get(Contact, record.contact_id)
             log.info("journey run recorded", status=record.status, step=record.step)
+            if contact is None:
+                return None
+            return ContactMemo(
+                timezone=contact.timezone,
+                lifecycle_stage=contact.lifecycle_stage,
+                lead_score=contact.lead_score,
+                owner_id=contact.owner_id,
+                tags=contact.tags,
+                attributes=contact.attributes,
+            )

@@ -136,3 +136,19 @@ class JourneyRunRecord(BaseModel):
     exit_reason: str | None = None
     messages_sent: int = 0
     at: datetime
+
+
+class ContactMemo(BaseModel):
+    """A contact's non-sensitive attributes, kept in a journey's memo for the Temporal UI.
+
+    No email address, phone number or name: the memo is visible to every operator.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    timezone: str
+    lifecycle_stage: str | None = None
+    lead_score: int = 0
+    owner_id: str | None = None
+    tags: list[str] = Field(default_factory=list)
+    attributes: dict[str, str] = Field(default_factory=dict)

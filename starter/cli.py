@@ -13,21 +13,24 @@ import os
 import sys
 import uuid
 from collections.abc import Awaitable, Callable, Coroutine
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from functools import wraps
 from typing import Annotated, Any, ParamSpec, TypeVar
 
 import typer
 from pydantic import BaseModel, ValidationError
 from sqlalchemy.ext.asyncio import AsyncEngine
+from temporalio.client import WorkflowExecution
+from temporalio.common import SearchAttributeKey
 
 from activities.templates import TemplateError
 from models.contacts import ConsentUpdate, ContactProfile
 from models.db import create_engine, migrate
 from models.events import BehaviorEvent
+from models.search_attributes import CONTACT_ID, JOURNEY, JOURNEY_STEP
 from models.settings import get_settings
 from starter import operations
-from starter.api.server import NoKeysConfigured, running_api
+from starter.cluster import register_namespace, register_search_attributes
 from starter.dev import DEMO_DAY_SECONDS, TEMPORAL_PORT, UI_PORT, run_dev
 from starter.intake import accept_events
 from starter.logs import configure_logging
@@ -79,7 +82,6 @@ def run_async(function: Callable[P, Coroutine[Any, Any, T]]) -> Callable[P, T]:
             ToolchainError,
             TemplateError,
             TemporalUnavailable,
-            NoKeysConfigured,
         ) as error:
             typer.secho(f"error: {error}", err=True, fg=typer.colors.RED)
             raise typer.Exit(1) from None
@@ -151,6 +153,8 @@ async def api_command(
     port: Annotated[int | None, typer.Option(help="Port (default: API_PORT).")] = None,
 ) -> None:
     """Serve the HTTP gateway for backend services until SIGINT / SIGTERM."""
+    from starter.api.server import running_api  # FastAPI loads only for this command
+
     settings = get_settings()
     configure_logging(level=settings.log_level, fmt=settings.log_format)
     async with running_api(settings, host=host, port=port) as url:
@@ -351,15 +355,93 @@ async def resume(contact_id: ContactArgument, journey: JourneyArgument) -> None:
     await _steer(contact_id, journey, "resume")
 
 
+@app.command("skip-wait")
+@run_async
+async def skip_wait(contact_id: ContactArgument, journey: JourneyArgument) -> None:
+    """Fire the journey's current wait now (staging): later days keep their spacing."""
+    await _steer(contact_id, journey, "skip-wait")
+
+
+@app.command("list")
+@run_async
+async def list_command(
+    journey: Annotated[str | None, typer.Option(help="Only this journey.")] = None,
+    step: Annotated[str | None, typer.Option(help="Only journeys at this step, e.g. day4.")] = None,
+    all_runs: Annotated[
+        bool, typer.Option("--all", help="Finished runs too, not only running ones.")
+    ] = False,
+    as_json: JsonFlag = False,
+) -> None:
+    """List journey workflows by journey and step (the search attributes the UI filters on)."""
+    executions = await operations.list_journeys(
+        await connect(), journey=journey, step=step, running=not all_runs
+    )
+    rows = [
+        {
+            "workflow_id": execution.id,
+            "journey": _keyword(execution, JOURNEY),
+            "contact_id": _keyword(execution, CONTACT_ID),
+            "step": _keyword(execution, JOURNEY_STEP),
+            "status": execution.status.name if execution.status else "UNKNOWN",
+            "started_at": execution.start_time,
+        }
+        for execution in executions
+    ]
+    if as_json:
+        _print_json(rows)
+        return
+    for row in rows:
+        typer.echo(
+            f"{row['workflow_id']:40} {row['status']:10} step={row['step']} "
+            f"started={row['started_at']:%Y-%m-%d %H:%M:%S}Z"
+        )
+    typer.echo(f"{len(rows)} journey(s)", err=True)
+
+
+def _keyword(execution: WorkflowExecution, key: SearchAttributeKey[str]) -> str | None:
+    values = execution.typed_search_attributes.get(key)
+    return values if isinstance(values, str) else None
+
+
+@app.command()
+@run_async
+async def setup(
+    retention_days: Annotated[
+        int, typer.Option(help="History retention of a namespace created here.")
+    ] = 30,
+) -> None:
+    """Prepare a Temporal cluster: the namespace (if missing) and the search attributes.
+
+    Idempotent: run it again and it changes nothing.
+    """
+    client = await connect()
+    created = await register_namespace(client, retention=timedelta(days=retention_days))
+    typer.echo(f"namespace {client.namespace}: " + ("created" if created else "already exists"))
+    added = await register_search_attributes(client)
+    typer.echo("search attributes: " + (f"added {', '.join(added)}" if added else "all registered"))
+
+
+LAST_MESSAGES = 5
+"""Messages `status` shows, newest last."""
+
+
 @app.command()
 @run_async
 async def status(
     contact_id: Annotated[str, typer.Argument(help="Contact id.")], as_json: JsonFlag = False
 ) -> None:
-    """Show a contact's journeys: step, status, next wake-up, messages sent."""
+    """Show a contact's journeys (step, status, next wake-up) and its last messages."""
     runs = await operations.journey_runs(await connect(), contact_id)
+    recent = (
+        await _with_engine(lambda engine: operations.message_log(engine, contact_id=contact_id))
+    )[-LAST_MESSAGES:]
     if as_json:
-        _print_json([_dump(run) for run in runs])
+        _print_json(
+            {
+                "journeys": [_dump(run) for run in runs],
+                "last_messages": [row.model_dump(mode="json") for row in recent],
+            }
+        )
         return
     if not runs:
         typer.echo(f"no journeys for {contact_id}")
@@ -368,11 +450,17 @@ async def status(
         line = f"{run.workflow_id:40} {run.execution_status:12}"
         if state is not None:
             line += f" step={state.step} sent={state.messages_sent}"
+            if state.status == "paused":
+                line += " PAUSED"
             if state.next_wake_at:
                 line += f" next={state.next_step}@{state.next_wake_at:%Y-%m-%d %H:%M:%S}Z"
             if state.exit_reason:
                 line += f" exit={state.exit_reason}"
         typer.echo(line)
+    if recent:
+        typer.echo("last messages:")
+    for row in recent:
+        typer.echo(f"  {row.created_at:%Y-%m-%d %H:%M:%S} {row.journey}/{row.step} {row.status}")
 
 
 @app.command()
@@ -394,3 +482,44 @@ async def messages(
             f"{row.created_at:%Y-%m-%d %H:%M:%S} {row.contact_id:16} {row.journey}/{row.step:8}"
             f" {row.status:20} {row.subject or ''}"
         )
+
+
+@app.command()
+@run_async
+async def report(
+    journey: Annotated[str | None, typer.Option(help="Only this journey.")] = None,
+    since: Annotated[
+        str | None,
+        typer.Option(
+            help="Only runs started, messages written and email events since then: an ISO "
+            "date or datetime (2025-03-01, 2025-03-01T09:00:00+01:00); no offset means UTC."
+        ),
+    ] = None,
+    output_format: Annotated[
+        str, typer.Option("--format", help="table, json or html (a standalone page).")
+    ] = "table",
+    output: Annotated[
+        typer.FileTextWrite | None,
+        typer.Option(help="Write the report to this file instead of stdout.", encoding="utf-8"),
+    ] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Funnel per journey and step: entered, sent, opened, clicked, converted, exit reasons."""
+    from starter import report as funnel
+
+    try:
+        chosen = funnel.ReportFormat("json" if as_json else output_format)
+    except ValueError:
+        raise typer.BadParameter(
+            f"expected table, json or html, got {output_format!r}", param_hint="--format"
+        ) from None
+    try:
+        start = None if since is None else funnel.parse_since(since)
+    except ValueError as error:
+        raise typer.BadParameter(str(error), param_hint="--since") from None
+    counted = await _with_engine(
+        lambda engine: funnel.funnel_report(engine, journey=journey, since=start)
+    )
+    typer.echo(funnel.render(counted, chosen), file=output)
+    if output is not None:
+        typer.echo(f"report written to {output.name}", err=True)

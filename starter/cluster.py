@@ -2,15 +2,61 @@
 
 from __future__ import annotations
 
+import asyncio
+from datetime import timedelta
+
+from google.protobuf.duration_pb2 import Duration
 from temporalio.api.enums.v1 import IndexedValueType
 from temporalio.api.operatorservice.v1 import (
     AddSearchAttributesRequest,
     ListSearchAttributesRequest,
 )
+from temporalio.api.workflowservice.v1 import DescribeNamespaceRequest, RegisterNamespaceRequest
 from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
 from models.search_attributes import ALL_SEARCH_ATTRIBUTES
+
+NAMESPACE_READY_POLLS = 120
+"""Half-seconds to wait for a new namespace to be usable."""
+
+
+async def register_namespace(client: Client, *, retention: timedelta) -> bool:
+    """Create the client's namespace if it does not exist (idempotent).
+
+    Returns:
+        True if it was created now.
+    """
+    try:
+        await client.workflow_service.describe_namespace(
+            DescribeNamespaceRequest(namespace=client.namespace)
+        )
+        return False
+    except RPCError as error:
+        if error.status != RPCStatusCode.NOT_FOUND:
+            raise
+    try:
+        await client.workflow_service.register_namespace(
+            RegisterNamespaceRequest(
+                namespace=client.namespace,
+                workflow_execution_retention_period=Duration(
+                    seconds=int(retention.total_seconds())
+                ),
+            )
+        )
+    except RPCError as raced:
+        if raced.status != RPCStatusCode.ALREADY_EXISTS:
+            raise
+        return False
+    for _ in range(NAMESPACE_READY_POLLS):  # servers cache namespaces (about 10 s)
+        try:
+            await _registered_search_attributes(client)
+            return True
+        except RPCError as error:
+            if error.status != RPCStatusCode.NOT_FOUND:
+                raise
+            await asyncio.sleep(0.5)
+    raise RuntimeError(f"namespace {client.namespace} was created but is not usable yet")
 
 
 async def register_search_attributes(client: Client) -> list[str]:

@@ -29,7 +29,6 @@ from models.journeys import JourneyInput
 from models.renewals import RenewalInput
 from models.search_attributes import ALL_SEARCH_ATTRIBUTES
 from models.settings import ApiKey, Settings
-from starter.api import running_api
 from starter.intake import accept_events
 from starter.operations import OperationError, enroll, upsert_contact
 from starter.temporal import SERVICE_RETRY, connect
@@ -175,6 +174,8 @@ async def run_dev(
     ui_port: int = UI_PORT,
 ) -> None:
     """Run the local stack until Ctrl-C (see the module docstring)."""
+    from starter.api import running_api  # FastAPI loads only for the commands that serve it
+
     busy = [port for port in (temporal_port, ui_port, settings.api_port) if _port_in_use(port)]
     if busy:
         raise OperationError(

@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel import col, select
 from temporalio.client import (
     Client,
+    WorkflowExecution,
     WorkflowExecutionStatus,
     WorkflowHandle,
     WorkflowQueryFailedError,
@@ -301,20 +302,22 @@ async def forget_contact(
     return True
 
 
-JourneyAction = Literal["exit", "pause", "resume"]
+JourneyAction = Literal["exit", "pause", "resume", "skip-wait"]
+_ACTION_SIGNALS = {"pause": "pause", "resume": "resume", "skip-wait": "skip_wait"}
 
 
 async def steer_journey(
     client: Client, contact_id: str, journey: str, action: JourneyAction, *, reason: str
 ) -> list[str]:
-    """Exit, pause or resume the contact's running `journey` (every run of it).
+    """Exit, pause, resume or skip the current wait of the contact's running `journey`
+    (every run of it).
 
     Args:
         client: Temporal client.
         contact_id: The contact.
         journey: Journey type, e.g. `welcome-series`.
         action: `exit` (ends it with `reason`), `pause` (sends nothing until
-            resumed) or `resume`.
+            resumed), `resume`, or `skip-wait` (the current wait ends now).
         reason: Why, recorded as the exit reason.
 
     Returns:
@@ -342,8 +345,27 @@ async def steer_journey(
         if action == "exit":
             await handle.signal("exit", ExitRequest(reason=reason))
         else:
-            await handle.signal(action)
+            await handle.signal(_ACTION_SIGNALS[action])
     return sorted(workflow_ids)
+
+
+async def list_journeys(
+    client: Client, *, journey: str | None = None, step: str | None = None, running: bool = True
+) -> list[WorkflowExecution]:
+    """Journey workflows by journey and step (search attributes), newest first.
+
+    Raises:
+        NotFound: unknown journey.
+    """
+    clauses = [f"WorkflowType != '{CONTACT_WORKFLOW}'", "Journey IS NOT NULL"]
+    if journey is not None:
+        journey_type(journey)
+        clauses.append(f"Journey = '{journey}'")
+    if step is not None:
+        clauses.append(f"JourneyStep = '{step.replace(chr(39), '')}'")
+    if running:
+        clauses.append("ExecutionStatus = 'Running'")
+    return [execution async for execution in client.list_workflows(" AND ".join(clauses))]
 
 
 async def get_contact(engine: AsyncEngine, contact_id: str) -> Contact:

@@ -14,7 +14,8 @@ from temporalio.worker import Worker
 from models.events import BehaviorEvent
 from models.journeys import ExitRequest, JourneyInput, JourneyState, JourneyStatus
 from models.settings import Settings
-from tests.factories import add_contact
+from models.tables import JourneyRun
+from tests.factories import add_contact, rows_of
 from tests.outbox import read_outbox
 from workflows.welcome_series import WelcomeSeries
 
@@ -110,3 +111,33 @@ async def test_an_event_id_is_processed_once_and_unrelated_events_do_not_end_the
 
     assert result.status == JourneyStatus.COMPLETED
     assert result.messages_sent == 5
+
+
+async def test_skip_wait_fires_the_current_wait_and_keeps_the_spacing_of_later_days(
+    time_skipping_env: WorkflowEnvironment,
+    settings: Settings,
+    engine: AsyncEngine,
+    make_worker: Callable[[Client], Worker],
+) -> None:
+    await add_contact(engine, "skip", timezone="Europe/Lisbon")
+    async with make_worker(time_skipping_env.client):
+        handle, started = await start(time_skipping_env, settings, "skip")
+        await time_skipping_env.sleep(timedelta(days=0.5))
+        await handle.signal(WelcomeSeries.skip_wait)
+        result = await handle.result()
+
+    assert result.status == JourneyStatus.COMPLETED
+    days = sent_days(settings, "skip", started)
+    assert days == {"day0": 0, "day1": 0.5, "day2": 1.5, "day4": 3.5, "day7": 6.5}
+
+    runs = {row.journey: row for row in await rows_of(engine, JourneyRun, "skip")}
+    assert runs["nurture"].status == "running"  # routed on at the end, logged as it starts
+    run = runs["welcome-series"]
+    assert (run.journey, run.status, run.step, run.messages_sent) == (
+        "welcome-series", "completed", "route", 5,
+    )  # fmt: skip
+    assert run.ended_at is not None
+    assert round((run.ended_at - run.started_at) / timedelta(days=1), 2) == 6.5
+    memo = await (await handle.describe()).memo_value("contact")
+    assert memo["timezone"] == "Europe/Lisbon"
+    assert "email" not in memo and "first_name" not in memo

@@ -36,6 +36,7 @@ with workflow.unsafe.imports_passed_through():
     from models.events import BehaviorEvent
     from models.journeys import (
         SECONDS_PER_DAY,
+        ContactMemo,
         ExitRequest,
         JourneyCarryOver,
         JourneyInput,
@@ -495,7 +496,9 @@ class Journey:
         self._publish_progress()
         self._log_runs = workflow.patched("journey-run-log")
         if journey_input.carry is None:
-            await self._record_run()
+            memo = await self._record_run()
+            if memo is not None:
+                workflow.upsert_memo({"contact": memo.model_dump(mode="json")})
         try:
             await self._checkpoint()
             await self.steps()
@@ -510,13 +513,14 @@ class Journey:
         await self._hold_reentry_window()
         return self.state()
 
-    async def _record_run(self) -> None:
-        """Write the run's status to the journey-run log (what `journeys report` counts)."""
+    async def _record_run(self) -> ContactMemo | None:
+        """Write the run's status to the journey-run log (what `journeys report` counts);
+        returns the contact's non-sensitive attributes, for the memo."""
         if not self._log_runs:
-            return
+            return None
         info = workflow.info()
         state = self.state()
-        await workflow.execute_activity(
+        memo: ContactMemo | None = await workflow.execute_activity(
             "record_journey_run",
             JourneyRunRecord(
                 run_key=f"{info.workflow_id}/{info.first_execution_run_id}",
@@ -532,7 +536,9 @@ class Journey:
             start_to_close_timeout=CRM_TIMEOUT,
             retry_policy=CRM_RETRY_POLICY,
             summary=f"Journey run log: {state.status}",
+            result_type=ContactMemo,
         )
+        return memo
 
     async def _hold_reentry_window(self) -> None:
         """Stay open until the re-entry window ends, so a new trigger cannot restart it.

@@ -136,18 +136,19 @@ async def enrol(
 @router.post(
     "/{contact_id}/journeys/{journey}/{action}",
     response_model=JourneyActionView,
-    summary="Exit, pause or resume the contact's journey",
+    summary="Exit, pause, resume or skip the current wait of the contact's journey",
     responses=_NOT_FOUND | _UNAVAILABLE,
 )
 async def steer(
     contact_id: ContactIdPath,
     journey: JourneyPath,
-    action: Literal["exit", "pause", "resume"],
+    action: Literal["exit", "pause", "resume", "skip-wait"],
     held: ServicesDep,
     _key: Annotated[ApiKey, Depends(require("journeys:write"))],
     body: Annotated[JourneyActionIn | None, Body()] = None,
 ) -> JourneyActionView:
-    """`exit` ends it with the reason given; `pause` holds every send until `resume`."""
+    """`exit` ends it with the reason given; `pause` holds every send until `resume`;
+    `skip-wait` fires the current wait now (staging)."""
     with unavailable_as_error():
         workflow_ids = await operations.steer_journey(
             held.temporal,

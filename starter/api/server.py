@@ -11,9 +11,10 @@ import uvicorn
 from models.db import create_engine, migrate
 from models.settings import Settings
 from starter.api.app import TemporalConnector, create_app, default_temporal
+from starter.operations import OperationError
 
 
-class NoKeysConfigured(Exception):
+class NoKeysConfigured(OperationError):
     """The gateway would refuse every request: no API key is configured."""
 
 
