@@ -127,6 +127,24 @@ async def welcome_unsubscribed_paused(
     return handle
 
 
+async def welcome_logged_skipped_exited(
+    env: WorkflowEnvironment, settings: Settings
+) -> WorkflowHandle:  # type: ignore[type-arg]
+    """The journey-run log and memo at start, a skipped Day-1 wait, an operator exit."""
+    handle = await env.client.start_workflow(
+        "welcome-series",
+        JourneyInput(contact_id="replay-7"),
+        id="welcome-series-replay-7",
+        task_queue=settings.task_queue,
+    )
+    await env.sleep(timedelta(hours=6))
+    await handle.signal("skip_wait")
+    await env.sleep(timedelta(days=1, hours=1))  # Day 2 comes a day after the skipped Day 1
+    await handle.signal("exit", ExitRequest(reason="operator"))
+    await handle.result()
+    return handle
+
+
 async def renewal_moved_renewed(env: WorkflowEnvironment, settings: Settings) -> WorkflowHandle:  # type: ignore[type-arg]
     renewal = (await env.get_current_time()).astimezone(UTC) + timedelta(days=100)
     handle = await env.client.start_workflow(
@@ -234,6 +252,7 @@ SCENARIOS: dict[str, Scenario] = {
     "welcome-series-routed-to-nurture": welcome_routed_to_nurture,
     "lead-sla-reminded-contacted-qualified": lead_sla_reminded_contacted_qualified,
     "contact-scored-handed-off-erased": contact_scored_handed_off_erased,
+    "welcome-series-logged-skipped-exited": welcome_logged_skipped_exited,
 }
 
 
@@ -252,7 +271,15 @@ async def record(
     )
     engine = create_engine(settings.database_url)
     await migrate(engine)
-    for contact_id in ("replay-1", "replay-2", "replay-3", "replay-4", "replay-5", "replay-6"):
+    for contact_id in (
+        "replay-1",
+        "replay-2",
+        "replay-3",
+        "replay-4",
+        "replay-5",
+        "replay-6",
+        "replay-7",
+    ):
         await add_contact(engine, contact_id, first_name="Replay")
     written = []
     client: Client = client_env.client
