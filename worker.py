@@ -4,7 +4,11 @@ Run it with `journeys worker` (or `python worker.py`). It connects through
 the Temporal environment settings (see `starter/temporal.py`), applies
 database migrations, validates every message template before polling, and
 shuts down gracefully on SIGTERM / SIGINT: in-flight activities get
-`GRACEFUL_SHUTDOWN` to finish.
+`GRACEFUL_SHUTDOWN` to finish. With METRICS_BIND_ADDRESS set it serves
+Prometheus metrics at `http://<address>/metrics`: the SDK's own (`temporal_…`:
+workflow and activity task latencies, slots, pollers…) and the journeys'
+counters the activities add through the SDK meter (`journeys_messages`,
+`journeys_sla_breaches`).
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from datetime import timedelta
 import structlog
 from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio.client import Client
+from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 from temporalio.worker import Worker
 
 from activities.contacts import ContactActivities
@@ -168,10 +173,31 @@ async def wait_for_shutdown_signal() -> None:
             loop.remove_signal_handler(signum)
 
 
+def metrics_runtime(settings: Settings) -> Runtime | None:
+    """An SDK runtime serving Prometheus metrics at `metrics_bind_address`; None when unset.
+
+    Raises:
+        ValueError: the address is malformed or cannot be bound (in use…).
+    """
+    address = settings.metrics_bind_address
+    if not address:
+        return None
+    try:
+        runtime = Runtime(telemetry=TelemetryConfig(metrics=PrometheusConfig(bind_address=address)))
+    except ValueError as error:
+        raise ValueError(f"METRICS_BIND_ADDRESS {address!r}: {error}") from error
+    log.info("serving metrics", url=f"http://{address}/metrics")
+    return runtime
+
+
 async def run_worker(settings: Settings) -> None:
-    """Validate templates, connect, run the worker, stop gracefully on SIGINT / SIGTERM."""
+    """Validate templates, connect, run the worker, stop gracefully on SIGINT / SIGTERM.
+
+    The client (and so the worker) runs on `metrics_runtime(settings)` when
+    metrics are on, else on the SDK's default runtime.
+    """
     templates = load_templates(settings)
-    client = await connect()
+    client = await connect(runtime=metrics_runtime(settings))
     async with running_worker(client, settings, templates=templates):
         await wait_for_shutdown_signal()
 

@@ -17,6 +17,11 @@ The policy clock is the scheduled time of the activity attempt (the server's
 clock), which is also what the time-skipping test server advances. Journeys on
 an accelerated clock (demos, staging) skip steps 4 and 5: their "days" are not
 the contact's days.
+
+Every outcome an attempt records (sent, deferred, suppressed, skipped, failed)
+adds one to the `journeys_messages` counter of the SDK's metric meter, by
+journey, channel and status; an outcome already recorded, returned again to a
+retry, is not counted again.
 """
 
 from __future__ import annotations
@@ -64,6 +69,9 @@ from models.tables import Contact, MessageLog, Suppression
 log = structlog.stdlib.get_logger(__name__)
 
 _COUNTED = (DeliveryStatus.SENT, DeliveryStatus.PENDING)
+
+MESSAGES_METRIC = "journeys_messages"
+"""Counter of the send outcomes recorded, by `journey`, `channel` and `status`."""
 
 
 class MessagingActivities:
@@ -181,6 +189,7 @@ class MessagingActivities:
                 provider=provider,
                 provider_message_id=message_id,
             )
+            _count_outcome(request, DeliveryStatus.SENT)
             log.info("message sent", journey=request.journey, step=request.step)
             return _result(sent)
 
@@ -391,13 +400,20 @@ class MessagingActivities:
     ) -> SendResult:
         """Write (insert or update) the row with an outcome that is not a delivery."""
         async with self._sessions() as session:
-            row = await self._row(session, request.idempotency_key) or _new_row(request, now)
+            existing = await self._row(session, request.idempotency_key)
+            # A retry of an attempt that recorded this outcome (a deferral) and then failed.
+            repeated = (
+                existing is not None and existing.status == status and activity.info().attempt > 1
+            )
+            row = existing or _new_row(request, now)
             row.status = status
             row.status_reason = reason
             row.updated_at = now
             session.add(row)
             await session.commit()
             await session.refresh(row)
+        if not repeated:
+            _count_outcome(request, status)
         if status != DeliveryStatus.DEFERRED:
             log.info("send not delivered", status=status, reason=reason)
         return _result(row)
@@ -440,6 +456,13 @@ def _new_row(request: SendRequest, now: datetime) -> MessageLog:
         updated_at=now,
         status=DeliveryStatus.PENDING,
     )
+
+
+def _count_outcome(request: SendRequest, status: DeliveryStatus) -> None:
+    """Add one to `journeys_messages` (the SDK's meter: a no-op unless metrics are on)."""
+    activity.metric_meter().create_counter(
+        MESSAGES_METRIC, description="Send outcomes recorded in the message log", unit="1"
+    ).add(1, {"journey": request.journey, "channel": str(request.channel), "status": str(status)})
 
 
 def _result(row: MessageLog) -> SendResult:

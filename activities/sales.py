@@ -5,8 +5,9 @@ lasts, else the least recently assigned of the reps its territory (or the
 round-robin pool) allows — opens a follow-up task as urgent as the lead's band,
 and notifies the owner with what they need for the first call: score and its
 breakdown, the last actions, the source. SLA reminders go to the owner; a
-breached SLA is recorded, and a task opened and a notification sent for the
-owner's manager.
+breached SLA is recorded (and counted once, on the SDK meter's
+`journeys_sla_breaches` by `sla`), and a task opened and a notification sent
+for the owner's manager.
 
 Every activity is idempotent on its key: its task is `{key}/task`, its
 notification `{key}/notify`. The notification's row is written `pending`
@@ -57,6 +58,8 @@ UTM_FIELDS = ("utm_source", "utm_medium", "utm_campaign")
 """The UTM parameters a notification shows, from the lead's latest event that has any."""
 SOURCE_TAG_PREFIX = "src_"
 """Tags naming where a contact came from (seed convention), shown with the UTM parameters."""
+SLA_BREACHES_METRIC = "journeys_sla_breaches"
+"""Counter of the SLA breaches recorded, by `sla` (`first_touch`, `qualification`)."""
 
 _NEVER = datetime.min.replace(tzinfo=UTC)
 _SLA_NAMES = {SlaKind.FIRST_TOUCH: "First-touch", SlaKind.QUALIFICATION: "Qualification"}
@@ -237,6 +240,9 @@ class SalesActivities:
             )
             if recorded:
                 log.warning("sla breached", sla=notice.sla, owner_id=owner.id)
+                activity.metric_meter().create_counter(
+                    SLA_BREACHES_METRIC, description="SLA breaches recorded", unit="1"
+                ).add(1, {"sla": str(notice.sla)})
             sla = _SLA_NAMES[notice.sla]
             breach = f"{sla} SLA was due {_when(notice.due_at)}; owner {owner.name} ({owner.id})"
             task, _ = await open_crm_task(

@@ -16,6 +16,7 @@ from typing import Any
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.envconfig import ClientConfigProfile
+from temporalio.runtime import Runtime
 from temporalio.service import RetryConfig, RPCError, RPCStatusCode
 
 DEFAULT_ADDRESS = "localhost:7233"
@@ -49,7 +50,11 @@ def unavailable_as_error() -> Iterator[None]:
 
 
 async def connect(
-    *, target_host: str | None = None, lazy: bool = False, retry: RetryConfig | None = None
+    *,
+    target_host: str | None = None,
+    lazy: bool = False,
+    retry: RetryConfig | None = None,
+    runtime: Runtime | None = None,
 ) -> Client:
     """Connect a client with the pydantic data converter.
 
@@ -58,6 +63,8 @@ async def connect(
         lazy: Connect on first use (a service starts while Temporal is down,
             and reconnects when it is back).
         retry: How the client retries failed calls (the SDK's default if None).
+        runtime: SDK runtime of the client and its workers, e.g. one exporting
+            metrics (the SDK's default runtime if None).
 
     Raises:
         TemporalUnavailable: the server is not reachable (not raised when `lazy`).
@@ -69,7 +76,9 @@ async def connect(
     if retry is not None:
         config["retry_config"] = retry
     try:
-        return await Client.connect(**config, lazy=lazy, data_converter=pydantic_data_converter)
+        return await Client.connect(
+            **config, lazy=lazy, data_converter=pydantic_data_converter, runtime=runtime
+        )
     except RuntimeError as error:
         raise TemporalUnavailable(
             f"cannot reach Temporal at {config['target_host']} "

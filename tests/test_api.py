@@ -344,6 +344,7 @@ async def test_enrol_list_steer_and_message_log(
     assert exited.status_code == 200
     final = await journey_state(dev_env.client, workflow_id, lambda s: s.status == "exited")
     assert final.exit_reason == "bought offline"
+    await dev_env.client.get_workflow_handle(workflow_id).result()  # closed: nothing to exit
     gone = await gateway.http.post(f"{path}/welcome-series/exit")
     assert gone.status_code == 404
 

@@ -36,6 +36,7 @@ from starter.client import (
     ValidationFailed,
     retry_delay,
 )
+from starter.operations import JourneyRun
 from tests.fake_api import FakeApi, Reply
 from tests.gateway import FULL_KEY, READ_ONLY_KEY, gateway_settings, serving_gateway
 
@@ -144,8 +145,16 @@ async def test_async_client_drives_a_contact_through_the_gateway(
         exited = await client.exit_journey(contact_id, "welcome-series", reason="client-test")
         assert (exited.action, exited.workflow_ids) == ("exit", [workflow_id])
         assert await eventually(welcome_state, lambda status: status == "exited") == "exited"
-        [run] = [run for run in await client.journeys(contact_id) if run.workflow_id == workflow_id]
-        assert run.execution_status == "COMPLETED"
+
+        async def welcome_run() -> list[JourneyRun]:
+            return [
+                run for run in await client.journeys(contact_id) if run.workflow_id == workflow_id
+            ]
+
+        # the run closes once its last activity (the journey-run log) is done
+        [run] = await eventually(
+            welcome_run, lambda runs: [r.execution_status for r in runs] == ["COMPLETED"]
+        )
         assert run.state is not None and run.state.exit_reason == "client-test"
         with pytest.raises(NotFoundError, match="no running welcome-series"):
             await client.exit_journey(contact_id, "welcome-series")
