@@ -469,7 +469,10 @@ async def test_a_busy_year_continues_as_new_and_does_every_step_once(
         if event.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED
     ]
     assert sorted(scheduled) == sorted(
-        ["send_message"] * 5 + ["create_crm_task"] * 3 + ["mark_churn_risk"]
+        ["send_message"] * 5
+        + ["create_crm_task"] * 3
+        + ["mark_churn_risk"]
+        + ["record_journey_run"] * 2  # started (first run only) and ended (last run)
     )
     assert [row.step for row in await message_rows(engine, "busy")] == [
         f"reminder-{n}d" for n in REMINDERS

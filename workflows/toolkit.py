@@ -695,7 +695,7 @@ class Journey:
     def _publish_progress(self) -> None:
         """Current details (markdown) for the Temporal UI: done, next, remaining."""
         status = self.state().status
-        lines = [f"**{self.title}** · contact `{self._contact_id}` · {status}"]
+        lines = [f"**{self.title}** · contact `{self._contact_id}` · {status}", ""]
         if status == JourneyStatus.EXITED:
             lines.append(f"Exited at step `{self._step}`: **{self._exit_reason}**")
         elif self._next_wake_at is not None:
