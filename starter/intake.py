@@ -10,10 +10,11 @@ events to `accept_events`:
    (`unsubscribed`, hard `email_bounced`) suppresses the contact's addresses
    first, so no message goes out once the event is accepted.
 3. Each group goes to `contact-{id}` in one signal-with-start. Only after
-   Temporal accepted it is a receipt written and the event `accepted`: from
-   then on it is durable. If Temporal cannot be reached, `TemporalUnavailable`
-   is raised after every group was tried; the groups that got through have
-   receipts, so a retry of the whole request processes nothing twice.
+   Temporal accepted it is the event `accepted` (durable from then on) and
+   its receipt written (in one write for the whole request). If Temporal
+   cannot be reached, `TemporalUnavailable` is raised after every group was
+   tried; the groups that got through have receipts, so a retry of the whole
+   request processes nothing twice.
 """
 
 from __future__ import annotations
@@ -114,22 +115,23 @@ async def accept_events(
         groups.setdefault(event.contact_id, []).append((index, event))
 
     limit = asyncio.Semaphore(SIGNALS_IN_FLIGHT)
+    handed_over: list[BehaviorEvent] = []
 
     async def hand_over(group: list[tuple[int, BehaviorEvent]]) -> None:
+        events = [event for _, event in group]
         async with limit:
             workflow_id = await _signal_group(
-                client,
-                engine,
-                [event for _, event in group],
-                task_queue=task_queue,
-                day_seconds=day_seconds,
+                client, engine, events, task_queue=task_queue, day_seconds=day_seconds
             )
+        handed_over.extend(events)
         for index, _ in group:
             results[index] = IntakeResult("accepted", workflow_id)
 
     outcomes = await asyncio.gather(
         *(hand_over(group) for group in groups.values()), return_exceptions=True
     )
+    if handed_over:  # one write for the whole request, also when some groups failed
+        await record_receipts(engine, handed_over)
     failures = [outcome for outcome in outcomes if isinstance(outcome, BaseException)]
     for failure in failures:
         if not isinstance(failure, TemporalUnavailable):
@@ -162,7 +164,6 @@ async def _signal_group(
                 client, contact_id, "events", EventBatch(events=events), task_queue=task_queue,
                 day_seconds=day_seconds,
             )  # fmt: skip
-    await record_receipts(engine, events)
     return handle.id
 
 
