@@ -10,12 +10,14 @@ export UV_PYTHON_DOWNLOADS := never
 VENV := .venv
 PYTHON := $(VENV)/bin/python
 
-.PHONY: run test lint tools setup clean help
+.PHONY: run test faults bench lint tools setup clean help
 
 help:
 	@echo "make run    start Temporal (UI on :8233), the worker and the demo journeys"
 	@echo "make test   install everything needed and run the test suite"
 	@echo "make lint   ruff and mypy"
+	@echo "make faults only the fault-injection tests (make test runs them too)"
+	@echo "make bench  benchmarks against a bare-Temporal baseline (bench/results/)"
 
 $(CACHE)/uv-$(UV_VERSION)/bin/uv:
 	python3 -m venv $(CACHE)/uv-$(UV_VERSION)
@@ -37,6 +39,12 @@ lint: setup
 
 test: tools lint
 	$(VENV)/bin/pytest
+
+faults: tools
+	$(VENV)/bin/pytest tests/faults
+
+bench: tools
+	$(PYTHON) -m bench
 
 run: tools
 	$(VENV)/bin/journeys dev

@@ -7,13 +7,6 @@ server binaries are installed.
 from __future__ import annotations
 
 import asyncio
-import glob
-import os
-import pwd
-import shutil
-import socket
-import subprocess
-import tempfile
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -35,6 +28,7 @@ from models.events import BehaviorEvent
 from models.tables import Contact, EventReceipt, MessageLog
 from starter.intake import record_receipts
 from tests.factories import add_contact
+from tests.postgres import PostgresCluster, postgres_unavailable
 
 APP_TABLES = {
     "contacts",
@@ -222,97 +216,14 @@ def test_async_database_url(url: str, expected: str) -> None:
 # --- PostgreSQL --------------------------------------------------------------------------
 
 
-def _postgres_bin_dir() -> Path | None:
-    candidates = sorted(
-        glob.glob("/usr/lib/postgresql/*/bin/pg_ctl"),
-        key=lambda path: int(Path(path).parts[-3]) if Path(path).parts[-3].isdigit() else 0,
-        reverse=True,
-    )
-    found = shutil.which("pg_ctl")
-    if found:
-        candidates.append(str(Path(found).resolve()))
-    for candidate in candidates:
-        bin_dir = Path(candidate).parent
-        if all((bin_dir / tool).is_file() for tool in ("pg_ctl", "initdb", "postgres")):
-            return bin_dir
-    return None
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def _postgres_unavailable() -> str | None:
-    """Why a throwaway PostgreSQL cluster cannot be started here, or None if it can."""
-    if _postgres_bin_dir() is None:
-        return "no PostgreSQL server binaries (pg_ctl, initdb, postgres) on this machine"
-    if os.geteuid() == 0:
-        try:
-            pwd.getpwnam("postgres")
-        except KeyError:
-            return "running as root, initdb refuses root and there is no `postgres` user"
-        if shutil.which("runuser") is None:
-            return "running as root and `runuser` is missing to run initdb as `postgres`"
-    return None
-
-
 @pytest.fixture
 def postgres_url() -> Iterator[str]:
-    """A throwaway PostgreSQL cluster on a free loopback port (trust auth, no socket file)."""
-    bin_dir = _postgres_bin_dir()
-    assert bin_dir is not None
-    run_as: list[str] = []
-    owner: pwd.struct_passwd | None = None
-    if os.geteuid() == 0:
-        owner = pwd.getpwnam("postgres")
-        run_as = ["runuser", "-u", "postgres", "--"]
-
-    # Not tmp_path: pytest's base temp folder is private to its owner, and when
-    # running as root the server runs as `postgres`, which could not enter it.
-    base = Path(tempfile.mkdtemp(prefix="journeys-pg-"))
-    data, log = base / "data", base / "server.log"
-    if owner is not None:
-        os.chown(base, owner.pw_uid, owner.pw_gid)
-
-    def run(*args: str) -> None:
-        subprocess.run(
-            [*run_as, *args], check=True, capture_output=True, timeout=120, cwd=base, text=True
-        )
-
-    try:
-        run(str(bin_dir / "initdb"), "-D", str(data), "-U", "postgres", "--auth=trust",
-            "-E", "UTF8", "--no-sync")  # fmt: skip
-        started = False
-        port = 0
-        for _ in range(3):  # another process may take the free port before the server does
-            port = _free_port()
-            with (data / "postgresql.conf").open("a", encoding="utf-8") as conf:
-                conf.write(
-                    f"\nport = {port}\nlisten_addresses = '127.0.0.1'\n"
-                    "unix_socket_directories = ''\nfsync = off\n"
-                )
-            try:
-                run(str(bin_dir / "pg_ctl"), "-D", str(data), "-l", str(log), "-w", "-t", "60",
-                    "start")  # fmt: skip
-            except subprocess.CalledProcessError:
-                continue
-            started = True
-            break
-        if not started:
-            server_log = log.read_text(encoding="utf-8") if log.exists() else ""
-            pytest.fail(f"PostgreSQL did not start:\n{server_log[-2000:]}")
-        try:
-            yield f"postgresql://postgres@127.0.0.1:{port}/postgres"
-        finally:
-            run(str(bin_dir / "pg_ctl"), "-D", str(data), "-m", "fast", "-w", "-t", "60", "stop")
-    finally:
-        shutil.rmtree(base, ignore_errors=True)
+    """A throwaway PostgreSQL cluster on a free loopback port."""
+    with PostgresCluster() as cluster:
+        yield cluster.url
 
 
-@pytest.mark.skipif(_postgres_unavailable() is not None, reason=str(_postgres_unavailable()))
+@pytest.mark.skipif(postgres_unavailable() is not None, reason=str(postgres_unavailable()))
 async def test_postgresql_migrate_and_round_trip(postgres_url: str) -> None:
     engine, other_process = create_engine(postgres_url), create_engine(postgres_url)
     try:

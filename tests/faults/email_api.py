@@ -1,0 +1,155 @@
+"""An email API on loopback that keeps a ledger of deliveries, and fails on request.
+
+It behaves like Postmark or Resend: `POST /emails` with an `Idempotency-Key`
+delivers the message once; the same key again gets the first answer back and
+delivers nothing. Faults are scripted for the next requests: an error status
+(with `Retry-After`), or a slow answer that arrives after the client gave up,
+though the message *was* delivered (the case that tempts a sender to send twice).
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections import Counter, deque
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Fault:
+    """What the API does to one request instead of answering at once.
+
+    Attributes:
+        status: An error status answered without delivering (None: deliver).
+        retry_after: `Retry-After` header of the error answer.
+        delay: Seconds the answer is held back (after delivering, when `status` is None).
+    """
+
+    status: int | None = None
+    retry_after: int | None = None
+    delay: float = 0.0
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """One message the API delivered."""
+
+    key: str
+    message_id: str
+    to: str
+    journey: str
+    step: str
+
+
+@dataclass
+class EmailApi:
+    """The API server, in a thread of the test process.
+
+    Attributes:
+        deliveries: Messages delivered, in order; one per idempotency key.
+        requests: How many requests arrived (retries included).
+        faults_served: How many requests got a scripted fault.
+    """
+
+    deliveries: list[Delivery] = field(default_factory=list)
+    requests: int = 0
+    faults_served: int = 0
+    _faults: deque[Fault] = field(default_factory=deque)
+    _by_key: dict[str, Delivery] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def __post_init__(self) -> None:
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
+
+    @property
+    def url(self) -> str:
+        """Base URL (the worker's `EMAIL_API_URL`)."""
+        host, port = self._server.server_address[:2]
+        return f"http://{host!s}:{port}"
+
+    def fail_next(self, count: int, fault: Fault) -> None:
+        """Serve `fault` to the next `count` requests (after the faults already queued)."""
+        with self._lock:
+            self._faults.extend([fault] * count)
+
+    @property
+    def faults_pending(self) -> int:
+        """Scripted faults not served yet."""
+        with self._lock:
+            return len(self._faults)
+
+    def copies_by_message(self) -> Counter[tuple[str, str, str]]:
+        """How many times each (recipient, journey, step) was delivered, whatever the key."""
+        with self._lock:
+            return Counter((d.to, d.journey, d.step) for d in self.deliveries)
+
+    def _receive(self, key: str, body: dict[str, Any]) -> tuple[Fault | None, str]:
+        """Count the request, pick its fault, deliver unless the fault is an error."""
+        with self._lock:
+            self.requests += 1
+            fault = self._faults.popleft() if self._faults else None
+            if fault is not None:
+                self.faults_served += 1
+            if fault is not None and fault.status is not None:
+                return fault, ""
+            delivery = self._by_key.get(key)
+            if delivery is None:
+                headers = body.get("headers", {})
+                delivery = Delivery(
+                    key=key,
+                    message_id=f"api-{len(self.deliveries) + 1}",
+                    to=body["to"],
+                    journey=headers.get("X-Journey", ""),
+                    step=headers.get("X-Journey-Step", ""),
+                )
+                self._by_key[key] = delivery
+                self.deliveries.append(delivery)
+            return fault, delivery.message_id
+
+    def _handler_class(self) -> type[BaseHTTPRequestHandler]:
+        api = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_POST(self) -> None:
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                fault, message_id = api._receive(self.headers["Idempotency-Key"], body)
+                if fault is not None and fault.delay:
+                    time.sleep(fault.delay)
+                if fault is not None and fault.status is not None:
+                    status, answer = fault.status, {"error": {"message": "scripted fault"}}
+                else:
+                    status, answer = 202, {"id": message_id}
+                payload = json.dumps(answer).encode()
+                try:
+                    self.send_response(status)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(payload)))
+                    if fault is not None and fault.retry_after is not None:
+                        self.send_header("Retry-After", str(fault.retry_after))
+                    self.end_headers()
+                    self.wfile.write(payload)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass  # the client gave up waiting
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        return Handler
+
+    def __enter__(self) -> EmailApi:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join()
