@@ -125,10 +125,10 @@ class EmailApi:
                 if fault is not None and fault.delay:
                     time.sleep(fault.delay)
                 if fault is not None and fault.status is not None:
-                    status, answer = fault.status, {"error": {"message": "scripted fault"}}
+                    status = fault.status
+                    payload = json.dumps({"error": {"message": "scripted fault"}}).encode()
                 else:
-                    status, answer = 202, {"id": message_id}
-                payload = json.dumps(answer).encode()
+                    status, payload = 202, json.dumps({"id": message_id}).encode()
                 try:
                     self.send_response(status)
                     self.send_header("Content-Type", "application/json")

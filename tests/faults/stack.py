@@ -87,11 +87,11 @@ class WorkerProcess:
         assert self._process is not None
         self._process.kill()
 
-    async def stop(self) -> int:
-        """SIGTERM and wait; returns the exit code (kills it after 60 s)."""
+    async def stop(self) -> int | None:
+        """SIGTERM and wait; returns the exit code (kills it after 60 s), None if not running."""
         process, self._process = self._process, None
         if process is None or process.returncode is not None:
-            return process.returncode if process is not None else 0
+            return None
         process.send_signal(signal.SIGTERM)
         try:
             return await asyncio.wait_for(process.wait(), 60)
