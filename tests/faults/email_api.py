@@ -44,19 +44,26 @@ class Delivery:
     step: str
 
 
+@dataclass(frozen=True)
+class Request:
+    """One request the API received: when (monotonic clock), its key, its fault if any."""
+
+    at: float
+    key: str
+    fault: Fault | None
+
+
 @dataclass
 class EmailApi:
     """The API server, in a thread of the test process.
 
     Attributes:
         deliveries: Messages delivered, in order; one per idempotency key.
-        requests: How many requests arrived (retries included).
-        faults_served: How many requests got a scripted fault.
+        requests: Every request received, in order (retries included).
     """
 
     deliveries: list[Delivery] = field(default_factory=list)
-    requests: int = 0
-    faults_served: int = 0
+    requests: list[Request] = field(default_factory=list)
     _faults: deque[Fault] = field(default_factory=deque)
     _by_key: dict[str, Delivery] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -93,10 +100,8 @@ class EmailApi:
     def _receive(self, key: str, body: dict[str, Any]) -> tuple[Fault | None, str]:
         """Count the request, pick its fault, deliver unless the fault is an error."""
         with self._lock:
-            self.requests += 1
             fault = self._faults.popleft() if self._faults else None
-            if fault is not None:
-                self.faults_served += 1
+            self.requests.append(Request(at=time.monotonic(), key=key, fault=fault))
             if fault is not None and fault.status is not None:
                 return fault, ""
             delivery = self._by_key.get(key)
