@@ -14,6 +14,7 @@ counters the activities add through the SDK meter (`journeys_messages`,
 from __future__ import annotations
 
 import asyncio
+import logging
 import signal
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
@@ -22,7 +23,14 @@ from datetime import timedelta
 import structlog
 from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio.client import Client
-from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
+from temporalio.runtime import (
+    LogForwardingConfig,
+    LoggingConfig,
+    PrometheusConfig,
+    Runtime,
+    TelemetryConfig,
+    TelemetryFilter,
+)
 from temporalio.worker import Worker
 
 from activities.contacts import ContactActivities
@@ -173,31 +181,52 @@ async def wait_for_shutdown_signal() -> None:
             loop.remove_signal_handler(signum)
 
 
-def metrics_runtime(settings: Settings) -> Runtime | None:
-    """An SDK runtime serving Prometheus metrics at `metrics_bind_address`; None when unset.
+CORE_LOGGER = "temporalio.core"
+"""Logger of the SDK Core's own messages (poll retries, lost task completions…)."""
 
-    Raises:
-        ValueError: the address is malformed or cannot be bound (in use…).
+
+def worker_telemetry(settings: Settings) -> TelemetryConfig:
+    """Telemetry of the worker's SDK runtime.
+
+    The Core's warnings and errors are forwarded to the `temporalio.core`
+    logger, so they come out as our log lines (JSON, masked) rather than the
+    Core's own console format. With `metrics_bind_address` set, Prometheus
+    metrics are served there; otherwise there are none.
     """
     address = settings.metrics_bind_address
-    if not address:
-        return None
+    return TelemetryConfig(
+        logging=LoggingConfig(
+            filter=TelemetryFilter(core_level="WARN", other_level="ERROR"),
+            forwarding=LogForwardingConfig(logger=logging.getLogger(CORE_LOGGER)),
+        ),
+        metrics=PrometheusConfig(bind_address=address) if address else None,
+    )
+
+
+def worker_runtime(settings: Settings) -> Runtime:
+    """The SDK runtime of the worker, with `worker_telemetry(settings)`.
+
+    Raises:
+        ValueError: the metrics address is malformed or cannot be bound (in use…).
+    """
     try:
-        runtime = Runtime(telemetry=TelemetryConfig(metrics=PrometheusConfig(bind_address=address)))
+        runtime = Runtime(telemetry=worker_telemetry(settings))
     except ValueError as error:
-        raise ValueError(f"METRICS_BIND_ADDRESS {address!r}: {error}") from error
-    log.info("serving metrics", url=f"http://{address}/metrics")
+        raise ValueError(
+            f"METRICS_BIND_ADDRESS {settings.metrics_bind_address!r}: {error}"
+        ) from error
+    if settings.metrics_bind_address:
+        log.info("serving metrics", url=f"http://{settings.metrics_bind_address}/metrics")
     return runtime
 
 
 async def run_worker(settings: Settings) -> None:
     """Validate templates, connect, run the worker, stop gracefully on SIGINT / SIGTERM.
 
-    The client (and so the worker) runs on `metrics_runtime(settings)` when
-    metrics are on, else on the SDK's default runtime.
+    The client (and so the worker) runs on `worker_runtime(settings)`.
     """
     templates = load_templates(settings)
-    client = await connect(runtime=metrics_runtime(settings))
+    client = await connect(runtime=worker_runtime(settings))
     async with running_worker(client, settings, templates=templates):
         await wait_for_shutdown_signal()
 

@@ -36,7 +36,7 @@ from models.sales import SalesConfig, SlaKind, SlaNotice
 from models.settings import Settings
 from starter.operations import enroll
 from tests.factories import add_contact, add_lead, message_rows
-from worker import metrics_runtime, running_worker
+from worker import running_worker, worker_runtime, worker_telemetry
 
 T0 = datetime(2026, 3, 4, 9, 0, tzinfo=UTC)
 
@@ -53,12 +53,6 @@ def free_address() -> str:
 
 def with_metrics(settings: Settings) -> Settings:
     return settings.model_copy(update={"metrics_bind_address": free_address()})
-
-
-def runtime_for(settings: Settings) -> Runtime:
-    runtime = metrics_runtime(settings)
-    assert runtime is not None
-    return runtime
 
 
 async def scrape(settings: Settings) -> str:
@@ -102,7 +96,7 @@ async def test_worker_serves_sdk_metrics_and_counts_sent_messages(
         dev_env.client.service_client.config.target_host,
         namespace="default",
         data_converter=pydantic_data_converter,
-        runtime=runtime_for(settings),
+        runtime=worker_runtime(settings),
     )
     await add_contact(engine, "metrics-ada", first_name="Ada")
 
@@ -169,18 +163,18 @@ def test_metrics_are_off_unless_an_address_is_set(
     settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     assert settings.metrics_bind_address is None
-    assert metrics_runtime(settings) is None
+    assert worker_telemetry(settings).metrics is None
     monkeypatch.setenv("METRICS_BIND_ADDRESS", "127.0.0.1:9464")
     assert Settings(_env_file=None).metrics_bind_address == "127.0.0.1:9464"
 
 
 def test_a_bad_metrics_address_names_the_setting(settings: Settings) -> None:
     with pytest.raises(ValueError, match="METRICS_BIND_ADDRESS 'nonsense'"):
-        metrics_runtime(settings.model_copy(update={"metrics_bind_address": "nonsense"}))
+        worker_runtime(settings.model_copy(update={"metrics_bind_address": "nonsense"}))
     taken = with_metrics(settings)
-    serving = runtime_for(taken)  # serves until it is dropped
+    serving = worker_runtime(taken)  # serves until it is dropped
     with pytest.raises(ValueError, match="METRICS_BIND_ADDRESS .*in use"):
-        metrics_runtime(taken)
+        worker_runtime(taken)
     assert values(scrape_sync(taken), "journeys_messages") == []
     del serving
 
@@ -210,7 +204,7 @@ async def test_each_send_outcome_is_counted_once_per_execution_that_records_it(
     settings = with_metrics(
         settings.model_copy(update={"quiet_hours_start": time(0, 0), "quiet_hours_end": time(23)})
     )
-    runtime = runtime_for(settings)
+    runtime = worker_runtime(settings)
     messaging = MessagingActivities(
         engine=engine,
         templates=TemplateCatalog(settings.templates_dir),
@@ -256,7 +250,7 @@ async def test_an_sla_breach_is_counted_once_by_sla(
     settings: Settings, engine: AsyncEngine
 ) -> None:
     settings = with_metrics(settings)
-    runtime = runtime_for(settings)
+    runtime = worker_runtime(settings)
     sales = SalesActivities(
         engine=engine,
         config=SalesConfig.load(settings.sales_file),

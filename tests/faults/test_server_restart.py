@@ -4,13 +4,15 @@ Half the fleet subscribes first (their welcome series sleep between emails);
 then the dev server is stopped. The other half's `subscribed` events arrive
 during the outage: the gateway answers 503 with `Retry-After`, the client
 retries, and once the server is back (same port, same database file) they are
-accepted. The worker process rides out the outage. Every journey of both
+accepted. The worker process rides out the outage, and logs it (JSON lines,
+the SDK Core's warnings included). Every journey of both
 halves completes with each email sent once.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 from collections import Counter
 from collections.abc import Callable
 
@@ -28,6 +30,7 @@ from tests.faults.fleet import (
 )
 from tests.faults.stack import DevServer, WorkerProcess
 from tests.gateway import FULL_KEY, gateway_settings, serving_gateway
+from worker import CORE_LOGGER
 
 OUTAGE_SECONDS = 8
 
@@ -82,3 +85,6 @@ async def test_server_restart_while_journeys_sleep_and_events_arrive(
     await wait_for_journeys(dev_server.client, sleeping + arriving, within=300)
     await assert_each_email_delivered_once(engine, email_api, sleeping + arriving)
     assert await worker.stop() == 0, worker.tail()
+    logged = [json.loads(line) for line in worker.log_path.read_text().splitlines()]
+    core = [entry for entry in logged if entry["logger"].startswith(CORE_LOGGER)]
+    assert any("Unavailable" in entry["event"] for entry in core), "the outage went unlogged"
