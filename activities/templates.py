@@ -90,12 +90,19 @@ def add_utm(url: str, utm: Mapping[str, str]) -> str:
 
 
 def tag_links(text: str, utm: Mapping[str, str]) -> str:
-    """Add the UTM parameters to every http(s) link in plain text."""
+    """Add the UTM parameters to every http(s) link in plain text.
+
+    Something that only looks like a link (`https://[oops`, from contact data
+    perhaps) is left as it is.
+    """
 
     def decorate(match: re.Match[str]) -> str:
         url = match.group(0)
         stripped = url.rstrip(_TRAILING_PUNCTUATION)
-        return add_utm(stripped, utm) + url[len(stripped) :]
+        try:
+            return add_utm(stripped, utm) + url[len(stripped) :]
+        except ValueError:  # urlsplit: e.g. "Invalid IPv6 URL"
+            return url
 
     return _URL.sub(decorate, text)
 

@@ -2,29 +2,31 @@
 
 from __future__ import annotations
 
+import re
 from functools import lru_cache
 from typing import Annotated
 from zoneinfo import available_timezones
 
 from email_validator import EmailNotValidError, validate_email
-from pydantic import (
-    AfterValidator,
-    AwareDatetime,
-    BaseModel,
-    ConfigDict,
-    Field,
-    StringConstraints,
-)
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
-from models.events import ContactId
+from models.events import ContactId, UtcTime
+
+_CONTROL_CHARACTER = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 
 
 def _normalise_email(value: str) -> str:
+    """The address in lower case, its domain in ASCII (IDNA), as headers and SMTP take it."""
     try:
         result = validate_email(value, check_deliverability=False)
     except EmailNotValidError as error:
         raise ValueError(str(error)) from error
-    return result.normalized.lower()
+    if result.ascii_email is None:
+        raise ValueError(
+            "the part before the @-sign is not ASCII: such an address needs SMTPUTF8, "
+            "which the providers do not use"
+        )
+    return result.ascii_email.lower()
 
 
 @lru_cache(maxsize=1)
@@ -38,13 +40,35 @@ def _known_timezone(value: str) -> str:
     return value
 
 
+def _single_line(value: str) -> str:
+    """Refuse control characters and line breaks: names reach subject lines and other
+    headers, where a line break would start a header of the sender's choosing."""
+    found = _CONTROL_CHARACTER.search(value)
+    if found is not None:
+        raise ValueError(
+            f"must be one line of text without control characters (found U+{ord(found[0]):04X})"
+        )
+    return value
+
+
 EmailAddress = Annotated[
     str, StringConstraints(strip_whitespace=True, max_length=320), AfterValidator(_normalise_email)
 ]
 TimeZoneName = Annotated[str, AfterValidator(_known_timezone)]
 AttributeName = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,63}$")]
-AttributeValue = Annotated[str, StringConstraints(strip_whitespace=True, max_length=200)]
+SingleLine = AfterValidator(_single_line)
+AttributeValue = Annotated[
+    str, StringConstraints(strip_whitespace=True, max_length=200), SingleLine
+]
+PersonName = Annotated[str, StringConstraints(strip_whitespace=True, max_length=100), SingleLine]
+CompanyName = Annotated[str, StringConstraints(strip_whitespace=True, max_length=200), SingleLine]
 Tag = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_.-]{0,99}$")]
+MAX_TAGS_PER_REQUEST = 100
+MAX_ATTRIBUTES_PER_REQUEST = 50
+MAX_CONTACT_TAGS = 500
+"""Tags a contact may collect through upserts (the scoring's own tags come on top)."""
+MAX_CONTACT_ATTRIBUTES = 100
+"""Attributes a contact may collect through upserts: they travel in every journey's memo."""
 
 
 class ConsentUpdate(BaseModel):
@@ -53,47 +77,51 @@ class ConsentUpdate(BaseModel):
     Attributes:
         granted: True when the contact opted in, False when it opted out.
         source: Where it was given, e.g. `form:lead-magnet`, `import:2026-11`.
-        at: When it was given or withdrawn (proof of consent); when it was
-            received if omitted.
+        at: When it was given or withdrawn (proof of consent, 1970–8999); when
+            it was received if omitted.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     granted: bool
-    source: Annotated[str, StringConstraints(min_length=1, max_length=200)]
-    at: AwareDatetime | None = None
+    source: Annotated[str, StringConstraints(min_length=1, max_length=200), SingleLine]
+    at: UtcTime | None = None
 
 
 class ContactFields(BaseModel):
     """A contact's fields to create or update; fields left `None` are kept as they are.
 
     Attributes:
-        email: Validated and normalised (lower case) on entry.
+        email: Validated and normalised on entry (lower case, the domain in
+            ASCII); the part before the @-sign must be ASCII.
         phone: E.164 phone number, e.g. `+14155550123`.
-        first_name: For personalisation; templates fall back when absent.
+        first_name: For personalisation; templates fall back when absent. One
+            line (no control characters), like every text field: it may end
+            up in a subject line.
         company: For personalisation.
         timezone: IANA name, e.g. `Europe/Paris`.
         email_consent: Marketing email consent change, if any.
         sms_consent: SMS consent change, if any.
-        tags: Tags to add (seed convention: `src_…`, `int_…`, `stage_…`).
+        tags: Tags to add (seed convention: `src_…`, `int_…`, `stage_…`), at
+            most 100 per request.
         attributes: Other fields (job title, company size, region, industry…)
             that fit scoring and sales territories read; merged into the
-            stored ones.
+            stored ones (at most 50 per request).
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     email: EmailAddress | None = None
     phone: Annotated[str, StringConstraints(pattern=r"^\+[1-9][0-9]{6,14}$")] | None = None
-    first_name: Annotated[str, StringConstraints(strip_whitespace=True, max_length=100)] | None = (
-        None
-    )
-    company: Annotated[str, StringConstraints(strip_whitespace=True, max_length=200)] | None = None
+    first_name: PersonName | None = None
+    company: CompanyName | None = None
     timezone: TimeZoneName | None = None
     email_consent: ConsentUpdate | None = None
     sms_consent: ConsentUpdate | None = None
-    tags: list[Tag] = Field(default_factory=list)
-    attributes: dict[AttributeName, AttributeValue] = Field(default_factory=dict, max_length=50)
+    tags: list[Tag] = Field(default_factory=list, max_length=MAX_TAGS_PER_REQUEST)
+    attributes: dict[AttributeName, AttributeValue] = Field(
+        default_factory=dict, max_length=MAX_ATTRIBUTES_PER_REQUEST
+    )
 
 
 class ContactProfile(ContactFields):

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Protocol
 
 from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
 
@@ -47,16 +48,39 @@ Other snake_case types are accepted and stored; they score nothing.
 """
 
 
-def _as_utc(value: datetime) -> datetime:
-    return value.astimezone(UTC)
+EARLIEST_TIME = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST_TIME = datetime(9000, 1, 1, tzinfo=UTC)
+"""Far enough for any real date (and a time-skipping test server's clock), far enough from
+the end of `datetime` for the journeys' arithmetic."""
 
+
+def _plausible_utc(value: datetime) -> datetime:
+    """`value` in UTC, refused before 1970 or from 9000 on.
+
+    Such a date is a typo or an attack; journeys compute with it (decay,
+    dormancy, reminders), and near the end of `datetime`'s range that
+    arithmetic overflows: a workflow task that fails on every retry.
+    """
+    try:
+        utc = value.astimezone(UTC)
+    except OverflowError:
+        raise ValueError(f"{value.isoformat()} cannot be expressed in UTC") from None
+    if not EARLIEST_TIME <= utc < LATEST_TIME:
+        raise ValueError(f"{utc.isoformat()} is not between 1970 and 8999")
+    return utc
+
+
+UtcTime = Annotated[AwareDatetime, AfterValidator(_plausible_utc)]
+"""A timezone-aware time between 1970 and 8999, normalised to UTC."""
 
 MAX_PROPERTIES_DEPTH = 16
 MAX_PROPERTIES_BYTES = 32_768
 
 
 def _bounded(properties: dict[str, Any]) -> dict[str, Any]:
-    """Refuse properties nested deeper than 16 levels or larger than 32 KiB as JSON."""
+    """Refuse properties nested deeper than 16 levels, larger than 32 KiB as (UTF-8) JSON, or
+    that JSON cannot carry (NaN, infinities, lone surrogates): Temporal and the database
+    could not store them."""
     level: list[Any] = [properties]
     for depth in range(1, MAX_PROPERTIES_DEPTH + 2):
         level = [
@@ -69,7 +93,12 @@ def _bounded(properties: dict[str, Any]) -> dict[str, Any]:
             break
         if depth > MAX_PROPERTIES_DEPTH:
             raise ValueError(f"properties nest deeper than {MAX_PROPERTIES_DEPTH} levels")
-    size = len(json.dumps(properties, default=str).encode())
+    try:
+        as_json = json.dumps(properties, default=str, ensure_ascii=False, allow_nan=False)
+        size = len(as_json.encode())
+    except ValueError as error:  # NaN or an infinity; UnicodeEncodeError: a lone surrogate
+        reason = "a lone surrogate" if isinstance(error, UnicodeEncodeError) else "NaN or infinity"
+        raise ValueError(f"properties hold {reason}, which JSON cannot carry") from None
     if size > MAX_PROPERTIES_BYTES:
         raise ValueError(f"properties take {size} bytes as JSON; at most {MAX_PROPERTIES_BYTES}")
     return properties
@@ -86,7 +115,7 @@ class BehaviorEvent(BaseModel):
         event_id: Idempotency key: the same id is processed once.
         contact_id: The contact who did it.
         type: snake_case event type, e.g. `pricing_page_viewed`.
-        occurred_at: When it happened (timezone-aware; normalised to UTC).
+        occurred_at: When it happened (timezone-aware, 1970–8999; normalised to UTC).
         properties: Free-form details (page URL, plan, UTM parameters…).
     """
 
@@ -95,7 +124,7 @@ class BehaviorEvent(BaseModel):
     event_id: Annotated[str, StringConstraints(pattern=r"^[^\x00-\x1f\x7f]{1,128}$")]
     contact_id: ContactId
     type: Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,63}$")]
-    occurred_at: Annotated[AwareDatetime, AfterValidator(_as_utc)]
+    occurred_at: UtcTime
     properties: EventProperties = Field(default_factory=dict)
 
 
@@ -103,7 +132,17 @@ SUPPRESSING_EVENTS = {"unsubscribed": "unsubscribed", "email_bounced": "hard_bou
 """Events that stop all marketing to the contact, with the reason recorded."""
 
 
-def suppression_reason(event: BehaviorEvent) -> str | None:
+class EventLike(Protocol):
+    """What `suppression_reason` reads: a `BehaviorEvent` or a stored event row."""
+
+    @property
+    def type(self) -> str: ...
+
+    @property
+    def properties(self) -> Mapping[str, Any]: ...
+
+
+def suppression_reason(event: EventLike) -> str | None:
     """`unsubscribed` / `hard_bounce` for events that stop all marketing (not a soft bounce)."""
     if event.type == "email_bounced" and event.properties.get("bounce_type") == "soft":
         return None

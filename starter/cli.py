@@ -305,6 +305,12 @@ async def event(
         typer.echo(f"event {behavior_event.event_id} was already accepted by {result.workflow_id}")
     else:
         typer.echo(f"event {behavior_event.event_id} accepted by {result.workflow_id}")
+    if not result.contact_known:
+        typer.echo(
+            f"warning: contact {contact_id} does not exist yet: the event is kept and scored, "
+            f"but starts no journey; create it first (journeys contact upsert {contact_id} …)",
+            err=True,
+        )
 
 
 @app.command()

@@ -15,6 +15,14 @@ events to `accept_events`:
    cannot be reached, `TemporalUnavailable` is raised after every group was
    tried; the groups that got through have receipts, so a retry of the whole
    request processes nothing twice.
+
+Events of a contact the CRM does not know (yet) are accepted and kept, not
+refused: services often report what a person did before their profile sync
+runs, and an event refused is an event lost. The contact workflow stores and
+scores them, but its trigger rules start no journey for a contact that does
+not exist, so each such result says so (`contact_known`); an unsubscribe or
+hard bounce among them suppresses the contact when it is created
+(`starter.operations.upsert_contact`).
 """
 
 from __future__ import annotations
@@ -34,7 +42,7 @@ from temporalio.client import Client
 from models.contact_workflow import EventBatch
 from models.db import session_factory
 from models.events import BehaviorEvent, suppression_reason
-from models.tables import EventReceipt, utc_now
+from models.tables import Contact, EventReceipt, utc_now
 from starter.operations import signal_contact, suppress_contact
 from starter.temporal import TemporalUnavailable, unavailable_as_error
 
@@ -52,11 +60,14 @@ class IntakeResult:
         status: `accepted` (durable in Temporal), `duplicate` (this id was
             accepted before) or `conflict` (the id was used for another event).
         workflow_id: The contact workflow that has (or had) it.
+        contact_known: Whether the contact exists in the CRM (if not, the event
+            is kept but starts no journey).
         detail: Why, for a conflict.
     """
 
     status: IntakeStatus
     workflow_id: str
+    contact_known: bool
     detail: str | None = None
 
 
@@ -93,6 +104,7 @@ async def accept_events(
             those is acknowledged.
     """
     known = await _receipts(engine, events)
+    contacts = await _existing_contacts(engine, {event.contact_id for event in events})
     results: list[IntakeResult | None] = [None] * len(events)
     groups: dict[str, list[tuple[int, BehaviorEvent]]] = {}
     for index, event in enumerate(events):
@@ -101,11 +113,12 @@ async def accept_events(
         workflow_id = f"contact-{event.contact_id}"
         if key in known:
             results[index] = (
-                IntakeResult("duplicate", workflow_id)
+                IntakeResult("duplicate", workflow_id, event.contact_id in contacts)
                 if known[key] == digest
                 else IntakeResult(
                     "conflict",
                     workflow_id,
+                    event.contact_id in contacts,
                     f"event_id {event.event_id!r} was already used for a different event "
                     "of this contact; use a new id for a new event",
                 )
@@ -124,8 +137,8 @@ async def accept_events(
                 client, engine, events, task_queue=task_queue, day_seconds=day_seconds
             )
         handed_over.extend(events)
-        for index, _ in group:
-            results[index] = IntakeResult("accepted", workflow_id)
+        for index, event in group:
+            results[index] = IntakeResult("accepted", workflow_id, event.contact_id in contacts)
 
     outcomes = await asyncio.gather(
         *(hand_over(group) for group in groups.values()), return_exceptions=True
@@ -165,6 +178,15 @@ async def _signal_group(
                 day_seconds=day_seconds,
             )  # fmt: skip
     return handle.id
+
+
+async def _existing_contacts(engine: AsyncEngine, contact_ids: set[str]) -> set[str]:
+    """Those of the contacts that exist in the CRM."""
+    if not contact_ids:
+        return set()
+    async with session_factory(engine)() as session:
+        found = await session.exec(select(Contact.id).where(col(Contact.id).in_(contact_ids)))
+        return set(found.all())
 
 
 async def _receipts(

@@ -14,6 +14,7 @@ from typing import Any, Literal
 from pydantic import BaseModel
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
 from temporalio.client import (
     Client,
     WorkflowExecution,
@@ -27,10 +28,16 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from activities.contacts import suppress_addresses
 from models.contact_workflow import ContactInput, ContactState, EraseRequest, JourneyEnrolment
-from models.contacts import ConsentUpdate, ContactProfile
+from models.contacts import (
+    MAX_CONTACT_ATTRIBUTES,
+    MAX_CONTACT_TAGS,
+    ConsentUpdate,
+    ContactProfile,
+)
 from models.db import session_factory
+from models.events import SUPPRESSING_EVENTS, suppression_reason
 from models.journeys import SECONDS_PER_DAY, ExitRequest, JourneyInput, JourneyState
-from models.tables import Contact, MessageLog, utc_now
+from models.tables import Contact, ContactEvent, MessageLog, utc_now
 from workflows import JOURNEYS
 from workflows.toolkit import Journey
 
@@ -72,10 +79,18 @@ class JourneyRun(BaseModel):
 
 
 async def upsert_contact(engine: AsyncEngine, profile: ContactProfile) -> Contact:
-    """Create the contact or update the fields given; tags are added, not replaced.
+    """Create the contact or update the fields given; tags and attributes are added.
+
+    Events may arrive before their contact (they are kept, see `starter.intake`):
+    a contact created after an `unsubscribed` or hard-bounce event of its own
+    has its addresses suppressed at once, as if the event had come after it.
+    (An event still on its way to the database is left to the contact
+    workflow's ingest, which suppresses the contact it finds.)
 
     Raises:
         Conflict: the email address (normalised) belongs to another contact.
+        InvalidRequest: the contact would hold more than `MAX_CONTACT_TAGS` tags or
+            `MAX_CONTACT_ATTRIBUTES` attributes.
     """
     now = utc_now()
     async with session_factory(engine)() as session:
@@ -92,20 +107,45 @@ async def upsert_contact(engine: AsyncEngine, profile: ContactProfile) -> Contac
                     f"email address already belongs to contact {owner!r}; "
                     "update that contact instead of creating a duplicate"
                 )
-        contact = await session.get(Contact, profile.id) or Contact(id=profile.id)
+        existing = await session.get(Contact, profile.id)
+        contact = existing or Contact(id=profile.id)
+        tags = sorted(set(contact.tags) | set(profile.tags))
+        attributes = {**contact.attributes, **profile.attributes}
+        for name, count, limit in (
+            ("tags", len(tags), MAX_CONTACT_TAGS),
+            ("attributes", len(attributes), MAX_CONTACT_ATTRIBUTES),
+        ):
+            if count > limit:
+                raise InvalidRequest(
+                    f"contact {profile.id!r} would hold {count} {name}; at most {limit}"
+                )
         for field in ("email", "phone", "first_name", "company", "timezone"):
             value = getattr(profile, field)
             if value is not None:
                 setattr(contact, field, value)
         _apply_consent(contact, "email", profile.email_consent, now)
         _apply_consent(contact, "sms", profile.sms_consent, now)
-        contact.tags = sorted(set(contact.tags) | set(profile.tags))
-        contact.attributes = {**contact.attributes, **profile.attributes}
+        contact.tags, contact.attributes = tags, attributes
         contact.updated_at = now
         session.add(contact)
+        if existing is None:
+            reason = await _suppression_before_creation(session, profile.id)
+            if reason is not None:
+                await suppress_addresses(session, contact, reason)
         await session.commit()
         await session.refresh(contact)
         return contact
+
+
+async def _suppression_before_creation(session: AsyncSession, contact_id: str) -> str | None:
+    """Why the contact's addresses must be suppressed, from the events stored before it existed."""
+    stored = await session.exec(
+        select(ContactEvent).where(
+            ContactEvent.contact_id == contact_id,
+            col(ContactEvent.type).in_(SUPPRESSING_EVENTS),
+        )
+    )
+    return next(filter(None, map(suppression_reason, stored.all())), None)
 
 
 def _apply_consent(contact: Contact, channel: str, update: ConsentUpdate | None, now: Any) -> None:

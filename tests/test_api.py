@@ -25,6 +25,7 @@ from models.db import session_factory
 from models.journeys import JourneyState
 from models.settings import Settings
 from models.tables import ContactEvent, EventReceipt, Suppression
+from starter.api.events import unknown_contact
 from starter.api.webhooks import SIGNATURE_HEADER, sign_webhook
 from tests.factories import message_rows, rows_of
 from tests.gateway import READ_ONLY_KEY, WEBHOOK_SECRET, Gateway, gateway_settings, serving_gateway
@@ -98,6 +99,7 @@ async def test_single_event_reaches_the_contact_workflow_and_a_retry_is_processe
             "status": "accepted",
             "workflow_id": f"contact-{contact_id}",
             "errors": [],
+            "warnings": [unknown_contact(contact_id)],  # kept all the same
         }
     ]
     retry = await gateway.http.post("/v1/events", json=event)

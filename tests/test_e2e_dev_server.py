@@ -108,8 +108,14 @@ async def test_cli_unsubscribe_event_exits_running_journey(
         sent = await journeys("event", "e2e-bob", "unsubscribed", "--id", "evt-1", env=env)
         assert sent.returncode == 0, sent.stderr
         assert "accepted by contact-e2e-bob" in sent.stdout
+        assert "warning" not in sent.stderr
         result = await asyncio.wait_for(handle.result(), timeout=30)
 
     assert result["status"] == "exited"
     assert result["exit_reason"] == "unsubscribed"
     assert sorted(read_outbox(settings.outbox_dir)) == ["welcome-series-e2e-bob/day0"]
+
+    ghost = await journeys("event", "e2e-ghost", "subscribed", env=env)
+    assert ghost.returncode == 0, ghost.stderr
+    assert "warning: contact e2e-ghost does not exist yet" in ghost.stderr
+    assert "starts no journey" in ghost.stderr

@@ -78,6 +78,12 @@ are caught by the database)."""
 RESCORE_GRANULARITY = timedelta(hours=1)
 """Decay is applied at most this late (when boundaries crowd together, else on time)."""
 CARRIED_EVENTS = 2 * MAX_EVENT_BATCH
+MAX_BATCH_BYTES = 512 * 1024
+"""Most event JSON in one ingest batch, and carried over to the next run: far below
+Temporal's 2 MB payload limit (events of up to 32 KiB each may pile up while no worker runs)."""
+BATCH_BYTES_PATCH = "event-batches-by-bytes"
+"""Runs that formed a batch or a carry-over larger than `MAX_BATCH_BYTES` before it was
+bounded replay unchanged."""
 """Most unprocessed events handed over to the next run when continuing as new."""
 DORMANT_AFTER = timedelta(days=30)
 """No event for this long: the contact is tagged `eng_dormant_30d`."""
@@ -135,11 +141,17 @@ class ContactWorkflow:
     @workflow.signal
     def event(self, event: BehaviorEvent) -> None:
         """One behaviour event of the contact (duplicates by `event_id` are dropped)."""
+        if not isinstance(event, BehaviorEvent):  # null: the SDK does not validate it
+            workflow.logger.warning("dropped an `event` signal without an event: %r", event)
+            return
         self._take(event)
 
     @workflow.signal
     def events(self, batch: EventBatch) -> None:
         """Several events of the contact, in order."""
+        if not isinstance(batch, EventBatch):
+            workflow.logger.warning("dropped an `events` signal without a batch: %r", batch)
+            return
         for event in batch.events:
             self._take(event)
 
@@ -196,14 +208,22 @@ class ContactWorkflow:
             if self._erase is not None:
                 return await self._erase_contact(self._erase)
             while self._pending and self._erase is None and not self._may_continue_as_new():
-                batch = [
-                    self._pending.popleft() for _ in range(min(len(self._pending), MAX_EVENT_BATCH))
-                ]
-                await self._process(batch)
+                await self._process(self._next_batch())
             if self._erase is None:
                 await self._rescore()
                 if self._may_continue_as_new():
                     workflow.continue_as_new(self._carry_over())
+
+    def _next_batch(self) -> list[BehaviorEvent]:
+        """The oldest pending events, at most `MAX_EVENT_BATCH` and `MAX_BATCH_BYTES` (but one)."""
+        batch: list[BehaviorEvent] = []
+        size = 0
+        while self._pending and len(batch) < MAX_EVENT_BATCH:
+            size += _json_bytes(self._pending[0])
+            if batch and size > MAX_BATCH_BYTES and workflow.patched(BATCH_BYTES_PATCH):
+                break
+            batch.append(self._pending.popleft())
+        return batch
 
     def _take(self, event: BehaviorEvent) -> None:
         if event.contact_id != self._contact_id:
@@ -474,7 +494,10 @@ class ContactWorkflow:
 
     def _may_continue_as_new(self) -> bool:
         """Due, and few enough events waiting to carry them over (else process some first)."""
-        return self._cycle_due() and len(self._pending) <= CARRIED_EVENTS
+        if not self._cycle_due() or len(self._pending) > CARRIED_EVENTS:
+            return False
+        carried = sum(map(_json_bytes, self._pending))
+        return carried <= MAX_BATCH_BYTES or not workflow.patched(BATCH_BYTES_PATCH)
 
     def _cycle_due(self) -> bool:
         info = workflow.info()
@@ -531,3 +554,8 @@ class ContactWorkflow:
         if self._erased:
             lines.append("**Erased**: personal data deleted, journeys ended.")
         workflow.set_current_details("\n".join(lines))
+
+
+def _json_bytes(event: BehaviorEvent) -> int:
+    """Size of the event as the payload converter writes it (JSON)."""
+    return len(event.model_dump_json().encode())

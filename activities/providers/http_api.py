@@ -33,7 +33,7 @@ from typing import Any
 import httpx
 
 from activities.providers.errors import DeliveryError, parse_retry_after, provider_text
-from activities.providers.messages import OutgoingEmail, OutgoingSms
+from activities.providers.messages import OutgoingEmail, OutgoingSms, header_text
 
 SUCCESS_STATUSES = frozenset({200, 201, 202})
 TRANSIENT_STATUSES = frozenset({408, 409, 429})
@@ -201,6 +201,8 @@ class HttpEmailProvider(_JsonApiProvider):
          "headers": {"X-Journey": "welcome-series", "X-Journey-Step": "day0"}}
 
     Answer on success: `{"id": "<provider message id>"}`, which `deliver` returns.
+    What becomes a header at the API (sender name, subject, `headers`) goes
+    through `header_text`, as in a MIME message: one line, nothing to decode.
     """
 
     api_label = "email API"
@@ -212,13 +214,13 @@ class HttpEmailProvider(_JsonApiProvider):
             DeliveryError: classified as described in the module docstring.
         """
         payload = {
-            "from": formataddr((email.from_name, email.from_address)),
+            "from": formataddr((header_text(email.from_name), email.from_address)),
             "to": email.to_address,
             "reply_to": email.reply_to,
-            "subject": email.subject,
+            "subject": header_text(email.subject),
             "text": email.text,
             "html": email.html,
-            "headers": dict(email.headers),
+            "headers": {name: header_text(value) for name, value in email.headers.items()},
         }
         return await self._api.post("/emails", payload, idempotency_key=email.idempotency_key)
 

@@ -10,6 +10,7 @@ so receivers can drop a second copy.
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -58,22 +59,46 @@ class OutgoingEmail:
         return f"<{_key_digest(self.idempotency_key)}@{domain}>"
 
 
+_LINE_BREAKS_AND_CONTROLS = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]+")
+_ENCODED_WORD_START = "=?"
+
+
+def header_text(value: str) -> str:
+    """`value` as the text of one header line, with nothing a receiver would read as more.
+
+    Subjects carry contact data (`{{ first_name }}, want a second pair of
+    eyes?`), so a header must not let it start another header:
+
+    - line breaks and other control characters become a space;
+    - `=?` (how an RFC 2047 encoded word starts) gets a zero-width space, so
+      the text is shown as typed and never decoded: the email package itself
+      decodes an encoded word in a value it is given, and one that hides a
+      line break (`=?utf-8?q?=0D=0ABcc:…?=`) would start a `Bcc:` header.
+    """
+    text = _LINE_BREAKS_AND_CONTROLS.sub(" ", value)
+    return text.replace(_ENCODED_WORD_START, "=\u200b?")
+
+
 MIME_POLICY = policy.default.clone(max_line_length=998)
 """Lines up to RFC 5322's hard limit: a long `List-Unsubscribe` URL stays one plain
 `<…>` token (folding it at 78 would turn it into encoded words mail clients do not read)."""
 
 
 def build_mime(email: OutgoingEmail) -> EmailMessage:
-    """Build the RFC 5322 message: text and HTML alternatives plus headers."""
+    """Build the RFC 5322 message: text and HTML alternatives plus headers (every value
+    through `header_text`)."""
     message = EmailMessage(policy=MIME_POLICY)
-    message["Message-ID"] = email.message_id
-    message["Date"] = format_datetime(email.created_at)
-    message["From"] = formataddr((email.from_name, email.from_address))
-    message["To"] = email.to_address
-    message["Reply-To"] = email.reply_to
-    message["Subject"] = email.subject
-    for name, value in email.headers.items():
-        message[name] = value
+    headers = {
+        "Message-ID": email.message_id,
+        "Date": format_datetime(email.created_at),
+        "From": formataddr((header_text(email.from_name), email.from_address)),
+        "To": email.to_address,
+        "Reply-To": email.reply_to,
+        "Subject": email.subject,
+        **email.headers,
+    }
+    for name, value in headers.items():
+        message[name] = header_text(value)
     message.set_content(email.text)
     message.add_alternative(email.html, subtype="html")
     return message

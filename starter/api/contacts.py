@@ -5,11 +5,14 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body, Depends, Path, Query, Response, status
+from fastapi.exceptions import RequestValidationError
+from pydantic import ValidationError
 
 from models.contacts import ContactFields, ContactProfile
 from models.settings import ApiKey
 from starter import operations
 from starter.api.dependencies import ServicesDep, require
+from starter.api.events import issues
 from starter.api.schemas import (
     ContactView,
     EnrolmentIn,
@@ -121,7 +124,12 @@ async def enrol(
     """Start `journey` for the contact (409 while it runs, or for a once-only journey
     it went through)."""
     given = options.model_dump(exclude_none=True) if options else {}
-    journey_input = operations.journey_input_for(journey, contact_id, given)
+    try:
+        journey_input = operations.journey_input_for(journey, contact_id, given)
+    except ValidationError as error:  # e.g. renewal-countdown without its renewal_date
+        raise RequestValidationError(
+            [issue.model_dump() for issue in issues(error, "body")]
+        ) from None
     with unavailable_as_error():
         workflow_id = await operations.enroll(
             held.temporal,

@@ -95,6 +95,14 @@ def to_behavior_event(item: Any, *, now: datetime, max_future: timedelta) -> Beh
     )
 
 
+def unknown_contact(contact_id: str) -> str:
+    """The warning of an event whose contact does not exist (see `starter.intake`)."""
+    return (
+        f"contact {contact_id!r} does not exist yet: the event is kept and scored, but starts "
+        f"no journey; create the contact first (PUT /v1/contacts/{contact_id})"
+    )
+
+
 def _decode(raw: bytes) -> tuple[list[Any], bool]:
     """The posted items and whether they came as a batch."""
     try:
@@ -200,6 +208,7 @@ async def post_events(
                 event_id=event.event_id,
                 status=outcome.status,
                 workflow_id=outcome.workflow_id,
+                warnings=[] if outcome.contact_known else [unknown_contact(event.contact_id)],
             )
         )
     results.sort(key=lambda result: result.index)

@@ -5,9 +5,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
-from models.events import ContactId, EventProperties
+from models.events import ContactId, EventProperties, UtcTime
 from models.tables import Contact, MessageLog
 
 EventType = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,63}$")]
@@ -24,7 +24,7 @@ class EventIn(BaseModel):
             created on its first event).
         type: snake_case event type, e.g. `pricing_page_viewed`.
         occurred_at: When it happened, with a time zone; now when omitted.
-            More than a few minutes in the future is refused.
+            More than a few minutes in the future, or before 1970, is refused.
         properties: Details (page URL, plan, UTM parameters…); at most 16
             levels deep and 32 KiB as JSON.
     """
@@ -34,7 +34,7 @@ class EventIn(BaseModel):
     event_id: Annotated[str, StringConstraints(pattern=r"^[^\x00-\x1f\x7f]{1,128}$")] | None = None
     contact_id: ContactId
     type: EventType
-    occurred_at: AwareDatetime | None = None
+    occurred_at: UtcTime | None = None
     properties: EventProperties = Field(default_factory=dict)
 
 
@@ -73,6 +73,8 @@ class EventResult(BaseModel):
             `event_id` was accepted before; processed once) or `rejected`.
         workflow_id: The contact workflow that has it.
         errors: Why it was rejected.
+        warnings: What to know about an event taken, e.g. that its contact
+            does not exist yet (the event is kept, but starts no journey).
     """
 
     index: int
@@ -80,6 +82,7 @@ class EventResult(BaseModel):
     status: EventStatus
     workflow_id: str | None = None
     errors: list[ValidationIssue] = Field(default_factory=list)
+    warnings: list[str] = Field(default_factory=list)
 
 
 class EventsResponse(BaseModel):
@@ -159,14 +162,14 @@ class EnrolmentIn(BaseModel):
 
     Attributes:
         day_seconds: Accelerated journey clock (seconds per day), for staging.
-        renewal_date: renewal-countdown: when the subscription renews.
+        renewal_date: renewal-countdown: when the subscription renews (before 9000).
         subscription_id: renewal-countdown: which subscription.
     """
 
     model_config = ConfigDict(extra="forbid")
 
     day_seconds: int | None = Field(default=None, ge=1, le=86_400)
-    renewal_date: AwareDatetime | None = None
+    renewal_date: UtcTime | None = None
     subscription_id: Annotated[str, StringConstraints(min_length=1, max_length=64)] | None = None
 
 

@@ -4,8 +4,19 @@
 unsubscribes (mail clients post `List-Unsubscribe=One-Click` there without
 showing anything). The token's HMAC and expiry are checked first: a forged or
 expired token gets 400 and changes nothing. Unsubscribing is an
-`unsubscribed` event through the same intake as any other, with an id derived
-from the token, so clicking twice (or a mail client's retry) counts once.
+`unsubscribed` event through the same intake as any other.
+
+Replays. A valid link is honoured whenever it is used, also long after the
+message and after the contact opted in again: an opt-out must be as easy as
+the opt-in and never be refused (CAN-SPAM, GDPR art. 21(3), RFC 8058); the
+token can do nothing but what the person it was sent to asks; and the cost of
+honouring a stale click (a person who re-subscribes) is small next to the
+cost of ignoring a real one (mail nobody wanted, a complaint, a fine). What a
+replay must not do is count twice: the event id is derived from the token and
+what the click opts out of, the contact's address and consent on the channel.
+Clicking twice, or a mail client retrying, is one event; a click after the
+contact re-consented or changed its address is a new opt-out that suppresses
+the current address and makes the journeys started since exit.
 """
 
 from __future__ import annotations
@@ -19,6 +30,7 @@ from fastapi.responses import HTMLResponse
 
 from activities.unsubscribe import InvalidToken, UnsubscribeRequest, verify_unsubscribe_token
 from models.events import BehaviorEvent
+from models.tables import Contact
 from starter.api.dependencies import ServicesDep
 from starter.intake import accept_events
 from starter.operations import NotFound, get_contact
@@ -45,6 +57,16 @@ def page(title: str, body_html: str, *, status_code: int = 200) -> HTMLResponse:
         status_code=status_code,
         headers={"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"},
     )
+
+
+def click_id(token: str, contact: Contact, channel: str) -> str:
+    """The event id of an unsubscribe click: the same for a replay, new once the contact's
+    address or consent on `channel` changed (see the module docstring)."""
+    sms = channel == "sms"
+    address = contact.phone if sms else contact.email
+    consent_at = contact.sms_consent_at if sms else contact.email_consent_at
+    click = f"{token}|{address}|{consent_at.isoformat() if consent_at else ''}"
+    return f"unsubscribe-{hashlib.sha256(click.encode()).hexdigest()[:40]}"
 
 
 def _verify(token: str, secret: str) -> UnsubscribeRequest | HTMLResponse:
@@ -79,11 +101,11 @@ async def unsubscribe(held: ServicesDep, token: str = TokenPath) -> HTMLResponse
     if isinstance(request, HTMLResponse):
         return request
     try:
-        await get_contact(held.engine, request.contact_id)
+        contact = await get_contact(held.engine, request.contact_id)
     except NotFound:  # erased meanwhile: nothing left to send to
         return page("You are unsubscribed", "<p>You will not hear from us again.</p>")
     event = BehaviorEvent(
-        event_id=f"unsubscribe-{hashlib.sha256(token.encode()).hexdigest()[:40]}",
+        event_id=click_id(token, contact, request.channel),
         contact_id=request.contact_id,
         type="unsubscribed",
         occurred_at=datetime.now(UTC),

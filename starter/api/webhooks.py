@@ -26,11 +26,11 @@ import time
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Header, HTTPException, Request, status
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 from sqlmodel import col, select
 
 from models.db import session_factory
-from models.events import BehaviorEvent
+from models.events import BehaviorEvent, UtcTime
 from models.tables import MessageLog
 from starter.api.dependencies import ServicesDep
 from starter.api.schemas import Problem
@@ -55,20 +55,20 @@ class DeliveryEvent(BaseModel):
     """One delivery event from the provider.
 
     Attributes:
-        id: The provider's id of this event (idempotency key).
+        id: The provider's id of this event (idempotency key; no control characters).
         type: What happened (see the module docstring).
         message_id: The provider's id of the message it is about.
-        occurred_at: When.
+        occurred_at: When (1970–8999).
         url: The link clicked (`clicked`).
         bounce_type: `hard` or `soft` (`bounced`).
     """
 
     model_config = ConfigDict(extra="ignore")
 
-    id: Annotated[str, StringConstraints(min_length=1, max_length=100)]
+    id: Annotated[str, StringConstraints(pattern=r"^[^\x00-\x1f\x7f]{1,100}$")]
     type: Literal["delivered", "opened", "clicked", "bounced", "complained"]
     message_id: Annotated[str, StringConstraints(min_length=1, max_length=300)]
-    occurred_at: AwareDatetime
+    occurred_at: UtcTime
     url: Annotated[str, StringConstraints(max_length=2_000)] | None = None
     bounce_type: Literal["hard", "soft"] | None = None
 
