@@ -128,6 +128,17 @@ class BehaviorEvent(BaseModel):
     properties: EventProperties = Field(default_factory=dict)
 
 
+MAX_EVENTS_PAYLOAD_BYTES = 512 * 1024
+"""Most event JSON one Temporal payload holds: a batch to ingest, or the events carried
+over to a contact's or a journey's next run. Far below Temporal's 2 MB limit: events of
+up to 32 KiB each may pile up (e.g. while no worker runs)."""
+
+
+def json_size(event: BehaviorEvent) -> int:
+    """Size of the event as the payload converter writes it (JSON)."""
+    return len(event.model_dump_json().encode())
+
+
 SUPPRESSING_EVENTS = {"unsubscribed": "unsubscribed", "email_bounced": "hard_bounce"}
 """Events that stop all marketing to the contact, with the reason recorded."""
 

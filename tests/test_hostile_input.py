@@ -43,12 +43,13 @@ from models.contact_workflow import ContactInput, ContactState
 from models.contacts import MAX_CONTACT_ATTRIBUTES, MAX_CONTACT_TAGS, ContactFields
 from models.db import session_factory
 from models.events import MAX_PROPERTIES_BYTES, MAX_PROPERTIES_DEPTH, BehaviorEvent
+from models.journeys import JourneyInput, JourneyStatus
 from models.settings import Settings
 from models.tables import ContactEvent, Suppression
 from starter.api.events import to_behavior_event
 from starter.api.webhooks import SIGNATURE_HEADER, sign_webhook
 from starter.operations import signal_contact
-from tests.factories import message_rows, rows_of
+from tests.factories import add_contact, message_rows, rows_of
 from tests.gateway import WEBHOOK_SECRET, Gateway, gateway_settings, serving_gateway
 from tests.hostile import (
     CONTACT_FIELDS,
@@ -67,6 +68,7 @@ from tests.hostile import (
 )
 from tests.test_api import contact_state, journey_state, new_id, put_contact
 from worker import running_worker
+from workflows.welcome_series import WelcomeSeries
 
 Row = TypeVar("Row")
 JSON = {"Content-Type": "application/json"}
@@ -521,6 +523,31 @@ async def test_many_large_events_pending_at_once_do_not_end_the_contact_workflow
             await asyncio.sleep(0.1)
         else:
             raise AssertionError("the 70 events were never processed")
+
+
+async def test_large_events_a_journey_remembers_go_over_to_its_next_run_within_the_limit(
+    dev_env: WorkflowEnvironment, settings: Settings, engine: AsyncEngine
+) -> None:
+    """A journey keeps recent events for `wait_for`; when it continues as new, only the
+    newest that fit in one payload go over (70 of 31 KB would not: over 2 MB)."""
+    client = dev_env.client
+    contact_id = new_prefix() + "carry"
+    await add_contact(engine, contact_id)
+    handle = await client.start_workflow(
+        WelcomeSeries.run,
+        JourneyInput(contact_id=contact_id, day_seconds=1, history_limit=40),
+        id=f"welcome-series-{contact_id}",
+        task_queue=settings.task_queue,
+    )
+    for number in range(70):  # before any worker: all in the first run's history
+        event = event_fields(contact_id, f"e{number}", properties={"blob": "x" * 31_000})
+        await handle.signal(WelcomeSeries.event, BehaviorEvent.model_validate(event))
+    async with running_worker(client, settings):
+        result = await asyncio.wait_for(handle.result(), 120)
+    assert result.status == JourneyStatus.COMPLETED
+    assert result.messages_sent == 5
+    last_run = await client.get_workflow_handle(handle.id).describe()
+    assert last_run.run_id != handle.first_execution_run_id  # it continued as new
 
 
 # --- events for contacts that do not exist ----------------------------------------------

@@ -57,7 +57,12 @@ with workflow.unsafe.imports_passed_through():
         JourneyEnrolment,
         LeadScoreUpdate,
     )
-    from models.events import BehaviorEvent, suppression_reason
+    from models.events import (
+        MAX_EVENTS_PAYLOAD_BYTES,
+        BehaviorEvent,
+        json_size,
+        suppression_reason,
+    )
     from models.journeys import ExitRequest, JourneyInput
     from models.sales import LeadBand, LeadSlaInput
     from models.scoring import (
@@ -78,12 +83,9 @@ are caught by the database)."""
 RESCORE_GRANULARITY = timedelta(hours=1)
 """Decay is applied at most this late (when boundaries crowd together, else on time)."""
 CARRIED_EVENTS = 2 * MAX_EVENT_BATCH
-MAX_BATCH_BYTES = 512 * 1024
-"""Most event JSON in one ingest batch, and carried over to the next run: far below
-Temporal's 2 MB payload limit (events of up to 32 KiB each may pile up while no worker runs)."""
 BATCH_BYTES_PATCH = "event-batches-by-bytes"
-"""Runs that formed a batch or a carry-over larger than `MAX_BATCH_BYTES` before it was
-bounded replay unchanged."""
+"""Runs that formed a batch or a carry-over larger than `MAX_EVENTS_PAYLOAD_BYTES` before it
+was bounded replay unchanged."""
 """Most unprocessed events handed over to the next run when continuing as new."""
 DORMANT_AFTER = timedelta(days=30)
 """No event for this long: the contact is tagged `eng_dormant_30d`."""
@@ -215,12 +217,12 @@ class ContactWorkflow:
                     workflow.continue_as_new(self._carry_over())
 
     def _next_batch(self) -> list[BehaviorEvent]:
-        """The oldest pending events, at most `MAX_EVENT_BATCH` and `MAX_BATCH_BYTES` (but one)."""
+        """The oldest pending events: at most `MAX_EVENT_BATCH`, and `MAX_EVENTS_PAYLOAD_BYTES`."""
         batch: list[BehaviorEvent] = []
         size = 0
         while self._pending and len(batch) < MAX_EVENT_BATCH:
-            size += _json_bytes(self._pending[0])
-            if batch and size > MAX_BATCH_BYTES and workflow.patched(BATCH_BYTES_PATCH):
+            size += json_size(self._pending[0])
+            if batch and size > MAX_EVENTS_PAYLOAD_BYTES and workflow.patched(BATCH_BYTES_PATCH):
                 break
             batch.append(self._pending.popleft())
         return batch
@@ -496,8 +498,8 @@ class ContactWorkflow:
         """Due, and few enough events waiting to carry them over (else process some first)."""
         if not self._cycle_due() or len(self._pending) > CARRIED_EVENTS:
             return False
-        carried = sum(map(_json_bytes, self._pending))
-        return carried <= MAX_BATCH_BYTES or not workflow.patched(BATCH_BYTES_PATCH)
+        carried = sum(map(json_size, self._pending))
+        return carried <= MAX_EVENTS_PAYLOAD_BYTES or not workflow.patched(BATCH_BYTES_PATCH)
 
     def _cycle_due(self) -> bool:
         info = workflow.info()
@@ -554,8 +556,3 @@ class ContactWorkflow:
         if self._erased:
             lines.append("**Erased**: personal data deleted, journeys ended.")
         workflow.set_current_details("\n".join(lines))
-
-
-def _json_bytes(event: BehaviorEvent) -> int:
-    """Size of the event as the payload converter writes it (JSON)."""
-    return len(event.model_dump_json().encode())

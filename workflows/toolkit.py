@@ -33,7 +33,7 @@ from temporalio.workflow import ParentClosePolicy
 
 with workflow.unsafe.imports_passed_through():
     from models import search_attributes
-    from models.events import BehaviorEvent
+    from models.events import MAX_EVENTS_PAYLOAD_BYTES, BehaviorEvent, json_size
     from models.journeys import (
         SECONDS_PER_DAY,
         ContactMemo,
@@ -77,6 +77,9 @@ REMEMBERED_EVENT_IDS = 1_000
 """How many recent event ids a journey remembers to drop duplicates."""
 REMEMBERED_EVENTS = 200
 """How many recent events a journey keeps for `wait_for` (bounded history)."""
+CARRIED_EVENT_BYTES_PATCH = "carried-events-by-bytes"
+"""Runs that carried more than `MAX_EVENTS_PAYLOAD_BYTES` of events over before it was
+bounded replay unchanged."""
 
 
 @dataclass(frozen=True)
@@ -595,10 +598,21 @@ class Journey:
                     results=self._results,
                     actions=self._actions,
                     recent_event_ids=list(self._recent_event_ids),
-                    events=list(self._events),
+                    events=self._carried_events(),
                 )
             }
         )
+
+    def _carried_events(self) -> list[BehaviorEvent]:
+        """The newest remembered events that fit in `MAX_EVENTS_PAYLOAD_BYTES` (usually all)."""
+        kept: list[BehaviorEvent] = []
+        size = 0
+        for event in reversed(self._events):
+            size += json_size(event)
+            if size > MAX_EVENTS_PAYLOAD_BYTES and workflow.patched(CARRIED_EVENT_BYTES_PATCH):
+                break
+            kept.append(event)
+        return kept[::-1]
 
     async def _continue_as_new_if_due(self) -> None:
         """Continue as new when the history is long (journeys that wait for months).
