@@ -1,0 +1,490 @@
+"""What every benchmark runs on: a dev server on a file, a database, worker processes, a gateway.
+
+Each benchmark gets a stack of its own (`bench_stack`) in a folder of the
+run's temporary directory: a Temporal CLI dev server whose database is a file
+there, the journeys' SQLite database and outbox folder there too. Workers run
+as processes, as in production: the product's is `python -m worker` (the real
+`worker.run_worker`: migrations, template checks, `running_worker`) and the
+baseline's `python -m bench.worker_process`; both serve the SDK's Prometheus
+metrics, which the benchmarks read (sticky cache size, activities completed).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import shutil
+import signal
+import socket
+import sys
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
+from contextlib import AsyncExitStack, asynccontextmanager, contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from datetime import time as clock_time
+from enum import StrEnum
+from pathlib import Path
+from typing import TypeVar
+
+import httpx
+from pydantic import SecretStr
+from sqlalchemy import func
+from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlmodel import col, select
+from temporalio.api.enums.v1 import TaskQueueType
+from temporalio.api.taskqueue.v1 import TaskQueue
+from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
+from temporalio.client import Client, WorkflowExecution
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.testing import WorkflowEnvironment
+
+from models.db import create_engine, migrate, session_factory
+from models.messages import DeliveryStatus
+from models.search_attributes import ALL_SEARCH_ATTRIBUTES
+from models.settings import PROJECT_ROOT, ApiKey, Settings
+from models.tables import Contact, MessageLog
+from starter.api.server import running_api
+from starter.temporal import SERVICE_RETRY, connect
+from starter.toolchain import start_dev_server
+
+T = TypeVar("T")
+
+API_KEY = "bench-local-only-key-0123456789"
+"""The gateway's key in benchmarks (a loopback server that lives for one benchmark)."""
+JOURNEYS_QUEUE = "bench-journeys"
+BARE_QUEUE = "bench-bare"
+SERVER_PRAGMAS = ("--sqlite-pragma", "journal_mode=wal", "--sqlite-pragma", "synchronous=normal")
+"""The dev server's SQLite file in WAL mode: with its default rollback journal, the server's
+own writes are the bottleneck (the bare baseline alone ran 2-3x slower), which would hide
+what the journeys cost."""
+READY_TIMEOUT = 120.0
+"""Seconds a worker process may take to start polling."""
+STOP_TIMEOUT = 30.0
+SETTLE_WINDOW = 0.5
+IDLE_BELOW = 0.05
+"""A worker is settled (every journey parked) once it used less than this share of a core
+over `SETTLE_WINDOW` seconds."""
+
+
+NOT_RUN = shutil.ignore_patterns(
+    ".*", "__pycache__", "tests", "test-artifacts", "docs", "results", "*.md", "uv.lock"
+)
+"""What the workers do not need of the checkout."""
+
+
+def snapshot_sources(target: Path) -> Path:
+    """Copy the checkout's code and data files (templates, TOML, migrations) to `target`.
+
+    Workers run this copy: the SDK's sandbox reads the workflow modules from disk again
+    for every new workflow run, so a file edited during a long run (a `git pull`, a
+    colleague's commit) would otherwise mix two versions in one worker.
+    """
+    shutil.copytree(PROJECT_ROOT, target, ignore=NOT_RUN)
+    return target
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU time a process used so far, user and system (/proc/<pid>/stat)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _pid_running(marker: str) -> int:
+    """The process whose command line holds `marker` (the dev server: its database file)."""
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            command = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if marker in command:
+            return int(entry.name)
+    raise RuntimeError(f"no process runs with {marker!r}")
+
+
+class WorkerKind(StrEnum):
+    """Which worker a process runs."""
+
+    JOURNEYS = "journeys"
+    BARE = "bare"
+
+
+@dataclass(frozen=True)
+class Stack:
+    """One benchmark's dev server, settings and database.
+
+    Attributes:
+        root: The benchmark's folder (server and journeys databases, outbox, worker logs).
+        env: The running dev server, with a client (pydantic data converter).
+        settings: The product's settings: database and outbox in `root`, quiet
+            hours off (benchmarks run at any hour), the gateway's key.
+        engine: The journeys database (migrated).
+        server_pid: The dev server's process.
+        sources: The snapshot of the code the workers run (`snapshot_sources`).
+    """
+
+    root: Path
+    env: WorkflowEnvironment
+    settings: Settings
+    engine: AsyncEngine
+    server_pid: int
+    sources: Path
+
+    @property
+    def client(self) -> Client:
+        """The driver's Temporal client."""
+        return self.env.client
+
+    @property
+    def address(self) -> str:
+        """The dev server's frontend, `host:port`."""
+        return self.client.service_client.config.target_host
+
+
+@contextmanager
+def _stdout_to_stderr() -> Iterator[None]:
+    """Point file descriptor 1 at stderr meanwhile (what a process started inside inherits)."""
+    sys.stdout.flush()
+    saved = os.dup(1)
+    os.dup2(2, 1)
+    try:
+        yield
+    finally:
+        os.dup2(saved, 1)
+        os.close(saved)
+
+
+@asynccontextmanager
+async def bench_stack(root: Path, sources: Path) -> AsyncIterator[Stack]:
+    """Start a dev server (database file in `root`) and migrate a journeys database there.
+
+    The server's output goes to stderr: stdout is the report's. Workers will run
+    the code in `sources`.
+    """
+    root.mkdir(parents=True, exist_ok=True)
+    database = root / "temporal.db"
+    with _stdout_to_stderr():
+        env = await start_dev_server(
+            dev_server_database_filename=str(database),
+            dev_server_extra_args=SERVER_PRAGMAS,
+            search_attributes=ALL_SEARCH_ATTRIBUTES,
+            data_converter=pydantic_data_converter,
+        )
+    settings = Settings(
+        database_url=f"sqlite:///{root / 'journeys.db'}",
+        outbox_dir=root / "outbox",
+        task_queue=JOURNEYS_QUEUE,
+        quiet_hours_start=clock_time(0, 0),
+        quiet_hours_end=clock_time(0, 0),
+        api_keys=[ApiKey(name="bench", key=SecretStr(API_KEY))],
+    )
+    engine = create_engine(settings.database_url)
+    try:
+        await migrate(engine)
+        yield Stack(root, env, settings, engine, _pid_running(str(database)), sources)
+    finally:
+        await engine.dispose()
+        await env.shutdown()
+
+
+# --- worker processes -----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class WorkerProcess:
+    """A running worker process and what can be read about it.
+
+    Attributes:
+        kind: Product or baseline.
+        task_queue: The queue it polls.
+        process: The process.
+        metrics_url: Its Prometheus page.
+        log: Its output.
+    """
+
+    kind: WorkerKind
+    task_queue: str
+    process: asyncio.subprocess.Process
+    metrics_url: str
+    log: Path
+
+    def rss_bytes(self) -> int:
+        """Resident set size now (`VmRSS` of /proc/<pid>/status)."""
+        status = Path(f"/proc/{self.process.pid}/status").read_text()
+        match = re.search(r"^VmRSS:\s+(\d+) kB$", status, re.MULTILINE)
+        assert match is not None, "VmRSS missing from /proc/<pid>/status"
+        return int(match.group(1)) * 1024
+
+    def cpu_seconds(self) -> float:
+        """CPU time the process used so far."""
+        return cpu_seconds(self.process.pid)
+
+    async def metric(self, name: str, **labels: str) -> float:
+        """Sum of the samples of a Prometheus metric whose labels include `labels`."""
+        async with httpx.AsyncClient(timeout=10) as http:
+            page = (await http.get(self.metrics_url)).text
+        total = 0.0
+        for line in page.splitlines():
+            sample = re.fullmatch(rf"{re.escape(name)}(?:\{{(.*)\}})? (\S+)", line)
+            if sample is None:
+                continue
+            found = dict(re.findall(r'(\w+)="([^"]*)"', sample.group(1) or ""))
+            if all(found.get(key) == value for key, value in labels.items()):
+                total += float(sample.group(2))
+        return total
+
+    async def settle(self) -> None:
+        """Return once the process used less than `IDLE_BELOW` of a core over `SETTLE_WINDOW`."""
+        while True:
+            before = self.cpu_seconds()
+            await asyncio.sleep(SETTLE_WINDOW)
+            if self.cpu_seconds() - before < IDLE_BELOW * SETTLE_WINDOW:
+                return
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def _worker_command(
+    stack: Stack, kind: WorkerKind, metrics: str
+) -> tuple[list[str], dict[str, str]]:
+    """The command line and environment of a worker process: it runs `stack.sources`.
+
+    Both cache bytecode (in `<root>/pycache`): the SDK's sandbox imports the
+    workflow modules afresh for every workflow run, and compiling them from
+    source each time (PYTHONDONTWRITEBYTECODE with no cached bytecode) took
+    10-15% of the product worker's CPU in a probe: a cost of the environment,
+    not of the journeys.
+    """
+    env = {name: value for name, value in os.environ.items() if name != "PYTHONDONTWRITEBYTECODE"}
+    env["PYTHONPYCACHEPREFIX"] = str(stack.root / "pycache")
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(stack.sources), env.get("PYTHONPATH")]))
+    if kind == WorkerKind.BARE:
+        command = ["-m", "bench.worker_process", "--address", stack.address]
+        command += ["--task-queue", BARE_QUEUE, "--metrics", metrics]
+        return [sys.executable, *command], env
+    settings = stack.settings
+    return [sys.executable, "-m", "worker"], {
+        **env,
+        "TEMPORAL_ADDRESS": stack.address,
+        "TEMPORAL_NAMESPACE": "default",
+        "DATABASE_URL": settings.database_url,
+        "TASK_QUEUE": settings.task_queue,
+        "OUTBOX_DIR": str(settings.outbox_dir),
+        "QUIET_HOURS_START": f"{settings.quiet_hours_start:%H:%M}",
+        "QUIET_HOURS_END": f"{settings.quiet_hours_end:%H:%M}",
+        "LOG_FORMAT": "json",
+        "METRICS_BIND_ADDRESS": metrics,
+    }
+
+
+@asynccontextmanager
+async def _spawned(stack: Stack, kind: WorkerKind) -> AsyncIterator[WorkerProcess]:
+    """Start a worker process (output to `<root>/<kind>-worker.log`); SIGTERM it at the end."""
+    metrics = f"127.0.0.1:{_free_port()}"
+    command, env = _worker_command(stack, kind, metrics)
+    log = stack.root / f"{kind}-worker.log"
+    with log.open("ab") as output:
+        process = await asyncio.create_subprocess_exec(
+            *command, env=env, cwd=stack.root, stdout=output, stderr=output
+        )
+    task_queue = BARE_QUEUE if kind == WorkerKind.BARE else stack.settings.task_queue
+    try:
+        yield WorkerProcess(kind, task_queue, process, f"http://{metrics}/metrics", log)
+    finally:
+        if process.returncode is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                await asyncio.wait_for(process.wait(), STOP_TIMEOUT)
+            except TimeoutError:
+                process.kill()
+                await process.wait()
+
+
+@asynccontextmanager
+async def worker_processes(stack: Stack, *kinds: WorkerKind) -> AsyncIterator[list[WorkerProcess]]:
+    """Start worker processes together and wait until each polls; stop them when the block ends.
+
+    Raises:
+        RuntimeError: one exited or did not poll within `READY_TIMEOUT` (with its log's end).
+    """
+    async with AsyncExitStack() as processes:
+        workers = [await processes.enter_async_context(_spawned(stack, kind)) for kind in kinds]
+        await asyncio.gather(*(_wait_polling(stack.client, worker) for worker in workers))
+        yield workers
+
+
+@asynccontextmanager
+async def worker_process(stack: Stack, kind: WorkerKind) -> AsyncIterator[WorkerProcess]:
+    """One worker process (see `worker_processes`)."""
+    async with worker_processes(stack, kind) as (worker,):
+        yield worker
+
+
+async def _wait_polling(client: Client, worker: WorkerProcess) -> None:
+    identity = f"{worker.process.pid}@"
+    deadline = time.monotonic() + READY_TIMEOUT
+    for queue_type in (
+        TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW,
+        TaskQueueType.TASK_QUEUE_TYPE_ACTIVITY,
+    ):
+        request = DescribeTaskQueueRequest(
+            namespace=client.namespace,
+            task_queue=TaskQueue(name=worker.task_queue),
+            task_queue_type=queue_type,
+        )
+        while True:
+            if worker.process.returncode is not None or time.monotonic() > deadline:
+                tail = "\n".join(worker.log.read_text(errors="replace").splitlines()[-20:])
+                raise RuntimeError(f"the {worker.kind} worker did not start polling:\n{tail}")
+            pollers = (await client.workflow_service.describe_task_queue(request)).pollers
+            if any(poller.identity.startswith(identity) for poller in pollers):
+                break
+            await asyncio.sleep(0.2)
+
+
+# --- the gateway ------------------------------------------------------------------------
+
+
+@asynccontextmanager
+async def gateway(stack: Stack) -> AsyncIterator[httpx.AsyncClient]:
+    """Serve the real HTTP gateway on a free loopback port; yields a client holding its key."""
+
+    async def temporal() -> Client:
+        return await connect(target_host=stack.address, lazy=True, retry=SERVICE_RETRY)
+
+    async with (
+        running_api(stack.settings, host="127.0.0.1", port=0, temporal=temporal) as url,
+        httpx.AsyncClient(
+            base_url=url, headers={"Authorization": f"Bearer {API_KEY}"}, timeout=60
+        ) as http,
+    ):
+        yield http
+
+
+# --- the database -------------------------------------------------------------------------
+
+
+async def seed_contacts(
+    engine: AsyncEngine,
+    contact_ids: Iterable[str],
+    *,
+    stage: str | None = None,
+    owner_id: str | None = None,
+) -> None:
+    """Create contacts with an email address and email consent, in bulk.
+
+    Args:
+        engine: The journeys database.
+        contact_ids: Their ids.
+        stage: Their lifecycle stage (lead band), if any.
+        owner_id: Their sales owner, if handed off.
+    """
+    now = datetime.now(UTC)
+    rows = [
+        Contact(
+            id=contact_id,
+            email=f"{contact_id}@bench.example",
+            email_consent=True,
+            email_consent_at=now,
+            email_consent_source="bench",
+            lifecycle_stage=stage,
+            owner_id=owner_id,
+        )
+        for contact_id in contact_ids
+    ]
+    async with session_factory(engine)() as session:
+        session.add_all(rows)
+        await session.commit()
+
+
+async def is_sent(engine: AsyncEngine, idempotency_key: str) -> bool:
+    """Whether the message log has this message as sent."""
+    statement = select(MessageLog.status).where(MessageLog.idempotency_key == idempotency_key)
+    async with session_factory(engine)() as session:
+        return (await session.exec(statement)).first() == DeliveryStatus.SENT
+
+
+async def watch_sent(
+    engine: AsyncEngine, journey: str, count: int, *, every: float, timeout: float
+) -> dict[str, float]:
+    """Poll the message log until `count` of the journey's messages are sent.
+
+    Returns:
+        When each was first seen sent (epoch seconds), by idempotency key.
+
+    Raises:
+        TimeoutError: fewer were sent within `timeout` seconds.
+    """
+    statement = select(MessageLog.idempotency_key).where(
+        MessageLog.journey == journey, MessageLog.status == DeliveryStatus.SENT
+    )
+    seen: dict[str, float] = {}
+    deadline = time.monotonic() + timeout
+    while len(seen) < count:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{len(seen)} of {count} {journey} messages sent in {timeout:.0f} s")
+        async with session_factory(engine)() as session:
+            keys = (await session.exec(statement)).all()
+        now = time.time()
+        seen.update((key, now) for key in keys if key not in seen)
+        await asyncio.sleep(every)
+    return seen
+
+
+async def count_sent(engine: AsyncEngine, journey: str) -> int:
+    """How many of the journey's messages the message log has as sent."""
+    statement = select(func.count(col(MessageLog.id))).where(
+        MessageLog.journey == journey, MessageLog.status == DeliveryStatus.SENT
+    )
+    async with session_factory(engine)() as session:
+        return (await session.exec(statement)).one()
+
+
+# --- waiting ----------------------------------------------------------------------------
+
+
+async def until(
+    check: Callable[[], Awaitable[bool]], *, every: float, timeout: float, what: str
+) -> None:
+    """Check every `every` seconds until `check()` holds.
+
+    Raises:
+        TimeoutError: not within `timeout` seconds (naming `what`).
+    """
+    deadline = time.monotonic() + timeout
+    while not await check():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{what}: not within {timeout:.0f} s")
+        await asyncio.sleep(every)
+
+
+async def gather_limited(awaitables: Iterable[Awaitable[T]], *, limit: int = 64) -> list[T]:
+    """Await all, at most `limit` at a time; results in order."""
+    slots = asyncio.Semaphore(limit)
+
+    async def one(awaitable: Awaitable[T]) -> T:
+        async with slots:
+            return await awaitable
+
+    return await asyncio.gather(*(one(awaitable) for awaitable in awaitables))
+
+
+async def closed_workflows(
+    client: Client, query: str, count: int, *, timeout: float
+) -> list[WorkflowExecution]:
+    """Wait until `count` workflows matching the visibility `query` have closed; list them."""
+
+    async def all_closed() -> bool:
+        closed = await client.count_workflows(f"{query} AND ExecutionStatus != 'Running'")
+        return closed.count >= count
+
+    await until(all_closed, every=0.5, timeout=timeout, what=f"{count} closed for {query}")
+    return [execution async for execution in client.list_workflows(query)]
