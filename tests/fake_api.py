@@ -8,7 +8,7 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, Self
 
 
 @dataclass
@@ -30,21 +30,39 @@ class Received:
     body: Any
 
 
-class FakeApi:
-    """A real HTTP server in a thread: answers scripted replies, records requests."""
+class LoopbackServer:
+    """An HTTP server on a free loopback port, served by a thread while in a `with` block."""
 
-    def __init__(self) -> None:
-        self.replies: deque[Reply] = deque()
-        self.received: list[Received] = []
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
+    def __init__(self, handler: type[BaseHTTPRequestHandler]) -> None:
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self._server.daemon_threads = True
         self._thread = threading.Thread(
             target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
         )
 
     @property
     def url(self) -> str:
+        """`http://127.0.0.1:<port>`."""
         host, port = self._server.server_address[:2]
         return f"http://{host!s}:{port}"
+
+    def __enter__(self) -> Self:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join()
+
+
+class FakeApi(LoopbackServer):
+    """A real HTTP server in a thread: answers scripted replies, records requests."""
+
+    def __init__(self) -> None:
+        self.replies: deque[Reply] = deque()
+        self.received: list[Received] = []
+        super().__init__(self._handler_class())
 
     def answer(self, *replies: Reply) -> None:
         self.replies.extend(replies)
@@ -79,12 +97,3 @@ class FakeApi:
                 pass
 
         return Handler
-
-    def __enter__(self) -> FakeApi:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join()

@@ -13,9 +13,11 @@ import json
 import threading
 import time
 from collections import Counter, deque
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler
 from typing import Any
+
+from tests.fake_api import LoopbackServer
 
 
 @dataclass(frozen=True)
@@ -53,33 +55,21 @@ class Request:
     fault: Fault | None
 
 
-@dataclass
-class EmailApi:
-    """The API server, in a thread of the test process.
+class EmailApi(LoopbackServer):
+    """The API server, in a thread of the test process; `url` is the worker's `EMAIL_API_URL`.
 
     Attributes:
         deliveries: Messages delivered, in order; one per idempotency key.
         requests: Every request received, in order (retries included).
     """
 
-    deliveries: list[Delivery] = field(default_factory=list)
-    requests: list[Request] = field(default_factory=list)
-    _faults: deque[Fault] = field(default_factory=deque)
-    _by_key: dict[str, Delivery] = field(default_factory=dict)
-    _lock: threading.Lock = field(default_factory=threading.Lock)
-
-    def __post_init__(self) -> None:
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        )
-
-    @property
-    def url(self) -> str:
-        """Base URL (the worker's `EMAIL_API_URL`)."""
-        host, port = self._server.server_address[:2]
-        return f"http://{host!s}:{port}"
+    def __init__(self) -> None:
+        self.deliveries: list[Delivery] = []
+        self.requests: list[Request] = []
+        self._faults: deque[Fault] = deque()
+        self._by_key: dict[str, Delivery] = {}
+        self._lock = threading.Lock()
+        super().__init__(self._handler_class())
 
     def fail_next(self, count: int, fault: Fault) -> None:
         """Serve `fault` to the next `count` requests (after the faults already queued)."""
@@ -149,12 +139,3 @@ class EmailApi:
                 pass
 
         return Handler
-
-    def __enter__(self) -> EmailApi:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join()
