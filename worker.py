@@ -49,7 +49,7 @@ from activities.templates import TemplateCatalog
 from models.db import create_engine, migrate
 from models.sales import SalesConfig
 from models.scoring import ScoringModel
-from models.settings import Settings, get_settings
+from models.settings import Settings, UnsafeSettings, get_settings, refuse_unsafe_settings
 from starter.logs import configure_logging
 from starter.temporal import connect
 from workflows import JOURNEYS
@@ -114,6 +114,7 @@ def build_worker(
         policy=settings.messaging_policy(),
         unsubscribe_base_url=settings.public_base_url,
         unsubscribe_secret=settings.unsubscribe_secret.get_secret_value(),
+        accelerated_clock_allowed=settings.allow_accelerated_clock,
     )
     crm = CrmActivities(engine=engine)
     journey_log = JourneyLogActivities(engine=engine)
@@ -221,10 +222,14 @@ def worker_runtime(settings: Settings) -> Runtime:
 
 
 async def run_worker(settings: Settings) -> None:
-    """Validate templates, connect, run the worker, stop gracefully on SIGINT / SIGTERM.
+    """Check the settings and templates, connect, run the worker, stop on SIGINT / SIGTERM.
 
     The client (and so the worker) runs on `worker_runtime(settings)`.
+
+    Raises:
+        UnsafeSettings: development secrets or addresses where real contacts get messages.
     """
+    refuse_unsafe_settings(settings)
     templates = load_templates(settings)
     client = await connect(runtime=worker_runtime(settings))
     async with running_worker(client, settings, templates=templates):
@@ -235,7 +240,10 @@ def main() -> None:
     """Entry point of `python worker.py`."""
     settings = get_settings()
     configure_logging(level=settings.log_level, fmt=settings.log_format)
-    asyncio.run(run_worker(settings))
+    try:
+        asyncio.run(run_worker(settings))
+    except UnsafeSettings as error:
+        raise SystemExit(str(error)) from None
 
 
 if __name__ == "__main__":

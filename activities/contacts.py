@@ -18,6 +18,7 @@ from structlog.contextvars import bound_contextvars
 from temporalio import activity
 
 from activities.providers.outbox import outbox_path
+from activities.suppressions import add_suppression
 from models.contact_workflow import (
     ErasureResult,
     IngestRequest,
@@ -50,7 +51,8 @@ OUTBOX_SUFFIXES = (".eml", ".sms.txt")
 async def suppress_addresses(session: AsyncSession, contact: Contact, reason: str) -> list[str]:
     """Add the contact's email address and phone number to the suppressions (hashed).
 
-    Idempotent: an address already suppressed stays as it is. The caller commits.
+    Idempotent: an address already suppressed stays so (a stronger reason replaces
+    a marketing-only one). The caller commits.
 
     Returns:
         The channels suppressed (or already suppressed).
@@ -59,18 +61,7 @@ async def suppress_addresses(session: AsyncSession, contact: Contact, reason: st
     for channel, address in ((Channel.EMAIL, contact.email), (Channel.SMS, contact.phone)):
         if not address:
             continue
-        address_hash = Suppression.hash_address(address)
-        existing = await session.exec(
-            select(Suppression).where(
-                Suppression.channel == channel, Suppression.address_hash == address_hash
-            )
-        )
-        if existing.first() is None:
-            session.add(
-                Suppression(
-                    channel=channel, address_hash=address_hash, reason=reason, contact_id=contact.id
-                )
-            )
+        await add_suppression(session, channel, address, reason, contact_id=contact.id)
         suppressed.append(str(channel))
     return suppressed
 

@@ -4,8 +4,11 @@ Right before delivery, against the database, in this order:
 
 1. a final outcome already recorded for the idempotency key is returned as is;
 2. the contact needs an address on the channel, and consent for marketing;
-3. a suppressed address (unsubscribed, bounced, invalid) is never sent to;
-4. marketing waits out the contact's quiet hours (unless exempt): deferred;
+3. a suppressed address is never sent marketing (unsubscribed, bounced, invalid,
+   complained, erased), nor a service message unless the suppression was an email
+   unsubscribe (a marketing opt-out);
+4. every journey message waits out the contact's quiet hours (unless exempt):
+   deferred;
 5. marketing email fits under the frequency caps across all journeys, or is
    deferred; the check and the reservation of the message-log row happen in one
    transaction that holds the contact's row, so two journeys cannot both take
@@ -13,10 +16,17 @@ Right before delivery, against the database, in this order:
 6. the row is `pending` before the provider is called; providers are
    idempotent on the key, so a retry delivers once.
 
+A message's category is its journey's (`Journey.category`). Marketing email carries
+the signed unsubscribe link in its footer and the List-Unsubscribe headers; a
+service (transactional) message carries the service footer instead.
+
 The policy clock is the scheduled time of the activity attempt (the server's
-clock), which is also what the time-skipping test server advances. Journeys on
-an accelerated clock (demos, staging) skip steps 4 and 5: their "days" are not
-the contact's days.
+clock), which is also what the time-skipping test server advances. A journey on
+an accelerated clock (demos, staging: a day of `day_seconds`) is held to the
+same rules in journey time, where the worker allows accelerated clocks
+(ALLOW_ACCELERATED_CLOCK): quiet hours fall on the journey's nights and caps
+count journey days, so staging shows what production would do. A worker that
+does not allow them evaluates every request in real time.
 
 Every outcome an attempt records (sent, deferred, suppressed, skipped, failed)
 adds one to the `journeys_messages` counter of the SDK's metric meter, by
@@ -46,6 +56,7 @@ from activities.providers import (
     OutgoingSms,
     SmsProvider,
 )
+from activities.suppressions import add_suppression, find_suppression
 from activities.templates import (
     ContactFields,
     LinkContext,
@@ -63,8 +74,8 @@ from models.messages import (
     SendRequest,
     SendResult,
 )
-from models.policy import MessagingPolicy
-from models.tables import Contact, MessageLog, Suppression
+from models.policy import JourneyClock, MessagingPolicy
+from models.tables import Contact, MessageLog
 
 log = structlog.stdlib.get_logger(__name__)
 
@@ -91,8 +102,13 @@ class MessagingActivities:
         policy: MessagingPolicy,
         unsubscribe_base_url: str,
         unsubscribe_secret: str,
+        accelerated_clock_allowed: bool = False,
     ) -> None:
-        """Hold the shared resources the activities use."""
+        """Hold the shared resources the activities use.
+
+        `accelerated_clock_allowed` (ALLOW_ACCELERATED_CLOCK): evaluate the policy in
+        journey time for journeys on an accelerated clock; otherwise in real time.
+        """
         self._sessions = session_factory(engine)
         self._templates = templates
         self._email = email_provider
@@ -100,6 +116,7 @@ class MessagingActivities:
         self._policy = policy
         self._unsubscribe_base_url = unsubscribe_base_url.rstrip("/")
         self._unsubscribe_secret = unsubscribe_secret
+        self._accelerated_clock_allowed = accelerated_clock_allowed
 
     @activity.defn(name="send_message")
     async def send_message(self, request: SendRequest) -> SendResult:
@@ -136,13 +153,15 @@ class MessagingActivities:
             if refusal is not None:
                 status, reason = refusal
                 return await self._record(request, status, reason, now=now)
-            policed = (
-                request.category == MessageCategory.MARKETING and not request.accelerated_clock
-            )
-            if policed and not request.quiet_hours_exempt:
-                quiet_until = quiet_hours_end(now, contact.timezone, self._policy)
+            clock = self._clock(request, now)
+            if not request.quiet_hours_exempt:
+                quiet_until = quiet_hours_end(
+                    clock.journey_time(now), contact.timezone, self._policy
+                )
                 if quiet_until is not None:
-                    return await self._defer(request, quiet_until, "quiet hours", now=now)
+                    return await self._defer(
+                        request, clock.real_time(quiet_until), "quiet hours", now=now
+                    )
             links = self._links(request, contact, now)
             fields = ContactFields(
                 first_name=contact.first_name, company=contact.company, tags=contact.tags
@@ -159,7 +178,7 @@ class MessagingActivities:
                     str(error), type="TemplateError", non_retryable=True
                 ) from error
 
-            cap_release = await self._reserve(request, subject, now=now)
+            cap_release = await self._reserve(request, subject, clock, now=now)
             if cap_release is not None:
                 return await self._defer(request, cap_release, "frequency cap", now=now)
             try:
@@ -218,6 +237,12 @@ class MessagingActivities:
         log.info("deferred messages cancelled", count=len(cancelled), reason=request.reason)
         return len(cancelled)
 
+    def _clock(self, request: SendRequest, now: datetime) -> JourneyClock:
+        """The clock the policy is evaluated on: the journey's, where allowed; else real time."""
+        if not self._accelerated_clock_allowed or request.clock_origin is None:
+            return JourneyClock(origin=now)
+        return JourneyClock(origin=request.clock_origin, day_seconds=request.day_seconds)
+
     async def _refusal(
         self, request: SendRequest, contact: Contact
     ) -> tuple[DeliveryStatus, str] | None:
@@ -230,34 +255,28 @@ class MessagingActivities:
             return DeliveryStatus.SKIPPED_NO_ADDRESS, f"contact has no {request.channel} address"
         if request.category == MessageCategory.MARKETING and not consent:
             return DeliveryStatus.SKIPPED_NO_CONSENT, f"no {request.channel} consent"
-        suppression = await self._suppression(request.channel, address)
-        if suppression is not None:
+        async with self._sessions() as session:
+            suppression = await find_suppression(session, request.channel, address)
+        if suppression is not None and (
+            request.category == MessageCategory.MARKETING or suppression.stops_service_messages
+        ):
             return DeliveryStatus.SUPPRESSED, f"address suppressed: {suppression.reason}"
         return None
 
-    async def _suppression(self, channel: Channel, address: str) -> Suppression | None:
-        async with self._sessions() as session:
-            rows = await session.exec(
-                select(Suppression).where(
-                    Suppression.channel == channel,
-                    Suppression.address_hash == Suppression.hash_address(address),
-                )
-            )
-            return rows.first()
-
     def _links(self, request: SendRequest, contact: Contact, now: datetime) -> LinkContext:
+        """UTM parameters, and the unsubscribe link of a marketing message (not a service one)."""
+        utm = {
+            "utm_source": "journeys",
+            "utm_medium": str(request.channel),
+            "utm_campaign": request.journey,
+            "utm_content": request.step,
+        }
+        if request.category != MessageCategory.MARKETING:
+            return LinkContext(utm=utm)
         token = sign_unsubscribe_token(
             contact.id, request.channel, secret=self._unsubscribe_secret, issued_at=now
         )
-        return LinkContext(
-            utm={
-                "utm_source": "journeys",
-                "utm_medium": str(request.channel),
-                "utm_campaign": request.journey,
-                "utm_content": request.step,
-            },
-            unsubscribe_url=f"{self._unsubscribe_base_url}/u/{token}",
-        )
+        return LinkContext(utm=utm, unsubscribe_url=f"{self._unsubscribe_base_url}/u/{token}")
 
     def _outgoing_email(
         self,
@@ -268,6 +287,10 @@ class MessagingActivities:
         now: datetime,
     ) -> OutgoingEmail:
         brand = self._templates.brand
+        headers = {"X-Journey": request.journey, "X-Journey-Step": request.step}
+        if links.unsubscribe_url:
+            headers["List-Unsubscribe"] = f"<{links.unsubscribe_url}>"
+            headers["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
         return OutgoingEmail(
             idempotency_key=request.idempotency_key,
             to_address=address,
@@ -278,27 +301,20 @@ class MessagingActivities:
             text=rendered.text,
             html=rendered.html,
             created_at=now,
-            headers={
-                "X-Journey": request.journey,
-                "X-Journey-Step": request.step,
-                "List-Unsubscribe": f"<{links.unsubscribe_url}>",
-                "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
-            },
+            headers=headers,
         )
 
     async def _reserve(
-        self, request: SendRequest, subject: str | None, *, now: datetime
+        self, request: SendRequest, subject: str | None, clock: JourneyClock, *, now: datetime
     ) -> datetime | None:
         """Write the `pending` row, unless a frequency cap defers the message.
+
+        The caps count journey days on `clock`.
 
         Returns:
             None when reserved; otherwise when the cap lets a message through.
         """
-        capped = (
-            request.channel == Channel.EMAIL
-            and request.category == MessageCategory.MARKETING
-            and not request.accelerated_clock
-        )
+        capped = request.channel == Channel.EMAIL and request.category == MessageCategory.MARKETING
         async with self._sessions() as session:
             # Holding the contact's row serialises concurrent sends to one contact.
             await session.exec(
@@ -307,14 +323,15 @@ class MessagingActivities:
                 .values(updated_at=Contact.updated_at)
             )
             if capped:
+                recent = await self._recent_marketing_email(session, request, clock, now)
                 release = frequency_cap_release(
-                    now,
-                    await self._recent_marketing_email(session, request, now),
+                    clock.journey_time(now),
+                    [clock.journey_time(sent) for sent in recent],
                     self._policy.email_caps,
                 )
                 if release is not None:
                     await session.rollback()
-                    return release
+                    return clock.real_time(release)
             row = await self._row(session, request.idempotency_key) or _new_row(request, now)
             row.status = DeliveryStatus.PENDING
             row.status_reason = None
@@ -325,9 +342,11 @@ class MessagingActivities:
         return None
 
     async def _recent_marketing_email(
-        self, session: AsyncSession, request: SendRequest, now: datetime
+        self, session: AsyncSession, request: SendRequest, clock: JourneyClock, now: datetime
     ) -> list[datetime]:
-        longest = max((cap.window for cap in self._policy.email_caps), default=timedelta(0))
+        longest = clock.real_duration(
+            max((cap.window for cap in self._policy.email_caps), default=timedelta(0))
+        )
         counted_at = func.coalesce(col(MessageLog.sent_at), col(MessageLog.updated_at))
         rows = await session.exec(
             select(counted_at).where(
@@ -359,15 +378,7 @@ class MessagingActivities:
         self, channel: Channel, address: str, reason: str, contact_id: str, now: datetime
     ) -> None:
         async with self._sessions() as session:
-            session.add(
-                Suppression(
-                    channel=channel,
-                    address_hash=Suppression.hash_address(address),
-                    reason=reason,
-                    contact_id=contact_id,
-                    created_at=now,
-                )
-            )
+            await add_suppression(session, channel, address, reason, contact_id=contact_id, now=now)
             try:
                 await session.commit()
             except IntegrityError:

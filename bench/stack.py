@@ -180,6 +180,7 @@ async def bench_stack(root: Path, sources: Path) -> AsyncIterator[Stack]:
         quiet_hours_start=clock_time(0, 0),
         quiet_hours_end=clock_time(0, 0),
         api_keys=[ApiKey(name="bench", key=SecretStr(API_KEY))],
+        allow_accelerated_clock=True,
     )
     engine = create_engine(settings.database_url)
     try:
@@ -280,6 +281,7 @@ def _worker_command(
         "OUTBOX_DIR": str(settings.outbox_dir),
         "QUIET_HOURS_START": f"{settings.quiet_hours_start:%H:%M}",
         "QUIET_HOURS_END": f"{settings.quiet_hours_end:%H:%M}",
+        "ALLOW_ACCELERATED_CLOCK": "true",
         "LOG_FORMAT": "json",
         "METRICS_BIND_ADDRESS": metrics,
     }

@@ -8,7 +8,7 @@ from typing import Annotated
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from models.events import BehaviorEvent, ContactId
-from models.journeys import SECONDS_PER_DAY
+from models.policy import SECONDS_PER_DAY
 from models.scoring import ScoredAction
 
 MAX_EVENT_BATCH = 500

@@ -141,6 +141,8 @@ def json_size(event: BehaviorEvent) -> int:
 
 SUPPRESSING_EVENTS = {"unsubscribed": "unsubscribed", "email_bounced": "hard_bounce"}
 """Events that stop all marketing to the contact, with the reason recorded."""
+COMPLAINT = "complaint"
+"""The reason of an `unsubscribed` event that is a spam report: it stops service messages too."""
 
 
 class EventLike(Protocol):
@@ -154,7 +156,13 @@ class EventLike(Protocol):
 
 
 def suppression_reason(event: EventLike) -> str | None:
-    """`unsubscribed` / `hard_bounce` for events that stop all marketing (not a soft bounce)."""
+    """`unsubscribed` / `complaint` / `hard_bounce` for events that stop all marketing.
+
+    A soft bounce stops nothing; a complaint (an `unsubscribed` with reason
+    `complaint`, a spam report) stops service messages too.
+    """
     if event.type == "email_bounced" and event.properties.get("bounce_type") == "soft":
         return None
+    if event.type == "unsubscribed" and event.properties.get("reason") == COMPLAINT:
+        return COMPLAINT
     return SUPPRESSING_EVENTS.get(event.type)

@@ -9,8 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from models.events import BehaviorEvent, ContactId
 from models.messages import SendResult
-
-SECONDS_PER_DAY = 86_400
+from models.policy import SECONDS_PER_DAY
 
 
 class JourneyCarryOver(BaseModel):

@@ -5,9 +5,10 @@ from __future__ import annotations
 from datetime import datetime
 from enum import StrEnum
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from models.events import ContactId
+from models.policy import SECONDS_PER_DAY
 
 
 class Channel(StrEnum):
@@ -62,9 +63,10 @@ class SendRequest(BaseModel):
         category: Marketing (consent, quiet hours, caps) or transactional.
         quiet_hours_exempt: Send even inside quiet hours (e.g. the Day-0 welcome,
             which the contact is waiting for).
-        accelerated_clock: The journey runs on a demo/staging clock whose
-            "days" are not the contact's days: quiet hours and frequency caps
-            are not applied (consent and suppression still are).
+        day_seconds: The journey's clock: seconds per journey day.
+        clock_origin: When the journey's clock agrees with real time (its Day 0,
+            shifted by pauses); with `day_seconds`, where a worker that allows
+            accelerated clocks evaluates quiet hours and caps (in journey time).
     """
 
     model_config = ConfigDict(frozen=True)
@@ -77,7 +79,8 @@ class SendRequest(BaseModel):
     channel: Channel = Channel.EMAIL
     category: MessageCategory = MessageCategory.MARKETING
     quiet_hours_exempt: bool = False
-    accelerated_clock: bool = False
+    day_seconds: int = Field(default=SECONDS_PER_DAY, ge=1, le=SECONDS_PER_DAY)
+    clock_origin: datetime | None = None
 
 
 class SendResult(BaseModel):

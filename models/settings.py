@@ -7,17 +7,31 @@ TEMPORAL_API_KEY, TEMPORAL_TLS*, TEMPORAL_PROFILE) are read by the SDK's
 
 from __future__ import annotations
 
+import ipaddress
 from datetime import time, timedelta
 from functools import lru_cache
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Literal, Self
+from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, StringConstraints
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    StringConstraints,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from models.policy import FrequencyCap, MessagingPolicy
+from models.policy import SECONDS_PER_DAY, FrequencyCap, MessagingPolicy
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+DEVELOPMENT_UNSUBSCRIBE_SECRET = "local-development-only-unsubscribe-secret"
+"""The built-in unsubscribe secret: fine on a laptop, refused with real contacts."""
+MIN_SECRET_BYTES = 32
+"""Shortest secret accepted where real contacts get messages (256 bits)."""
 
 Scope = Literal[
     "events:write", "contacts:read", "contacts:write", "contacts:erase", "journeys:write"
@@ -62,8 +76,15 @@ class Settings(BaseSettings):
         email_cap_per_day: Marketing emails per contact per rolling 24 h, all journeys.
         email_cap_per_week: Marketing emails per contact per rolling 7 days.
         public_base_url: Base URL of the gateway, for unsubscribe links.
-        unsubscribe_secret: HMAC key signing unsubscribe tokens; set your own
-            in production (the default is for local use only).
+        unsubscribe_secret: HMAC key signing unsubscribe tokens; the built-in
+            default is refused where real contacts get messages (see
+            `production_refusals`).
+        production: This deployment messages real contacts: the start-up
+            guard applies even with the outbox providers.
+        allow_accelerated_clock: Journeys may run on a clock whose day is
+            shorter than 86,400 s (`day_seconds`, DAY_SECONDS); on in `journeys
+            dev`, off by default, refused in production. Messaging policy is
+            then evaluated in journey time (see `activities/policy.py`).
         smtp_host: SMTP server host (email_provider `smtp`).
         smtp_port: SMTP server port.
         smtp_username: SMTP login name; AUTH only when set (with smtp_password).
@@ -88,7 +109,8 @@ class Settings(BaseSettings):
             incoming webhook).
         slack_webhook_url: The incoming-webhook URL (notifier `slack`).
         day_seconds: Journey clock of the contact workflows the gateway and
-            the CLI start: seconds per journey day (lower it only for demos).
+            the CLI start: seconds per journey day; lower only with
+            `allow_accelerated_clock` (demos, staging).
         api_host: Interface `journeys api` listens on.
         api_port: Port `journeys api` listens on.
         api_keys: Keys of the HTTP gateway, as JSON in API_KEYS:
@@ -123,7 +145,9 @@ class Settings(BaseSettings):
     email_cap_per_day: int = Field(default=2, ge=1)
     email_cap_per_week: int = Field(default=5, ge=1)
     public_base_url: str = "http://localhost:8000"
-    unsubscribe_secret: SecretStr = SecretStr("local-development-only-unsubscribe-secret")
+    unsubscribe_secret: SecretStr = SecretStr(DEVELOPMENT_UNSUBSCRIBE_SECRET)
+    production: bool = False
+    allow_accelerated_clock: bool = False
     smtp_host: str = "localhost"
     smtp_port: int = 25
     smtp_username: str | None = None
@@ -153,6 +177,42 @@ class Settings(BaseSettings):
     email_webhook_secret: SecretStr | None = Field(default=None, min_length=16)
     metrics_bind_address: str | None = None
 
+    @model_validator(mode="after")
+    def _accelerated_clock_allowed(self) -> Self:
+        refusal = accelerated_clock_refusal(
+            self.day_seconds, allowed=self.allow_accelerated_clock, name="DAY_SECONDS"
+        )
+        if refusal:
+            raise ValueError(refusal)
+        return self
+
+    def messages_real_contacts(self) -> bool:
+        """Whether messages can reach real people: production, or a provider but the outbox."""
+        return self.production or self.email_provider != "outbox" or self.sms_provider != "outbox"
+
+    def production_refusals(self) -> list[str]:
+        """Why `journeys worker` / `journeys api` must not start with these settings.
+
+        Empty unless `messages_real_contacts()`; each entry is one line naming the setting.
+        """
+        if not self.messages_real_contacts():
+            return []
+        why = (
+            "PRODUCTION is on"
+            if self.production
+            else f"EMAIL_PROVIDER={self.email_provider}, SMS_PROVIDER={self.sms_provider} "
+            "reach real contacts"
+        )
+        refusals = [
+            _secret_refusal(
+                "UNSUBSCRIBE_SECRET", self.unsubscribe_secret, DEVELOPMENT_UNSUBSCRIBE_SECRET
+            ),
+            _public_url_refusal(self.public_base_url),
+        ]
+        if self.production and self.allow_accelerated_clock:
+            refusals.append("ALLOW_ACCELERATED_CLOCK is on: journeys could skip real days")
+        return [f"{refusal} (refused because {why})" for refusal in refusals if refusal]
+
     def messaging_policy(self) -> MessagingPolicy:
         """The quiet hours and frequency caps the send activity applies."""
         return MessagingPolicy(
@@ -163,6 +223,63 @@ class Settings(BaseSettings):
                 FrequencyCap(limit=self.email_cap_per_week, window=timedelta(days=7)),
             ),
         )
+
+
+def accelerated_clock_refusal(day_seconds: int, *, allowed: bool, name: str) -> str | None:
+    """Why a journey clock of `day_seconds` is refused (None: real days, or allowed).
+
+    Args:
+        day_seconds: Seconds per journey day asked for.
+        allowed: The ALLOW_ACCELERATED_CLOCK setting.
+        name: How the asker calls the value (a field, a setting, a flag).
+    """
+    if day_seconds == SECONDS_PER_DAY or allowed:
+        return None
+    return (
+        f"{name}={day_seconds} is an accelerated journey clock; it needs "
+        "ALLOW_ACCELERATED_CLOCK=true (demos and staging only)"
+    )
+
+
+class UnsafeSettings(Exception):
+    """The settings would forge, leak or spam in production; each line names a setting."""
+
+
+def refuse_unsafe_settings(settings: Settings) -> None:
+    """The start-up guard of `journeys worker` and `journeys api`.
+
+    Raises:
+        UnsafeSettings: listing `settings.production_refusals()`, one per line.
+    """
+    refusals = settings.production_refusals()
+    if refusals:
+        raise UnsafeSettings("\n".join(f"refusing to start: {line}" for line in refusals))
+
+
+def _secret_refusal(name: str, secret: SecretStr, development_default: str) -> str | None:
+    value = secret.get_secret_value()
+    if value == development_default:
+        return f"{name} is the built-in development default; set {MIN_SECRET_BYTES}+ random bytes"
+    if len(value.encode()) < MIN_SECRET_BYTES:
+        return f"{name} is shorter than {MIN_SECRET_BYTES} bytes"
+    return None
+
+
+def _public_url_refusal(url: str) -> str | None:
+    """PUBLIC_BASE_URL must be the gateway's public https address (it is in every email)."""
+    parts = urlsplit(url)
+    host = (parts.hostname or "").rstrip(".").lower()
+    if parts.scheme != "https":
+        return f"PUBLIC_BASE_URL {url!r} is not https"
+    if not host or host == "localhost" or host.endswith(".localhost"):
+        return f"PUBLIC_BASE_URL {url!r} is a local address; unsubscribe links would be dead"
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return None
+    if address.is_loopback or address.is_unspecified or address.is_link_local:
+        return f"PUBLIC_BASE_URL {url!r} is a loopback address; unsubscribe links would be dead"
+    return None
 
 
 @lru_cache(maxsize=1)

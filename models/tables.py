@@ -179,12 +179,20 @@ class MessageLog(SQLModel, table=True):
     sent_at: datetime | None = _timestamp()
 
 
+MARKETING_ONLY_SUPPRESSIONS = frozenset({("email", "unsubscribed")})
+"""(channel, reason) of suppressions that stop marketing only: an email unsubscribe
+is a marketing opt-out, and service messages (a renewal reminder) still go. Every
+other reason (a hard bounce, an invalid recipient, a complaint, an erasure, an
+SMS STOP) stops every message on the channel."""
+
+
 class Suppression(SQLModel, table=True):
-    """An address that must never be messaged again on a channel.
+    """An address that must not be messaged again on a channel.
 
     Only a hash of the normalised address is kept, so the entry survives the
     erasure of the contact's personal data and still stops a re-import from
-    being mailed.
+    being mailed. An email unsubscribe stops marketing; every other reason stops
+    service messages too (`stops_service_messages`).
     """
 
     __tablename__ = "suppressions"
@@ -198,6 +206,11 @@ class Suppression(SQLModel, table=True):
     created_at: datetime = Field(
         default_factory=utc_now, sa_column=Column(UTCDateTime(), nullable=False)
     )
+
+    @property
+    def stops_service_messages(self) -> bool:
+        """Whether transactional messages are stopped too (see `MARKETING_ONLY_SUPPRESSIONS`)."""
+        return (self.channel, self.reason) not in MARKETING_ONLY_SUPPRESSIONS
 
     @staticmethod
     def hash_address(address: str) -> str:

@@ -28,7 +28,7 @@ from models.contacts import ConsentUpdate, ContactProfile
 from models.db import create_engine, migrate
 from models.events import BehaviorEvent
 from models.search_attributes import CONTACT_ID, JOURNEY, JOURNEY_STEP
-from models.settings import get_settings
+from models.settings import UnsafeSettings, accelerated_clock_refusal, get_settings
 from starter import operations
 from starter.cluster import register_namespace, register_search_attributes
 from starter.dev import DEMO_DAY_SECONDS, TEMPORAL_PORT, UI_PORT, run_dev
@@ -82,8 +82,10 @@ def run_async(function: Callable[P, Coroutine[Any, Any, T]]) -> Callable[P, T]:
             ToolchainError,
             TemplateError,
             TemporalUnavailable,
+            UnsafeSettings,
         ) as error:
-            typer.secho(f"error: {error}", err=True, fg=typer.colors.RED)
+            for line in str(error).splitlines():
+                typer.secho(f"error: {line}", err=True, fg=typer.colors.RED)
             raise typer.Exit(1) from None
         except ValidationError as error:
             typer.secho(f"invalid input:\n{error}", err=True, fg=typer.colors.RED)
@@ -250,6 +252,7 @@ async def enroll(
         journey,
         contact_id,
         _given(day_seconds=day_seconds, renewal_date=renewal_date, subscription_id=subscription),
+        accelerated_clock_allowed=get_settings().allow_accelerated_clock,
         option_name=_enroll_flag,
     )
     client = await connect()
@@ -289,6 +292,12 @@ async def event(
         properties=properties,
     )
     settings = get_settings()
+    if day_seconds is not None:
+        clock_refusal = accelerated_clock_refusal(
+            day_seconds, allowed=settings.allow_accelerated_clock, name="--day-seconds"
+        )
+        if clock_refusal:
+            raise operations.InvalidRequest(clock_refusal)
     client = await connect()
     [result] = await _with_engine(
         lambda engine: accept_events(

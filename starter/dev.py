@@ -185,7 +185,11 @@ async def run_dev(
     DATA_DIR.mkdir(exist_ok=True)
     key = local_api_key()
     settings = settings.model_copy(
-        update={"api_keys": [*settings.api_keys, key], "day_seconds": day_seconds}
+        update={
+            "api_keys": [*settings.api_keys, key],
+            "day_seconds": day_seconds,
+            "allow_accelerated_clock": True,
+        }
     )
     shutdown = asyncio.create_task(wait_for_shutdown_signal())
     typer.echo("Starting the Temporal dev server…")

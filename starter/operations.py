@@ -36,7 +36,9 @@ from models.contacts import (
 )
 from models.db import session_factory
 from models.events import SUPPRESSING_EVENTS, suppression_reason
-from models.journeys import SECONDS_PER_DAY, ExitRequest, JourneyInput, JourneyState
+from models.journeys import ExitRequest, JourneyInput, JourneyState
+from models.policy import SECONDS_PER_DAY
+from models.settings import accelerated_clock_refusal
 from models.tables import Contact, ContactEvent, MessageLog, utc_now
 from workflows import JOURNEYS
 from workflows.toolkit import Journey
@@ -173,6 +175,7 @@ def journey_input_for(
     contact_id: str,
     options: Mapping[str, Any],
     *,
+    accelerated_clock_allowed: bool,
     option_name: Callable[[str], str] = str,
 ) -> JourneyInput:
     """The input of `journey` (its `input_model`) for a contact, from enrolment options.
@@ -181,11 +184,14 @@ def journey_input_for(
         journey: Journey type.
         contact_id: The contact to enrol.
         options: Input fields given (e.g. `day_seconds`, `renewal_date`).
+        accelerated_clock_allowed: The ALLOW_ACCELERATED_CLOCK setting; without
+            it a `day_seconds` other than a real day is refused.
         option_name: How the caller names a field in messages (a CLI flag…).
 
     Raises:
         NotFound: unknown journey.
-        InvalidRequest: an option the journey does not take, or a renewal date already past.
+        InvalidRequest: an option the journey does not take, an accelerated clock
+            that is not allowed, or a renewal date already past.
         ValidationError: a missing or invalid value.
     """
     model = journey_type(journey).input_model
@@ -193,6 +199,13 @@ def journey_input_for(
     if unknown:
         raise InvalidRequest(f"{journey} does not take {', '.join(map(option_name, unknown))}")
     journey_input = model.model_validate({**options, "contact_id": contact_id})
+    clock_refusal = accelerated_clock_refusal(
+        journey_input.day_seconds,
+        allowed=accelerated_clock_allowed,
+        name=option_name("day_seconds"),
+    )
+    if clock_refusal:
+        raise InvalidRequest(clock_refusal)
     renews_at = getattr(journey_input, "renewal_date", None)
     if isinstance(renews_at, datetime) and renews_at <= datetime.now(UTC):
         raise InvalidRequest(f"renewal date {renews_at.isoformat()} is in the past")

@@ -163,7 +163,8 @@ def settings(tmp_path: Path) -> Settings:
     """Settings of one test: its own database file, outbox and task queue.
 
     Quiet hours are off: schedule tests run at whatever time of day CI runs.
-    The quiet-hours tests turn them on.
+    The quiet-hours tests turn them on. Accelerated journey clocks are allowed,
+    as in `journeys dev`; the tests of the refusal turn them off.
     """
     return Settings(
         database_url=f"sqlite:///{tmp_path / 'journeys.db'}",
@@ -171,6 +172,7 @@ def settings(tmp_path: Path) -> Settings:
         task_queue=f"test-{uuid.uuid4()}",
         quiet_hours_start=time(0, 0),
         quiet_hours_end=time(0, 0),
+        allow_accelerated_clock=True,
     )
 
 

@@ -8,6 +8,7 @@ from workflows.toolkit import Journey, PlanStep
 
 with workflow.unsafe.imports_passed_through():
     from models.journeys import JourneyInput, JourneyState
+    from models.messages import MessageCategory
 
 
 @workflow.defn(name="test-burst")
@@ -15,6 +16,7 @@ class BurstJourney(Journey):
     """Sends two marketing emails one minute apart."""
 
     name = "test-burst"
+    category = MessageCategory.MARKETING
     title = "Test burst"
     plan = (
         PlanStep("first", day=0, title="Email: first"),

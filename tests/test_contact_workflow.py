@@ -26,7 +26,8 @@ from temporalio.worker import Worker
 from models.contact_workflow import ContactInput, ContactState, EventBatch
 from models.db import session_factory
 from models.events import BehaviorEvent
-from models.journeys import SECONDS_PER_DAY, JourneyInput, JourneyState, JourneyStatus
+from models.journeys import JourneyInput, JourneyState, JourneyStatus
+from models.policy import SECONDS_PER_DAY
 from models.search_attributes import LEAD_SCORE, LIFECYCLE_STAGE
 from models.settings import Settings
 from models.tables import Contact, ContactEvent, CrmTask, MessageLog, Suppression

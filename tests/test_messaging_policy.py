@@ -10,6 +10,7 @@ from __future__ import annotations
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
+import pytest
 from pydantic import SecretStr
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel import select
@@ -20,6 +21,7 @@ from temporalio.testing import WorkflowEnvironment
 from activities.unsubscribe import verify_unsubscribe_token
 from models.db import session_factory
 from models.journeys import ExitRequest, JourneyInput, JourneyState, JourneyStatus
+from models.messages import MessageCategory
 from models.settings import Settings
 from models.tables import Contact, Suppression
 from starter.operations import suppress_contact
@@ -28,6 +30,8 @@ from tests.fake_api import FakeApi, Reply
 from tests.journeys import BurstJourney
 from tests.outbox import read_outbox
 from worker import build_worker
+from workflows import JOURNEYS
+from workflows.toolkit import Journey
 from workflows.welcome_series import WelcomeSeries
 
 NEW_YORK = ZoneInfo("America/New_York")
@@ -286,3 +290,23 @@ async def test_invalid_recipient_is_recorded_and_suppressed(
         [suppression] = (await session.exec(select(Suppression))).all()
     assert suppression.reason == "invalid_recipient"
     assert suppression.address_hash == Suppression.hash_address("bad@example.com")
+
+
+def test_every_journey_declares_whether_it_is_marketing() -> None:
+    assert {name: journey.category for name, journey in JOURNEYS.items()} == {
+        "welcome-series": MessageCategory.MARKETING,
+        "nurture": MessageCategory.MARKETING,
+        "pricing-abandon": MessageCategory.MARKETING,
+        "renewal-countdown": MessageCategory.TRANSACTIONAL,
+        "lead-sla": MessageCategory.TRANSACTIONAL,
+    }
+    # Marketing journeys exit on an unsubscribe by their category, not by a list entry.
+    assert "unsubscribed" not in WelcomeSeries.exit_on
+    assert WelcomeSeries.concerned_by("unsubscribed")
+    assert not JOURNEYS["renewal-countdown"].concerned_by("unsubscribed")
+    with pytest.raises(TypeError, match="journey Undeclared must declare its category"):
+
+        class Undeclared(Journey):
+            name = "undeclared"
+            title = "Undeclared"
+            plan = ()

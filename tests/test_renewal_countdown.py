@@ -25,6 +25,7 @@ from temporalio.testing import ActivityEnvironment, WorkflowEnvironment
 from temporalio.worker import Worker
 from typer.testing import CliRunner
 
+from activities.contacts import suppress_addresses
 from activities.crm import CrmActivities
 from activities.templates import ContactFields, LinkContext, TemplateCatalog
 from models.crm import (
@@ -388,13 +389,16 @@ async def test_enrolment_hours_after_the_90_day_mark_still_sends_the_90_day_remi
     assert_at(sent_at(settings, "renewal-countdown-mark-sub_1"), {"reminder-90d": enrolled})
 
 
-async def test_unsubscribed_contact_gets_no_email_but_the_account_team_still_works_the_renewal(
+async def test_an_unsubscribed_contact_still_gets_its_renewal_reminders_as_service_messages(
     time_skipping_env: WorkflowEnvironment,
     settings: Settings,
     engine: AsyncEngine,
     make_worker: Callable[[Client], Worker],
 ) -> None:
-    await add_contact(engine, "quiet", email_consent=False)
+    contact = await add_contact(engine, "quiet", email_consent=False)
+    async with session_factory(engine)() as session:  # the marketing opt-out is on file
+        await suppress_addresses(session, contact, "unsubscribed")
+        await session.commit()
     env = time_skipping_env
     async with make_worker(env.client):
         handle, renewal = await start(env, settings, "quiet", days_out=10)
@@ -403,14 +407,46 @@ async def test_unsubscribed_contact_gets_no_email_but_the_account_team_still_wor
         result = await handle.result()
 
     assert result.exit_reason == "churn-risk"
-    assert result.messages_sent == 0
-    assert [(row.step, row.status) for row in await message_rows(engine, "quiet")] == [
-        ("reminder-7d", "skipped_no_consent"),
-        ("reminder-1d", "skipped_no_consent"),
+    assert result.messages_sent == 2
+    assert [
+        (row.step, row.category, row.status) for row in await message_rows(engine, "quiet")
+    ] == [
+        ("reminder-7d", "transactional", "sent"),
+        ("reminder-1d", "transactional", "sent"),
     ]
-    assert sent_at(settings, "renewal-countdown-quiet-sub_1") == {}
+    emails = read_outbox(settings.outbox_dir)
+    reminder = emails["renewal-countdown-quiet-sub_1/reminder-7d"]
+    assert "List-Unsubscribe" not in reminder
+    footer = text_body(reminder).rsplit("--", 1)[1]
+    assert "This is a service message about your Northwind Campaigns account" in footer
+    assert "/u/" not in footer and "Unsubscribe" not in footer
     assert list(task_steps(await crm_tasks(engine, "quiet"))) == ["escalation-7d"]
     assert CHURN_RISK_TAG in await tags(engine, "quiet")
+
+
+@pytest.mark.parametrize("reason", ["hard_bounce", "complaint", "erased", "invalid_recipient"])
+async def test_a_suppressed_for_all_address_gets_no_renewal_reminder(
+    reason: str,
+    time_skipping_env: WorkflowEnvironment,
+    settings: Settings,
+    engine: AsyncEngine,
+    make_worker: Callable[[Client], Worker],
+) -> None:
+    contact = await add_contact(engine, "gone")
+    async with session_factory(engine)() as session:
+        await suppress_addresses(session, contact, "unsubscribed")
+        await suppress_addresses(session, contact, reason)  # stronger: replaces the opt-out
+        await session.commit()
+    env = time_skipping_env
+    async with make_worker(env.client):
+        handle, _ = await start(env, settings, "gone", days_out=2)
+        result = await handle.result()
+
+    assert result.messages_sent == 0
+    assert [
+        (row.step, row.status, row.status_reason) for row in await message_rows(engine, "gone")
+    ] == [("reminder-1d", "suppressed", f"address suppressed: {reason}")]
+    assert read_outbox(settings.outbox_dir) == {}
 
 
 # --- bounded history ---------------------------------------------------------------------
@@ -606,6 +642,7 @@ async def test_enroll_builds_a_renewal_input_and_ids_the_workflow_by_subscriptio
             "renewal_date": renewal_date.isoformat().replace("+00:00", "Z"),
             "subscription_id": "sub_9",
         },
+        accelerated_clock_allowed=True,
     )
     assert isinstance(journey_input, RenewalInput)
     assert journey_input.renewal_date == renewal_date

@@ -37,6 +37,7 @@ from workflows.toolkit import CRM_RETRY_POLICY, CRM_TIMEOUT, Journey, PlanStep
 with workflow.unsafe.imports_passed_through():
     from models.crm import CrmTaskResult
     from models.journeys import JourneyState
+    from models.messages import MessageCategory
     from models.sales import (
         HandOff,
         HandOffRequest,
@@ -60,7 +61,7 @@ class LeadSla(Journey):
 
     name = "lead-sla"
     title = "Sales hand-off SLA"
-    exit_on = frozenset()
+    category = MessageCategory.TRANSACTIONAL  # it messages the sales team, not the contact
     listens_to = FIRST_TOUCH | QUALIFIED
     reentry_days = 0
     input_model = LeadSlaInput

@@ -25,7 +25,7 @@ from workflows.toolkit import Journey, PlanStep
 
 with workflow.unsafe.imports_passed_through():
     from models.journeys import JourneyInput, JourneyState
-    from models.messages import Channel
+    from models.messages import Channel, MessageCategory
 
 
 @workflow.defn(name="nurture")
@@ -34,7 +34,8 @@ class Nurture(Journey):
 
     name = "nurture"
     title = "Weekly nurture"
-    exit_on = frozenset({"unsubscribed", "purchased"})
+    category = MessageCategory.MARKETING
+    exit_on = frozenset({"purchased"})
     plan = (
         PlanStep("week1", day=7, title="Email 1: Industry insight"),
         PlanStep("week2", day=14, title="Email 2: Customer story"),

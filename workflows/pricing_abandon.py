@@ -28,7 +28,7 @@ from workflows.welcome_series import WelcomeSeries
 
 with workflow.unsafe.imports_passed_through():
     from models.journeys import JourneyInput, JourneyState
-    from models.messages import Channel
+    from models.messages import Channel, MessageCategory
 
 CONVERSION = frozenset({"checkout_started", "purchased"})
 """Before the email: either one means the visit converted."""
@@ -48,7 +48,7 @@ class PricingAbandon(Journey):
 
     name = "pricing-abandon"
     title = "Pricing-page abandon"
-    exit_on = frozenset({"unsubscribed"})
+    category = MessageCategory.MARKETING
     listens_to = CONVERSION
     reentry_days = 30
     plan = (

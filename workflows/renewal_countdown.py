@@ -13,9 +13,11 @@ back from the renewal date:
   `churn-risk` (step `lapsed`).
 
 It exits at once, at any step, on `renewed` (reason `renewed`) for its
-subscription (or with no subscription named). It does not exit on
-`unsubscribed`: the send activity stops the emails (consent and suppression
-are checked at send time) while the account team still gets its tasks.
+subscription (or with no subscription named). Its reminders are service
+messages (`TRANSACTIONAL`): they need no marketing consent, do not count
+against the marketing caps and carry the service footer, so an unsubscribe
+neither ends the countdown nor stops them; a hard-bounced, suppressed-for-all
+or erased address gets none, and the account team still gets its tasks.
 
 The clock: days until renewal are calendar days from enrolment, waited on the
 journey clock, so `day_seconds` accelerates a 90-day countdown for a demo too.
@@ -60,7 +62,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from models.events import BehaviorEvent
     from models.journeys import JourneyInput, JourneyState
-    from models.messages import Channel
+    from models.messages import Channel, MessageCategory
     from models.renewals import REMINDER_COPY_DAYS, RenewalInput
 
 TASK_DAYS = (60, 30)
@@ -108,6 +110,7 @@ class RenewalCountdown(Journey):
 
     name = "renewal-countdown"
     title = "Renewal countdown"
+    category = MessageCategory.TRANSACTIONAL
     exit_on = frozenset({"renewed"})
     listens_to = frozenset({"renewal_scheduled"})
     plan = ()

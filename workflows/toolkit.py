@@ -35,7 +35,6 @@ with workflow.unsafe.imports_passed_through():
     from models import search_attributes
     from models.events import MAX_EVENTS_PAYLOAD_BYTES, BehaviorEvent, json_size
     from models.journeys import (
-        SECONDS_PER_DAY,
         ContactMemo,
         ExitRequest,
         JourneyCarryOver,
@@ -120,10 +119,15 @@ class Journey:
     templates: ClassVar[frozenset[tuple[str, Channel]]] = frozenset()
     """Every (template, channel) the journey may send; the worker refuses to start
     when one of them is missing from `templates/`."""
-    exit_on: ClassVar[frozenset[str]] = frozenset({"unsubscribed"})
-    """Event types that end the journey at once, whatever step it is in. Journeys
-    that exit on `unsubscribed` are marketing journeys: a hard bounce or an
-    erasure ends them too."""
+    category: ClassVar[MessageCategory]
+    """What the journey's messages are, declared by every journey: `MARKETING`
+    (consent, quiet hours, caps; the journey exits at once on `unsubscribed`, a
+    hard bounce or an erasure) or `TRANSACTIONAL` (service messages: no marketing
+    consent needed, not capped, never to a hard-bounced, suppressed-for-all or
+    erased address; the journey goes on after an unsubscribe)."""
+    exit_on: ClassVar[frozenset[str]] = frozenset()
+    """Event types that end the journey at once, whatever step it is in (besides
+    `unsubscribed`, which ends every marketing journey)."""
     listens_to: ClassVar[frozenset[str]] = frozenset()
     """Other event types the journey acts on; the contact workflow forwards it
     these and the `exit_on` ones (and no others)."""
@@ -141,15 +145,29 @@ class Journey:
         """Workflow id of this journey for an input: `{journey}-{contact_id}`."""
         return f"{cls.name}-{journey_input.contact_id}"
 
+    def __init_subclass__(cls, **kwargs: object) -> None:
+        """Refuse a journey that does not say whether it is marketing or transactional."""
+        super().__init_subclass__(**kwargs)
+        if not isinstance(getattr(cls, "category", None), MessageCategory):
+            raise TypeError(
+                f"journey {cls.__name__} must declare its category: "
+                "MessageCategory.MARKETING or MessageCategory.TRANSACTIONAL"
+            )
+
+    @classmethod
+    def exit_events(cls) -> frozenset[str]:
+        """Event types that end the journey: `exit_on`, and `unsubscribed` for marketing."""
+        return cls.exit_on | {"unsubscribed"} if cls.is_marketing() else cls.exit_on
+
     @classmethod
     def concerned_by(cls, event_type: str) -> bool:
-        """Whether the journey acts on events of this type (`exit_on` or `listens_to`)."""
-        return event_type in cls.exit_on or event_type in cls.listens_to
+        """Whether the journey acts on events of this type (`exit_events` or `listens_to`)."""
+        return event_type in cls.exit_events() or event_type in cls.listens_to
 
     @classmethod
     def is_marketing(cls) -> bool:
-        """Marketing journeys exit on `unsubscribed` (and so on a hard bounce)."""
-        return "unsubscribed" in cls.exit_on
+        """Whether the journey's category is marketing (it exits on an unsubscribe)."""
+        return cls.category == MessageCategory.MARKETING
 
     def __init__(self) -> None:
         """Start with an empty state; `run_journey` fills it from the input."""
@@ -186,7 +204,6 @@ class Journey:
         *,
         template: str,
         channel: Channel = Channel.EMAIL,
-        category: MessageCategory = MessageCategory.MARKETING,
         quiet_hours_exempt: bool = False,
         unless: Collection[str] = (),
     ) -> SendResult:
@@ -204,7 +221,6 @@ class Journey:
                 idempotency key `{workflow_id}/{step}`.
             template: Template name, e.g. `welcome-series/day0`.
             channel: Delivery channel.
-            category: Marketing (consent, quiet hours, caps) or transactional.
             quiet_hours_exempt: Send even in the contact's quiet hours.
             unless: Event types that call the message off (see above).
 
@@ -224,9 +240,10 @@ class Journey:
             step=step,
             template=template,
             channel=channel,
-            category=category,
+            category=self.category,
             quiet_hours_exempt=quiet_hours_exempt,
-            accelerated_clock=self._input.day_seconds < SECONDS_PER_DAY,
+            day_seconds=self._input.day_seconds,
+            clock_origin=self._clock_origin,
         )
         while (called_off := self.received(unless)) is None:
             result = await self._send_once(request)
@@ -400,12 +417,12 @@ class Journey:
         return self.plan
 
     def ends_journey(self, event: BehaviorEvent) -> bool:
-        """Whether `event` ends the journey at once: its type is in `exit_on`.
+        """Whether `event` ends the journey at once: its type is in `exit_events()`.
 
         Journeys override it to look at the properties too (renewal-countdown:
         `renewed` for another subscription of the contact does not end it).
         """
-        return event.type in self.exit_on
+        return event.type in self.exit_events()
 
     async def wait(
         self, *, days: float = 0, hours: float = 0, minutes: float = 0, label: str = ""

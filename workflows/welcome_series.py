@@ -28,7 +28,7 @@ from workflows.toolkit import CRM_TIMEOUT, Journey, PlanStep, start_journey
 with workflow.unsafe.imports_passed_through():
     from models.contact_workflow import LeadStatus
     from models.journeys import JourneyInput, JourneyState
-    from models.messages import Channel
+    from models.messages import Channel, MessageCategory
     from models.sales import LeadBand, LeadSlaInput
 
 ROUTING_PATCH = "route-after-welcome"
@@ -41,7 +41,8 @@ class WelcomeSeries(Journey):
 
     name = "welcome-series"
     title = "Welcome series"
-    exit_on = frozenset({"unsubscribed", "purchased"})
+    category = MessageCategory.MARKETING
+    exit_on = frozenset({"purchased"})
     emails = (
         PlanStep("day0", day=0, title="Email 1: Welcome + lead magnet delivery"),
         PlanStep("day1", day=1, title="Email 2: Value story + quick win"),

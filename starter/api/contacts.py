@@ -125,7 +125,12 @@ async def enrol(
     it went through)."""
     given = options.model_dump(exclude_none=True) if options else {}
     try:
-        journey_input = operations.journey_input_for(journey, contact_id, given)
+        journey_input = operations.journey_input_for(
+            journey,
+            contact_id,
+            given,
+            accelerated_clock_allowed=held.settings.allow_accelerated_clock,
+        )
     except ValidationError as error:  # e.g. renewal-countdown without its renewal_date
         raise RequestValidationError(
             [issue.model_dump() for issue in issues(error, "body")]

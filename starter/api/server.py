@@ -9,7 +9,7 @@ from contextlib import asynccontextmanager, contextmanager
 import uvicorn
 
 from models.db import create_engine, migrate
-from models.settings import Settings
+from models.settings import Settings, refuse_unsafe_settings
 from starter.api.app import TemporalConnector, create_app, default_temporal
 from starter.operations import OperationError
 
@@ -39,8 +39,10 @@ async def running_api(
     Port 0 picks a free port (the URL says which).
 
     Raises:
+        UnsafeSettings: development secrets or addresses where real contacts get messages.
         NoKeysConfigured: API_KEYS is empty.
     """
+    refuse_unsafe_settings(settings)
     if not settings.api_keys:
         raise NoKeysConfigured(
             'no API keys configured: set API_KEYS, e.g. \'[{"name": "local", "key": "<24+ '

@@ -45,6 +45,9 @@ def worker_env(settings: Settings, dev_server: DevServer, email_api: EmailApi) -
     return {
         **cli_environment(settings, dev_server.address),
         "EMAIL_PROVIDER": "http",
+        # A real provider: the start-up guard asks for production-grade link settings.
+        "UNSUBSCRIBE_SECRET": "fault-tests-unsubscribe-secret-of-32-bytes-or-more",
+        "PUBLIC_BASE_URL": "https://journeys.example.test",
         "EMAIL_API_URL": email_api.url,
         "EMAIL_API_KEY": "fault-tests-key",
         "PROVIDER_TIMEOUT_SECONDS": str(PROVIDER_TIMEOUT_SECONDS),
