@@ -3,8 +3,11 @@
 Right before delivery, against the database, in this order:
 
 1. a final outcome already recorded for the idempotency key is returned as is;
-2. the contact needs an address on the channel, and consent for marketing;
-3. a suppressed address (unsubscribed, bounced, invalid) is never sent to;
+2. the contact needs an address on the channel;
+3. a suppressed address (unsubscribed, SMS STOP, bounced, invalid) is never
+   sent to (checked before consent, which an opt-out also withdraws, so the
+   log says `suppressed`);
+   marketing also needs the contact's consent on the channel;
 4. marketing waits out the contact's quiet hours (unless exempt): deferred;
 5. marketing email fits under the frequency caps across all journeys, or is
    deferred; the check and the reservation of the message-log row happen in one
@@ -38,6 +41,7 @@ from structlog.contextvars import bound_contextvars
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities.consent import suppression_of
 from activities.policy import frequency_cap_release, quiet_hours_end
 from activities.providers import (
     DeliveryError,
@@ -228,22 +232,16 @@ class MessagingActivities:
             address, consent = contact.phone, contact.sms_consent
         if not address:
             return DeliveryStatus.SKIPPED_NO_ADDRESS, f"contact has no {request.channel} address"
-        if request.category == MessageCategory.MARKETING and not consent:
-            return DeliveryStatus.SKIPPED_NO_CONSENT, f"no {request.channel} consent"
         suppression = await self._suppression(request.channel, address)
         if suppression is not None:
             return DeliveryStatus.SUPPRESSED, f"address suppressed: {suppression.reason}"
+        if request.category == MessageCategory.MARKETING and not consent:
+            return DeliveryStatus.SKIPPED_NO_CONSENT, f"no {request.channel} consent"
         return None
 
     async def _suppression(self, channel: Channel, address: str) -> Suppression | None:
         async with self._sessions() as session:
-            rows = await session.exec(
-                select(Suppression).where(
-                    Suppression.channel == channel,
-                    Suppression.address_hash == Suppression.hash_address(address),
-                )
-            )
-            return rows.first()
+            return await suppression_of(session, channel, address)
 
     def _links(self, request: SendRequest, contact: Contact, now: datetime) -> LinkContext:
         token = sign_unsubscribe_token(

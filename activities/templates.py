@@ -107,6 +107,20 @@ def tag_links(text: str, utm: Mapping[str, str]) -> str:
     return _URL.sub(decorate, text)
 
 
+def load_brand(directory: Path) -> dict[str, str]:
+    """The brand variables of a templates folder (`brand.toml`).
+
+    Raises:
+        TemplateError: the file is missing or malformed.
+    """
+    path = directory / "brand.toml"
+    try:
+        brand = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, tomllib.TOMLDecodeError) as error:
+        raise TemplateError(f"{path}: {error}") from error
+    return {str(key): str(value) for key, value in brand.items()}
+
+
 @dataclass(frozen=True)
 class RenderedEmail:
     """An email rendered for one contact."""
@@ -143,7 +157,7 @@ class TemplateCatalog:
         self.directory = directory
         self._env = Environment(undefined=FalsyStrictUndefined)
         self._html_env = Environment(undefined=FalsyStrictUndefined, autoescape=True)
-        self.brand = self._load_brand(directory / "brand.toml")
+        self.brand = load_brand(directory)
         self._text_layout = self._parse_file(self._env, directory / "layouts" / "email.txt.liquid")
         self._html_layout = self._parse_file(
             self._html_env, directory / "layouts" / "email.html.liquid"
@@ -246,13 +260,6 @@ class TemplateCatalog:
         except LiquidError as error:
             raise TemplateError(f"{template.path}: {error}") from error
         return f"{tag_links(body.strip(), links.utm)} {self.brand['sms_opt_out']}"
-
-    def _load_brand(self, path: Path) -> dict[str, str]:
-        try:
-            brand = tomllib.loads(path.read_text(encoding="utf-8"))
-        except (OSError, tomllib.TOMLDecodeError) as error:
-            raise TemplateError(f"{path}: {error}") from error
-        return {str(key): str(value) for key, value in brand.items()}
 
     def _parse_file(self, env: Environment, path: Path) -> BoundTemplate:
         try:

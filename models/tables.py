@@ -58,7 +58,7 @@ class Contact(SQLModel, table=True):
 
     id: str = Field(primary_key=True, max_length=64)
     email: str | None = Field(default=None, max_length=320, index=True)
-    phone: str | None = Field(default=None, max_length=32)
+    phone: str | None = Field(default=None, max_length=32, index=True)
     first_name: str | None = Field(default=None, max_length=100)
     company: str | None = Field(default=None, max_length=200)
     timezone: str = Field(default="UTC", max_length=64)
@@ -203,6 +203,49 @@ class Suppression(SQLModel, table=True):
     def hash_address(address: str) -> str:
         """SHA-256 of the address, trimmed and lower-cased."""
         return hashlib.sha256(address.strip().lower().encode()).hexdigest()
+
+
+class ConsentChange(SQLModel, table=True):
+    """One change of a contact's marketing consent on a channel (append-only history).
+
+    Written by every path that grants or withdraws consent: `PUT
+    /v1/contacts` (and `journeys contact upsert`), the unsubscribe link, an
+    SMS keyword, an `unsubscribed` event and a complaint. Rows are never
+    updated; erasure deletes them with the contact. `change_key` makes a path
+    that may run twice for one cause (an event seen by the gateway and by the
+    contact workflow, a redelivered webhook) record it once.
+
+    Attributes:
+        contact_id: Whose consent.
+        channel: `email` or `sms`.
+        granted: True for an opt-in, False for an opt-out.
+        occurred_at: When the contact gave or withdrew it.
+        source: Where: `form:lead-magnet` (as the API was told), `unsubscribe-link`,
+            `list-unsubscribe`, `sms-keyword`, `event`, `complaint`.
+        wording: What the contact agreed to or said: the consent text or purpose
+            given to the API, the keyword texted, the page's wording.
+        ip: The IP address the change came from, where known.
+        user_agent: The browser's user agent, where known.
+        change_key: Identifies the cause (an event id, an inbound message id), if any.
+        recorded_at: When this row was written.
+    """
+
+    __tablename__ = "consent_changes"
+    __table_args__ = (UniqueConstraint("contact_id", "change_key"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    contact_id: str = Field(max_length=64, index=True)
+    channel: str = Field(max_length=16)
+    granted: bool
+    occurred_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
+    source: str = Field(max_length=200)
+    wording: str | None = Field(default=None, max_length=1000)
+    ip: str | None = Field(default=None, max_length=45)
+    user_agent: str | None = Field(default=None, max_length=500)
+    change_key: str | None = Field(default=None, max_length=300)
+    recorded_at: datetime = Field(
+        default_factory=utc_now, sa_column=Column(UTCDateTime(), nullable=False)
+    )
 
 
 class CrmTask(SQLModel, table=True):

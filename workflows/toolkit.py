@@ -147,6 +147,11 @@ class Journey:
         return event_type in cls.exit_on or event_type in cls.listens_to
 
     @classmethod
+    def channels(cls) -> frozenset[str]:
+        """The channels the journey sends on (from `templates`)."""
+        return frozenset(str(channel) for _, channel in cls.templates)
+
+    @classmethod
     def is_marketing(cls) -> bool:
         """Marketing journeys exit on `unsubscribed` (and so on a hard bounce)."""
         return "unsubscribed" in cls.exit_on
