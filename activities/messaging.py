@@ -66,6 +66,7 @@ from models.messages import (
     MessageCategory,
     SendRequest,
     SendResult,
+    ServiceSms,
 )
 from models.policy import MessagingPolicy
 from models.tables import Contact, MessageLog, Suppression
@@ -73,6 +74,9 @@ from models.tables import Contact, MessageLog, Suppression
 log = structlog.stdlib.get_logger(__name__)
 
 _COUNTED = (DeliveryStatus.SENT, DeliveryStatus.PENDING)
+
+SERVICE_SMS_JOURNEY = "sms-keywords"
+"""The message log's `journey` of the answers to SMS keywords."""
 
 MESSAGES_METRIC = "journeys_messages"
 """Counter of the send outcomes recorded, by `journey`, `channel` and `status`."""
@@ -195,6 +199,65 @@ class MessagingActivities:
             )
             _count_outcome(request, DeliveryStatus.SENT)
             log.info("message sent", journey=request.journey, step=request.step)
+            return _result(sent)
+
+    @activity.defn(name="send_service_sms")
+    async def send_service_sms(self, reply: ServiceSms) -> SendResult:
+        """Send a service text (an answer to an SMS keyword), at most once per idempotency key.
+
+        It answers a message the person just sent, so neither consent nor a
+        suppression (the one a STOP has just written) holds it back. It is
+        logged as `transactional`, with the contact if one has the number.
+
+        Raises:
+            ApplicationError: non-retryable for an unknown template; retryable
+                (with the provider's `Retry-After`) when the provider failed
+                transiently.
+        """
+        now = activity.info().current_attempt_scheduled_time
+        with bound_contextvars(idempotency_key=reply.idempotency_key, contact_id=reply.contact_id):
+            recorded = await self._find(reply.idempotency_key)
+            if recorded is not None and DeliveryStatus(recorded.status).is_final:
+                return _result(recorded)
+            try:
+                body = self._templates.render_sms(
+                    reply.template, ContactFields(), LinkContext(), opt_out=False
+                )
+            except TemplateError as error:
+                raise ApplicationError(
+                    str(error), type="TemplateError", non_retryable=True
+                ) from error
+            async with self._sessions() as session:
+                row = recorded or _service_row(reply, now)
+                row.status, row.updated_at = DeliveryStatus.PENDING, now
+                session.add(row)
+                await session.commit()
+            try:
+                message_id = await self._sms.deliver(
+                    OutgoingSms(
+                        idempotency_key=reply.idempotency_key,
+                        to_number=reply.to_number,
+                        body=body,
+                        created_at=now,
+                    )
+                )
+            except DeliveryError as error:
+                if not error.permanent:
+                    raise error.to_application_error() from error
+                log.warning("service SMS refused", error=str(error))
+                row.status, row.status_reason = DeliveryStatus.FAILED, str(error)
+                async with self._sessions() as session:
+                    session.add(row)
+                    await session.commit()
+                return _result(row)
+            sent = await self._update(
+                reply.idempotency_key,
+                now=now,
+                status=DeliveryStatus.SENT,
+                provider=self._sms.name,
+                provider_message_id=message_id,
+            )
+            log.info("service SMS sent", step=reply.step)
             return _result(sent)
 
     @activity.defn(name="cancel_messages")
@@ -450,6 +513,22 @@ def _new_row(request: SendRequest, now: datetime) -> MessageLog:
         channel=request.channel,
         category=request.category,
         template=request.template,
+        created_at=now,
+        updated_at=now,
+        status=DeliveryStatus.PENDING,
+    )
+
+
+def _service_row(reply: ServiceSms, now: datetime) -> MessageLog:
+    """The message-log row of a service SMS (`journey` `sms-keywords`; no contact: empty id)."""
+    return MessageLog(
+        idempotency_key=reply.idempotency_key,
+        contact_id=reply.contact_id or "",
+        journey=SERVICE_SMS_JOURNEY,
+        step=reply.step,
+        channel=Channel.SMS,
+        category=MessageCategory.TRANSACTIONAL,
+        template=reply.template,
         created_at=now,
         updated_at=now,
         status=DeliveryStatus.PENDING,

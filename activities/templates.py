@@ -8,7 +8,10 @@ Layout of `templates/`:
 - `<journey>/<step>.toml`: one email each, with the Liquid strings
   `subject`, `preview`, `opening`, `cta_label`, `cta_url` and `closing`;
 - `<journey>/<step>.sms.toml`: one SMS each, with a Liquid `body` (the
-  opt-out line `brand.sms_opt_out` is appended).
+  opt-out line `brand.sms_opt_out` is appended: every marketing SMS says
+  "Reply STOP");
+- `sms-keywords/{stop,start,help}.sms.toml`: the service replies to the
+  carrier keywords (sent without the opt-out line).
 
 Contact fields (`first_name`, `company`) are only defined when the contact
 has them, so a template must give a fallback (`{{ first_name | default:
@@ -244,8 +247,17 @@ class TemplateCatalog:
             subject=str(frame["subject"]), preview=str(frame["preview"]), text=text, html=html
         )
 
-    def render_sms(self, name: str, contact: ContactFields, links: LinkContext) -> str:
+    def render_sms(
+        self, name: str, contact: ContactFields, links: LinkContext, *, opt_out: bool = True
+    ) -> str:
         """Render SMS template `name`: its body, links tagged, and the opt-out line.
+
+        Args:
+            name: Template name, e.g. `pricing-abandon/day2`.
+            contact: The contact's fields; missing ones use the template's fallback.
+            links: UTM parameters.
+            opt_out: Append `brand.sms_opt_out` ("Reply STOP to opt out."); service
+                replies to a keyword say what they need themselves.
 
         Raises:
             TemplateError: unknown template, or it cannot render.
@@ -259,7 +271,8 @@ class TemplateCatalog:
             body = template.fields["body"].render(brand=self.brand, **contact.variables())
         except LiquidError as error:
             raise TemplateError(f"{template.path}: {error}") from error
-        return f"{tag_links(body.strip(), links.utm)} {self.brand['sms_opt_out']}"
+        text = tag_links(body.strip(), links.utm)
+        return f"{text} {self.brand['sms_opt_out']}" if opt_out else text
 
     def _parse_file(self, env: Environment, path: Path) -> BoundTemplate:
         try:
