@@ -164,14 +164,15 @@ async def withdraw_consent(
 ) -> list[str]:
     """Withdraw the contact's marketing consent on `channels` and record it, once per cause.
 
-    A channel counts when the contact has an address or consent there.
+    Only a channel the contact has consent on changes (and is recorded): an opt-out where
+    there was no consent is a suppression, not a consent change.
 
     Returns:
         The channels whose withdrawal was recorded now.
     """
     withdrawn = []
     for channel in sorted(channels):
-        if not address_on(contact, channel) and not getattr(contact, f"{channel}_consent"):
+        if not getattr(contact, f"{channel}_consent"):
             continue
         recorded = await record_change(
             session,

@@ -29,6 +29,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from activities.consent import (
     ConsentOrigin,
     apply_scope,
+    consent_history,
     event_origin,
     record_change,
     set_consent,
@@ -43,7 +44,7 @@ from models.contacts import (
 from models.db import session_factory
 from models.events import SUPPRESSING_EVENTS, BehaviorEvent, suppression_scope
 from models.journeys import SECONDS_PER_DAY, ExitRequest, JourneyInput, JourneyState
-from models.tables import Contact, ContactEvent, MessageLog, utc_now
+from models.tables import ConsentChange, Contact, ContactEvent, MessageLog, utc_now
 from workflows import JOURNEYS
 from workflows.toolkit import Journey
 
@@ -463,6 +464,19 @@ async def get_contact(engine: AsyncEngine, contact_id: str) -> Contact:
     if contact is None:
         raise NotFound(f"contact {contact_id!r} does not exist")
     return contact
+
+
+async def consent_changes(engine: AsyncEngine, contact_id: str) -> list[ConsentChange]:
+    """The contact's consent history, oldest first: every opt-in and opt-out, with when, from
+    where and what the contact agreed to or said.
+
+    Raises:
+        NotFound: no such contact (never created, or erased: erasure deletes the history).
+    """
+    async with session_factory(engine)() as session:
+        if await session.get(Contact, contact_id) is None:
+            raise NotFound(f"contact {contact_id!r} does not exist")
+        return await consent_history(session, contact_id)
 
 
 async def journey_runs(client: Client, contact_id: str) -> list[JourneyRun]:
