@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from pydantic import SecretStr
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel import select
 from temporalio.testing import WorkflowEnvironment
@@ -20,7 +21,9 @@ from models.db import session_factory
 from models.settings import Settings
 from models.sms_keywords import keyword_of
 from models.tables import ConsentChange, Contact, ContactEvent, MessageLog, Suppression
+from starter.sms_keywords import message_digest
 from tests.factories import add_contact, rows_of
+from tests.fake_api import FakeApi, Reply
 from tests.gateway import Gateway, gateway_settings, serving_gateway
 from tests.sms import inbound, post_texts, reply_file
 from tests.test_api import journey_state, new_id
@@ -226,3 +229,27 @@ async def test_sms_webhook_is_off_without_its_secret(
         response = await post_texts(gateway.url, inbound("+14155550100", "STOP"))
     assert response.status_code == 404
     assert response.json()["detail"] == "SMS webhooks are not configured"
+
+
+async def test_the_json_sms_api_gets_one_answer_with_the_inbound_ids_key(
+    dev_env: WorkflowEnvironment, settings: Settings
+) -> None:
+    with FakeApi() as api:
+        api.answer(Reply(201, {"id": "SM-answer-1"}))
+        http_sms = gateway_settings(
+            settings, sms_provider="http", sms_api_url=api.url, sms_api_key=SecretStr("k" * 24)
+        )
+        async with serving_gateway(dev_env.client, http_sms) as gateway:
+            stop = inbound("+14155550142", "end")
+            for _ in range(2):  # redelivered
+                assert (await post_texts(gateway.url, stop)).status_code == 200
+            for _ in range(300):
+                if api.received:
+                    break
+                await asyncio.sleep(0.1)
+            await asyncio.sleep(1)  # time for a second request, were there one
+    [request] = api.received
+    assert request.path == "/messages"
+    assert request.headers["idempotency-key"] == f"sms-keywords/{message_digest(stop['id'])}"
+    assert request.body["to"] == "+14155550142"
+    assert request.body["body"].startswith("Northwind Studio: you are unsubscribed")
