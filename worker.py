@@ -50,10 +50,12 @@ from models.db import create_engine, migrate
 from models.sales import SalesConfig
 from models.scoring import ScoringModel
 from models.settings import Settings, UnsafeSettings, get_settings, refuse_unsafe_settings
+from models.sms_keywords import REPLY_TEMPLATES
 from starter.logs import configure_logging
 from starter.temporal import connect
 from workflows import JOURNEYS
 from workflows.contact import ContactWorkflow
+from workflows.sms_keywords import SmsKeywordReply
 from workflows.toolkit import Journey
 
 GRACEFUL_SHUTDOWN = timedelta(seconds=20)
@@ -71,6 +73,7 @@ def load_templates(
     templates = TemplateCatalog(settings.templates_dir)
     for journey in journeys:
         templates.require(journey.name, journey.templates)
+    templates.require("sms-keyword-reply", REPLY_TEMPLATES)
     return templates
 
 
@@ -131,10 +134,11 @@ def build_worker(
     return Worker(
         client,
         task_queue=settings.task_queue,
-        workflows=[ContactWorkflow, *journeys],
+        workflows=[ContactWorkflow, SmsKeywordReply, *journeys],
         activities=[
             messaging.send_message,
             messaging.cancel_messages,
+            messaging.send_service_sms,
             crm.create_crm_task,
             crm.mark_churn_risk,
             journey_log.record_journey_run,

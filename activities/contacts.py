@@ -17,8 +17,8 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from structlog.contextvars import bound_contextvars
 from temporalio import activity
 
+from activities.consent import apply_scope, event_origin, reachable_channels, suppress_addresses
 from activities.providers.outbox import outbox_path
-from activities.suppressions import add_suppression
 from models.contact_workflow import (
     ErasureResult,
     IngestRequest,
@@ -27,10 +27,10 @@ from models.contact_workflow import (
     LeadStatus,
 )
 from models.db import session_factory
-from models.events import BehaviorEvent, suppression_reason
-from models.messages import Channel
+from models.events import BehaviorEvent, suppression_scope
 from models.scoring import ScoringModel
 from models.tables import (
+    ConsentChange,
     Contact,
     ContactEvent,
     CrmTask,
@@ -46,24 +46,6 @@ log = structlog.stdlib.get_logger(__name__)
 
 OUTBOX_SUFFIXES = (".eml", ".sms.txt")
 """Outbox files a message may have left (see `activities/providers/outbox.py`)."""
-
-
-async def suppress_addresses(session: AsyncSession, contact: Contact, reason: str) -> list[str]:
-    """Add the contact's email address and phone number to the suppressions (hashed).
-
-    Idempotent: an address already suppressed stays so (a stronger reason replaces
-    a marketing-only one). The caller commits.
-
-    Returns:
-        The channels suppressed (or already suppressed).
-    """
-    suppressed = []
-    for channel, address in ((Channel.EMAIL, contact.email), (Channel.SMS, contact.phone)):
-        if not address:
-            continue
-        await add_suppression(session, channel, address, reason, contact_id=contact.id)
-        suppressed.append(str(channel))
-    return suppressed
 
 
 class ContactActivities:
@@ -82,8 +64,8 @@ class ContactActivities:
 
         Returns:
             The events accepted now (or by an earlier attempt of this batch),
-            whether the contact exists, its attributes and the scoring
-            model's fingerprint.
+            whether the contact exists, its attributes, the scoring model's
+            fingerprint and the channels marketing can still reach it on.
         """
         ids = [event.event_id for event in request.events]
         with bound_contextvars(contact_id=request.contact_id, batch_key=request.batch_key):
@@ -105,25 +87,28 @@ class ContactActivities:
                         continue
                     accepted.append(event.event_id)
                 contact = await session.get(Contact, request.contact_id)
-                reasons = [
-                    reason
+                suppressing = [
+                    event
                     for event in request.events
-                    if event.event_id in accepted and (reason := suppression_reason(event))
+                    if event.event_id in accepted and suppression_scope(event) is not None
                 ]
-                if contact is not None and reasons:
-                    await suppress_addresses(session, contact, reasons[0])
+                if contact is not None:
+                    for event in suppressing:
+                        await _apply(session, contact, event)
+                reachable = await reachable_channels(session, contact)
                 await session.commit()
             log.info(
                 "events ingested",
                 accepted=len(accepted),
                 duplicates=len(ids) - len(accepted),
-                suppressed=bool(reasons and contact),
+                suppressed=bool(suppressing and contact),
             )
             return IngestResult(
                 accepted_event_ids=accepted,
                 contact_exists=contact is not None,
                 fit_fields=dict(contact.attributes) if contact is not None else {},
                 scoring_digest=self._scoring_digest,
+                reachable_channels=reachable,
             )
 
     @activity.defn(name="scoring_model")
@@ -166,8 +151,8 @@ class ContactActivities:
     async def erase_contact(self, contact_id: str) -> ErasureResult:
         """Delete everything personal about the contact; keep only hashed suppressions.
 
-        Deleted: the contact row, its events, message log, CRM tasks, sales
-        notifications and SLA breaches, and the outbox files of its messages
+        Deleted: the contact row, its consent history, events, message log,
+        CRM tasks, sales notifications and SLA breaches, and the outbox files of its messages
         and notifications. Its email address and phone number stay suppressed
         as hashes (a re-import is not mailed), no longer linked to the id.
         """
@@ -192,6 +177,7 @@ class ContactActivities:
                 ).all()
                 rows: dict[str, int] = {}
                 for table in (
+                    ConsentChange,
                     ContactEvent,
                     EventReceipt,
                     JourneyRun,
@@ -228,6 +214,20 @@ class ContactActivities:
             return ErasureResult(
                 rows_deleted=rows, files_deleted=deleted, suppressed_channels=suppressed
             )
+
+
+async def _apply(session: AsyncSession, contact: Contact, event: BehaviorEvent) -> None:
+    """Suppress (and withdraw consent) as the event says, once per event."""
+    scope = suppression_scope(event)
+    assert scope is not None
+    await apply_scope(
+        session,
+        contact,
+        scope,
+        at=event.occurred_at,
+        origin=event_origin(event.properties),
+        change_key=event.event_id,
+    )
 
 
 def _row(event: BehaviorEvent, batch_key: str) -> ContactEvent:

@@ -3,10 +3,12 @@
 Right before delivery, against the database, in this order:
 
 1. a final outcome already recorded for the idempotency key is returned as is;
-2. the contact needs an address on the channel, and consent for marketing;
-3. a suppressed address is never sent marketing (unsubscribed, bounced, invalid,
-   complained, erased), nor a service message unless the suppression was an email
-   unsubscribe (a marketing opt-out);
+2. the contact needs an address on the channel;
+3. a suppressed address is never sent marketing (unsubscribed, SMS STOP, bounced,
+   invalid, complained, erased), nor a service message unless the suppression is
+   a marketing opt-out (`Suppression.stops_service_messages`); checked before
+   consent, which an opt-out also withdraws, so the log says `suppressed`;
+   marketing also needs the contact's consent on the channel;
 4. every journey message waits out the contact's quiet hours (unless exempt):
    deferred;
 5. marketing email fits under the frequency caps across all journeys, or is
@@ -48,6 +50,7 @@ from structlog.contextvars import bound_contextvars
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities.consent import suppress_address, suppression_of
 from activities.policy import frequency_cap_release, quiet_hours_end
 from activities.providers import (
     DeliveryError,
@@ -56,7 +59,6 @@ from activities.providers import (
     OutgoingSms,
     SmsProvider,
 )
-from activities.suppressions import add_suppression, find_suppression
 from activities.templates import (
     ContactFields,
     LinkContext,
@@ -73,6 +75,7 @@ from models.messages import (
     MessageCategory,
     SendRequest,
     SendResult,
+    ServiceSms,
 )
 from models.policy import JourneyClock, MessagingPolicy
 from models.tables import Contact, MessageLog
@@ -80,6 +83,9 @@ from models.tables import Contact, MessageLog
 log = structlog.stdlib.get_logger(__name__)
 
 _COUNTED = (DeliveryStatus.SENT, DeliveryStatus.PENDING)
+
+SERVICE_SMS_JOURNEY = "sms-keywords"
+"""The message log's `journey` of the answers to SMS keywords."""
 
 MESSAGES_METRIC = "journeys_messages"
 """Counter of the send outcomes recorded, by `journey`, `channel` and `status`."""
@@ -212,6 +218,65 @@ class MessagingActivities:
             log.info("message sent", journey=request.journey, step=request.step)
             return _result(sent)
 
+    @activity.defn(name="send_service_sms")
+    async def send_service_sms(self, reply: ServiceSms) -> SendResult:
+        """Send a service text (an answer to an SMS keyword), at most once per idempotency key.
+
+        It answers a message the person just sent, so neither consent nor a
+        suppression (the one a STOP has just written) holds it back. It is
+        logged as `transactional`, with the contact if one has the number.
+
+        Raises:
+            ApplicationError: non-retryable for an unknown template; retryable
+                (with the provider's `Retry-After`) when the provider failed
+                transiently.
+        """
+        now = activity.info().current_attempt_scheduled_time
+        with bound_contextvars(idempotency_key=reply.idempotency_key, contact_id=reply.contact_id):
+            recorded = await self._find(reply.idempotency_key)
+            if recorded is not None and DeliveryStatus(recorded.status).is_final:
+                return _result(recorded)
+            try:
+                body = self._templates.render_sms(
+                    reply.template, ContactFields(), LinkContext(), opt_out=False
+                )
+            except TemplateError as error:
+                raise ApplicationError(
+                    str(error), type="TemplateError", non_retryable=True
+                ) from error
+            async with self._sessions() as session:
+                row = recorded or _service_row(reply, now)
+                row.status, row.updated_at = DeliveryStatus.PENDING, now
+                session.add(row)
+                await session.commit()
+            try:
+                message_id = await self._sms.deliver(
+                    OutgoingSms(
+                        idempotency_key=reply.idempotency_key,
+                        to_number=reply.to_number,
+                        body=body,
+                        created_at=now,
+                    )
+                )
+            except DeliveryError as error:
+                if not error.permanent:
+                    raise error.to_application_error() from error
+                log.warning("service SMS refused", error=str(error))
+                row.status, row.status_reason = DeliveryStatus.FAILED, str(error)
+                async with self._sessions() as session:
+                    session.add(row)
+                    await session.commit()
+                return _result(row)
+            sent = await self._update(
+                reply.idempotency_key,
+                now=now,
+                status=DeliveryStatus.SENT,
+                provider=self._sms.name,
+                provider_message_id=message_id,
+            )
+            log.info("service SMS sent", step=reply.step)
+            return _result(sent)
+
     @activity.defn(name="cancel_messages")
     async def cancel_messages(self, request: CancelRequest) -> int:
         """Mark those of the messages that are still deferred as cancelled.
@@ -253,14 +318,14 @@ class MessagingActivities:
             address, consent = contact.phone, contact.sms_consent
         if not address:
             return DeliveryStatus.SKIPPED_NO_ADDRESS, f"contact has no {request.channel} address"
-        if request.category == MessageCategory.MARKETING and not consent:
-            return DeliveryStatus.SKIPPED_NO_CONSENT, f"no {request.channel} consent"
         async with self._sessions() as session:
-            suppression = await find_suppression(session, request.channel, address)
+            suppression = await suppression_of(session, request.channel, address)
         if suppression is not None and (
             request.category == MessageCategory.MARKETING or suppression.stops_service_messages
         ):
             return DeliveryStatus.SUPPRESSED, f"address suppressed: {suppression.reason}"
+        if request.category == MessageCategory.MARKETING and not consent:
+            return DeliveryStatus.SKIPPED_NO_CONSENT, f"no {request.channel} consent"
         return None
 
     def _links(self, request: SendRequest, contact: Contact, now: datetime) -> LinkContext:
@@ -378,10 +443,12 @@ class MessagingActivities:
         self, channel: Channel, address: str, reason: str, contact_id: str, now: datetime
     ) -> None:
         async with self._sessions() as session:
-            await add_suppression(session, channel, address, reason, contact_id=contact_id, now=now)
             try:
+                await suppress_address(
+                    session, channel, address, reason, contact_id=contact_id, now=now
+                )
                 await session.commit()
-            except IntegrityError:
+            except IntegrityError:  # suppressed meanwhile by someone else: suppressed either way
                 await session.rollback()
 
     async def _defer(
@@ -463,6 +530,22 @@ def _new_row(request: SendRequest, now: datetime) -> MessageLog:
         channel=request.channel,
         category=request.category,
         template=request.template,
+        created_at=now,
+        updated_at=now,
+        status=DeliveryStatus.PENDING,
+    )
+
+
+def _service_row(reply: ServiceSms, now: datetime) -> MessageLog:
+    """The message-log row of a service SMS (`journey` `sms-keywords`; no contact: empty id)."""
+    return MessageLog(
+        idempotency_key=reply.idempotency_key,
+        contact_id=reply.contact_id or "",
+        journey=SERVICE_SMS_JOURNEY,
+        step=reply.step,
+        channel=Channel.SMS,
+        category=MessageCategory.TRANSACTIONAL,
+        template=reply.template,
         created_at=now,
         updated_at=now,
         status=DeliveryStatus.PENDING,

@@ -8,7 +8,10 @@ Layout of `templates/`:
 - `<journey>/<step>.toml`: one email each, with the Liquid strings
   `subject`, `preview`, `opening`, `cta_label`, `cta_url` and `closing`;
 - `<journey>/<step>.sms.toml`: one SMS each, with a Liquid `body` (the
-  opt-out line `brand.sms_opt_out` is appended).
+  opt-out line `brand.sms_opt_out` is appended: every marketing SMS says
+  "Reply STOP");
+- `sms-keywords/{stop,start,help}.sms.toml`: the service replies to the
+  carrier keywords (sent without the opt-out line).
 
 Contact fields (`first_name`, `company`) are only defined when the contact
 has them, so a template must give a fallback (`{{ first_name | default:
@@ -107,6 +110,20 @@ def tag_links(text: str, utm: Mapping[str, str]) -> str:
     return _URL.sub(decorate, text)
 
 
+def load_brand(directory: Path) -> dict[str, str]:
+    """The brand variables of a templates folder (`brand.toml`).
+
+    Raises:
+        TemplateError: the file is missing or malformed.
+    """
+    path = directory / "brand.toml"
+    try:
+        brand = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, tomllib.TOMLDecodeError) as error:
+        raise TemplateError(f"{path}: {error}") from error
+    return {str(key): str(value) for key, value in brand.items()}
+
+
 @dataclass(frozen=True)
 class RenderedEmail:
     """An email rendered for one contact."""
@@ -143,7 +160,7 @@ class TemplateCatalog:
         self.directory = directory
         self._env = Environment(undefined=FalsyStrictUndefined)
         self._html_env = Environment(undefined=FalsyStrictUndefined, autoescape=True)
-        self.brand = self._load_brand(directory / "brand.toml")
+        self.brand = load_brand(directory)
         self._text_layout = self._parse_file(self._env, directory / "layouts" / "email.txt.liquid")
         self._html_layout = self._parse_file(
             self._html_env, directory / "layouts" / "email.html.liquid"
@@ -230,8 +247,17 @@ class TemplateCatalog:
             subject=str(frame["subject"]), preview=str(frame["preview"]), text=text, html=html
         )
 
-    def render_sms(self, name: str, contact: ContactFields, links: LinkContext) -> str:
+    def render_sms(
+        self, name: str, contact: ContactFields, links: LinkContext, *, opt_out: bool = True
+    ) -> str:
         """Render SMS template `name`: its body, links tagged, and the opt-out line.
+
+        Args:
+            name: Template name, e.g. `pricing-abandon/day2`.
+            contact: The contact's fields; missing ones use the template's fallback.
+            links: UTM parameters.
+            opt_out: Append `brand.sms_opt_out` ("Reply STOP to opt out."); service
+                replies to a keyword say what they need themselves.
 
         Raises:
             TemplateError: unknown template, or it cannot render.
@@ -245,14 +271,8 @@ class TemplateCatalog:
             body = template.fields["body"].render(brand=self.brand, **contact.variables())
         except LiquidError as error:
             raise TemplateError(f"{template.path}: {error}") from error
-        return f"{tag_links(body.strip(), links.utm)} {self.brand['sms_opt_out']}"
-
-    def _load_brand(self, path: Path) -> dict[str, str]:
-        try:
-            brand = tomllib.loads(path.read_text(encoding="utf-8"))
-        except (OSError, tomllib.TOMLDecodeError) as error:
-            raise TemplateError(f"{path}: {error}") from error
-        return {str(key): str(value) for key, value in brand.items()}
+        text = tag_links(body.strip(), links.utm)
+        return f"{text} {self.brand['sms_opt_out']}" if opt_out else text
 
     def _parse_file(self, env: Environment, path: Path) -> BoundTemplate:
         try:

@@ -157,6 +157,9 @@ class IngestResult(BaseModel):
         contact_exists: Whether the contact is in the CRM (journeys start only then).
         fit_fields: The contact's attributes, for fit rules.
         scoring_digest: Fingerprint of the worker's scoring model.
+        reachable_channels: The channels marketing can still reach the contact
+            on after the batch (an address, consent, no suppression); a
+            channel-scoped unsubscribe ends the journeys left with none.
     """
 
     model_config = ConfigDict(frozen=True)
@@ -165,6 +168,7 @@ class IngestResult(BaseModel):
     contact_exists: bool
     fit_fields: dict[str, str] = Field(default_factory=dict)
     scoring_digest: str
+    reachable_channels: list[str] = Field(default_factory=list)
 
 
 class LeadScoreUpdate(BaseModel):

@@ -8,7 +8,14 @@ from typing import Annotated
 from zoneinfo import available_timezones
 
 from email_validator import EmailNotValidError, validate_email
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    IPvAnyAddress,
+    StringConstraints,
+)
 
 from models.events import ContactId, UtcTime
 
@@ -79,6 +86,10 @@ class ConsentUpdate(BaseModel):
         source: Where it was given, e.g. `form:lead-magnet`, `import:2026-11`.
         at: When it was given or withdrawn (proof of consent, 1970–8999); when
             it was received if omitted.
+        text: What the contact agreed to: the consent text shown, or the
+            purpose (kept in the consent history).
+        ip: The IP address the contact gave it from (e.g. the form's request).
+        user_agent: The contact's browser, as the form's request named it.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -86,6 +97,9 @@ class ConsentUpdate(BaseModel):
     granted: bool
     source: Annotated[str, StringConstraints(min_length=1, max_length=200), SingleLine]
     at: UtcTime | None = None
+    text: Annotated[str, StringConstraints(min_length=1, max_length=1000), SingleLine] | None = None
+    ip: IPvAnyAddress | None = None
+    user_agent: Annotated[str, StringConstraints(max_length=500), SingleLine] | None = None
 
 
 class ContactFields(BaseModel):

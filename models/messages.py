@@ -115,3 +115,25 @@ class CancelRequest(BaseModel):
 
     idempotency_keys: list[str]
     reason: str
+
+
+class ServiceSms(BaseModel):
+    """A service text message (an answer to an SMS keyword): no consent needed, not suppressed.
+
+    Attributes:
+        idempotency_key: `sms-keywords/<digest of the inbound message id>`:
+            a redelivered inbound message is answered once.
+        to_number: Where to send it: the number that texted us (E.164).
+        template: SMS template name, e.g. `sms-keywords/stop`.
+        step: What it answers, for the message log, e.g. `stop`.
+        contact_id: The contact with that number, for the message log (None:
+            no contact has it).
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    idempotency_key: str
+    to_number: str
+    template: str
+    step: str
+    contact_id: ContactId | None = None

@@ -126,6 +126,9 @@ class Settings(BaseSettings):
             unreachable.
         email_webhook_secret: HMAC key of the email provider's delivery
             webhooks; the webhook endpoint refuses everything until it is set.
+        sms_webhook_secret: HMAC key of the SMS provider's inbound-message
+            webhook (STOP, START, HELP); the endpoint refuses everything until
+            it is set.
         metrics_bind_address: `host:port` where `journeys worker` serves
             Prometheus metrics (`http://<host:port>/metrics`): the Temporal
             SDK's and the journeys' own; off when unset, e.g. `127.0.0.1:9464`.
@@ -175,6 +178,7 @@ class Settings(BaseSettings):
     event_max_future_seconds: float = Field(default=300.0, ge=0)
     temporal_retry_after_seconds: int = Field(default=5, ge=1)
     email_webhook_secret: SecretStr | None = Field(default=None, min_length=16)
+    sms_webhook_secret: SecretStr | None = Field(default=None, min_length=16)
     metrics_bind_address: str | None = None
 
     @model_validator(mode="after")

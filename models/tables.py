@@ -58,7 +58,7 @@ class Contact(SQLModel, table=True):
 
     id: str = Field(primary_key=True, max_length=64)
     email: str | None = Field(default=None, max_length=320, index=True)
-    phone: str | None = Field(default=None, max_length=32)
+    phone: str | None = Field(default=None, max_length=32, index=True)
     first_name: str | None = Field(default=None, max_length=100)
     company: str | None = Field(default=None, max_length=200)
     timezone: str = Field(default="UTC", max_length=64)
@@ -179,11 +179,11 @@ class MessageLog(SQLModel, table=True):
     sent_at: datetime | None = _timestamp()
 
 
-MARKETING_ONLY_SUPPRESSIONS = frozenset({("email", "unsubscribed")})
-"""(channel, reason) of suppressions that stop marketing only: an email unsubscribe
-is a marketing opt-out, and service messages (a renewal reminder) still go. Every
-other reason (a hard bounce, an invalid recipient, a complaint, an erasure, an
-SMS STOP) stops every message on the channel."""
+MARKETING_ONLY_SUPPRESSIONS = frozenset({("email", "unsubscribed"), ("sms", "unsubscribed")})
+"""(channel, reason) of suppressions that stop marketing only: an unsubscribe is a
+marketing opt-out, and service messages (a renewal reminder) still go. Every other
+reason (a hard bounce, an invalid recipient, a complaint, an erasure, an SMS STOP,
+which carriers say ends every text) stops every message on the channel."""
 
 
 class Suppression(SQLModel, table=True):
@@ -210,12 +210,60 @@ class Suppression(SQLModel, table=True):
     @property
     def stops_service_messages(self) -> bool:
         """Whether transactional messages are stopped too (see `MARKETING_ONLY_SUPPRESSIONS`)."""
-        return (self.channel, self.reason) not in MARKETING_ONLY_SUPPRESSIONS
+        return self.reason_stops_service(self.channel, self.reason)
+
+    @staticmethod
+    def reason_stops_service(channel: str, reason: str) -> bool:
+        """Whether a suppression of `reason` on `channel` stops service messages too."""
+        return (channel, reason) not in MARKETING_ONLY_SUPPRESSIONS
 
     @staticmethod
     def hash_address(address: str) -> str:
         """SHA-256 of the address, trimmed and lower-cased."""
         return hashlib.sha256(address.strip().lower().encode()).hexdigest()
+
+
+class ConsentChange(SQLModel, table=True):
+    """One change of a contact's marketing consent on a channel (append-only history).
+
+    Written by every path that grants or withdraws consent: `PUT
+    /v1/contacts` (and `journeys contact upsert`), the unsubscribe link, an
+    SMS keyword, an `unsubscribed` event and a complaint. Rows are never
+    updated; erasure deletes them with the contact. `change_key` makes a path
+    that may run twice for one cause (an event seen by the gateway and by the
+    contact workflow, a redelivered webhook) record it once.
+
+    Attributes:
+        contact_id: Whose consent.
+        channel: `email` or `sms`.
+        granted: True for an opt-in, False for an opt-out.
+        occurred_at: When the contact gave or withdrew it.
+        source: Where: `form:lead-magnet` (as the API was told), `unsubscribe-link`,
+            `list-unsubscribe`, `sms-keyword`, `event`, `complaint`.
+        wording: What the contact agreed to or said: the consent text or purpose
+            given to the API, the keyword texted, the page's wording.
+        ip: The IP address the change came from, where known.
+        user_agent: The browser's user agent, where known.
+        change_key: Identifies the cause (an event id, an inbound message id), if any.
+        recorded_at: When this row was written.
+    """
+
+    __tablename__ = "consent_changes"
+    __table_args__ = (UniqueConstraint("contact_id", "change_key"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    contact_id: str = Field(max_length=64, index=True)
+    channel: str = Field(max_length=16)
+    granted: bool
+    occurred_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
+    source: str = Field(max_length=200)
+    wording: str | None = Field(default=None, max_length=1000)
+    ip: str | None = Field(default=None, max_length=45)
+    user_agent: str | None = Field(default=None, max_length=500)
+    change_key: str | None = Field(default=None, max_length=300)
+    recorded_at: datetime = Field(
+        default_factory=utc_now, sa_column=Column(UTCDateTime(), nullable=False)
+    )
 
 
 class CrmTask(SQLModel, table=True):

@@ -30,6 +30,7 @@ from models.events import BehaviorEvent
 from models.search_attributes import CONTACT_ID, JOURNEY, JOURNEY_STEP
 from models.settings import UnsafeSettings, accelerated_clock_refusal, get_settings
 from starter import operations
+from starter.api.schemas import ConsentChangeView
 from starter.cluster import register_namespace, register_search_attributes
 from starter.dev import DEMO_DAY_SECONDS, TEMPORAL_PORT, UI_PORT, run_dev
 from starter.intake import accept_events
@@ -221,6 +222,24 @@ async def contact_upsert(
         _print_json(contact.model_dump(mode="json"))
     else:
         typer.echo(f"contact {contact.id} saved")
+
+
+@contact_app.command("consent")
+@run_async
+async def contact_consent(
+    contact_id: Annotated[str, typer.Argument(help="Your system's id of the contact.")],
+    as_json: JsonFlag = False,
+) -> None:
+    """Show a contact's consent history: every opt-in and opt-out, when, from where, what."""
+    rows = await _with_engine(lambda engine: operations.consent_changes(engine, contact_id))
+    if as_json:
+        _print_json([ConsentChangeView.of(row).model_dump(mode="json") for row in rows])
+        return
+    for row in rows:
+        line = f"{row.occurred_at:%Y-%m-%d %H:%M:%S} {row.channel:5} "
+        line += f"{'granted' if row.granted else 'withdrawn':9} {row.source}"
+        extras = [part for part in (row.wording, row.ip, row.user_agent) if part]
+        typer.echo(line + (f" ({'; '.join(extras)})" if extras else ""))
 
 
 _ENROLL_FLAGS = {"subscription_id": "--subscription"}

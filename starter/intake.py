@@ -7,7 +7,8 @@ events to `accept_events`:
    (a client retry); one reusing the id for a different type or properties is
    a `conflict` and is not processed.
 2. The new events are grouped per contact, in order. A suppressing event
-   (`unsubscribed`, hard `email_bounced`) suppresses the contact's addresses
+   (`unsubscribed`, hard `email_bounced`) suppresses the addresses it names
+   (and an opt-out withdraws the consent, see `activities/consent.py`)
    first, so no message goes out once the event is accepted.
 3. Each group goes to `contact-{id}` in one signal-with-start. Only after
    Temporal accepted it is the event `accepted` (durable from then on) and
@@ -41,9 +42,9 @@ from temporalio.client import Client
 
 from models.contact_workflow import EventBatch
 from models.db import session_factory
-from models.events import BehaviorEvent, suppression_reason
+from models.events import BehaviorEvent
 from models.tables import Contact, EventReceipt, utc_now
-from starter.operations import signal_contact, suppress_contact
+from starter.operations import apply_suppressing_event, signal_contact
 from starter.temporal import TemporalUnavailable, unavailable_as_error
 
 SIGNALS_IN_FLIGHT = 32
@@ -163,9 +164,8 @@ async def _signal_group(
     day_seconds: int,
 ) -> str:
     contact_id = events[0].contact_id
-    for reason in {suppression_reason(event) for event in events} - {None}:
-        assert reason is not None
-        await suppress_contact(engine, contact_id, reason)
+    for event in events:
+        await apply_suppressing_event(engine, event)
     with unavailable_as_error():
         if len(events) == 1:
             handle = await signal_contact(

@@ -26,7 +26,14 @@ from temporalio.common import WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
-from activities.contacts import suppress_addresses
+from activities.consent import (
+    ConsentOrigin,
+    apply_scope,
+    consent_history,
+    event_origin,
+    record_change,
+    set_consent,
+)
 from models.contact_workflow import ContactInput, ContactState, EraseRequest, JourneyEnrolment
 from models.contacts import (
     MAX_CONTACT_ATTRIBUTES,
@@ -35,11 +42,11 @@ from models.contacts import (
     ContactProfile,
 )
 from models.db import session_factory
-from models.events import SUPPRESSING_EVENTS, suppression_reason
+from models.events import SUPPRESSING_EVENTS, BehaviorEvent, suppression_scope
 from models.journeys import ExitRequest, JourneyInput, JourneyState
 from models.policy import SECONDS_PER_DAY
 from models.settings import accelerated_clock_refusal
-from models.tables import Contact, ContactEvent, MessageLog, utc_now
+from models.tables import ConsentChange, Contact, ContactEvent, MessageLog, utc_now
 from workflows import JOURNEYS
 from workflows.toolkit import Journey
 
@@ -125,37 +132,66 @@ async def upsert_contact(engine: AsyncEngine, profile: ContactProfile) -> Contac
             value = getattr(profile, field)
             if value is not None:
                 setattr(contact, field, value)
-        _apply_consent(contact, "email", profile.email_consent, now)
-        _apply_consent(contact, "sms", profile.sms_consent, now)
+        for channel in ("email", "sms"):
+            await _apply_consent(session, contact, channel, getattr(profile, f"{channel}_consent"))
         contact.tags, contact.attributes = tags, attributes
         contact.updated_at = now
         session.add(contact)
         if existing is None:
-            reason = await _suppression_before_creation(session, profile.id)
-            if reason is not None:
-                await suppress_addresses(session, contact, reason)
+            await _apply_earlier_opt_outs(session, contact)
         await session.commit()
         await session.refresh(contact)
         return contact
 
 
-async def _suppression_before_creation(session: AsyncSession, contact_id: str) -> str | None:
-    """Why the contact's addresses must be suppressed, from the events stored before it existed."""
+async def _apply_earlier_opt_outs(session: AsyncSession, contact: Contact) -> None:
+    """Suppress (and withdraw consent) as the events stored before the contact existed say."""
     stored = await session.exec(
-        select(ContactEvent).where(
-            ContactEvent.contact_id == contact_id,
+        select(ContactEvent)
+        .where(
+            ContactEvent.contact_id == contact.id,
             col(ContactEvent.type).in_(SUPPRESSING_EVENTS),
         )
+        .order_by(col(ContactEvent.occurred_at))
     )
-    return next(filter(None, map(suppression_reason, stored.all())), None)
+    for event in stored.all():
+        scope = suppression_scope(event)
+        if scope is not None:
+            await apply_scope(
+                session,
+                contact,
+                scope,
+                at=event.occurred_at,
+                origin=event_origin(event.properties),
+                change_key=event.event_id,
+            )
 
 
-def _apply_consent(contact: Contact, channel: str, update: ConsentUpdate | None, now: Any) -> None:
+async def _apply_consent(
+    session: AsyncSession, contact: Contact, channel: str, update: ConsentUpdate | None
+) -> None:
+    """Set the consent the request gives; record it when it differs from the stored one
+    (granted or withdrawn, or given again from another source)."""
     if update is None:
         return
-    setattr(contact, f"{channel}_consent", update.granted)
-    setattr(contact, f"{channel}_consent_at", update.at or now)
-    setattr(contact, f"{channel}_consent_source", update.source)
+    granted, source = (getattr(contact, f"{channel}_consent{field}") for field in ("", "_source"))
+    if (update.granted, update.source) == (granted, source):
+        return
+    at = update.at or utc_now()
+    set_consent(contact, channel, granted=update.granted, at=at, source=update.source)
+    await record_change(
+        session,
+        contact.id,
+        channel,
+        granted=update.granted,
+        at=at,
+        origin=ConsentOrigin(
+            source=update.source,
+            wording=update.text,
+            ip=str(update.ip) if update.ip else None,
+            user_agent=update.user_agent,
+        ),
+    )
 
 
 def journey_type(journey: str) -> type[Journey]:
@@ -276,18 +312,27 @@ async def journey_workflow_ids(client: Client, contact_id: str, *, running: bool
     return [execution.id async for execution in client.list_workflows(query)]
 
 
-async def suppress_contact(engine: AsyncEngine, contact_id: str, reason: str) -> list[str]:
-    """Suppress the contact's email address and phone number; returns the channels suppressed.
+async def apply_suppressing_event(engine: AsyncEngine, event: BehaviorEvent) -> None:
+    """Suppress (and withdraw consent) as an `unsubscribed` / hard-bounce event says, at once.
 
-    Idempotent: an address already suppressed stays as it is.
+    Idempotent per event: the contact workflow's ingest applies it again and changes nothing.
     """
+    scope = suppression_scope(event)
+    if scope is None:
+        return
     async with session_factory(engine)() as session:
-        contact = await session.get(Contact, contact_id)
+        contact = await session.get(Contact, event.contact_id)
         if contact is None:
-            return []
-        suppressed = await suppress_addresses(session, contact, reason)
+            return
+        await apply_scope(
+            session,
+            contact,
+            scope,
+            at=event.occurred_at,
+            origin=event_origin(event.properties),
+            change_key=event.event_id,
+        )
         await session.commit()
-        return suppressed
 
 
 def contact_workflow_id(contact_id: str) -> str:
@@ -432,6 +477,19 @@ async def get_contact(engine: AsyncEngine, contact_id: str) -> Contact:
     if contact is None:
         raise NotFound(f"contact {contact_id!r} does not exist")
     return contact
+
+
+async def consent_changes(engine: AsyncEngine, contact_id: str) -> list[ConsentChange]:
+    """The contact's consent history, oldest first: every opt-in and opt-out, with when, from
+    where and what the contact agreed to or said.
+
+    Raises:
+        NotFound: no such contact (never created, or erased: erasure deletes the history).
+    """
+    async with session_factory(engine)() as session:
+        if await session.get(Contact, contact_id) is None:
+            raise NotFound(f"contact {contact_id!r} does not exist")
+        return await consent_history(session, contact_id)
 
 
 async def journey_runs(client: Client, contact_id: str) -> list[JourneyRun]:

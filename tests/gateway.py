@@ -23,10 +23,16 @@ from worker import running_worker
 FULL_KEY = "tests-full-access-key-0123456789"
 READ_ONLY_KEY = "tests-read-only-key-0123456789ab"
 WEBHOOK_SECRET = "tests-webhook-secret"
+SMS_WEBHOOK_SECRET = "tests-sms-webhook-secret"
+REAL_PROVIDER_LINKS = {
+    "unsubscribe_secret": SecretStr("tests-unsubscribe-secret-of-32-bytes-or-more"),
+    "public_base_url": "https://journeys.example.test",
+}
+"""Settings the start-up guard asks for once a real provider is configured."""
 
 
 def gateway_settings(settings: Settings, **changes: object) -> Settings:
-    """A test's settings plus two API keys (full access, read-only) and a webhook secret."""
+    """A test's settings plus two API keys (full access, read-only) and the webhook secrets."""
     return settings.model_copy(
         update={
             "api_keys": [
@@ -34,6 +40,7 @@ def gateway_settings(settings: Settings, **changes: object) -> Settings:
                 ApiKey(name="reader", key=SecretStr(READ_ONLY_KEY), scopes={"contacts:read"}),
             ],
             "email_webhook_secret": SecretStr(WEBHOOK_SECRET),
+            "sms_webhook_secret": SecretStr(SMS_WEBHOOK_SECRET),
             **changes,
         }
     )

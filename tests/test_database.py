@@ -23,14 +23,16 @@ from sqlalchemy.exc import IntegrityError, StatementError
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel import SQLModel, select
 
+from activities.consent import ConsentOrigin, record_change
 from models.db import alembic_config, async_database_url, create_engine, migrate, session_factory
 from models.events import BehaviorEvent
-from models.tables import Contact, EventReceipt, MessageLog
+from models.tables import ConsentChange, Contact, EventReceipt, MessageLog
 from starter.intake import record_receipts
-from tests.factories import add_contact
+from tests.factories import add_contact, rows_of
 from tests.postgres import PostgresCluster, postgres_unavailable
 
 APP_TABLES = {
+    "consent_changes",
     "contacts",
     "crm_tasks",
     "events",
@@ -100,6 +102,42 @@ async def test_migrate_creates_the_schema_at_head_and_is_idempotent(tmp_path: Pa
         assert [row[0] for row in versions] == [_head_revision()]
     finally:
         await engine.dispose()
+
+
+async def test_consents_given_before_the_history_become_its_first_rows(tmp_path: Path) -> None:
+    engine = create_engine(f"sqlite:///{tmp_path / 'journeys.db'}")
+    try:
+        await migrate(engine, "0006")
+        await add_contact(engine, "ada")
+        await add_contact(
+            engine, "bob", email_consent=False, phone="+14155550100", sms_consent=True
+        )
+        await add_contact(engine, "cy", email_consent=False)
+        await migrate(engine)
+        for contact_id, expected in (("ada", "email"), ("bob", "sms")):
+            [change] = await rows_of(engine, ConsentChange, contact_id)
+            assert (change.channel, change.granted, change.source) == (expected, True, "test")
+        assert await rows_of(engine, ConsentChange, "cy") == []
+        await _check_consent_change_once_per_key(engine)
+    finally:
+        await engine.dispose()
+
+
+async def _check_consent_change_once_per_key(engine: AsyncEngine) -> None:
+    """A cause recorded twice (by the gateway and by the workflow) is one row."""
+    origin = ConsentOrigin(source="sms-keyword", wording="texted STOP")
+    at = datetime(2026, 11, 1, tzinfo=UTC)
+    before = len(await rows_of(engine, ConsentChange, "ada"))
+    async with session_factory(engine)() as session:
+        for expected in (True, False):
+            recorded = await record_change(
+                session, "ada", "sms", granted=False, at=at, origin=origin, change_key="k"
+            )
+            assert recorded is expected
+        for _ in range(2):  # without a key, each change is its own row
+            assert await record_change(session, "ada", "sms", granted=True, at=at, origin=origin)
+        await session.commit()
+    assert len(await rows_of(engine, ConsentChange, "ada")) == before + 3
 
 
 async def test_migrated_schema_matches_the_table_models(engine: AsyncEngine) -> None:
@@ -271,6 +309,7 @@ async def test_postgresql_migrate_and_round_trip(postgres_url: str) -> None:
         await record_receipts(engine, [receipt])  # a concurrent request's: left as it is
         async with session_factory(engine)() as session:
             assert len((await session.exec(select(EventReceipt))).all()) == 1
+        await _check_consent_change_once_per_key(engine)
     finally:
         await engine.dispose()
         await other_process.dispose()

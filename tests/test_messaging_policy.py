@@ -24,8 +24,8 @@ from models.journeys import ExitRequest, JourneyInput, JourneyState, JourneyStat
 from models.messages import MessageCategory
 from models.settings import Settings
 from models.tables import Contact, Suppression
-from starter.operations import suppress_contact
-from tests.factories import add_contact, message_rows
+from starter.operations import apply_suppressing_event
+from tests.factories import add_contact, event_now, message_rows
 from tests.fake_api import FakeApi, Reply
 from tests.journeys import BurstJourney
 from tests.outbox import read_outbox
@@ -183,7 +183,9 @@ async def test_suppression_is_checked_at_send_time(
         handle = await start_welcome(env.client, settings, "sup")
         await env.sleep(timedelta(days=1, hours=12))
         # Written straight to the database (as the gateway would); the journey is not told.
-        assert await suppress_contact(engine, "sup", "unsubscribed") == ["email"]
+        await apply_suppressing_event(
+            engine, await event_now(env, "sup", "unsubscribed", channel="email")
+        )
         result = await handle.result()
 
     assert result.status == JourneyStatus.COMPLETED

@@ -25,7 +25,7 @@ from temporalio.testing import ActivityEnvironment, WorkflowEnvironment
 from temporalio.worker import Worker
 from typer.testing import CliRunner
 
-from activities.contacts import suppress_addresses
+from activities.consent import suppress_addresses
 from activities.crm import CrmActivities
 from activities.templates import ContactFields, LinkContext, TemplateCatalog
 from models.crm import (

@@ -12,8 +12,10 @@ event creates it). For each batch of new events it:
    (score, breakdown, `stage_…`, `act_…`, `src_…`, `int_…`, `eng_…` tags);
 3. applies the trigger rules (`workflows/triggers.py`) and forwards each
    event to the journeys concerned by its type;
-4. on unsubscribe / hard bounce, makes every marketing journey exit with
-   that reason;
+4. on unsubscribe / hard bounce, makes the marketing journeys exit with that
+   reason: every one for an unsubscribe from all channels; for one on a single
+   channel (the email link, an SMS STOP, a hard bounce) those left with no
+   channel that reaches the contact (see `_exit_unreachable_journeys`);
 5. hands a lead to sales when it enters the hand-off band (`lead-sla-{id}`),
    raises the priority when it moves up, and ends its weekly nurture.
 
@@ -61,7 +63,7 @@ with workflow.unsafe.imports_passed_through():
         MAX_EVENTS_PAYLOAD_BYTES,
         BehaviorEvent,
         json_size,
-        suppression_reason,
+        suppression_scope,
     )
     from models.journeys import ExitRequest, JourneyInput
     from models.sales import LeadBand, LeadSlaInput
@@ -87,6 +89,8 @@ BATCH_BYTES_PATCH = "event-batches-by-bytes"
 """Runs that formed a batch or a carry-over larger than `MAX_EVENTS_PAYLOAD_BYTES` before it
 was bounded replay unchanged."""
 """Most unprocessed events handed over to the next run when continuing as new."""
+CHANNEL_SCOPED_PATCH = "channel-scoped-unsubscribe"
+"""Runs that made every marketing journey exit on an unsubscribe from one channel replay so."""
 DORMANT_AFTER = timedelta(days=30)
 """No event for this long: the contact is tagged `eng_dormant_30d`."""
 MAX_TAGS = 100
@@ -128,6 +132,7 @@ class ContactWorkflow:
         self._accepted = 0
         self._duplicates = 0
         self._contact_exists = False
+        self._reachable: frozenset[str] = frozenset()
         self._model: ScoringModel | None = None
         self._model_digest = ""
         self._batches = 0
@@ -256,6 +261,7 @@ class ContactWorkflow:
             summary=f"Store {len(batch)} event(s)",
         )
         self._contact_exists = ingest.contact_exists
+        self._reachable = frozenset(ingest.reachable_channels)
         self._fit_fields = ingest.fit_fields
         if ingest.scoring_digest != self._model_digest:
             await self._load_model()
@@ -285,9 +291,12 @@ class ContactWorkflow:
 
     async def _route(self, event: BehaviorEvent) -> None:
         """Suppression exits, trigger rules, then forwarding to the journeys concerned."""
-        reason = suppression_reason(event)
-        if reason is not None:
-            await self._exit_journeys(reason, marketing_only=True)
+        scope = suppression_scope(event)
+        if scope is not None:
+            if scope.all_channels or not workflow.patched(CHANNEL_SCOPED_PATCH):
+                await self._exit_journeys(scope.reason, marketing_only=True)
+            else:
+                await self._exit_unreachable_journeys(scope.reason)
             return
         started: str | None = None
         trigger = TRIGGERS.get(event.type)
@@ -342,6 +351,16 @@ class ContactWorkflow:
             self._journeys.pop(workflow_id, None)
             return False
         return True
+
+    async def _exit_unreachable_journeys(self, reason: str) -> None:
+        """After an opt-out or bounce on one channel: the marketing journeys with nothing left to
+        send exit (none of their channels reaches the contact any more); the others go on, and
+        the send activity refuses their messages on the suppressed channel."""
+        request = ExitRequest(reason=reason)
+        for workflow_id in self._journey_ids(
+            lambda journey: journey.is_marketing() and not journey.channels() & self._reachable
+        ):
+            await self._signal(workflow_id, "exit", request)
 
     async def _exit_journeys(self, reason: str, *, marketing_only: bool) -> None:
         request = ExitRequest(reason=reason)

@@ -165,6 +165,11 @@ class Journey:
         return event_type in cls.exit_events() or event_type in cls.listens_to
 
     @classmethod
+    def channels(cls) -> frozenset[str]:
+        """The channels the journey sends on (from `templates`)."""
+        return frozenset(str(channel) for _, channel in cls.templates)
+
+    @classmethod
     def is_marketing(cls) -> bool:
         """Whether the journey's category is marketing (it exits on an unsubscribe)."""
         return cls.category == MessageCategory.MARKETING

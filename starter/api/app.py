@@ -1,8 +1,9 @@
 """The HTTP gateway: FastAPI app for backend services, served by `journeys api`.
 
 Routes: `POST /v1/events`, `/v1/contacts/…` (bearer keys with scopes),
-`/u/{token}` (one-click unsubscribe), `/webhooks/email` (signed provider
-events), `/healthz` (liveness) and `/readyz` (Temporal and database reachable).
+`/u/{token}` (one-click unsubscribe), `/webhooks/email` and `/webhooks/sms`
+(signed provider events, inbound SMS keywords), `/healthz` (liveness) and
+`/readyz` (Temporal and database reachable).
 OpenAPI at `/openapi.json`, docs at `/docs`.
 
 Cross-cutting rules, applied here once:
@@ -38,12 +39,14 @@ from temporalio.client import Client
 from models.db import create_engine
 from models.settings import Settings
 from starter import operations
-from starter.api import contacts, events, unsubscribe, webhooks
+from starter.api import contacts, events, sms_webhook, unsubscribe, webhooks
 from starter.api.dependencies import Services, ServicesDep
 from starter.temporal import SERVICE_RETRY, TemporalUnavailable, connect, unavailable_as_error
 
 log = structlog.stdlib.get_logger("journeys.api")
 
+_BODY_MODELS = (*events.SCHEMA_MODELS, webhooks.DeliveryEvents, sms_webhook.InboundMessages)
+"""Request bodies read by hand (signed webhooks, batches), described in the schema."""
 READINESS_TIMEOUT = 2.0
 """Seconds each readiness check may take."""
 
@@ -79,7 +82,13 @@ def create_app(settings: Settings, *, temporal: TemporalConnector = default_temp
         summary="Behaviour events in, durable contact journeys out.",
         lifespan=lifespan,
     )
-    for router in (events.router, contacts.router, unsubscribe.router, webhooks.router):
+    for router in (
+        events.router,
+        contacts.router,
+        unsubscribe.router,
+        webhooks.router,
+        sms_webhook.router,
+    ):
         app.include_router(router)
     app.add_api_route("/healthz", healthz, methods=["GET"], tags=["health"])
     app.add_api_route(
@@ -192,7 +201,14 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
             title=app.title, version=app.version, summary=app.summary, routes=app.routes
         )
         _, extra = models_json_schema(
-            [(model, "validation") for model in (*events.SCHEMA_MODELS, webhooks.DeliveryEvents)],
+            [
+                (model, "validation")
+                for model in (
+                    *events.SCHEMA_MODELS,
+                    webhooks.DeliveryEvents,
+                    sms_webhook.InboundMessages,
+                )
+            ],
             ref_template="#/components/schemas/{model}",
         )
         schema.setdefault("components", {}).setdefault("schemas", {}).update(extra.get("$defs", {}))

@@ -14,6 +14,7 @@ from starter import operations
 from starter.api.dependencies import ServicesDep, require
 from starter.api.events import issues
 from starter.api.schemas import (
+    ConsentChangeView,
     ContactView,
     EnrolmentIn,
     EnrolmentView,
@@ -76,6 +77,18 @@ async def get_contact(
 ) -> ContactView:
     """The contact with its consent, tags, lead score, stage and owner."""
     return ContactView.of(await operations.get_contact(held.engine, contact_id))
+
+
+@router.get("/{contact_id}/consent", response_model=list[ConsentChangeView], responses=_NOT_FOUND)
+async def get_consent_history(
+    contact_id: ContactIdPath,
+    held: ServicesDep,
+    _key: Annotated[ApiKey, Depends(require("contacts:read"))],
+) -> list[ConsentChangeView]:
+    """The contact's consent history, oldest first: every opt-in and opt-out on each channel,
+    when, from where (source, IP address and user agent where known) and what it agreed to."""
+    rows = await operations.consent_changes(held.engine, contact_id)
+    return [ConsentChangeView.of(row) for row in rows]
 
 
 @router.delete(

@@ -8,7 +8,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from models.events import ContactId, EventProperties, UtcTime
-from models.tables import Contact, MessageLog
+from models.tables import ConsentChange, Contact, MessageLog
 
 EventType = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,63}$")]
 
@@ -226,6 +226,48 @@ class MessageView(BaseModel):
     def of(cls, row: MessageLog) -> MessageView:
         """The view of a message-log row."""
         return cls.model_validate(row)
+
+
+class ConsentChangeView(BaseModel):
+    """One change of the contact's marketing consent on a channel.
+
+    Attributes:
+        channel: `email` or `sms`.
+        granted: True for an opt-in, false for an opt-out.
+        occurred_at: When the contact gave or withdrew it.
+        source: Where: the `source` a PUT gave (`form:lead-magnet`),
+            `unsubscribe-link`, `list-unsubscribe`, `sms-keyword`, `event:…`, `complaint`.
+        wording: What the contact agreed to or said (consent text, `texted STOP`…).
+        ip: The IP address it came from, where known.
+        user_agent: The browser, where known.
+        reference: What caused it: the event id or inbound message, if any.
+        recorded_at: When it was recorded.
+    """
+
+    channel: str
+    granted: bool
+    occurred_at: datetime
+    source: str
+    wording: str | None
+    ip: str | None
+    user_agent: str | None
+    reference: str | None
+    recorded_at: datetime
+
+    @classmethod
+    def of(cls, row: ConsentChange) -> ConsentChangeView:
+        """The view of a consent-history row."""
+        return cls(
+            channel=row.channel,
+            granted=row.granted,
+            occurred_at=row.occurred_at,
+            source=row.source,
+            wording=row.wording,
+            ip=row.ip,
+            user_agent=row.user_agent,
+            reference=row.change_key,
+            recorded_at=row.recorded_at,
+        )
 
 
 class Problem(BaseModel):

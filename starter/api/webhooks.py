@@ -93,7 +93,8 @@ def sign_webhook(body: bytes, secret: str, *, timestamp: int) -> str:
     return f"t={timestamp},v1={mac.hexdigest()}"
 
 
-def _verify_signature(header: str | None, body: bytes, secret: str, *, now: float) -> None:
+def verify_signature(header: str | None, body: bytes, secret: str, *, now: float) -> None:
+    """Refuse (401) a missing, malformed, expired or wrong `Webhook-Signature`."""
     parts = dict(part.split("=", 1) for part in (header or "").split(",") if "=" in part)
     try:
         timestamp = int(parts["t"])
@@ -135,7 +136,7 @@ async def email_webhook(
     if secret is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, "email webhooks are not configured")
     body = await request.body()
-    _verify_signature(signature, body, secret.get_secret_value(), now=time.time())
+    verify_signature(signature, body, secret.get_secret_value(), now=time.time())
     try:
         posted = DeliveryEvents.model_validate(json.loads(body))
     except (ValueError, ValidationError) as error:

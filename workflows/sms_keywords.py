@@ -1,0 +1,45 @@
+"""The answer to an SMS keyword (STOP, START, HELP): one service text, sent once.
+
+The gateway's SMS webhook applies the keyword (suppression, consent) and
+starts this workflow with an id derived from the inbound message id, so a
+redelivered webhook finds it and nothing is sent twice; the send activity's
+idempotency key does the same for its retries. Temporal owns the retries: the
+webhook is answered as soon as the answer is durable, not when it is sent.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+
+with workflow.unsafe.imports_passed_through():
+    from activities.messaging import MessagingActivities
+    from models.messages import SendResult, ServiceSms
+
+REPLY_RETRY_POLICY = RetryPolicy(
+    initial_interval=timedelta(seconds=2),
+    backoff_coefficient=2.0,
+    maximum_interval=timedelta(minutes=10),
+    maximum_attempts=12,
+    non_retryable_error_types=["TemplateError"],
+)
+"""About two hours of attempts, like a journey's send."""
+
+
+@workflow.defn(name="sms-keyword-reply")
+class SmsKeywordReply:
+    """Send the service reply to one inbound keyword."""
+
+    @workflow.run
+    async def run(self, reply: ServiceSms) -> SendResult:
+        """Send it (at most once) and return what happened."""
+        workflow.set_current_details(f"Answer to an SMS keyword: `{reply.template}`")
+        return await workflow.execute_activity_method(
+            MessagingActivities.send_service_sms,
+            reply,
+            start_to_close_timeout=timedelta(seconds=60),
+            retry_policy=REPLY_RETRY_POLICY,
+            summary=f"Send SMS {reply.template}",
+        )
