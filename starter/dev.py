@@ -20,7 +20,6 @@ from pathlib import Path
 import typer
 from pydantic import SecretStr
 from temporalio.client import Client
-from temporalio.contrib.pydantic import pydantic_data_converter
 
 from models.contacts import ConsentUpdate, ContactProfile
 from models.db import create_engine
@@ -29,6 +28,8 @@ from models.journeys import JourneyInput
 from models.renewals import RenewalInput
 from models.search_attributes import ALL_SEARCH_ATTRIBUTES
 from models.settings import ApiKey, Settings
+from runtime.codec import encrypting_data_converter
+from runtime.keys import key_store
 from starter.intake import accept_events
 from starter.operations import OperationError, enroll, upsert_contact
 from starter.temporal import SERVICE_RETRY, connect
@@ -187,6 +188,7 @@ async def run_dev(
     settings = settings.model_copy(
         update={"api_keys": [*settings.api_keys, key], "day_seconds": day_seconds}
     )
+    keys = key_store(settings)
     shutdown = asyncio.create_task(wait_for_shutdown_signal())
     typer.echo("Starting the Temporal dev server…")
     env = await start_dev_server(
@@ -195,12 +197,12 @@ async def run_dev(
         ui_port=ui_port,
         search_attributes=ALL_SEARCH_ATTRIBUTES,
         dev_server_database_filename=str(DATA_DIR / "temporal.db"),
-        data_converter=pydantic_data_converter,
+        data_converter=encrypting_data_converter(keys),
     )
     address = f"127.0.0.1:{temporal_port}"
 
     async def gateway_client() -> Client:
-        return await connect(target_host=address, lazy=True, retry=SERVICE_RETRY)
+        return await connect(target_host=address, lazy=True, retry=SERVICE_RETRY, keys=keys)
 
     try:
         async with (

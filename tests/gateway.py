@@ -11,10 +11,11 @@ from dataclasses import dataclass
 import httpx
 from pydantic import SecretStr
 from temporalio.client import Client
-from temporalio.contrib.pydantic import pydantic_data_converter
 
 from models.search_attributes import ALL_SEARCH_ATTRIBUTES
 from models.settings import ApiKey, Settings
+from runtime.codec import encrypting_data_converter, key_store_of
+from runtime.keys import key_store
 from starter.api import running_api
 from starter.temporal import SERVICE_RETRY, connect
 from starter.toolchain import start_dev_server
@@ -56,8 +57,11 @@ async def serving_gateway(
     on a free loopback port, with the real worker on the same task queue if `worker`."""
     address = client.service_client.config.target_host
 
+    keys = key_store_of(client.data_converter)
+    assert keys is not None, "the test's client encrypts: the gateway uses its keys"
+
     async def temporal() -> Client:
-        return await connect(target_host=address, lazy=True, retry=SERVICE_RETRY)
+        return await connect(target_host=address, lazy=True, retry=SERVICE_RETRY, keys=keys)
 
     async with (
         running_worker(client, settings) if worker else nullcontext(),
@@ -109,7 +113,8 @@ class GatewayThread:
         self._loop = asyncio.get_running_loop()
         self._stop = asyncio.Event()
         env = await start_dev_server(
-            search_attributes=ALL_SEARCH_ATTRIBUTES, data_converter=pydantic_data_converter
+            search_attributes=ALL_SEARCH_ATTRIBUTES,
+            data_converter=encrypting_data_converter(key_store(self._settings)),
         )
         try:
             async with serving_gateway(env.client, self._settings) as gateway:

@@ -31,6 +31,7 @@ from tests.factories import add_contact
 from tests.postgres import PostgresCluster, postgres_unavailable
 
 APP_TABLES = {
+    "data_keys",
     "contacts",
     "crm_tasks",
     "events",

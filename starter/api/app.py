@@ -37,6 +37,7 @@ from temporalio.client import Client
 
 from models.db import create_engine
 from models.settings import Settings
+from runtime.keys import key_store
 from starter import operations
 from starter.api import contacts, events, unsubscribe, webhooks
 from starter.api.dependencies import Services, ServicesDep
@@ -50,19 +51,22 @@ READINESS_TIMEOUT = 2.0
 TemporalConnector = Callable[[], Awaitable[Client]]
 
 
-def default_temporal() -> Awaitable[Client]:
-    """A lazily connecting client from the environment (TEMPORAL_ADDRESS…), short retries."""
-    return connect(lazy=True, retry=SERVICE_RETRY)
+def default_temporal(settings: Settings) -> TemporalConnector:
+    """A lazily connecting client from the environment (TEMPORAL_ADDRESS…), short retries,
+    encrypting with the data keys of `settings`' database."""
+    return lambda: connect(lazy=True, retry=SERVICE_RETRY, keys=key_store(settings))
 
 
-def create_app(settings: Settings, *, temporal: TemporalConnector = default_temporal) -> FastAPI:
+def create_app(settings: Settings, *, temporal: TemporalConnector | None = None) -> FastAPI:
     """Build the gateway.
 
     Args:
         settings: Keys, limits, database, task queue.
         temporal: Creates the Temporal client at start-up; it should connect
-            lazily so the gateway starts (and answers 503) while Temporal is down.
+            lazily so the gateway starts (and answers 503) while Temporal is down
+            (default: `default_temporal(settings)`).
     """
+    temporal = temporal or default_temporal(settings)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

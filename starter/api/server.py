@@ -10,7 +10,7 @@ import uvicorn
 
 from models.db import create_engine, migrate
 from models.settings import Settings
-from starter.api.app import TemporalConnector, create_app, default_temporal
+from starter.api.app import TemporalConnector, create_app
 from starter.operations import OperationError
 
 
@@ -32,7 +32,7 @@ async def running_api(
     *,
     host: str | None = None,
     port: int | None = None,
-    temporal: TemporalConnector = default_temporal,
+    temporal: TemporalConnector | None = None,
 ) -> AsyncIterator[str]:
     """Migrate the database, serve the gateway until the block exits; yields its base URL.
 
