@@ -6,9 +6,10 @@ serialization context carries the workflow id):
 - `contact-{id}`, `welcome-series-{id}`, `pricing-abandon-{id}`, `nurture-{id}`,
   `lead-sla-{id}` → the contact's key;
 - `renewal-countdown-{contact}-{subscription}` → the contact's key. Both ids may
-  hold hyphens, so every split of the id at a hyphen whose left part is (or was)
-  a contact counts; when several do, the payload needs all their keys (erasing
-  any of them shreds it); when none does, every split counts;
+  hold hyphens, so every left part of the id up to a hyphen (and the whole id:
+  the contact workflow addresses `renewal-countdown-{contact}` too) that is (or
+  was) a contact counts; when several do, the payload needs all their keys
+  (erasing any of them shreds it); when none does, every part counts;
 - anything else, or no workflow → the namespace's key.
 
 An encrypted payload is self-describing: `encoding: binary/encrypted`,
@@ -70,7 +71,7 @@ def contact_candidates(workflow_id: str) -> tuple[str, ...]:
     """The contact ids a workflow id may name (see the module's table); empty for none."""
     if workflow_id.startswith(f"{RENEWAL_PREFIX}-"):
         rest = workflow_id.removeprefix(f"{RENEWAL_PREFIX}-")
-        splits = (rest[:at] for at, char in enumerate(rest) if char == "-")
+        splits = [rest[:at] for at, char in enumerate(rest) if char == "-"] + [rest]
         return tuple(part for part in splits if _CONTACT_ID.match(part))
     for prefix in CONTACT_WORKFLOW_PREFIXES:
         contact_id = workflow_id.removeprefix(f"{prefix}-")

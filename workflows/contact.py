@@ -488,7 +488,9 @@ class ContactWorkflow:
         if shred:
             await workflow.execute_activity(
                 "end_contact_workflows",
-                ContactWorkflows(contact_id=self._contact_id, workflow_ids=sorted(self._journeys)),
+                ContactWorkflows(
+                    contact_id=self._contact_id, workflow_ids=self._journey_ids(lambda _: True)
+                ),
                 result_type=list[str],
                 start_to_close_timeout=ACTIVITY_TIMEOUT,
                 heartbeat_timeout=timedelta(seconds=10),
