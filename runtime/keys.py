@@ -93,6 +93,16 @@ class KeyStore:
         self._cache: OrderedDict[str, tuple[DataKeyMaterial, float]] = OrderedDict()
         self._owners: dict[str, str] = {}
 
+    def uncached(self) -> KeyStore:
+        """The same keys, read from the database every time (for the codec endpoint)."""
+        return KeyStore(
+            self.engine,
+            active_master_key_id=self._active,
+            master_keys=self._masters,
+            cache_seconds=0,
+            clock=self._clock,
+        )
+
     # --- lookups -------------------------------------------------------------------
 
     async def for_owner(self, owner: str) -> DataKeyMaterial:

@@ -65,7 +65,7 @@ async def serving_gateway(
 
     async with (
         running_worker(client, settings) if worker else nullcontext(),
-        running_api(settings, host="127.0.0.1", port=0, temporal=temporal) as url,
+        running_api(settings, host="127.0.0.1", port=0, temporal=temporal, codec_keys=keys) as url,
         httpx.AsyncClient(
             base_url=url, headers={"Authorization": f"Bearer {FULL_KEY}"}, timeout=30
         ) as http,
