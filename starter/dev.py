@@ -3,8 +3,9 @@
 Starts the Temporal dev server (Web UI on :8233, state in `.data/temporal.db`,
 custom search attributes registered), applies database migrations, runs the
 worker and the HTTP gateway (:8000, with a local API key kept in
-`.data/api-key`), enrols demo contacts into the journeys on an accelerated
-clock, and sends one demo lead's behaviour events through its contact
+`.data/api-key`; the UI decodes payloads through its codec endpoint, which
+answers loopback callers without a key here), enrols demo contacts into the
+journeys on an accelerated clock, and sends one demo lead's behaviour events through its contact
 workflow. Ctrl-C stops everything. Running it again reuses the saved state:
 demo contacts are updated in place, never enrolled twice.
 """
@@ -185,8 +186,14 @@ async def run_dev(
         )
     DATA_DIR.mkdir(exist_ok=True)
     key = local_api_key()
+    ui_origins = [f"http://localhost:{ui_port}", f"http://127.0.0.1:{ui_port}"]
     settings = settings.model_copy(
-        update={"api_keys": [*settings.api_keys, key], "day_seconds": day_seconds}
+        update={
+            "api_keys": [*settings.api_keys, key],
+            "day_seconds": day_seconds,
+            "codec_cors_origins": [*settings.codec_cors_origins, *ui_origins],
+            "codec_loopback_without_key": True,  # the dev UI sends no credentials
+        }
     )
     keys = key_store(settings)
     shutdown = asyncio.create_task(wait_for_shutdown_signal())
@@ -198,6 +205,10 @@ async def run_dev(
         search_attributes=ALL_SEARCH_ATTRIBUTES,
         dev_server_database_filename=str(DATA_DIR / "temporal.db"),
         data_converter=encrypting_data_converter(keys),
+        dev_server_extra_args=[
+            "--ui-codec-endpoint",
+            f"http://{settings.api_host}:{settings.api_port}/codec",
+        ],
     )
     address = f"127.0.0.1:{temporal_port}"
 
