@@ -148,6 +148,9 @@ class Settings(BaseSettings):
         payload_master_key_id: Id of the master key new data keys are wrapped
             with (and `journeys keys rotate` rewraps to); may be left out when
             there is one key.
+        payload_keys_database_url: Database of the codec's data keys (table
+            `data_keys`), if not `database_url`: e.g. one only the worker and
+            the gateway can reach.
         codec_key_cache_seconds: How long a process keeps an unwrapped data key
             in memory (0: never; the codec endpoint never does).
         codec_cors_origins: Browser origins (the Temporal UI's) allowed to call
@@ -204,6 +207,7 @@ class Settings(BaseSettings):
         default_factory=lambda: {LOCAL_MASTER_KEY_ID: SecretStr(_LOCAL_MASTER_KEY)}
     )
     payload_master_key_id: str | None = None
+    payload_keys_database_url: str | None = None
     codec_key_cache_seconds: float = Field(default=300.0, ge=0)
     codec_cors_origins: list[str] = Field(default_factory=list)
     codec_loopback_without_key: bool = False

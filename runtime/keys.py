@@ -265,11 +265,15 @@ def key_store(
 
     Args:
         settings: Database, master keys and cache time.
-        engine: Use this engine (default: one on `database_url` that keeps no
-            connection open, so a process-long store needs no disposing).
+        engine: The app database's engine, used unless the keys have a
+            database of their own (`payload_keys_database_url`). Default: an
+            engine that keeps no connection open, so a process-long store
+            needs no disposing.
         cache_seconds: Instead of `codec_key_cache_seconds`.
     """
     active, masters = settings.master_keys()
+    if settings.payload_keys_database_url is not None:
+        engine = create_engine(settings.payload_keys_database_url, pooled=False)
     return KeyStore(
         engine or create_engine(settings.database_url, pooled=False),
         active_master_key_id=active,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import uuid
 from collections.abc import AsyncIterator, Callable
 from datetime import time, timedelta
@@ -105,7 +106,8 @@ async def codec_keys(tmp_path_factory: pytest.TempPathFactory) -> KeyStore:
     """The data keys of the session's Temporal clients (a SQLite file of their own).
 
     Every client and worker of a test environment encrypts with these keys;
-    a worker's erasure destroys keys here (see `worker.build_worker`).
+    a worker's erasure destroys keys here (see `worker.build_worker`). The
+    CLI's subprocesses find them through PAYLOAD_KEYS_DATABASE_URL.
     """
     database_url = f"sqlite:///{tmp_path_factory.mktemp('codec') / 'keys.db'}"
     engine = create_engine(database_url)
@@ -113,6 +115,7 @@ async def codec_keys(tmp_path_factory: pytest.TempPathFactory) -> KeyStore:
         await migrate(engine)
     finally:
         await engine.dispose()
+    os.environ["PAYLOAD_KEYS_DATABASE_URL"] = database_url  # for the CLI's subprocesses
     return key_store(Settings(database_url=database_url))
 
 
