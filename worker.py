@@ -51,6 +51,8 @@ from models.sales import SalesConfig
 from models.scoring import ScoringModel
 from models.settings import Settings, UnsafeSettings, get_settings, refuse_unsafe_settings
 from models.sms_keywords import REPLY_TEMPLATES
+from runtime.codec import key_store_of
+from runtime.keys import key_store
 from starter.logs import configure_logging
 from starter.temporal import connect
 from workflows import JOURNEYS
@@ -91,7 +93,9 @@ def build_worker(
     """Create the worker with all workflows and activities registered.
 
     Args:
-        client: Connected client (with the pydantic data converter).
+        client: Connected client (with the project's data converter). Erasure
+            destroys data keys in its codec's key store (so its cache forgets
+            them at once), or in the worker's database if it has none.
         settings: Task queue, templates and provider settings.
         engine: Database engine the activities use.
         templates: Already validated templates (default: `load_templates`).
@@ -125,6 +129,7 @@ def build_worker(
         engine=engine,
         scoring=ScoringModel.load(settings.scoring_file),
         outbox_dir=settings.outbox_dir,
+        keys=key_store_of(client.data_converter) or key_store(settings, engine=engine),
     )
     sales = SalesActivities(
         engine=engine,
@@ -147,6 +152,8 @@ def build_worker(
             contacts.update_lead_score,
             contacts.lead_status,
             contacts.erase_contact,
+            contacts.end_contact_workflows,
+            contacts.shred_contact_key,
             sales.hand_off_lead,
             sales.raise_lead_priority,
             sales.remind_sla,
@@ -235,7 +242,7 @@ async def run_worker(settings: Settings) -> None:
     """
     refuse_unsafe_settings(settings)
     templates = load_templates(settings)
-    client = await connect(runtime=worker_runtime(settings))
+    client = await connect(runtime=worker_runtime(settings), keys=key_store(settings))
     async with running_worker(client, settings, templates=templates):
         await wait_for_shutdown_signal()
 

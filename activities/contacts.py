@@ -3,11 +3,15 @@
 All of them are idempotent. `ingest_events` recognises the rows of its own
 batch on a retry (`batch_key`), so an event is accepted exactly once even when
 the activity's answer was lost; `erase_contact` deletes what is left.
+Erasure runs `end_contact_workflows`, `erase_contact`, then
+`shred_contact_key`: once the contact's data key is destroyed no workflow of
+the contact may still need to read its payloads.
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
 from pathlib import Path
 
 import structlog
@@ -16,10 +20,13 @@ from sqlmodel import col, delete, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 from structlog.contextvars import bound_contextvars
 from temporalio import activity
+from temporalio.client import Client, WorkflowExecutionStatus
+from temporalio.service import RPCError
 
 from activities.consent import apply_scope, event_origin, reachable_channels, suppress_addresses
 from activities.providers.outbox import outbox_path
 from models.contact_workflow import (
+    ContactWorkflows,
     ErasureResult,
     IngestRequest,
     IngestResult,
@@ -41,19 +48,25 @@ from models.tables import (
     SlaBreach,
     Suppression,
 )
+from runtime.keys import KeyStore
 
 log = structlog.stdlib.get_logger(__name__)
 
 OUTBOX_SUFFIXES = (".eml", ".sms.txt")
 """Outbox files a message may have left (see `activities/providers/outbox.py`)."""
+EXIT_GRACE_SECONDS = 10.0
+"""How long erasure lets the contact's journeys finish their exit before terminating them."""
 
 
 class ContactActivities:
     """The contact workflow's activities; built once in the worker."""
 
-    def __init__(self, *, engine: AsyncEngine, scoring: ScoringModel, outbox_dir: Path) -> None:
-        """Hold the database engine, the scoring model and the outbox folder."""
+    def __init__(
+        self, *, engine: AsyncEngine, scoring: ScoringModel, outbox_dir: Path, keys: KeyStore
+    ) -> None:
+        """Hold the database engine, the scoring model, the outbox folder and the data keys."""
         self._sessions = session_factory(engine)
+        self._keys = keys
         self._scoring = scoring
         self._scoring_digest = scoring.digest()
         self._outbox_dir = outbox_dir
@@ -214,6 +227,54 @@ class ContactActivities:
             return ErasureResult(
                 rows_deleted=rows, files_deleted=deleted, suppressed_channels=suppressed
             )
+
+    @activity.defn(name="end_contact_workflows")
+    async def end_contact_workflows(self, workflows: ContactWorkflows) -> list[str]:
+        """Wait for the contact's workflows to finish exiting; terminate those that do not.
+
+        The contact workflow itself is left alone. Heartbeats while it waits.
+
+        Returns:
+            The workflows terminated.
+        """
+        client = activity.client()
+        own = f"contact-{workflows.contact_id}"
+        ids = set(workflows.workflow_ids)
+        query = f"ContactId = '{workflows.contact_id}' AND ExecutionStatus = 'Running'"
+        try:
+            ids.update([execution.id async for execution in client.list_workflows(query)])
+        except RPCError:  # a server without visibility (the time-skipping test server)
+            pass
+        running = sorted(ids - {own})
+        deadline = time.monotonic() + EXIT_GRACE_SECONDS
+        while running and time.monotonic() < deadline:
+            activity.heartbeat()
+            running = [wid for wid in running if await _is_running(client, wid)]
+            if running:
+                await asyncio.sleep(0.2)
+        for workflow_id in running:
+            try:
+                await client.get_workflow_handle(workflow_id).terminate(reason="contact erased")
+            except RPCError:
+                continue  # ended meanwhile
+        log.info(
+            "contact workflows ended", terminated=len(running), contact_id=workflows.contact_id
+        )
+        return running
+
+    @activity.defn(name="shred_contact_key")
+    async def shred_contact_key(self, contact_id: str) -> None:
+        """Destroy the contact's data key: its Temporal histories can no longer be read."""
+        key_id = await self._keys.destroy(contact_id)
+        log.info("data key destroyed", contact_id=contact_id, key_id=key_id)
+
+
+async def _is_running(client: Client, workflow_id: str) -> bool:
+    try:
+        description = await client.get_workflow_handle(workflow_id).describe()
+    except RPCError:
+        return False  # never existed
+    return description.status == WorkflowExecutionStatus.RUNNING
 
 
 async def _apply(session: AsyncSession, contact: Contact, event: BehaviorEvent) -> None:

@@ -227,3 +227,18 @@ class ErasureResult(BaseModel):
     rows_deleted: dict[str, int]
     files_deleted: int
     suppressed_channels: list[str]
+
+
+class ContactWorkflows(BaseModel):
+    """The workflows of a contact that erasure ends before it destroys the contact's data key.
+
+    Attributes:
+        contact_id: The contact.
+        workflow_ids: Those the contact workflow knows of (more are found by
+            the `ContactId` search attribute where the server has visibility).
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    contact_id: ContactId
+    workflow_ids: list[str] = Field(default_factory=list)

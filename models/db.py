@@ -15,6 +15,7 @@ from alembic.config import Config
 from sqlalchemy import Connection, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
+from sqlalchemy.pool import NullPool
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from models.settings import PROJECT_ROOT
@@ -48,24 +49,28 @@ def _enable_sqlite_wal(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
-def create_engine(url: str) -> AsyncEngine:
+def create_engine(url: str, *, pooled: bool = True) -> AsyncEngine:
     """Create the async engine for `url`, creating a SQLite file's folder.
 
     Args:
         url: Database URL (see `async_database_url`).
+        pooled: Keep connections open between uses. An engine that lives as
+            long as its process and is never disposed (the payload codec's)
+            passes False: nothing is left open at exit.
 
     Returns:
         An engine; SQLite connections use WAL and a 30 s busy timeout so the
         worker, CLI and gateway can share one file.
     """
     async_url = make_url(async_database_url(url))
+    pool: dict[str, Any] = {} if pooled else {"poolclass": NullPool}
     if async_url.get_backend_name() == "sqlite":
         if async_url.database and async_url.database != ":memory:":
             Path(async_url.database).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_async_engine(async_url, connect_args={"timeout": 30})
+        engine = create_async_engine(async_url, connect_args={"timeout": 30}, **pool)
         event.listen(engine.sync_engine, "connect", _enable_sqlite_wal)
         return engine
-    return create_async_engine(async_url, pool_pre_ping=True)
+    return create_async_engine(async_url, pool_pre_ping=True, **pool)
 
 
 def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:

@@ -7,6 +7,9 @@ TEMPORAL_API_KEY, TEMPORAL_TLS*, TEMPORAL_PROFILE) are read by the SDK's
 
 from __future__ import annotations
 
+import base64
+import binascii
+import hashlib
 import ipaddress
 from datetime import time, timedelta
 from functools import lru_cache
@@ -20,6 +23,7 @@ from pydantic import (
     Field,
     SecretStr,
     StringConstraints,
+    field_validator,
     model_validator,
 )
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -34,12 +38,35 @@ MIN_SECRET_BYTES = 32
 """Shortest secret accepted where real contacts get messages (256 bits)."""
 
 Scope = Literal[
-    "events:write", "contacts:read", "contacts:write", "contacts:erase", "journeys:write"
+    "events:write",
+    "contacts:read",
+    "contacts:write",
+    "contacts:erase",
+    "journeys:write",
+    "codec:decode",
+    "codec:encode",
 ]
-"""What an API key may do: send events, read / write / erase contacts, steer journeys."""
+"""What an API key may do: send events, read / write / erase contacts, steer journeys,
+decode / encode Temporal payloads at the codec endpoint (`/codec/…`)."""
 ALL_SCOPES: frozenset[Scope] = frozenset(
-    ("events:write", "contacts:read", "contacts:write", "contacts:erase", "journeys:write")
+    (
+        "events:write",
+        "contacts:read",
+        "contacts:write",
+        "contacts:erase",
+        "journeys:write",
+        "codec:decode",
+        "codec:encode",
+    )
 )
+
+LOCAL_MASTER_KEY_ID = "local-development"
+"""Id of the built-in master key used when PAYLOAD_MASTER_KEYS is not set (local use only)."""
+_LOCAL_MASTER_KEY = base64.b64encode(
+    hashlib.sha256(b"contact-journeys: local development payload master key").digest()
+).decode()
+MASTER_KEY_BYTES = 32
+"""Master keys are AES-256 keys: 32 bytes, given base64-encoded."""
 
 
 class ApiKey(BaseModel):
@@ -132,6 +159,23 @@ class Settings(BaseSettings):
         metrics_bind_address: `host:port` where `journeys worker` serves
             Prometheus metrics (`http://<host:port>/metrics`): the Temporal
             SDK's and the journeys' own; off when unset, e.g. `127.0.0.1:9464`.
+        payload_master_keys: Master keys that wrap the per-contact data keys of
+            the payload codec, as JSON in PAYLOAD_MASTER_KEYS: `{"<id>":
+            "<base64 of 32 random bytes>"}`. Several ids let you rotate (see
+            `journeys keys rotate`). Unset: a built-in key for local use only.
+        payload_master_key_id: Id of the master key new data keys are wrapped
+            with (and `journeys keys rotate` rewraps to); may be left out when
+            there is one key.
+        payload_keys_database_url: Database of the codec's data keys (table
+            `data_keys`), if not `database_url`: e.g. one only the worker and
+            the gateway can reach.
+        codec_key_cache_seconds: How long a process keeps an unwrapped data key
+            in memory (0: never; the codec endpoint never does).
+        codec_cors_origins: Browser origins (the Temporal UI's) allowed to call
+            the codec endpoint, e.g. `["http://localhost:8233"]`.
+        codec_loopback_without_key: Let the codec endpoint answer requests from
+            a loopback address without a key (`journeys dev` turns it on so its
+            Web UI can decode); off by default, never on in production.
     """
 
     model_config = SettingsConfigDict(env_file=".env", extra="ignore")
@@ -180,6 +224,56 @@ class Settings(BaseSettings):
     email_webhook_secret: SecretStr | None = Field(default=None, min_length=16)
     sms_webhook_secret: SecretStr | None = Field(default=None, min_length=16)
     metrics_bind_address: str | None = None
+    payload_master_keys: dict[str, SecretStr] = Field(
+        default_factory=lambda: {LOCAL_MASTER_KEY_ID: SecretStr(_LOCAL_MASTER_KEY)}
+    )
+    payload_master_key_id: str | None = None
+    payload_keys_database_url: str | None = None
+    codec_key_cache_seconds: float = Field(default=300.0, ge=0)
+    codec_cors_origins: list[str] = Field(default_factory=list)
+    codec_loopback_without_key: bool = False
+
+    @field_validator("payload_master_keys")
+    @classmethod
+    def _check_master_keys(cls, keys: dict[str, SecretStr]) -> dict[str, SecretStr]:
+        if not keys:
+            raise ValueError("give at least one master key")
+        for key_id, key in keys.items():
+            if not key_id or len(key_id) > 64:
+                raise ValueError(f"master key id {key_id!r}: 1 to 64 characters")
+            try:
+                raw = base64.b64decode(key.get_secret_value(), validate=True)
+            except binascii.Error:
+                raise ValueError(f"master key {key_id!r} is not base64") from None
+            if len(raw) != MASTER_KEY_BYTES:
+                raise ValueError(
+                    f"master key {key_id!r} is {len(raw)} bytes; it must be {MASTER_KEY_BYTES} "
+                    "(`openssl rand -base64 32`)"
+                )
+        return keys
+
+    @model_validator(mode="after")
+    def _check_active_master_key(self) -> Settings:
+        active = self.payload_master_key_id
+        if active is None and len(self.payload_master_keys) > 1:
+            raise ValueError(
+                "PAYLOAD_MASTER_KEY_ID: name the active master key among "
+                f"{sorted(self.payload_master_keys)}"
+            )
+        if active is not None and active not in self.payload_master_keys:
+            raise ValueError(
+                f"PAYLOAD_MASTER_KEY_ID {active!r} is not among PAYLOAD_MASTER_KEYS "
+                f"{sorted(self.payload_master_keys)}"
+            )
+        return self
+
+    def master_keys(self) -> tuple[str, dict[str, bytes]]:
+        """The active master key's id, and every master key by id (raw bytes)."""
+        keys = {
+            key_id: base64.b64decode(key.get_secret_value())
+            for key_id, key in self.payload_master_keys.items()
+        }
+        return self.payload_master_key_id or next(iter(keys)), keys
 
     @model_validator(mode="after")
     def _accelerated_clock_allowed(self) -> Self:
@@ -213,6 +307,15 @@ class Settings(BaseSettings):
             ),
             _public_url_refusal(self.public_base_url),
         ]
+        if LOCAL_MASTER_KEY_ID in self.payload_master_keys:
+            refusals.append(
+                "PAYLOAD_MASTER_KEYS holds the built-in development master key: anyone with the "
+                "source could read every payload; set your own (openssl rand -base64 32)"
+            )
+        if self.codec_loopback_without_key:
+            refusals.append(
+                "CODEC_LOOPBACK_WITHOUT_KEY is on: any local process could decode every payload"
+            )
         if self.production and self.allow_accelerated_clock:
             refusals.append("ALLOW_ACCELERATED_CLOCK is on: journeys could skip real days")
         return [f"{refusal} (refused because {why})" for refusal in refusals if refusal]

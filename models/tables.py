@@ -337,3 +337,26 @@ class RepAssignment(SQLModel, table=True):
     rep_id: str = Field(primary_key=True, max_length=64)
     assigned_count: int = 0
     last_assigned_at: datetime | None = _timestamp()
+
+
+class DataKey(SQLModel, table=True):
+    """The data key that encrypts one contact's Temporal payloads (or a namespace's).
+
+    `owner` is a contact id, or `namespace:<name>` for payloads that belong to
+    no contact. The key is stored wrapped (AES-256-GCM) by the master key
+    `master_key_id`. Erasure destroys it: `wrapped_key` becomes NULL and
+    `destroyed_at` is set; the row stays so that payloads written later for
+    the contact are encrypted with a throwaway key (never readable) rather
+    than a new readable one (see `runtime/keys.py`).
+    """
+
+    __tablename__ = "data_keys"
+
+    id: str = Field(primary_key=True, max_length=32)
+    owner: str = Field(max_length=128, unique=True)
+    master_key_id: str | None = Field(default=None, max_length=64, index=True)
+    wrapped_key: bytes | None = None
+    created_at: datetime = Field(
+        default_factory=utc_now, sa_column=Column(UTCDateTime(), nullable=False)
+    )
+    destroyed_at: datetime | None = _timestamp()

@@ -29,6 +29,7 @@ from models.db import create_engine, migrate
 from models.events import BehaviorEvent
 from models.search_attributes import CONTACT_ID, JOURNEY, JOURNEY_STEP
 from models.settings import UnsafeSettings, accelerated_clock_refusal, get_settings
+from runtime.keys import key_store
 from starter import operations
 from starter.api.schemas import ConsentChangeView
 from starter.cluster import register_namespace, register_search_attributes
@@ -42,6 +43,8 @@ from worker import run_worker, wait_for_shutdown_signal
 app = typer.Typer(help="Durable contact journeys on Temporal.", no_args_is_help=True)
 contact_app = typer.Typer(help="Manage contacts.", no_args_is_help=True)
 app.add_typer(contact_app, name="contact")
+keys_app = typer.Typer(help="Data keys of the payload codec.", no_args_is_help=True)
+app.add_typer(keys_app, name="keys")
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -175,6 +178,24 @@ async def migrate_command() -> None:
     finally:
         await engine.dispose()
     typer.echo("database is up to date")
+
+
+@keys_app.command("rotate")
+@run_async
+async def keys_rotate() -> None:
+    """Rewrap every data key under the active master key (PAYLOAD_MASTER_KEY_ID).
+
+    Run it after adding a new master key and making it active; once it has
+    run, the old master key can be removed from PAYLOAD_MASTER_KEYS.
+    """
+    settings = get_settings()
+    engine = create_engine(settings.database_url)
+    try:
+        await migrate(engine)
+        rewrapped = await key_store(settings, engine=engine).rotate()
+    finally:
+        await engine.dispose()
+    typer.echo(f"{rewrapped} data keys rewrapped under master key {settings.master_keys()[0]!r}")
 
 
 @contact_app.command("upsert")

@@ -3,8 +3,9 @@
 Starts the Temporal dev server (Web UI on :8233, state in `.data/temporal.db`,
 custom search attributes registered), applies database migrations, runs the
 worker and the HTTP gateway (:8000, with a local API key kept in
-`.data/api-key`), enrols demo contacts into the journeys on an accelerated
-clock, and sends one demo lead's behaviour events through its contact
+`.data/api-key`; the UI decodes payloads through its codec endpoint, which
+answers loopback callers without a key here), enrols demo contacts into the
+journeys on an accelerated clock, and sends one demo lead's behaviour events through its contact
 workflow. Ctrl-C stops everything. Running it again reuses the saved state:
 demo contacts are updated in place, never enrolled twice.
 """
@@ -20,7 +21,6 @@ from pathlib import Path
 import typer
 from pydantic import SecretStr
 from temporalio.client import Client
-from temporalio.contrib.pydantic import pydantic_data_converter
 
 from models.contacts import ConsentUpdate, ContactProfile
 from models.db import create_engine
@@ -29,6 +29,8 @@ from models.journeys import JourneyInput
 from models.renewals import RenewalInput
 from models.search_attributes import ALL_SEARCH_ATTRIBUTES
 from models.settings import ApiKey, Settings
+from runtime.codec import encrypting_data_converter
+from runtime.keys import key_store
 from starter.intake import accept_events
 from starter.operations import OperationError, enroll, upsert_contact
 from starter.temporal import SERVICE_RETRY, connect
@@ -184,13 +186,17 @@ async def run_dev(
         )
     DATA_DIR.mkdir(exist_ok=True)
     key = local_api_key()
+    ui_origins = [f"http://localhost:{ui_port}", f"http://127.0.0.1:{ui_port}"]
     settings = settings.model_copy(
         update={
             "api_keys": [*settings.api_keys, key],
             "day_seconds": day_seconds,
             "allow_accelerated_clock": True,
+            "codec_cors_origins": [*settings.codec_cors_origins, *ui_origins],
+            "codec_loopback_without_key": True,  # the dev UI sends no credentials
         }
     )
+    keys = key_store(settings)
     shutdown = asyncio.create_task(wait_for_shutdown_signal())
     typer.echo("Starting the Temporal dev server…")
     env = await start_dev_server(
@@ -199,12 +205,16 @@ async def run_dev(
         ui_port=ui_port,
         search_attributes=ALL_SEARCH_ATTRIBUTES,
         dev_server_database_filename=str(DATA_DIR / "temporal.db"),
-        data_converter=pydantic_data_converter,
+        data_converter=encrypting_data_converter(keys),
+        dev_server_extra_args=[
+            "--ui-codec-endpoint",
+            f"http://{settings.api_host}:{settings.api_port}/codec",
+        ],
     )
     address = f"127.0.0.1:{temporal_port}"
 
     async def gateway_client() -> Client:
-        return await connect(target_host=address, lazy=True, retry=SERVICE_RETRY)
+        return await connect(target_host=address, lazy=True, retry=SERVICE_RETRY, keys=keys)
 
     try:
         async with (

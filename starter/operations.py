@@ -22,7 +22,7 @@ from temporalio.client import (
     WorkflowHandle,
     WorkflowQueryFailedError,
 )
-from temporalio.common import WorkflowIDReusePolicy
+from temporalio.common import RawValue, WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
@@ -388,8 +388,10 @@ async def forget_contact(
     handle = await signal_contact(
         client, contact_id, "forget", EraseRequest(), task_queue=task_queue
     )
+    # Its result is written after the data key is destroyed: wait for it, never read it.
+    ending = client.get_workflow_handle(handle.id, result_type=RawValue).result()
     try:
-        await asyncio.wait_for(handle.result(), wait)
+        await asyncio.wait_for(ending, wait)
     except TimeoutError:
         return False
     for workflow_id in await journey_workflow_ids(client, contact_id, running=True):

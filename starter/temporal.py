@@ -14,10 +14,13 @@ from contextlib import contextmanager
 from typing import Any
 
 from temporalio.client import Client
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.envconfig import ClientConfigProfile
 from temporalio.runtime import Runtime
 from temporalio.service import RetryConfig, RPCError, RPCStatusCode
+
+from models.settings import get_settings
+from runtime.codec import encrypting_data_converter
+from runtime.keys import KeyStore, key_store
 
 DEFAULT_ADDRESS = "localhost:7233"
 
@@ -55,8 +58,9 @@ async def connect(
     lazy: bool = False,
     retry: RetryConfig | None = None,
     runtime: Runtime | None = None,
+    keys: KeyStore | None = None,
 ) -> Client:
-    """Connect a client with the pydantic data converter.
+    """Connect a client with the project's data converter (pydantic, encrypted).
 
     Args:
         target_host: Server address, instead of the environment's.
@@ -65,6 +69,8 @@ async def connect(
         retry: How the client retries failed calls (the SDK's default if None).
         runtime: SDK runtime of the client and its workers, e.g. one exporting
             metrics (the SDK's default runtime if None).
+        keys: Data keys of the payload codec (default: the settings' database
+            and master keys, see `runtime/keys.py`).
 
     Raises:
         TemporalUnavailable: the server is not reachable (not raised when `lazy`).
@@ -75,10 +81,11 @@ async def connect(
     config.setdefault("target_host", DEFAULT_ADDRESS)
     if retry is not None:
         config["retry_config"] = retry
+    converter = encrypting_data_converter(
+        keys or key_store(get_settings()), namespace=config.get("namespace", "default")
+    )
     try:
-        return await Client.connect(
-            **config, lazy=lazy, data_converter=pydantic_data_converter, runtime=runtime
-        )
+        return await Client.connect(**config, lazy=lazy, data_converter=converter, runtime=runtime)
     except RuntimeError as error:
         raise TemporalUnavailable(
             f"cannot reach Temporal at {config['target_host']} "

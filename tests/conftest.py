@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import uuid
 from collections.abc import AsyncIterator, Callable
 from datetime import time, timedelta
@@ -26,7 +27,6 @@ from temporalio.client import (
     WorkflowExecutionStatus,
     WorkflowHandle,
 )
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
@@ -34,6 +34,8 @@ from temporalio.worker import Worker
 from models.db import create_engine, migrate
 from models.search_attributes import ALL_SEARCH_ATTRIBUTES
 from models.settings import Settings
+from runtime.codec import encrypting_data_converter
+from runtime.keys import KeyStore, key_store
 from starter.cluster import register_search_attributes
 from starter.toolchain import start_dev_server, start_time_skipping_server
 from worker import build_worker
@@ -72,8 +74,9 @@ class TimeSkippingServer:
     seconds and gets a fresh server when it does not.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, keys: KeyStore) -> None:
         self.env: WorkflowEnvironment | None = None
+        self._keys = keys
 
     async def healthy_env(self) -> WorkflowEnvironment:
         if self.env is not None:
@@ -83,7 +86,7 @@ class TimeSkippingServer:
             except (TimeoutError, RPCError):
                 await self.stop()
         self.env = await start_time_skipping_server(
-            data_converter=pydantic_data_converter, interceptors=[_STARTED]
+            data_converter=encrypting_data_converter(self._keys), interceptors=[_STARTED]
         )
         await register_search_attributes(self.env.client)
         return self.env
@@ -99,9 +102,27 @@ HEALTH_CHECK_TIMEOUT = 5
 
 
 @pytest.fixture(scope="session")
-async def time_skipping_server() -> AsyncIterator[TimeSkippingServer]:
+async def codec_keys(tmp_path_factory: pytest.TempPathFactory) -> KeyStore:
+    """The data keys of the session's Temporal clients (a SQLite file of their own).
+
+    Every client and worker of a test environment encrypts with these keys;
+    a worker's erasure destroys keys here (see `worker.build_worker`). The
+    CLI's subprocesses find them through PAYLOAD_KEYS_DATABASE_URL.
+    """
+    database_url = f"sqlite:///{tmp_path_factory.mktemp('codec') / 'keys.db'}"
+    engine = create_engine(database_url)
+    try:
+        await migrate(engine)
+    finally:
+        await engine.dispose()
+    os.environ["PAYLOAD_KEYS_DATABASE_URL"] = database_url  # for the CLI's subprocesses
+    return key_store(Settings(database_url=database_url))
+
+
+@pytest.fixture(scope="session")
+async def time_skipping_server(codec_keys: KeyStore) -> AsyncIterator[TimeSkippingServer]:
     """The session's time-skipping server (see `TimeSkippingServer`)."""
-    server = TimeSkippingServer()
+    server = TimeSkippingServer(codec_keys)
     try:
         yield server
     finally:
@@ -144,11 +165,13 @@ async def _terminate_running(client: Client, workflow_ids: list[str]) -> None:
 
 
 @pytest.fixture(scope="session")
-async def dev_env(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[WorkflowEnvironment]:
+async def dev_env(
+    tmp_path_factory: pytest.TempPathFactory, codec_keys: KeyStore
+) -> AsyncIterator[WorkflowEnvironment]:
     """The Temporal CLI dev server with the custom search attributes registered."""
     db_file = tmp_path_factory.mktemp("temporal") / "temporal.db"
     env = await start_dev_server(
-        data_converter=pydantic_data_converter,
+        data_converter=encrypting_data_converter(codec_keys),
         search_attributes=ALL_SEARCH_ATTRIBUTES,
         dev_server_database_filename=str(db_file),
     )

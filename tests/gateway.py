@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, nullcontext
@@ -11,10 +12,11 @@ from dataclasses import dataclass
 import httpx
 from pydantic import SecretStr
 from temporalio.client import Client
-from temporalio.contrib.pydantic import pydantic_data_converter
 
 from models.search_attributes import ALL_SEARCH_ATTRIBUTES
 from models.settings import ApiKey, Settings
+from runtime.codec import encrypting_data_converter, key_store_of
+from runtime.keys import key_store
 from starter.api import running_api
 from starter.temporal import SERVICE_RETRY, connect
 from starter.toolchain import start_dev_server
@@ -24,11 +26,15 @@ FULL_KEY = "tests-full-access-key-0123456789"
 READ_ONLY_KEY = "tests-read-only-key-0123456789ab"
 WEBHOOK_SECRET = "tests-webhook-secret"
 SMS_WEBHOOK_SECRET = "tests-sms-webhook-secret"
+PRODUCTION_MASTER_KEYS = {"tests-production": SecretStr(base64.b64encode(b"k" * 32).decode())}
+"""A master key of one's own, as the start-up guard asks for with a real provider."""
 REAL_PROVIDER_LINKS = {
     "unsubscribe_secret": SecretStr("tests-unsubscribe-secret-of-32-bytes-or-more"),
     "public_base_url": "https://journeys.example.test",
+    "payload_master_keys": PRODUCTION_MASTER_KEYS,
 }
-"""Settings the start-up guard asks for once a real provider is configured."""
+"""Settings the start-up guard asks for once a real provider is configured (the gateway's
+codec keys come from the test's client, see `serving_gateway`)."""
 
 
 def gateway_settings(settings: Settings, **changes: object) -> Settings:
@@ -63,12 +69,15 @@ async def serving_gateway(
     on a free loopback port, with the real worker on the same task queue if `worker`."""
     address = client.service_client.config.target_host
 
+    keys = key_store_of(client.data_converter)
+    assert keys is not None, "the test's client encrypts: the gateway uses its keys"
+
     async def temporal() -> Client:
-        return await connect(target_host=address, lazy=True, retry=SERVICE_RETRY)
+        return await connect(target_host=address, lazy=True, retry=SERVICE_RETRY, keys=keys)
 
     async with (
         running_worker(client, settings) if worker else nullcontext(),
-        running_api(settings, host="127.0.0.1", port=0, temporal=temporal) as url,
+        running_api(settings, host="127.0.0.1", port=0, temporal=temporal, codec_keys=keys) as url,
         httpx.AsyncClient(
             base_url=url, headers={"Authorization": f"Bearer {FULL_KEY}"}, timeout=30
         ) as http,
@@ -116,7 +125,8 @@ class GatewayThread:
         self._loop = asyncio.get_running_loop()
         self._stop = asyncio.Event()
         env = await start_dev_server(
-            search_attributes=ALL_SEARCH_ATTRIBUTES, data_converter=pydantic_data_converter
+            search_attributes=ALL_SEARCH_ATTRIBUTES,
+            data_converter=encrypting_data_converter(key_store(self._settings)),
         )
         try:
             async with serving_gateway(env.client, self._settings) as gateway:

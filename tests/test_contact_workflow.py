@@ -9,6 +9,7 @@ decay), open +1 (−1/30 d); bands 0–10 Cold, 11–25 Warming, 26–50 MQL,
 from __future__ import annotations
 
 import asyncio
+import re
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -16,9 +17,13 @@ from functools import partial
 from typing import Any
 
 import pytest
+from google.protobuf.message import Message
+from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel import col, select
+from temporalio.api.common.v1 import Payload
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
+from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
@@ -31,6 +36,7 @@ from models.policy import SECONDS_PER_DAY
 from models.search_attributes import LEAD_SCORE, LIFECYCLE_STAGE
 from models.settings import Settings
 from models.tables import Contact, ContactEvent, CrmTask, MessageLog, Suppression
+from runtime.codec import ERASED_TEXT, is_encrypted
 from starter.intake import accept_events
 from starter.operations import (
     contact_workflow_id,
@@ -344,26 +350,45 @@ async def test_erasure_ends_every_journey_deletes_personal_data_and_keeps_a_hash
     dev_env: WorkflowEnvironment,
     make_worker: Callable[[Client], Worker],
 ) -> None:
-    """On the dev server: erasure also sweeps visibility for workflows it could not know of."""
+    """On the dev server: erasure also sweeps visibility for workflows it could not know of,
+    and destroys the contact's data key: its histories can no longer be read, by a client
+    with the codec or without, while another contact's still can."""
     client = dev_env.client
     contacts = Contacts(dev_env, settings, engine)
     async with make_worker(client):
         await add_contact(engine, "erase", email="erase.me@example.com", phone="+15035550199")
-        await contacts.send("erase", "subscribed", source="leadmagnet")
+        await add_contact(engine, "erase-keep", email="keep.me@example.com")
+        await contacts.send("erase", "subscribed", source="leadmagnet-erase")
         await contacts.send("erase", "pricing_page_viewed")
+        await contacts.send("erase-keep", "subscribed", source="leadmagnet-keep")
         await journey_when(client, "welcome-series-erase", lambda s: s.messages_sent == 1)
         assert (settings.outbox_dir / "welcome-series-erase" / "day0.eml").exists()
+        before = await history_payloads(client, "contact-erase")
+        assert PERSONAL in b"".join(p.data for p in await decoded(client, before))
 
         assert await forget_contact(client, "erase", task_queue=settings.task_queue)
 
-        assert (await contacts.handle("erase").result()).erased
         for workflow_id in ("welcome-series-erase", "pricing-abandon-erase"):
             ended = await client.get_workflow_handle(workflow_id).describe()
-            assert ended.status != WorkflowExecutionStatus.RUNNING, workflow_id
-            assert (await journey(client, workflow_id)).exit_reason == "erased"
+            assert ended.status == WorkflowExecutionStatus.COMPLETED, workflow_id  # exited
         assert (
             await contacts.handle("erase").describe()
         ).status == WorkflowExecutionStatus.COMPLETED
+        for workflow_id in ("contact-erase", "welcome-series-erase", "pricing-abandon-erase"):
+            stored = await history_payloads(client, workflow_id)
+            plain = [p.data for p in stored if not is_encrypted(p)]
+            assert stored and all(PATCH_MARKER.fullmatch(data) for data in plain), workflow_id
+            assert PERSONAL not in b"".join(p.data for p in stored), workflow_id
+            opened = await decoded(client, stored)
+            assert all(
+                _erased(o) for p, o in zip(stored, opened, strict=True) if is_encrypted(p)
+            ), workflow_id
+            with pytest.raises(Exception, match="encoding"):  # a plain client cannot either
+                await pydantic_data_converter.decode(stored[:1], [ContactInput])
+        with pytest.raises(ValidationError, match=ERASED_TEXT):  # a key never stored
+            await contacts.handle("erase").result()
+        kept = await decoded(client, await history_payloads(client, "contact-erase-keep"))
+        assert b"leadmagnet-keep" in b"".join(p.data for p in kept)
         async with session_factory(engine)() as session:
             assert await session.get(Contact, "erase") is None
             for table in (ContactEvent, MessageLog):
@@ -387,6 +412,51 @@ async def test_erasure_ends_every_journey_deletes_personal_data_and_keeps_a_hash
         assert await message_statuses(engine, "erase-again") == {
             "welcome-series/day0": "suppressed"
         }
+
+
+PATCH_MARKER = re.compile(rb'|\{"id":"[a-z-]+","deprecated":false\}')
+"""What the SDK writes without the codec: `None` (nothing) and patch markers (a patch id)."""
+PERSONAL = b"leadmagnet-erase"
+"""An event property of the erased contact: in its histories, readable only before erasure."""
+
+
+async def history_payloads(client: Client, workflow_id: str) -> list[Payload]:
+    """Every payload of a workflow's history (inputs, signals, results, memos, metadata)."""
+    history = await client.get_workflow_handle(workflow_id).fetch_history()
+    found: list[Payload] = []
+
+    def walk(message: Message) -> None:
+        if isinstance(message, Payload):
+            found.append(message)
+            return
+        for field, value in message.ListFields():
+            if field.message_type is None:
+                continue
+            if isinstance(value, Message):
+                walk(value)
+                continue
+            for item in value.values() if hasattr(value, "values") else value:
+                if isinstance(item, Message):
+                    walk(item)
+
+    for event in history.events:
+        walk(event)
+    return [p for p in found if p.metadata.get("encoding") != b"json/plain" or not _search(p)]
+
+
+def _search(payload: Payload) -> bool:
+    return "type" in payload.metadata  # search attributes: not encoded by codecs
+
+
+def _erased(payload: Payload) -> bool:
+    return payload.metadata.get("erased") == b"true"
+
+
+async def decoded(client: Client, payloads: list[Payload]) -> list[Payload]:
+    """The payloads as the client's codec decodes them."""
+    codec = client.data_converter.payload_codec
+    assert codec is not None
+    return await codec.decode(payloads)
 
 
 async def test_20000_events_across_continue_as_new_keep_the_score_and_the_seen_event_memory(

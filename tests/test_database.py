@@ -33,6 +33,7 @@ from tests.postgres import PostgresCluster, postgres_unavailable
 
 APP_TABLES = {
     "consent_changes",
+    "data_keys",
     "contacts",
     "crm_tasks",
     "events",

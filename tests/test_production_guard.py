@@ -3,6 +3,9 @@ addresses where real contacts get messages, and an accelerated clock nobody allo
 
 from __future__ import annotations
 
+import base64
+import json
+
 import pytest
 from pydantic import SecretStr, ValidationError
 
@@ -16,6 +19,13 @@ from tests.cli import cli_environment, journeys
 
 SAFE_SECRET = "s" * 32
 SAFE_URL = "https://journeys.example.com"
+OWN_MASTER_KEYS = {"prod-2026": SecretStr(base64.b64encode(b"m" * 32).decode())}
+SAFE: dict[str, object] = {
+    "unsubscribe_secret": SecretStr(SAFE_SECRET),
+    "public_base_url": SAFE_URL,
+    "payload_master_keys": OWN_MASTER_KEYS,
+}
+"""Production settings of one's own: the guard lets them through."""
 
 
 def refusals(**settings: object) -> list[str]:
@@ -40,9 +50,11 @@ def test_a_real_provider_or_production_refuses_the_development_secret_and_local_
     real: dict[str, object],
 ) -> None:
     lines = refusals(**real)
-    assert len(lines) == 2
+    assert len(lines) == 3
     assert lines[0].startswith("UNSUBSCRIBE_SECRET is the built-in development default")
     assert lines[1].startswith("PUBLIC_BASE_URL 'http://localhost:8000' is not https")
+    assert lines[2].startswith("PAYLOAD_MASTER_KEYS holds the built-in development master key")
+    assert refusals(**real, **SAFE) == []
 
 
 @pytest.mark.parametrize(
@@ -54,7 +66,7 @@ def test_a_real_provider_or_production_refuses_the_development_secret_and_local_
     ],
 )
 def test_the_unsubscribe_secret_must_be_32_bytes_of_our_own(secret: str, why: str) -> None:
-    [line] = refusals(email_provider="smtp", unsubscribe_secret=secret, public_base_url=SAFE_URL)
+    [line] = refusals(email_provider="smtp", **{**SAFE, "unsubscribe_secret": secret})
     assert line.startswith("UNSUBSCRIBE_SECRET") and why in line
 
 
@@ -73,42 +85,41 @@ def test_the_unsubscribe_secret_must_be_32_bytes_of_our_own(secret: str, why: st
     ],
 )
 def test_the_public_base_url_must_be_a_public_https_address(url: str) -> None:
-    [line] = refusals(production=True, unsubscribe_secret=SAFE_SECRET, public_base_url=url)
+    [line] = refusals(production=True, **{**SAFE, "public_base_url": url})
     assert line.startswith(f"PUBLIC_BASE_URL {url!r}")
 
 
 def test_production_settings_of_our_own_start() -> None:
-    assert (
-        refusals(email_provider="smtp", unsubscribe_secret=SAFE_SECRET, public_base_url=SAFE_URL)
-        == []
-    )
+    assert refusals(email_provider="smtp", **SAFE) == []
     assert (
         refusals(
             production=True,
             email_provider="smtp",
-            unsubscribe_secret=SecretStr("é" * 16),  # 32 bytes
-            public_base_url="https://journeys.example.com/gateway",
+            **{
+                **SAFE,
+                "unsubscribe_secret": SecretStr("é" * 16),  # 32 bytes
+                "public_base_url": "https://journeys.example.com/gateway",
+            },
         )
         == []
     )
 
 
+def test_production_refuses_a_codec_endpoint_open_to_local_callers() -> None:
+    [line] = refusals(production=True, codec_loopback_without_key=True, **SAFE)
+    assert line.startswith("CODEC_LOOPBACK_WITHOUT_KEY is on")
+
+
 def test_production_refuses_the_accelerated_clock() -> None:
-    [line] = refusals(
-        production=True,
-        unsubscribe_secret=SAFE_SECRET,
-        public_base_url=SAFE_URL,
-        allow_accelerated_clock=True,
-    )
+    [line] = refusals(production=True, allow_accelerated_clock=True, **SAFE)
     assert line.startswith("ALLOW_ACCELERATED_CLOCK is on")
     with pytest.raises(UnsafeSettings, match="^refusing to start: ALLOW_ACCELERATED_CLOCK"):
         refuse_unsafe_settings(
             Settings(
                 _env_file=None,
                 production=True,
-                unsubscribe_secret=SecretStr(SAFE_SECRET),
-                public_base_url=SAFE_URL,
                 allow_accelerated_clock=True,
+                **SAFE,  # type: ignore[arg-type]
             )
         )
 
@@ -126,7 +137,7 @@ async def test_worker_refuses_to_start_with_the_development_secret_and_a_real_pr
     result = await journeys("worker", env=env)
     assert result.returncode == 1
     lines = result.stderr.splitlines()
-    assert lines == [
+    assert lines[:2] == [
         "error: refusing to start: UNSUBSCRIBE_SECRET is the built-in development default; set "
         "32+ random bytes (refused because EMAIL_PROVIDER=smtp, SMS_PROVIDER=outbox reach real "
         "contacts)",
@@ -144,6 +155,9 @@ async def test_api_refuses_to_start_in_production_with_a_loopback_public_url(
         "ALLOW_ACCELERATED_CLOCK": "false",
         "UNSUBSCRIBE_SECRET": SAFE_SECRET,
         "PUBLIC_BASE_URL": "https://127.0.0.1:8000",
+        "PAYLOAD_MASTER_KEYS": json.dumps(
+            {key_id: key.get_secret_value() for key_id, key in OWN_MASTER_KEYS.items()}
+        ),
         "API_KEYS": '[{"name": "backend", "key": "a-key-of-at-least-24-characters"}]',
     }
     result = await journeys("api", "--port", "0", env=env)

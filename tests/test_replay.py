@@ -12,9 +12,10 @@ from pathlib import Path
 
 import pytest
 from temporalio.client import WorkflowHistory
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer
 
+from runtime.codec import encrypting_data_converter
+from runtime.keys import KeyStore
 from workflows import JOURNEYS
 from workflows.contact import ContactWorkflow
 
@@ -34,7 +35,8 @@ def test_every_journey_and_the_contact_workflow_have_a_saved_history() -> None:
 
 
 @pytest.mark.parametrize("path", HISTORIES, ids=[path.stem for path in HISTORIES])
-async def test_history_replays_deterministically(path: Path) -> None:
+async def test_history_replays_deterministically(path: Path, codec_keys: KeyStore) -> None:
+    """With the payload codec, as the worker runs: plain histories pass through it."""
     history = WorkflowHistory.from_json(path.stem, path.read_text())
-    replayer = Replayer(workflows=WORKFLOWS, data_converter=pydantic_data_converter)
+    replayer = Replayer(workflows=WORKFLOWS, data_converter=encrypting_data_converter(codec_keys))
     await replayer.replay_workflow(history)

@@ -22,9 +22,10 @@ event creates it). For each batch of new events it:
 Decay is re-evaluated on a durable timer set to the next instant a point
 decays (or the contact turns dormant), so a lead that cools drops a band on
 time without polling. The `forget` signal erases the contact: every journey
-exits, the database forgets it (only hashed suppressions stay) and the
-workflow ends. It continues as new when the history grows, carrying only
-bounded state.
+exits (those that do not within seconds are terminated), the database forgets
+it (only hashed suppressions stay), its data key is destroyed so its Temporal
+histories can no longer be read, and the workflow ends. It continues as new
+when the history grows, carrying only bounded state.
 """
 
 from __future__ import annotations
@@ -51,6 +52,7 @@ with workflow.unsafe.imports_passed_through():
         ContactCarryOver,
         ContactInput,
         ContactState,
+        ContactWorkflows,
         EraseRequest,
         ErasureResult,
         EventBatch,
@@ -85,6 +87,8 @@ are caught by the database)."""
 RESCORE_GRANULARITY = timedelta(hours=1)
 """Decay is applied at most this late (when boundaries crowd together, else on time)."""
 CARRIED_EVENTS = 2 * MAX_EVENT_BATCH
+CRYPTO_SHREDDING_PATCH = "crypto-shredding"
+"""Erasures from before it neither waited for the journeys to end nor destroyed the data key."""
 BATCH_BYTES_PATCH = "event-batches-by-bytes"
 """Runs that formed a batch or a carry-over larger than `MAX_EVENTS_PAYLOAD_BYTES` before it
 was bounded replay unchanged."""
@@ -499,6 +503,19 @@ class ContactWorkflow:
 
     async def _erase_contact(self, request: EraseRequest) -> ContactState:
         await self._exit_journeys(request.reason, marketing_only=False)
+        shred = workflow.patched(CRYPTO_SHREDDING_PATCH)
+        if shred:
+            await workflow.execute_activity(
+                "end_contact_workflows",
+                ContactWorkflows(
+                    contact_id=self._contact_id, workflow_ids=self._journey_ids(lambda _: True)
+                ),
+                result_type=list[str],
+                start_to_close_timeout=ACTIVITY_TIMEOUT,
+                heartbeat_timeout=timedelta(seconds=10),
+                retry_policy=ACTIVITY_RETRY,
+                summary="End the contact's journeys",
+            )
         await workflow.execute_activity(
             "erase_contact",
             self._contact_id,
@@ -507,6 +524,14 @@ class ContactWorkflow:
             retry_policy=ACTIVITY_RETRY,
             summary="Erase the contact's personal data",
         )
+        if shred:  # last: its result (None) is the last payload the workflow reads
+            await workflow.execute_activity(
+                "shred_contact_key",
+                self._contact_id,
+                start_to_close_timeout=ACTIVITY_TIMEOUT,
+                retry_policy=ACTIVITY_RETRY,
+                summary="Destroy the contact's data key (its histories become unreadable)",
+            )
         self._pending.clear()
         self._actions, self._tags, self._fit_fields, self._breakdown = {}, set(), {}, {}
         self._erased = True

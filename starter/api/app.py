@@ -1,6 +1,7 @@
 """The HTTP gateway: FastAPI app for backend services, served by `journeys api`.
 
 Routes: `POST /v1/events`, `/v1/contacts/…` (bearer keys with scopes),
+`/codec/decode` and `/codec/encode` (the Temporal UI's remote codec),
 `/u/{token}` (one-click unsubscribe), `/webhooks/email` and `/webhooks/sms`
 (signed provider events, inbound SMS keywords), `/healthz` (liveness) and
 `/readyz` (Temporal and database reachable).
@@ -12,7 +13,8 @@ Cross-cutting rules, applied here once:
 - malformed JSON → 400, invalid fields → 422 naming the field;
 - one access-log line per request with the route template (never the path's
   token or ids in a query), status, duration and the API key's name;
-- CORS only for the origins in `api_cors_origins` (none by default).
+- CORS only for the origins in `api_cors_origins` (none by default), and on
+  the codec endpoint (`/codec/…`) for those in `codec_cors_origins` (the UI's).
 """
 
 from __future__ import annotations
@@ -38,8 +40,9 @@ from temporalio.client import Client
 
 from models.db import create_engine
 from models.settings import Settings
+from runtime.keys import KeyStore, key_store
 from starter import operations
-from starter.api import contacts, events, sms_webhook, unsubscribe, webhooks
+from starter.api import codec, contacts, events, sms_webhook, unsubscribe, webhooks
 from starter.api.dependencies import Services, ServicesDep
 from starter.temporal import SERVICE_RETRY, TemporalUnavailable, connect, unavailable_as_error
 
@@ -53,24 +56,39 @@ READINESS_TIMEOUT = 2.0
 TemporalConnector = Callable[[], Awaitable[Client]]
 
 
-def default_temporal() -> Awaitable[Client]:
-    """A lazily connecting client from the environment (TEMPORAL_ADDRESS…), short retries."""
-    return connect(lazy=True, retry=SERVICE_RETRY)
+def default_temporal(settings: Settings) -> TemporalConnector:
+    """A lazily connecting client from the environment (TEMPORAL_ADDRESS…), short retries,
+    encrypting with the data keys of `settings`' database."""
+    return lambda: connect(lazy=True, retry=SERVICE_RETRY, keys=key_store(settings))
 
 
-def create_app(settings: Settings, *, temporal: TemporalConnector = default_temporal) -> FastAPI:
+def create_app(
+    settings: Settings,
+    *,
+    temporal: TemporalConnector | None = None,
+    codec_keys: KeyStore | None = None,
+) -> FastAPI:
     """Build the gateway.
 
     Args:
         settings: Keys, limits, database, task queue.
         temporal: Creates the Temporal client at start-up; it should connect
-            lazily so the gateway starts (and answers 503) while Temporal is down.
+            lazily so the gateway starts (and answers 503) while Temporal is down
+            (default: `default_temporal(settings)`).
+        codec_keys: Data keys of the codec endpoint (default: the settings'
+            database, read on every request).
     """
+    temporal = temporal or default_temporal(settings)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         engine = create_engine(settings.database_url)
-        app.state.services = Services(settings=settings, engine=engine, temporal=await temporal())
+        app.state.services = Services(
+            settings=settings,
+            engine=engine,
+            temporal=await temporal(),
+            codec_keys=(codec_keys or key_store(settings, engine=engine)).uncached(),
+        )
         try:
             yield
         finally:
@@ -88,6 +106,7 @@ def create_app(settings: Settings, *, temporal: TemporalConnector = default_temp
         unsubscribe.router,
         webhooks.router,
         sms_webhook.router,
+        codec.router,
     ):
         app.include_router(router)
     app.add_api_route("/healthz", healthz, methods=["GET"], tags=["health"])
@@ -106,10 +125,31 @@ def create_app(settings: Settings, *, temporal: TemporalConnector = default_temp
             allow_methods=["GET", "POST", "PUT", "DELETE"],
             allow_headers=["Authorization", "Content-Type"],
         )
+    if settings.codec_cors_origins:
+        app.add_middleware(CodecCors, origins=settings.codec_cors_origins)
     app.add_middleware(BodySizeLimit, max_bytes=settings.api_max_body_bytes)
     app.add_middleware(AccessLog)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app
+
+
+class CodecCors:
+    """CORS for the Temporal UI's origins on the codec endpoint (`/codec/…`) only."""
+
+    def __init__(self, app: ASGIApp, *, origins: list[str]) -> None:
+        self._app = app
+        self._cors = CORSMiddleware(
+            app,
+            allow_origins=origins,
+            allow_methods=["POST"],
+            allow_headers=["Authorization", "Content-Type", "X-Namespace"],
+        )
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"].startswith(f"{codec.PREFIX}/"):
+            await self._cors(scope, receive, send)
+        else:
+            await self._app(scope, receive, send)
 
 
 async def healthz() -> dict[str, str]:

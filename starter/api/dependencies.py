@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio.client import Client
 
 from models.settings import ApiKey, Scope, Settings
+from runtime.keys import KeyStore
 
 
 @dataclass(frozen=True)
@@ -23,6 +24,7 @@ class Services:
     settings: Settings
     engine: AsyncEngine
     temporal: Client
+    codec_keys: KeyStore
 
 
 def services(request: Request) -> Services:
@@ -33,7 +35,7 @@ def services(request: Request) -> Services:
 
 ServicesDep = Annotated[Services, Depends(services)]
 
-_bearer = HTTPBearer(auto_error=False, description="An API key from the API_KEYS setting.")
+bearer = HTTPBearer(auto_error=False, description="An API key from the API_KEYS setting.")
 
 
 def _digest(secret: str) -> bytes:
@@ -60,7 +62,7 @@ def require(scope: Scope) -> Callable[..., Awaitable[ApiKey]]:
     async def check(
         request: Request,
         held: ServicesDep,
-        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
     ) -> ApiKey:
         if credentials is None:
             raise HTTPException(

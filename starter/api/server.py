@@ -10,7 +10,8 @@ import uvicorn
 
 from models.db import create_engine, migrate
 from models.settings import Settings, refuse_unsafe_settings
-from starter.api.app import TemporalConnector, create_app, default_temporal
+from runtime.keys import KeyStore
+from starter.api.app import TemporalConnector, create_app
 from starter.operations import OperationError
 
 
@@ -32,11 +33,13 @@ async def running_api(
     *,
     host: str | None = None,
     port: int | None = None,
-    temporal: TemporalConnector = default_temporal,
+    temporal: TemporalConnector | None = None,
+    codec_keys: KeyStore | None = None,
 ) -> AsyncIterator[str]:
     """Migrate the database, serve the gateway until the block exits; yields its base URL.
 
-    Port 0 picks a free port (the URL says which).
+    Port 0 picks a free port (the URL says which). `temporal` and `codec_keys`
+    as in `create_app`.
 
     Raises:
         UnsafeSettings: development secrets or addresses where real contacts get messages.
@@ -55,7 +58,7 @@ async def running_api(
         await engine.dispose()
     server = _EmbeddedServer(
         uvicorn.Config(
-            create_app(settings, temporal=temporal),
+            create_app(settings, temporal=temporal, codec_keys=codec_keys),
             host=host or settings.api_host,
             port=settings.api_port if port is None else port,
             log_config=None,
