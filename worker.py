@@ -114,6 +114,7 @@ def build_worker(
         policy=settings.messaging_policy(),
         unsubscribe_base_url=settings.public_base_url,
         unsubscribe_secret=settings.unsubscribe_secret.get_secret_value(),
+        suppression_key=settings.suppression_key(),
     )
     crm = CrmActivities(engine=engine)
     journey_log = JourneyLogActivities(engine=engine)
@@ -121,6 +122,7 @@ def build_worker(
         engine=engine,
         scoring=ScoringModel.load(settings.scoring_file),
         outbox_dir=settings.outbox_dir,
+        suppression_key=settings.suppression_key(),
     )
     sales = SalesActivities(
         engine=engine,
@@ -137,6 +139,7 @@ def build_worker(
             crm.create_crm_task,
             crm.mark_churn_risk,
             journey_log.record_journey_run,
+            journey_log.journey_entered,
             contacts.ingest_events,
             contacts.scoring_model,
             contacts.update_lead_score,

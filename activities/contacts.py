@@ -8,6 +8,7 @@ the activity's answer was lost; `erase_contact` deletes what is left.
 from __future__ import annotations
 
 import asyncio
+from datetime import datetime
 from pathlib import Path
 
 import structlog
@@ -18,6 +19,7 @@ from structlog.contextvars import bound_contextvars
 from temporalio import activity
 
 from activities.providers.outbox import outbox_path
+from activities.suppressions import suppress_address
 from models.contact_workflow import (
     ErasureResult,
     IngestRequest,
@@ -25,7 +27,7 @@ from models.contact_workflow import (
     LeadScoreUpdate,
     LeadStatus,
 )
-from models.db import session_factory
+from models.db import lock_contact, session_factory
 from models.events import BehaviorEvent, suppression_reason
 from models.messages import Channel
 from models.scoring import ScoringModel
@@ -33,6 +35,7 @@ from models.tables import (
     Contact,
     ContactEvent,
     CrmTask,
+    ErasedContact,
     EventReceipt,
     JourneyRun,
     MessageLog,
@@ -47,8 +50,10 @@ OUTBOX_SUFFIXES = (".eml", ".sms.txt")
 """Outbox files a message may have left (see `activities/providers/outbox.py`)."""
 
 
-async def suppress_addresses(session: AsyncSession, contact: Contact, reason: str) -> list[str]:
-    """Add the contact's email address and phone number to the suppressions (hashed).
+async def suppress_addresses(
+    session: AsyncSession, contact: Contact, reason: str, *, key: bytes
+) -> list[str]:
+    """Add the contact's email address and phone number to the suppressions (keyed hashes).
 
     Idempotent: an address already suppressed stays as it is. The caller commits.
 
@@ -59,28 +64,34 @@ async def suppress_addresses(session: AsyncSession, contact: Contact, reason: st
     for channel, address in ((Channel.EMAIL, contact.email), (Channel.SMS, contact.phone)):
         if not address:
             continue
-        address_hash = Suppression.hash_address(address)
-        existing = await session.exec(
-            select(Suppression).where(
-                Suppression.channel == channel, Suppression.address_hash == address_hash
-            )
+        await suppress_address(
+            session, channel, address, key=key, reason=reason, contact_id=contact.id
         )
-        if existing.first() is None:
-            session.add(
-                Suppression(
-                    channel=channel, address_hash=address_hash, reason=reason, contact_id=contact.id
-                )
-            )
         suppressed.append(str(channel))
     return suppressed
+
+
+async def erased_at(session: AsyncSession, contact_id: str) -> datetime | None:
+    """When the contact was erased (its tombstone), or None."""
+    tombstone = await session.get(ErasedContact, contact_id)
+    return tombstone.erased_at if tombstone is not None else None
 
 
 class ContactActivities:
     """The contact workflow's activities; built once in the worker."""
 
-    def __init__(self, *, engine: AsyncEngine, scoring: ScoringModel, outbox_dir: Path) -> None:
-        """Hold the database engine, the scoring model and the outbox folder."""
+    def __init__(
+        self,
+        *,
+        engine: AsyncEngine,
+        scoring: ScoringModel,
+        outbox_dir: Path,
+        suppression_key: bytes,
+    ) -> None:
+        """Hold the database engine, the scoring model, the outbox folder and the
+        suppression hash key."""
         self._sessions = session_factory(engine)
+        self._suppression_key = suppression_key
         self._scoring = scoring
         self._scoring_digest = scoring.digest()
         self._outbox_dir = outbox_dir
@@ -89,14 +100,27 @@ class ContactActivities:
     async def ingest_events(self, request: IngestRequest) -> IngestResult:
         """Store the events not stored before, and suppress at once on unsubscribe / hard bounce.
 
+        The events of an erased contact (one with a tombstone) are not stored:
+        the result says `contact_erased` and the workflow ends.
+
         Returns:
             The events accepted now (or by an earlier attempt of this batch),
-            whether the contact exists, its attributes and the scoring
-            model's fingerprint.
+            whether the contact exists (or was erased), its attributes and the
+            scoring model's fingerprint.
         """
         ids = [event.event_id for event in request.events]
         with bound_contextvars(contact_id=request.contact_id, batch_key=request.batch_key):
             async with self._sessions() as session:
+                contact = await session.get(Contact, request.contact_id)
+                if contact is None and await erased_at(session, request.contact_id):
+                    log.warning("events of an erased contact dropped", events=len(ids))
+                    return IngestResult(
+                        accepted_event_ids=[],
+                        contact_exists=False,
+                        contact_erased=True,
+                        fit_fields={},
+                        scoring_digest=self._scoring_digest,
+                    )
                 stored = await session.exec(
                     select(ContactEvent.event_id, ContactEvent.batch_key).where(
                         ContactEvent.contact_id == request.contact_id,
@@ -113,14 +137,15 @@ class ContactActivities:
                     elif batch != request.batch_key or event.event_id in accepted:
                         continue
                     accepted.append(event.event_id)
-                contact = await session.get(Contact, request.contact_id)
                 reasons = [
                     reason
                     for event in request.events
                     if event.event_id in accepted and (reason := suppression_reason(event))
                 ]
                 if contact is not None and reasons:
-                    await suppress_addresses(session, contact, reasons[0])
+                    await suppress_addresses(
+                        session, contact, reasons[0], key=self._suppression_key
+                    )
                 await session.commit()
             log.info(
                 "events ingested",
@@ -173,7 +198,8 @@ class ContactActivities:
 
     @activity.defn(name="erase_contact")
     async def erase_contact(self, contact_id: str) -> ErasureResult:
-        """Delete everything personal about the contact; keep only hashed suppressions.
+        """Delete everything personal about the contact; keep only hashed suppressions
+        and the contact's tombstone (its id and the time of erasure).
 
         Deleted: the contact row, its events, message log, CRM tasks, sales
         notifications and SLA breaches, and the outbox files of its messages
@@ -182,8 +208,15 @@ class ContactActivities:
         """
         with bound_contextvars(contact_id=contact_id):
             async with self._sessions() as session:
+                await lock_contact(session, contact_id)
+                if await erased_at(session, contact_id) is None:
+                    session.add(ErasedContact(contact_id=contact_id))
                 contact = await session.get(Contact, contact_id, with_for_update=True)
-                suppressed = await suppress_addresses(session, contact, "erased") if contact else []
+                suppressed = (
+                    await suppress_addresses(session, contact, "erased", key=self._suppression_key)
+                    if contact
+                    else []
+                )
                 await session.flush()
                 message_keys = (
                     await session.exec(

@@ -30,7 +30,6 @@ from datetime import datetime, timedelta
 
 import structlog
 from sqlalchemy import func, update
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -46,6 +45,7 @@ from activities.providers import (
     OutgoingSms,
     SmsProvider,
 )
+from activities.suppressions import find_suppression, suppress_address
 from activities.templates import (
     ContactFields,
     LinkContext,
@@ -91,9 +91,11 @@ class MessagingActivities:
         policy: MessagingPolicy,
         unsubscribe_base_url: str,
         unsubscribe_secret: str,
+        suppression_key: bytes,
     ) -> None:
         """Hold the shared resources the activities use."""
         self._sessions = session_factory(engine)
+        self._suppression_key = suppression_key
         self._templates = templates
         self._email = email_provider
         self._sms = sms_provider
@@ -237,13 +239,9 @@ class MessagingActivities:
 
     async def _suppression(self, channel: Channel, address: str) -> Suppression | None:
         async with self._sessions() as session:
-            rows = await session.exec(
-                select(Suppression).where(
-                    Suppression.channel == channel,
-                    Suppression.address_hash == Suppression.hash_address(address),
-                )
-            )
-            return rows.first()
+            found = await find_suppression(session, channel, address, key=self._suppression_key)
+            await session.commit()  # a legacy row found is stored re-keyed
+            return found
 
     def _links(self, request: SendRequest, contact: Contact, now: datetime) -> LinkContext:
         token = sign_unsubscribe_token(
@@ -359,19 +357,16 @@ class MessagingActivities:
         self, channel: Channel, address: str, reason: str, contact_id: str, now: datetime
     ) -> None:
         async with self._sessions() as session:
-            session.add(
-                Suppression(
-                    channel=channel,
-                    address_hash=Suppression.hash_address(address),
-                    reason=reason,
-                    contact_id=contact_id,
-                    created_at=now,
-                )
+            await suppress_address(
+                session,
+                channel,
+                address,
+                key=self._suppression_key,
+                reason=reason,
+                contact_id=contact_id,
+                at=now,
             )
-            try:
-                await session.commit()
-            except IntegrityError:
-                await session.rollback()
+            await session.commit()
 
     async def _defer(
         self, request: SendRequest, until: datetime, why: str, *, now: datetime

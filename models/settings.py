@@ -19,6 +19,9 @@ from models.policy import FrequencyCap, MessagingPolicy
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
+DEVELOPMENT_SUPPRESSION_HASH_SECRET = "local-development-only-suppression-hash-secret"
+"""The built-in `SUPPRESSION_HASH_SECRET`: for `journeys dev` and tests, never production."""
+
 Scope = Literal[
     "events:write", "contacts:read", "contacts:write", "contacts:erase", "journeys:write"
 ]
@@ -102,6 +105,10 @@ class Settings(BaseSettings):
             further in the future are rejected.
         temporal_retry_after_seconds: `Retry-After` of a 503 while Temporal is
             unreachable.
+        suppression_hash_secret: HMAC key of the suppression list's address
+            hashes (`activities/suppressions.py`); set your own, at least 32
+            bytes, in production, and never change it afterwards: rows hashed
+            under another key no longer match (the default is for local use only).
         email_webhook_secret: HMAC key of the email provider's delivery
             webhooks; the webhook endpoint refuses everything until it is set.
         metrics_bind_address: `host:port` where `journeys worker` serves
@@ -150,8 +157,13 @@ class Settings(BaseSettings):
     api_erasure_wait_seconds: float = Field(default=10.0, ge=0)
     event_max_future_seconds: float = Field(default=300.0, ge=0)
     temporal_retry_after_seconds: int = Field(default=5, ge=1)
+    suppression_hash_secret: SecretStr = SecretStr(DEVELOPMENT_SUPPRESSION_HASH_SECRET)
     email_webhook_secret: SecretStr | None = Field(default=None, min_length=16)
     metrics_bind_address: str | None = None
+
+    def suppression_key(self) -> bytes:
+        """The key of the suppression list's address hashes."""
+        return self.suppression_hash_secret.get_secret_value().encode()
 
     def messaging_policy(self) -> MessagingPolicy:
         """The quiet hours and frequency caps the send activity applies."""

@@ -214,7 +214,11 @@ async def contact_upsert(
         tags=tag or [],
         attributes=_key_values(attribute, "--attribute"),
     )
-    contact = await _with_engine(lambda engine: operations.upsert_contact(engine, profile))
+    contact = await _with_engine(
+        lambda engine: operations.upsert_contact(
+            engine, profile, key=get_settings().suppression_key()
+        )
+    )
     if as_json:
         _print_json(contact.model_dump(mode="json"))
     else:
@@ -297,8 +301,11 @@ async def event(
             [behavior_event],
             task_queue=settings.task_queue,
             day_seconds=day_seconds or settings.day_seconds,
+            suppression_key=settings.suppression_key(),
         )
     )
+    if result.status == "erased":
+        raise operations.Gone(result.detail)
     if result.status == "conflict":
         raise operations.Conflict(result.detail)
     if result.status == "duplicate":

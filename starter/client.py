@@ -130,6 +130,10 @@ class ConflictError(ApiError):
     """409: already enrolled, an email of another contact, an `event_id` reused."""
 
 
+class GoneError(ApiError):
+    """410: the contact was erased; its id takes no new events or data."""
+
+
 class UnavailableError(ApiError):
     """503: Temporal or the database is unreachable (raised once the retries are spent)."""
 
@@ -140,6 +144,7 @@ _ERROR_CLASSES: dict[int, type[ApiError]] = {
     403: AuthError,
     404: NotFoundError,
     409: ConflictError,
+    410: GoneError,
     422: ValidationFailed,
     503: UnavailableError,
 }
@@ -369,7 +374,7 @@ class _Calls:
     @staticmethod
     def send_events(events: Sequence[EventIn]) -> _ApiCall[EventsResponse]:
         batch = EventBatchIn(events=[_with_event_id(event) for event in events])
-        return _ApiCall("POST", "/v1/events", _batch_answer, _EVENT_OK | {422}, _body(batch))
+        return _ApiCall("POST", "/v1/events", _batch_answer, _EVENT_OK | {410, 422}, _body(batch))
 
     @staticmethod
     def upsert_contact(

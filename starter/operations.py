@@ -26,7 +26,7 @@ from temporalio.common import WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
-from activities.contacts import suppress_addresses
+from activities.contacts import erased_at, suppress_addresses
 from models.contact_workflow import ContactInput, ContactState, EraseRequest, JourneyEnrolment
 from models.contacts import (
     MAX_CONTACT_ATTRIBUTES,
@@ -34,10 +34,11 @@ from models.contacts import (
     ConsentUpdate,
     ContactProfile,
 )
-from models.db import session_factory
+from models.db import lock_contact, session_factory
 from models.events import SUPPRESSING_EVENTS, suppression_reason
 from models.journeys import SECONDS_PER_DAY, ExitRequest, JourneyInput, JourneyState
 from models.tables import Contact, ContactEvent, MessageLog, utc_now
+from models.tables import JourneyRun as JourneyRunRow
 from workflows import JOURNEYS
 from workflows.toolkit import Journey
 
@@ -62,6 +63,25 @@ class InvalidRequest(OperationError):
     """The request is well-formed but its values cannot be used."""
 
 
+class Gone(OperationError):
+    """The contact was erased: its id keeps a tombstone and takes nothing new."""
+
+
+def erased_contact(contact_id: str, at: datetime) -> Gone:
+    """The refusal of anything addressed to an erased contact."""
+    return Gone(
+        f"contact {contact_id!r} was erased at {at.isoformat()}; its id takes no new data "
+        "(a new contact needs a new id)"
+    )
+
+
+async def refuse_if_erased(session: AsyncSession, contact_id: str) -> None:
+    """Raise `Gone` if the contact has a tombstone."""
+    at = await erased_at(session, contact_id)
+    if at is not None:
+        raise erased_contact(contact_id, at)
+
+
 class JourneyRun(BaseModel):
     """One journey workflow of a contact, as `status` reports it.
 
@@ -78,8 +98,13 @@ class JourneyRun(BaseModel):
     state: JourneyState | None = None
 
 
-async def upsert_contact(engine: AsyncEngine, profile: ContactProfile) -> Contact:
+async def upsert_contact(engine: AsyncEngine, profile: ContactProfile, *, key: bytes) -> Contact:
     """Create the contact or update the fields given; tags and attributes are added.
+
+    Writers of one contact take turns (`models.db.lock_contact`): concurrent
+    upserts of a new id create it once and update it after, and an upsert
+    racing an erasure either lands before it (and is erased) or finds the
+    tombstone.
 
     Events may arrive before their contact (they are kept, see `starter.intake`):
     a contact created after an `unsubscribed` or hard-bounce event of its own
@@ -87,13 +112,21 @@ async def upsert_contact(engine: AsyncEngine, profile: ContactProfile) -> Contac
     (An event still on its way to the database is left to the contact
     workflow's ingest, which suppresses the contact it finds.)
 
+    Args:
+        engine: The database.
+        profile: The fields given.
+        key: The suppression hash key (`Settings.suppression_key`).
+
     Raises:
+        Gone: the contact was erased.
         Conflict: the email address (normalised) belongs to another contact.
         InvalidRequest: the contact would hold more than `MAX_CONTACT_TAGS` tags or
             `MAX_CONTACT_ATTRIBUTES` attributes.
     """
     now = utc_now()
     async with session_factory(engine)() as session:
+        await lock_contact(session, profile.id)
+        await refuse_if_erased(session, profile.id)
         if profile.email is not None:
             owner = (
                 await session.exec(
@@ -131,7 +164,7 @@ async def upsert_contact(engine: AsyncEngine, profile: ContactProfile) -> Contac
         if existing is None:
             reason = await _suppression_before_creation(session, profile.id)
             if reason is not None:
-                await suppress_addresses(session, contact, reason)
+                await suppress_addresses(session, contact, reason, key=key)
         await session.commit()
         await session.refresh(contact)
         return contact
@@ -215,8 +248,10 @@ async def enroll(
 
     Raises:
         NotFound: unknown journey or contact.
+        Gone: the contact was erased.
         InvalidRequest: an input of the wrong type.
-        Conflict: already enrolled.
+        Conflict: already enrolled (running, or a once-only journey the run
+            log says it went through, however long ago).
     """
     journey_class = journey_type(journey)
     if not isinstance(journey_input, journey_class.input_model):
@@ -225,12 +260,15 @@ async def enroll(
             f"not {type(journey_input).__name__}"
         )
     contact_id = journey_input.contact_id
+    workflow_id = journey_class.workflow_id_for(journey_input)
     async with session_factory(engine)() as session:
         if await session.get(Contact, contact_id) is None:
+            await refuse_if_erased(session, contact_id)
             raise NotFound(
                 f"contact {contact_id!r} does not exist; create it with `journeys contact upsert`"
             )
-    workflow_id = journey_class.workflow_id_for(journey_input)
+        if journey_class.reentry_days is None:
+            await _refuse_second_run(session, workflow_id, contact_id, journey)
     try:
         await client.start_workflow(
             journey,
@@ -255,6 +293,24 @@ async def enroll(
     return workflow_id
 
 
+async def _refuse_second_run(
+    session: AsyncSession, workflow_id: str, contact_id: str, journey: str
+) -> None:
+    """Raise `Conflict` if the run log has a run of this once-only journey workflow."""
+    started = (
+        await session.exec(
+            select(JourneyRunRow.started_at)
+            .where(JourneyRunRow.workflow_id == workflow_id)
+            .order_by(col(JourneyRunRow.started_at))
+        )
+    ).first()
+    if started is not None:
+        raise Conflict(
+            f"contact {contact_id!r} is already enrolled in {journey} "
+            f"(it went through it, started {started.isoformat()}; it runs once per contact)"
+        )
+
+
 async def journey_workflow_ids(client: Client, contact_id: str, *, running: bool) -> list[str]:
     """Ids of the contact's journeys, not its contact workflow (only running ones if `running`)."""
     query = f"ContactId = '{contact_id}' AND WorkflowType != '{CONTACT_WORKFLOW}'"
@@ -263,7 +319,9 @@ async def journey_workflow_ids(client: Client, contact_id: str, *, running: bool
     return [execution.id async for execution in client.list_workflows(query)]
 
 
-async def suppress_contact(engine: AsyncEngine, contact_id: str, reason: str) -> list[str]:
+async def suppress_contact(
+    engine: AsyncEngine, contact_id: str, reason: str, *, key: bytes
+) -> list[str]:
     """Suppress the contact's email address and phone number; returns the channels suppressed.
 
     Idempotent: an address already suppressed stays as it is.
@@ -272,7 +330,7 @@ async def suppress_contact(engine: AsyncEngine, contact_id: str, reason: str) ->
         contact = await session.get(Contact, contact_id)
         if contact is None:
             return []
-        suppressed = await suppress_addresses(session, contact, reason)
+        suppressed = await suppress_addresses(session, contact, reason, key=key)
         await session.commit()
         return suppressed
 
@@ -412,12 +470,14 @@ async def get_contact(engine: AsyncEngine, contact_id: str) -> Contact:
     """The contact's row.
 
     Raises:
-        NotFound: no such contact (never created, or erased).
+        NotFound: no such contact.
+        Gone: the contact was erased.
     """
     async with session_factory(engine)() as session:
         contact = await session.get(Contact, contact_id)
-    if contact is None:
-        raise NotFound(f"contact {contact_id!r} does not exist")
+        if contact is None:
+            await refuse_if_erased(session, contact_id)
+            raise NotFound(f"contact {contact_id!r} does not exist")
     return contact
 
 

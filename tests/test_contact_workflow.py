@@ -70,6 +70,7 @@ class Contacts:
             [event],
             task_queue=self.settings.task_queue,
             day_seconds=SECONDS_PER_DAY,
+            suppression_key=self.settings.suppression_key(),
         )
         return event
 
@@ -322,8 +323,9 @@ async def test_unsubscribe_a_second_before_a_scheduled_send_stops_it(
     unsubscribe = await event_now(time_skipping_env, contact_id, "unsubscribed")
     if path == "gateway":
         await accept_events(
-            client, engine, [unsubscribe], task_queue=settings.task_queue, day_seconds=3
-        )
+            client, engine, [unsubscribe], task_queue=settings.task_queue, day_seconds=3,
+            suppression_key=settings.suppression_key(),
+        )  # fmt: skip
     else:
         await contacts.handle(contact_id).signal("event", unsubscribe)
     exited = await journey_when(client, welcome_id, lambda s: s.status != JourneyStatus.RUNNING)
@@ -374,8 +376,8 @@ async def test_erasure_ends_every_journey_deletes_personal_data_and_keeps_a_hash
             ("sms", None),
         ]
         assert {row.address_hash for row in suppressions} == {
-            Suppression.hash_address("erase.me@example.com"),
-            Suppression.hash_address("+15035550199"),
+            Suppression.hash_address("erase.me@example.com", key=settings.suppression_key()),
+            Suppression.hash_address("+15035550199", key=settings.suppression_key()),
         }
         assert not (settings.outbox_dir / "welcome-series-erase").exists()
 

@@ -179,7 +179,9 @@ async def test_suppression_is_checked_at_send_time(
         handle = await start_welcome(env.client, settings, "sup")
         await env.sleep(timedelta(days=1, hours=12))
         # Written straight to the database (as the gateway would); the journey is not told.
-        assert await suppress_contact(engine, "sup", "unsubscribed") == ["email"]
+        assert await suppress_contact(
+            engine, "sup", "unsubscribed", key=settings.suppression_key()
+        ) == ["email"]
         result = await handle.result()
 
     assert result.status == JourneyStatus.COMPLETED
@@ -285,4 +287,6 @@ async def test_invalid_recipient_is_recorded_and_suppressed(
     async with session_factory(engine)() as session:
         [suppression] = (await session.exec(select(Suppression))).all()
     assert suppression.reason == "invalid_recipient"
-    assert suppression.address_hash == Suppression.hash_address("bad@example.com")
+    assert suppression.address_hash == Suppression.hash_address(
+        "bad@example.com", key=settings.suppression_key()
+    )

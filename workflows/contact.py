@@ -83,10 +83,13 @@ are caught by the database)."""
 RESCORE_GRANULARITY = timedelta(hours=1)
 """Decay is applied at most this late (when boundaries crowd together, else on time)."""
 CARRIED_EVENTS = 2 * MAX_EVENT_BATCH
+"""Most unprocessed events handed over to the next run when continuing as new."""
 BATCH_BYTES_PATCH = "event-batches-by-bytes"
 """Runs that formed a batch or a carry-over larger than `MAX_EVENTS_PAYLOAD_BYTES` before it
 was bounded replay unchanged."""
-"""Most unprocessed events handed over to the next run when continuing as new."""
+TOMBSTONE_PATCH = "erased-contact-tombstone"
+"""A run started for an erased contact (its ingest finds the tombstone) erases again and ends;
+guarded for safety, though runs before it never saw a tombstone."""
 DORMANT_AFTER = timedelta(days=30)
 """No event for this long: the contact is tagged `eng_dormant_30d`."""
 MAX_TAGS = 100
@@ -255,6 +258,11 @@ class ContactWorkflow:
             retry_policy=ACTIVITY_RETRY,
             summary=f"Store {len(batch)} event(s)",
         )
+        if ingest.contact_erased and workflow.patched(TOMBSTONE_PATCH):
+            workflow.logger.warning("contact was erased: events dropped, workflow ends")
+            self._pending.clear()
+            self._erase = self._erase or EraseRequest()
+            return
         self._contact_exists = ingest.contact_exists
         self._fit_fields = ingest.fit_fields
         if ingest.scoring_digest != self._model_digest:

@@ -65,7 +65,9 @@ async def put_contact(
     profile = ContactProfile.model_validate(
         {**fields.model_dump(exclude_unset=True), "id": contact_id}
     )
-    return ContactView.of(await operations.upsert_contact(held.engine, profile))
+    return ContactView.of(
+        await operations.upsert_contact(held.engine, profile, key=held.settings.suppression_key())
+    )
 
 
 @router.get("/{contact_id}", response_model=ContactView, responses=_NOT_FOUND)

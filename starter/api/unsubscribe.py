@@ -4,7 +4,10 @@
 unsubscribes (mail clients post `List-Unsubscribe=One-Click` there without
 showing anything). The token's HMAC and expiry are checked first: a forged or
 expired token gets 400 and changes nothing. Unsubscribing is an
-`unsubscribed` event through the same intake as any other.
+`unsubscribed` event through the same intake as any other. The link of an
+erased contact still answers "You are unsubscribed" (its addresses are
+suppressed as `erased`) and sends no event: nothing may start its workflow
+again.
 
 Replays. A valid link is honoured whenever it is used, also long after the
 message and after the contact opted in again: an opt-out must be as easy as
@@ -33,7 +36,7 @@ from models.events import BehaviorEvent
 from models.tables import Contact
 from starter.api.dependencies import ServicesDep
 from starter.intake import accept_events
-from starter.operations import NotFound, get_contact
+from starter.operations import Gone, NotFound, get_contact
 
 router = APIRouter(tags=["unsubscribe"])
 
@@ -102,7 +105,7 @@ async def unsubscribe(held: ServicesDep, token: str = TokenPath) -> HTMLResponse
         return request
     try:
         contact = await get_contact(held.engine, request.contact_id)
-    except NotFound:  # erased meanwhile: nothing left to send to
+    except (NotFound, Gone):  # erased: nothing left to send to, and no event to send
         return page("You are unsubscribed", "<p>You will not hear from us again.</p>")
     event = BehaviorEvent(
         event_id=click_id(token, contact, request.channel),
@@ -117,6 +120,7 @@ async def unsubscribe(held: ServicesDep, token: str = TokenPath) -> HTMLResponse
         [event],
         task_queue=held.settings.task_queue,
         day_seconds=held.settings.day_seconds,
+        suppression_key=held.settings.suppression_key(),
     )
     return page(
         "You are unsubscribed",
