@@ -23,11 +23,24 @@ DEVELOPMENT_SUPPRESSION_HASH_SECRET = "local-development-only-suppression-hash-s
 """The built-in `SUPPRESSION_HASH_SECRET`: for `journeys dev` and tests, never production."""
 
 Scope = Literal[
-    "events:write", "contacts:read", "contacts:write", "contacts:erase", "journeys:write"
+    "events:write",
+    "contacts:read",
+    "contacts:write",
+    "contacts:erase",
+    "contacts:export",
+    "journeys:write",
 ]
-"""What an API key may do: send events, read / write / erase contacts, steer journeys."""
+"""What an API key may do: send events, read / write / erase / export contacts (an access
+request's whole record), steer journeys."""
 ALL_SCOPES: frozenset[Scope] = frozenset(
-    ("events:write", "contacts:read", "contacts:write", "contacts:erase", "journeys:write")
+    (
+        "events:write",
+        "contacts:read",
+        "contacts:write",
+        "contacts:erase",
+        "contacts:export",
+        "journeys:write",
+    )
 )
 
 

@@ -15,6 +15,7 @@ import uuid
 from collections.abc import Awaitable, Callable, Coroutine
 from datetime import UTC, datetime, timedelta
 from functools import wraps
+from pathlib import Path
 from typing import Annotated, Any, ParamSpec, TypeVar
 
 import typer
@@ -27,6 +28,7 @@ from activities.templates import TemplateError
 from models.contacts import ConsentUpdate, ContactProfile
 from models.db import create_engine, migrate
 from models.events import BehaviorEvent
+from models.scoring import ScoringModel
 from models.search_attributes import CONTACT_ID, JOURNEY, JOURNEY_STEP
 from models.settings import get_settings
 from starter import operations
@@ -328,6 +330,42 @@ async def forget(contact_id: Annotated[str, typer.Argument(help="Contact id.")])
         await connect(), contact_id, task_queue=get_settings().task_queue
     )
     typer.echo(f"contact {contact_id} erased")
+
+
+@app.command("export")
+@run_async
+async def export_command(
+    contact_id: Annotated[str, typer.Argument(help="Contact id.")],
+    output: Annotated[
+        Path | None,
+        typer.Option(help="Write the JSON document to this file instead of stdout."),
+    ] = None,
+    live: Annotated[
+        bool,
+        typer.Option(
+            "--live/--no-live", help="Add the live state of running journeys (asks Temporal)."
+        ),
+    ] = True,
+) -> None:
+    """Everything held about a contact, as one JSON document (an access request)."""
+    from starter.export import export_contact
+
+    settings = get_settings()
+    temporal = await connect() if live else None
+    document = await _with_engine(
+        lambda engine: export_contact(
+            engine,
+            contact_id,
+            scoring=ScoringModel.load(settings.scoring_file),
+            temporal=temporal,
+        )
+    )
+    text = json.dumps(document, indent=2, ensure_ascii=False)
+    if output is None:
+        typer.echo(text)
+        return
+    output.write_text(text + "\n", encoding="utf-8")
+    typer.echo(f"export of {contact_id} written to {output}", err=True)
 
 
 async def _steer(
