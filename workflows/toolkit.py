@@ -785,7 +785,7 @@ async def _entered_before(workflow_id: str) -> bool:
     """Whether the journey-run log has a run of `workflow_id` (runs before the patch: no)."""
     if not workflow.patched(ONCE_PER_CONTACT_PATCH):
         return False
-    entered: bool = await workflow.execute_activity(
+    entered: bool = await workflow.execute_local_activity(  # one read: no task round trip
         "journey_entered",
         JourneyEntry(workflow_id=workflow_id),
         start_to_close_timeout=CRM_TIMEOUT,
