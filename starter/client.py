@@ -390,6 +390,10 @@ class _Calls:
         return _ApiCall("GET", _contact_path(contact_id), _model(ContactView))
 
     @staticmethod
+    def export_contact(contact_id: str) -> _ApiCall[dict[str, Any]]:
+        return _ApiCall("GET", _contact_path(contact_id, "export"), _json_object)
+
+    @staticmethod
     def erase_contact(contact_id: str) -> _ApiCall[ErasureView]:
         return _ApiCall(
             "DELETE", _contact_path(contact_id), _model(ErasureView), frozenset({200, 202})
@@ -589,9 +593,20 @@ class JourneysClient(_ClientBase):
         """The contact (`GET /v1/contacts/{id}`).
 
         Raises:
-            NotFoundError: no such contact (or erased).
+            NotFoundError: no such contact.
+            GoneError: the contact was erased.
         """
         return self._call(_Calls.get_contact(contact_id))
+
+    def export_contact(self, contact_id: str) -> dict[str, Any]:
+        """Everything held about the contact, one JSON document (`GET …/{id}/export`).
+
+        Raises:
+            NotFoundError: no such contact.
+            GoneError: the contact was erased.
+            AuthError: the key lacks `contacts:export`.
+        """
+        return self._call(_Calls.export_contact(contact_id))
 
     def erase_contact(self, contact_id: str) -> ErasureView:
         """Erase the contact's data and end its journeys (`DELETE /v1/contacts/{id}`).
@@ -759,6 +774,10 @@ class AsyncJourneysClient(_ClientBase):
     async def get_contact(self, contact_id: str) -> ContactView:
         """The contact; see `JourneysClient.get_contact`."""
         return await self._call(_Calls.get_contact(contact_id))
+
+    async def export_contact(self, contact_id: str) -> dict[str, Any]:
+        """Everything held about the contact; see `JourneysClient.export_contact`."""
+        return await self._call(_Calls.export_contact(contact_id))
 
     async def erase_contact(self, contact_id: str) -> ErasureView:
         """Erase the contact; see `JourneysClient.erase_contact`."""

@@ -213,23 +213,22 @@ async def _signal_group(
     task_queue: str,
     day_seconds: int,
     suppression_key: bytes,
-) -> str:
+) -> None:
     contact_id = events[0].contact_id
     for reason in {suppression_reason(event) for event in events} - {None}:
         assert reason is not None
         await suppress_contact(engine, contact_id, reason, key=suppression_key)
     with unavailable_as_error():
         if len(events) == 1:
-            handle = await signal_contact(
+            await signal_contact(
                 client, contact_id, "event", events[0], task_queue=task_queue,
                 day_seconds=day_seconds,
             )  # fmt: skip
         else:
-            handle = await signal_contact(
+            await signal_contact(
                 client, contact_id, "events", EventBatch(events=events), task_queue=task_queue,
                 day_seconds=day_seconds,
             )  # fmt: skip
-    return handle.id
 
 
 async def _tombstones(engine: AsyncEngine, contact_ids: set[str]) -> dict[str, datetime]:

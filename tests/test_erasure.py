@@ -28,10 +28,11 @@ from models.events import BehaviorEvent
 from models.search_attributes import ALL_SEARCH_ATTRIBUTES
 from models.settings import Settings
 from models.tables import Contact, ContactEvent, ErasedContact, Suppression
+from starter.client import AsyncJourneysClient, GoneError
 from starter.toolchain import start_dev_server
 from tests.cli import cli_environment, journeys
 from tests.factories import message_rows, rows_of
-from tests.gateway import READ_ONLY_KEY, Gateway, gateway_settings, serving_gateway
+from tests.gateway import FULL_KEY, READ_ONLY_KEY, Gateway, gateway_settings, serving_gateway
 from tests.test_api import contact_state, journey_state, new_id, put_contact
 
 Row = TypeVar("Row", bound=SQLModel)
@@ -346,7 +347,11 @@ async def test_export_returns_everything_held_and_erased_contacts_are_gone(
     assert to_file.returncode == 0, to_file.stderr
     assert json.loads(written.read_text())["messages"] == document["messages"]
 
-    await erase(gateway, contact_id)
+    async with AsyncJourneysClient(gateway.url, FULL_KEY) as journeys_api:
+        assert (await journeys_api.export_contact(contact_id))["events"] == document["events"]
+        await erase(gateway, contact_id)
+        with pytest.raises(GoneError, match="was erased"):
+            await journeys_api.export_contact(contact_id)
     gone = await gateway.http.get(path)
     assert gone.status_code == 410
     assert "was erased" in gone.json()["detail"]

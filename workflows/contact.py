@@ -20,8 +20,10 @@ event creates it). For each batch of new events it:
 Decay is re-evaluated on a durable timer set to the next instant a point
 decays (or the contact turns dormant), so a lead that cools drops a band on
 time without polling. The `forget` signal erases the contact: every journey
-exits, the database forgets it (only hashed suppressions stay) and the
-workflow ends. It continues as new when the history grows, carrying only
+exits, the database forgets it (only hashed suppressions and the id's
+tombstone stay) and the workflow ends. A run started for an erased id
+anyway (past the gateway) finds the tombstone at its first ingest, stores
+nothing, erases again and ends. It continues as new when the history grows, carrying only
 bounded state.
 """
 
