@@ -30,6 +30,7 @@ COPY workflows/ workflows/
 COPY activities/ activities/
 COPY models/ models/
 COPY starter/ starter/
+COPY runtime/ runtime/
 COPY migrations/ migrations/
 COPY templates/ templates/
 # Editable install on purpose: models/settings.py finds templates/ and

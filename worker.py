@@ -122,6 +122,7 @@ def build_worker(
         unsubscribe_base_url=settings.public_base_url,
         unsubscribe_secret=settings.unsubscribe_secret.get_secret_value(),
         accelerated_clock_allowed=settings.allow_accelerated_clock,
+        suppression_key=settings.suppression_key(),
     )
     crm = CrmActivities(engine=engine)
     journey_log = JourneyLogActivities(engine=engine)
@@ -130,6 +131,7 @@ def build_worker(
         scoring=ScoringModel.load(settings.scoring_file),
         outbox_dir=settings.outbox_dir,
         keys=key_store_of(client.data_converter) or key_store(settings, engine=engine),
+        suppression_key=settings.suppression_key(),
     )
     sales = SalesActivities(
         engine=engine,
@@ -147,6 +149,7 @@ def build_worker(
             crm.create_crm_task,
             crm.mark_churn_risk,
             journey_log.record_journey_run,
+            journey_log.journey_entered,
             contacts.ingest_events,
             contacts.scoring_model,
             contacts.update_lead_score,

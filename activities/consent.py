@@ -3,7 +3,8 @@
 One place for the rules, used by the gateway (the link, the SMS webhook, event
 intake, contact upserts), the CLI and the contact workflow's activities:
 
-- a suppression is per channel and holds only a hash of the address; an
+- a suppression is per channel and holds only a keyed hash of the address
+  (`activities/suppressions.py`); an
   unsubscribe suppresses the channels its scope names
   (`models.events.suppression_scope`), a hard bounce the email address;
 - an opt-out also withdraws the marketing consent on those channels; every
@@ -28,8 +29,9 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from activities.suppressions import find_suppression, suppress_address
 from models.events import ALL_CHANNELS, SuppressionScope
-from models.tables import ConsentChange, Contact, Suppression, utc_now
+from models.tables import ConsentChange, Contact, utc_now
 
 STOP_REASON = "sms_stop"
 """Suppression reason of an SMS STOP keyword: the only suppression START lifts."""
@@ -62,12 +64,13 @@ async def suppress_addresses(
     contact: Contact,
     reason: str,
     *,
+    key: bytes,
     channels: Iterable[str] = ALL_CHANNELS,
 ) -> list[str]:
-    """Add the contact's addresses on `channels` to the suppressions (hashed).
+    """Add the contact's addresses on `channels` to the suppressions (keyed hashes).
 
     Idempotent: an address already suppressed stays so (a stronger reason replaces a
-    marketing-only one, see `suppress_address`).
+    marketing-only one, see `activities.suppressions.suppress_address`).
 
     Returns:
         The channels suppressed (or already suppressed).
@@ -76,51 +79,11 @@ async def suppress_addresses(
     for channel in sorted(channels):
         address = address_on(contact, channel)
         if address:
-            await suppress_address(session, channel, address, reason, contact_id=contact.id)
+            await suppress_address(
+                session, channel, address, key=key, reason=reason, contact_id=contact.id
+            )
             suppressed.append(channel)
     return suppressed
-
-
-async def suppress_address(
-    session: AsyncSession,
-    channel: str,
-    address: str,
-    reason: str,
-    *,
-    contact_id: str | None,
-    now: datetime | None = None,
-) -> None:
-    """Suppress one address on one channel; an existing entry stays unless `reason` stops more.
-
-    An address that unsubscribed (marketing only) and then hard-bounced, complained
-    or was erased stops service messages too (`Suppression.stops_service_messages`).
-    """
-    existing = await suppression_of(session, channel, address)
-    if existing is None:
-        session.add(
-            Suppression(
-                channel=channel,
-                address_hash=Suppression.hash_address(address),
-                reason=reason,
-                contact_id=contact_id,
-                created_at=now or utc_now(),
-            )
-        )
-    elif not existing.stops_service_messages and Suppression.reason_stops_service(channel, reason):
-        existing.reason = reason
-        session.add(existing)
-    await session.flush()
-
-
-async def suppression_of(session: AsyncSession, channel: str, address: str) -> Suppression | None:
-    """The suppression of `address` on `channel`, if any."""
-    rows = await session.exec(
-        select(Suppression).where(
-            Suppression.channel == channel,
-            Suppression.address_hash == Suppression.hash_address(address),
-        )
-    )
-    return rows.first()
 
 
 async def record_change(
@@ -211,19 +174,25 @@ async def apply_scope(
     contact: Contact,
     scope: SuppressionScope,
     *,
+    key: bytes,
     at: datetime,
     origin: ConsentOrigin,
     change_key: str,
 ) -> None:
-    """Suppress what a suppressing event names and, for an opt-out, withdraw the consent."""
-    await suppress_addresses(session, contact, scope.reason, channels=scope.channels)
+    """Suppress what a suppressing event names and, for an opt-out, withdraw the consent.
+
+    `key` is the suppression hash key (`Settings.suppression_key`).
+    """
+    await suppress_addresses(session, contact, scope.reason, key=key, channels=scope.channels)
     if scope.withdraws_consent:
         await withdraw_consent(
             session, contact, scope.channels, at=at, origin=origin, change_key=change_key
         )
 
 
-async def reachable_channels(session: AsyncSession, contact: Contact | None) -> list[str]:
+async def reachable_channels(
+    session: AsyncSession, contact: Contact | None, *, key: bytes
+) -> list[str]:
     """The channels marketing can still reach the contact on: address, consent, no suppression."""
     if contact is None:
         return []
@@ -233,7 +202,7 @@ async def reachable_channels(session: AsyncSession, contact: Contact | None) -> 
         if (
             address
             and getattr(contact, f"{channel}_consent")
-            and await suppression_of(session, channel, address) is None
+            and await find_suppression(session, channel, address, key=key) is None
         ):
             reachable.append(channel)
     return reachable

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from datetime import datetime
 from pathlib import Path
 
 import structlog
@@ -33,7 +34,7 @@ from models.contact_workflow import (
     LeadScoreUpdate,
     LeadStatus,
 )
-from models.db import session_factory
+from models.db import lock_contact, session_factory
 from models.events import BehaviorEvent, suppression_scope
 from models.scoring import ScoringModel
 from models.tables import (
@@ -41,6 +42,7 @@ from models.tables import (
     Contact,
     ContactEvent,
     CrmTask,
+    ErasedContact,
     EventReceipt,
     JourneyRun,
     MessageLog,
@@ -58,15 +60,29 @@ EXIT_GRACE_SECONDS = 10.0
 """How long erasure lets the contact's journeys finish their exit before terminating them."""
 
 
+async def erased_at(session: AsyncSession, contact_id: str) -> datetime | None:
+    """When the contact was erased (its tombstone), or None."""
+    tombstone = await session.get(ErasedContact, contact_id)
+    return tombstone.erased_at if tombstone is not None else None
+
+
 class ContactActivities:
     """The contact workflow's activities; built once in the worker."""
 
     def __init__(
-        self, *, engine: AsyncEngine, scoring: ScoringModel, outbox_dir: Path, keys: KeyStore
+        self,
+        *,
+        engine: AsyncEngine,
+        scoring: ScoringModel,
+        outbox_dir: Path,
+        keys: KeyStore,
+        suppression_key: bytes,
     ) -> None:
-        """Hold the database engine, the scoring model, the outbox folder and the data keys."""
+        """Hold the database engine, the scoring model, the outbox folder, the data keys
+        and the suppression hash key."""
         self._sessions = session_factory(engine)
         self._keys = keys
+        self._suppression_key = suppression_key
         self._scoring = scoring
         self._scoring_digest = scoring.digest()
         self._outbox_dir = outbox_dir
@@ -75,14 +91,27 @@ class ContactActivities:
     async def ingest_events(self, request: IngestRequest) -> IngestResult:
         """Store the events not stored before, and suppress at once on unsubscribe / hard bounce.
 
+        The events of an erased contact (one with a tombstone) are not stored:
+        the result says `contact_erased` and the workflow ends.
+
         Returns:
             The events accepted now (or by an earlier attempt of this batch),
-            whether the contact exists, its attributes, the scoring model's
-            fingerprint and the channels marketing can still reach it on.
+            whether the contact exists (or was erased), its attributes, the scoring
+            model's fingerprint and the channels marketing can still reach it on.
         """
         ids = [event.event_id for event in request.events]
         with bound_contextvars(contact_id=request.contact_id, batch_key=request.batch_key):
             async with self._sessions() as session:
+                contact = await session.get(Contact, request.contact_id)
+                if contact is None and await erased_at(session, request.contact_id):
+                    log.warning("events of an erased contact dropped", events=len(ids))
+                    return IngestResult(
+                        accepted_event_ids=[],
+                        contact_exists=False,
+                        contact_erased=True,
+                        fit_fields={},
+                        scoring_digest=self._scoring_digest,
+                    )
                 stored = await session.exec(
                     select(ContactEvent.event_id, ContactEvent.batch_key).where(
                         ContactEvent.contact_id == request.contact_id,
@@ -99,7 +128,6 @@ class ContactActivities:
                     elif batch != request.batch_key or event.event_id in accepted:
                         continue
                     accepted.append(event.event_id)
-                contact = await session.get(Contact, request.contact_id)
                 suppressing = [
                     event
                     for event in request.events
@@ -107,8 +135,8 @@ class ContactActivities:
                 ]
                 if contact is not None:
                     for event in suppressing:
-                        await _apply(session, contact, event)
-                reachable = await reachable_channels(session, contact)
+                        await _apply(session, contact, event, key=self._suppression_key)
+                reachable = await reachable_channels(session, contact, key=self._suppression_key)
                 await session.commit()
             log.info(
                 "events ingested",
@@ -162,7 +190,8 @@ class ContactActivities:
 
     @activity.defn(name="erase_contact")
     async def erase_contact(self, contact_id: str) -> ErasureResult:
-        """Delete everything personal about the contact; keep only hashed suppressions.
+        """Delete everything personal about the contact; keep only hashed suppressions
+        and the contact's tombstone (its id and the time of erasure).
 
         Deleted: the contact row, its consent history, events, message log,
         CRM tasks, sales notifications and SLA breaches, and the outbox files of its messages
@@ -171,8 +200,15 @@ class ContactActivities:
         """
         with bound_contextvars(contact_id=contact_id):
             async with self._sessions() as session:
+                await lock_contact(session, contact_id)
+                if await erased_at(session, contact_id) is None:
+                    session.add(ErasedContact(contact_id=contact_id))
                 contact = await session.get(Contact, contact_id, with_for_update=True)
-                suppressed = await suppress_addresses(session, contact, "erased") if contact else []
+                suppressed = (
+                    await suppress_addresses(session, contact, "erased", key=self._suppression_key)
+                    if contact
+                    else []
+                )
                 await session.flush()
                 message_keys = (
                     await session.exec(
@@ -277,7 +313,9 @@ async def _is_running(client: Client, workflow_id: str) -> bool:
     return description.status == WorkflowExecutionStatus.RUNNING
 
 
-async def _apply(session: AsyncSession, contact: Contact, event: BehaviorEvent) -> None:
+async def _apply(
+    session: AsyncSession, contact: Contact, event: BehaviorEvent, *, key: bytes
+) -> None:
     """Suppress (and withdraw consent) as the event says, once per event."""
     scope = suppression_scope(event)
     assert scope is not None
@@ -285,6 +323,7 @@ async def _apply(session: AsyncSession, contact: Contact, event: BehaviorEvent) 
         session,
         contact,
         scope,
+        key=key,
         at=event.occurred_at,
         origin=event_origin(event.properties),
         change_key=event.event_id,

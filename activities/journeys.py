@@ -3,7 +3,8 @@
 Journeys write their run when they start and when they end (completed, or
 exited with the reason). Idempotent: the row is keyed by the run and simply
 brought up to date, however often an attempt is retried. A run that ended
-because its contact was erased leaves no row behind.
+because its contact was erased, or of a contact erased meanwhile, leaves no
+row behind.
 """
 
 from __future__ import annotations
@@ -15,8 +16,9 @@ from sqlmodel import col, select
 from structlog.contextvars import bound_contextvars
 from temporalio import activity
 
+from activities.contacts import erased_at
 from models.db import session_factory
-from models.journeys import ContactMemo, JourneyRunRecord, JourneyStatus
+from models.journeys import ContactMemo, JourneyEntry, JourneyRunRecord, JourneyStatus
 from models.tables import Contact, JourneyRun
 
 log = structlog.stdlib.get_logger(__name__)
@@ -40,7 +42,7 @@ class JourneyLogActivities:
         """
         with bound_contextvars(workflow_id=record.workflow_id, contact_id=record.contact_id):
             async with self._sessions() as session:
-                if record.exit_reason == ERASED:
+                if record.exit_reason == ERASED or await erased_at(session, record.contact_id):
                     await session.exec(
                         delete(JourneyRun).where(col(JourneyRun.run_key) == record.run_key)
                     )
@@ -78,3 +80,16 @@ class JourneyLogActivities:
                 tags=contact.tags,
                 attributes=contact.attributes,
             )
+
+    @activity.defn
+    async def journey_entered(self, entry: JourneyEntry) -> bool:
+        """Whether the journey workflow `entry.workflow_id` ever ran (a row in the run log).
+
+        What keeps a once-per-contact journey once per contact after Temporal's
+        retention has deleted its closed workflow.
+        """
+        async with self._sessions() as session:
+            found = await session.exec(
+                select(JourneyRun.id).where(JourneyRun.workflow_id == entry.workflow_id).limit(1)
+            )
+            return found.first() is not None

@@ -42,7 +42,6 @@ from datetime import datetime, timedelta
 
 import structlog
 from sqlalchemy import func, update
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -50,7 +49,6 @@ from structlog.contextvars import bound_contextvars
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities.consent import suppress_address, suppression_of
 from activities.policy import frequency_cap_release, quiet_hours_end
 from activities.providers import (
     DeliveryError,
@@ -59,6 +57,7 @@ from activities.providers import (
     OutgoingSms,
     SmsProvider,
 )
+from activities.suppressions import find_suppression, suppress_address
 from activities.templates import (
     ContactFields,
     LinkContext,
@@ -108,14 +107,17 @@ class MessagingActivities:
         policy: MessagingPolicy,
         unsubscribe_base_url: str,
         unsubscribe_secret: str,
+        suppression_key: bytes,
         accelerated_clock_allowed: bool = False,
     ) -> None:
         """Hold the shared resources the activities use.
 
+        `suppression_key` is the suppression hash key (`Settings.suppression_key`).
         `accelerated_clock_allowed` (ALLOW_ACCELERATED_CLOCK): evaluate the policy in
         journey time for journeys on an accelerated clock; otherwise in real time.
         """
         self._sessions = session_factory(engine)
+        self._suppression_key = suppression_key
         self._templates = templates
         self._email = email_provider
         self._sms = sms_provider
@@ -319,7 +321,10 @@ class MessagingActivities:
         if not address:
             return DeliveryStatus.SKIPPED_NO_ADDRESS, f"contact has no {request.channel} address"
         async with self._sessions() as session:
-            suppression = await suppression_of(session, request.channel, address)
+            suppression = await find_suppression(
+                session, request.channel, address, key=self._suppression_key
+            )
+            await session.commit()  # a legacy row found is stored re-keyed
         if suppression is not None and (
             request.category == MessageCategory.MARKETING or suppression.stops_service_messages
         ):
@@ -443,13 +448,16 @@ class MessagingActivities:
         self, channel: Channel, address: str, reason: str, contact_id: str, now: datetime
     ) -> None:
         async with self._sessions() as session:
-            try:
-                await suppress_address(
-                    session, channel, address, reason, contact_id=contact_id, now=now
-                )
-                await session.commit()
-            except IntegrityError:  # suppressed meanwhile by someone else: suppressed either way
-                await session.rollback()
+            await suppress_address(
+                session,
+                channel,
+                address,
+                key=self._suppression_key,
+                reason=reason,
+                contact_id=contact_id,
+                at=now,
+            )
+            await session.commit()
 
     async def _defer(
         self, request: SendRequest, until: datetime, why: str, *, now: datetime

@@ -155,6 +155,8 @@ class IngestResult(BaseModel):
         accepted_event_ids: Events stored now (others were already stored:
             duplicates older than the workflow's memory).
         contact_exists: Whether the contact is in the CRM (journeys start only then).
+        contact_erased: The contact was erased (it has a tombstone): nothing
+            was stored, and the workflow must end without acting.
         fit_fields: The contact's attributes, for fit rules.
         scoring_digest: Fingerprint of the worker's scoring model.
         reachable_channels: The channels marketing can still reach the contact
@@ -166,6 +168,7 @@ class IngestResult(BaseModel):
 
     accepted_event_ids: list[str]
     contact_exists: bool
+    contact_erased: bool = False
     fit_fields: dict[str, str] = Field(default_factory=dict)
     scoring_digest: str
     reachable_channels: list[str] = Field(default_factory=list)

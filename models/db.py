@@ -108,3 +108,26 @@ async def migrate(engine: AsyncEngine, revision: str = "head") -> None:
                 text("SELECT pg_advisory_xact_lock(:key)"), {"key": _MIGRATION_LOCK}
             )
         await connection.run_sync(_upgrade, revision)
+
+
+_CONTACT_LOCKS = 0x636F6E74  # "cont": the advisory-lock space of per-contact locks
+
+
+async def lock_contact(session: AsyncSession, contact_id: str) -> None:
+    """Serialise writers of one contact until `session`'s transaction ends.
+
+    Upserts, erasure and the tombstone check take this lock first, so a PUT
+    racing a DELETE, or several PUTs creating the same contact, run one after
+    the other instead of failing on each other's rows. PostgreSQL: a
+    transaction-scoped advisory lock on the contact id. SQLite: the database's
+    write lock, taken by a write that changes nothing (SQLite has one writer
+    at a time; the 30 s busy timeout makes the others wait).
+    """
+    connection = await session.connection()
+    if connection.dialect.name == "postgresql":
+        statement = "SELECT pg_advisory_xact_lock(:space, hashtext(:contact_id))"
+    else:
+        statement = (
+            "UPDATE erased_contacts SET erased_at = erased_at WHERE contact_id = :contact_id"
+        )
+    await connection.execute(text(statement), {"space": _CONTACT_LOCKS, "contact_id": contact_id})

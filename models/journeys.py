@@ -109,6 +109,18 @@ class JourneyState(BaseModel):
     exit_reason: str | None = None
 
 
+class JourneyEntry(BaseModel):
+    """A journey workflow asked about: has it ever run (is it in the run log)?
+
+    Attributes:
+        workflow_id: e.g. `welcome-series-ada`.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    workflow_id: str
+
+
 class JourneyRunRecord(BaseModel):
     """One journey run's status for the journey-run log (written at start and at the end).
 

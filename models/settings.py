@@ -36,24 +36,29 @@ DEVELOPMENT_UNSUBSCRIBE_SECRET = "local-development-only-unsubscribe-secret"
 """The built-in unsubscribe secret: fine on a laptop, refused with real contacts."""
 MIN_SECRET_BYTES = 32
 """Shortest secret accepted where real contacts get messages (256 bits)."""
+DEVELOPMENT_SUPPRESSION_HASH_SECRET = "local-development-only-suppression-hash-secret"
+"""The built-in `SUPPRESSION_HASH_SECRET`: for `journeys dev` and tests, never production."""
 
 Scope = Literal[
     "events:write",
     "contacts:read",
     "contacts:write",
     "contacts:erase",
+    "contacts:export",
     "journeys:write",
     "codec:decode",
     "codec:encode",
 ]
-"""What an API key may do: send events, read / write / erase contacts, steer journeys,
-decode / encode Temporal payloads at the codec endpoint (`/codec/…`)."""
+"""What an API key may do: send events, read / write / erase / export contacts (an access
+request's whole record), steer journeys, decode / encode Temporal payloads at the codec
+endpoint (`/codec/…`)."""
 ALL_SCOPES: frozenset[Scope] = frozenset(
     (
         "events:write",
         "contacts:read",
         "contacts:write",
         "contacts:erase",
+        "contacts:export",
         "journeys:write",
         "codec:decode",
         "codec:encode",
@@ -151,6 +156,10 @@ class Settings(BaseSettings):
             further in the future are rejected.
         temporal_retry_after_seconds: `Retry-After` of a 503 while Temporal is
             unreachable.
+        suppression_hash_secret: HMAC key of the suppression list's address
+            hashes (`activities/suppressions.py`); set your own, at least 32
+            bytes, in production, and never change it afterwards: rows hashed
+            under another key no longer match (the default is for local use only).
         email_webhook_secret: HMAC key of the email provider's delivery
             webhooks; the webhook endpoint refuses everything until it is set.
         sms_webhook_secret: HMAC key of the SMS provider's inbound-message
@@ -221,6 +230,7 @@ class Settings(BaseSettings):
     api_erasure_wait_seconds: float = Field(default=10.0, ge=0)
     event_max_future_seconds: float = Field(default=300.0, ge=0)
     temporal_retry_after_seconds: int = Field(default=5, ge=1)
+    suppression_hash_secret: SecretStr = SecretStr(DEVELOPMENT_SUPPRESSION_HASH_SECRET)
     email_webhook_secret: SecretStr | None = Field(default=None, min_length=16)
     sms_webhook_secret: SecretStr | None = Field(default=None, min_length=16)
     metrics_bind_address: str | None = None
@@ -306,6 +316,11 @@ class Settings(BaseSettings):
                 "UNSUBSCRIBE_SECRET", self.unsubscribe_secret, DEVELOPMENT_UNSUBSCRIBE_SECRET
             ),
             _public_url_refusal(self.public_base_url),
+            _secret_refusal(
+                "SUPPRESSION_HASH_SECRET",
+                self.suppression_hash_secret,
+                DEVELOPMENT_SUPPRESSION_HASH_SECRET,
+            ),
         ]
         if LOCAL_MASTER_KEY_ID in self.payload_master_keys:
             refusals.append(
@@ -319,6 +334,10 @@ class Settings(BaseSettings):
         if self.production and self.allow_accelerated_clock:
             refusals.append("ALLOW_ACCELERATED_CLOCK is on: journeys could skip real days")
         return [f"{refusal} (refused because {why})" for refusal in refusals if refusal]
+
+    def suppression_key(self) -> bytes:
+        """The key of the suppression list's address hashes."""
+        return self.suppression_hash_secret.get_secret_value().encode()
 
     def messaging_policy(self) -> MessagingPolicy:
         """The quiet hours and frequency caps the send activity applies."""

@@ -7,8 +7,9 @@ Schema changes go through Alembic migrations in `migrations/`.
 from __future__ import annotations
 
 import hashlib
+import hmac
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 
 from sqlalchemy import JSON, Column, DateTime, TypeDecorator, UniqueConstraint
 from sqlalchemy.engine import Dialect
@@ -131,13 +132,18 @@ class EventReceipt(SQLModel, table=True):
 
 
 class JourneyRun(SQLModel, table=True):
-    """One run of a journey for a contact: when it started, how it ended (the funnel's source)."""
+    """One run of a journey for a contact: when it started, how it ended (the funnel's source).
+
+    Also the lasting record that a contact entered a journey: a once-per-contact
+    journey is not started again for a workflow id found here, long after
+    Temporal's retention has deleted the closed workflow.
+    """
 
     __tablename__ = "journey_runs"
 
     id: int | None = Field(default=None, primary_key=True)
     run_key: str = Field(max_length=300, unique=True)
-    workflow_id: str = Field(max_length=200)
+    workflow_id: str = Field(max_length=200, index=True)
     journey: str = Field(max_length=64, index=True)
     contact_id: str = Field(max_length=64, index=True)
     status: str = Field(max_length=16, index=True)
@@ -186,13 +192,23 @@ reason (a hard bounce, an invalid recipient, a complaint, an erasure, an SMS STO
 which carriers say ends every text) stops every message on the channel."""
 
 
+SuppressionScheme = Literal["hmac-sha256", "sha256"]
+"""How a suppression's address hash was made: keyed (HMAC-SHA256 with
+`SUPPRESSION_HASH_SECRET`), or bare SHA-256 (rows written before revision 0009)."""
+
+
 class Suppression(SQLModel, table=True):
     """An address that must not be messaged again on a channel.
 
-    Only a hash of the normalised address is kept, so the entry survives the
-    erasure of the contact's personal data and still stops a re-import from
-    being mailed. An email unsubscribe stops marketing; every other reason stops
-    service messages too (`stops_service_messages`).
+    Only a keyed hash of the normalised address is kept, so the entry survives
+    the erasure of the contact's personal data and still stops a re-import
+    from being mailed, while a leaked table cannot be reversed with a
+    dictionary of addresses. Rows from before revision 0009 hold a bare
+    SHA-256 (`scheme` `sha256`, the column's server default): they are still
+    matched, and rewritten keyed when their address is next seen (see
+    `activities/suppressions.py`).
+    An unsubscribe stops marketing; every other reason stops service messages
+    too (`stops_service_messages`).
     """
 
     __tablename__ = "suppressions"
@@ -201,6 +217,9 @@ class Suppression(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     channel: str = Field(max_length=16)
     address_hash: str = Field(max_length=64)
+    scheme: str = Field(
+        default="hmac-sha256", max_length=16, sa_column_kwargs={"server_default": "sha256"}
+    )
     reason: str = Field(max_length=64)
     contact_id: str | None = Field(default=None, max_length=64, index=True)
     created_at: datetime = Field(
@@ -218,9 +237,34 @@ class Suppression(SQLModel, table=True):
         return (channel, reason) not in MARKETING_ONLY_SUPPRESSIONS
 
     @staticmethod
-    def hash_address(address: str) -> str:
-        """SHA-256 of the address, trimmed and lower-cased."""
-        return hashlib.sha256(address.strip().lower().encode()).hexdigest()
+    def hash_address(address: str, *, key: bytes) -> str:
+        """HMAC-SHA256 of the address (trimmed, lower-cased) under `key`."""
+        return hmac.new(key, _normalised(address), hashlib.sha256).hexdigest()
+
+    @staticmethod
+    def legacy_hash(address: str) -> str:
+        """Bare SHA-256 of the address, as rows of scheme `sha256` hold it."""
+        return hashlib.sha256(_normalised(address)).hexdigest()
+
+
+def _normalised(address: str) -> bytes:
+    return address.strip().lower().encode()
+
+
+class ErasedContact(SQLModel, table=True):
+    """The tombstone of an erased contact: its id and when, nothing personal.
+
+    Written in the same transaction that deletes the contact's data. Later
+    events, enrolments and upserts of the id are refused (410), and a contact
+    workflow started for it anyway ends without storing anything.
+    """
+
+    __tablename__ = "erased_contacts"
+
+    contact_id: str = Field(primary_key=True, max_length=64)
+    erased_at: datetime = Field(
+        default_factory=utc_now, sa_column=Column(UTCDateTime(), nullable=False)
+    )
 
 
 class ConsentChange(SQLModel, table=True):

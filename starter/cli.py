@@ -15,6 +15,7 @@ import uuid
 from collections.abc import Awaitable, Callable, Coroutine
 from datetime import UTC, datetime, timedelta
 from functools import wraps
+from pathlib import Path
 from typing import Annotated, Any, ParamSpec, TypeVar
 
 import typer
@@ -27,6 +28,7 @@ from activities.templates import TemplateError
 from models.contacts import ConsentUpdate, ContactProfile
 from models.db import create_engine, migrate
 from models.events import BehaviorEvent
+from models.scoring import ScoringModel
 from models.search_attributes import CONTACT_ID, JOURNEY, JOURNEY_STEP
 from models.settings import UnsafeSettings, accelerated_clock_refusal, get_settings
 from runtime.keys import key_store
@@ -238,7 +240,11 @@ async def contact_upsert(
         tags=tag or [],
         attributes=_key_values(attribute, "--attribute"),
     )
-    contact = await _with_engine(lambda engine: operations.upsert_contact(engine, profile))
+    contact = await _with_engine(
+        lambda engine: operations.upsert_contact(
+            engine, profile, key=get_settings().suppression_key()
+        )
+    )
     if as_json:
         _print_json(contact.model_dump(mode="json"))
     else:
@@ -346,8 +352,11 @@ async def event(
             [behavior_event],
             task_queue=settings.task_queue,
             day_seconds=day_seconds or settings.day_seconds,
+            suppression_key=settings.suppression_key(),
         )
     )
+    if result.status == "erased":
+        raise operations.Gone(result.detail)
     if result.status == "conflict":
         raise operations.Conflict(result.detail)
     if result.status == "duplicate":
@@ -366,10 +375,49 @@ async def event(
 @run_async
 async def forget(contact_id: Annotated[str, typer.Argument(help="Contact id.")]) -> None:
     """Erase a contact: end its journeys, delete its personal data (hashed suppressions stay)."""
-    await operations.forget_contact(
-        await connect(), contact_id, task_queue=get_settings().task_queue
+    client = await connect()
+    await _with_engine(
+        lambda engine: operations.forget_contact(
+            client, engine, contact_id, task_queue=get_settings().task_queue
+        )
     )
     typer.echo(f"contact {contact_id} erased")
+
+
+@app.command("export")
+@run_async
+async def export_command(
+    contact_id: Annotated[str, typer.Argument(help="Contact id.")],
+    output: Annotated[
+        Path | None,
+        typer.Option(help="Write the JSON document to this file instead of stdout."),
+    ] = None,
+    live: Annotated[
+        bool,
+        typer.Option(
+            "--live/--no-live", help="Add the live state of running journeys (asks Temporal)."
+        ),
+    ] = True,
+) -> None:
+    """Everything held about a contact, as one JSON document (an access request)."""
+    from starter.export import export_contact
+
+    settings = get_settings()
+    temporal = await connect() if live else None
+    document = await _with_engine(
+        lambda engine: export_contact(
+            engine,
+            contact_id,
+            scoring=ScoringModel.load(settings.scoring_file),
+            temporal=temporal,
+        )
+    )
+    text = json.dumps(document, indent=2, ensure_ascii=False)
+    if output is None:
+        typer.echo(text)
+        return
+    output.write_text(text + "\n", encoding="utf-8")
+    typer.echo(f"export of {contact_id} written to {output}", err=True)
 
 
 async def _steer(

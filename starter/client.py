@@ -130,6 +130,10 @@ class ConflictError(ApiError):
     """409: already enrolled, an email of another contact, an `event_id` reused."""
 
 
+class GoneError(ApiError):
+    """410: the contact was erased; its id takes no new events or data."""
+
+
 class UnavailableError(ApiError):
     """503: Temporal or the database is unreachable (raised once the retries are spent)."""
 
@@ -140,6 +144,7 @@ _ERROR_CLASSES: dict[int, type[ApiError]] = {
     403: AuthError,
     404: NotFoundError,
     409: ConflictError,
+    410: GoneError,
     422: ValidationFailed,
     503: UnavailableError,
 }
@@ -369,7 +374,7 @@ class _Calls:
     @staticmethod
     def send_events(events: Sequence[EventIn]) -> _ApiCall[EventsResponse]:
         batch = EventBatchIn(events=[_with_event_id(event) for event in events])
-        return _ApiCall("POST", "/v1/events", _batch_answer, _EVENT_OK | {422}, _body(batch))
+        return _ApiCall("POST", "/v1/events", _batch_answer, _EVENT_OK | {410, 422}, _body(batch))
 
     @staticmethod
     def upsert_contact(
@@ -383,6 +388,10 @@ class _Calls:
     @staticmethod
     def get_contact(contact_id: str) -> _ApiCall[ContactView]:
         return _ApiCall("GET", _contact_path(contact_id), _model(ContactView))
+
+    @staticmethod
+    def export_contact(contact_id: str) -> _ApiCall[dict[str, Any]]:
+        return _ApiCall("GET", _contact_path(contact_id, "export"), _json_object)
 
     @staticmethod
     def erase_contact(contact_id: str) -> _ApiCall[ErasureView]:
@@ -584,9 +593,20 @@ class JourneysClient(_ClientBase):
         """The contact (`GET /v1/contacts/{id}`).
 
         Raises:
-            NotFoundError: no such contact (or erased).
+            NotFoundError: no such contact.
+            GoneError: the contact was erased.
         """
         return self._call(_Calls.get_contact(contact_id))
+
+    def export_contact(self, contact_id: str) -> dict[str, Any]:
+        """Everything held about the contact, one JSON document (`GET …/{id}/export`).
+
+        Raises:
+            NotFoundError: no such contact.
+            GoneError: the contact was erased.
+            AuthError: the key lacks `contacts:export`.
+        """
+        return self._call(_Calls.export_contact(contact_id))
 
     def erase_contact(self, contact_id: str) -> ErasureView:
         """Erase the contact's data and end its journeys (`DELETE /v1/contacts/{id}`).
@@ -754,6 +774,10 @@ class AsyncJourneysClient(_ClientBase):
     async def get_contact(self, contact_id: str) -> ContactView:
         """The contact; see `JourneysClient.get_contact`."""
         return await self._call(_Calls.get_contact(contact_id))
+
+    async def export_contact(self, contact_id: str) -> dict[str, Any]:
+        """Everything held about the contact; see `JourneysClient.export_contact`."""
+        return await self._call(_Calls.export_contact(contact_id))
 
     async def erase_contact(self, contact_id: str) -> ErasureView:
         """Erase the contact; see `JourneysClient.erase_contact`."""

@@ -137,7 +137,7 @@ async def run_demo(client: Client, settings: Settings, *, day_seconds: int) -> N
     engine = create_engine(settings.database_url)
     try:
         for profile in (*DEMO_CONTACTS, DEMO_LEAD):
-            await upsert_contact(engine, profile)
+            await upsert_contact(engine, profile, key=settings.suppression_key())
         for journey, journey_input in demo_enrolments(day_seconds):
             try:
                 workflow_id = await enroll(
@@ -158,7 +158,12 @@ async def run_demo(client: Client, settings: Settings, *, day_seconds: int) -> N
         ]
         for event in events:  # one by one, as a service would send them
             [result] = await accept_events(
-                client, engine, [event], task_queue=settings.task_queue, day_seconds=day_seconds
+                client,
+                engine,
+                [event],
+                task_queue=settings.task_queue,
+                day_seconds=day_seconds,
+                suppression_key=settings.suppression_key(),
             )
         typer.echo(
             f"  {DEMO_LEAD.id}: {len(DEMO_LEAD_EVENTS)} events → {result.workflow_id} "

@@ -3,7 +3,9 @@
 The gateway, the CLI, the unsubscribe link and the provider webhooks all hand
 events to `accept_events`:
 
-1. An event whose id the contact already has a receipt for is a `duplicate`
+1. An event of an erased contact (one with a tombstone) is refused as
+   `erased` and goes nowhere: it must not start `contact-{id}` again. An
+   event whose id the contact already has a receipt for is a `duplicate`
    (a client retry); one reusing the id for a different type or properties is
    a `conflict` and is not processed.
 2. The new events are grouped per contact, in order. A suppressing event
@@ -16,6 +18,10 @@ events to `accept_events`:
    cannot be reached, `TemporalUnavailable` is raised after every group was
    tried; the groups that got through have receipts, so a retry of the whole
    request processes nothing twice.
+4. Concurrent requests with the same event id may both get past step 1 and
+   both signal (the contact workflow drops the second by its id); the receipt
+   decides the answer: the request that writes it says `accepted`, the others
+   `duplicate` (or `conflict` if their event differs).
 
 Events of a contact the CRM does not know (yet) are accepted and kept, not
 refused: services often report what a person did before their profile sync
@@ -33,6 +39,7 @@ import hashlib
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Literal
 
 from sqlalchemy.dialects import postgresql, sqlite
@@ -43,14 +50,14 @@ from temporalio.client import Client
 from models.contact_workflow import EventBatch
 from models.db import session_factory
 from models.events import BehaviorEvent
-from models.tables import Contact, EventReceipt, utc_now
-from starter.operations import apply_suppressing_event, signal_contact
+from models.tables import Contact, ErasedContact, EventReceipt, utc_now
+from starter.operations import apply_suppressing_event, erased_contact, signal_contact
 from starter.temporal import TemporalUnavailable, unavailable_as_error
 
 SIGNALS_IN_FLIGHT = 32
 """Contacts signalled concurrently for one batch."""
 
-IntakeStatus = Literal["accepted", "duplicate", "conflict"]
+IntakeStatus = Literal["accepted", "duplicate", "conflict", "erased"]
 
 
 @dataclass(frozen=True)
@@ -59,11 +66,12 @@ class IntakeResult:
 
     Attributes:
         status: `accepted` (durable in Temporal), `duplicate` (this id was
-            accepted before) or `conflict` (the id was used for another event).
+            accepted before), `conflict` (the id was used for another event) or
+            `erased` (the contact was erased; the event went nowhere).
         workflow_id: The contact workflow that has (or had) it.
         contact_known: Whether the contact exists in the CRM (if not, the event
             is kept but starts no journey).
-        detail: Why, for a conflict.
+        detail: Why, for a conflict or an erased contact.
     """
 
     status: IntakeStatus
@@ -94,8 +102,17 @@ async def accept_events(
     *,
     task_queue: str,
     day_seconds: int,
+    suppression_key: bytes,
 ) -> list[IntakeResult]:
     """Hand events to their contact workflows (see the module docstring).
+
+    Args:
+        client: Temporal client.
+        engine: The database.
+        events: The events, in order.
+        task_queue: Where a contact workflow is started if none runs.
+        day_seconds: Journey clock of a contact workflow started here.
+        suppression_key: The suppression hash key (`Settings.suppression_key`).
 
     Returns:
         One result per event, in order.
@@ -104,48 +121,49 @@ async def accept_events(
         TemporalUnavailable: some events could not be handed over; none of
             those is acknowledged.
     """
+    contact_ids = {event.contact_id for event in events}
+    erased = await _tombstones(engine, contact_ids)
     known = await _receipts(engine, events)
-    contacts = await _existing_contacts(engine, {event.contact_id for event in events})
+    contacts = await _existing_contacts(engine, contact_ids)
     results: list[IntakeResult | None] = [None] * len(events)
     groups: dict[str, list[tuple[int, BehaviorEvent]]] = {}
     for index, event in enumerate(events):
         key = (event.contact_id, event.event_id)
-        digest = event_digest(event)
         workflow_id = f"contact-{event.contact_id}"
-        if key in known:
-            results[index] = (
-                IntakeResult("duplicate", workflow_id, event.contact_id in contacts)
-                if known[key] == digest
-                else IntakeResult(
-                    "conflict",
-                    workflow_id,
-                    event.contact_id in contacts,
-                    f"event_id {event.event_id!r} was already used for a different event "
-                    "of this contact; use a new id for a new event",
-                )
+        if event.contact_id in erased:
+            results[index] = IntakeResult(
+                "erased",
+                workflow_id,
+                False,
+                str(erased_contact(event.contact_id, erased[event.contact_id])),
             )
-            continue
-        known[key] = digest
-        groups.setdefault(event.contact_id, []).append((index, event))
+        elif key in known:
+            results[index] = _repeated(event, known[key], event.contact_id in contacts)
+        else:
+            known[key] = event_digest(event)
+            groups.setdefault(event.contact_id, []).append((index, event))
 
     limit = asyncio.Semaphore(SIGNALS_IN_FLIGHT)
-    handed_over: list[BehaviorEvent] = []
+    handed_over: list[tuple[int, BehaviorEvent]] = []
 
     async def hand_over(group: list[tuple[int, BehaviorEvent]]) -> None:
-        events = [event for _, event in group]
         async with limit:
-            workflow_id = await _signal_group(
-                client, engine, events, task_queue=task_queue, day_seconds=day_seconds
+            await _signal_group(
+                client,
+                engine,
+                [event for _, event in group],
+                task_queue=task_queue,
+                day_seconds=day_seconds,
+                suppression_key=suppression_key,
             )
-        handed_over.extend(events)
-        for index, event in group:
-            results[index] = IntakeResult("accepted", workflow_id, event.contact_id in contacts)
+        handed_over.extend(group)
 
     outcomes = await asyncio.gather(
         *(hand_over(group) for group in groups.values()), return_exceptions=True
     )
     if handed_over:  # one write for the whole request, also when some groups failed
-        await record_receipts(engine, handed_over)
+        for index, result in await _answers(engine, handed_over, contacts):
+            results[index] = result
     failures = [outcome for outcome in outcomes if isinstance(outcome, BaseException)]
     for failure in failures:
         if not isinstance(failure, TemporalUnavailable):
@@ -155,6 +173,39 @@ async def accept_events(
     return [result for result in results if result is not None]
 
 
+def _repeated(event: BehaviorEvent, digest: str, contact_known: bool) -> IntakeResult:
+    """The answer to an event whose id has a receipt holding `digest`."""
+    workflow_id = f"contact-{event.contact_id}"
+    if digest == event_digest(event):
+        return IntakeResult("duplicate", workflow_id, contact_known)
+    return IntakeResult(
+        "conflict",
+        workflow_id,
+        contact_known,
+        f"event_id {event.event_id!r} was already used for a different event "
+        "of this contact; use a new id for a new event",
+    )
+
+
+async def _answers(
+    engine: AsyncEngine, handed_over: list[tuple[int, BehaviorEvent]], contacts: set[str]
+) -> list[tuple[int, IntakeResult]]:
+    """Write the receipts of the events Temporal took; the request whose receipt was written
+    first says `accepted`, a concurrent one that lost the race `duplicate` (or `conflict`)."""
+    written = await record_receipts(engine, [event for _, event in handed_over])
+    lost = [event for _, event in handed_over if (event.contact_id, event.event_id) not in written]
+    winners = await _receipts(engine, lost)
+    answers = []
+    for index, event in handed_over:
+        key = (event.contact_id, event.event_id)
+        known = event.contact_id in contacts
+        if key in written or key not in winners:
+            answers.append((index, IntakeResult("accepted", f"contact-{key[0]}", known)))
+        else:
+            answers.append((index, _repeated(event, winners[key], known)))
+    return answers
+
+
 async def _signal_group(
     client: Client,
     engine: AsyncEngine,
@@ -162,22 +213,33 @@ async def _signal_group(
     *,
     task_queue: str,
     day_seconds: int,
-) -> str:
+    suppression_key: bytes,
+) -> None:
     contact_id = events[0].contact_id
     for event in events:
-        await apply_suppressing_event(engine, event)
+        await apply_suppressing_event(engine, event, key=suppression_key)
     with unavailable_as_error():
         if len(events) == 1:
-            handle = await signal_contact(
+            await signal_contact(
                 client, contact_id, "event", events[0], task_queue=task_queue,
                 day_seconds=day_seconds,
             )  # fmt: skip
         else:
-            handle = await signal_contact(
+            await signal_contact(
                 client, contact_id, "events", EventBatch(events=events), task_queue=task_queue,
                 day_seconds=day_seconds,
             )  # fmt: skip
-    return handle.id
+
+
+async def _tombstones(engine: AsyncEngine, contact_ids: set[str]) -> dict[str, datetime]:
+    """Those of the contacts that were erased, with when."""
+    if not contact_ids:
+        return {}
+    async with session_factory(engine)() as session:
+        found = await session.exec(
+            select(ErasedContact).where(col(ErasedContact.contact_id).in_(contact_ids))
+        )
+        return {tombstone.contact_id: tombstone.erased_at for tombstone in found.all()}
 
 
 async def _existing_contacts(engine: AsyncEngine, contact_ids: set[str]) -> set[str]:
@@ -206,9 +268,13 @@ async def _receipts(
         }
 
 
-async def record_receipts(engine: AsyncEngine, events: list[BehaviorEvent]) -> None:
+async def record_receipts(engine: AsyncEngine, events: list[BehaviorEvent]) -> set[tuple[str, str]]:
     """Record that Temporal has these events; a receipt a concurrent request wrote first
-    is left as it is."""
+    is left as it is.
+
+    Returns:
+        The (contact id, event id) of the receipts written now.
+    """
     accepted_at = utc_now()
     rows = [
         {
@@ -224,7 +290,9 @@ async def record_receipts(engine: AsyncEngine, events: list[BehaviorEvent]) -> N
         dialect.insert(EventReceipt)
         .values(rows)
         .on_conflict_do_nothing(index_elements=["contact_id", "event_id"])
+        .returning(col(EventReceipt.contact_id), col(EventReceipt.event_id))
     )
     async with session_factory(engine)() as session:
-        await session.exec(statement)
+        written = {(contact_id, event_id) for contact_id, event_id in await session.exec(statement)}
         await session.commit()
+    return written

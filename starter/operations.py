@@ -34,6 +34,7 @@ from activities.consent import (
     record_change,
     set_consent,
 )
+from activities.contacts import erased_at
 from models.contact_workflow import ContactInput, ContactState, EraseRequest, JourneyEnrolment
 from models.contacts import (
     MAX_CONTACT_ATTRIBUTES,
@@ -41,12 +42,13 @@ from models.contacts import (
     ConsentUpdate,
     ContactProfile,
 )
-from models.db import session_factory
+from models.db import lock_contact, session_factory
 from models.events import SUPPRESSING_EVENTS, BehaviorEvent, suppression_scope
 from models.journeys import ExitRequest, JourneyInput, JourneyState
 from models.policy import SECONDS_PER_DAY
 from models.settings import accelerated_clock_refusal
 from models.tables import ConsentChange, Contact, ContactEvent, MessageLog, utc_now
+from models.tables import JourneyRun as JourneyRunRow
 from workflows import JOURNEYS
 from workflows.toolkit import Journey
 
@@ -71,6 +73,25 @@ class InvalidRequest(OperationError):
     """The request is well-formed but its values cannot be used."""
 
 
+class Gone(OperationError):
+    """The contact was erased: its id keeps a tombstone and takes nothing new."""
+
+
+def erased_contact(contact_id: str, at: datetime) -> Gone:
+    """The refusal of anything addressed to an erased contact."""
+    return Gone(
+        f"contact {contact_id!r} was erased at {at.isoformat()}; its id takes no new data "
+        "(a new contact needs a new id)"
+    )
+
+
+async def refuse_if_erased(session: AsyncSession, contact_id: str) -> None:
+    """Raise `Gone` if the contact has a tombstone."""
+    at = await erased_at(session, contact_id)
+    if at is not None:
+        raise erased_contact(contact_id, at)
+
+
 class JourneyRun(BaseModel):
     """One journey workflow of a contact, as `status` reports it.
 
@@ -87,8 +108,13 @@ class JourneyRun(BaseModel):
     state: JourneyState | None = None
 
 
-async def upsert_contact(engine: AsyncEngine, profile: ContactProfile) -> Contact:
+async def upsert_contact(engine: AsyncEngine, profile: ContactProfile, *, key: bytes) -> Contact:
     """Create the contact or update the fields given; tags and attributes are added.
+
+    Writers of one contact take turns (`models.db.lock_contact`): concurrent
+    upserts of a new id create it once and update it after, and an upsert
+    racing an erasure either lands before it (and is erased) or finds the
+    tombstone.
 
     Events may arrive before their contact (they are kept, see `starter.intake`):
     a contact created after an `unsubscribed` or hard-bounce event of its own
@@ -96,13 +122,21 @@ async def upsert_contact(engine: AsyncEngine, profile: ContactProfile) -> Contac
     (An event still on its way to the database is left to the contact
     workflow's ingest, which suppresses the contact it finds.)
 
+    Args:
+        engine: The database.
+        profile: The fields given.
+        key: The suppression hash key (`Settings.suppression_key`).
+
     Raises:
+        Gone: the contact was erased.
         Conflict: the email address (normalised) belongs to another contact.
         InvalidRequest: the contact would hold more than `MAX_CONTACT_TAGS` tags or
             `MAX_CONTACT_ATTRIBUTES` attributes.
     """
     now = utc_now()
     async with session_factory(engine)() as session:
+        await lock_contact(session, profile.id)
+        await refuse_if_erased(session, profile.id)
         if profile.email is not None:
             owner = (
                 await session.exec(
@@ -138,13 +172,13 @@ async def upsert_contact(engine: AsyncEngine, profile: ContactProfile) -> Contac
         contact.updated_at = now
         session.add(contact)
         if existing is None:
-            await _apply_earlier_opt_outs(session, contact)
+            await _apply_earlier_opt_outs(session, contact, key=key)
         await session.commit()
         await session.refresh(contact)
         return contact
 
 
-async def _apply_earlier_opt_outs(session: AsyncSession, contact: Contact) -> None:
+async def _apply_earlier_opt_outs(session: AsyncSession, contact: Contact, *, key: bytes) -> None:
     """Suppress (and withdraw consent) as the events stored before the contact existed say."""
     stored = await session.exec(
         select(ContactEvent)
@@ -161,6 +195,7 @@ async def _apply_earlier_opt_outs(session: AsyncSession, contact: Contact) -> No
                 session,
                 contact,
                 scope,
+                key=key,
                 at=event.occurred_at,
                 origin=event_origin(event.properties),
                 change_key=event.event_id,
@@ -264,8 +299,10 @@ async def enroll(
 
     Raises:
         NotFound: unknown journey or contact.
+        Gone: the contact was erased.
         InvalidRequest: an input of the wrong type.
-        Conflict: already enrolled.
+        Conflict: already enrolled (running, or a once-only journey the run
+            log says it went through, however long ago).
     """
     journey_class = journey_type(journey)
     if not isinstance(journey_input, journey_class.input_model):
@@ -274,12 +311,15 @@ async def enroll(
             f"not {type(journey_input).__name__}"
         )
     contact_id = journey_input.contact_id
+    workflow_id = journey_class.workflow_id_for(journey_input)
     async with session_factory(engine)() as session:
         if await session.get(Contact, contact_id) is None:
+            await refuse_if_erased(session, contact_id)
             raise NotFound(
                 f"contact {contact_id!r} does not exist; create it with `journeys contact upsert`"
             )
-    workflow_id = journey_class.workflow_id_for(journey_input)
+        if journey_class.reentry_days is None:
+            await _refuse_second_run(session, workflow_id, contact_id, journey)
     try:
         await client.start_workflow(
             journey,
@@ -304,6 +344,24 @@ async def enroll(
     return workflow_id
 
 
+async def _refuse_second_run(
+    session: AsyncSession, workflow_id: str, contact_id: str, journey: str
+) -> None:
+    """Raise `Conflict` if the run log has a run of this once-only journey workflow."""
+    started = (
+        await session.exec(
+            select(JourneyRunRow.started_at)
+            .where(JourneyRunRow.workflow_id == workflow_id)
+            .order_by(col(JourneyRunRow.started_at))
+        )
+    ).first()
+    if started is not None:
+        raise Conflict(
+            f"contact {contact_id!r} is already enrolled in {journey} "
+            f"(it went through it, started {started.isoformat()}; it runs once per contact)"
+        )
+
+
 async def journey_workflow_ids(client: Client, contact_id: str, *, running: bool) -> list[str]:
     """Ids of the contact's journeys, not its contact workflow (only running ones if `running`)."""
     query = f"ContactId = '{contact_id}' AND WorkflowType != '{CONTACT_WORKFLOW}'"
@@ -312,7 +370,7 @@ async def journey_workflow_ids(client: Client, contact_id: str, *, running: bool
     return [execution.id async for execution in client.list_workflows(query)]
 
 
-async def apply_suppressing_event(engine: AsyncEngine, event: BehaviorEvent) -> None:
+async def apply_suppressing_event(engine: AsyncEngine, event: BehaviorEvent, *, key: bytes) -> None:
     """Suppress (and withdraw consent) as an `unsubscribed` / hard-bounce event says, at once.
 
     Idempotent per event: the contact workflow's ingest applies it again and changes nothing.
@@ -328,6 +386,7 @@ async def apply_suppressing_event(engine: AsyncEngine, event: BehaviorEvent) -> 
             session,
             contact,
             scope,
+            key=key,
             at=event.occurred_at,
             origin=event_origin(event.properties),
             change_key=event.event_id,
@@ -367,17 +426,25 @@ async def signal_contact(
 
 
 async def forget_contact(
-    client: Client, contact_id: str, *, task_queue: str, wait: float | None = None
+    client: Client,
+    engine: AsyncEngine,
+    contact_id: str,
+    *,
+    task_queue: str,
+    wait: float | None = None,
 ) -> bool:
     """Erase a contact (right to be forgotten).
 
     The contact workflow ends every journey of the contact and deletes its
     personal data (only hashed suppressions remain). Any workflow of the
     contact still running after that (one it could not know of) is terminated.
-    The request is durable once this returns, finished or not.
+    The request is durable once this returns, finished or not. An id already
+    erased (it has a tombstone) is erased: no workflow is started for it again
+    (its data key is destroyed, a new run could not even read its input).
 
     Args:
         client: Temporal client.
+        engine: The app database (for the tombstone).
         contact_id: The contact to forget.
         task_queue: Where a contact workflow is started if none runs.
         wait: Seconds to wait for the erasure to finish (None: until it has).
@@ -385,6 +452,9 @@ async def forget_contact(
     Returns:
         True once erased, False if it was still going on after `wait` seconds.
     """
+    async with session_factory(engine)() as session:
+        if await erased_at(session, contact_id) is not None:
+            return True
     handle = await signal_contact(
         client, contact_id, "forget", EraseRequest(), task_queue=task_queue
     )
@@ -472,12 +542,14 @@ async def get_contact(engine: AsyncEngine, contact_id: str) -> Contact:
     """The contact's row.
 
     Raises:
-        NotFound: no such contact (never created, or erased).
+        NotFound: no such contact.
+        Gone: the contact was erased.
     """
     async with session_factory(engine)() as session:
         contact = await session.get(Contact, contact_id)
-    if contact is None:
-        raise NotFound(f"contact {contact_id!r} does not exist")
+        if contact is None:
+            await refuse_if_erased(session, contact_id)
+            raise NotFound(f"contact {contact_id!r} does not exist")
     return contact
 
 

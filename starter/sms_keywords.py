@@ -36,11 +36,10 @@ from activities.consent import (
     ConsentOrigin,
     record_change,
     set_consent,
-    suppress_address,
-    suppression_of,
     withdraw_consent,
 )
 from activities.messaging import SERVICE_SMS_JOURNEY
+from activities.suppressions import find_suppression, suppress_address
 from models.db import session_factory
 from models.events import BehaviorEvent
 from models.messages import ServiceSms
@@ -92,9 +91,17 @@ def message_digest(message_id: str) -> str:
 
 
 async def handle_inbound(
-    client: Client, engine: AsyncEngine, message: InboundSms, *, task_queue: str, day_seconds: int
+    client: Client,
+    engine: AsyncEngine,
+    message: InboundSms,
+    *,
+    task_queue: str,
+    day_seconds: int,
+    suppression_key: bytes,
 ) -> KeywordOutcome:
     """Apply the keyword the message is (see the module docstring) and answer it.
+
+    `suppression_key` is the suppression hash key (`Settings.suppression_key`).
 
     Raises:
         TemporalUnavailable: the events or the answer could not be handed to
@@ -109,9 +116,23 @@ async def handle_inbound(
     async with session_factory(engine)() as session:
         contacts = await _contacts_with(session, message.from_number)
         if action == KeywordAction.STOP:
-            await _stop(session, message, contacts, origin=origin, change_key=change_key)
+            await _stop(
+                session,
+                message,
+                contacts,
+                key=suppression_key,
+                origin=origin,
+                change_key=change_key,
+            )
         elif action == KeywordAction.START:
-            await _start(session, message, contacts, origin=origin, change_key=change_key)
+            await _start(
+                session,
+                message,
+                contacts,
+                key=suppression_key,
+                origin=origin,
+                change_key=change_key,
+            )
         await session.commit()
     if action == KeywordAction.STOP and contacts:
         await accept_events(
@@ -120,6 +141,7 @@ async def handle_inbound(
             [_unsubscribed(contact, message, keyword, change_key) for contact in contacts],
             task_queue=task_queue,
             day_seconds=day_seconds,
+            suppression_key=suppression_key,
         )
     replied = await _reply(client, message, action, contacts, task_queue=task_queue)
     return KeywordOutcome(keyword=keyword, contacts=len(contacts), replied=replied)
@@ -137,12 +159,15 @@ async def _stop(
     message: InboundSms,
     contacts: list[Contact],
     *,
+    key: bytes,
     origin: ConsentOrigin,
     change_key: str,
 ) -> None:
     """Suppress the number for SMS and withdraw the SMS consent of its contacts."""
     owner = contacts[0].id if contacts else None
-    await suppress_address(session, "sms", message.from_number, STOP_REASON, contact_id=owner)
+    await suppress_address(
+        session, "sms", message.from_number, key=key, reason=STOP_REASON, contact_id=owner
+    )
     for contact in contacts:
         await withdraw_consent(
             session,
@@ -159,11 +184,12 @@ async def _start(
     message: InboundSms,
     contacts: list[Contact],
     *,
+    key: bytes,
     origin: ConsentOrigin,
     change_key: str,
 ) -> None:
     """Lift a STOP's suppression and restore the SMS consent it withdrew (nothing else)."""
-    suppression = await suppression_of(session, "sms", message.from_number)
+    suppression = await find_suppression(session, "sms", message.from_number, key=key)
     if suppression is not None and suppression.reason != STOP_REASON:
         return
     if suppression is not None:

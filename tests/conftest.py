@@ -196,6 +196,9 @@ def settings(tmp_path: Path) -> Settings:
         quiet_hours_start=time(0, 0),
         quiet_hours_end=time(0, 0),
         allow_accelerated_clock=True,
+        # The test's own key store uses its database; the session's shared one (exported
+        # to the CLI's subprocesses in PAYLOAD_KEYS_DATABASE_URL) is the `codec_keys` fixture.
+        payload_keys_database_url=None,
     )
 
 

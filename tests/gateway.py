@@ -32,6 +32,7 @@ REAL_PROVIDER_LINKS = {
     "unsubscribe_secret": SecretStr("tests-unsubscribe-secret-of-32-bytes-or-more"),
     "public_base_url": "https://journeys.example.test",
     "payload_master_keys": PRODUCTION_MASTER_KEYS,
+    "suppression_hash_secret": SecretStr("tests-suppression-hash-secret-of-32-bytes"),
 }
 """Settings the start-up guard asks for once a real provider is configured (the gateway's
 codec keys come from the test's client, see `serving_gateway`)."""

@@ -303,7 +303,9 @@ async def test_contacts_upsert_read_and_erase(
     erased = await gateway.http.delete(f"/v1/contacts/{contact_id}")
     assert erased.status_code == 200, erased.text
     assert erased.json() == {"contact_id": contact_id, "status": "erased"}
-    assert (await gateway.http.get(f"/v1/contacts/{contact_id}")).status_code == 404
+    gone = await gateway.http.get(f"/v1/contacts/{contact_id}")
+    assert gone.status_code == 410
+    assert "was erased" in gone.json()["detail"]
     assert await rows_of(engine, EventReceipt, contact_id) == []
     assert await message_rows(engine, contact_id) == []
 

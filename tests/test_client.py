@@ -30,6 +30,7 @@ from starter.client import (
     AsyncJourneysClient,
     AuthError,
     ConflictError,
+    GoneError,
     JourneysClient,
     NotFoundError,
     UnavailableError,
@@ -270,7 +271,7 @@ async def test_a_batch_is_judged_per_event_and_erasure_forgets_the_contact(
 
         erasure = await client.erase_contact(contact_id)
         assert (erasure.contact_id, erasure.status) == (contact_id, "erased")
-        with pytest.raises(NotFoundError):
+        with pytest.raises(GoneError, match="was erased"):
             await client.get_contact(contact_id)
 
 

@@ -12,8 +12,11 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from models.contacts import ConsentUpdate, ContactProfile
 from models.db import session_factory
 from models.events import BehaviorEvent
+from models.settings import DEVELOPMENT_SUPPRESSION_HASH_SECRET
 from models.tables import Contact, MessageLog
 from starter.operations import message_log, upsert_contact
+
+KEY = DEVELOPMENT_SUPPRESSION_HASH_SECRET.encode()
 
 
 def _error_fields(error: ValidationError) -> list[tuple[str | int, ...]]:
@@ -189,6 +192,7 @@ async def test_upsert_creates_the_contact(engine: AsyncEngine) -> None:
             email_consent=ConsentUpdate(granted=True, source="form:lead-magnet"),
             tags=["src_webinar", "int_email"],
         ),
+        key=KEY,
     )
 
     contact = await _stored(engine, "ada")
@@ -210,7 +214,7 @@ async def test_upsert_creates_the_contact(engine: AsyncEngine) -> None:
 
 
 async def test_upsert_defaults_for_a_bare_contact(engine: AsyncEngine) -> None:
-    await upsert_contact(engine, ContactProfile(id="bare"))
+    await upsert_contact(engine, ContactProfile(id="bare"), key=KEY)
 
     contact = await _stored(engine, "bare")
     assert contact.email is None
@@ -230,10 +234,11 @@ async def test_upsert_updates_only_the_fields_given(engine: AsyncEngine) -> None
             company="Analytical Engines",
             timezone="Europe/London",
         ),
+        key=KEY,
     )
     created = await _stored(engine, "ada")
 
-    await upsert_contact(engine, ContactProfile(id="ada", company="Babbage & Co"))
+    await upsert_contact(engine, ContactProfile(id="ada", company="Babbage & Co"), key=KEY)
 
     contact = await _stored(engine, "ada")
     assert contact.company == "Babbage & Co"
@@ -245,9 +250,11 @@ async def test_upsert_updates_only_the_fields_given(engine: AsyncEngine) -> None
 
 
 async def test_upsert_adds_tags_instead_of_replacing_them(engine: AsyncEngine) -> None:
-    await upsert_contact(engine, ContactProfile(id="ada", tags=["src_webinar", "int_email"]))
-    await upsert_contact(engine, ContactProfile(id="ada", tags=["stage_mql", "int_email"]))
-    await upsert_contact(engine, ContactProfile(id="ada"))
+    await upsert_contact(
+        engine, ContactProfile(id="ada", tags=["src_webinar", "int_email"]), key=KEY
+    )
+    await upsert_contact(engine, ContactProfile(id="ada", tags=["stage_mql", "int_email"]), key=KEY)
+    await upsert_contact(engine, ContactProfile(id="ada"), key=KEY)
 
     contact = await _stored(engine, "ada")
     assert contact.tags == ["int_email", "src_webinar", "stage_mql"]
@@ -262,13 +269,14 @@ async def test_upsert_records_and_withdraws_consent(engine: AsyncEngine) -> None
             email_consent=ConsentUpdate(granted=True, source="form:lead-magnet"),
             sms_consent=ConsentUpdate(granted=True, source="form:lead-magnet"),
         ),
+        key=KEY,
     )
     granted = await _stored(engine, "ada")
     assert granted.email_consent is True
     assert granted.email_consent_at is not None
 
     # A later update that says nothing about consent keeps it.
-    await upsert_contact(engine, ContactProfile(id="ada", first_name="Ada"))
+    await upsert_contact(engine, ContactProfile(id="ada", first_name="Ada"), key=KEY)
     unchanged = await _stored(engine, "ada")
     assert unchanged.email_consent is True
     assert unchanged.email_consent_at == granted.email_consent_at
@@ -279,6 +287,7 @@ async def test_upsert_records_and_withdraws_consent(engine: AsyncEngine) -> None
         ContactProfile(
             id="ada", email_consent=ConsentUpdate(granted=False, source="link:unsubscribe")
         ),
+        key=KEY,
     )
     withdrawn = await _stored(engine, "ada")
     assert withdrawn.email_consent is False
@@ -293,7 +302,9 @@ async def test_upsert_records_and_withdraws_consent(engine: AsyncEngine) -> None
 
 async def test_upsert_returns_the_stored_contact(engine: AsyncEngine) -> None:
     returned = await upsert_contact(
-        engine, ContactProfile(id="ada", email="ADA@example.com", tags=["b", "a"])
+        engine,
+        ContactProfile(id="ada", email="ADA@example.com", tags=["b", "a"]),
+        key=KEY,
     )
 
     assert returned.id == "ada"

@@ -37,6 +37,7 @@ APP_TABLES = {
     "contacts",
     "crm_tasks",
     "events",
+    "erased_contacts",
     "event_receipts",
     "journey_runs",
     "message_log",

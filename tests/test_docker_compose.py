@@ -58,16 +58,18 @@ API_PORT_DEFAULT = str(Settings.model_fields["api_port"].default)
 ALL_INTERFACES = ("0.0.0.0", "::")
 # No safe default: compose must refuse to start without them (`${VAR:?message}`).
 REQUIRED_VARIABLES = {
-    "worker": ("UNSUBSCRIBE_SECRET",),
-    GATEWAY: ("API_KEYS", "UNSUBSCRIBE_SECRET"),
+    "worker": ("UNSUBSCRIBE_SECRET", "SUPPRESSION_HASH_SECRET"),
+    GATEWAY: ("API_KEYS", "UNSUBSCRIBE_SECRET", "SUPPRESSION_HASH_SECRET"),
 }
 # The worker signs unsubscribe links to PUBLIC_BASE_URL with UNSUBSCRIBE_SECRET, the
-# gateway serves and verifies them: both must see the same values.
-SHARED_VARIABLES = ("PUBLIC_BASE_URL", "UNSUBSCRIBE_SECRET")
+# gateway serves and verifies them; both hash suppressed addresses under
+# SUPPRESSION_HASH_SECRET: both must see the same values.
+SHARED_VARIABLES = ("PUBLIC_BASE_URL", "UNSUBSCRIBE_SECRET", "SUPPRESSION_HASH_SECRET")
 # The required variables as a host running the stack sets them (e.g. in .env).
 SECRETS = {
     "API_KEYS": json.dumps([{"name": "ci", "key": "k" * 24, "scopes": ["events:write"]}]),
     "UNSUBSCRIBE_SECRET": "u" * 32,
+    "SUPPRESSION_HASH_SECRET": "h" * 32,
 }
 
 Node = dict[str, Any]  # a map of the compose file: the file, its `services`, a service

@@ -184,7 +184,9 @@ async def test_suppression_is_checked_at_send_time(
         await env.sleep(timedelta(days=1, hours=12))
         # Written straight to the database (as the gateway would); the journey is not told.
         await apply_suppressing_event(
-            engine, await event_now(env, "sup", "unsubscribed", channel="email")
+            engine,
+            await event_now(env, "sup", "unsubscribed", channel="email"),
+            key=settings.suppression_key(),
         )
         result = await handle.result()
 
@@ -291,7 +293,9 @@ async def test_invalid_recipient_is_recorded_and_suppressed(
     async with session_factory(engine)() as session:
         [suppression] = (await session.exec(select(Suppression))).all()
     assert suppression.reason == "invalid_recipient"
-    assert suppression.address_hash == Suppression.hash_address("bad@example.com")
+    assert suppression.address_hash == Suppression.hash_address(
+        "bad@example.com", key=settings.suppression_key()
+    )
 
 
 def test_every_journey_declares_whether_it_is_marketing() -> None:

@@ -213,6 +213,7 @@ async def test_each_send_outcome_is_counted_once_per_execution_that_records_it(
         policy=settings.messaging_policy(),
         unsubscribe_base_url=settings.public_base_url,
         unsubscribe_secret=settings.unsubscribe_secret.get_secret_value(),
+        suppression_key=settings.suppression_key(),
     )
     await add_contact(engine, "quiet-ada")
     await add_contact(engine, "no-consent", email_consent=False)

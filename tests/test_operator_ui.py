@@ -125,6 +125,7 @@ async def test_operator_sees_summary_progress_and_pending_timer(
                     first_name="Ada",
                     email_consent=ConsentUpdate(granted=True, source="test:operator-ui"),
                 ),
+                key=settings.suppression_key(),
             )
             workflow_id = await enroll(
                 env.client,

@@ -24,6 +24,7 @@ SAFE: dict[str, object] = {
     "unsubscribe_secret": SecretStr(SAFE_SECRET),
     "public_base_url": SAFE_URL,
     "payload_master_keys": OWN_MASTER_KEYS,
+    "suppression_hash_secret": SecretStr("h" * 32),
 }
 """Production settings of one's own: the guard lets them through."""
 
@@ -50,10 +51,11 @@ def test_a_real_provider_or_production_refuses_the_development_secret_and_local_
     real: dict[str, object],
 ) -> None:
     lines = refusals(**real)
-    assert len(lines) == 3
+    assert len(lines) == 4
     assert lines[0].startswith("UNSUBSCRIBE_SECRET is the built-in development default")
     assert lines[1].startswith("PUBLIC_BASE_URL 'http://localhost:8000' is not https")
-    assert lines[2].startswith("PAYLOAD_MASTER_KEYS holds the built-in development master key")
+    assert lines[2].startswith("SUPPRESSION_HASH_SECRET is the built-in development default")
+    assert lines[3].startswith("PAYLOAD_MASTER_KEYS holds the built-in development master key")
     assert refusals(**real, **SAFE) == []
 
 
@@ -68,6 +70,11 @@ def test_a_real_provider_or_production_refuses_the_development_secret_and_local_
 def test_the_unsubscribe_secret_must_be_32_bytes_of_our_own(secret: str, why: str) -> None:
     [line] = refusals(email_provider="smtp", **{**SAFE, "unsubscribe_secret": secret})
     assert line.startswith("UNSUBSCRIBE_SECRET") and why in line
+
+
+def test_the_suppression_hash_secret_must_be_32_bytes_of_our_own() -> None:
+    [line] = refusals(production=True, **{**SAFE, "suppression_hash_secret": "x" * 31})
+    assert line.startswith("SUPPRESSION_HASH_SECRET is shorter than 32 bytes")
 
 
 @pytest.mark.parametrize(
@@ -155,6 +162,7 @@ async def test_api_refuses_to_start_in_production_with_a_loopback_public_url(
         "ALLOW_ACCELERATED_CLOCK": "false",
         "UNSUBSCRIBE_SECRET": SAFE_SECRET,
         "PUBLIC_BASE_URL": "https://127.0.0.1:8000",
+        "SUPPRESSION_HASH_SECRET": "h" * 32,
         "PAYLOAD_MASTER_KEYS": json.dumps(
             {key_id: key.get_secret_value() for key_id, key in OWN_MASTER_KEYS.items()}
         ),

@@ -397,7 +397,7 @@ async def test_an_unsubscribed_contact_still_gets_its_renewal_reminders_as_servi
 ) -> None:
     contact = await add_contact(engine, "quiet", email_consent=False)
     async with session_factory(engine)() as session:  # the marketing opt-out is on file
-        await suppress_addresses(session, contact, "unsubscribed")
+        await suppress_addresses(session, contact, "unsubscribed", key=settings.suppression_key())
         await session.commit()
     env = time_skipping_env
     async with make_worker(env.client):
@@ -434,8 +434,9 @@ async def test_a_suppressed_for_all_address_gets_no_renewal_reminder(
 ) -> None:
     contact = await add_contact(engine, "gone")
     async with session_factory(engine)() as session:
-        await suppress_addresses(session, contact, "unsubscribed")
-        await suppress_addresses(session, contact, reason)  # stronger: replaces the opt-out
+        key = settings.suppression_key()
+        await suppress_addresses(session, contact, "unsubscribed", key=key)
+        await suppress_addresses(session, contact, reason, key=key)  # stronger: replaces it
         await session.commit()
     env = time_skipping_env
     async with make_worker(env.client):

@@ -45,12 +45,16 @@ async def replied(outbox: Path, message: dict[str, str]) -> str:
     raise AssertionError(f"no answer to {message['body']!r} in {path}")
 
 
+SUPPRESSION_KEY = Settings(_env_file=None).suppression_key()
+"""The tests' (development) suppression hash key."""
+
+
 async def sms_suppression(engine: AsyncEngine, number: str) -> Suppression | None:
     async with session_factory(engine)() as session:
         rows = await session.exec(
             select(Suppression).where(
                 Suppression.channel == "sms",
-                Suppression.address_hash == Suppression.hash_address(number),
+                Suppression.address_hash == Suppression.hash_address(number, key=SUPPRESSION_KEY),
             )
         )
         return rows.first()
@@ -189,7 +193,7 @@ async def test_start_lifts_only_a_stop_and_restores_only_consent_that_was_given(
         session.add(
             Suppression(
                 channel="sms",
-                address_hash=Suppression.hash_address("+14155550104"),
+                address_hash=Suppression.hash_address("+14155550104", key=SUPPRESSION_KEY),
                 reason="invalid_recipient",
             )
         )

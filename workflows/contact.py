@@ -23,9 +23,11 @@ Decay is re-evaluated on a durable timer set to the next instant a point
 decays (or the contact turns dormant), so a lead that cools drops a band on
 time without polling. The `forget` signal erases the contact: every journey
 exits (those that do not within seconds are terminated), the database forgets
-it (only hashed suppressions stay), its data key is destroyed so its Temporal
-histories can no longer be read, and the workflow ends. It continues as new
-when the history grows, carrying only bounded state.
+it (only hashed suppressions and the id's tombstone stay), its data key is
+destroyed so its Temporal histories can no longer be read, and the workflow
+ends. A run started for an erased id anyway (past the gateway) finds the
+tombstone at its first ingest, stores nothing, erases again and ends. It
+continues as new when the history grows, carrying only bounded state.
 """
 
 from __future__ import annotations
@@ -87,14 +89,17 @@ are caught by the database)."""
 RESCORE_GRANULARITY = timedelta(hours=1)
 """Decay is applied at most this late (when boundaries crowd together, else on time)."""
 CARRIED_EVENTS = 2 * MAX_EVENT_BATCH
+"""Most unprocessed events handed over to the next run when continuing as new."""
 CRYPTO_SHREDDING_PATCH = "crypto-shredding"
 """Erasures from before it neither waited for the journeys to end nor destroyed the data key."""
 BATCH_BYTES_PATCH = "event-batches-by-bytes"
 """Runs that formed a batch or a carry-over larger than `MAX_EVENTS_PAYLOAD_BYTES` before it
 was bounded replay unchanged."""
-"""Most unprocessed events handed over to the next run when continuing as new."""
 CHANNEL_SCOPED_PATCH = "channel-scoped-unsubscribe"
 """Runs that made every marketing journey exit on an unsubscribe from one channel replay so."""
+TOMBSTONE_PATCH = "erased-contact-tombstone"
+"""A run started for an erased contact (its ingest finds the tombstone) erases again and ends;
+guarded for safety, though runs before it never saw a tombstone."""
 DORMANT_AFTER = timedelta(days=30)
 """No event for this long: the contact is tagged `eng_dormant_30d`."""
 MAX_TAGS = 100
@@ -264,6 +269,11 @@ class ContactWorkflow:
             retry_policy=ACTIVITY_RETRY,
             summary=f"Store {len(batch)} event(s)",
         )
+        if ingest.contact_erased and workflow.patched(TOMBSTONE_PATCH):
+            workflow.logger.warning("contact was erased: events dropped, workflow ends")
+            self._pending.clear()
+            self._erase = self._erase or EraseRequest()
+            return
         self._contact_exists = ingest.contact_exists
         self._reachable = frozenset(ingest.reachable_channels)
         self._fit_fields = ingest.fit_fields

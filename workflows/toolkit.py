@@ -38,6 +38,7 @@ with workflow.unsafe.imports_passed_through():
         ContactMemo,
         ExitRequest,
         JourneyCarryOver,
+        JourneyEntry,
         JourneyInput,
         JourneyRunRecord,
         JourneyState,
@@ -76,6 +77,16 @@ REMEMBERED_EVENT_IDS = 1_000
 """How many recent event ids a journey remembers to drop duplicates."""
 REMEMBERED_EVENTS = 200
 """How many recent events a journey keeps for `wait_for` (bounded history)."""
+ONCE_PER_CONTACT_PATCH = "once-per-contact-from-run-log"
+"""Runs from before once-per-contact journeys were checked against the run log replay
+unchanged."""
+RUN_LOG_RETRY_POLICY = RetryPolicy(
+    initial_interval=timedelta(seconds=1),
+    backoff_coefficient=2.0,
+    maximum_interval=timedelta(minutes=5),
+)
+"""Run-log look-ups retry until the database answers: starting a once-only journey twice
+is worse than starting it late."""
 CARRIED_EVENT_BYTES_PATCH = "carried-events-by-bytes"
 """Runs that carried more than `MAX_EVENTS_PAYLOAD_BYTES` of events over before it was
 bounded replay unchanged."""
@@ -755,8 +766,11 @@ class Journey:
 async def start_journey(journey: type[Journey], journey_input: JourneyInput, *, why: str) -> bool:
     """Start `journey` from a workflow, as a child left running when its parent ends.
 
-    A journey a contact goes through once is not started again once done;
-    one with a re-entry window is, when its previous run has ended.
+    A journey a contact goes through once is not started again once done: the
+    journey-run log says so (it outlives Temporal's retention of the closed
+    workflow), and `REJECT_DUPLICATE` covers a run that has not logged itself
+    yet. One with a re-entry window is started again when its previous run
+    has ended.
 
     Args:
         journey: The journey to start.
@@ -767,6 +781,9 @@ async def start_journey(journey: type[Journey], journey_input: JourneyInput, *, 
         True if it started; False if it is running (or done, for a once-only journey).
     """
     workflow_id = journey.workflow_id_for(journey_input)
+    if journey.reentry_days is None and await _entered_before(workflow_id):
+        workflow.logger.info("%s ran before (run log); not started again", workflow_id)
+        return False
     try:
         await workflow.start_child_workflow(
             journey.name,
@@ -784,3 +801,18 @@ async def start_journey(journey: type[Journey], journey_input: JourneyInput, *, 
         return False
     workflow.logger.info("started %s (%s)", workflow_id, why)
     return True
+
+
+async def _entered_before(workflow_id: str) -> bool:
+    """Whether the journey-run log has a run of `workflow_id` (runs before the patch: no)."""
+    if not workflow.patched(ONCE_PER_CONTACT_PATCH):
+        return False
+    entered: bool = await workflow.execute_local_activity(  # one read: no task round trip
+        "journey_entered",
+        JourneyEntry(workflow_id=workflow_id),
+        start_to_close_timeout=CRM_TIMEOUT,
+        retry_policy=RUN_LOG_RETRY_POLICY,
+        summary=f"Run log: did {workflow_id} run before?",
+        result_type=bool,
+    )
+    return entered

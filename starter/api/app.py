@@ -229,6 +229,7 @@ def _add_error_handlers(app: FastAPI, *, retry_after: int) -> None:
     app.add_exception_handler(RequestValidationError, invalid)
     app.add_exception_handler(operations.NotFound, operation_error(status.HTTP_404_NOT_FOUND))
     app.add_exception_handler(operations.Conflict, operation_error(status.HTTP_409_CONFLICT))
+    app.add_exception_handler(operations.Gone, operation_error(status.HTTP_410_GONE))
     app.add_exception_handler(
         operations.InvalidRequest, operation_error(status.HTTP_422_UNPROCESSABLE_CONTENT)
     )

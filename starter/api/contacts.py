@@ -9,8 +9,9 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 
 from models.contacts import ContactFields, ContactProfile
+from models.scoring import ScoringModel
 from models.settings import ApiKey
-from starter import operations
+from starter import export, operations
 from starter.api.dependencies import ServicesDep, require
 from starter.api.events import issues
 from starter.api.schemas import (
@@ -44,6 +45,8 @@ _NOT_FOUND: Responses = {404: {"model": Problem, "description": "No such contact
 _UNAVAILABLE: Responses = {
     503: {"model": Problem, "description": "Temporal or the database is down."}
 }
+_CONFLICT: Responses = {409: {"model": Problem, "description": "Email of another contact."}}
+_GONE: Responses = {410: {"model": Problem, "description": "The contact was erased."}}
 _IN_PROGRESS: Responses = {
     202: {"model": ErasureView, "description": "Erasure accepted, still going on."}
 }
@@ -53,7 +56,7 @@ _IN_PROGRESS: Responses = {
     "/{contact_id}",
     response_model=ContactView,
     summary="Create or update a contact",
-    responses={409: {"model": Problem, "description": "Email of another contact."}},
+    responses=_CONFLICT | _GONE,
 )
 async def put_contact(
     contact_id: ContactIdPath,
@@ -62,14 +65,17 @@ async def put_contact(
     _key: Annotated[ApiKey, Depends(require("contacts:write"))],
 ) -> ContactView:
     """Fields given replace the stored ones; tags and attributes are added; consent
-    changes are recorded with their source and time."""
+    changes are recorded with their source and time. An erased contact's id is
+    refused (410)."""
     profile = ContactProfile.model_validate(
         {**fields.model_dump(exclude_unset=True), "id": contact_id}
     )
-    return ContactView.of(await operations.upsert_contact(held.engine, profile))
+    return ContactView.of(
+        await operations.upsert_contact(held.engine, profile, key=held.settings.suppression_key())
+    )
 
 
-@router.get("/{contact_id}", response_model=ContactView, responses=_NOT_FOUND)
+@router.get("/{contact_id}", response_model=ContactView, responses=_NOT_FOUND | _GONE)
 async def get_contact(
     contact_id: ContactIdPath,
     held: ServicesDep,
@@ -109,6 +115,7 @@ async def delete_contact(
     with unavailable_as_error():
         erased = await operations.forget_contact(
             held.temporal,
+            held.engine,
             contact_id,
             task_queue=held.settings.task_queue,
             wait=held.settings.api_erasure_wait_seconds,
@@ -125,6 +132,7 @@ async def delete_contact(
     summary="Enrol the contact into a journey",
     responses=_NOT_FOUND
     | {409: {"model": Problem, "description": "Already enrolled."}}
+    | _GONE
     | _UNAVAILABLE,
 )
 async def enrol(
@@ -207,3 +215,24 @@ async def list_messages(
     """The contact's message log, oldest first (sent, suppressed, deferred, failed…)."""
     rows = await operations.message_log(held.engine, contact_id=contact_id, journey=journey)
     return [MessageView.of(row) for row in rows]
+
+
+@router.get(
+    "/{contact_id}/export",
+    summary="Everything held about the contact (access request)",
+    responses=_NOT_FOUND | _GONE,
+)
+async def export_contact(
+    contact_id: ContactIdPath,
+    held: ServicesDep,
+    _key: Annotated[ApiKey, Depends(require("contacts:export"))],
+) -> dict[str, Any]:
+    """One JSON document: profile, consent, suppressions, events, messages with their
+    status, tasks, notifications, SLA breaches, score history, journeys with their steps
+    (and the live state of running ones). See `starter/export.py`."""
+    return await export.export_contact(
+        held.engine,
+        contact_id,
+        scoring=ScoringModel.load(held.settings.scoring_file),
+        temporal=held.temporal,
+    )

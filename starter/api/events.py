@@ -1,10 +1,12 @@
 """`POST /v1/events`: one behaviour event, or a batch of them.
 
 A single event is answered 202 (accepted), 200 (duplicate: this `event_id`
-was accepted before), 409 (the `event_id` was used for a different event) or
-422 (invalid, naming the field). A batch (`{"events": [...]}`) is judged per
-event, so one bad event loses none of the others: 202 when any was accepted,
-200 when all were duplicates, 422 when none could be taken. Whatever the
+was accepted before), 409 (the `event_id` was used for a different event),
+410 (its contact was erased: the event goes nowhere) or 422 (invalid, naming
+the field). A batch (`{"events": [...]}`) is judged per event, so one bad
+event loses none of the others: 202 when any was accepted, 200 when all were
+duplicates, 410 when all were for erased contacts, 422 when none could be
+taken. Whatever the
 answer says `accepted` is durable in Temporal; 503 (with `Retry-After`) means
 Temporal could not be reached and the request should be sent again.
 """
@@ -95,6 +97,17 @@ def to_behavior_event(item: Any, *, now: datetime, max_future: timedelta) -> Beh
     )
 
 
+_REFUSALS = {
+    "conflict": (status.HTTP_409_CONFLICT, "event_id", "event_id_conflict"),
+    "erased": (status.HTTP_410_GONE, "contact_id", "contact_erased"),
+}
+"""Intake outcomes that refuse an event: the answer to it alone, and the issue in a batch."""
+
+
+def _erased(result: EventResult) -> bool:
+    return any(issue.type == "contact_erased" for issue in result.errors)
+
+
 def unknown_contact(contact_id: str) -> str:
     """The warning of an event whose contact does not exist (see `starter.intake`)."""
     return (
@@ -132,6 +145,10 @@ def _decode(raw: bytes) -> tuple[list[Any], bool]:
         200: {"model": EventsResponse, "description": "Duplicates only: processed before."},
         400: {"model": Problem, "description": "Not JSON, or neither an event nor a batch."},
         409: {"model": Problem, "description": "The event_id belongs to a different event."},
+        410: {
+            "model": EventsResponse | Problem,
+            "description": "The contact was erased (a batch: every event's contact was).",
+        },
         422: {
             "model": EventsResponse | Problem,
             "description": "An invalid event (`detail` names the fields), or a batch none "
@@ -186,17 +203,15 @@ async def post_events(
         [event for _, event in valid],
         task_queue=settings.task_queue,
         day_seconds=settings.day_seconds,
+        suppression_key=settings.suppression_key(),
     )
     for (index, event), outcome in zip(valid, intake, strict=True):
-        if outcome.status == "conflict":
+        if outcome.status in _REFUSALS:
+            code, field, kind = _REFUSALS[outcome.status]
             if not is_batch:
-                return JSONResponse(
-                    {"detail": outcome.detail}, status_code=status.HTTP_409_CONFLICT
-                )
+                return JSONResponse({"detail": outcome.detail}, status_code=code)
             issue = ValidationIssue(
-                loc=["body", "events", index, "event_id"],
-                msg=outcome.detail or "event_id reused",
-                type="event_id_conflict",
+                loc=["body", "events", index, field], msg=outcome.detail or kind, type=kind
             )
             results.append(
                 EventResult(index=index, event_id=event.event_id, status="rejected", errors=[issue])
@@ -221,6 +236,8 @@ async def post_events(
     )
     if answer.accepted:
         code = status.HTTP_202_ACCEPTED
+    elif results and all(_erased(result) for result in results):
+        code = status.HTTP_410_GONE
     elif answer.rejected:
         code = status.HTTP_422_UNPROCESSABLE_CONTENT
     else:

@@ -119,6 +119,7 @@ async def sms_webhook(
                 received_at=message.received_at,
             ),
             task_queue=held.settings.task_queue,
+            suppression_key=held.settings.suppression_key(),
             day_seconds=held.settings.day_seconds,
         )
         results.append(

@@ -4,7 +4,10 @@
 unsubscribes (mail clients post `List-Unsubscribe=One-Click` there without
 showing anything). The token's HMAC and expiry are checked first: a forged or
 expired token gets 400 and changes nothing. Unsubscribing is an
-`unsubscribed` event through the same intake as any other.
+`unsubscribed` event through the same intake as any other. The link of an
+erased contact still answers "You are unsubscribed" (its addresses are
+suppressed as `erased`) and sends no event: nothing may start its workflow
+again.
 
 Per channel. The token names the channel of the message it came in: an
 email link suppresses the email address and withdraws the email consent
@@ -47,7 +50,7 @@ from models.tables import Contact
 from starter.api.dependencies import Services, ServicesDep
 from starter.intake import accept_events
 from starter.logs import mask_text
-from starter.operations import NotFound, get_contact
+from starter.operations import Gone, NotFound, get_contact
 
 router = APIRouter(tags=["unsubscribe"])
 
@@ -134,7 +137,7 @@ async def confirm_page(held: ServicesDep, token: str = TokenPath) -> HTMLRespons
         return request
     try:
         contact = await get_contact(held.engine, request.contact_id)
-    except NotFound:  # erased meanwhile: nothing left to send to
+    except (NotFound, Gone):  # erased: nothing left to send to, and no event to send
         return page("You are unsubscribed", "<p>You will not hear from us again.</p>")
     return page(
         "Unsubscribe?",
@@ -181,7 +184,13 @@ async def unsubscribe(request: Request, held: ServicesDep, token: str = TokenPat
         scope = suppression_scope(event)
         assert scope is not None
         await apply_scope(
-            session, contact, scope, at=event.occurred_at, origin=origin, change_key=event.event_id
+            session,
+            contact,
+            scope,
+            key=held.settings.suppression_key(),
+            at=event.occurred_at,
+            origin=origin,
+            change_key=event.event_id,
         )
         await session.commit()
     await accept_events(
@@ -190,6 +199,7 @@ async def unsubscribe(request: Request, held: ServicesDep, token: str = TokenPat
         [event],
         task_queue=held.settings.task_queue,
         day_seconds=held.settings.day_seconds,
+        suppression_key=held.settings.suppression_key(),
     )
     return page(
         "You are unsubscribed",

@@ -80,7 +80,8 @@ class DeliveryEvents(BaseModel):
 
 
 class WebhookResult(BaseModel):
-    """How many events were taken; the ids of those about messages we never sent."""
+    """How many events were taken; the ids of those about messages we never sent (or whose
+    contact was erased)."""
 
     accepted: int
     duplicate: int
@@ -189,9 +190,15 @@ async def email_webhook(
         events,
         task_queue=held.settings.task_queue,
         day_seconds=held.settings.day_seconds,
+        suppression_key=held.settings.suppression_key(),
     )
+    erased = [
+        event.event_id.removeprefix("email-webhook-")
+        for event, result in zip(events, results, strict=True)
+        if result.status == "erased"
+    ]
     return WebhookResult(
         accepted=sum(result.status == "accepted" for result in results),
-        duplicate=sum(result.status != "accepted" for result in results),
-        unknown_messages=unknown,
+        duplicate=sum(result.status in ("duplicate", "conflict") for result in results),
+        unknown_messages=unknown + erased,
     )
