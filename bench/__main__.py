@@ -3,7 +3,7 @@
 Options: `--quick` (the smoke test's sizes), `--only NAME` (repeatable),
 `--output DIR` (default `bench/results/`) and one option per size
 (`--journeys`, `--samples`, `--wakeups`, `--parked`, `--unsubscribes`,
-`--others`). Progress goes to stderr, the markdown table to stdout.
+`--others`, `--roundtrips`). Progress goes to stderr, the markdown table to stdout.
 """
 
 from __future__ import annotations

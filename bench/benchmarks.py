@@ -21,6 +21,7 @@ from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
 
 from bench.bare_input import BareInput
 from bench.baseline import BARE_WORKFLOW
+from bench.codec import codec_cost
 from bench.report import Figure, Target, percentile
 from bench.stack import (
     BARE_QUEUE,
@@ -63,6 +64,7 @@ class Sizes:
         parked: Journeys parked on a long timer with one worker (memory).
         unsubscribes: Contacts unsubscribed one after another (unsubscribe-to-exit).
         others: Other contacts with a running journey meanwhile (unsubscribe-to-exit).
+        roundtrips: Payloads converted and back, per kind and converter (codec).
     """
 
     journeys: int = 150
@@ -71,9 +73,12 @@ class Sizes:
     parked: int = 10_000
     unsubscribes: int = 60
     others: int = 1_000
+    roundtrips: int = 2_000
 
 
-QUICK = Sizes(journeys=10, samples=8, wakeups=20, parked=50, unsubscribes=4, others=20)
+QUICK = Sizes(
+    journeys=10, samples=8, wakeups=20, parked=50, unsubscribes=4, others=20, roundtrips=200
+)
 """The smoke test's sizes: every figure, in about a minute and a half."""
 
 DAY_SECONDS = 1
@@ -168,7 +173,7 @@ async def _post_event(http: httpx.AsyncClient, contact_id: str, event_type: str)
 def _start_bare(
     stack: Stack, workflow_id: str, bare: BareInput, **options: Any
 ) -> Awaitable[WorkflowHandle[Any, Any]]:
-    return stack.client.start_workflow(
+    return stack.bare_client.start_workflow(
         BARE_WORKFLOW, bare, id=workflow_id, task_queue=BARE_QUEUE, **options
     )
 
@@ -490,7 +495,7 @@ async def timer_lateness(stack: Stack, sizes: Sizes) -> list[Figure]:
 
     async def bare_ran(due: datetime) -> list[float]:
         await asyncio.sleep((due - datetime.now(UTC)).total_seconds())
-        handles = (stack.client.get_workflow_handle(f"bare-{i}") for i in range(count))
+        handles = (stack.bare_client.get_workflow_handle(f"bare-{i}") for i in range(count))
         results: list[list[float]] = await gather_limited(handle.result() for handle in handles)
         return [steps[0] for steps in results]
 
@@ -764,6 +769,7 @@ BENCHMARKS: dict[str, Callable[[Stack, Sizes], Awaitable[list[Figure]]]] = {
     "lateness": timer_lateness,
     "memory": memory,
     "unsubscribe": unsubscribe_to_exit,
+    "codec": lambda stack, sizes: codec_cost(stack, sizes.roundtrips),
 }
 """Every benchmark, in the issue's order, by the name `--only` takes (`throughput` also
 reports the history figures, item 5, from the journeys it completed)."""

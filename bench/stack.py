@@ -7,6 +7,11 @@ as processes, as in production: the product's is `python -m worker` (the real
 `worker.run_worker`: migrations, template checks, `running_worker`) and the
 baseline's `python -m bench.worker_process`; both serve the SDK's Prometheus
 metrics, which the benchmarks read (sticky cache size, activities completed).
+
+The product's payloads are encrypted (the payload codec, `runtime/codec.py`),
+the baseline's are not: the driver talks to each through a client of its kind
+(`Stack.client`, `Stack.bare_client`), and the product's worker, gateway and
+driver share the data keys in the journeys database.
 """
 
 from __future__ import annotations
@@ -45,6 +50,8 @@ from models.messages import DeliveryStatus
 from models.search_attributes import ALL_SEARCH_ATTRIBUTES
 from models.settings import PROJECT_ROOT, ApiKey, Settings
 from models.tables import Contact, MessageLog
+from runtime.codec import encrypting_data_converter
+from runtime.keys import KeyStore, key_store
 from starter.api.server import running_api
 from starter.temporal import SERVICE_RETRY, connect
 from starter.toolchain import start_dev_server
@@ -118,12 +125,15 @@ class Stack:
 
     Attributes:
         root: The benchmark's folder (server and journeys databases, outbox, worker logs).
-        env: The running dev server, with a client (pydantic data converter).
-        settings: The product's settings: database and outbox in `root`, quiet
-            hours off (benchmarks run at any hour), the gateway's key.
+        env: The running dev server, with a client (pydantic data converter, no codec).
+        settings: The product's settings: database (data keys too) and outbox in
+            `root`, quiet hours off (benchmarks run at any hour), the gateway's key.
         engine: The journeys database (migrated).
         server_pid: The dev server's process.
         sources: The snapshot of the code the workers run (`snapshot_sources`).
+        keys: The product's data keys (in the journeys database).
+        client: The driver's client of the journeys: the product's data converter
+            (encrypted with `keys`), on the dev server's connection.
     """
 
     root: Path
@@ -132,10 +142,12 @@ class Stack:
     engine: AsyncEngine
     server_pid: int
     sources: Path
+    keys: KeyStore
+    client: Client
 
     @property
-    def client(self) -> Client:
-        """The driver's Temporal client."""
+    def bare_client(self) -> Client:
+        """The driver's client of the bare baseline: pydantic payloads, no codec."""
         return self.env.client
 
     @property
@@ -173,19 +185,28 @@ async def bench_stack(root: Path, sources: Path) -> AsyncIterator[Stack]:
             search_attributes=ALL_SEARCH_ATTRIBUTES,
             data_converter=pydantic_data_converter,
         )
+    database_url = f"sqlite:///{root / 'journeys.db'}"
     settings = Settings(
-        database_url=f"sqlite:///{root / 'journeys.db'}",
+        database_url=database_url,
         outbox_dir=root / "outbox",
         task_queue=JOURNEYS_QUEUE,
         quiet_hours_start=clock_time(0, 0),
         quiet_hours_end=clock_time(0, 0),
         api_keys=[ApiKey(name="bench", key=SecretStr(API_KEY))],
         allow_accelerated_clock=True,
+        payload_keys_database_url=database_url,  # not one the environment may name
     )
     engine = create_engine(settings.database_url)
     try:
         await migrate(engine)
-        yield Stack(root, env, settings, engine, _pid_running(str(database)), sources)
+        keys = key_store(settings)
+        client = Client(
+            env.client.service_client,
+            namespace=env.client.namespace,
+            data_converter=encrypting_data_converter(keys),
+        )
+        server_pid = _pid_running(str(database))
+        yield Stack(root, env, settings, engine, server_pid, sources, keys, client)
     finally:
         await engine.dispose()
         await env.shutdown()
@@ -277,6 +298,7 @@ def _worker_command(
         "TEMPORAL_ADDRESS": stack.address,
         "TEMPORAL_NAMESPACE": "default",
         "DATABASE_URL": settings.database_url,
+        "PAYLOAD_KEYS_DATABASE_URL": settings.database_url,
         "TASK_QUEUE": settings.task_queue,
         "OUTBOX_DIR": str(settings.outbox_dir),
         "QUIET_HOURS_START": f"{settings.quiet_hours_start:%H:%M}",
@@ -360,10 +382,14 @@ async def gateway(stack: Stack) -> AsyncIterator[httpx.AsyncClient]:
     """Serve the real HTTP gateway on a free loopback port; yields a client holding its key."""
 
     async def temporal() -> Client:
-        return await connect(target_host=stack.address, lazy=True, retry=SERVICE_RETRY)
+        return await connect(
+            target_host=stack.address, lazy=True, retry=SERVICE_RETRY, keys=stack.keys
+        )
 
     async with (
-        running_api(stack.settings, host="127.0.0.1", port=0, temporal=temporal) as url,
+        running_api(
+            stack.settings, host="127.0.0.1", port=0, temporal=temporal, codec_keys=stack.keys
+        ) as url,
         httpx.AsyncClient(
             base_url=url, headers={"Authorization": f"Bearer {API_KEY}"}, timeout=60
         ) as http,

@@ -3,7 +3,9 @@
 `python -m bench.worker_process --address HOST:PORT --task-queue Q --metrics HOST:PORT`
 polls `Q` with `bench.baseline.bare_worker` and serves the SDK's Prometheus
 metrics at `http://HOST:PORT/metrics` until it is killed (SIGTERM). It imports
-nothing of the product, so its memory is the SDK's and the bare workflow's.
+nothing of the product, so its memory is the SDK's and the bare workflow's; nor
+does it encrypt (no payload codec: the driver talks to it through
+`Stack.bare_client`, also without).
 """
 
 from __future__ import annotations

@@ -4,6 +4,12 @@ Run `.venv/bin/python -m tests.record_histories [scenario …]` after an intende
 change to a journey's commands (guarded with `workflow.patched()` when it ships), review
 the diff of `tests/histories/`, and commit it. Each scenario runs on the
 time-skipping server with the real worker, database and outbox.
+
+The histories are recorded without the payload codec, on purpose: encrypted,
+they could only be replayed with the data keys of the recording, which live in
+its throwaway database. The codec passes unencrypted payloads through, so the
+replayer (`tests/test_replay.py`, with the codec) reads them as any history
+written before the codec.
 """
 
 from __future__ import annotations

@@ -6,13 +6,14 @@ import asyncio
 from pathlib import Path
 
 from sqlalchemy.ext.asyncio import AsyncEngine
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from models.contact_workflow import ContactState
 from models.search_attributes import ALL_SEARCH_ATTRIBUTES
 from models.settings import Settings
 from models.tables import ContactEvent
+from runtime.codec import encrypting_data_converter
+from runtime.keys import KeyStore
 from starter.toolchain import start_dev_server
 from tests.factories import rows_of
 from tests.gateway import gateway_settings, serving_gateway
@@ -20,12 +21,12 @@ from tests.test_dev_stack import free_port
 from worker import running_worker
 
 
-async def dev_server(port: int, database: Path) -> WorkflowEnvironment:
+async def dev_server(port: int, database: Path, keys: KeyStore) -> WorkflowEnvironment:
     return await start_dev_server(
         port=port,
         search_attributes=ALL_SEARCH_ATTRIBUTES,
         dev_server_database_filename=str(database),
-        data_converter=pydantic_data_converter,
+        data_converter=encrypting_data_converter(keys),
     )
 
 
@@ -34,10 +35,10 @@ def event(event_id: str) -> dict[str, str]:
 
 
 async def test_temporal_down_means_503_and_every_acknowledged_event_arrives(
-    tmp_path: Path, settings: Settings, engine: AsyncEngine
+    tmp_path: Path, settings: Settings, engine: AsyncEngine, codec_keys: KeyStore
 ) -> None:
     port, database = free_port(), tmp_path / "temporal.db"
-    env = await dev_server(port, database)
+    env = await dev_server(port, database, codec_keys)
     restarted: WorkflowEnvironment | None = None
     try:
         async with serving_gateway(env.client, gateway_settings(settings), worker=False) as gateway:
@@ -56,7 +57,7 @@ async def test_temporal_down_means_503_and_every_acknowledged_event_arrives(
             assert ready.json()["checks"]["temporal"].startswith("unavailable")
             assert ready.json()["checks"]["database"] == "ok"
 
-            restarted = await dev_server(port, database)
+            restarted = await dev_server(port, database, codec_keys)
             retried = await gateway.http.post("/v1/events", json=event("e2"))
             assert retried.status_code == 202, retried.text
             retried_batch = await gateway.http.post("/v1/events", json=batch)

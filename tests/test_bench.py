@@ -31,6 +31,10 @@ FIGURES = [
     "memory_rss_parked",
     "unsubscribe_to_exit_p50",
     "unsubscribe_to_exit_p99",
+    "codec_roundtrip_send_request",
+    "codec_bytes_send_request",
+    "codec_roundtrip_event_batch",
+    "codec_bytes_event_batch",
 ]
 TARGETED = {"throughput", "event_to_send_p99", "memory_rss_parked", "unsubscribe_to_exit_p99"}
 

@@ -147,6 +147,7 @@ def test_an_event_the_model_takes_can_be_carried_and_a_refusal_names_the_field(
             assert issue["loc"] and issue["msg"], issue
             assert issue["loc"][0] in item or issue["type"] == "missing", issue
         return
+    # The project's payload converter: the codec then encrypts the bytes it makes.
     converter = pydantic_data_converter.payload_converter
     [payload] = converter.to_payloads([event])  # a signal's payload: UTF-8 JSON
     assert converter.from_payloads([payload], [BehaviorEvent]) == [event]

@@ -17,7 +17,6 @@ import httpx
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio.client import Client
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.runtime import Runtime
 from temporalio.testing import ActivityEnvironment, WorkflowEnvironment
 
@@ -34,6 +33,8 @@ from models.journeys import JourneyInput
 from models.messages import DeliveryStatus, SendRequest
 from models.sales import SalesConfig, SlaKind, SlaNotice
 from models.settings import Settings
+from runtime.codec import encrypting_data_converter
+from runtime.keys import KeyStore
 from starter.operations import enroll
 from tests.factories import add_contact, add_lead, message_rows
 from worker import running_worker, worker_runtime, worker_telemetry
@@ -89,13 +90,13 @@ def total(page: str, name: str, **labels: str) -> float:
 
 
 async def test_worker_serves_sdk_metrics_and_counts_sent_messages(
-    dev_env: WorkflowEnvironment, settings: Settings, engine: AsyncEngine
+    dev_env: WorkflowEnvironment, settings: Settings, engine: AsyncEngine, codec_keys: KeyStore
 ) -> None:
     settings = with_metrics(settings)
     client = await Client.connect(
         dev_env.client.service_client.config.target_host,
         namespace="default",
-        data_converter=pydantic_data_converter,
+        data_converter=encrypting_data_converter(codec_keys),
         runtime=worker_runtime(settings),
     )
     await add_contact(engine, "metrics-ada", first_name="Ada")

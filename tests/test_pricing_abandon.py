@@ -16,7 +16,6 @@ from pathlib import Path
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio.client import Client, WorkflowHandle
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.service import RPCError, RPCStatusCode
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Replayer, Worker
@@ -253,7 +252,7 @@ async def test_purchase_on_day_1_exits_converted_without_sms_and_starts_onboardi
 
     # The recorded history replays on the current code (determinism).
     replayer = Replayer(
-        workflows=[PricingAbandon, WelcomeSeries], data_converter=pydantic_data_converter
+        workflows=[PricingAbandon, WelcomeSeries], data_converter=env.client.data_converter
     )
     await replayer.replay_workflow(await handle.fetch_history())
 

@@ -4,27 +4,56 @@ Each test gets its own dev server (a database file in its tmp folder), its own
 task queue and SQLite file, an email API on loopback, and starts `journeys
 worker` processes pointed at all three. Workers still running at the end are
 stopped; their logs stay in the test's tmp folder.
+
+The workers encrypt every payload (a real provider: the start-up guard refuses
+the built-in master key, so they get the tests' own, `PRODUCTION_MASTER_KEYS`).
+Their data keys live in the test's SQLite file, named explicitly as
+PAYLOAD_KEYS_DATABASE_URL, so that a worker pointed at another DATABASE_URL
+(PostgreSQL) keeps them there too, and the test's client (`DevServer`) decodes
+with the same keys.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import pytest
 
+from models.db import create_engine, migrate
 from models.settings import Settings
+from runtime.keys import KeyStore, key_store
 from tests.cli import cli_environment
 from tests.faults.email_api import EmailApi
 from tests.faults.stack import DevServer, WorkerProcess
+from tests.gateway import PRODUCTION_MASTER_KEYS
 
 PROVIDER_TIMEOUT_SECONDS = 1.5
 
 
 @pytest.fixture
-async def dev_server(tmp_path: Path) -> AsyncIterator[DevServer]:
-    """A dev server of the test's own, started."""
-    server = DevServer(tmp_path)
+async def payload_keys(settings: Settings) -> KeyStore:
+    """The data keys of the test's workers and client: in the test's (migrated) SQLite file."""
+    engine = create_engine(settings.database_url)
+    try:
+        await migrate(engine)
+    finally:
+        await engine.dispose()
+    return key_store(
+        settings.model_copy(
+            update={
+                "payload_master_keys": PRODUCTION_MASTER_KEYS,
+                "payload_keys_database_url": settings.database_url,
+            }
+        )
+    )
+
+
+@pytest.fixture
+async def dev_server(tmp_path: Path, payload_keys: KeyStore) -> AsyncIterator[DevServer]:
+    """A dev server of the test's own, started; its client uses the workers' data keys."""
+    server = DevServer(tmp_path, payload_keys)
     await server.start()
     try:
         yield server
@@ -48,6 +77,10 @@ def worker_env(settings: Settings, dev_server: DevServer, email_api: EmailApi) -
         # A real provider: the start-up guard asks for production-grade link settings.
         "UNSUBSCRIBE_SECRET": "fault-tests-unsubscribe-secret-of-32-bytes-or-more",
         "PUBLIC_BASE_URL": "https://journeys.example.test",
+        "PAYLOAD_MASTER_KEYS": json.dumps(
+            {key_id: key.get_secret_value() for key_id, key in PRODUCTION_MASTER_KEYS.items()}
+        ),
+        "PAYLOAD_KEYS_DATABASE_URL": settings.database_url,
         "EMAIL_API_URL": email_api.url,
         "EMAIL_API_KEY": "fault-tests-key",
         "PROVIDER_TIMEOUT_SECONDS": str(PROVIDER_TIMEOUT_SECONDS),

@@ -13,21 +13,26 @@ import signal
 from pathlib import Path
 
 from temporalio.client import Client
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from models.search_attributes import ALL_SEARCH_ATTRIBUTES
+from runtime.codec import encrypting_data_converter
+from runtime.keys import KeyStore
 from starter.toolchain import start_dev_server
 from tests.cli import JOURNEYS
 from tests.test_dev_stack import free_port
 
 
 class DevServer:
-    """`temporal server start-dev` on a fixed port with `--db-filename`, restartable."""
+    """`temporal server start-dev` on a fixed port with `--db-filename`, restartable.
 
-    def __init__(self, directory: Path) -> None:
+    Its client encrypts and decrypts with `keys`, the data keys of the test's workers.
+    """
+
+    def __init__(self, directory: Path, keys: KeyStore) -> None:
         self.port = free_port()
         self.database = directory / "temporal.db"
+        self._keys = keys
         self._env: WorkflowEnvironment | None = None
 
     @property
@@ -47,7 +52,7 @@ class DevServer:
             port=self.port,
             search_attributes=ALL_SEARCH_ATTRIBUTES,
             dev_server_database_filename=str(self.database),
-            data_converter=pydantic_data_converter,
+            data_converter=encrypting_data_converter(self._keys),
         )
 
     async def stop(self) -> None:
