@@ -30,8 +30,8 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from activities.suppressions import find_suppression, suppress_address
-from models.events import ALL_CHANNELS, SuppressionScope
-from models.tables import ConsentChange, Contact, utc_now
+from models.events import ALL_CHANNELS, BehaviorEvent, SuppressionScope, suppression_scope
+from models.tables import ConsentChange, Contact, ContactEvent, utc_now
 
 STOP_REASON = "sms_stop"
 """Suppression reason of an SMS STOP keyword: the only suppression START lifts."""
@@ -187,6 +187,24 @@ async def apply_scope(
     if scope.withdraws_consent:
         await withdraw_consent(
             session, contact, scope.channels, at=at, origin=origin, change_key=change_key
+        )
+
+
+async def apply_event(
+    session: AsyncSession, contact: Contact, event: BehaviorEvent | ContactEvent, *, key: bytes
+) -> None:
+    """Suppress (and withdraw consent) as an `unsubscribed` / hard-bounce event says, once per
+    event (its id is the change key); any other event changes nothing."""
+    scope = suppression_scope(event)
+    if scope is not None:
+        await apply_scope(
+            session,
+            contact,
+            scope,
+            key=key,
+            at=event.occurred_at,
+            origin=event_origin(event.properties),
+            change_key=event.event_id,
         )
 
 

@@ -24,7 +24,7 @@ from temporalio import activity
 from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.service import RPCError
 
-from activities.consent import apply_scope, event_origin, reachable_channels, suppress_addresses
+from activities.consent import apply_event, reachable_channels, suppress_addresses
 from activities.providers.outbox import outbox_path
 from models.contact_workflow import (
     ContactWorkflows,
@@ -135,7 +135,7 @@ class ContactActivities:
                 ]
                 if contact is not None:
                     for event in suppressing:
-                        await _apply(session, contact, event, key=self._suppression_key)
+                        await apply_event(session, contact, event, key=self._suppression_key)
                 reachable = await reachable_channels(session, contact, key=self._suppression_key)
                 await session.commit()
             log.info(
@@ -311,23 +311,6 @@ async def _is_running(client: Client, workflow_id: str) -> bool:
     except RPCError:
         return False  # never existed
     return description.status == WorkflowExecutionStatus.RUNNING
-
-
-async def _apply(
-    session: AsyncSession, contact: Contact, event: BehaviorEvent, *, key: bytes
-) -> None:
-    """Suppress (and withdraw consent) as the event says, once per event."""
-    scope = suppression_scope(event)
-    assert scope is not None
-    await apply_scope(
-        session,
-        contact,
-        scope,
-        key=key,
-        at=event.occurred_at,
-        origin=event_origin(event.properties),
-        change_key=event.event_id,
-    )
 
 
 def _row(event: BehaviorEvent, batch_key: str) -> ContactEvent:

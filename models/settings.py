@@ -14,7 +14,7 @@ import ipaddress
 from datetime import time, timedelta
 from functools import lru_cache
 from pathlib import Path
-from typing import Annotated, Literal, Self
+from typing import Annotated, Literal, Self, get_args
 from urllib.parse import urlsplit
 
 from pydantic import (
@@ -52,18 +52,7 @@ Scope = Literal[
 """What an API key may do: send events, read / write / erase / export contacts (an access
 request's whole record), steer journeys, decode / encode Temporal payloads at the codec
 endpoint (`/codec/…`)."""
-ALL_SCOPES: frozenset[Scope] = frozenset(
-    (
-        "events:write",
-        "contacts:read",
-        "contacts:write",
-        "contacts:erase",
-        "contacts:export",
-        "journeys:write",
-        "codec:decode",
-        "codec:encode",
-    )
-)
+ALL_SCOPES: frozenset[Scope] = frozenset(get_args(Scope))
 
 LOCAL_MASTER_KEY_ID = "local-development"
 """Id of the built-in master key used when PAYLOAD_MASTER_KEYS is not set (local use only)."""

@@ -28,9 +28,8 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from activities.consent import (
     ConsentOrigin,
-    apply_scope,
+    apply_event,
     consent_history,
-    event_origin,
     record_change,
     set_consent,
 )
@@ -189,17 +188,7 @@ async def _apply_earlier_opt_outs(session: AsyncSession, contact: Contact, *, ke
         .order_by(col(ContactEvent.occurred_at))
     )
     for event in stored.all():
-        scope = suppression_scope(event)
-        if scope is not None:
-            await apply_scope(
-                session,
-                contact,
-                scope,
-                key=key,
-                at=event.occurred_at,
-                origin=event_origin(event.properties),
-                change_key=event.event_id,
-            )
+        await apply_event(session, contact, event, key=key)
 
 
 async def _apply_consent(
@@ -375,22 +364,13 @@ async def apply_suppressing_event(engine: AsyncEngine, event: BehaviorEvent, *, 
 
     Idempotent per event: the contact workflow's ingest applies it again and changes nothing.
     """
-    scope = suppression_scope(event)
-    if scope is None:
+    if suppression_scope(event) is None:
         return
     async with session_factory(engine)() as session:
         contact = await session.get(Contact, event.contact_id)
         if contact is None:
             return
-        await apply_scope(
-            session,
-            contact,
-            scope,
-            key=key,
-            at=event.occurred_at,
-            origin=event_origin(event.properties),
-            change_key=event.event_id,
-        )
+        await apply_event(session, contact, event, key=key)
         await session.commit()
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import json
 import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, nullcontext
@@ -28,14 +29,24 @@ WEBHOOK_SECRET = "tests-webhook-secret"
 SMS_WEBHOOK_SECRET = "tests-sms-webhook-secret"
 PRODUCTION_MASTER_KEYS = {"tests-production": SecretStr(base64.b64encode(b"k" * 32).decode())}
 """A master key of one's own, as the start-up guard asks for with a real provider."""
-REAL_PROVIDER_LINKS = {
-    "unsubscribe_secret": SecretStr("tests-unsubscribe-secret-of-32-bytes-or-more"),
-    "public_base_url": "https://journeys.example.test",
-    "payload_master_keys": PRODUCTION_MASTER_KEYS,
-    "suppression_hash_secret": SecretStr("tests-suppression-hash-secret-of-32-bytes"),
+REAL_PROVIDER_ENVIRONMENT = {
+    "UNSUBSCRIBE_SECRET": "tests-unsubscribe-secret-of-32-bytes-or-more",
+    "PUBLIC_BASE_URL": "https://journeys.example.test",
+    "SUPPRESSION_HASH_SECRET": "tests-suppression-hash-secret-of-32-bytes",
+    "PAYLOAD_MASTER_KEYS": json.dumps(
+        {key_id: key.get_secret_value() for key_id, key in PRODUCTION_MASTER_KEYS.items()}
+    ),
 }
-"""Settings the start-up guard asks for once a real provider is configured (the gateway's
-codec keys come from the test's client, see `serving_gateway`)."""
+"""What the start-up guard asks for once a real provider is configured, as the environment
+of a `journeys worker` process."""
+REAL_PROVIDER_LINKS = {
+    "unsubscribe_secret": SecretStr(REAL_PROVIDER_ENVIRONMENT["UNSUBSCRIBE_SECRET"]),
+    "public_base_url": REAL_PROVIDER_ENVIRONMENT["PUBLIC_BASE_URL"],
+    "suppression_hash_secret": SecretStr(REAL_PROVIDER_ENVIRONMENT["SUPPRESSION_HASH_SECRET"]),
+    "payload_master_keys": PRODUCTION_MASTER_KEYS,
+}
+"""The same as settings (the gateway's codec keys come from the test's client, see
+`serving_gateway`)."""
 
 
 def gateway_settings(settings: Settings, **changes: object) -> Settings:

@@ -11,17 +11,15 @@ provider retries, and what was already written counts once.
 
 from __future__ import annotations
 
-import json
-import time
 from typing import Annotated
 
-from fastapi import APIRouter, Header, HTTPException, Request, status
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
+from fastapi import APIRouter, Header, Request
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from models.events import UtcTime
 from starter.api.dependencies import ServicesDep
 from starter.api.schemas import Problem
-from starter.api.webhooks import SIGNATURE_HEADER, verify_signature
+from starter.api.webhooks import SIGNATURE_HEADER, verified_body
 from starter.sms_keywords import InboundSms, handle_inbound
 
 router = APIRouter(tags=["webhooks"])
@@ -96,17 +94,14 @@ async def sms_webhook(
     signature: Annotated[str | None, Header(alias=SIGNATURE_HEADER)] = None,
 ) -> InboundResults:
     """Verify the signature, then apply each message's keyword and answer it once."""
-    secret = held.settings.sms_webhook_secret
-    if secret is None:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, "SMS webhooks are not configured")
-    body = await request.body()
-    verify_signature(signature, body, secret.get_secret_value(), now=time.time())
-    try:
-        posted = InboundMessages.model_validate(json.loads(body))
-    except (ValueError, ValidationError) as error:
-        raise HTTPException(
-            status.HTTP_422_UNPROCESSABLE_CONTENT, f"not an inbound-messages body: {error}"
-        ) from None
+    posted = await verified_body(
+        request,
+        held.settings.sms_webhook_secret,
+        signature,
+        InboundMessages,
+        webhooks="SMS webhooks",
+        body_name="an inbound-messages",
+    )
     results = []
     for message in posted.messages:
         outcome = await handle_inbound(

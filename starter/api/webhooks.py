@@ -23,10 +23,10 @@ import hashlib
 import hmac
 import json
 import time
-from typing import Annotated, Literal
+from typing import Annotated, Literal, TypeVar
 
 from fastapi import APIRouter, Header, HTTPException, Request, status
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, StringConstraints, ValidationError
 from sqlmodel import col, select
 
 from models.db import session_factory
@@ -110,6 +110,36 @@ def verify_signature(header: str | None, body: bytes, secret: str, *, now: float
         raise HTTPException(status.HTTP_401_UNAUTHORIZED, "webhook signature does not match")
 
 
+Body = TypeVar("Body", bound=BaseModel)
+
+
+async def verified_body(
+    request: Request,
+    secret: SecretStr | None,
+    signature: str | None,
+    model: type[Body],
+    *,
+    webhooks: str,
+    body_name: str,
+) -> Body:
+    """The webhook's body as `model`, once its signature checks out.
+
+    Raises:
+        HTTPException: 404 when `secret` is unset (`webhooks` are not configured),
+            401 for a bad signature, 422 for a body that is not a `body_name`.
+    """
+    if secret is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"{webhooks} are not configured")
+    body = await request.body()
+    verify_signature(signature, body, secret.get_secret_value(), now=time.time())
+    try:
+        return model.model_validate(json.loads(body))
+    except (ValueError, ValidationError) as error:
+        raise HTTPException(
+            status.HTTP_422_UNPROCESSABLE_CONTENT, f"not {body_name} body: {error}"
+        ) from None
+
+
 @router.post(
     "/webhooks/email",
     response_model=WebhookResult,
@@ -133,17 +163,14 @@ async def email_webhook(
     signature: Annotated[str | None, Header(alias=SIGNATURE_HEADER)] = None,
 ) -> WebhookResult:
     """Verify the signature, then turn each delivery event into a behaviour event."""
-    secret = held.settings.email_webhook_secret
-    if secret is None:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, "email webhooks are not configured")
-    body = await request.body()
-    verify_signature(signature, body, secret.get_secret_value(), now=time.time())
-    try:
-        posted = DeliveryEvents.model_validate(json.loads(body))
-    except (ValueError, ValidationError) as error:
-        raise HTTPException(
-            status.HTTP_422_UNPROCESSABLE_CONTENT, f"not a delivery-events body: {error}"
-        ) from None
+    posted = await verified_body(
+        request,
+        held.settings.email_webhook_secret,
+        signature,
+        DeliveryEvents,
+        webhooks="email webhooks",
+        body_name="a delivery-events",
+    )
     async with session_factory(held.engine)() as session:
         messages = {
             row.provider_message_id: row

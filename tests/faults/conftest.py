@@ -15,7 +15,6 @@ with the same keys.
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
@@ -27,7 +26,7 @@ from runtime.keys import KeyStore, key_store
 from tests.cli import cli_environment
 from tests.faults.email_api import EmailApi
 from tests.faults.stack import DevServer, WorkerProcess
-from tests.gateway import PRODUCTION_MASTER_KEYS
+from tests.gateway import PRODUCTION_MASTER_KEYS, REAL_PROVIDER_ENVIRONMENT
 
 PROVIDER_TIMEOUT_SECONDS = 1.5
 
@@ -74,12 +73,8 @@ def worker_env(settings: Settings, dev_server: DevServer, email_api: EmailApi) -
     return {
         **cli_environment(settings, dev_server.address),
         "EMAIL_PROVIDER": "http",
-        # A real provider: the start-up guard asks for production-grade link settings.
-        "UNSUBSCRIBE_SECRET": "fault-tests-unsubscribe-secret-of-32-bytes-or-more",
-        "PUBLIC_BASE_URL": "https://journeys.example.test",
-        "PAYLOAD_MASTER_KEYS": json.dumps(
-            {key_id: key.get_secret_value() for key_id, key in PRODUCTION_MASTER_KEYS.items()}
-        ),
+        # A real provider: the start-up guard asks for secrets and keys of one's own.
+        **REAL_PROVIDER_ENVIRONMENT,
         "PAYLOAD_KEYS_DATABASE_URL": settings.database_url,
         "EMAIL_API_URL": email_api.url,
         "EMAIL_API_KEY": "fault-tests-key",
