@@ -19,7 +19,7 @@ import sys
 import tempfile
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
-from datetime import UTC, timedelta
+from datetime import UTC, time, timedelta
 from pathlib import Path
 
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
@@ -43,12 +43,15 @@ HISTORIES = Path(__file__).parent / "histories"
 Scenario = Callable[[WorkflowEnvironment, Settings], Awaitable[WorkflowHandle[object, object]]]
 
 
-async def _event(env: WorkflowEnvironment, contact_id: str, event_type: str) -> BehaviorEvent:
+async def _event(
+    env: WorkflowEnvironment, contact_id: str, event_type: str, **properties: str
+) -> BehaviorEvent:
     return BehaviorEvent(
         event_id=f"evt-{uuid.uuid4()}",
         contact_id=contact_id,
         type=event_type,
         occurred_at=(await env.get_current_time()).astimezone(UTC),
+        properties=properties,
     )
 
 
@@ -249,6 +252,36 @@ async def contact_scored_handed_off_erased(
     return handle
 
 
+async def contact_unsubscribed_by_email_shredded(
+    env: WorkflowEnvironment, settings: Settings
+) -> WorkflowHandle:  # type: ignore[type-arg]
+    """Sign-up (once per contact, from the run log), pricing visit, an email-only unsubscribe
+    (the journeys left without a channel exit), then erasure with crypto-shredding."""
+    subscribed = await _event(env, "replay-8", "subscribed")
+    handle = await env.client.start_workflow(
+        "contact",
+        ContactInput(contact_id="replay-8"),
+        id="contact-replay-8",
+        task_queue=settings.task_queue,
+        start_signal="event",
+        start_signal_args=[subscribed],
+    )
+    await handle.signal("event", await _event(env, "replay-8", "pricing_page_viewed"))
+    for _ in range(300):
+        state = await handle.query("state", result_type=ContactState)
+        if {"welcome-series-replay-8", "pricing-abandon-replay-8"} <= set(state.journeys):
+            break
+        await asyncio.sleep(0.1)
+    else:
+        raise TimeoutError("contact-replay-8 did not start its journeys")
+    await handle.signal("event", await _event(env, "replay-8", "unsubscribed", channel="email"))
+    for journey in ("welcome-series", "pricing-abandon"):
+        await _closed(env.client.get_workflow_handle(f"{journey}-replay-8"))
+    await handle.signal("forget", EraseRequest())
+    await _closed(handle)
+    return handle
+
+
 SCENARIOS: dict[str, Scenario] = {
     "welcome-series-completed": welcome_completed,
     "welcome-series-paused-unsubscribed": welcome_unsubscribed_paused,
@@ -259,6 +292,7 @@ SCENARIOS: dict[str, Scenario] = {
     "lead-sla-reminded-contacted-qualified": lead_sla_reminded_contacted_qualified,
     "contact-scored-handed-off-erased": contact_scored_handed_off_erased,
     "welcome-series-logged-skipped-exited": welcome_logged_skipped_exited,
+    "contact-unsubscribed-by-email-shredded": contact_unsubscribed_by_email_shredded,
 }
 
 
@@ -273,6 +307,8 @@ async def record(
     settings = Settings(
         database_url=f"sqlite:///{directory / 'journeys.db'}",
         outbox_dir=directory / "outbox",
+        quiet_hours_start=time(0, 0),  # no quiet hours: the scenarios run at any time of day
+        quiet_hours_end=time(0, 0),
         task_queue=f"record-{uuid.uuid4()}",
     )
     engine = create_engine(settings.database_url)
@@ -285,6 +321,7 @@ async def record(
         "replay-5",
         "replay-6",
         "replay-7",
+        "replay-8",
     ):
         await add_contact(engine, contact_id, first_name="Replay")
     written = []
