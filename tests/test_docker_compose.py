@@ -8,6 +8,7 @@ its compose plugin are installed (it needs no engine).
 
 from __future__ import annotations
 
+import base64
 import copy
 import ipaddress
 import json
@@ -58,18 +59,25 @@ API_PORT_DEFAULT = str(Settings.model_fields["api_port"].default)
 ALL_INTERFACES = ("0.0.0.0", "::")
 # No safe default: compose must refuse to start without them (`${VAR:?message}`).
 REQUIRED_VARIABLES = {
-    "worker": ("UNSUBSCRIBE_SECRET", "SUPPRESSION_HASH_SECRET"),
-    GATEWAY: ("API_KEYS", "UNSUBSCRIBE_SECRET", "SUPPRESSION_HASH_SECRET"),
+    "worker": ("UNSUBSCRIBE_SECRET", "SUPPRESSION_HASH_SECRET", "PAYLOAD_MASTER_KEYS"),
+    GATEWAY: ("API_KEYS", "UNSUBSCRIBE_SECRET", "SUPPRESSION_HASH_SECRET", "PAYLOAD_MASTER_KEYS"),
 }
 # The worker signs unsubscribe links to PUBLIC_BASE_URL with UNSUBSCRIBE_SECRET, the
 # gateway serves and verifies them; both hash suppressed addresses under
-# SUPPRESSION_HASH_SECRET: both must see the same values.
-SHARED_VARIABLES = ("PUBLIC_BASE_URL", "UNSUBSCRIBE_SECRET", "SUPPRESSION_HASH_SECRET")
+# SUPPRESSION_HASH_SECRET and unwrap payload keys with PAYLOAD_MASTER_KEYS: both must
+# see the same values.
+SHARED_VARIABLES = (
+    "PUBLIC_BASE_URL",
+    "UNSUBSCRIBE_SECRET",
+    "SUPPRESSION_HASH_SECRET",
+    "PAYLOAD_MASTER_KEYS",
+)
 # The required variables as a host running the stack sets them (e.g. in .env).
 SECRETS = {
     "API_KEYS": json.dumps([{"name": "ci", "key": "k" * 24, "scopes": ["events:write"]}]),
     "UNSUBSCRIBE_SECRET": "u" * 32,
     "SUPPRESSION_HASH_SECRET": "h" * 32,
+    "PAYLOAD_MASTER_KEYS": json.dumps({"ci": base64.b64encode(b"m" * 32).decode()}),
 }
 
 Node = dict[str, Any]  # a map of the compose file: the file, its `services`, a service
