@@ -22,7 +22,7 @@ can decode what the Temporal UI shows.
 - A payload without that encoding is passed through: histories written before
   the codec still replay. So is `binary/null` (a `None`, which holds nothing).
 - After erasure the contact's key is gone: its payloads decode to a readable
-  placeholder (`ERASED_TEXT`) instead of failing, and anything written for it
+  notice (`ERASED_TEXT`) instead of failing, and anything written for it
   afterwards is encrypted with a throwaway key that is never stored.
 - Search attributes do not pass through codecs; they hold no personal data
   (`ContactId` is an opaque id, see `models/search_attributes.py`).
@@ -85,8 +85,8 @@ def is_encrypted(payload: Payload) -> bool:
     return payload.metadata.get("encoding") == ENCODING and KEY_IDS in payload.metadata
 
 
-def erased_placeholder() -> Payload:
-    """The readable stand-in of a payload whose data key erasure destroyed."""
+def erased_notice() -> Payload:
+    """What a payload whose data key erasure destroyed decodes to: a readable notice."""
     return Payload(
         metadata={"encoding": b"json/plain", "erased": b"true"},
         data=json.dumps(ERASED_TEXT).encode(),
@@ -212,7 +212,7 @@ def _seal(payload: Payload, materials: Sequence[DataKeyMaterial]) -> Payload:
 def _open(payload: Payload, materials: Sequence[DataKeyMaterial]) -> Payload:
     secret = _secret(materials)
     if secret is None:
-        return erased_placeholder()
+        return erased_notice()
     nonce, sealed = payload.data[:NONCE_BYTES], payload.data[NONCE_BYTES:]
     opened = Payload()
     opened.ParseFromString(AESGCM(secret).decrypt(nonce, sealed, payload.metadata[KEY_IDS]))

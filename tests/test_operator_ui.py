@@ -8,7 +8,7 @@ and the summary of the pending Day-1 timer, all on the "User Metadata" tab.
 
 Every payload is encrypted (the payload codec): the UI reads them through the
 real gateway's codec endpoint, as `journeys dev` sets it up. Before erasure it
-shows the journey's decoded input; after, the codec's placeholder saying why
+shows the journey's decoded input; after, the codec's notice saying why
 it cannot; with no codec endpoint, only ciphertext.
 
 The browser is Debian's `chromium` (`.ci/run` installs it; Playwright downloads
@@ -327,7 +327,7 @@ async def test_ui_shows_the_decoded_input_until_erasure_then_says_why_it_cannot(
     ui_env: tuple[WorkflowEnvironment, str], settings: Settings, engine: AsyncEngine
 ) -> None:
     """Through the gateway's codec endpoint the UI decrypts the journey's input; once the
-    contact is erased (its data key destroyed) it shows the codec's placeholder instead."""
+    contact is erased (its data key destroyed) it shows the codec's notice instead."""
     env, ui_url = ui_env
     contact_id = f"{CONTACT_ID}-erased"
     async with running_worker(env.client, settings):

@@ -100,7 +100,7 @@ async def decode(
     held: ServicesDep,
     x_namespace: Annotated[str | None, Header()] = None,
 ) -> Response:
-    """Decrypt the payloads; an erased contact's come back as a readable placeholder."""
+    """Decrypt the payloads; an erased contact's come back as a readable notice saying so."""
     given = await _payloads(request)
     try:
         decoded = await _codec(held, x_namespace).decode(given.payloads)
