@@ -11,9 +11,10 @@ from datetime import UTC, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 from sqlalchemy.ext.asyncio import AsyncEngine
+from temporalio.client import WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
 
-from models.journeys import JourneyInput
+from models.journeys import JourneyInput, JourneyState
 from models.policy import JourneyClock
 from models.settings import Settings
 from tests.factories import add_contact, message_rows
@@ -47,6 +48,18 @@ async def enrolled_at_22_00_berlin(env: WorkflowEnvironment, engine: AsyncEngine
     return at
 
 
+async def start_night_welcome(
+    env: WorkflowEnvironment, settings: Settings
+) -> WorkflowHandle[WelcomeSeries, JourneyState]:
+    """The welcome series of contact `night`, on a journey day of one real hour."""
+    return await env.client.start_workflow(
+        WelcomeSeries.run,
+        JourneyInput(contact_id="night", day_seconds=HOUR_DAY),
+        id="welcome-series-night",
+        task_queue=settings.task_queue,
+    )
+
+
 def quiet_settings(settings: Settings, *, allowed: bool) -> Settings:
     return settings.model_copy(
         update={
@@ -64,12 +77,7 @@ async def test_quiet_hours_fall_on_the_journeys_nights_where_accelerated_clocks_
     enrolled = await enrolled_at_22_00_berlin(env, engine)
     quiet = quiet_settings(settings, allowed=True)
     async with build_worker(env.client, quiet, engine):
-        handle = await env.client.start_workflow(
-            WelcomeSeries.run,
-            JourneyInput(contact_id="night", day_seconds=HOUR_DAY),
-            id="welcome-series-night",
-            task_queue=quiet.task_queue,
-        )
+        handle = await start_night_welcome(env, quiet)
         await handle.result()
 
     sent = {row.step: row.sent_at for row in await message_rows(engine, "night")}
@@ -98,12 +106,7 @@ async def test_a_worker_without_the_setting_applies_the_policy_in_real_time(
     enrolled = await enrolled_at_22_00_berlin(env, engine)
     quiet = quiet_settings(settings, allowed=False)
     async with build_worker(env.client, quiet, engine):
-        handle = await env.client.start_workflow(
-            WelcomeSeries.run,
-            JourneyInput(contact_id="night", day_seconds=HOUR_DAY),
-            id="welcome-series-night",
-            task_queue=quiet.task_queue,
-        )
+        handle = await start_night_welcome(env, quiet)
         await env.sleep(timedelta(hours=2))
         rows = {row.step: row for row in await message_rows(engine, "night")}
         # Day 1 came due at 23:00 real time, inside quiet hours: deferred to 08:00 real time.

@@ -24,14 +24,16 @@ ROUNDS = 4
 
 @pytest.fixture(scope="module")
 def postgres() -> Iterator[PostgresCluster]:
-    reason = postgres_unavailable()
-    if reason is not None:
-        pytest.skip(reason)
     with PostgresCluster() as cluster:
         yield cluster
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
+WITHOUT_POSTGRES = pytest.mark.skipif(
+    postgres_unavailable() is not None, reason=str(postgres_unavailable())
+)
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=WITHOUT_POSTGRES)])
 async def gateway(
     request: pytest.FixtureRequest, dev_env: WorkflowEnvironment, settings: Settings
 ) -> AsyncIterator[Gateway]:
