@@ -44,7 +44,7 @@ from models.tables import (
     Suppression,
     utc_now,
 )
-from starter.operations import NotFound, refuse_if_erased
+from starter.operations import contact_in
 
 Json = dict[str, Any]
 LIVE_STATE_TIMEOUT = timedelta(seconds=5)
@@ -221,10 +221,7 @@ async def export_contact(
         Gone: the contact was erased.
     """
     async with session_factory(engine)() as session:
-        contact = await session.get(Contact, contact_id)
-        if contact is None:
-            await refuse_if_erased(session, contact_id)
-            raise NotFound(f"contact {contact_id!r} does not exist")
+        contact = await contact_in(session, contact_id)
         context = ExportContext(session=session, contact=contact, scoring=scoring)
         document: Json = {"contact_id": contact_id, "exported_at": _iso(utc_now())}
         for key, section in SECTIONS:

@@ -518,19 +518,24 @@ async def list_journeys(
     return [execution async for execution in client.list_workflows(" AND ".join(clauses))]
 
 
-async def get_contact(engine: AsyncEngine, contact_id: str) -> Contact:
-    """The contact's row.
+async def contact_in(session: AsyncSession, contact_id: str) -> Contact:
+    """The contact's row, read in `session`.
 
     Raises:
         NotFound: no such contact.
         Gone: the contact was erased.
     """
-    async with session_factory(engine)() as session:
-        contact = await session.get(Contact, contact_id)
-        if contact is None:
-            await refuse_if_erased(session, contact_id)
-            raise NotFound(f"contact {contact_id!r} does not exist")
+    contact = await session.get(Contact, contact_id)
+    if contact is None:
+        await refuse_if_erased(session, contact_id)
+        raise NotFound(f"contact {contact_id!r} does not exist")
     return contact
+
+
+async def get_contact(engine: AsyncEngine, contact_id: str) -> Contact:
+    """The contact's row (see `contact_in`)."""
+    async with session_factory(engine)() as session:
+        return await contact_in(session, contact_id)
 
 
 async def consent_changes(engine: AsyncEngine, contact_id: str) -> list[ConsentChange]:
