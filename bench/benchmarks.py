@@ -43,12 +43,12 @@ from bench.stack import (
 )
 from models.journeys import JourneyInput, JourneyState, JourneyStatus
 from models.renewals import RenewalInput
-from workflows.lead_sla import LeadSla
-from workflows.nurture import Nurture
-from workflows.pricing_abandon import PricingAbandon
-from workflows.renewal_countdown import RenewalCountdown
+from workflows.journeys.lead_sla import LeadSla
+from workflows.journeys.nurture import Nurture
+from workflows.journeys.pricing_abandon import PricingAbandon
+from workflows.journeys.renewal_countdown import RenewalCountdown
+from workflows.journeys.welcome_series import WelcomeSeries
 from workflows.toolkit import Journey
-from workflows.welcome_series import WelcomeSeries
 
 MIB = 1024 * 1024
 

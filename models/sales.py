@@ -246,7 +246,7 @@ class HandOff(BaseModel):
 
 
 class LeadSlaInput(JourneyInput):
-    """What a lead-sla journey is started with (see `workflows/lead_sla.py`).
+    """What a lead-sla journey is started with (see `workflows/journeys/lead_sla.py`).
 
     The SLAs run in real minutes and hours whatever `day_seconds` says.
 

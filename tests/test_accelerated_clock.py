@@ -21,7 +21,7 @@ from tests.factories import add_contact, message_rows
 from tests.gateway import gateway_settings, serving_gateway
 from tests.journeys import BurstJourney
 from worker import build_worker
-from workflows.welcome_series import WelcomeSeries
+from workflows.journeys.welcome_series import WelcomeSeries
 
 BERLIN = ZoneInfo("Europe/Berlin")
 HOUR_DAY = 3_600

@@ -671,7 +671,7 @@ def test_interpolation_and_ports() -> None:
 def test_dockerignore_matching() -> None:
     for path in (".venv", ".env.prod", "workflows/__pycache__/x.pyc", "models/x.pyo", "app.db"):
         assert is_ignored(path, DOCKERIGNORE), path
-    for path in ("workflows/welcome_series.py", "uv.lock", "README.md", ".envrc"):
+    for path in ("workflows/journeys/welcome_series.py", "uv.lock", "README.md", ".envrc"):
         assert not is_ignored(path, DOCKERIGNORE), path
 
 

@@ -68,7 +68,7 @@ from tests.hostile import (
 )
 from tests.test_api import contact_state, journey_state, new_id, put_contact
 from worker import running_worker
-from workflows.welcome_series import WelcomeSeries
+from workflows.journeys.welcome_series import WelcomeSeries
 
 Row = TypeVar("Row")
 JSON = {"Content-Type": "application/json"}

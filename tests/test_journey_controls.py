@@ -17,7 +17,7 @@ from models.settings import Settings
 from models.tables import JourneyRun
 from tests.factories import add_contact, rows_of
 from tests.outbox import read_outbox
-from workflows.welcome_series import WelcomeSeries
+from workflows.journeys.welcome_series import WelcomeSeries
 
 
 async def start(

@@ -29,7 +29,7 @@ from models.sales import LeadBand, LeadSlaInput
 from models.settings import Settings
 from models.tables import Contact, CrmTask, Notification, SlaBreach
 from tests.factories import add_lead, event_now, rows_of
-from workflows.lead_sla import LeadSla
+from workflows.journeys.lead_sla import LeadSla
 
 Handle = WorkflowHandle[LeadSla, JourneyState]
 Row = TypeVar("Row", bound=SQLModel)

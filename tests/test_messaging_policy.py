@@ -31,8 +31,8 @@ from tests.journeys import BurstJourney
 from tests.outbox import read_outbox
 from worker import build_worker
 from workflows import JOURNEYS
+from workflows.journeys.welcome_series import WelcomeSeries
 from workflows.toolkit import Journey
-from workflows.welcome_series import WelcomeSeries
 
 NEW_YORK = ZoneInfo("America/New_York")
 

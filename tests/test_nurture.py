@@ -16,7 +16,7 @@ from models.settings import Settings
 from tests.factories import add_contact, event_now, message_rows
 from tests.outbox import read_outbox, text_body
 from worker import build_worker
-from workflows.nurture import Nurture
+from workflows.journeys.nurture import Nurture
 
 WEEKS = {"week1": 1, "week2": 2, "week3": 3, "week4": 4}
 TUESDAY = 1

@@ -50,7 +50,7 @@ from starter.temporal import SERVICE_RETRY, connect
 from starter.toolchain import start_dev_server
 from tests.gateway import gateway_settings
 from worker import running_worker
-from workflows.welcome_series import WelcomeSeries
+from workflows.journeys.welcome_series import WelcomeSeries
 
 CHROMIUM = shutil.which("chromium")
 pytestmark = pytest.mark.skipif(

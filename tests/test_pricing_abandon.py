@@ -27,8 +27,8 @@ from starter.operations import OperationError, enroll
 from tests.factories import add_contact, message_rows
 from tests.outbox import read_outbox, text_body
 from worker import build_worker
-from workflows.pricing_abandon import PricingAbandon
-from workflows.welcome_series import WelcomeSeries
+from workflows.journeys.pricing_abandon import PricingAbandon
+from workflows.journeys.welcome_series import WelcomeSeries
 
 PHONE = "+15035550123"
 EMAIL_AT = timedelta(minutes=30)

@@ -46,7 +46,7 @@ from starter import cli
 from starter.operations import OperationError, enroll, journey_input_for
 from tests.factories import add_contact
 from tests.outbox import read_outbox, text_body
-from workflows.renewal_countdown import RenewalCountdown
+from workflows.journeys.renewal_countdown import RenewalCountdown
 
 Handle = WorkflowHandle[RenewalCountdown, JourneyState]
 DAY = timedelta(days=1)

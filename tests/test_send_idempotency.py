@@ -18,7 +18,7 @@ from models.tables import MessageLog
 from tests.factories import add_contact
 from tests.outbox import read_outbox
 from worker import build_worker
-from workflows.welcome_series import WelcomeSeries
+from workflows.journeys.welcome_series import WelcomeSeries
 
 
 class CrashingOutbox(OutboxEmailProvider):

@@ -23,7 +23,7 @@ from models.settings import Settings
 from models.tables import Contact, MessageLog, Notification
 from tests.factories import add_contact
 from tests.outbox import read_outbox, text_body
-from workflows.welcome_series import WelcomeSeries
+from workflows.journeys.welcome_series import WelcomeSeries
 
 SCHEDULE = {"day0": 0, "day1": 1, "day2": 2, "day4": 4, "day7": 7}
 

@@ -6,12 +6,12 @@ them all and the CLI enrols by these names.
 
 from __future__ import annotations
 
-from workflows.lead_sla import LeadSla
-from workflows.nurture import Nurture
-from workflows.pricing_abandon import PricingAbandon
-from workflows.renewal_countdown import RenewalCountdown
+from workflows.journeys.lead_sla import LeadSla
+from workflows.journeys.nurture import Nurture
+from workflows.journeys.pricing_abandon import PricingAbandon
+from workflows.journeys.renewal_countdown import RenewalCountdown
+from workflows.journeys.welcome_series import WelcomeSeries
 from workflows.toolkit import Journey
-from workflows.welcome_series import WelcomeSeries
 
 JOURNEYS: dict[str, type[Journey]] = {
     WelcomeSeries.name: WelcomeSeries,

@@ -42,8 +42,8 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import FailureError
 
 from workflows import JOURNEYS
-from workflows.lead_sla import LeadSla
-from workflows.nurture import Nurture
+from workflows.journeys.lead_sla import LeadSla
+from workflows.journeys.nurture import Nurture
 from workflows.toolkit import Journey, start_journey
 from workflows.triggers import TRIGGERS
 

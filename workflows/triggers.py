@@ -19,10 +19,10 @@ from dataclasses import dataclass
 from pydantic import ValidationError
 from temporalio import workflow
 
-from workflows.pricing_abandon import PricingAbandon
-from workflows.renewal_countdown import RenewalCountdown
+from workflows.journeys.pricing_abandon import PricingAbandon
+from workflows.journeys.renewal_countdown import RenewalCountdown
+from workflows.journeys.welcome_series import WelcomeSeries
 from workflows.toolkit import Journey
-from workflows.welcome_series import WelcomeSeries
 
 with workflow.unsafe.imports_passed_through():
     from models.events import BehaviorEvent

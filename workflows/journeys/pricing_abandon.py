@@ -23,8 +23,8 @@ from __future__ import annotations
 
 from temporalio import workflow
 
+from workflows.journeys.welcome_series import WelcomeSeries
 from workflows.toolkit import Journey, PlanStep, start_journey
-from workflows.welcome_series import WelcomeSeries
 
 with workflow.unsafe.imports_passed_through():
     from models.journeys import JourneyInput, JourneyState

@@ -21,8 +21,8 @@ from datetime import timedelta
 from temporalio import workflow
 from temporalio.common import RetryPolicy
 
-from workflows.lead_sla import LeadSla
-from workflows.nurture import Nurture
+from workflows.journeys.lead_sla import LeadSla
+from workflows.journeys.nurture import Nurture
 from workflows.toolkit import CRM_TIMEOUT, Journey, PlanStep, start_journey
 
 with workflow.unsafe.imports_passed_through():
