@@ -55,7 +55,7 @@ from runtime.codec import key_store_of
 from runtime.keys import key_store
 from starter.logs import configure_logging
 from starter.temporal import connect
-from workflows import JOURNEYS
+from workflows import catalog
 from workflows.contact import ContactWorkflow
 from workflows.sms_keywords import SmsKeywordReply
 from workflows.toolkit import Journey
@@ -65,15 +65,19 @@ log = structlog.stdlib.get_logger(__name__)
 
 
 def load_templates(
-    settings: Settings, journeys: Sequence[type[Journey]] = tuple(JOURNEYS.values())
+    settings: Settings, journeys: Sequence[type[Journey]] | None = None
 ) -> TemplateCatalog:
-    """Load and validate the templates, and check every journey's templates exist.
+    """Load and validate the templates, and check the journeys' templates exist.
+
+    Args:
+        settings: Where the templates are.
+        journeys: The journeys to check (default: every journey in the catalog).
 
     Raises:
         TemplateError: naming the file that is broken or missing.
     """
     templates = TemplateCatalog(settings.templates_dir)
-    for journey in journeys:
+    for journey in catalog.all_journeys() if journeys is None else journeys:
         templates.require(journey.name, journey.templates)
     templates.require("sms-keyword-reply", REPLY_TEMPLATES)
     return templates
@@ -102,7 +106,7 @@ def build_worker(
         email_provider: Overrides the email provider chosen by the settings.
         sms_provider: Overrides the SMS provider chosen by the settings.
         notifier: Overrides the sales-team notifier chosen by the settings.
-        journeys: Journey workflows to run (default: every journey in `JOURNEYS`);
+        journeys: Journey workflows to run (default: every journey in the catalog);
             the contact workflow always runs.
 
     Raises:
@@ -111,7 +115,7 @@ def build_worker(
         ValueError: the scoring model or the sales configuration is invalid
             (the message names the file).
     """
-    journeys = list(JOURNEYS.values() if journeys is None else journeys)
+    journeys = list(catalog.all_journeys() if journeys is None else journeys)
     templates = templates or load_templates(settings, journeys)
     messaging = MessagingActivities(
         engine=engine,
@@ -176,7 +180,9 @@ async def running_worker(
         await migrate(engine)
         worker = build_worker(client, settings, engine, templates=templates)
         async with worker:
-            log.info("worker started", task_queue=settings.task_queue, journeys=list(JOURNEYS))
+            log.info(
+                "worker started", task_queue=settings.task_queue, journeys=catalog.journey_names()
+            )
             yield worker
         log.info("worker stopped")
     finally:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -48,8 +48,10 @@ from models.policy import SECONDS_PER_DAY
 from models.settings import accelerated_clock_refusal
 from models.tables import ConsentChange, Contact, ContactEvent, MessageLog, utc_now
 from models.tables import JourneyRun as JourneyRunRow
-from workflows import JOURNEYS
-from workflows.toolkit import Journey
+from workflows import catalog
+
+if TYPE_CHECKING:
+    from workflows.toolkit import Journey
 
 QUERY_TIMEOUT = timedelta(seconds=5)
 CONTACT_WORKFLOW = "contact"
@@ -219,15 +221,15 @@ async def _apply_consent(
 
 
 def journey_type(journey: str) -> type[Journey]:
-    """The journey workflow class registered under `journey` (e.g. `welcome-series`).
+    """The journey called `journey` (e.g. `welcome-series`); imports its module only.
 
     Raises:
-        NotFound: no such journey.
+        NotFound: no such journey (the message lists the known ones).
     """
-    journey_class = JOURNEYS.get(journey)
-    if journey_class is None:
-        raise NotFound(f"unknown journey {journey!r}; known: {', '.join(sorted(JOURNEYS))}")
-    return journey_class
+    try:
+        return catalog.journey_class(journey)
+    except catalog.UnknownJourney as unknown:
+        raise NotFound(str(unknown)) from None
 
 
 def journey_input_for(

@@ -44,7 +44,7 @@ from sqlmodel import col
 from models.journeys import JourneyStatus
 from models.messages import DeliveryStatus
 from models.tables import ContactEvent, JourneyRun, MessageLog
-from workflows import JOURNEYS
+from workflows import catalog
 
 CONVERSION_REASONS = frozenset({"purchased", "converted", "checkout_started", "renewed"})
 """Exit reasons that count as a conversion: the contact bought (`purchased`;
@@ -309,7 +309,9 @@ class _Tally:
     def journey(self, journey: str) -> JourneyFunnel:
         """The journey's figures; a journey seen first gets every step of its plan."""
         if journey not in self.journeys:
-            journey_class = JOURNEYS.get(journey)
+            journey_class = (
+                catalog.journey_class(journey) if journey in catalog.journey_names() else None
+            )
             plan = journey_class.plan if journey_class else ()
             self.journeys[journey] = JourneyFunnel(
                 journey=journey, title=journey_class.title if journey_class else None
@@ -326,8 +328,8 @@ class _Tally:
         return self.steps[journey].setdefault(step, StepFunnel(step=step))
 
     def funnels(self) -> list[JourneyFunnel]:
-        """Every journey, in registry order then by name, with its steps in order."""
-        registry = list(JOURNEYS)
+        """Every journey (catalog ones first), by name, with its steps in order."""
+        registry = catalog.journey_names()
         ordered = sorted(
             self.journeys,
             key=lambda journey: (

@@ -23,7 +23,7 @@ from tests.journeys import TextsAndEmails
 from tests.sms import inbound, post_texts
 from tests.test_api import journey_state, new_id, unsubscribe_token
 from worker import build_worker
-from workflows import JOURNEYS
+from workflows import catalog
 
 
 @pytest.fixture
@@ -146,7 +146,7 @@ async def test_after_stop_no_further_text_of_the_journey_goes_out_but_its_emails
 ) -> None:
     env, contact_id, number = time_skipping_env, f"texts-{uuid.uuid4().hex[:6]}", "+14155550177"
     await add_contact(engine, contact_id, phone=number, sms_consent=True)
-    journeys = [*JOURNEYS.values(), TextsAndEmails]
+    journeys = [*catalog.all_journeys(), TextsAndEmails]
     async with (
         build_worker(env.client, settings, engine, journeys=journeys),
         serving_gateway(env.client, gateway_settings(settings), worker=False) as gateway,

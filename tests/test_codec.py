@@ -18,7 +18,7 @@ from runtime.codec import ERASED_TEXT, EncryptionCodec, contact_candidates, is_e
 from runtime.keys import KeyStore, key_store
 from tests.factories import add_contact
 from tests.gateway import READ_ONLY_KEY, Gateway, gateway_settings, serving_gateway
-from workflows import JOURNEYS
+from workflows import catalog
 
 UI_ORIGIN = "http://localhost:8233"
 
@@ -37,7 +37,7 @@ def keys(settings: Settings, engine: AsyncEngine) -> KeyStore:
 
 
 def test_every_journey_id_names_its_contact() -> None:
-    for name in JOURNEYS:
+    for name in catalog.journey_names():
         assert "ada-1" in contact_candidates(f"{name}-ada-1"), name
     assert contact_candidates("contact-ada-1") == ("ada-1",)
     assert contact_candidates("bench-42") == ()

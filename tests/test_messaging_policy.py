@@ -30,7 +30,7 @@ from tests.fake_api import FakeApi, Reply
 from tests.journeys import BurstJourney
 from tests.outbox import read_outbox
 from worker import build_worker
-from workflows import JOURNEYS
+from workflows import catalog
 from workflows.journeys.welcome_series import WelcomeSeries
 from workflows.toolkit import Journey
 
@@ -299,7 +299,7 @@ async def test_invalid_recipient_is_recorded_and_suppressed(
 
 
 def test_every_journey_declares_whether_it_is_marketing() -> None:
-    assert {name: journey.category for name, journey in JOURNEYS.items()} == {
+    assert {journey.name: journey.category for journey in catalog.all_journeys()} == {
         "welcome-series": MessageCategory.MARKETING,
         "nurture": MessageCategory.MARKETING,
         "pricing-abandon": MessageCategory.MARKETING,
@@ -309,7 +309,7 @@ def test_every_journey_declares_whether_it_is_marketing() -> None:
     # Marketing journeys exit on an unsubscribe by their category, not by a list entry.
     assert "unsubscribed" not in WelcomeSeries.exit_on
     assert WelcomeSeries.concerned_by("unsubscribed")
-    assert not JOURNEYS["renewal-countdown"].concerned_by("unsubscribed")
+    assert not catalog.journey_class("renewal-countdown").concerned_by("unsubscribed")
     with pytest.raises(TypeError, match="journey Undeclared must declare its category"):
 
         class Undeclared(Journey):

@@ -10,7 +10,8 @@ event creates it). For each batch of new events it:
 2. scores the events (`scoring.toml`: points, decay, bands) and keeps the
    score current: `LeadScore` / `LifecycleStage` search attributes and the CRM
    (score, breakdown, `stage_…`, `act_…`, `src_…`, `int_…`, `eng_…` tags);
-3. applies the trigger rules (`workflows/triggers.py`) and forwards each
+3. starts the journey the event triggers (each journey declares its
+   `trigger`; the table comes from `workflows.catalog`) and forwards each
    event to the journeys concerned by its type;
 4. on unsubscribe / hard bounce, makes the marketing journeys exit with that
    reason: every one for an unsubscribe from all channels; for one on a single
@@ -41,11 +42,7 @@ from temporalio import workflow
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import FailureError
 
-from workflows import JOURNEYS
-from workflows.journeys.lead_sla import LeadSla
-from workflows.journeys.nurture import Nurture
 from workflows.toolkit import Journey, start_journey
-from workflows.triggers import TRIGGERS
 
 with workflow.unsafe.imports_passed_through():
     from models import search_attributes
@@ -82,6 +79,7 @@ with workflow.unsafe.imports_passed_through():
         stage_tag,
         worth_points,
     )
+    from workflows import catalog
 
 REMEMBERED_EVENT_IDS = 2_000
 """How many recent event ids the workflow itself remembers (older duplicates
@@ -313,7 +311,7 @@ class ContactWorkflow:
                 await self._exit_unreachable_journeys(scope.reason)
             return
         started: str | None = None
-        trigger = TRIGGERS.get(event.type)
+        trigger = catalog.triggers().get(event.type)
         if trigger is not None and self._contact_exists:
             journey_input = trigger.input_for(event, self._input.day_seconds)
             if journey_input is not None:
@@ -322,19 +320,17 @@ class ContactWorkflow:
             if workflow_id != started:
                 await self._signal(workflow_id, "event", event)
 
-    async def _start(
-        self, journey: type[Journey], journey_input: JourneyInput, why: str
-    ) -> str | None:
-        """Start a journey (left alone if it is running) and remember it.
+    async def _start(self, journey: str, journey_input: JourneyInput, why: str) -> str | None:
+        """Start a journey by name (left alone if it is running) and remember it.
 
         Returns:
             Its id if it started now, None if it was running (or done).
         """
-        workflow_id = journey.workflow_id_for(journey_input)
-        started = self._journeys.get(workflow_id) != journey.name and await start_journey(
+        workflow_id = catalog.journey_class(journey).workflow_id_for(journey_input)
+        started = self._journeys.get(workflow_id) != journey and await start_journey(
             journey, journey_input, why=why
         )
-        self._journeys[workflow_id] = journey.name
+        self._journeys[workflow_id] = journey
         self._publish()
         return workflow_id if started else None
 
@@ -345,15 +341,16 @@ class ContactWorkflow:
         or not this workflow started them (another journey may have); others
         (a renewal per subscription) when registered.
         """
+        journeys = {journey.name: journey for journey in catalog.all_journeys()}
         ids = {
-            f"{journey.name}-{self._contact_id}": journey.name
-            for journey in JOURNEYS.values()
+            f"{name}-{self._contact_id}": name
+            for name, journey in journeys.items()
             if wanted(journey)
         }
         ids |= {
             workflow_id: name
             for workflow_id, name in self._journeys.items()
-            if name in JOURNEYS and wanted(JOURNEYS[name])
+            if name in journeys and wanted(journeys[name])
         }
         return sorted(ids)
 
@@ -495,16 +492,16 @@ class ContactWorkflow:
             return
         if previous is not None and model.rank(band.band) <= model.rank(previous):
             return
-        if await self._signal(f"{LeadSla.name}-{self._contact_id}", "band_changed", band):
+        if await self._signal(f"lead-sla-{self._contact_id}", "band_changed", band):
             return
         await self._start(
-            LeadSla,
+            "lead-sla",
             LeadSlaInput(contact_id=self._contact_id, band=band),
             f"{band.band}, score {band.score}",
         )
         if previous is None or not model.sales_ready(previous):
             await self._signal(
-                f"{Nurture.name}-{self._contact_id}",
+                f"nurture-{self._contact_id}",
                 "exit",
                 ExitRequest(reason="handed-to-sales"),
             )

@@ -24,7 +24,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import ClassVar, NoReturn
+from typing import TYPE_CHECKING, ClassVar, NoReturn
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy, WorkflowIDReusePolicy
@@ -52,6 +52,10 @@ with workflow.unsafe.imports_passed_through():
         SendRequest,
         SendResult,
     )
+    from workflows import catalog
+
+if TYPE_CHECKING:
+    from workflows.triggers import Trigger
 
 SEND_RETRY_POLICY = RetryPolicy(
     initial_interval=timedelta(seconds=2),
@@ -149,7 +153,10 @@ class Journey:
     restart the journey (0: again as soon as it has ended)."""
 
     input_model: ClassVar[type[JourneyInput]] = JourneyInput
-    """The journey's input model (a subclass of `JourneyInput` for extra fields)."""
+    """The journey's input model (a subclass of `JourneyInput` for extra fields): its
+    fields are the enrolment options of the CLI (`--option`) and the gateway."""
+    trigger: ClassVar[Trigger | None] = None
+    """The event that starts the journey, if one does (see `workflows/triggers.py`)."""
 
     @classmethod
     def workflow_id_for(cls, journey_input: JourneyInput) -> str:
@@ -763,8 +770,12 @@ class Journey:
         workflow.set_current_details("\n".join(lines))
 
 
-async def start_journey(journey: type[Journey], journey_input: JourneyInput, *, why: str) -> bool:
-    """Start `journey` from a workflow, as a child left running when its parent ends.
+async def start_journey(journey: str, journey_input: JourneyInput, *, why: str) -> bool:
+    """Start the journey called `journey` from a workflow, as a child left running when its
+    parent ends.
+
+    Its declarations (workflow id, re-entry window, title) come from the catalog,
+    which loads its module outside the sandbox: a journey never imports another.
 
     A journey a contact goes through once is not started again once done: the
     journey-run log says so (it outlives Temporal's retention of the closed
@@ -773,28 +784,29 @@ async def start_journey(journey: type[Journey], journey_input: JourneyInput, *, 
     has ended.
 
     Args:
-        journey: The journey to start.
+        journey: The journey to start, by name (e.g. `nurture`).
         journey_input: Its input.
         why: Shown in its summary, e.g. `bought after pricing-abandon`.
 
     Returns:
         True if it started; False if it is running (or done, for a once-only journey).
     """
-    workflow_id = journey.workflow_id_for(journey_input)
-    if journey.reentry_days is None and await _entered_before(workflow_id):
+    declared = catalog.journey_class(journey)
+    workflow_id = declared.workflow_id_for(journey_input)
+    if declared.reentry_days is None and await _entered_before(workflow_id):
         workflow.logger.info("%s ran before (run log); not started again", workflow_id)
         return False
     try:
         await workflow.start_child_workflow(
-            journey.name,
+            declared.name,
             journey_input,
             id=workflow_id,
             task_queue=workflow.info().task_queue,
             parent_close_policy=ParentClosePolicy.ABANDON,
             id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE
-            if journey.reentry_days is None
+            if declared.reentry_days is None
             else WorkflowIDReusePolicy.ALLOW_DUPLICATE,
-            static_summary=f"{journey.title} for contact {journey_input.contact_id} ({why})",
+            static_summary=f"{declared.title} for contact {journey_input.contact_id} ({why})",
         )
     except WorkflowAlreadyStartedError:
         workflow.logger.info("%s is running or done; not started again", workflow_id)

@@ -1,48 +1,35 @@
-"""Which behaviour event starts which journey: the trigger rules, in one place.
+"""Triggers: the behaviour event that starts a journey, declared on the journey itself.
 
-| Event                 | Starts                                  | Already running  |
-|-----------------------|-----------------------------------------|------------------|
-| `subscribed`          | welcome-series (once per contact)       | nothing          |
-| `pricing_page_viewed` | pricing-abandon (at most once per 30 d) | nothing          |
-| `renewal_scheduled`   | renewal-countdown for the subscription  | moves its date   |
+A journey started by an event says so in its class::
 
-Journeys started here get the contact workflow's `day_seconds`. Events are
-also forwarded to every journey concerned by their type (see
-`Journey.concerned_by`); the contact workflow does that, not the rules.
+    trigger = Trigger("renewal_scheduled", input_from=renewal_input)
+
+`input_from` turns the event and the contact's journey clock (`day_seconds`)
+into the journey's input; by default the input is the contact id and the
+clock. The contact workflow starts the journey when the event arrives (see
+`workflows/contact.py`); the table it uses, event type → journey, is built
+from the journeys (`workflows.catalog.triggers`), and one event type starts
+at most one journey. Events are also forwarded to every journey concerned by
+their type (`Journey.concerned_by`); the contact workflow does that, not the
+triggers.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, replace
 
 from pydantic import ValidationError
 from temporalio import workflow
 
-from workflows.journeys.pricing_abandon import PricingAbandon
-from workflows.journeys.renewal_countdown import RenewalCountdown
-from workflows.journeys.welcome_series import WelcomeSeries
-from workflows.toolkit import Journey
-
 with workflow.unsafe.imports_passed_through():
     from models.events import BehaviorEvent
     from models.journeys import JourneyInput
-    from models.renewals import RenewalInput
 
 
-def _plain_input(event: BehaviorEvent, day_seconds: int) -> JourneyInput:
+def contact_and_clock(event: BehaviorEvent, day_seconds: int) -> JourneyInput:
+    """The default input of a triggered journey: the event's contact and the contact's clock."""
     return JourneyInput(contact_id=event.contact_id, day_seconds=day_seconds)
-
-
-def _renewal_input(event: BehaviorEvent, day_seconds: int) -> JourneyInput:
-    """From the event's `subscription_id` and `renewal_date` (ISO 8601) properties."""
-    return RenewalInput(
-        contact_id=event.contact_id,
-        day_seconds=day_seconds,
-        subscription_id=event.properties.get("subscription_id"),
-        renewal_date=event.properties.get("renewal_date"),
-        rescheduled_by_event_at=event.occurred_at,
-    )
 
 
 @dataclass(frozen=True)
@@ -51,37 +38,49 @@ class Trigger:
 
     Attributes:
         event_type: The event that starts it.
-        journey: The journey started.
-        journey_input: Builds the journey's input from the event and the
-            contact's journey clock; raises `ValidationError` when the event
-            lacks what the journey needs (the event is still scored).
+        input_from: Builds the journey's input from the event and the contact's
+            journey clock; raises `ValidationError` when the event lacks what
+            the journey needs (the event is still scored).
+        journey: The journey started; filled in by the trigger table from the
+            journey that declares the trigger.
     """
 
     event_type: str
-    journey: type[Journey]
-    journey_input: Callable[[BehaviorEvent, int], JourneyInput] = _plain_input
+    input_from: Callable[[BehaviorEvent, int], JourneyInput] = contact_and_clock
+    journey: str = ""
 
     def input_for(self, event: BehaviorEvent, day_seconds: int) -> JourneyInput | None:
         """The journey's input, or None (logged) when the event cannot start it."""
         try:
-            return self.journey_input(event, day_seconds)
+            return self.input_from(event, day_seconds)
         except ValidationError as error:
             workflow.logger.warning(
                 "%s %s cannot start %s: %s",
                 event.type,
                 event.event_id,
-                self.journey.name,
+                self.journey,
                 "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in error.errors()),
             )
             return None
 
 
-TRIGGERS = {
-    trigger.event_type: trigger
-    for trigger in (
-        Trigger("subscribed", WelcomeSeries),
-        Trigger("pricing_page_viewed", PricingAbandon),
-        Trigger("renewal_scheduled", RenewalCountdown, _renewal_input),
-    )
-}
-"""Trigger rules by event type."""
+class TriggerClash(ValueError):
+    """Two journeys declare the same trigger event."""
+
+
+def trigger_table(declared: Iterable[tuple[str, Trigger]]) -> dict[str, Trigger]:
+    """Triggers by event type, each naming its journey, from (journey, trigger) pairs.
+
+    Raises:
+        TriggerClash: two journeys are started by one event type.
+    """
+    table: dict[str, Trigger] = {}
+    for journey, trigger in declared:
+        other = table.get(trigger.event_type)
+        if other is not None:
+            raise TriggerClash(
+                f"{other.journey} and {journey} are both triggered by {trigger.event_type!r}; "
+                "an event type starts one journey: change the trigger of one of them"
+            )
+        table[trigger.event_type] = replace(trigger, journey=journey)
+    return table

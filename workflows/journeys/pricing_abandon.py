@@ -23,8 +23,8 @@ from __future__ import annotations
 
 from temporalio import workflow
 
-from workflows.journeys.welcome_series import WelcomeSeries
 from workflows.toolkit import Journey, PlanStep, start_journey
+from workflows.triggers import Trigger
 
 with workflow.unsafe.imports_passed_through():
     from models.journeys import JourneyInput, JourneyState
@@ -38,7 +38,7 @@ EMAIL_DAY = 30 / (24 * 60)
 """The email goes 30 minutes after the visit (in journey days from enrolment)."""
 SMS_DAY = EMAIL_DAY + 2
 """The SMS goes 2 days after the email was due (an email held back does not move it)."""
-Onboarding = WelcomeSeries
+ONBOARDING = "welcome-series"
 """The journey a buyer is enrolled in; the welcome series until onboarding exists."""
 
 
@@ -50,6 +50,7 @@ class PricingAbandon(Journey):
     title = "Pricing-page abandon"
     category = MessageCategory.MARKETING
     listens_to = CONVERSION
+    trigger = Trigger("pricing_page_viewed")
     reentry_days = 30
     plan = (
         PlanStep(
@@ -112,4 +113,4 @@ class PricingAbandon(Journey):
         onboarding_input = JourneyInput(
             contact_id=self._contact_id, day_seconds=self._input.day_seconds
         )
-        await start_journey(Onboarding, onboarding_input, why=f"bought after {self.name}")
+        await start_journey(ONBOARDING, onboarding_input, why=f"bought after {self.name}")

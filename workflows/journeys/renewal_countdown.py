@@ -49,6 +49,7 @@ from temporalio import workflow
 from temporalio.exceptions import ActivityError
 
 from workflows.toolkit import CRM_RETRY_POLICY, CRM_TIMEOUT, Journey, PlanStep
+from workflows.triggers import Trigger
 
 with workflow.unsafe.imports_passed_through():
     from models.crm import (
@@ -104,6 +105,18 @@ def _parse_date(value: object) -> datetime | None:
     return parsed.astimezone(UTC)
 
 
+def renewal_input(event: BehaviorEvent, day_seconds: int) -> RenewalInput:
+    """The countdown a `renewal_scheduled` event starts: from its `subscription_id` and
+    `renewal_date` (ISO 8601) properties."""
+    return RenewalInput(
+        contact_id=event.contact_id,
+        day_seconds=day_seconds,
+        subscription_id=event.properties.get("subscription_id"),
+        renewal_date=event.properties.get("renewal_date"),
+        rescheduled_by_event_at=event.occurred_at,
+    )
+
+
 @workflow.defn(name="renewal-countdown")
 class RenewalCountdown(Journey):
     """Count down to a subscription's renewal: reminders, CRM tasks, escalation, churn risk."""
@@ -113,6 +126,7 @@ class RenewalCountdown(Journey):
     category = MessageCategory.TRANSACTIONAL
     exit_on = frozenset({"renewed"})
     listens_to = frozenset({"renewal_scheduled"})
+    trigger = Trigger("renewal_scheduled", input_from=renewal_input)
     plan = ()
     """Computed from the renewal date: see `journey_plan`."""
     input_model = RenewalInput

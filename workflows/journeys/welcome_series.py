@@ -21,9 +21,8 @@ from datetime import timedelta
 from temporalio import workflow
 from temporalio.common import RetryPolicy
 
-from workflows.journeys.lead_sla import LeadSla
-from workflows.journeys.nurture import Nurture
 from workflows.toolkit import CRM_TIMEOUT, Journey, PlanStep, start_journey
+from workflows.triggers import Trigger
 
 with workflow.unsafe.imports_passed_through():
     from models.contact_workflow import LeadStatus
@@ -43,6 +42,7 @@ class WelcomeSeries(Journey):
     title = "Welcome series"
     category = MessageCategory.MARKETING
     exit_on = frozenset({"purchased"})
+    trigger = Trigger("subscribed")
     emails = (
         PlanStep("day0", day=0, title="Email 1: Welcome + lead magnet delivery"),
         PlanStep("day1", day=1, title="Email 2: Value story + quick win"),
@@ -88,13 +88,13 @@ class WelcomeSeries(Journey):
         if status.sales_ready and status.band is not None:
             band = LeadBand(band=status.band, score=status.score)
             await start_journey(
-                LeadSla,
+                "lead-sla",
                 LeadSlaInput(contact_id=self._contact_id, band=band),
                 why=f"{band.band} after the welcome series",
             )
         else:
             await start_journey(
-                Nurture,
+                "nurture",
                 JourneyInput(contact_id=self._contact_id, day_seconds=self._input.day_seconds),
                 why="after the welcome series",
             )

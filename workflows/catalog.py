@@ -1,0 +1,126 @@
+"""The journeys the project runs: one file each in `workflows/journeys/`, found by name.
+
+Registering a journey is writing its file: a `Journey` subclass decorated
+with `@workflow.defn`, alone in `workflows/journeys/<name with _>.py`, whose
+`name` is the file's name with `-` for `_` (`welcome-series` lives in
+`welcome_series.py`). There is no list to edit: the worker runs every file it
+finds there (`all_journeys`), the CLI and the gateway enrol by these names,
+and the trigger table comes from the journeys' own `trigger` (`triggers`).
+
+Nothing here imports a journey module it was not asked for: `journey_names`
+reads the folder, `journey_class` imports one file. Workflow code imports
+this module under `workflow.unsafe.imports_passed_through()`, and the
+journey modules it loads are passed through too, so a worker process loads
+each journey once instead of the sandbox loading every journey for every run.
+"""
+
+from __future__ import annotations
+
+import pkgutil
+import sys
+from functools import cache
+from typing import TYPE_CHECKING, cast
+
+from temporalio import workflow
+
+from workflows import journeys as journeys_package
+from workflows.triggers import Trigger, trigger_table
+
+if TYPE_CHECKING:
+    from types import ModuleType
+
+    from workflows.toolkit import Journey
+
+FOLDER = "workflows/journeys"
+"""Where journey files live (as messages name it)."""
+
+
+class UnknownJourney(LookupError):
+    """No journey of that name: the message lists the known ones and what to do next."""
+
+    def __init__(self, name: str) -> None:
+        """Name the journey asked for and the known ones."""
+        self.name = name
+        self.known = journey_names()
+        super().__init__(
+            f"unknown journey {name!r}; known: {', '.join(self.known)} "
+            f"(a journey is a file in {FOLDER}/, e.g. {FOLDER}/{module_name(name)}.py)"
+        )
+
+
+class JourneyFileError(TypeError):
+    """A journey file that does not hold the journey its name says."""
+
+
+def module_name(journey: str) -> str:
+    """The file (module) name of a journey: `welcome-series` → `welcome_series`."""
+    return journey.replace("-", "_")
+
+
+def journey_names() -> list[str]:
+    """Every journey's name, sorted, from the files in `workflows/journeys/` (none imported)."""
+    return list(_names(tuple(journeys_package.__path__)))
+
+
+@cache
+def _names(path: tuple[str, ...]) -> tuple[str, ...]:
+    """Names of the modules on `path` (the folder is read once per process)."""
+    return tuple(
+        sorted(
+            module.name.replace("_", "-")
+            for module in pkgutil.iter_modules(path)
+            if not module.ispkg and not module.name.startswith("_")
+        )
+    )
+
+
+def journey_class(name: str) -> type[Journey]:
+    """The journey called `name`; imports its file only.
+
+    Raises:
+        UnknownJourney: no file for it in `workflows/journeys/`.
+        JourneyFileError: the file does not define a journey called `name`.
+    """
+    if name not in journey_names():
+        raise UnknownJourney(name)
+    module = _import(f"{journeys_package.__name__}.{module_name(name)}")
+    declared: dict[type, str] = {
+        value: getattr(value, "name", "")
+        for value in vars(module).values()
+        if isinstance(value, type) and value.__module__ == module.__name__
+    }
+    matches = [cls for cls, declared_name in declared.items() if declared_name == name]
+    if len(matches) != 1:
+        found = ", ".join(
+            f"{cls.__name__} named {named!r}"
+            for cls, named in declared.items()
+            if isinstance(named, str) and named
+        )
+        raise JourneyFileError(
+            f"{FOLDER}/{module_name(name)}.py must define one journey with name = {name!r} "
+            f"(found: {found or 'no class'}); rename the journey or its file so that they match"
+        )
+    return cast("type[Journey]", matches[0])
+
+
+def _import(module: str) -> ModuleType:
+    """Import a journey module; from workflow code, outside the sandbox (passed through)."""
+    with workflow.unsafe.imports_passed_through():
+        __import__(module)
+    return sys.modules[module]
+
+
+def all_journeys() -> list[type[Journey]]:
+    """Every journey (imports every journey file): what the worker runs."""
+    return [journey_class(name) for name in journey_names()]
+
+
+def triggers() -> dict[str, Trigger]:
+    """Which event type starts which journey, from the journeys' `trigger` declarations.
+
+    Raises:
+        TriggerClash: two journeys declare the same event type.
+    """
+    return trigger_table(
+        (journey.name, journey.trigger) for journey in all_journeys() if journey.trigger
+    )
