@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import inspect
+import re
 from datetime import datetime
 from enum import StrEnum
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
 from models.events import BehaviorEvent, ContactId
 from models.messages import SendResult
@@ -59,6 +62,107 @@ class JourneyInput(BaseModel):
     history_limit: int = Field(default=10_000, ge=20)
     reentry_days: float | None = Field(default=None, gt=0)
     carry: JourneyCarryOver | None = None
+
+
+NOT_OPTIONS = frozenset({"contact_id", "carry"})
+"""Input fields that are not enrolment options: the contact is the enrolment's own, the
+carry-over the toolkit's."""
+
+
+class JourneyOption(BaseModel):
+    """One enrolment option of a journey: a field of its input model.
+
+    Attributes:
+        name: The field, e.g. `renewal_date` (`--option renewal_date=…`, a JSON body key).
+        type: Its JSON-schema type, e.g. `string (date-time)` or `integer | null`.
+        required: Whether an enrolment must give it.
+        default: Its value when not given (absent when required).
+        description: What it is, from the model's field description or docstring.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    name: str
+    type: str
+    required: bool
+    default: JsonValue = None
+    description: str | None = None
+
+
+class PlannedStep(BaseModel):
+    """One step of a journey's plan, as the catalog lists it.
+
+    Attributes:
+        id: Step id, e.g. `day4`.
+        label: `Day 4 → Email 4: Common mistake to avoid`.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    id: str
+    label: str
+
+
+class JourneyDescription(BaseModel):
+    """What a journey is and how to enrol into it (`GET /v1/journeys`, `journeys catalog`).
+
+    Attributes:
+        name: Journey type, e.g. `renewal-countdown`.
+        title: Human name.
+        category: `marketing` or `transactional`.
+        trigger: The event type that starts it, if one does.
+        options: Its enrolment options (its input model's fields).
+        plan: Its steps (empty for a plan computed from the input, e.g. a renewal date).
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    name: str
+    title: str
+    category: str
+    trigger: str | None = None
+    options: list[JourneyOption] = Field(default_factory=list)
+    plan: list[PlannedStep] = Field(default_factory=list)
+
+
+def enrolment_options(model: type[JourneyInput]) -> list[JourneyOption]:
+    """The enrolment options of a journey input model, from its JSON schema (required first)."""
+    schema = model.model_json_schema()
+    described = _attribute_docs(model)
+    options = [
+        JourneyOption(
+            name=name,
+            type=_schema_type(field),
+            required=name in schema.get("required", ()),
+            default=field.get("default"),
+            description=field.get("description") or described.get(name),
+        )
+        for name, field in schema["properties"].items()
+        if name not in NOT_OPTIONS
+    ]
+    return sorted(options, key=lambda option: not option.required)
+
+
+def _schema_type(field: dict[str, Any]) -> str:
+    """A JSON-schema type in a few words: `integer`, `array of integer`, `string | null`."""
+    if "anyOf" in field:
+        return " | ".join(_schema_type(option) for option in field["anyOf"])
+    if "$ref" in field:
+        return str(field["$ref"]).rsplit("/", 1)[-1]
+    if field.get("type") == "array":
+        return f"array of {_schema_type(field.get('items', {}))}"
+    kind = str(field.get("type", "any"))
+    return f"{kind} ({field['format']})" if "format" in field else kind
+
+
+def _attribute_docs(model: type[BaseModel]) -> dict[str, str]:
+    """Field descriptions from the `Attributes:` sections of the model's (and bases') docstrings."""
+    docs: dict[str, str] = {}
+    for cls in reversed(model.__mro__):
+        section = (inspect.getdoc(cls) or "").partition("Attributes:\n")[2]
+        for match in re.finditer(r"^    (\w+): (.+(?:\n {8}.+)*)", section, re.MULTILINE):
+            docs[match[1]] = " ".join(match[2].split())
+    return docs
 
 
 class JourneyStatus(StrEnum):

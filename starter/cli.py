@@ -109,11 +109,6 @@ async def _with_engine(action: Callable[[AsyncEngine], Awaitable[T]]) -> T:
         await engine.dispose()
 
 
-def _given(**options: Any) -> dict[str, Any]:
-    """The options the user actually gave (so model defaults apply to the rest)."""
-    return {name: value for name, value in options.items() if value is not None}
-
-
 def _key_values(items: list[str] | None, option: str) -> dict[str, str]:
     """`key=value` options as a dict; a malformed one is a usage error naming `option`."""
     malformed = [item for item in items or [] if "=" not in item]
@@ -269,12 +264,48 @@ async def contact_consent(
         typer.echo(line + (f" ({'; '.join(extras)})" if extras else ""))
 
 
-_ENROLL_FLAGS = {"subscription_id": "--subscription"}
-"""`enroll` options named other than the input field they set."""
+@app.command("catalog")
+@run_async
+async def journey_catalog(
+    journey: Annotated[
+        str | None, typer.Argument(help="One journey, with its options described.")
+    ] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """List the journeys: trigger, enrolment options (`enroll --option`) and plan."""
+    described = [operations.describe_journey(journey)] if journey else operations.journey_catalog()
+    if as_json:
+        _print_json([_dump(description) for description in described])
+        return
+    for description in described:
+        started_by = f", started by {description.trigger}" if description.trigger else ""
+        typer.echo(f"{description.name}: {description.title} ({description.category}{started_by})")
+        for option in description.options:
+            given = "required" if option.required else f"default {json.dumps(option.default)}"
+            about = f": {option.description}" if journey and option.description else ""
+            typer.echo(f"  --option {option.name}=<{option.type}> ({given}){about}")
+        for step in description.plan:
+            typer.echo(f"  {step.label}")
 
 
-def _enroll_flag(field: str) -> str:
-    return _ENROLL_FLAGS.get(field, f"--{field.replace('_', '-')}")
+def _enroll_option(field: str) -> str:
+    """How `enroll` names an input field in messages: `--day-seconds`, `--option renewal_date`."""
+    return "--day-seconds" if field == "day_seconds" else f"--option {field}"
+
+
+def _option_values(items: list[str] | None) -> dict[str, Any]:
+    """`--option key=value` as input fields; a value written as a JSON list or object is parsed
+    (`--option reminder_days=[30,7]`), any other stays a string for the journey's model."""
+    options: dict[str, Any] = _key_values(items, "--option")
+    for key, value in options.items():
+        if value.startswith(("[", "{")):
+            try:
+                options[key] = json.loads(value)
+            except json.JSONDecodeError as error:
+                raise typer.BadParameter(
+                    f"{key}: not JSON ({error})", param_hint="--option"
+                ) from None
+    return options
 
 
 @app.command()
@@ -282,24 +313,27 @@ def _enroll_flag(field: str) -> str:
 async def enroll(
     journey: Annotated[str, typer.Argument(help="Journey, e.g. welcome-series.")],
     contact_id: Annotated[str, typer.Argument(help="Contact id.")],
+    option: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="key=value (repeatable): the journey's options, e.g. "
+            "renewal_date=2027-03-01T00:00Z (`journeys catalog JOURNEY` lists them)."
+        ),
+    ] = None,
     day_seconds: Annotated[
         int | None, typer.Option(help="Accelerated clock: seconds per journey day.")
     ] = None,
-    renewal_date: Annotated[
-        str | None,
-        typer.Option(help="renewal-countdown: when it renews, ISO 8601 (2027-03-01T00:00:00Z)."),
-    ] = None,
-    subscription: Annotated[
-        str | None, typer.Option(help="renewal-countdown: the subscription id.")
-    ] = None,
 ) -> None:
     """Enrol a contact into a journey."""
+    options = _option_values(option)
+    if day_seconds is not None:
+        options["day_seconds"] = day_seconds
     journey_input = operations.journey_input_for(
         journey,
         contact_id,
-        _given(day_seconds=day_seconds, renewal_date=renewal_date, subscription_id=subscription),
+        options,
         accelerated_clock_allowed=get_settings().allow_accelerated_clock,
-        option_name=_enroll_flag,
+        option_name=_enroll_option,
     )
     client = await connect()
     settings = get_settings()

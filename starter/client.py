@@ -42,6 +42,7 @@ import structlog
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from models.contacts import ContactFields
+from models.journeys import JourneyDescription
 from starter.api.schemas import (
     ContactView,
     EnrolmentIn,
@@ -347,6 +348,9 @@ def _contact_path(contact_id: str, *rest: str) -> str:
     return "/".join(["/v1/contacts", *(quote(part, safe="") for part in (contact_id, *rest))])
 
 
+EnrolmentOptions = EnrolmentIn | Mapping[str, Any]
+"""A journey's enrolment options: a mapping (or `EnrolmentIn`) of its input fields."""
+
 _EVENT_OK = frozenset({200, 202})
 
 
@@ -401,11 +405,15 @@ class _Calls:
 
     @staticmethod
     def enroll(
-        contact_id: str, journey: str, options: EnrolmentIn | None
+        contact_id: str, journey: str, options: EnrolmentOptions | None
     ) -> _ApiCall[EnrolmentView]:
         path = _contact_path(contact_id, "journeys", journey)
-        body = _body(options) if options is not None else None
+        body = _body(EnrolmentIn.model_validate(options)) if options is not None else None
         return _ApiCall("POST", path, _model(EnrolmentView), frozenset({201}), body)
+
+    @staticmethod
+    def journey_catalog() -> _ApiCall[list[JourneyDescription]]:
+        return _ApiCall("GET", "/v1/journeys", _list_of(JourneyDescription))
 
     @staticmethod
     def steer(
@@ -617,9 +625,15 @@ class JourneysClient(_ClientBase):
         return self._call(_Calls.erase_contact(contact_id))
 
     def enroll(
-        self, contact_id: str, journey: str, *, options: EnrolmentIn | None = None
+        self, contact_id: str, journey: str, *, options: EnrolmentOptions | None = None
     ) -> EnrolmentView:
         """Start `journey` for the contact (`POST /v1/contacts/{id}/journeys/{journey}`).
+
+        Args:
+            contact_id: The contact.
+            journey: The journey, e.g. `renewal-countdown`.
+            options: The journey's options (`journey_catalog` lists them), e.g.
+                `{"renewal_date": datetime(…), "subscription_id": "sub-1"}`.
 
         Raises:
             ConflictError: already enrolled (or a once-only journey it went through).
@@ -627,6 +641,10 @@ class JourneysClient(_ClientBase):
             ValidationFailed: an option the journey does not take.
         """
         return self._call(_Calls.enroll(contact_id, journey, options))
+
+    def journey_catalog(self) -> list[JourneyDescription]:
+        """Every journey: title, trigger, enrolment options and plan (`GET /v1/journeys`)."""
+        return self._call(_Calls.journey_catalog())
 
     def exit_journey(
         self, contact_id: str, journey: str, *, reason: str = "api"
@@ -784,10 +802,14 @@ class AsyncJourneysClient(_ClientBase):
         return await self._call(_Calls.erase_contact(contact_id))
 
     async def enroll(
-        self, contact_id: str, journey: str, *, options: EnrolmentIn | None = None
+        self, contact_id: str, journey: str, *, options: EnrolmentOptions | None = None
     ) -> EnrolmentView:
         """Start `journey` for the contact; see `JourneysClient.enroll`."""
         return await self._call(_Calls.enroll(contact_id, journey, options))
+
+    async def journey_catalog(self) -> list[JourneyDescription]:
+        """Every journey and its enrolment options; see `JourneysClient.journey_catalog`."""
+        return await self._call(_Calls.journey_catalog())
 
     async def exit_journey(
         self, contact_id: str, journey: str, *, reason: str = "api"

@@ -43,7 +43,13 @@ from models.contacts import (
 )
 from models.db import lock_contact, session_factory
 from models.events import SUPPRESSING_EVENTS, BehaviorEvent, suppression_scope
-from models.journeys import ExitRequest, JourneyInput, JourneyState
+from models.journeys import (
+    ExitRequest,
+    JourneyDescription,
+    JourneyInput,
+    JourneyState,
+    enrolment_options,
+)
 from models.policy import SECONDS_PER_DAY
 from models.settings import accelerated_clock_refusal
 from models.tables import ConsentChange, Contact, ContactEvent, MessageLog, utc_now
@@ -232,6 +238,21 @@ def journey_type(journey: str) -> type[Journey]:
         raise NotFound(str(unknown)) from None
 
 
+def describe_journey(journey: str) -> JourneyDescription:
+    """One journey: title, trigger, enrolment options and plan.
+
+    Raises:
+        NotFound: no such journey (the message lists the known ones).
+    """
+    journey_type(journey)
+    return catalog.describe(journey)
+
+
+def journey_catalog() -> list[JourneyDescription]:
+    """Every journey: title, trigger, enrolment options and plan (imports every journey)."""
+    return [catalog.describe(name) for name in catalog.journey_names()]
+
+
 def journey_input_for(
     journey: str,
     contact_id: str,
@@ -257,9 +278,13 @@ def journey_input_for(
         ValidationError: a missing or invalid value.
     """
     model = journey_type(journey).input_model
-    unknown = sorted(name for name in options if name not in model.model_fields or name == "carry")
+    takes = [option.name for option in enrolment_options(model)]
+    unknown = sorted(name for name in options if name not in takes)
     if unknown:
-        raise InvalidRequest(f"{journey} does not take {', '.join(map(option_name, unknown))}")
+        raise InvalidRequest(
+            f"{journey} does not take {', '.join(map(option_name, unknown))}; "
+            f"it takes {', '.join(map(option_name, takes))}"
+        )
     journey_input = model.model_validate({**options, "contact_id": contact_id})
     clock_refusal = accelerated_clock_refusal(
         journey_input.day_seconds,

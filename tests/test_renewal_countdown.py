@@ -678,14 +678,17 @@ async def test_enroll_builds_a_renewal_input_and_ids_the_workflow_by_subscriptio
 @pytest.mark.parametrize(
     ("args", "exit_code", "error"),
     [
-        (["welcome-series", "c1", "--renewal-date", "2099-03-01T00:00:00Z"], 1,
-         "welcome-series does not take --renewal-date"),
-        (["renewal-countdown", "c1", "--renewal-date", "2099-03-01T00:00:00Z"], 2,
+        (["welcome-series", "c1", "--option", "renewal_date=2099-03-01T00:00:00Z"], 1,
+         "welcome-series does not take --option renewal_date; it takes --day-seconds"),
+        (["renewal-countdown", "c1", "--option", "renewal_date=2099-03-01T00:00:00Z"], 2,
          "subscription_id"),
-        (["renewal-countdown", "c1", "--subscription", "sub_1", "--renewal-date",
-          "2001-03-01T00:00:00Z"], 1, "is in the past"),
-        (["renewal-countdown", "c1", "--subscription", "sub_1", "--renewal-date", "2099-03-01"],
-         2, "timezone"),
+        (["renewal-countdown", "c1", "--option", "subscription_id=sub_1", "--option",
+          "renewal_date=2001-03-01T00:00:00Z"], 1, "is in the past"),
+        (["renewal-countdown", "c1", "--option", "subscription_id=sub_1", "--option",
+          "renewal_date=2099-03-01"], 2, "timezone"),
+        (["renewal-countdown", "c1", "--option", "reminder_days=[30,8]"], 2, "no reminder copy"),
+        (["renewal-countdown", "c1", "--option", "reminder_days=[30"], 2, "not JSON"),
+        (["renewal-countdown", "c1", "--option", "subscription_id"], 2, "expected key=value"),
     ],
 )  # fmt: skip
 def test_enroll_command_checks_the_renewal_options(

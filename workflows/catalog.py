@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, cast
 
 from temporalio import workflow
 
+from models.journeys import JourneyDescription, PlannedStep, enrolment_options
 from workflows import journeys as journeys_package
 from workflows.triggers import Trigger, trigger_table
 
@@ -123,4 +124,21 @@ def triggers() -> dict[str, Trigger]:
     """
     return trigger_table(
         (journey.name, journey.trigger) for journey in all_journeys() if journey.trigger
+    )
+
+
+def describe(name: str) -> JourneyDescription:
+    """The journey's declarations for people: title, trigger, enrolment options, plan.
+
+    Raises:
+        UnknownJourney: no such journey.
+    """
+    journey = journey_class(name)
+    return JourneyDescription(
+        name=journey.name,
+        title=journey.title,
+        category=str(journey.category),
+        trigger=journey.trigger.event_type if journey.trigger else None,
+        options=enrolment_options(journey.input_model),
+        plan=[PlannedStep(id=step.id, label=step.label) for step in journey.plan],
     )

@@ -42,7 +42,7 @@ from models.db import create_engine
 from models.settings import Settings
 from runtime.keys import KeyStore, key_store
 from starter import operations
-from starter.api import codec, contacts, events, sms_webhook, unsubscribe, webhooks
+from starter.api import codec, contacts, events, journeys, sms_webhook, unsubscribe, webhooks
 from starter.api.dependencies import Services, ServicesDep
 from starter.temporal import SERVICE_RETRY, TemporalUnavailable, connect, unavailable_as_error
 
@@ -103,6 +103,7 @@ def create_app(
     for router in (
         events.router,
         contacts.router,
+        journeys.router,
         unsubscribe.router,
         webhooks.router,
         sms_webhook.router,

@@ -154,7 +154,10 @@ async def enrol(
         )
     except ValidationError as error:  # e.g. renewal-countdown without its renewal_date
         raise RequestValidationError(
-            [issue.model_dump() for issue in issues(error, "body")]
+            [
+                {**issue.model_dump(), "msg": f"{journey}: {issue.msg}"}
+                for issue in issues(error, "body")
+            ]
         ) from None
     with unavailable_as_error():
         workflow_id = await operations.enroll(

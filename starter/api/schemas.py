@@ -158,19 +158,20 @@ class ContactView(BaseModel):
 
 
 class EnrolmentIn(BaseModel):
-    """Options of `POST /v1/contacts/{id}/journeys/{journey}` (all optional).
+    """Options of `POST /v1/contacts/{id}/journeys/{journey}`: the journey's own.
+
+    Any other key is an option of the journey (`GET /v1/journeys` lists them,
+    e.g. renewal-countdown's `renewal_date` and `subscription_id`), validated
+    by the journey's input model: 422 naming the field and the journey.
 
     Attributes:
-        day_seconds: Accelerated journey clock (seconds per day), for staging.
-        renewal_date: renewal-countdown: when the subscription renews (before 9000).
-        subscription_id: renewal-countdown: which subscription.
+        day_seconds: Accelerated journey clock (seconds per day), for staging;
+            every journey takes it.
     """
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="allow")
 
     day_seconds: int | None = Field(default=None, ge=1, le=86_400)
-    renewal_date: UtcTime | None = None
-    subscription_id: Annotated[str, StringConstraints(min_length=1, max_length=64)] | None = None
 
 
 class EnrolmentView(BaseModel):

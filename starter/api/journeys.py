@@ -1,0 +1,24 @@
+"""The journeys the gateway can enrol into: `GET /v1/journeys`."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends
+
+from models.journeys import JourneyDescription
+from models.settings import ApiKey
+from starter import operations
+from starter.api.dependencies import require
+
+router = APIRouter(prefix="/v1/journeys", tags=["journeys"])
+
+
+@router.get("", response_model=list[JourneyDescription], summary="List the journeys")
+async def list_journeys(
+    _key: Annotated[ApiKey, Depends(require("journeys:write"))],
+) -> list[JourneyDescription]:
+    """Every journey: title, category, the event that starts it, its enrolment options (the
+    body of `POST /v1/contacts/{id}/journeys/{journey}`: type, required, default,
+    description) and its plan. Needs the scope that enrols (`journeys:write`)."""
+    return operations.journey_catalog()
