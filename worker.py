@@ -116,6 +116,7 @@ def build_worker(
             (the message names the file).
     """
     journeys = list(catalog.all_journeys() if journeys is None else journeys)
+    catalog.triggers()  # two journeys on one event type: refused here, not at the first event
     templates = templates or load_templates(settings, journeys)
     messaging = MessagingActivities(
         engine=engine,
