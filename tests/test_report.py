@@ -200,12 +200,12 @@ async def test_funnel_since_counts_runs_messages_opens_and_conversions(
     report = await funnel_report(scenario, since=SINCE)
 
     assert report.since == SINCE
-    assert [funnel.journey for funnel in report.journeys] == [
-        "welcome-series",
-        "pricing-abandon",
+    assert [funnel.journey for funnel in report.journeys] == [  # the catalog's order: by name
         "nurture",
+        "pricing-abandon",
+        "welcome-series",
     ]
-    welcome_funnel, pricing, nurture = report.journeys
+    nurture, pricing, welcome_funnel = report.journeys
 
     assert welcome_funnel.model_dump(exclude={"steps"}) == {
         "journey": "welcome-series",
@@ -260,7 +260,7 @@ async def test_without_since_older_runs_messages_and_events_count(scenario: Asyn
     report = await funnel_report(scenario)
 
     assert report.since is None
-    welcome_funnel = report.journeys[0]
+    welcome_funnel = report.journeys[2]
     assert (welcome_funnel.entered, welcome_funnel.converted) == (6, 1)
     assert welcome_funnel.exited == {"purchased": 1, "unsubscribed": 1}
     assert counts(step_of(welcome_funnel, "day0")) == figures(
@@ -282,7 +282,7 @@ async def test_since_is_a_moment_naive_means_utc(scenario: AsyncEngine) -> None:
     # except the opens and clicks (10:00 UTC).
     plus_one = timezone(timedelta(hours=1))
     after_t0 = await funnel_report(scenario, since=datetime(2025, 3, 10, 10, 30, tzinfo=plus_one))
-    welcome_funnel = after_t0.journeys[0]
+    welcome_funnel = after_t0.journeys[2]
     assert welcome_funnel.entered == 0
     assert counts(step_of(welcome_funnel, "day0")) == figures(opened=2, clicked=1)
 
@@ -324,11 +324,11 @@ async def test_steps_follow_the_plan_then_enrolled_first_unknown_last(
     report = await funnel_report(engine)
 
     assert [funnel.journey for funnel in report.journeys] == [
-        "welcome-series",
         "renewal-countdown",
+        "welcome-series",
         "spring-promo",
     ]
-    welcome_funnel, renewal, promo = report.journeys
+    renewal, welcome_funnel, promo = report.journeys
     assert [step.step for step in welcome_funnel.steps][-2:] == ["route", "day3-old"]
     assert step_of(welcome_funnel, "day3-old").label is None
     assert [step.step for step in renewal.steps] == ["enrolled", "reminder-60d", "reminder-30d"]
@@ -450,8 +450,8 @@ async def test_cli_html_page_has_tables_and_svg_funnels(
     assert day1_row.group().endswith("<td>unsubscribed 1</td></tr>")
 
     charts = re.findall(r"<svg .*?</svg>", page, flags=re.DOTALL)
-    assert len(charts) == 4  # welcome series, pricing abandon, nurture, spring promo
-    chart = ElementTree.fromstring(charts[0])
+    assert len(charts) == 4  # nurture, pricing abandon, welcome series, spring promo
+    chart = ElementTree.fromstring(charts[2])
     svg = "{http://www.w3.org/2000/svg}"
     [day0] = [group for group in chart.iter(f"{svg}g") if group[1].text == "day0"]
     assert day0[0].text == "Day 0 → Email 1: Welcome + lead magnet delivery"
