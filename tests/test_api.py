@@ -241,6 +241,9 @@ async def test_keys_and_scopes(gateway: Gateway) -> None:
         )
         assert write.status_code == 403
         assert "lacks the 'events:write' scope" in write.json()["detail"]
+        catalogue = await anonymous.get("/v1/journeys", headers=reader)
+        assert catalogue.status_code == 403
+        assert "lacks the 'journeys:read' scope" in catalogue.json()["detail"]
 
         assert (await anonymous.get("/healthz")).json() == {"status": "ok"}
         ready = await anonymous.get("/readyz")

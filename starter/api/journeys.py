@@ -16,9 +16,9 @@ router = APIRouter(prefix="/v1/journeys", tags=["journeys"])
 
 @router.get("", response_model=list[JourneyDescription], summary="List the journeys")
 async def list_journeys(
-    _key: Annotated[ApiKey, Depends(require("journeys:write"))],
+    _key: Annotated[ApiKey, Depends(require("journeys:read"))],
 ) -> list[JourneyDescription]:
     """Every journey: title, category, the event that starts it, its enrolment options (the
     body of `POST /v1/contacts/{id}/journeys/{journey}`: type, required, default,
-    description) and its plan. Needs the scope that enrols (`journeys:write`)."""
+    description) and its plan. Needs `journeys:read`."""
     return operations.journey_catalog()
