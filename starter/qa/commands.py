@@ -1,0 +1,159 @@
+"""The QA commands of the `journeys` CLI: `preview`, `test-send`, `simulate`.
+
+`register(app, run_async)` adds them to the CLI. This module imports only
+Typer: the rendering, the worker and the test server load inside the commands.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Callable, Coroutine
+from contextlib import asynccontextmanager
+from dataclasses import asdict
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncEngine
+
+    from models.settings import Settings
+    from models.tables import Contact
+    from starter.qa.preview import StepPreview
+
+RunAsync = Callable[[Callable[..., Coroutine[Any, Any, None]]], Callable[..., None]]
+JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON.")]
+JourneyName = Annotated[str, typer.Argument(help="Journey, e.g. welcome-series.")]
+ContactOption = Annotated[
+    str | None, typer.Option("--contact", help="Render for this contact (from the database).")
+]
+SampleFlag = Annotated[
+    bool,
+    typer.Option(
+        "--sample", help="Render for the sample contacts (the default without --contact)."
+    ),
+]
+
+
+def register(app: typer.Typer, run_async: RunAsync) -> None:
+    """Add `preview`, `test-send` and `simulate` to `app`; `run_async` turns errors into exit 1."""
+    app.command("preview")(run_async(preview))
+
+
+@asynccontextmanager
+async def _engine(settings: Settings, *, migrated: bool) -> AsyncIterator[AsyncEngine]:
+    from models.db import create_engine, migrate
+
+    engine = create_engine(settings.database_url)
+    try:
+        if migrated:
+            await migrate(engine)
+        yield engine
+    finally:
+        await engine.dispose()
+
+
+async def _contacts(engine: AsyncEngine, contact_id: str | None) -> list[Contact]:
+    """The contact from the database, or the two samples."""
+    from starter import operations
+    from starter.qa.contacts import EMPTY_SAMPLE, SAMPLE, contact_row
+
+    if contact_id is None:
+        return [contact_row(SAMPLE), contact_row(EMPTY_SAMPLE)]
+    return [await operations.get_contact(engine, contact_id)]
+
+
+async def preview(
+    journey: JourneyName,
+    step: Annotated[str | None, typer.Option(help="Only this step, e.g. day4.")] = None,
+    contact: ContactOption = None,
+    sample: SampleFlag = False,
+    out: Annotated[
+        Path | None,
+        typer.Option(help="Folder for the rendered messages (default: .data/preview/<journey>)."),
+    ] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Render every message of a journey for a contact and check it (links, UTM, footer).
+
+    Writes `<out>/<contact>/<step>.txt` and `.html` (email) or `.sms.txt`, prints a
+    summary per step and exits 1 naming the step when a template or a check fails.
+    Without --contact it renders for a typical sample contact and for one with no
+    optional fields (to show the fallbacks).
+    """
+    from datetime import UTC, datetime
+
+    from activities.messaging import MessagingActivities
+    from activities.providers import OutboxEmailProvider, OutboxSmsProvider
+    from models.settings import get_settings
+    from starter.qa.catalog import journey_class, message_step, message_steps
+    from starter.qa.preview import ChecksFailed, preview_journey
+    from starter.qa.templates import load_catalog
+
+    if contact is not None and sample:
+        raise typer.BadParameter("give --contact or --sample, not both", param_hint="--sample")
+    settings = get_settings()
+    chosen = journey_class(journey)
+    steps = [message_step(chosen, step)] if step else message_steps(chosen)
+    folder = out or Path(".data/preview") / journey
+    templates = load_catalog(settings.templates_dir, chosen, steps)
+    async with _engine(settings, migrated=contact is not None) as engine:
+        composer = MessagingActivities.from_settings(
+            settings,
+            engine,
+            templates=templates,
+            email_provider=OutboxEmailProvider(folder),
+            sms_provider=OutboxSmsProvider(folder),
+        )
+        results = preview_journey(
+            composer,
+            chosen,
+            steps,
+            await _contacts(engine, contact),
+            brand=templates.brand,
+            now=datetime.now(UTC),
+            out=folder,
+        )
+    if as_json:
+        typer.echo(json.dumps([asdict(r) | {"ok": r.ok} for r in results], indent=2))
+    else:
+        _print_previews(journey, results, folder)
+    failed = [r for r in results if not r.ok]
+    if failed:
+        raise ChecksFailed(
+            "\n".join(
+                f"preview failed: {r.journey}/{r.step} (contact {r.contact}): {problem}"
+                for r in failed
+                for problem in r.problems
+            )
+        )
+
+
+def _yes(value: bool | None) -> str:
+    return "n/a" if value is None else "yes" if value else "NO"
+
+
+def _print_previews(journey: str, results: list[StepPreview], folder: Path) -> None:
+    if not results:
+        typer.echo(f"{journey} sends no messages to contacts: nothing to preview")
+    for result in results:
+        verdict = "ok" if result.ok else "FAILED"
+        typer.echo(
+            f"{result.journey}/{result.step} [{result.channel}] for {result.contact}: {verdict}"
+        )
+        if result.subject is not None:
+            typer.echo(f"  subject:        {result.subject}")
+            typer.echo(f"  preview:        {result.preview}")
+        if result.sms is not None:
+            typer.echo(f"  SMS:            {result.sms}")
+        for link in result.links:
+            typer.echo(f"  link:           {link.url} (UTM {'yes' if link.utm else 'NO'})")
+        typer.echo(
+            f"  unsubscribe:    {_yes(result.unsubscribe)}   postal address: "
+            f"{_yes(result.postal_address)}   opt-out line: {_yes(result.opt_out)}"
+        )
+        typer.echo(f"  fallbacks:      {', '.join(result.fallbacks) or 'none'}")
+        for problem in result.problems:
+            typer.echo(f"  problem:        {problem}")
+    typer.echo(f"rendered messages in {folder}/", err=True)
