@@ -10,6 +10,7 @@ import json
 from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
 from dataclasses import asdict
+from datetime import datetime, time
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -39,6 +40,7 @@ SampleFlag = Annotated[
 def register(app: typer.Typer, run_async: RunAsync) -> None:
     """Add `preview`, `test-send` and `simulate` to `app`; `run_async` turns errors into exit 1."""
     app.command("preview")(run_async(preview))
+    app.command("simulate")(run_async(simulate))
 
 
 @asynccontextmanager
@@ -157,3 +159,100 @@ def _print_previews(journey: str, results: list[StepPreview], folder: Path) -> N
         for problem in result.problems:
             typer.echo(f"  problem:        {problem}")
     typer.echo(f"rendered messages in {folder}/", err=True)
+
+
+def _iso(value: object) -> str:
+    return value.isoformat() if isinstance(value, datetime) else str(value)
+
+
+def _options(items: list[str] | None) -> dict[str, Any]:
+    """`key=value` options; a value that parses as JSON is taken as such (`band={"band": …}`)."""
+    options: dict[str, Any] = {}
+    for item in items or []:
+        key, separator, value = item.partition("=")
+        if not separator:
+            raise typer.BadParameter(f"expected key=value, got {item!r}", param_hint="--option")
+        try:
+            options[key] = json.loads(value)
+        except ValueError:
+            options[key] = value
+    return options
+
+
+def _start(value: str) -> time | None:
+    if value == "now":
+        return None
+    try:
+        return time.fromisoformat(value)
+    except ValueError:
+        raise typer.BadParameter(
+            f"expected HH:MM or now, got {value!r}", param_hint="--start"
+        ) from None
+
+
+async def simulate(
+    journey: JourneyName,
+    contact_file: Annotated[
+        Path | None,
+        typer.Option(
+            help="The contact: a JSON or TOML file of contact fields (default: a sample)."
+        ),
+    ] = None,
+    event: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="<offset>:<event type> from enrolment, e.g. 2d:email_opened (repeatable)."
+        ),
+    ] = None,
+    option: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="key=value journey input field, e.g. subscription_id=sub-1 (repeatable)."
+        ),
+    ] = None,
+    start: Annotated[
+        str, typer.Option(help="The contact's local time the journey starts at (HH:MM), or now.")
+    ] = "10:00",
+    as_json: JsonFlag = False,
+) -> None:
+    """Run the real journey on the time-skipping test server and print its timeline.
+
+    The worker, templates and messaging policy (quiet hours, caps) are the real
+    ones; the database, outbox and task queue are temporary. The timeline shows
+    each message sent, deferred or suppressed (and why) in journey time and the
+    contact's local time, and where the journey exits and why.
+    """
+    from models.settings import get_settings
+    from starter.logs import configure_logging
+    from starter.qa.contacts import SAMPLE, contact_from_file
+    from starter.qa.simulate import Simulation, local_time, parse_event
+    from starter.qa.simulate import simulate as run
+
+    simulation = Simulation(
+        journey=journey,
+        contact=SAMPLE if contact_file is None else contact_from_file(contact_file),
+        events=[parse_event(spec) for spec in event or []],
+        options=_options(option),
+        start=_start(start),
+    )
+    settings = get_settings()
+    configure_logging(level="ERROR", fmt=settings.log_format)  # the timeline is the output
+    timeline = await run(settings, simulation)
+    if as_json:
+        typer.echo(json.dumps(asdict(timeline), indent=2, default=_iso))
+        return
+    typer.echo(
+        f"{timeline.journey} for {timeline.contact_id} ({timeline.timezone}), "
+        f"enrolled {local_time(timeline.enrolled_at, timeline.timezone)}"
+    )
+    for entry in timeline.entries:
+        what = " ".join(part for part in (entry.step, entry.detail) if part)
+        why = "; ".join(
+            part for part in (entry.reason, entry.until and f"until {entry.until}") if part
+        )
+        typer.echo(
+            f"  {entry.day:14} {entry.local:24} {entry.kind:10} {what}"
+            + (f" ({why})" if why else "")
+        )
+    ending = f"exited: {timeline.exit_reason}" if timeline.status == "exited" else timeline.status
+    typer.echo(f"{timeline.journey} {ending}")
