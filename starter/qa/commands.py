@@ -41,6 +41,7 @@ def register(app: typer.Typer, run_async: RunAsync) -> None:
     """Add `preview`, `test-send` and `simulate` to `app`; `run_async` turns errors into exit 1."""
     app.command("preview")(run_async(preview))
     app.command("simulate")(run_async(simulate))
+    app.command("test-send")(run_async(test_send))
 
 
 @asynccontextmanager
@@ -256,3 +257,58 @@ async def simulate(
         )
     ending = f"exited: {timeline.exit_reason}" if timeline.status == "exited" else timeline.status
     typer.echo(f"{timeline.journey} {ending}")
+
+
+async def test_send(
+    target: Annotated[str, typer.Argument(help="<journey>/<step>, e.g. welcome-series/day0.")],
+    to: Annotated[str, typer.Option(help="Send it here (an email address or E.164 number).")],
+    contact: ContactOption = None,
+    sample: SampleFlag = False,
+) -> None:
+    """Send one message of a journey, marked as a test, to --to through the configured provider.
+
+    The subject starts with [TEST] and the email carries X-Journeys-Test: 1. It
+    writes no message-log row (so no funnel count and no frequency cap), and is
+    refused for an address suppressed on the channel.
+    """
+    from datetime import UTC
+
+    from activities.messaging import MessagingActivities
+    from activities.providers import email_provider_from_settings, sms_provider_from_settings
+    from models.settings import get_settings
+    from starter.operations import InvalidRequest
+    from starter.qa.catalog import journey_class, message_step
+    from starter.qa.templates import load_catalog
+    from starter.qa.test_send import check_address, refuse_if_suppressed
+    from starter.qa.test_send import test_send as send
+
+    if contact is not None and sample:
+        raise typer.BadParameter("give --contact or --sample, not both", param_hint="--sample")
+    journey, separator, step_id = target.partition("/")
+    if not separator or not step_id:
+        raise InvalidRequest(f"{target!r}: expected <journey>/<step>, e.g. welcome-series/day0")
+    settings = get_settings()
+    chosen = journey_class(journey)
+    step = message_step(chosen, step_id)
+    check_address(step.channel, to)
+    templates = load_catalog(settings.templates_dir, chosen, [step])
+    email_provider = email_provider_from_settings(settings)
+    sms_provider = sms_provider_from_settings(settings)
+    async with _engine(settings, migrated=True) as engine:
+        await refuse_if_suppressed(engine, step.channel, to, key=settings.suppression_key())
+        [recipient, *_] = await _contacts(engine, contact)
+        composer = MessagingActivities.from_settings(settings, engine, templates=templates)
+        sent = await send(
+            composer,
+            chosen,
+            step,
+            recipient,
+            to=to,
+            email_provider=email_provider,
+            sms_provider=sms_provider,
+            now=datetime.now(UTC),
+        )
+    typer.echo(
+        f"test {sent.channel} {target} (rendered for {recipient.id}) sent to the --to address "
+        f"through {sent.provider}: {sent.message_id}; not in the message log"
+    )
