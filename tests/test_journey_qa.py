@@ -288,13 +288,13 @@ async def test_kit_lead_sla_first_touch_met_qualification_breached(
             "lead-sla",
             contact=sample_contact(),
             options={"band": {"band": "MQL", "score": 30}},
-            events=[at("5m", "rep_contacted")],
+            events=[at("3m", "rep_contacted")],  # before the 5-minute reminder
         )
     )
 
     assert [(e.kind, e.detail, e.day) for e in timeline.entries] == [
         ("action", "hand_off_lead", "Day 0 + 00:00"),
-        ("event", "rep_contacted", "Day 0 + 00:05"),
+        ("event", "rep_contacted", "Day 0 + 00:03"),
         ("action", "remind_sla", "Day 1 + 00:00"),
         ("action", "escalate_sla_breach", "Day 2 + 00:00"),
         ("completed", "", "Day 2 + 00:00"),

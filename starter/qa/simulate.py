@@ -461,6 +461,7 @@ def simulation_settings(settings: Settings, directory: Path) -> Settings:
             "email_provider": "outbox",
             "sms_provider": "outbox",
             "notifier": "outbox",
+            "metrics_bind_address": None,
         }
     )
 
@@ -478,7 +479,7 @@ async def simulate(settings: Settings, simulation: Simulation) -> Timeline:
     from runtime.keys import key_store
     from starter.cluster import register_search_attributes
     from starter.toolchain import start_time_skipping_server
-    from worker import build_worker
+    from worker import build_worker, worker_runtime
 
     with tempfile.TemporaryDirectory(prefix="journeys-simulate-") as folder:
         sim_settings = simulation_settings(settings, Path(folder))
@@ -489,6 +490,7 @@ async def simulate(settings: Settings, simulation: Simulation) -> Timeline:
             env = await start_time_skipping_server(
                 data_converter=encrypting_data_converter(key_store(sim_settings, engine=engine)),
                 interceptors=[recorder],
+                runtime=worker_runtime(sim_settings),  # the Core's warnings as log lines
             )
             async with env:
                 await register_search_attributes(env.client)
