@@ -26,6 +26,8 @@ from models.messages import DeliveryStatus, SendRequest
 from models.settings import PROJECT_ROOT, Settings
 from models.tables import MessageLog
 from starter.qa.catalog import journey_names
+from starter.qa.contacts import ContactFileError, contact_from_file
+from starter.qa.simulate import ScheduledEvent, parse_event
 from tests.cli import Completed, cli_environment, journeys
 from tests.kit import (
     JourneyKit,
@@ -401,3 +403,40 @@ async def test_test_send_is_refused_for_a_suppressed_address(
     assert "the --to address is suppressed for email (unsubscribed)" in done.stderr
     assert "gone@example.com" not in done.stderr.lower()
     assert read_outbox(settings.outbox_dir) == {}
+
+
+# --- the simulation's inputs ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "duration"),
+    [
+        ("30m", timedelta(minutes=30)),
+        ("2d", timedelta(days=2)),
+        ("3d12h", timedelta(days=3, hours=12)),
+        ("1h30m15s", timedelta(hours=1, minutes=30, seconds=15)),
+    ],
+)
+def test_event_offsets_are_journey_time_from_enrolment(text: str, duration: timedelta) -> None:
+    assert parse_event(f"{text}:purchased") == ScheduledEvent(offset=duration, type="purchased")
+
+
+def test_a_contact_file_in_toml_with_consent_as_true(tmp_path: Path) -> None:
+    path = tmp_path / "kim.toml"
+    path.write_text(
+        'id = "kim"\nemail = "kim@example.com"\nfirst_name = "Kim"\n'
+        'timezone = "Europe/Paris"\nemail_consent = true\n'
+    )
+
+    profile = contact_from_file(path)
+
+    assert (profile.id, profile.first_name, profile.timezone) == ("kim", "Kim", "Europe/Paris")
+    assert profile.email_consent is not None and profile.email_consent.granted
+
+
+def test_an_invalid_contact_file_names_the_field(tmp_path: Path) -> None:
+    path = tmp_path / "kim.json"
+    path.write_text('{"email": "kim@example.com", "timezone": "Mars/Olympus"}')
+
+    with pytest.raises(ContactFileError, match=r"kim.json: timezone: "):
+        contact_from_file(path)
