@@ -32,7 +32,7 @@ ContactOption = Annotated[
 SampleFlag = Annotated[
     bool,
     typer.Option(
-        "--sample", help="Render for the sample contacts (the default without --contact)."
+        "--sample", help="Render for the sample contact(s): the default without --contact."
     ),
 ]
 
