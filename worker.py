@@ -37,12 +37,7 @@ from activities.contacts import ContactActivities
 from activities.crm import CrmActivities
 from activities.journeys import JourneyLogActivities
 from activities.messaging import MessagingActivities
-from activities.providers import (
-    EmailProvider,
-    SmsProvider,
-    email_provider_from_settings,
-    sms_provider_from_settings,
-)
+from activities.providers import EmailProvider, SmsProvider
 from activities.providers.notifier import Notifier, notifier_from_settings
 from activities.sales import SalesActivities
 from activities.templates import TemplateCatalog
@@ -118,16 +113,12 @@ def build_worker(
     journeys = list(catalog.all_journeys() if journeys is None else journeys)
     catalog.triggers()  # two journeys on one event type: refused here, not at the first event
     templates = templates or load_templates(settings, journeys)
-    messaging = MessagingActivities(
-        engine=engine,
+    messaging = MessagingActivities.from_settings(
+        settings,
+        engine,
         templates=templates,
-        email_provider=email_provider or email_provider_from_settings(settings),
-        sms_provider=sms_provider or sms_provider_from_settings(settings),
-        policy=settings.messaging_policy(),
-        unsubscribe_base_url=settings.public_base_url,
-        unsubscribe_secret=settings.unsubscribe_secret.get_secret_value(),
-        accelerated_clock_allowed=settings.allow_accelerated_clock,
-        suppression_key=settings.suppression_key(),
+        email_provider=email_provider,
+        sms_provider=sms_provider,
     )
     crm = CrmActivities(engine=engine)
     journey_log = JourneyLogActivities(engine=engine)

@@ -38,6 +38,7 @@ retry, is not counted again.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import structlog
@@ -56,6 +57,8 @@ from activities.providers import (
     OutgoingEmail,
     OutgoingSms,
     SmsProvider,
+    email_provider_from_settings,
+    sms_provider_from_settings,
 )
 from activities.suppressions import find_suppression, suppress_address
 from activities.templates import (
@@ -77,6 +80,7 @@ from models.messages import (
     ServiceSms,
 )
 from models.policy import JourneyClock, MessagingPolicy
+from models.settings import Settings
 from models.tables import Contact, MessageLog
 
 log = structlog.stdlib.get_logger(__name__)
@@ -88,6 +92,21 @@ SERVICE_SMS_JOURNEY = "sms-keywords"
 
 MESSAGES_METRIC = "journeys_messages"
 """Counter of the send outcomes recorded, by `journey`, `channel` and `status`."""
+
+
+@dataclass(frozen=True)
+class ComposedMessage:
+    """A message rendered for one contact (`MessagingActivities.compose`).
+
+    Attributes:
+        links: The UTM parameters and unsubscribe link it was rendered with.
+        email: The rendered email (email channel).
+        sms: The SMS body, opt-out line included (SMS channel).
+    """
+
+    links: LinkContext
+    email: RenderedEmail | None = None
+    sms: str | None = None
 
 
 class MessagingActivities:
@@ -125,6 +144,37 @@ class MessagingActivities:
         self._unsubscribe_base_url = unsubscribe_base_url.rstrip("/")
         self._unsubscribe_secret = unsubscribe_secret
         self._accelerated_clock_allowed = accelerated_clock_allowed
+
+    @classmethod
+    def from_settings(
+        cls,
+        settings: Settings,
+        engine: AsyncEngine,
+        *,
+        templates: TemplateCatalog,
+        email_provider: EmailProvider | None = None,
+        sms_provider: SmsProvider | None = None,
+    ) -> MessagingActivities:
+        """The activities as the worker builds them: providers, policy and links from `settings`.
+
+        Args:
+            settings: Providers, messaging policy, unsubscribe links, clock rules.
+            engine: The database (message log, contacts, suppressions).
+            templates: The validated template catalogue.
+            email_provider: Overrides the email provider chosen by the settings.
+            sms_provider: Overrides the SMS provider chosen by the settings.
+        """
+        return cls(
+            engine=engine,
+            templates=templates,
+            email_provider=email_provider or email_provider_from_settings(settings),
+            sms_provider=sms_provider or sms_provider_from_settings(settings),
+            policy=settings.messaging_policy(),
+            unsubscribe_base_url=settings.public_base_url,
+            unsubscribe_secret=settings.unsubscribe_secret.get_secret_value(),
+            accelerated_clock_allowed=settings.allow_accelerated_clock,
+            suppression_key=settings.suppression_key(),
+        )
 
     @activity.defn(name="send_message")
     async def send_message(self, request: SendRequest) -> SendResult:
@@ -170,34 +220,27 @@ class MessagingActivities:
                     return await self._defer(
                         request, clock.real_time(quiet_until), "quiet hours", now=now
                     )
-            links = self._links(request, contact, now)
-            fields = ContactFields(
-                first_name=contact.first_name, company=contact.company, tags=contact.tags
-            )
             try:
-                if request.channel == Channel.EMAIL:
-                    rendered = self._templates.render_email(request.template, fields, links)
-                    subject: str | None = rendered.subject
-                else:
-                    sms_body = self._templates.render_sms(request.template, fields, links)
-                    subject = None
+                composed = self.compose(request, contact, now)
             except TemplateError as error:
                 raise ApplicationError(
                     str(error), type="TemplateError", non_retryable=True
                 ) from error
+            links, rendered, sms_body = composed.links, composed.email, composed.sms
+            subject = rendered.subject if rendered is not None else None
 
             cap_release = await self._reserve(request, subject, clock, now=now)
             if cap_release is not None:
                 return await self._defer(request, cap_release, "frequency cap", now=now)
             try:
-                if request.channel == Channel.EMAIL:
+                if rendered is not None:
                     assert contact.email is not None
                     message_id = await self._email.deliver(
-                        self._outgoing_email(request, contact.email, rendered, links, now)
+                        self.outgoing_email(request, contact.email, rendered, links, now)
                     )
                     provider = self._email.name
                 else:
-                    assert contact.phone is not None
+                    assert contact.phone is not None and sms_body is not None
                     message_id = await self._sms.deliver(
                         OutgoingSms(
                             idempotency_key=request.idempotency_key,
@@ -333,6 +376,27 @@ class MessagingActivities:
             return DeliveryStatus.SKIPPED_NO_CONSENT, f"no {request.channel} consent"
         return None
 
+    def compose(self, request: SendRequest, contact: Contact, now: datetime) -> ComposedMessage:
+        """Render the message of `request` for `contact` as it would be sent at `now`.
+
+        The send activity and the QA commands (`journeys preview`, `journeys
+        test-send`) share it: links tagged with UTM, the footer, the unsubscribe
+        link of a marketing message, the SMS opt-out line.
+
+        Raises:
+            TemplateError: unknown template, or it cannot render.
+        """
+        links = self._links(request, contact, now)
+        fields = ContactFields(
+            first_name=contact.first_name, company=contact.company, tags=contact.tags
+        )
+        if request.channel == Channel.EMAIL:
+            email = self._templates.render_email(request.template, fields, links)
+            return ComposedMessage(links=links, email=email)
+        return ComposedMessage(
+            links=links, sms=self._templates.render_sms(request.template, fields, links)
+        )
+
     def _links(self, request: SendRequest, contact: Contact, now: datetime) -> LinkContext:
         """UTM parameters, and the unsubscribe link of a marketing message (not a service one)."""
         utm = {
@@ -348,7 +412,7 @@ class MessagingActivities:
         )
         return LinkContext(utm=utm, unsubscribe_url=f"{self._unsubscribe_base_url}/u/{token}")
 
-    def _outgoing_email(
+    def outgoing_email(
         self,
         request: SendRequest,
         address: str,
@@ -356,6 +420,7 @@ class MessagingActivities:
         links: LinkContext,
         now: datetime,
     ) -> OutgoingEmail:
+        """The email a provider delivers: sender, headers (List-Unsubscribe…), both bodies."""
         brand = self._templates.brand
         headers = {"X-Journey": request.journey, "X-Journey-Step": request.step}
         if links.unsubscribe_url:

@@ -92,6 +92,11 @@ def add_utm(url: str, utm: Mapping[str, str]) -> str:
     return urlunsplit(parts._replace(query=urlencode(merged)))
 
 
+def links_in(text: str) -> list[str]:
+    """The http(s) links of plain text, as `tag_links` finds them (trailing punctuation off)."""
+    return [match.group(0).rstrip(_TRAILING_PUNCTUATION) for match in _URL.finditer(text)]
+
+
 def tag_links(text: str, utm: Mapping[str, str]) -> str:
     """Add the UTM parameters to every http(s) link in plain text.
 

@@ -38,6 +38,7 @@ from starter.cluster import register_namespace, register_search_attributes
 from starter.dev import DEMO_DAY_SECONDS, TEMPORAL_PORT, UI_PORT, run_dev
 from starter.intake import accept_events
 from starter.logs import configure_logging
+from starter.qa import commands as qa_commands
 from starter.temporal import TemporalUnavailable, connect
 from starter.toolchain import ToolchainError
 from worker import run_worker, wait_for_shutdown_signal
@@ -98,6 +99,9 @@ def run_async(function: Callable[P, Coroutine[Any, Any, T]]) -> Callable[P, T]:
             raise typer.Exit(2) from None
 
     return wrapper
+
+
+qa_commands.register(app, run_async)
 
 
 async def _with_engine(action: Callable[[AsyncEngine], Awaitable[T]]) -> T:

@@ -11,9 +11,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import uuid
 from collections.abc import AsyncIterator, Callable
-from datetime import time, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +37,7 @@ from runtime.codec import encrypting_data_converter
 from runtime.keys import KeyStore, key_store
 from starter.cluster import register_search_attributes
 from starter.toolchain import start_dev_server, start_time_skipping_server
+from tests.kit import JourneyKit, kit_settings, running_kit
 from worker import build_worker
 
 
@@ -183,23 +183,8 @@ async def dev_env(
 
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
-    """Settings of one test: its own database file, outbox and task queue.
-
-    Quiet hours are off: schedule tests run at whatever time of day CI runs.
-    The quiet-hours tests turn them on. Accelerated journey clocks are allowed,
-    as in `journeys dev`; the tests of the refusal turn them off.
-    """
-    return Settings(
-        database_url=f"sqlite:///{tmp_path / 'journeys.db'}",
-        outbox_dir=tmp_path / "outbox",
-        task_queue=f"test-{uuid.uuid4()}",
-        quiet_hours_start=time(0, 0),
-        quiet_hours_end=time(0, 0),
-        allow_accelerated_clock=True,
-        # The test's own key store uses its database; the session's shared one (exported
-        # to the CLI's subprocesses in PAYLOAD_KEYS_DATABASE_URL) is the `codec_keys` fixture.
-        payload_keys_database_url=None,
-    )
+    """Settings of one test: its own database file, outbox and task queue (`kit_settings`)."""
+    return kit_settings(tmp_path)
 
 
 @pytest.fixture
@@ -221,3 +206,12 @@ def make_worker(settings: Settings, engine: AsyncEngine) -> Callable[[Client], W
         return build_worker(client, settings, engine)
 
     return make
+
+
+@pytest.fixture
+async def journey_kit(
+    time_skipping_env: WorkflowEnvironment, settings: Settings, engine: AsyncEngine
+) -> AsyncIterator[JourneyKit]:
+    """The real worker on the time-skipping server, with `simulate` (see `tests.kit`)."""
+    async with running_kit(time_skipping_env, settings, engine) as running:
+        yield running

@@ -1,0 +1,98 @@
+"""Which journeys exist and which messages they send, for the QA commands.
+
+The two look-ups are isolated here so the journey catalogue and the plan's
+message steps can replace them in one place each.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from models.messages import Channel
+from starter.operations import NotFound
+
+if TYPE_CHECKING:
+    from workflows.toolkit import Journey
+
+
+class UnknownJourney(NotFound):
+    """No journey of that name; the message lists the known ones."""
+
+
+class UnknownStep(NotFound):
+    """The journey sends no message at that step; the message lists the ones it sends."""
+
+
+@dataclass(frozen=True)
+class MessageStep:
+    """A step of a journey's plan that sends a message.
+
+    Attributes:
+        id: Step id, e.g. `day0` (the `utm_content` of its links).
+        template: Template name, e.g. `welcome-series/day0`.
+        channel: Email or SMS.
+    """
+
+    id: str
+    template: str
+    channel: Channel
+
+
+def _journeys() -> dict[str, type[Journey]]:
+    """Every journey by name (imports the journey modules)."""
+    from workflows import JOURNEYS  # until catalog lands: workflows.catalog.all_journeys()
+
+    return dict(JOURNEYS)
+
+
+def journey_class(name: str) -> type[Journey]:
+    """The journey registered as `name`.
+
+    Raises:
+        UnknownJourney: naming the journeys that exist.
+    """
+    journeys = _journeys()
+    if name not in journeys:
+        raise UnknownJourney(f"unknown journey {name!r}; known: {', '.join(sorted(journeys))}")
+    return journeys[name]
+
+
+def journey_names() -> list[str]:
+    """Every journey's name, sorted."""
+    return sorted(_journeys())
+
+
+def message_steps(journey: type[Journey]) -> list[MessageStep]:
+    """The steps of `journey` that send a message, in plan order."""
+    return _derived_message_steps(journey)
+
+
+def _derived_message_steps(journey: type[Journey]) -> list[MessageStep]:
+    """`journey.message_steps()`, derived from today's `templates` and `plan`.
+
+    A template `<journey>/<name>` is sent by the plan step `<name>` or `<name>-…`.
+    """
+    # until toolkit lands: `journey.message_steps()` replaces this function
+    steps = []
+    plan_ids = [step.id for step in journey.plan]
+    for template, channel in journey.templates:
+        name = template.rpartition("/")[2]
+        step_id = next((i for i in plan_ids if i == name or i.startswith(f"{name}-")), name)
+        steps.append(MessageStep(id=step_id, template=template, channel=Channel(channel)))
+    order = {step_id: index for index, step_id in enumerate(plan_ids)}
+    return sorted(steps, key=lambda step: (order.get(step.id, len(order)), step.template))
+
+
+def message_step(journey: type[Journey], step_id: str) -> MessageStep:
+    """The message step `step_id` of `journey`.
+
+    Raises:
+        UnknownStep: naming the steps that send a message.
+    """
+    steps = message_steps(journey)
+    found = next((step for step in steps if step.id == step_id), None)
+    if found is None:
+        known = ", ".join(step.id for step in steps) or "none"
+        raise UnknownStep(f"{journey.name} sends no message at step {step_id!r}; steps: {known}")
+    return found
