@@ -25,7 +25,6 @@ from models.db import session_factory
 from models.messages import DeliveryStatus, SendRequest
 from models.settings import PROJECT_ROOT, Settings
 from models.tables import MessageLog
-from starter.qa.catalog import journey_names
 from starter.qa.contacts import ContactFileError, contact_from_file
 from starter.qa.simulate import ScheduledEvent, parse_event
 from tests.cli import Completed, cli_environment, journeys
@@ -41,6 +40,7 @@ from tests.kit import (
     sent_days,
 )
 from tests.test_providers_smtp import RecordingHandler, parse, smtp_server
+from workflows.catalog import journey_names
 
 NO_TEMPORAL = "127.0.0.1:1"
 """preview and test-send need no Temporal server; simulate starts its own."""

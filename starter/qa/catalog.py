@@ -10,14 +10,10 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from models.messages import Channel
-from starter.operations import NotFound
+from starter.operations import NotFound, journey_type
 
 if TYPE_CHECKING:
     from workflows.toolkit import Journey
-
-
-class UnknownJourney(NotFound):
-    """No journey of that name; the message lists the known ones."""
 
 
 class UnknownStep(NotFound):
@@ -39,28 +35,13 @@ class MessageStep:
     channel: Channel
 
 
-def _journeys() -> dict[str, type[Journey]]:
-    """Every journey by name (imports the journey modules)."""
-    from workflows import JOURNEYS  # until catalog lands: workflows.catalog.all_journeys()
-
-    return dict(JOURNEYS)
-
-
 def journey_class(name: str) -> type[Journey]:
-    """The journey registered as `name`.
+    """The journey called `name` (imports its file only).
 
     Raises:
-        UnknownJourney: naming the journeys that exist.
+        NotFound: naming the journeys that exist.
     """
-    journeys = _journeys()
-    if name not in journeys:
-        raise UnknownJourney(f"unknown journey {name!r}; known: {', '.join(sorted(journeys))}")
-    return journeys[name]
-
-
-def journey_names() -> list[str]:
-    """Every journey's name, sorted."""
-    return sorted(_journeys())
+    return journey_type(name)
 
 
 def message_steps(journey: type[Journey]) -> list[MessageStep]:
