@@ -24,7 +24,6 @@ from temporalio import activity
 from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.service import RPCError
 
-from activities.consent import apply_event, reachable_channels, suppress_addresses
 from activities.providers.outbox import outbox_path
 from models.contact_workflow import (
     ContactWorkflows,
@@ -36,7 +35,6 @@ from models.contact_workflow import (
 )
 from models.db import lock_contact, session_factory
 from models.events import BehaviorEvent, suppression_scope
-from models.scoring import ScoringModel
 from models.tables import (
     ConsentChange,
     Contact,
@@ -50,6 +48,8 @@ from models.tables import (
     SlaBreach,
     Suppression,
 )
+from rules.consent import apply_event, reachable_channels, suppress_addresses
+from rules.scoring import ScoringModel
 from runtime.keys import KeyStore
 
 log = structlog.stdlib.get_logger(__name__)

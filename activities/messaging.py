@@ -49,7 +49,6 @@ from structlog.contextvars import bound_contextvars
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities.policy import frequency_cap_release, quiet_hours_end
 from activities.providers import (
     DeliveryError,
     EmailProvider,
@@ -57,15 +56,6 @@ from activities.providers import (
     OutgoingSms,
     SmsProvider,
 )
-from activities.suppressions import find_suppression, suppress_address
-from activities.templates import (
-    ContactFields,
-    LinkContext,
-    RenderedEmail,
-    TemplateCatalog,
-    TemplateError,
-)
-from activities.unsubscribe import sign_unsubscribe_token
 from models.db import session_factory
 from models.messages import (
     CancelRequest,
@@ -78,6 +68,16 @@ from models.messages import (
 )
 from models.policy import JourneyClock, MessagingPolicy
 from models.tables import Contact, MessageLog
+from rules.policy import frequency_cap_release, quiet_hours_end
+from rules.suppressions import find_suppression, suppress_address
+from rules.templates import (
+    ContactFields,
+    LinkContext,
+    RenderedEmail,
+    TemplateCatalog,
+    TemplateError,
+)
+from rules.unsubscribe import sign_unsubscribe_token
 
 log = structlog.stdlib.get_logger(__name__)
 

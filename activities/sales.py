@@ -36,7 +36,8 @@ from activities.providers.errors import DeliveryError, provider_text
 from activities.providers.notifier import NotificationKind, Notifier, RepNotification
 from models.crm import AssigneeRole, CrmTaskKind, CrmTaskRequest, CrmTaskResult, TaskPriority
 from models.db import session_factory
-from models.sales import (
+from models.tables import Contact, ContactEvent, CrmTask, Notification, RepAssignment, SlaBreach
+from rules.sales import (
     HandOff,
     HandOffRequest,
     LeadBand,
@@ -48,7 +49,6 @@ from models.sales import (
     SlaNotice,
     SlaPolicy,
 )
-from models.tables import Contact, ContactEvent, CrmTask, Notification, RepAssignment, SlaBreach
 
 log = structlog.stdlib.get_logger(__name__)
 

@@ -52,9 +52,9 @@ from models.settings import PROJECT_ROOT, ApiKey, Settings
 from models.tables import Contact, MessageLog
 from runtime.codec import encrypting_data_converter
 from runtime.keys import KeyStore, key_store
+from runtime.temporal import SERVICE_RETRY, connect
 from starter.api.server import running_api
-from starter.temporal import SERVICE_RETRY, connect
-from starter.toolchain import start_dev_server
+from starter.dev.toolchain import start_dev_server
 
 T = TypeVar("T")
 

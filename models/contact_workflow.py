@@ -9,7 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from models.events import BehaviorEvent, ContactId
 from models.policy import SECONDS_PER_DAY
-from models.scoring import ScoredAction
+from rules.scoring import ScoredAction
 
 MAX_EVENT_BATCH = 500
 """Most events one `events` signal (and one ingest) carries."""
@@ -20,7 +20,7 @@ class ContactCarryOver(BaseModel):
 
     Attributes:
         seen_event_ids: The most recent event ids (duplicates are dropped).
-        actions: Scored actions still worth points (compact, see `models.scoring.add_action`).
+        actions: Scored actions still worth points (compact, see `rules.scoring.add_action`).
         journeys: Journeys of the contact that may be running: workflow id → journey type.
         score: Last published score.
         band: Last published band.

@@ -23,11 +23,11 @@ from sqlalchemy.exc import IntegrityError, StatementError
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel import SQLModel, select
 
-from activities.consent import ConsentOrigin, record_change
 from models.db import alembic_config, async_database_url, create_engine, migrate, session_factory
 from models.events import BehaviorEvent
 from models.tables import ConsentChange, Contact, EventReceipt, MessageLog
-from starter.intake import record_receipts
+from rules.consent import ConsentOrigin, record_change
+from starter.services.intake import record_receipts
 from tests.factories import add_contact, rows_of
 from tests.postgres import PostgresCluster, postgres_unavailable
 

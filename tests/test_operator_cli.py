@@ -12,7 +12,7 @@ from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
 from models.settings import Settings
-from starter.toolchain import temporal_cli_path
+from starter.dev.toolchain import temporal_cli_path
 from tests.cli import cli_environment, journeys, run
 from tests.factories import add_contact
 from tests.test_api import journey_state

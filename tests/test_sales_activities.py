@@ -18,7 +18,9 @@ from activities.providers import DeliveryError, OutboxNotifier, RepNotification
 from activities.sales import SalesActivities
 from models.crm import AssigneeRole, CrmTaskKind, TaskPriority
 from models.db import session_factory
-from models.sales import (
+from models.settings import PROJECT_ROOT, Settings
+from models.tables import Contact, CrmTask, Notification, RepAssignment, SlaBreach
+from rules.sales import (
     HandOff,
     HandOffRequest,
     LeadBand,
@@ -30,8 +32,6 @@ from models.sales import (
     SlaNotice,
     Territory,
 )
-from models.settings import PROJECT_ROOT, Settings
-from models.tables import Contact, CrmTask, Notification, RepAssignment, SlaBreach
 from tests.factories import add_lead
 
 T0 = datetime(2026, 3, 4, 9, 0, tzinfo=UTC)

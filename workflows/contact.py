@@ -70,8 +70,8 @@ with workflow.unsafe.imports_passed_through():
         suppression_scope,
     )
     from models.journeys import ExitRequest, JourneyInput
-    from models.sales import LeadBand, LeadSlaInput
-    from models.scoring import (
+    from rules.sales import LeadBand, LeadSlaInput
+    from rules.scoring import (
         ActionKey,
         ScoreBreakdown,
         ScoredAction,

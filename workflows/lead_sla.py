@@ -38,7 +38,7 @@ with workflow.unsafe.imports_passed_through():
     from models.crm import CrmTaskResult
     from models.journeys import JourneyState
     from models.messages import MessageCategory
-    from models.sales import (
+    from rules.sales import (
         HandOff,
         HandOffRequest,
         LeadBand,

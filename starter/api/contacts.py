@@ -9,9 +9,9 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 
 from models.contacts import ContactFields, ContactProfile
-from models.scoring import ScoringModel
 from models.settings import ApiKey
-from starter import export, operations
+from rules.scoring import ScoringModel
+from runtime.temporal import unavailable_as_error
 from starter.api.dependencies import ServicesDep, require
 from starter.api.events import issues
 from starter.api.schemas import (
@@ -25,8 +25,8 @@ from starter.api.schemas import (
     MessageView,
     Problem,
 )
-from starter.operations import JourneyRun
-from starter.temporal import unavailable_as_error
+from starter.services import export, operations
+from starter.services.operations import JourneyRun
 
 router = APIRouter(prefix="/v1/contacts", tags=["contacts"])
 
@@ -229,7 +229,7 @@ async def export_contact(
 ) -> dict[str, Any]:
     """One JSON document: profile, consent, suppressions, events, messages with their
     status, tasks, notifications, SLA breaches, score history, journeys with their steps
-    (and the live state of running ones). See `starter/export.py`."""
+    (and the live state of running ones). See `starter/services/export.py`."""
     return await export.export_contact(
         held.engine,
         contact_id,

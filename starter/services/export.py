@@ -29,10 +29,8 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from temporalio.client import Client, WorkflowQueryFailedError
 from temporalio.service import RPCError
 
-from activities.consent import consent_history
 from models.db import session_factory
 from models.journeys import JourneyState
-from models.scoring import ScoringModel
 from models.tables import (
     Contact,
     ContactEvent,
@@ -44,7 +42,9 @@ from models.tables import (
     Suppression,
     utc_now,
 )
-from starter.operations import contact_in
+from rules.consent import consent_history
+from rules.scoring import ScoringModel
+from starter.services.operations import contact_in
 
 Json = dict[str, Any]
 LIVE_STATE_TIMEOUT = timedelta(seconds=5)

@@ -53,7 +53,7 @@ from starter.api.schemas import (
     JourneyActionView,
     MessageView,
 )
-from starter.operations import JourneyRun
+from starter.services.operations import JourneyRun
 
 __all__ = [
     "ApiError",

@@ -26,13 +26,6 @@ from temporalio.common import RawValue, WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
-from activities.consent import (
-    ConsentOrigin,
-    apply_event,
-    consent_history,
-    record_change,
-    set_consent,
-)
 from activities.contacts import erased_at
 from models.contact_workflow import ContactInput, ContactState, EraseRequest, JourneyEnrolment
 from models.contacts import (
@@ -48,6 +41,7 @@ from models.policy import SECONDS_PER_DAY
 from models.settings import accelerated_clock_refusal
 from models.tables import ConsentChange, Contact, ContactEvent, MessageLog, utc_now
 from models.tables import JourneyRun as JourneyRunRow
+from rules.consent import ConsentOrigin, apply_event, consent_history, record_change, set_consent
 from workflows import JOURNEYS
 from workflows.toolkit import Journey
 
@@ -115,7 +109,7 @@ async def upsert_contact(engine: AsyncEngine, profile: ContactProfile, *, key: b
     racing an erasure either lands before it (and is erased) or finds the
     tombstone.
 
-    Events may arrive before their contact (they are kept, see `starter.intake`):
+    Events may arrive before their contact (they are kept, see `starter.services.intake`):
     a contact created after an `unsubscribed` or hard-bounce event of its own
     has its addresses suppressed at once, as if the event had come after it.
     (An event still on its way to the database is left to the contact

@@ -31,10 +31,10 @@ from models.search_attributes import ALL_SEARCH_ATTRIBUTES
 from models.settings import ApiKey, Settings
 from runtime.codec import encrypting_data_converter
 from runtime.keys import key_store
-from starter.intake import accept_events
-from starter.operations import OperationError, enroll, upsert_contact
-from starter.temporal import SERVICE_RETRY, connect
-from starter.toolchain import start_dev_server
+from runtime.temporal import SERVICE_RETRY, connect
+from starter.dev.toolchain import start_dev_server
+from starter.services.intake import accept_events
+from starter.services.operations import OperationError, enroll, upsert_contact
 from worker import running_worker, wait_for_shutdown_signal
 
 DATA_DIR = Path(".data")

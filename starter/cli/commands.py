@@ -2,7 +2,7 @@
 
 Read commands take `--json` for machine-readable output. Temporal
 connection settings come from the environment (TEMPORAL_ADDRESS, …; see
-`starter/temporal.py`), the database from DATABASE_URL.
+`runtime/temporal.py`), the database from DATABASE_URL.
 """
 
 from __future__ import annotations
@@ -24,22 +24,22 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio.client import WorkflowExecution
 from temporalio.common import SearchAttributeKey
 
-from activities.templates import TemplateError
 from models.contacts import ConsentUpdate, ContactProfile
 from models.db import create_engine, migrate
 from models.events import BehaviorEvent
-from models.scoring import ScoringModel
 from models.search_attributes import CONTACT_ID, JOURNEY, JOURNEY_STEP
 from models.settings import UnsafeSettings, accelerated_clock_refusal, get_settings
+from rules.scoring import ScoringModel
+from rules.templates import TemplateError
 from runtime.keys import key_store
-from starter import operations
+from runtime.logs import configure_logging
+from runtime.temporal import TemporalUnavailable, connect
 from starter.api.schemas import ConsentChangeView
-from starter.cluster import register_namespace, register_search_attributes
-from starter.dev import DEMO_DAY_SECONDS, TEMPORAL_PORT, UI_PORT, run_dev
-from starter.intake import accept_events
-from starter.logs import configure_logging
-from starter.temporal import TemporalUnavailable, connect
-from starter.toolchain import ToolchainError
+from starter.dev.cluster import register_namespace, register_search_attributes
+from starter.dev.stack import DEMO_DAY_SECONDS, TEMPORAL_PORT, UI_PORT, run_dev
+from starter.dev.toolchain import ToolchainError
+from starter.services import operations
+from starter.services.intake import accept_events
 from worker import run_worker, wait_for_shutdown_signal
 
 app = typer.Typer(help="Durable contact journeys on Temporal.", no_args_is_help=True)
@@ -400,7 +400,7 @@ async def export_command(
     ] = True,
 ) -> None:
     """Everything held about a contact, as one JSON document (an access request)."""
-    from starter.export import export_contact
+    from starter.services.export import export_contact
 
     settings = get_settings()
     temporal = await connect() if live else None
@@ -608,7 +608,7 @@ async def report(
     as_json: JsonFlag = False,
 ) -> None:
     """Funnel per journey and step: entered, sent, opened, clicked, converted, exit reasons."""
-    from starter import report as funnel
+    from starter.services import report as funnel
 
     try:
         chosen = funnel.ReportFormat("json" if as_json else output_format)
