@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import signal
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from datetime import timedelta
@@ -54,6 +53,7 @@ from rules.templates import TemplateCatalog
 from runtime.codec import key_store_of
 from runtime.keys import key_store
 from runtime.logs import configure_logging
+from runtime.shutdown import wait_for_shutdown_signal
 from runtime.temporal import connect
 from workflows import JOURNEYS
 from workflows.contact import ContactWorkflow
@@ -181,19 +181,6 @@ async def running_worker(
         log.info("worker stopped")
     finally:
         await engine.dispose()
-
-
-async def wait_for_shutdown_signal() -> None:
-    """Return when SIGINT or SIGTERM arrives."""
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(signum, stop.set)
-    try:
-        await stop.wait()
-    finally:
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            loop.remove_signal_handler(signum)
 
 
 CORE_LOGGER = "temporalio.core"

@@ -69,6 +69,7 @@ from models.messages import (
 from models.policy import JourneyClock, MessagingPolicy
 from models.tables import Contact, MessageLog
 from rules.policy import frequency_cap_release, quiet_hours_end
+from rules.sms_keywords import SERVICE_SMS_JOURNEY
 from rules.suppressions import find_suppression, suppress_address
 from rules.templates import (
     ContactFields,
@@ -82,9 +83,6 @@ from rules.unsubscribe import sign_unsubscribe_token
 log = structlog.stdlib.get_logger(__name__)
 
 _COUNTED = (DeliveryStatus.SENT, DeliveryStatus.PENDING)
-
-SERVICE_SMS_JOURNEY = "sms-keywords"
-"""The message log's `journey` of the answers to SMS keywords."""
 
 MESSAGES_METRIC = "journeys_messages"
 """Counter of the send outcomes recorded, by `journey`, `channel` and `status`."""

@@ -8,8 +8,8 @@ from typing import Annotated
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from models.events import BehaviorEvent, ContactId
+from models.lead_score import ScoredAction
 from models.policy import SECONDS_PER_DAY
-from rules.scoring import ScoredAction
 
 MAX_EVENT_BATCH = 500
 """Most events one `events` signal (and one ingest) carries."""

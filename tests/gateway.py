@@ -19,7 +19,7 @@ from models.settings import ApiKey, Settings
 from runtime.codec import encrypting_data_converter, key_store_of
 from runtime.keys import key_store
 from runtime.temporal import SERVICE_RETRY, connect
-from starter.api import running_api
+from starter.api.server import running_api
 from starter.dev.toolchain import start_dev_server
 from worker import running_worker
 

@@ -28,10 +28,11 @@ from activities.providers import (
     sms_provider_from_settings,
 )
 from activities.sales import SalesActivities
+from models.handoff import SlaKind, SlaNotice
 from models.journeys import JourneyInput
 from models.messages import DeliveryStatus, SendRequest
 from models.settings import Settings
-from rules.sales import SalesConfig, SlaKind, SlaNotice
+from rules.sales import SalesConfig
 from rules.templates import TemplateCatalog
 from runtime.codec import encrypting_data_converter
 from runtime.keys import KeyStore

@@ -45,7 +45,7 @@ from models.settings import Settings
 from runtime.codec import ERASED_TEXT, encrypting_data_converter
 from runtime.keys import KeyStore
 from runtime.temporal import SERVICE_RETRY, connect
-from starter.api import running_api
+from starter.api.server import running_api
 from starter.dev.toolchain import start_dev_server
 from starter.services.operations import enroll, forget_contact, upsert_contact
 from tests.gateway import gateway_settings

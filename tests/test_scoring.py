@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 
 from models.events import CANONICAL_EVENT_TYPES
+from models.lead_score import ScoredAction
 from models.settings import PROJECT_ROOT
 from rules.scoring import (
     ActionRule,
-    ScoredAction,
     ScoringModel,
     band_for,
     contribution,

@@ -69,12 +69,11 @@ with workflow.unsafe.imports_passed_through():
         json_size,
         suppression_scope,
     )
+    from models.handoff import LeadBand, LeadSlaInput
     from models.journeys import ExitRequest, JourneyInput
-    from rules.sales import LeadBand, LeadSlaInput
+    from models.lead_score import ScoreBreakdown, ScoredAction
     from rules.scoring import (
         ActionKey,
-        ScoreBreakdown,
-        ScoredAction,
         ScoringModel,
         add_action,
         next_change,

@@ -27,9 +27,9 @@ from workflows.toolkit import CRM_TIMEOUT, Journey, PlanStep, start_journey
 
 with workflow.unsafe.imports_passed_through():
     from models.contact_workflow import LeadStatus
+    from models.handoff import LeadBand, LeadSlaInput
     from models.journeys import JourneyInput, JourneyState
     from models.messages import Channel, MessageCategory
-    from rules.sales import LeadBand, LeadSlaInput
 
 ROUTING_PATCH = "route-after-welcome"
 """Runs started before routing existed complete without it (replay-safe)."""

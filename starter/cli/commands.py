@@ -33,14 +33,16 @@ from rules.scoring import ScoringModel
 from rules.templates import TemplateError
 from runtime.keys import key_store
 from runtime.logs import configure_logging
+from runtime.shutdown import wait_for_shutdown_signal
 from runtime.temporal import TemporalUnavailable, connect
 from starter.api.schemas import ConsentChangeView
 from starter.dev.cluster import register_namespace, register_search_attributes
-from starter.dev.stack import DEMO_DAY_SECONDS, TEMPORAL_PORT, UI_PORT, run_dev
+from starter.dev.defaults import DEMO_DAY_SECONDS, TEMPORAL_PORT, UI_PORT
+from starter.dev.stack import run_dev
 from starter.dev.toolchain import ToolchainError
 from starter.services import operations
 from starter.services.intake import accept_events
-from worker import run_worker, wait_for_shutdown_signal
+from worker import run_worker
 
 app = typer.Typer(help="Durable contact journeys on Temporal.", no_args_is_help=True)
 contact_app = typer.Typer(help="Manage contacts.", no_args_is_help=True)

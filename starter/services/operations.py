@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -26,7 +26,6 @@ from temporalio.common import RawValue, WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
-from activities.contacts import erased_at
 from models.contact_workflow import ContactInput, ContactState, EraseRequest, JourneyEnrolment
 from models.contacts import (
     MAX_CONTACT_ATTRIBUTES,
@@ -41,9 +40,11 @@ from models.policy import SECONDS_PER_DAY
 from models.settings import accelerated_clock_refusal
 from models.tables import ConsentChange, Contact, ContactEvent, MessageLog, utc_now
 from models.tables import JourneyRun as JourneyRunRow
+
+if TYPE_CHECKING:
+    from workflows.toolkit import Journey
 from rules.consent import ConsentOrigin, apply_event, consent_history, record_change, set_consent
-from workflows import JOURNEYS
-from workflows.toolkit import Journey
+from rules.erasure import erased_at
 
 QUERY_TIMEOUT = timedelta(seconds=5)
 CONTACT_WORKFLOW = "contact"
@@ -218,6 +219,8 @@ def journey_type(journey: str) -> type[Journey]:
     Raises:
         NotFound: no such journey.
     """
+    from workflows import JOURNEYS  # the journeys load only for the commands that need them
+
     journey_class = JOURNEYS.get(journey)
     if journey_class is None:
         raise NotFound(f"unknown journey {journey!r}; known: {', '.join(sorted(JOURNEYS))}")

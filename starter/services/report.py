@@ -44,7 +44,6 @@ from sqlmodel import col
 from models.journeys import JourneyStatus
 from models.messages import DeliveryStatus
 from models.tables import ContactEvent, JourneyRun, MessageLog
-from workflows import JOURNEYS
 
 CONVERSION_REASONS = frozenset({"purchased", "converted", "checkout_started", "renewed"})
 """Exit reasons that count as a conversion: the contact bought (`purchased`;
@@ -301,6 +300,9 @@ class _Tally:
     """The figures being counted, per journey and step."""
 
     def __init__(self) -> None:
+        from workflows import JOURNEYS  # the journeys load only when a report is made
+
+        self.registry = JOURNEYS
         self.journeys: dict[str, JourneyFunnel] = {}
         self.steps: dict[str, dict[str, StepFunnel]] = {}
         self.plans: dict[str, list[str]] = {}
@@ -309,7 +311,7 @@ class _Tally:
     def journey(self, journey: str) -> JourneyFunnel:
         """The journey's figures; a journey seen first gets every step of its plan."""
         if journey not in self.journeys:
-            journey_class = JOURNEYS.get(journey)
+            journey_class = self.registry.get(journey)
             plan = journey_class.plan if journey_class else ()
             self.journeys[journey] = JourneyFunnel(
                 journey=journey, title=journey_class.title if journey_class else None
@@ -327,7 +329,7 @@ class _Tally:
 
     def funnels(self) -> list[JourneyFunnel]:
         """Every journey, in registry order then by name, with its steps in order."""
-        registry = list(JOURNEYS)
+        registry = list(self.registry)
         ordered = sorted(
             self.journeys,
             key=lambda journey: (

@@ -31,13 +31,12 @@ from temporalio.client import Client
 from temporalio.common import WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 
-from activities.messaging import SERVICE_SMS_JOURNEY
 from models.db import session_factory
 from models.events import BehaviorEvent
 from models.messages import ServiceSms
 from models.tables import ConsentChange, Contact
 from rules.consent import STOP_REASON, ConsentOrigin, record_change, set_consent, withdraw_consent
-from rules.sms_keywords import KEYWORDS, KeywordAction, keyword_of
+from rules.sms_keywords import KEYWORDS, SERVICE_SMS_JOURNEY, KeywordAction, keyword_of
 from rules.suppressions import find_suppression, suppress_address
 from runtime.temporal import unavailable_as_error
 from starter.services.intake import accept_events
