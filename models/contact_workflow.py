@@ -7,7 +7,8 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
-from models.events import BehaviorEvent, ContactId
+from models.events import BehaviorEvent
+from models.ids import ContactId
 from models.lead_score import ScoredAction
 from models.policy import SECONDS_PER_DAY
 

@@ -10,16 +10,7 @@ from typing import Annotated, Any, Protocol
 
 from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
 
-ContactId = Annotated[
-    str,
-    StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"),
-]
-"""A contact id: 1–64 characters of letters, digits, `_`, `.`, `-`.
-
-It becomes part of workflow ids (`welcome-series-{contact_id}`) and outbox
-paths, so it is restricted to characters that are safe in both. Use your own
-system's user id, never an email address (workflow ids are visible in the UI).
-"""
+from models.ids import ContactId
 
 CANONICAL_EVENT_TYPES = frozenset(
     {

@@ -13,11 +13,8 @@ from typing import Annotated
 
 from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
 
-from models.events import ContactId
+from models.ids import ContactId, PersonId
 from models.journeys import JourneyInput
-
-PersonId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")]
-"""Id of a rep or manager, e.g. `sdr-mia`."""
 
 
 def _as_utc(value: datetime) -> datetime:

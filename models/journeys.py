@@ -7,7 +7,8 @@ from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from models.events import BehaviorEvent, ContactId
+from models.events import BehaviorEvent
+from models.ids import ContactId
 from models.messages import SendResult
 from models.policy import SECONDS_PER_DAY
 

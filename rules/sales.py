@@ -21,7 +21,8 @@ from pydantic import (
     model_validator,
 )
 
-from models.handoff import PersonId, SlaPolicy
+from models.handoff import SlaPolicy
+from models.ids import PersonId
 from models.toml_files import load_toml
 
 

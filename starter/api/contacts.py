@@ -9,6 +9,7 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 
 from models.contacts import ContactFields, ContactProfile
+from models.ids import ContactId
 from models.settings import ApiKey
 from rules.scoring import ScoringModel
 from runtime.temporal import unavailable_as_error
@@ -30,13 +31,7 @@ from starter.services.operations import JourneyRun
 
 router = APIRouter(prefix="/v1/contacts", tags=["contacts"])
 
-ContactIdPath = Annotated[
-    str,
-    Path(
-        pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$",
-        description="Your system's id of the contact.",
-    ),
-]
+ContactIdPath = Annotated[ContactId, Path(description="Your system's id of the contact.")]
 JourneyPath = Annotated[
     str, Path(pattern=r"^[a-z][a-z0-9-]{0,63}$", description="e.g. `welcome-series`.")
 ]
