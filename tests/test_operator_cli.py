@@ -104,5 +104,6 @@ async def test_step_queries_follow_the_journeys_as_they_advance(
         assert unknown.returncode == 1 and "unknown journey" in unknown.stderr
 
         status = await journeys("status", ahead, env=env)
-        assert "step=day1 sent=2" in status.stdout
+        assert "step day1, 2 sent, next: day2 at " in status.stdout
+        assert "None" not in status.stdout
         assert "welcome-series/day1 sent" in status.stdout  # last messages

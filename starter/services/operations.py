@@ -15,16 +15,6 @@ from pydantic import BaseModel
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
-from temporalio.client import (
-    Client,
-    WorkflowExecution,
-    WorkflowExecutionStatus,
-    WorkflowHandle,
-    WorkflowQueryFailedError,
-)
-from temporalio.common import RawValue, WorkflowIDReusePolicy
-from temporalio.exceptions import WorkflowAlreadyStartedError
-from temporalio.service import RPCError, RPCStatusCode
 
 from models.contact_workflow import ContactInput, ContactState, EraseRequest, JourneyEnrolment
 from models.contacts import (
@@ -40,11 +30,13 @@ from models.policy import SECONDS_PER_DAY
 from models.settings import accelerated_clock_refusal
 from models.tables import ConsentChange, Contact, ContactEvent, MessageLog, utc_now
 from models.tables import JourneyRun as JourneyRunRow
-
-if TYPE_CHECKING:
-    from workflows.toolkit import Journey
 from rules.consent import ConsentOrigin, apply_event, consent_history, record_change, set_consent
 from rules.erasure import erased_at
+
+if TYPE_CHECKING:  # the Temporal client loads only in the operations that talk to Temporal
+    from temporalio.client import Client, WorkflowExecution, WorkflowHandle
+
+    from workflows.toolkit import Journey
 
 QUERY_TIMEOUT = timedelta(seconds=5)
 CONTACT_WORKFLOW = "contact"
@@ -57,6 +49,14 @@ class OperationError(Exception):
 
 class NotFound(OperationError):
     """The contact, journey or workflow asked for does not exist."""
+
+
+class UnknownContact(NotFound):
+    """No contact has this id (never created; an erased one is `Gone`)."""
+
+    def __init__(self, contact_id: str) -> None:
+        super().__init__(f"contact {contact_id!r} does not exist")
+        self.contact_id = contact_id
 
 
 class Conflict(OperationError):
@@ -290,6 +290,9 @@ async def enroll(
         Conflict: already enrolled (running, or a once-only journey the run
             log says it went through, however long ago).
     """
+    from temporalio.common import WorkflowIDReusePolicy
+    from temporalio.exceptions import WorkflowAlreadyStartedError
+
     journey_class = journey_type(journey)
     if not isinstance(journey_input, journey_class.input_model):
         raise InvalidRequest(
@@ -301,9 +304,7 @@ async def enroll(
     async with session_factory(engine)() as session:
         if await session.get(Contact, contact_id) is None:
             await refuse_if_erased(session, contact_id)
-            raise NotFound(
-                f"contact {contact_id!r} does not exist; create it with `journeys contact upsert`"
-            )
+            raise UnknownContact(contact_id)
         if journey_class.reentry_days is None:
             await _refuse_second_run(session, workflow_id, contact_id, journey)
     try:
@@ -429,6 +430,9 @@ async def forget_contact(
     Returns:
         True once erased, False if it was still going on after `wait` seconds.
     """
+    from temporalio.common import RawValue
+    from temporalio.service import RPCError
+
     async with session_factory(engine)() as session:
         if await erased_at(session, contact_id) is not None:
             return True
@@ -473,6 +477,9 @@ async def steer_journey(
     Raises:
         NotFound: unknown journey, or the contact has no running run of it.
     """
+    from temporalio.client import WorkflowExecutionStatus
+    from temporalio.service import RPCError, RPCStatusCode
+
     journey_class = journey_type(journey)
     query = f"ContactId = '{contact_id}' AND Journey = '{journey}' AND ExecutionStatus = 'Running'"
     workflow_ids = {execution.id async for execution in client.list_workflows(query)}
@@ -525,7 +532,7 @@ async def contact_in(session: AsyncSession, contact_id: str) -> Contact:
     contact = await session.get(Contact, contact_id)
     if contact is None:
         await refuse_if_erased(session, contact_id)
-        raise NotFound(f"contact {contact_id!r} does not exist")
+        raise UnknownContact(contact_id)
     return contact
 
 
@@ -544,12 +551,15 @@ async def consent_changes(engine: AsyncEngine, contact_id: str) -> list[ConsentC
     """
     async with session_factory(engine)() as session:
         if await session.get(Contact, contact_id) is None:
-            raise NotFound(f"contact {contact_id!r} does not exist")
+            raise UnknownContact(contact_id)
         return await consent_history(session, contact_id)
 
 
 async def journey_runs(client: Client, contact_id: str) -> list[JourneyRun]:
     """Every journey of the contact with its state (result if closed, query if running)."""
+    from temporalio.client import WorkflowExecutionStatus, WorkflowQueryFailedError
+    from temporalio.service import RPCError
+
     runs = []
     query = f"ContactId = '{contact_id}' AND WorkflowType != '{CONTACT_WORKFLOW}'"
     async for execution in client.list_workflows(query):
