@@ -32,7 +32,7 @@ from models.contact_workflow import (
     LeadStatus,
 )
 from models.db import lock_contact, session_factory
-from models.events import BehaviorEvent, suppression_scope
+from models.events import BehaviorEvent
 from models.tables import (
     ConsentChange,
     Contact,
@@ -48,6 +48,7 @@ from models.tables import (
 )
 from rules.consent import apply_event, reachable_channels, suppress_addresses
 from rules.erasure import erased_at
+from rules.opt_outs import suppression_scope
 from rules.scoring import ScoringModel
 from runtime.keys import KeyStore
 

@@ -49,15 +49,17 @@ CLI = ("-c", "from starter.cli.commands import main; main()")
 """The `journeys` console script, run from the benchmark's snapshot of the code."""
 BARE = (
     "-c",
-    "import asyncio, sys\n"
+    "import asyncio, os, sys\n"
     "from temporalio.client import Client\n"
     "async def main():\n"
     "    client = await Client.connect(sys.argv[1])\n"
     "    query = f\"ContactId = '{sys.argv[2]}'\"\n"
-    "    print(sum([1 async for _ in client.list_workflows(query)]))\n"
-    "asyncio.run(main())\n",
+    "    print(sum([1 async for _ in client.list_workflows(query)]), flush=True)\n"
+    "asyncio.run(main())\n"
+    "os._exit(0)\n",
 )
-"""The baseline: the SDK's client, one connection and one visibility query."""
+"""The baseline: the SDK's client, one connection and one visibility query. It ends as the
+CLI does (`os._exit`: the SDK's threads can abort the interpreter's teardown)."""
 TARGET = Target("< 1 s", lambda figure: figure.journeys < 1000)
 
 

@@ -6,7 +6,7 @@ intake, contact upserts), the CLI and the contact workflow's activities:
 - a suppression is per channel and holds only a keyed hash of the address
   (`rules/suppressions.py`); an
   unsubscribe suppresses the channels its scope names
-  (`models.events.suppression_scope`), a hard bounce the email address;
+  (`rules.opt_outs.suppression_scope`), a hard bounce the email address;
 - an opt-out also withdraws the marketing consent on those channels; every
   consent change (opt-in or opt-out) appends a `consent_changes` row saying
   when, from where and what the contact agreed to or said;
@@ -29,8 +29,9 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from models.events import ALL_CHANNELS, BehaviorEvent, SuppressionScope, suppression_scope
+from models.events import ALL_CHANNELS, BehaviorEvent
 from models.tables import ConsentChange, Contact, ContactEvent, utc_now
+from rules.opt_outs import SuppressionScope, suppression_scope
 from rules.suppressions import find_suppression, suppress_address
 
 STOP_REASON = "sms_stop"

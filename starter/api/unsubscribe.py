@@ -42,9 +42,10 @@ from fastapi import APIRouter, Path, Request
 from fastapi.responses import HTMLResponse
 
 from models.db import session_factory
-from models.events import BehaviorEvent, suppression_scope
+from models.events import BehaviorEvent
 from models.tables import Contact
 from rules.consent import ConsentOrigin, address_on, apply_scope, latest_grant
+from rules.opt_outs import suppression_scope
 from rules.templates import load_brand
 from rules.unsubscribe import InvalidToken, UnsubscribeRequest, verify_unsubscribe_token
 from runtime.logs import mask_text

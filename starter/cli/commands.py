@@ -32,7 +32,7 @@ if TYPE_CHECKING:
 
 # Each command imports what it uses inside its function: `journeys status`
 # loads the Temporal client and the database, never the journeys, the worker
-# or FastAPI (tests/test_layering.py, bench `cli_read`).
+# or FastAPI (tests/test_cli_output.py; `make bench` times them: bench/cli_read.py).
 
 app = typer.Typer(help="Durable contact journeys on Temporal.", no_args_is_help=True)
 contact_app = typer.Typer(help="Manage contacts.", no_args_is_help=True)

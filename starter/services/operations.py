@@ -24,7 +24,7 @@ from models.contacts import (
     ContactProfile,
 )
 from models.db import lock_contact, session_factory
-from models.events import SUPPRESSING_EVENTS, BehaviorEvent, suppression_scope
+from models.events import BehaviorEvent
 from models.journeys import ExitRequest, JourneyInput, JourneyState
 from models.policy import SECONDS_PER_DAY
 from models.settings import accelerated_clock_refusal
@@ -32,6 +32,7 @@ from models.tables import ConsentChange, Contact, ContactEvent, MessageLog, utc_
 from models.tables import JourneyRun as JourneyRunRow
 from rules.consent import ConsentOrigin, apply_event, consent_history, record_change, set_consent
 from rules.erasure import erased_at
+from rules.opt_outs import SUPPRESSING_EVENTS, suppression_scope
 
 if TYPE_CHECKING:  # the Temporal client loads only in the operations that talk to Temporal
     from temporalio.client import Client, WorkflowExecution, WorkflowHandle
