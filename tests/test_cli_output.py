@@ -18,7 +18,7 @@ from models.journeys import JourneyState, JourneyStatus
 from models.settings import Settings
 from starter.cli.commands import journey_line
 from starter.services.operations import JourneyRun
-from tests.cli import journeys, run
+from tests.cli import cli_environment, journeys, run
 from tests.gateway import gateway_settings, serving_gateway
 
 WAKE = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
@@ -142,6 +142,19 @@ async def test_a_database_that_does_not_answer_is_named_without_its_password(
     assert line.endswith(
         "start it, or set DATABASE_URL to one that runs (`make run` keeps its own in "
         ".data/journeys.db)"
+    )
+
+
+async def test_steering_a_journey_that_is_not_running_points_at_status(
+    dev_env: WorkflowEnvironment, settings: Settings
+) -> None:
+    env = cli_environment(settings, dev_env.client.service_client.config.target_host)
+    idle = await journeys("pause", "ghost", "welcome-series", env=env)
+
+    assert idle.returncode == 1
+    assert idle.stderr == (
+        "error: contact 'ghost' has no running welcome-series journey; "
+        "see its journeys with `journeys status ghost`\n"
     )
 
 

@@ -59,6 +59,9 @@ def _lines(error: BaseException) -> list[str] | None:
     if isinstance(error, _loaded("starter.services.operations", "UnknownContact")):
         contact_id = getattr(error, "contact_id", "ID")
         return [f"{error}; create it with `journeys contact upsert {contact_id} --email …`"]
+    if isinstance(error, _loaded("starter.services.operations", "NotRunning")):
+        contact_id = getattr(error, "contact_id", "ID")
+        return [f"{error}; see its journeys with `journeys status {contact_id}`"]
     if isinstance(error, _loaded("starter.services.operations", "Gone")):
         return [f"{error}; an erased id cannot be used again: give the person a new id"]
     if isinstance(error, _loaded("runtime.temporal", "TemporalUnavailable")):

@@ -60,6 +60,14 @@ class UnknownContact(NotFound):
         self.contact_id = contact_id
 
 
+class NotRunning(NotFound):
+    """The contact has no running run of the journey asked for."""
+
+    def __init__(self, contact_id: str, journey: str) -> None:
+        super().__init__(f"contact {contact_id!r} has no running {journey} journey")
+        self.contact_id = contact_id
+
+
 class Conflict(OperationError):
     """The request clashes with what exists (already enrolled, email of another contact…)."""
 
@@ -494,7 +502,7 @@ async def steer_journey(
         if error.status != RPCStatusCode.NOT_FOUND:
             raise
     if not workflow_ids:
-        raise NotFound(f"contact {contact_id!r} has no running {journey} journey")
+        raise NotRunning(contact_id, journey)
     for workflow_id in sorted(workflow_ids):
         handle = client.get_workflow_handle(workflow_id)
         if action == "exit":
