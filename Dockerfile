@@ -31,6 +31,7 @@ COPY activities/ activities/
 COPY models/ models/
 COPY starter/ starter/
 COPY runtime/ runtime/
+COPY rules/ rules/
 COPY migrations/ migrations/
 COPY templates/ templates/
 # Editable install on purpose: models/settings.py finds templates/ and

@@ -30,7 +30,7 @@ $(VENV)/.synced: pyproject.toml uv.lock | $(UV)
 setup: $(VENV)/.synced
 
 tools: setup
-	$(PYTHON) -m starter.toolchain
+	$(PYTHON) -m starter.dev.toolchain
 
 lint: setup
 	$(VENV)/bin/ruff check .

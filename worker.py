@@ -1,7 +1,7 @@
 """The Temporal worker: every journey workflow and activity on one task queue.
 
 Run it with `journeys worker` (or `python worker.py`). It connects through
-the Temporal environment settings (see `starter/temporal.py`), applies
+the Temporal environment settings (see `runtime/temporal.py`), applies
 database migrations, validates every message template before polling, and
 shuts down gracefully on SIGTERM / SIGINT: in-flight activities get
 `GRACEFUL_SHUTDOWN` to finish. With METRICS_BIND_ADDRESS set it serves
@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import signal
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from datetime import timedelta
@@ -40,16 +39,17 @@ from activities.messaging import MessagingActivities
 from activities.providers import EmailProvider, SmsProvider
 from activities.providers.notifier import Notifier, notifier_from_settings
 from activities.sales import SalesActivities
-from activities.templates import TemplateCatalog
 from models.db import create_engine, migrate
-from models.sales import SalesConfig
-from models.scoring import ScoringModel
 from models.settings import Settings, UnsafeSettings, get_settings, refuse_unsafe_settings
-from models.sms_keywords import REPLY_TEMPLATES
+from rules.sales import SalesConfig
+from rules.scoring import ScoringModel
+from rules.sms_keywords import REPLY_TEMPLATES
+from rules.templates import TemplateCatalog
 from runtime.codec import key_store_of
 from runtime.keys import key_store
-from starter.logs import configure_logging
-from starter.temporal import connect
+from runtime.logs import configure_logging
+from runtime.shutdown import wait_for_shutdown_signal
+from runtime.temporal import connect
 from workflows import catalog
 from workflows.contact import ContactWorkflow
 from workflows.sms_keywords import SmsKeywordReply
@@ -179,19 +179,6 @@ async def running_worker(
         log.info("worker stopped")
     finally:
         await engine.dispose()
-
-
-async def wait_for_shutdown_signal() -> None:
-    """Return when SIGINT or SIGTERM arrives."""
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(signum, stop.set)
-    try:
-        await stop.wait()
-    finally:
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            loop.remove_signal_handler(signum)
 
 
 CORE_LOGGER = "temporalio.core"

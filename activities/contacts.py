@@ -12,19 +12,16 @@ from __future__ import annotations
 
 import asyncio
 import time
-from datetime import datetime
 from pathlib import Path
 
 import structlog
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel import col, delete, select
-from sqlmodel.ext.asyncio.session import AsyncSession
 from structlog.contextvars import bound_contextvars
 from temporalio import activity
 from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.service import RPCError
 
-from activities.consent import apply_event, reachable_channels, suppress_addresses
 from activities.providers.outbox import outbox_path
 from models.contact_workflow import (
     ContactWorkflows,
@@ -35,8 +32,7 @@ from models.contact_workflow import (
     LeadStatus,
 )
 from models.db import lock_contact, session_factory
-from models.events import BehaviorEvent, suppression_scope
-from models.scoring import ScoringModel
+from models.events import BehaviorEvent
 from models.tables import (
     ConsentChange,
     Contact,
@@ -50,6 +46,10 @@ from models.tables import (
     SlaBreach,
     Suppression,
 )
+from rules.consent import apply_event, reachable_channels, suppress_addresses
+from rules.erasure import erased_at
+from rules.opt_outs import suppression_scope
+from rules.scoring import ScoringModel
 from runtime.keys import KeyStore
 
 log = structlog.stdlib.get_logger(__name__)
@@ -58,12 +58,6 @@ OUTBOX_SUFFIXES = (".eml", ".sms.txt")
 """Outbox files a message may have left (see `activities/providers/outbox.py`)."""
 EXIT_GRACE_SECONDS = 10.0
 """How long erasure lets the contact's journeys finish their exit before terminating them."""
-
-
-async def erased_at(session: AsyncSession, contact_id: str) -> datetime | None:
-    """When the contact was erased (its tombstone), or None."""
-    tombstone = await session.get(ErasedContact, contact_id)
-    return tombstone.erased_at if tombstone is not None else None
 
 
 class ContactActivities:

@@ -16,10 +16,10 @@ from sqlmodel import col, select
 from structlog.contextvars import bound_contextvars
 from temporalio import activity
 
-from activities.contacts import erased_at
 from models.db import session_factory
 from models.journeys import ContactMemo, JourneyEntry, JourneyRunRecord, JourneyStatus
 from models.tables import Contact, JourneyRun
+from rules.erasure import erased_at
 
 log = structlog.stdlib.get_logger(__name__)
 

@@ -50,7 +50,6 @@ from structlog.contextvars import bound_contextvars
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities.policy import frequency_cap_release, quiet_hours_end
 from activities.providers import (
     DeliveryError,
     EmailProvider,
@@ -60,15 +59,6 @@ from activities.providers import (
     email_provider_from_settings,
     sms_provider_from_settings,
 )
-from activities.suppressions import find_suppression, suppress_address
-from activities.templates import (
-    ContactFields,
-    LinkContext,
-    RenderedEmail,
-    TemplateCatalog,
-    TemplateError,
-)
-from activities.unsubscribe import sign_unsubscribe_token
 from models.db import session_factory
 from models.messages import (
     CancelRequest,
@@ -82,13 +72,21 @@ from models.messages import (
 from models.policy import JourneyClock, MessagingPolicy
 from models.settings import Settings
 from models.tables import Contact, MessageLog
+from rules.policy import frequency_cap_release, quiet_hours_end
+from rules.sms_keywords import SERVICE_SMS_JOURNEY
+from rules.suppressions import find_suppression, suppress_address
+from rules.templates import (
+    ContactFields,
+    LinkContext,
+    RenderedEmail,
+    TemplateCatalog,
+    TemplateError,
+)
+from rules.unsubscribe import sign_unsubscribe_token
 
 log = structlog.stdlib.get_logger(__name__)
 
 _COUNTED = (DeliveryStatus.SENT, DeliveryStatus.PENDING)
-
-SERVICE_SMS_JOURNEY = "sms-keywords"
-"""The message log's `journey` of the answers to SMS keywords."""
 
 MESSAGES_METRIC = "journeys_messages"
 """Counter of the send outcomes recorded, by `journey`, `channel` and `status`."""

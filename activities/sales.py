@@ -36,19 +36,17 @@ from activities.providers.errors import DeliveryError, provider_text
 from activities.providers.notifier import NotificationKind, Notifier, RepNotification
 from models.crm import AssigneeRole, CrmTaskKind, CrmTaskRequest, CrmTaskResult, TaskPriority
 from models.db import session_factory
-from models.sales import (
+from models.handoff import (
     HandOff,
     HandOffRequest,
     LeadBand,
     PriorityRequest,
-    Rep,
-    SalesConfig,
-    SalesPerson,
     SlaKind,
     SlaNotice,
     SlaPolicy,
 )
 from models.tables import Contact, ContactEvent, CrmTask, Notification, RepAssignment, SlaBreach
+from rules.sales import Rep, SalesConfig, SalesPerson
 
 log = structlog.stdlib.get_logger(__name__)
 

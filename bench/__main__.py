@@ -22,8 +22,8 @@ from pathlib import Path
 from bench.benchmarks import BENCHMARKS, QUICK, Sizes
 from bench.report import Figure, write_report
 from bench.stack import bench_stack, snapshot_sources
-from starter.logs import configure_logging
-from starter.toolchain import TEMPORAL_CLI_VERSION
+from runtime.logs import configure_logging
+from starter.dev.toolchain import TEMPORAL_CLI_VERSION
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 

@@ -21,6 +21,7 @@ from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
 
 from bench.bare_input import BareInput
 from bench.baseline import BARE_WORKFLOW
+from bench.cli_read import cli_read
 from bench.codec import codec_cost
 from bench.report import Figure, Target, percentile
 from bench.stack import (
@@ -65,6 +66,7 @@ class Sizes:
         unsubscribes: Contacts unsubscribed one after another (unsubscribe-to-exit).
         others: Other contacts with a running journey meanwhile (unsubscribe-to-exit).
         roundtrips: Payloads converted and back, per kind and converter (codec).
+        cli_runs: Timed runs of each CLI read command (cli-read).
     """
 
     journeys: int = 150
@@ -74,10 +76,18 @@ class Sizes:
     unsubscribes: int = 60
     others: int = 1_000
     roundtrips: int = 2_000
+    cli_runs: int = 10
 
 
 QUICK = Sizes(
-    journeys=10, samples=8, wakeups=20, parked=50, unsubscribes=4, others=20, roundtrips=200
+    journeys=10,
+    samples=8,
+    wakeups=20,
+    parked=50,
+    unsubscribes=4,
+    others=20,
+    roundtrips=200,
+    cli_runs=2,
 )
 """The smoke test's sizes: every figure, in about a minute and a half."""
 
@@ -770,6 +780,7 @@ BENCHMARKS: dict[str, Callable[[Stack, Sizes], Awaitable[list[Figure]]]] = {
     "memory": memory,
     "unsubscribe": unsubscribe_to_exit,
     "codec": lambda stack, sizes: codec_cost(stack, sizes.roundtrips),
+    "cli-read": lambda stack, sizes: cli_read(stack, sizes.cli_runs),
 }
 """Every benchmark, in the issue's order, by the name `--only` takes (`throughput` also
 reports the history figures, item 5, from the journeys it completed)."""

@@ -52,9 +52,9 @@ from models.settings import PROJECT_ROOT, ApiKey, Settings
 from models.tables import Contact, MessageLog
 from runtime.codec import encrypting_data_converter
 from runtime.keys import KeyStore, key_store
+from runtime.temporal import SERVICE_RETRY, connect
 from starter.api.server import running_api
-from starter.temporal import SERVICE_RETRY, connect
-from starter.toolchain import start_dev_server
+from starter.dev.toolchain import start_dev_server
 
 T = TypeVar("T")
 
@@ -285,16 +285,30 @@ def _worker_command(
     10-15% of the product worker's CPU in a probe: a cost of the environment,
     not of the journeys.
     """
-    env = {name: value for name, value in os.environ.items() if name != "PYTHONDONTWRITEBYTECODE"}
-    env["PYTHONPYCACHEPREFIX"] = str(stack.root / "pycache")
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(stack.sources), env.get("PYTHONPATH")]))
+    env = snapshot_environment(stack)
     if kind == WorkerKind.BARE:
         command = ["-m", "bench.worker_process", "--address", stack.address]
         command += ["--task-queue", BARE_QUEUE, "--metrics", metrics]
         return [sys.executable, *command], env
-    settings = stack.settings
     return [sys.executable, "-m", "worker"], {
-        **env,
+        **product_environment(stack, env),
+        "METRICS_BIND_ADDRESS": metrics,
+    }
+
+
+def snapshot_environment(stack: Stack) -> dict[str, str]:
+    """This process's environment, running the code of `stack.sources` with cached bytecode."""
+    env = {name: value for name, value in os.environ.items() if name != "PYTHONDONTWRITEBYTECODE"}
+    env["PYTHONPYCACHEPREFIX"] = str(stack.root / "pycache")
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(stack.sources), env.get("PYTHONPATH")]))
+    return env
+
+
+def product_environment(stack: Stack, base: dict[str, str]) -> dict[str, str]:
+    """`base` plus the settings that point a product process (worker, CLI) at the stack."""
+    settings = stack.settings
+    return {
+        **base,
         "TEMPORAL_ADDRESS": stack.address,
         "TEMPORAL_NAMESPACE": "default",
         "DATABASE_URL": settings.database_url,
@@ -305,7 +319,6 @@ def _worker_command(
         "QUIET_HOURS_END": f"{settings.quiet_hours_end:%H:%M}",
         "ALLOW_ACCELERATED_CLOCK": "true",
         "LOG_FORMAT": "json",
-        "METRICS_BIND_ADDRESS": metrics,
     }
 
 

@@ -7,9 +7,10 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
-from models.events import BehaviorEvent, ContactId
+from models.events import BehaviorEvent
+from models.ids import ContactId
+from models.lead_score import ScoredAction
 from models.policy import SECONDS_PER_DAY
-from models.scoring import ScoredAction
 
 MAX_EVENT_BATCH = 500
 """Most events one `events` signal (and one ingest) carries."""
@@ -20,7 +21,7 @@ class ContactCarryOver(BaseModel):
 
     Attributes:
         seen_event_ids: The most recent event ids (duplicates are dropped).
-        actions: Scored actions still worth points (compact, see `models.scoring.add_action`).
+        actions: Scored actions still worth points (compact, see `rules.scoring.add_action`).
         journeys: Journeys of the contact that may be running: workflow id → journey type.
         score: Last published score.
         band: Last published band.

@@ -17,7 +17,8 @@ from pydantic import (
     StringConstraints,
 )
 
-from models.events import ContactId, UtcTime
+from models.events import UtcTime
+from models.ids import ContactId
 
 _CONTROL_CHARACTER = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 

@@ -8,7 +8,7 @@ from typing import Annotated
 
 from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, StringConstraints
 
-from models.events import ContactId
+from models.ids import ContactId
 
 CHURN_RISK_TAG = "stage_churn-risk"
 """Tag of a contact whose renewal date passed without renewal (seed convention `stage_…`)."""

@@ -7,18 +7,22 @@ brings a database to the newest revision and is a no-op when it is there.
 
 from __future__ import annotations
 
+import re
+from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from alembic import command
-from alembic.config import Config
 from sqlalchemy import Connection, event, text
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import OperationalError, ProgrammingError
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlalchemy.pool import NullPool
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from models.settings import PROJECT_ROOT
+
+if TYPE_CHECKING:
+    from alembic.config import Config
 
 MIGRATIONS_DIR = PROJECT_ROOT / "migrations"
 
@@ -80,6 +84,8 @@ def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
 
 def alembic_config() -> Config:
     """Alembic configuration pointing at the project's migrations."""
+    from alembic.config import Config  # Alembic loads only when there is something to migrate
+
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS_DIR))
     return config
@@ -89,7 +95,41 @@ _MIGRATION_LOCK = 0x6A6F75726E657973  # "journeys"
 """PostgreSQL advisory lock held while migrating (the worker and the gateway start together)."""
 
 
+_REVISION_LINE = re.compile(r'^(down_)?revision(?:: [^=]+)? = "([^"]+)"$', re.MULTILINE)
+
+
+@cache
+def head_revision() -> str | None:
+    """The newest revision in `migrations/versions`, read from the files without Alembic.
+
+    None when the revisions do not form one line (a branch or a merge): then
+    `migrate` leaves it to Alembic.
+    """
+    revisions: set[str] = set()
+    parents: set[str] = set()
+    for path in (MIGRATIONS_DIR / "versions").glob("*.py"):
+        for down, value in _REVISION_LINE.findall(path.read_text(encoding="utf-8")):
+            (parents if down else revisions).add(value)
+    heads = revisions - parents
+    return heads.pop() if len(heads) == 1 else None
+
+
+async def _at_head(engine: AsyncEngine) -> bool:
+    """The database is at the newest revision (checked with one query, without Alembic)."""
+    head = head_revision()
+    if head is None:
+        return False
+    try:
+        async with engine.connect() as connection:
+            found = await connection.execute(text("SELECT version_num FROM alembic_version"))
+            return list(found.scalars()) == [head]
+    except (OperationalError, ProgrammingError):  # no version table yet: a new database
+        return False
+
+
 def _upgrade(connection: Connection, revision: str) -> None:
+    from alembic import command
+
     config = alembic_config()
     config.attributes["connection"] = connection
     command.upgrade(config, revision)
@@ -102,6 +142,8 @@ async def migrate(engine: AsyncEngine, revision: str = "head") -> None:
         engine: Engine of the database to upgrade.
         revision: Target revision; `head` is the newest.
     """
+    if revision == "head" and await _at_head(engine):  # the usual case: a read, a restart
+        return
     async with engine.begin() as connection:
         if engine.dialect.name == "postgresql":  # processes starting together take turns
             await connection.execute(

@@ -3,23 +3,12 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
-from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Annotated, Any, Protocol
+from typing import Annotated, Any
 
 from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
 
-ContactId = Annotated[
-    str,
-    StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"),
-]
-"""A contact id: 1–64 characters of letters, digits, `_`, `.`, `-`.
-
-It becomes part of workflow ids (`welcome-series-{contact_id}`) and outbox
-paths, so it is restricted to characters that are safe in both. Use your own
-system's user id, never an email address (workflow ids are visible in the UI).
-"""
+from models.ids import ContactId
 
 CANONICAL_EVENT_TYPES = frozenset(
     {
@@ -140,67 +129,5 @@ def json_size(event: BehaviorEvent) -> int:
     return len(event.model_dump_json().encode())
 
 
-SUPPRESSING_EVENTS = {"unsubscribed": "unsubscribed", "email_bounced": "hard_bounce"}
-"""Events that suppress the contact's addresses, with the reason recorded."""
-COMPLAINT = "complaint"
-"""The reason of an `unsubscribed` event that is a spam report: it stops service messages too."""
-
 ALL_CHANNELS = frozenset({"email", "sms"})
 """The channels messages go out on (`models.messages.Channel`'s values)."""
-
-
-class EventLike(Protocol):
-    """What `suppression_scope` reads: a `BehaviorEvent` or a stored event row."""
-
-    @property
-    def type(self) -> str: ...
-
-    @property
-    def properties(self) -> Mapping[str, Any]: ...
-
-
-@dataclass(frozen=True)
-class SuppressionScope:
-    """What a suppressing event stops.
-
-    Attributes:
-        reason: `unsubscribed`, `complaint` or `hard_bounce`, as the suppression records it.
-        channels: The channels whose addresses are suppressed.
-        withdraws_consent: The contact opted out (an unsubscribe or a
-            complaint), so its marketing consent on those channels is withdrawn
-            and the change recorded; a bounce is not a consent change.
-    """
-
-    reason: str
-    channels: frozenset[str]
-    withdraws_consent: bool
-
-    @property
-    def all_channels(self) -> bool:
-        """Whether it stops every channel (today's meaning of a plain `unsubscribed`)."""
-        return self.channels == ALL_CHANNELS
-
-
-def suppression_scope(event: EventLike) -> SuppressionScope | None:
-    """What the event suppresses, or None if it suppresses nothing.
-
-    - `unsubscribed` with `properties.channel` `email` or `sms`: that channel
-      only (the email link, List-Unsubscribe, an SMS STOP);
-    - `unsubscribed` without a channel (or with any other value): every
-      channel, all marketing (a complaint, a service's opt-out);
-    - a hard `email_bounced`: the email address only (not a soft bounce);
-    - a complaint (`unsubscribed` with `reason: complaint`) is recorded as such:
-      it stops service messages too (see `Suppression.stops_service_messages`).
-    """
-    reason = SUPPRESSING_EVENTS.get(event.type)
-    if reason is None:
-        return None
-    if event.type == "email_bounced":
-        if event.properties.get("bounce_type") == "soft":
-            return None
-        return SuppressionScope(reason, frozenset({"email"}), withdraws_consent=False)
-    if event.properties.get("reason") == COMPLAINT:
-        reason = COMPLAINT
-    channel = event.properties.get("channel")
-    channels = frozenset({channel}) if channel in ALL_CHANNELS else ALL_CHANNELS
-    return SuppressionScope(reason, channels, withdraws_consent=True)

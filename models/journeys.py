@@ -10,7 +10,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
-from models.events import BehaviorEvent, ContactId
+from models.events import BehaviorEvent
+from models.ids import ContactId
 from models.messages import SendResult
 from models.policy import SECONDS_PER_DAY
 

@@ -7,7 +7,7 @@ from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from models.events import ContactId
+from models.ids import ContactId
 from models.policy import SECONDS_PER_DAY
 
 

@@ -1,4 +1,4 @@
-"""Messaging policy settings: quiet hours and frequency caps (applied in `activities/policy.py`),
+"""Messaging policy settings: quiet hours and frequency caps (applied in `rules/policy.py`),
 and the journey clock they are evaluated on."""
 
 from __future__ import annotations

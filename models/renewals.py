@@ -5,16 +5,10 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated
 
-from pydantic import AfterValidator, AwareDatetime, Field, StringConstraints, field_validator
+from pydantic import AfterValidator, AwareDatetime, Field, field_validator
 
+from models.ids import SubscriptionId
 from models.journeys import JourneyInput
-
-SubscriptionId = Annotated[
-    str,
-    StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"),
-]
-"""A subscription id: 1–64 characters of letters, digits, `_`, `.`, `-` (like a contact id);
-it becomes part of the workflow id."""
 
 REMINDER_COPY_DAYS = (90, 60, 30, 7, 1)
 """Days before renewal that have reminder copy (`templates/renewal-countdown/reminder-{N}d`).

@@ -2,7 +2,7 @@
 
 Temporal connection settings (TEMPORAL_ADDRESS, TEMPORAL_NAMESPACE,
 TEMPORAL_API_KEY, TEMPORAL_TLS*, TEMPORAL_PROFILE) are read by the SDK's
-`temporalio.envconfig`, not here; see `starter/temporal.py`.
+`temporalio.envconfig`, not here; see `runtime/temporal.py`.
 """
 
 from __future__ import annotations
@@ -106,7 +106,7 @@ class Settings(BaseSettings):
         allow_accelerated_clock: Journeys may run on a clock whose day is
             shorter than 86,400 s (`day_seconds`, DAY_SECONDS); on in `journeys
             dev`, off by default, refused in production. Messaging policy is
-            then evaluated in journey time (see `activities/policy.py`).
+            then evaluated in journey time (see `rules/policy.py`).
         smtp_host: SMTP server host (email_provider `smtp`).
         smtp_port: SMTP server port.
         smtp_username: SMTP login name; AUTH only when set (with smtp_password).
@@ -123,9 +123,9 @@ class Settings(BaseSettings):
         sms_api_key: Bearer token of the SMS API.
         provider_timeout_seconds: Time allowed for one provider call (connect,
             send, answer) before it counts as a transient failure.
-        scoring_file: The lead-scoring model (TOML, see `models/scoring.py`).
+        scoring_file: The lead-scoring model (TOML, see `rules/scoring.py`).
         sales_file: Reps, territories and SLAs of the sales hand-off (TOML,
-            see `models/sales.py`).
+            see `rules/sales.py`).
         notifier: How the sales team is notified: `outbox` (JSON files in
             `outbox_dir/notifications`) or `slack` (a Slack-compatible
             incoming webhook).
@@ -147,7 +147,7 @@ class Settings(BaseSettings):
         temporal_retry_after_seconds: `Retry-After` of a 503 while Temporal is
             unreachable.
         suppression_hash_secret: HMAC key of the suppression list's address
-            hashes (`activities/suppressions.py`); set your own, at least 32
+            hashes (`rules/suppressions.py`); set your own, at least 32
             bytes, in production, and never change it afterwards: rows hashed
             under another key no longer match (the default is for local use only).
         email_webhook_secret: HMAC key of the email provider's delivery

@@ -206,7 +206,7 @@ class Suppression(SQLModel, table=True):
     dictionary of addresses. Rows from before revision 0009 hold a bare
     SHA-256 (`scheme` `sha256`, the column's server default): they are still
     matched, and rewritten keyed when their address is next seen (see
-    `activities/suppressions.py`).
+    `rules/suppressions.py`).
     An unsubscribe stops marketing; every other reason stops service messages
     too (`stops_service_messages`).
     """

@@ -1,1 +1,3 @@
-"""What the worker and `starter/` both stand on: the payload codec and its data keys."""
+"""What the worker and `starter/` both stand on: the Temporal connection (`temporal`),
+logging (`logs`), shutdown signals (`shutdown`), the payload codec (`codec`) and its
+data keys (`keys`)."""

@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -50,6 +49,7 @@ from temporalio.converter import (
     WithSerializationContext,
 )
 
+from models.ids import is_contact_id
 from runtime.keys import NONCE_BYTES, DataKeyMaterial, KeyStore, namespace_owner
 
 ENCODING = b"binary/encrypted"
@@ -62,7 +62,6 @@ CONTACT_WORKFLOW_PREFIXES = ("contact", "welcome-series", "pricing-abandon", "nu
 """Workflow types whose id is `{type}-{contact_id}`."""
 RENEWAL_PREFIX = "renewal-countdown"
 """Workflow type whose id is `{type}-{contact_id}-{subscription_id}`."""
-_CONTACT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")  # models.events.ContactId
 RESOLVED_WORKFLOWS = 10_000
 """Workflow ids whose owners one process remembers."""
 
@@ -72,10 +71,10 @@ def contact_candidates(workflow_id: str) -> tuple[str, ...]:
     if workflow_id.startswith(f"{RENEWAL_PREFIX}-"):
         rest = workflow_id.removeprefix(f"{RENEWAL_PREFIX}-")
         splits = [rest[:at] for at, char in enumerate(rest) if char == "-"] + [rest]
-        return tuple(part for part in splits if _CONTACT_ID.match(part))
+        return tuple(part for part in splits if is_contact_id(part))
     for prefix in CONTACT_WORKFLOW_PREFIXES:
         contact_id = workflow_id.removeprefix(f"{prefix}-")
-        if contact_id != workflow_id and _CONTACT_ID.match(contact_id):
+        if contact_id != workflow_id and is_contact_id(contact_id):
             return (contact_id,)
     return ()
 

@@ -3,7 +3,7 @@
 The Java time-skipping test server (Day-N logic in seconds) and the Temporal
 CLI dev server (visibility, search attributes, the CLI end to end) are each
 started once per test session with the binaries the project builds itself
-(`starter/toolchain.py`).
+(`starter/dev/toolchain.py`).
 """
 
 from __future__ import annotations
@@ -35,8 +35,8 @@ from models.search_attributes import ALL_SEARCH_ATTRIBUTES
 from models.settings import Settings
 from runtime.codec import encrypting_data_converter
 from runtime.keys import KeyStore, key_store
-from starter.cluster import register_search_attributes
-from starter.toolchain import start_dev_server, start_time_skipping_server
+from starter.dev.cluster import register_search_attributes
+from starter.dev.toolchain import start_dev_server, start_time_skipping_server
 from tests.kit import JourneyKit, kit_settings, running_kit
 from worker import build_worker
 

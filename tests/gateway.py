@@ -18,9 +18,9 @@ from models.search_attributes import ALL_SEARCH_ATTRIBUTES
 from models.settings import ApiKey, Settings
 from runtime.codec import encrypting_data_converter, key_store_of
 from runtime.keys import key_store
-from starter.api import running_api
-from starter.temporal import SERVICE_RETRY, connect
-from starter.toolchain import start_dev_server
+from runtime.temporal import SERVICE_RETRY, connect
+from starter.api.server import running_api
+from starter.dev.toolchain import start_dev_server
 from worker import running_worker
 
 FULL_KEY = "tests-full-access-key-0123456789"

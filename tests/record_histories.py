@@ -29,12 +29,12 @@ from temporalio.testing import WorkflowEnvironment
 from models.contact_workflow import ContactInput, ContactState, EraseRequest
 from models.db import create_engine, migrate
 from models.events import BehaviorEvent
+from models.handoff import LeadBand, LeadSlaInput
 from models.journeys import ExitRequest, JourneyInput, JourneyState
 from models.renewals import RenewalInput
-from models.sales import LeadBand, LeadSlaInput
 from models.settings import Settings
-from starter.cluster import register_search_attributes
-from starter.toolchain import start_time_skipping_server
+from starter.dev.cluster import register_search_attributes
+from starter.dev.toolchain import start_time_skipping_server
 from tests.factories import add_contact
 from worker import build_worker
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import httpx
 
 from starter.api.webhooks import SIGNATURE_HEADER, sign_webhook
-from starter.sms_keywords import message_digest
+from starter.services.sms_keywords import message_digest
 from tests.gateway import SMS_WEBHOOK_SECRET
 
 

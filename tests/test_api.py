@@ -19,12 +19,12 @@ from temporalio.client import Client
 from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 
-from activities.unsubscribe import sign_unsubscribe_token
 from models.contact_workflow import ContactState
 from models.db import session_factory
 from models.journeys import JourneyState
 from models.settings import Settings
 from models.tables import ContactEvent, EventReceipt, Suppression
+from rules.unsubscribe import sign_unsubscribe_token
 from starter.api.events import unknown_contact
 from starter.api.webhooks import SIGNATURE_HEADER, sign_webhook
 from tests.factories import message_rows, rows_of

@@ -35,8 +35,15 @@ FIGURES = [
     "codec_bytes_send_request",
     "codec_roundtrip_event_batch",
     "codec_bytes_event_batch",
+    *(f"cli_read_{command}" for command in ("status", "list", "messages", "report", "export")),
 ]
-TARGETED = {"throughput", "event_to_send_p99", "memory_rss_parked", "unsubscribe_to_exit_p99"}
+TARGETED = {
+    "throughput",
+    "event_to_send_p99",
+    "memory_rss_parked",
+    "unsubscribe_to_exit_p99",
+    *(key for key in FIGURES if key.startswith("cli_read_")),
+}
 
 
 @pytest.mark.timeout(400)

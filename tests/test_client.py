@@ -37,7 +37,7 @@ from starter.client import (
     ValidationFailed,
     retry_delay,
 )
-from starter.operations import JourneyRun
+from starter.services.operations import JourneyRun
 from tests.fake_api import FakeApi, Reply
 from tests.gateway import FULL_KEY, READ_ONLY_KEY, gateway_settings, serving_gateway
 

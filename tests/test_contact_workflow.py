@@ -37,12 +37,8 @@ from models.search_attributes import LEAD_SCORE, LIFECYCLE_STAGE
 from models.settings import Settings
 from models.tables import Contact, ContactEvent, CrmTask, MessageLog, Suppression
 from runtime.codec import ERASED_TEXT, is_encrypted
-from starter.intake import accept_events
-from starter.operations import (
-    contact_workflow_id,
-    forget_contact,
-    signal_contact,
-)
+from starter.services.intake import accept_events
+from starter.services.operations import contact_workflow_id, forget_contact, signal_contact
 from tests.factories import add_contact, add_lead, event_now
 from workflows.contact import RESCORE_GRANULARITY
 

@@ -14,7 +14,7 @@ from models.db import session_factory
 from models.events import BehaviorEvent
 from models.settings import DEVELOPMENT_SUPPRESSION_HASH_SECRET
 from models.tables import Contact, MessageLog
-from starter.operations import message_log, upsert_contact
+from starter.services.operations import message_log, upsert_contact
 
 KEY = DEVELOPMENT_SUPPRESSION_HASH_SECRET.encode()
 

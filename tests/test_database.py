@@ -7,6 +7,8 @@ server binaries are installed.
 from __future__ import annotations
 
 import asyncio
+import os
+import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -23,11 +25,19 @@ from sqlalchemy.exc import IntegrityError, StatementError
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel import SQLModel, select
 
-from activities.consent import ConsentOrigin, record_change
-from models.db import alembic_config, async_database_url, create_engine, migrate, session_factory
+from models.db import (
+    alembic_config,
+    async_database_url,
+    create_engine,
+    head_revision,
+    migrate,
+    session_factory,
+)
 from models.events import BehaviorEvent
 from models.tables import ConsentChange, Contact, EventReceipt, MessageLog
-from starter.intake import record_receipts
+from rules.consent import ConsentOrigin, record_change
+from starter.services.intake import record_receipts
+from tests.cli import run
 from tests.factories import add_contact, rows_of
 from tests.postgres import PostgresCluster, postgres_unavailable
 
@@ -104,6 +114,30 @@ async def test_migrate_creates_the_schema_at_head_and_is_idempotent(tmp_path: Pa
         assert [row[0] for row in versions] == [_head_revision()]
     finally:
         await engine.dispose()
+
+
+def test_the_head_read_from_the_files_is_alembics() -> None:
+    assert head_revision() == _head_revision()
+
+
+async def test_migrate_at_head_answers_without_loading_alembic(tmp_path: Path) -> None:
+    """A read command migrates first; at head that costs one query, not Alembic's import."""
+    url = f"sqlite:///{tmp_path / 'journeys.db'}"
+    engine = create_engine(url)
+    try:
+        await migrate(engine)
+    finally:
+        await engine.dispose()
+    check = (
+        "import asyncio, sys\n"
+        "from models.db import create_engine, migrate\n"
+        f"engine = create_engine({url!r})\n"
+        "asyncio.run(migrate(engine))\n"
+        "print(sorted(name for name in sys.modules if name.split('.')[0] == 'alembic'))\n"
+    )
+    ran = await run(sys.executable, "-c", check, env=dict(os.environ))
+    assert ran.returncode == 0, ran.stderr
+    assert ran.stdout.strip() == "[]"
 
 
 async def test_consents_given_before_the_history_become_its_first_rows(tmp_path: Path) -> None:

@@ -32,7 +32,7 @@ from pydantic import TypeAdapter
 from typer.core import TyperGroup
 
 from models.settings import ApiKey, Settings
-from starter.cli import app as journeys_app
+from starter.cli.commands import app as journeys_app
 
 ROOT = Path(__file__).resolve().parent.parent
 COMPOSE_FILE = ROOT / "docker-compose.yml"

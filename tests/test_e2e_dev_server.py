@@ -10,7 +10,7 @@ from temporalio.client import WorkflowExecutionStatus
 from temporalio.testing import WorkflowEnvironment
 
 from models.settings import Settings
-from starter.toolchain import temporal_cli_path
+from starter.dev.toolchain import temporal_cli_path
 from tests.cli import cli_environment, journeys, run
 from tests.outbox import read_outbox
 from worker import running_worker

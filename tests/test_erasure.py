@@ -20,16 +20,16 @@ from temporalio.common import RawValue
 from temporalio.service import RPCError, RPCStatusCode
 from temporalio.testing import WorkflowEnvironment
 
-from activities.suppressions import find_suppression, suppress_address
-from activities.unsubscribe import sign_unsubscribe_token
 from models.contact_workflow import ContactInput, ContactState
 from models.db import create_engine, migrate, session_factory
 from models.events import BehaviorEvent
 from models.search_attributes import ALL_SEARCH_ATTRIBUTES
 from models.settings import Settings
 from models.tables import Contact, ContactEvent, ErasedContact, Suppression
+from rules.suppressions import find_suppression, suppress_address
+from rules.unsubscribe import sign_unsubscribe_token
 from starter.client import AsyncJourneysClient, GoneError
-from starter.toolchain import start_dev_server
+from starter.dev.toolchain import start_dev_server
 from tests.cli import cli_environment, journeys
 from tests.factories import message_rows, rows_of
 from tests.gateway import FULL_KEY, READ_ONLY_KEY, Gateway, gateway_settings, serving_gateway

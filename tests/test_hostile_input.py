@@ -37,8 +37,6 @@ from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 
 from activities.providers.messages import OutgoingEmail, build_mime
-from activities.templates import ContactFields as TemplateContact
-from activities.templates import LinkContext, TemplateCatalog
 from models.contact_workflow import ContactInput, ContactState
 from models.contacts import MAX_CONTACT_ATTRIBUTES, MAX_CONTACT_TAGS, ContactFields
 from models.db import session_factory
@@ -46,9 +44,11 @@ from models.events import MAX_PROPERTIES_BYTES, MAX_PROPERTIES_DEPTH, BehaviorEv
 from models.journeys import JourneyInput, JourneyStatus
 from models.settings import Settings
 from models.tables import ContactEvent, Suppression
+from rules.templates import ContactFields as TemplateContact
+from rules.templates import LinkContext, TemplateCatalog
 from starter.api.events import to_behavior_event
 from starter.api.webhooks import SIGNATURE_HEADER, sign_webhook
-from starter.operations import signal_contact
+from starter.services.operations import signal_contact
 from tests.factories import add_contact, message_rows, rows_of
 from tests.gateway import WEBHOOK_SECRET, Gateway, gateway_settings, serving_gateway
 from tests.hostile import (

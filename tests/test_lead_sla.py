@@ -24,8 +24,8 @@ from temporalio.worker import Worker
 
 from models.crm import AssigneeRole, CrmTaskKind, TaskPriority
 from models.db import session_factory
+from models.handoff import LeadBand, LeadSlaInput
 from models.journeys import ExitRequest, JourneyState, JourneyStatus
-from models.sales import LeadBand, LeadSlaInput
 from models.settings import Settings
 from models.tables import Contact, CrmTask, Notification, SlaBreach
 from tests.factories import add_lead, event_now, rows_of

@@ -11,7 +11,7 @@ from typing import Any, Literal
 import pytest
 import structlog
 
-from starter.logs import configure_logging, mask_personal_data
+from runtime.logs import configure_logging, mask_personal_data
 
 EMAIL = "ada.lovelace@example.com"
 MASKED_EMAIL = "a***@example.com"

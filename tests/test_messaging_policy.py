@@ -18,13 +18,13 @@ from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client, WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
 
-from activities.unsubscribe import verify_unsubscribe_token
 from models.db import session_factory
 from models.journeys import ExitRequest, JourneyInput, JourneyState, JourneyStatus
 from models.messages import MessageCategory
 from models.settings import Settings
 from models.tables import Contact, Suppression
-from starter.operations import apply_suppressing_event
+from rules.unsubscribe import verify_unsubscribe_token
+from starter.services.operations import apply_suppressing_event
 from tests.factories import add_contact, event_now, message_rows
 from tests.fake_api import FakeApi, Reply
 from tests.journeys import BurstJourney

@@ -28,14 +28,15 @@ from activities.providers import (
     sms_provider_from_settings,
 )
 from activities.sales import SalesActivities
-from activities.templates import TemplateCatalog
+from models.handoff import SlaKind, SlaNotice
 from models.journeys import JourneyInput
 from models.messages import DeliveryStatus, SendRequest
-from models.sales import SalesConfig, SlaKind, SlaNotice
 from models.settings import Settings
+from rules.sales import SalesConfig
+from rules.templates import TemplateCatalog
 from runtime.codec import encrypting_data_converter
 from runtime.keys import KeyStore
-from starter.operations import enroll
+from starter.services.operations import enroll
 from tests.factories import add_contact, add_lead, message_rows
 from worker import running_worker, worker_runtime, worker_telemetry
 

@@ -12,7 +12,7 @@ from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
 from models.settings import Settings
-from starter.toolchain import temporal_cli_path
+from starter.dev.toolchain import temporal_cli_path
 from tests.cli import cli_environment, journeys, run
 from tests.factories import add_contact
 from tests.test_api import journey_state
@@ -104,5 +104,6 @@ async def test_step_queries_follow_the_journeys_as_they_advance(
         assert unknown.returncode == 1 and "unknown journey" in unknown.stderr
 
         status = await journeys("status", ahead, env=env)
-        assert "step=day1 sent=2" in status.stdout
+        assert "step day1, 2 sent, next: day2 at " in status.stdout
+        assert "None" not in status.stdout
         assert "welcome-series/day1 sent" in status.stdout  # last messages

@@ -44,10 +44,10 @@ from models.search_attributes import ALL_SEARCH_ATTRIBUTES
 from models.settings import Settings
 from runtime.codec import ERASED_TEXT, encrypting_data_converter
 from runtime.keys import KeyStore
-from starter.api import running_api
-from starter.operations import enroll, forget_contact, upsert_contact
-from starter.temporal import SERVICE_RETRY, connect
-from starter.toolchain import start_dev_server
+from runtime.temporal import SERVICE_RETRY, connect
+from starter.api.server import running_api
+from starter.dev.toolchain import start_dev_server
+from starter.services.operations import enroll, forget_contact, upsert_contact
 from tests.gateway import gateway_settings
 from worker import running_worker
 from workflows.journeys.welcome_series import WelcomeSeries

@@ -6,8 +6,8 @@ from datetime import UTC, datetime, time, timedelta
 
 import pytest
 
-from activities.policy import frequency_cap_release, quiet_hours_end
 from models.policy import FrequencyCap, MessagingPolicy
+from rules.policy import frequency_cap_release, quiet_hours_end
 
 POLICY = MessagingPolicy()  # 21:00–08:00
 

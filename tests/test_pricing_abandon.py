@@ -23,7 +23,7 @@ from temporalio.worker import Replayer, Worker
 from models.events import BehaviorEvent
 from models.journeys import JourneyInput, JourneyState, JourneyStatus
 from models.settings import Settings
-from starter.operations import OperationError, enroll
+from starter.services.operations import OperationError, enroll
 from tests.factories import add_contact, message_rows
 from tests.outbox import read_outbox, text_body
 from worker import build_worker

@@ -25,9 +25,7 @@ from temporalio.testing import ActivityEnvironment, WorkflowEnvironment
 from temporalio.worker import Worker
 from typer.testing import CliRunner
 
-from activities.consent import suppress_addresses
 from activities.crm import CrmActivities
-from activities.templates import ContactFields, LinkContext, TemplateCatalog
 from models.crm import (
     CHURN_RISK_TAG,
     AssigneeRole,
@@ -42,8 +40,10 @@ from models.journeys import JourneyInput, JourneyState, JourneyStatus
 from models.renewals import REMINDER_COPY_DAYS, RenewalInput
 from models.settings import PROJECT_ROOT, Settings
 from models.tables import Contact, CrmTask, MessageLog
-from starter import cli
-from starter.operations import OperationError, enroll, journey_input_for
+from rules.consent import suppress_addresses
+from rules.templates import ContactFields, LinkContext, TemplateCatalog
+from starter.cli import commands as cli
+from starter.services.operations import OperationError, enroll, journey_input_for
 from tests.factories import add_contact
 from tests.outbox import read_outbox, text_body
 from workflows.journeys.renewal_countdown import RenewalCountdown

@@ -16,7 +16,7 @@ from sqlmodel import SQLModel
 from models.db import session_factory
 from models.settings import Settings
 from models.tables import ContactEvent, JourneyRun, MessageLog
-from starter.report import (
+from starter.services.report import (
     FunnelReport,
     JourneyFunnel,
     StepFunnel,

@@ -18,20 +18,10 @@ from activities.providers import DeliveryError, OutboxNotifier, RepNotification
 from activities.sales import SalesActivities
 from models.crm import AssigneeRole, CrmTaskKind, TaskPriority
 from models.db import session_factory
-from models.sales import (
-    HandOff,
-    HandOffRequest,
-    LeadBand,
-    PriorityRequest,
-    Rep,
-    SalesConfig,
-    SalesPerson,
-    SlaKind,
-    SlaNotice,
-    Territory,
-)
+from models.handoff import HandOff, HandOffRequest, LeadBand, PriorityRequest, SlaKind, SlaNotice
 from models.settings import PROJECT_ROOT, Settings
 from models.tables import Contact, CrmTask, Notification, RepAssignment, SlaBreach
+from rules.sales import Rep, SalesConfig, SalesPerson, Territory
 from tests.factories import add_lead
 
 T0 = datetime(2026, 3, 4, 9, 0, tzinfo=UTC)

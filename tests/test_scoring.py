@@ -8,9 +8,10 @@ from pathlib import Path
 import pytest
 
 from models.events import CANONICAL_EVENT_TYPES
-from models.scoring import (
+from models.lead_score import ScoredAction
+from models.settings import PROJECT_ROOT
+from rules.scoring import (
     ActionRule,
-    ScoredAction,
     ScoringModel,
     band_for,
     contribution,
@@ -19,7 +20,6 @@ from models.scoring import (
     score,
     stage_tag,
 )
-from models.settings import PROJECT_ROOT
 
 T0 = datetime(2025, 3, 1, 9, 30, tzinfo=UTC)
 DAY = timedelta(days=1)

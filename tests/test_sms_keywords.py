@@ -16,12 +16,12 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel import select
 from temporalio.testing import WorkflowEnvironment
 
-from activities.templates import load_brand
 from models.db import session_factory
 from models.settings import Settings
-from models.sms_keywords import keyword_of
 from models.tables import ConsentChange, Contact, ContactEvent, MessageLog, Suppression
-from starter.sms_keywords import message_digest
+from rules.sms_keywords import keyword_of
+from rules.templates import load_brand
+from starter.services.sms_keywords import message_digest
 from tests.factories import add_contact, rows_of
 from tests.fake_api import FakeApi, Reply
 from tests.gateway import REAL_PROVIDER_LINKS, Gateway, gateway_settings, serving_gateway

@@ -8,14 +8,14 @@ from pathlib import Path
 
 import pytest
 
-from activities.templates import (
+from models.settings import PROJECT_ROOT
+from rules.templates import (
     ContactFields,
     LinkContext,
     RenderedEmail,
     TemplateCatalog,
     TemplateError,
 )
-from models.settings import PROJECT_ROOT
 
 LINKS = LinkContext(
     utm={"utm_source": "journeys", "utm_campaign": "welcome-series", "utm_content": "day0"},

@@ -1,4 +1,4 @@
-"""Tests for starter.toolchain: tool resolution, installs and real server starts."""
+"""Tests for starter.dev.toolchain: tool resolution, installs and real server starts."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from temporalio.testing import WorkflowEnvironment
 
-from starter import toolchain
+from starter.dev import toolchain
 
 # A shell without PATH lookups: the fake tools run with PATH set to a bare directory.
 CHMOD = "/bin/chmod"

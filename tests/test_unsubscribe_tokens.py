@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from activities.unsubscribe import (
+from rules.unsubscribe import (
     TOKEN_LIFETIME,
     InvalidToken,
     sign_unsubscribe_token,

@@ -60,18 +60,13 @@ with workflow.unsafe.imports_passed_through():
         JourneyEnrolment,
         LeadScoreUpdate,
     )
-    from models.events import (
-        MAX_EVENTS_PAYLOAD_BYTES,
-        BehaviorEvent,
-        json_size,
-        suppression_scope,
-    )
+    from models.events import MAX_EVENTS_PAYLOAD_BYTES, BehaviorEvent, json_size
+    from models.handoff import LeadBand, LeadSlaInput
     from models.journeys import ExitRequest, JourneyInput
-    from models.sales import LeadBand, LeadSlaInput
-    from models.scoring import (
+    from models.lead_score import ScoreBreakdown, ScoredAction
+    from rules.opt_outs import suppression_scope
+    from rules.scoring import (
         ActionKey,
-        ScoreBreakdown,
-        ScoredAction,
         ScoringModel,
         add_action,
         next_change,

@@ -20,8 +20,7 @@ from pydantic import BaseModel, ConfigDict, StringConstraints
 from activities.providers.errors import DeliveryError, provider_text
 from activities.providers.http_api import delivery_error_from_response
 from activities.providers.outbox import outbox_path, write_once
-from models.events import ContactId
-from models.sales import PersonId
+from models.ids import ContactId, PersonId
 from models.settings import Settings
 
 NotificationKind = Literal["hand_off", "priority", "sla_reminder", "sla_escalation"]

@@ -2,7 +2,7 @@
 
 Existing suppressions hold a bare SHA-256 of their address; they get scheme
 `sha256` (the column's server default) and are rewritten keyed when their
-address is next seen (`activities/suppressions.py`).
+address is next seen (`rules/suppressions.py`).
 
 Revision ID: 0009
 Revises: 0008

@@ -1,6 +1,5 @@
-"""The HTTP gateway for backend services (FastAPI); see `starter/api/app.py`."""
+"""The HTTP gateway for backend services (FastAPI): `app.py` builds it, `server.py` serves it.
 
-from starter.api.app import create_app
-from starter.api.server import running_api
-
-__all__ = ["create_app", "running_api"]
+Nothing is imported here, so that `starter.api.schemas` (used by the Python
+client and the CLI) loads without FastAPI.
+"""

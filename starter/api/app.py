@@ -41,10 +41,10 @@ from temporalio.client import Client
 from models.db import create_engine
 from models.settings import Settings
 from runtime.keys import KeyStore, key_store
-from starter import operations
+from runtime.temporal import SERVICE_RETRY, TemporalUnavailable, connect, unavailable_as_error
 from starter.api import codec, contacts, events, journeys, sms_webhook, unsubscribe, webhooks
 from starter.api.dependencies import Services, ServicesDep
-from starter.temporal import SERVICE_RETRY, TemporalUnavailable, connect, unavailable_as_error
+from starter.services import operations
 
 log = structlog.stdlib.get_logger("journeys.api")
 

@@ -9,9 +9,10 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 
 from models.contacts import ContactFields, ContactProfile
-from models.scoring import ScoringModel
+from models.ids import ContactId
 from models.settings import ApiKey
-from starter import export, operations
+from rules.scoring import ScoringModel
+from runtime.temporal import unavailable_as_error
 from starter.api.dependencies import ServicesDep, require
 from starter.api.events import issues
 from starter.api.schemas import (
@@ -25,18 +26,12 @@ from starter.api.schemas import (
     MessageView,
     Problem,
 )
-from starter.operations import JourneyRun
-from starter.temporal import unavailable_as_error
+from starter.services import export, operations
+from starter.services.operations import JourneyRun
 
 router = APIRouter(prefix="/v1/contacts", tags=["contacts"])
 
-ContactIdPath = Annotated[
-    str,
-    Path(
-        pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$",
-        description="Your system's id of the contact.",
-    ),
-]
+ContactIdPath = Annotated[ContactId, Path(description="Your system's id of the contact.")]
 JourneyPath = Annotated[
     str, Path(pattern=r"^[a-z][a-z0-9-]{0,63}$", description="e.g. `welcome-series`.")
 ]
@@ -232,7 +227,7 @@ async def export_contact(
 ) -> dict[str, Any]:
     """One JSON document: profile, consent, suppressions, events, messages with their
     status, tasks, notifications, SLA breaches, score history, journeys with their steps
-    (and the live state of running ones). See `starter/export.py`."""
+    (and the live state of running ones). See `starter/services/export.py`."""
     return await export.export_contact(
         held.engine,
         contact_id,

@@ -35,7 +35,7 @@ from starter.api.schemas import (
     Problem,
     ValidationIssue,
 )
-from starter.intake import accept_events
+from starter.services.intake import accept_events
 
 router = APIRouter(tags=["events"])
 
@@ -109,7 +109,7 @@ def _erased(result: EventResult) -> bool:
 
 
 def unknown_contact(contact_id: str) -> str:
-    """The warning of an event whose contact does not exist (see `starter.intake`)."""
+    """The warning of an event whose contact does not exist (see `starter.services.intake`)."""
     return (
         f"contact {contact_id!r} does not exist yet: the event is kept and scored, but starts "
         f"no journey; create the contact first (PUT /v1/contacts/{contact_id})"

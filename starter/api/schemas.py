@@ -7,7 +7,8 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
-from models.events import ContactId, EventProperties, UtcTime
+from models.events import EventProperties, UtcTime
+from models.ids import ContactId
 from models.tables import ConsentChange, Contact, MessageLog
 
 EventType = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,63}$")]

@@ -12,7 +12,7 @@ from models.db import create_engine, migrate
 from models.settings import Settings, refuse_unsafe_settings
 from runtime.keys import KeyStore
 from starter.api.app import TemporalConnector, create_app
-from starter.operations import OperationError
+from starter.services.operations import OperationError
 
 
 class NoKeysConfigured(OperationError):

@@ -4,7 +4,7 @@ Signed like the email webhook (`Webhook-Signature: t=<unix time>,v1=<hex
 HMAC-SHA256 of "<t>.<raw body>">`), with `SMS_WEBHOOK_SECRET`; 404 until it is
 set, 401 for a missing, wrong or expired signature. The body is `{"messages":
 [{"id", "from_number", "body", "received_at"}]}`; what each keyword does is in
-`starter/sms_keywords.py`. A redelivery (same message `id`) changes nothing
+`starter/services/sms_keywords.py`. A redelivery (same message `id`) changes nothing
 and sends no second answer. 503 with `Retry-After` when Temporal is down: the
 provider retries, and what was already written counts once.
 """
@@ -20,7 +20,7 @@ from models.events import UtcTime
 from starter.api.dependencies import ServicesDep
 from starter.api.schemas import Problem
 from starter.api.webhooks import SIGNATURE_HEADER, verified_body
-from starter.sms_keywords import InboundSms, handle_inbound
+from starter.services.sms_keywords import InboundSms, handle_inbound
 
 router = APIRouter(tags=["webhooks"])
 

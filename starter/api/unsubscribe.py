@@ -41,16 +41,17 @@ from html import escape
 from fastapi import APIRouter, Path, Request
 from fastapi.responses import HTMLResponse
 
-from activities.consent import ConsentOrigin, address_on, apply_scope, latest_grant
-from activities.templates import load_brand
-from activities.unsubscribe import InvalidToken, UnsubscribeRequest, verify_unsubscribe_token
 from models.db import session_factory
-from models.events import BehaviorEvent, suppression_scope
+from models.events import BehaviorEvent
 from models.tables import Contact
+from rules.consent import ConsentOrigin, address_on, apply_scope, latest_grant
+from rules.opt_outs import suppression_scope
+from rules.templates import load_brand
+from rules.unsubscribe import InvalidToken, UnsubscribeRequest, verify_unsubscribe_token
+from runtime.logs import mask_text
 from starter.api.dependencies import Services, ServicesDep
-from starter.intake import accept_events
-from starter.logs import mask_text
-from starter.operations import Gone, NotFound, get_contact
+from starter.services.intake import accept_events
+from starter.services.operations import Gone, NotFound, get_contact
 
 router = APIRouter(tags=["unsubscribe"])
 

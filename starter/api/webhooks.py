@@ -34,7 +34,7 @@ from models.events import BehaviorEvent, UtcTime
 from models.tables import MessageLog
 from starter.api.dependencies import ServicesDep
 from starter.api.schemas import Problem
-from starter.intake import accept_events
+from starter.services.intake import accept_events
 
 router = APIRouter(tags=["webhooks"])
 

@@ -21,7 +21,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from models.db import session_factory
 from models.journeys import JourneyInput, JourneyState
 from models.tables import MessageLog
-from starter.operations import enroll
+from starter.services.operations import enroll
 from tests.factories import add_contact
 from tests.faults.email_api import EmailApi
 

@@ -36,9 +36,7 @@ from workflows.toolkit import CRM_RETRY_POLICY, CRM_TIMEOUT, Journey, PlanStep
 
 with workflow.unsafe.imports_passed_through():
     from models.crm import CrmTaskResult
-    from models.journeys import JourneyState
-    from models.messages import MessageCategory
-    from models.sales import (
+    from models.handoff import (
         HandOff,
         HandOffRequest,
         LeadBand,
@@ -48,6 +46,8 @@ with workflow.unsafe.imports_passed_through():
         SlaNotice,
         SlaPolicy,
     )
+    from models.journeys import JourneyState
+    from models.messages import MessageCategory
 
 FIRST_TOUCH = frozenset({"rep_contacted"})
 """Events that meet the first-touch SLA."""

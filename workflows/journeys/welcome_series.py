@@ -26,9 +26,9 @@ from workflows.triggers import Trigger
 
 with workflow.unsafe.imports_passed_through():
     from models.contact_workflow import LeadStatus
+    from models.handoff import LeadBand, LeadSlaInput
     from models.journeys import JourneyInput, JourneyState
     from models.messages import Channel, MessageCategory
-    from models.sales import LeadBand, LeadSlaInput
 
 ROUTING_PATCH = "route-after-welcome"
 """Runs started before routing existed complete without it (replay-safe)."""

@@ -2,7 +2,7 @@
 
 Read commands take `--json` for machine-readable output. Temporal
 connection settings come from the environment (TEMPORAL_ADDRESS, …; see
-`starter/temporal.py`), the database from DATABASE_URL.
+`runtime/temporal.py`), the database from DATABASE_URL.
 """
 
 from __future__ import annotations
@@ -11,37 +11,29 @@ import asyncio
 import json
 import os
 import sys
-import uuid
 from collections.abc import Awaitable, Callable, Coroutine
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from functools import wraps
 from pathlib import Path
-from typing import Annotated, Any, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, ParamSpec, TypeVar
 
 import typer
-from pydantic import BaseModel, ValidationError
-from sqlalchemy.ext.asyncio import AsyncEngine
-from temporalio.client import WorkflowExecution
-from temporalio.common import SearchAttributeKey
 
-from activities.templates import TemplateError
-from models.contacts import ConsentUpdate, ContactProfile
-from models.db import create_engine, migrate
-from models.events import BehaviorEvent
-from models.scoring import ScoringModel
-from models.search_attributes import CONTACT_ID, JOURNEY, JOURNEY_STEP
-from models.settings import UnsafeSettings, accelerated_clock_refusal, get_settings
-from runtime.keys import key_store
-from starter import operations
-from starter.api.schemas import ConsentChangeView
-from starter.cluster import register_namespace, register_search_attributes
-from starter.dev import DEMO_DAY_SECONDS, TEMPORAL_PORT, UI_PORT, run_dev
-from starter.intake import accept_events
-from starter.logs import configure_logging
+from models.ids import id_refusal
+from starter.dev.defaults import DEMO_DAY_SECONDS, TEMPORAL_PORT, UI_PORT
 from starter.qa import commands as qa_commands
-from starter.temporal import TemporalUnavailable, connect
-from starter.toolchain import ToolchainError
-from worker import run_worker, wait_for_shutdown_signal
+
+if TYPE_CHECKING:
+    from pydantic import BaseModel
+    from sqlalchemy.ext.asyncio import AsyncEngine
+    from temporalio.client import WorkflowExecution
+    from temporalio.common import SearchAttributeKey
+
+    from starter.services.operations import JourneyAction, JourneyRun
+
+# Each command imports what it uses inside its function: `journeys status`
+# loads the Temporal client and the database, never the journeys, the worker
+# or FastAPI (tests/test_cli_output.py; `make bench` times them: bench/cli_read.py).
 
 app = typer.Typer(help="Durable contact journeys on Temporal.", no_args_is_help=True)
 contact_app = typer.Typer(help="Manage contacts.", no_args_is_help=True)
@@ -53,6 +45,20 @@ P = ParamSpec("P")
 T = TypeVar("T")
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON.")]
+
+
+def _contact_id(value: str | None) -> str | None:
+    """Refuse a malformed contact id before anything runs, with the rule's one message."""
+    refusal = None if value is None else id_refusal(value, "contact id")
+    if refusal:
+        typer.secho(f"error: {refusal}", err=True, fg=typer.colors.RED)
+        raise typer.Exit(2)
+    return value
+
+
+ContactArgument = Annotated[
+    str, typer.Argument(help="Your system's id of the contact.", callback=_contact_id)
+]
 
 
 def main() -> None:
@@ -84,19 +90,16 @@ def run_async(function: Callable[P, Coroutine[Any, Any, T]]) -> Callable[P, T]:
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
         try:
             return asyncio.run(function(*args, **kwargs))
-        except (
-            operations.OperationError,
-            ToolchainError,
-            TemplateError,
-            TemporalUnavailable,
-            UnsafeSettings,
-        ) as error:
-            for line in str(error).splitlines():
+        except Exception as error:
+            from starter.cli.errors import explain
+
+            explained = explain(error)
+            if explained is None:
+                raise
+            code, lines = explained
+            for line in lines:
                 typer.secho(f"error: {line}", err=True, fg=typer.colors.RED)
-            raise typer.Exit(1) from None
-        except ValidationError as error:
-            typer.secho(f"invalid input:\n{error}", err=True, fg=typer.colors.RED)
-            raise typer.Exit(2) from None
+            raise typer.Exit(code) from None
 
     return wrapper
 
@@ -105,6 +108,9 @@ qa_commands.register(app, run_async)
 
 
 async def _with_engine(action: Callable[[AsyncEngine], Awaitable[T]]) -> T:
+    from models.db import create_engine, migrate
+    from models.settings import get_settings
+
     engine = create_engine(get_settings().database_url)
     try:
         await migrate(engine)
@@ -139,6 +145,10 @@ async def dev(
     ui_port: Annotated[int, typer.Option(help="Temporal Web UI port.")] = UI_PORT,
 ) -> None:
     """Start the local stack with the demo (what `make run` runs)."""
+    from models.settings import get_settings
+    from runtime.logs import configure_logging
+    from starter.dev.stack import run_dev
+
     settings = get_settings()
     configure_logging(level=settings.log_level, fmt=settings.log_format)
     await run_dev(settings, day_seconds=day_seconds, temporal_port=temporal_port, ui_port=ui_port)
@@ -148,6 +158,10 @@ async def dev(
 @run_async
 async def worker() -> None:
     """Run the Temporal worker (all journeys and activities) until SIGINT / SIGTERM."""
+    from models.settings import get_settings
+    from runtime.logs import configure_logging
+    from worker import run_worker  # the journeys and activities load for this command only
+
     settings = get_settings()
     configure_logging(level=settings.log_level, fmt=settings.log_format)
     await run_worker(settings)
@@ -160,6 +174,9 @@ async def api_command(
     port: Annotated[int | None, typer.Option(help="Port (default: API_PORT).")] = None,
 ) -> None:
     """Serve the HTTP gateway for backend services until SIGINT / SIGTERM."""
+    from models.settings import get_settings
+    from runtime.logs import configure_logging
+    from runtime.shutdown import wait_for_shutdown_signal
     from starter.api.server import running_api  # FastAPI loads only for this command
 
     settings = get_settings()
@@ -173,6 +190,9 @@ async def api_command(
 @run_async
 async def migrate_command() -> None:
     """Apply database migrations (the worker also does this at start)."""
+    from models.db import create_engine, migrate
+    from models.settings import get_settings
+
     engine = create_engine(get_settings().database_url)
     try:
         await migrate(engine)
@@ -189,6 +209,10 @@ async def keys_rotate() -> None:
     Run it after adding a new master key and making it active; once it has
     run, the old master key can be removed from PAYLOAD_MASTER_KEYS.
     """
+    from models.db import create_engine, migrate
+    from models.settings import get_settings
+    from runtime.keys import key_store
+
     settings = get_settings()
     engine = create_engine(settings.database_url)
     try:
@@ -202,7 +226,7 @@ async def keys_rotate() -> None:
 @contact_app.command("upsert")
 @run_async
 async def contact_upsert(
-    contact_id: Annotated[str, typer.Argument(help="Your system's id of the contact.")],
+    contact_id: ContactArgument,
     email: Annotated[str | None, typer.Option(help="Email address.")] = None,
     phone: Annotated[str | None, typer.Option(help="E.164 phone number.")] = None,
     first_name: Annotated[str | None, typer.Option(help="First name.")] = None,
@@ -223,6 +247,10 @@ async def contact_upsert(
     as_json: JsonFlag = False,
 ) -> None:
     """Create or update a contact."""
+    from models.contacts import ConsentUpdate, ContactProfile
+    from models.settings import get_settings
+    from starter.services import operations
+
     profile = ContactProfile(
         id=contact_id,
         email=email,
@@ -253,10 +281,13 @@ async def contact_upsert(
 @contact_app.command("consent")
 @run_async
 async def contact_consent(
-    contact_id: Annotated[str, typer.Argument(help="Your system's id of the contact.")],
+    contact_id: ContactArgument,
     as_json: JsonFlag = False,
 ) -> None:
     """Show a contact's consent history: every opt-in and opt-out, when, from where, what."""
+    from starter.api.schemas import ConsentChangeView
+    from starter.services import operations
+
     rows = await _with_engine(lambda engine: operations.consent_changes(engine, contact_id))
     if as_json:
         _print_json([ConsentChangeView.of(row).model_dump(mode="json") for row in rows])
@@ -277,6 +308,8 @@ async def journey_catalog(
     as_json: JsonFlag = False,
 ) -> None:
     """List the journeys: trigger, enrolment options (`enroll --option`) and plan."""
+    from starter.services import operations
+
     described = [operations.describe_journey(journey)] if journey else operations.journey_catalog()
     if as_json:
         _print_json([_dump(description) for description in described])
@@ -316,7 +349,7 @@ def _option_values(items: list[str] | None) -> dict[str, Any]:
 @run_async
 async def enroll(
     journey: Annotated[str, typer.Argument(help="Journey, e.g. welcome-series.")],
-    contact_id: Annotated[str, typer.Argument(help="Contact id.")],
+    contact_id: ContactArgument,
     option: Annotated[
         list[str] | None,
         typer.Option(
@@ -329,6 +362,10 @@ async def enroll(
     ] = None,
 ) -> None:
     """Enrol a contact into a journey."""
+    from models.settings import get_settings
+    from runtime.temporal import connect
+    from starter.services import operations
+
     options = _option_values(option)
     if day_seconds is not None:
         options["day_seconds"] = day_seconds
@@ -352,7 +389,7 @@ async def enroll(
 @app.command()
 @run_async
 async def event(
-    contact_id: Annotated[str, typer.Argument(help="Contact id.")],
+    contact_id: ContactArgument,
     event_type: Annotated[str, typer.Argument(help="Event type, e.g. unsubscribed.")],
     event_id: Annotated[str | None, typer.Option("--id", help="Idempotency key.")] = None,
     prop: Annotated[
@@ -367,6 +404,15 @@ async def event(
     ] = None,
 ) -> None:
     """Send a behaviour event to the contact workflow (scoring, triggers, journeys)."""
+    import uuid
+    from datetime import UTC, datetime
+
+    from models.events import BehaviorEvent
+    from models.settings import accelerated_clock_refusal, get_settings
+    from runtime.temporal import connect
+    from starter.services import operations
+    from starter.services.intake import accept_events
+
     properties = _key_values(prop, "--property")
     behavior_event = BehaviorEvent(
         event_id=event_id or f"cli-{uuid.uuid4()}",
@@ -411,8 +457,12 @@ async def event(
 
 @app.command()
 @run_async
-async def forget(contact_id: Annotated[str, typer.Argument(help="Contact id.")]) -> None:
+async def forget(contact_id: ContactArgument) -> None:
     """Erase a contact: end its journeys, delete its personal data (hashed suppressions stay)."""
+    from models.settings import get_settings
+    from runtime.temporal import connect
+    from starter.services import operations
+
     client = await connect()
     await _with_engine(
         lambda engine: operations.forget_contact(
@@ -425,7 +475,7 @@ async def forget(contact_id: Annotated[str, typer.Argument(help="Contact id.")])
 @app.command("export")
 @run_async
 async def export_command(
-    contact_id: Annotated[str, typer.Argument(help="Contact id.")],
+    contact_id: ContactArgument,
     output: Annotated[
         Path | None,
         typer.Option(help="Write the JSON document to this file instead of stdout."),
@@ -438,10 +488,16 @@ async def export_command(
     ] = True,
 ) -> None:
     """Everything held about a contact, as one JSON document (an access request)."""
-    from starter.export import export_contact
+    from models.settings import get_settings
+    from rules.scoring import ScoringModel
+    from starter.services.export import export_contact
 
     settings = get_settings()
-    temporal = await connect() if live else None
+    temporal = None
+    if live:
+        from runtime.temporal import connect
+
+        temporal = await connect()
     document = await _with_engine(
         lambda engine: export_contact(
             engine,
@@ -459,15 +515,17 @@ async def export_command(
 
 
 async def _steer(
-    contact_id: str, journey: str, action: operations.JourneyAction, reason: str = "operator"
+    contact_id: str, journey: str, action: JourneyAction, reason: str = "operator"
 ) -> None:
+    from runtime.temporal import connect
+    from starter.services import operations
+
     workflow_ids = await operations.steer_journey(
         await connect(), contact_id, journey, action, reason=reason
     )
     typer.echo(f"{action} sent to {', '.join(workflow_ids)}")
 
 
-ContactArgument = Annotated[str, typer.Argument(help="Contact id.")]
 JourneyArgument = Annotated[str, typer.Argument(help="Journey, e.g. welcome-series.")]
 
 
@@ -514,6 +572,10 @@ async def list_command(
     as_json: JsonFlag = False,
 ) -> None:
     """List journey workflows by journey and step (the search attributes the UI filters on)."""
+    from models.search_attributes import CONTACT_ID, JOURNEY, JOURNEY_STEP
+    from runtime.temporal import connect
+    from starter.services import operations
+
     executions = await operations.list_journeys(
         await connect(), journey=journey, step=step, running=not all_runs
     )
@@ -531,10 +593,10 @@ async def list_command(
     if as_json:
         _print_json(rows)
         return
-    for row in rows:
+    for execution, row in zip(executions, rows, strict=True):
         typer.echo(
-            f"{row['workflow_id']:40} {row['status']:10} step={row['step']} "
-            f"started={row['started_at']:%Y-%m-%d %H:%M:%S}Z"
+            f"{row['workflow_id']:40} {row['status']:10} step {row['step'] or NOTHING} "
+            f"started {_when(execution.start_time)}"
         )
     typer.echo(f"{len(rows)} journey(s)", err=True)
 
@@ -555,6 +617,11 @@ async def setup(
 
     Idempotent: run it again and it changes nothing.
     """
+    from datetime import timedelta
+
+    from runtime.temporal import connect
+    from starter.dev.cluster import register_namespace, register_search_attributes
+
     client = await connect()
     created = await register_namespace(client, retention=timedelta(days=retention_days))
     typer.echo(f"namespace {client.namespace}: " + ("created" if created else "already exists"))
@@ -565,13 +632,42 @@ async def setup(
 LAST_MESSAGES = 5
 """Messages `status` shows, newest last."""
 
+NOTHING = "—"
+"""What a human-readable line shows where a value is missing (never `None`)."""
+
+
+def _when(moment: datetime) -> str:
+    return f"{moment:%Y-%m-%d %H:%M:%S}Z"
+
+
+def journey_line(run: JourneyRun) -> str:
+    """One journey of `status`, as a person reads it: step, sends, what comes next, why it ended.
+
+    Example: `welcome-series-kim  RUNNING  step day1, 2 sent, next: day2 at 2026-03-02 09:00:00Z`.
+    """
+    line = f"{run.workflow_id:40} {run.execution_status:12}"
+    state = run.state
+    if state is None:
+        return f"{line} (no state reported)"
+    parts = [f"step {state.step}", f"{state.messages_sent} sent"]
+    if state.status == "paused":
+        parts.append("PAUSED")
+    if state.next_wake_at is not None:
+        parts.append(f"next: {state.next_step or 'wake-up'} at {_when(state.next_wake_at)}")
+    elif state.status in ("running", "paused"):
+        parts.append("no next step scheduled")
+    if state.exit_reason:
+        parts.append(f"exited: {state.exit_reason}")
+    return f"{line} {', '.join(parts)}"
+
 
 @app.command()
 @run_async
-async def status(
-    contact_id: Annotated[str, typer.Argument(help="Contact id.")], as_json: JsonFlag = False
-) -> None:
+async def status(contact_id: ContactArgument, as_json: JsonFlag = False) -> None:
     """Show a contact's journeys (step, status, next wake-up) and its last messages."""
+    from runtime.temporal import connect
+    from starter.services import operations
+
     runs = await operations.journey_runs(await connect(), contact_id)
     recent = (
         await _with_engine(lambda engine: operations.message_log(engine, contact_id=contact_id))
@@ -587,17 +683,7 @@ async def status(
     if not runs:
         typer.echo(f"no journeys for {contact_id}")
     for run in runs:
-        state = run.state
-        line = f"{run.workflow_id:40} {run.execution_status:12}"
-        if state is not None:
-            line += f" step={state.step} sent={state.messages_sent}"
-            if state.status == "paused":
-                line += " PAUSED"
-            if state.next_wake_at:
-                line += f" next={state.next_step}@{state.next_wake_at:%Y-%m-%d %H:%M:%S}Z"
-            if state.exit_reason:
-                line += f" exit={state.exit_reason}"
-        typer.echo(line)
+        typer.echo(journey_line(run))
     if recent:
         typer.echo("last messages:")
     for row in recent:
@@ -607,11 +693,15 @@ async def status(
 @app.command()
 @run_async
 async def messages(
-    contact_id: Annotated[str | None, typer.Argument(help="Only this contact.")] = None,
+    contact_id: Annotated[
+        str | None, typer.Argument(help="Only this contact.", callback=_contact_id)
+    ] = None,
     journey: Annotated[str | None, typer.Option(help="Only this journey.")] = None,
     as_json: JsonFlag = False,
 ) -> None:
     """List the message log (one row per message)."""
+    from starter.services import operations
+
     rows = await _with_engine(
         lambda engine: operations.message_log(engine, contact_id=contact_id, journey=journey)
     )
@@ -621,7 +711,7 @@ async def messages(
     for row in rows:
         typer.echo(
             f"{row.created_at:%Y-%m-%d %H:%M:%S} {row.contact_id:16} {row.journey}/{row.step:8}"
-            f" {row.status:20} {row.subject or ''}"
+            f" {row.status:20} {row.subject or NOTHING}"
         )
 
 
@@ -646,7 +736,7 @@ async def report(
     as_json: JsonFlag = False,
 ) -> None:
     """Funnel per journey and step: entered, sent, opened, clicked, converted, exit reasons."""
-    from starter import report as funnel
+    from starter.services import report as funnel
 
     try:
         chosen = funnel.ReportFormat("json" if as_json else output_format)

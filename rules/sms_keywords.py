@@ -15,6 +15,9 @@ from __future__ import annotations
 import unicodedata
 from enum import StrEnum
 
+SERVICE_SMS_JOURNEY = "sms-keywords"
+"""The message log's `journey` of the answers to SMS keywords."""
+
 
 class KeywordAction(StrEnum):
     """What a keyword does."""

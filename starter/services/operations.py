@@ -15,25 +15,7 @@ from pydantic import BaseModel
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
-from temporalio.client import (
-    Client,
-    WorkflowExecution,
-    WorkflowExecutionStatus,
-    WorkflowHandle,
-    WorkflowQueryFailedError,
-)
-from temporalio.common import RawValue, WorkflowIDReusePolicy
-from temporalio.exceptions import WorkflowAlreadyStartedError
-from temporalio.service import RPCError, RPCStatusCode
 
-from activities.consent import (
-    ConsentOrigin,
-    apply_event,
-    consent_history,
-    record_change,
-    set_consent,
-)
-from activities.contacts import erased_at
 from models.contact_workflow import ContactInput, ContactState, EraseRequest, JourneyEnrolment
 from models.contacts import (
     MAX_CONTACT_ATTRIBUTES,
@@ -42,7 +24,7 @@ from models.contacts import (
     ContactProfile,
 )
 from models.db import lock_contact, session_factory
-from models.events import SUPPRESSING_EVENTS, BehaviorEvent, suppression_scope
+from models.events import BehaviorEvent
 from models.journeys import (
     ExitRequest,
     JourneyDescription,
@@ -54,9 +36,13 @@ from models.policy import SECONDS_PER_DAY
 from models.settings import accelerated_clock_refusal
 from models.tables import ConsentChange, Contact, ContactEvent, MessageLog, utc_now
 from models.tables import JourneyRun as JourneyRunRow
-from workflows import catalog
+from rules.consent import ConsentOrigin, apply_event, consent_history, record_change, set_consent
+from rules.erasure import erased_at
+from rules.opt_outs import SUPPRESSING_EVENTS, suppression_scope
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # the Temporal client loads only in the operations that talk to Temporal
+    from temporalio.client import Client, WorkflowExecution, WorkflowHandle
+
     from workflows.toolkit import Journey
 
 QUERY_TIMEOUT = timedelta(seconds=5)
@@ -70,6 +56,22 @@ class OperationError(Exception):
 
 class NotFound(OperationError):
     """The contact, journey or workflow asked for does not exist."""
+
+
+class UnknownContact(NotFound):
+    """No contact has this id (never created; an erased one is `Gone`)."""
+
+    def __init__(self, contact_id: str) -> None:
+        super().__init__(f"contact {contact_id!r} does not exist")
+        self.contact_id = contact_id
+
+
+class NotRunning(NotFound):
+    """The contact has no running run of the journey asked for."""
+
+    def __init__(self, contact_id: str, journey: str) -> None:
+        super().__init__(f"contact {contact_id!r} has no running {journey} journey")
+        self.contact_id = contact_id
 
 
 class Conflict(OperationError):
@@ -123,7 +125,7 @@ async def upsert_contact(engine: AsyncEngine, profile: ContactProfile, *, key: b
     racing an erasure either lands before it (and is erased) or finds the
     tombstone.
 
-    Events may arrive before their contact (they are kept, see `starter.intake`):
+    Events may arrive before their contact (they are kept, see `starter.services.intake`):
     a contact created after an `unsubscribed` or hard-bounce event of its own
     has its addresses suppressed at once, as if the event had come after it.
     (An event still on its way to the database is left to the contact
@@ -232,6 +234,8 @@ def journey_type(journey: str) -> type[Journey]:
     Raises:
         NotFound: no such journey (the message lists the known ones).
     """
+    from workflows import catalog  # the journey's file loads only for the commands that need it
+
     try:
         return catalog.journey_class(journey)
     except catalog.UnknownJourney as unknown:
@@ -244,12 +248,16 @@ def describe_journey(journey: str) -> JourneyDescription:
     Raises:
         NotFound: no such journey (the message lists the known ones).
     """
+    from workflows import catalog
+
     journey_type(journey)
     return catalog.describe(journey)
 
 
 def journey_catalog() -> list[JourneyDescription]:
     """Every journey: title, trigger, enrolment options and plan (imports every journey)."""
+    from workflows import catalog
+
     return [catalog.describe(name) for name in catalog.journey_names()]
 
 
@@ -320,6 +328,9 @@ async def enroll(
         Conflict: already enrolled (running, or a once-only journey the run
             log says it went through, however long ago).
     """
+    from temporalio.common import WorkflowIDReusePolicy
+    from temporalio.exceptions import WorkflowAlreadyStartedError
+
     journey_class = journey_type(journey)
     if not isinstance(journey_input, journey_class.input_model):
         raise InvalidRequest(
@@ -331,9 +342,7 @@ async def enroll(
     async with session_factory(engine)() as session:
         if await session.get(Contact, contact_id) is None:
             await refuse_if_erased(session, contact_id)
-            raise NotFound(
-                f"contact {contact_id!r} does not exist; create it with `journeys contact upsert`"
-            )
+            raise UnknownContact(contact_id)
         if journey_class.reentry_days is None:
             await _refuse_second_run(session, workflow_id, contact_id, journey)
     try:
@@ -459,6 +468,9 @@ async def forget_contact(
     Returns:
         True once erased, False if it was still going on after `wait` seconds.
     """
+    from temporalio.common import RawValue
+    from temporalio.service import RPCError
+
     async with session_factory(engine)() as session:
         if await erased_at(session, contact_id) is not None:
             return True
@@ -503,6 +515,9 @@ async def steer_journey(
     Raises:
         NotFound: unknown journey, or the contact has no running run of it.
     """
+    from temporalio.client import WorkflowExecutionStatus
+    from temporalio.service import RPCError, RPCStatusCode
+
     journey_class = journey_type(journey)
     query = f"ContactId = '{contact_id}' AND Journey = '{journey}' AND ExecutionStatus = 'Running'"
     workflow_ids = {execution.id async for execution in client.list_workflows(query)}
@@ -516,7 +531,7 @@ async def steer_journey(
         if error.status != RPCStatusCode.NOT_FOUND:
             raise
     if not workflow_ids:
-        raise NotFound(f"contact {contact_id!r} has no running {journey} journey")
+        raise NotRunning(contact_id, journey)
     for workflow_id in sorted(workflow_ids):
         handle = client.get_workflow_handle(workflow_id)
         if action == "exit":
@@ -555,7 +570,7 @@ async def contact_in(session: AsyncSession, contact_id: str) -> Contact:
     contact = await session.get(Contact, contact_id)
     if contact is None:
         await refuse_if_erased(session, contact_id)
-        raise NotFound(f"contact {contact_id!r} does not exist")
+        raise UnknownContact(contact_id)
     return contact
 
 
@@ -574,12 +589,15 @@ async def consent_changes(engine: AsyncEngine, contact_id: str) -> list[ConsentC
     """
     async with session_factory(engine)() as session:
         if await session.get(Contact, contact_id) is None:
-            raise NotFound(f"contact {contact_id!r} does not exist")
+            raise UnknownContact(contact_id)
         return await consent_history(session, contact_id)
 
 
 async def journey_runs(client: Client, contact_id: str) -> list[JourneyRun]:
     """Every journey of the contact with its state (result if closed, query if running)."""
+    from temporalio.client import WorkflowExecutionStatus, WorkflowQueryFailedError
+    from temporalio.service import RPCError
+
     runs = []
     query = f"ContactId = '{contact_id}' AND WorkflowType != '{CONTACT_WORKFLOW}'"
     async for execution in client.list_workflows(query):

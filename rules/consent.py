@@ -4,9 +4,9 @@ One place for the rules, used by the gateway (the link, the SMS webhook, event
 intake, contact upserts), the CLI and the contact workflow's activities:
 
 - a suppression is per channel and holds only a keyed hash of the address
-  (`activities/suppressions.py`); an
+  (`rules/suppressions.py`); an
   unsubscribe suppresses the channels its scope names
-  (`models.events.suppression_scope`), a hard bounce the email address;
+  (`rules.opt_outs.suppression_scope`), a hard bounce the email address;
 - an opt-out also withdraws the marketing consent on those channels; every
   consent change (opt-in or opt-out) appends a `consent_changes` row saying
   when, from where and what the contact agreed to or said;
@@ -29,9 +29,10 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from activities.suppressions import find_suppression, suppress_address
-from models.events import ALL_CHANNELS, BehaviorEvent, SuppressionScope, suppression_scope
+from models.events import ALL_CHANNELS, BehaviorEvent
 from models.tables import ConsentChange, Contact, ContactEvent, utc_now
+from rules.opt_outs import SuppressionScope, suppression_scope
+from rules.suppressions import find_suppression, suppress_address
 
 STOP_REASON = "sms_stop"
 """Suppression reason of an SMS STOP keyword: the only suppression START lifts."""
@@ -70,7 +71,7 @@ async def suppress_addresses(
     """Add the contact's addresses on `channels` to the suppressions (keyed hashes).
 
     Idempotent: an address already suppressed stays so (a stronger reason replaces a
-    marketing-only one, see `activities.suppressions.suppress_address`).
+    marketing-only one, see `rules.suppressions.suppress_address`).
 
     Returns:
         The channels suppressed (or already suppressed).

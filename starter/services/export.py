@@ -20,19 +20,15 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import TypeAdapter
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel import SQLModel, col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
-from temporalio.client import Client, WorkflowQueryFailedError
-from temporalio.service import RPCError
 
-from activities.consent import consent_history
 from models.db import session_factory
 from models.journeys import JourneyState
-from models.scoring import ScoringModel
 from models.tables import (
     Contact,
     ContactEvent,
@@ -44,7 +40,12 @@ from models.tables import (
     Suppression,
     utc_now,
 )
-from starter.operations import contact_in
+from rules.consent import consent_history
+from rules.scoring import ScoringModel
+from starter.services.operations import contact_in
+
+if TYPE_CHECKING:  # the Temporal client loads only for a live export
+    from temporalio.client import Client
 
 Json = dict[str, Any]
 LIVE_STATE_TIMEOUT = timedelta(seconds=5)
@@ -235,6 +236,9 @@ async def export_contact(
 
 async def _live_state(temporal: Client, workflow_id: str) -> Json | None:
     """The running journey's `state` query, or None when it does not answer."""
+    from temporalio.client import WorkflowQueryFailedError
+    from temporalio.service import RPCError
+
     try:
         state = await temporal.get_workflow_handle(workflow_id).query(
             "state", result_type=JourneyState, rpc_timeout=LIVE_STATE_TIMEOUT

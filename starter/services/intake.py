@@ -10,7 +10,7 @@ events to `accept_events`:
    a `conflict` and is not processed.
 2. The new events are grouped per contact, in order. A suppressing event
    (`unsubscribed`, hard `email_bounced`) suppresses the addresses it names
-   (and an opt-out withdraws the consent, see `activities/consent.py`)
+   (and an opt-out withdraws the consent, see `rules/consent.py`)
    first, so no message goes out once the event is accepted.
 3. Each group goes to `contact-{id}` in one signal-with-start. Only after
    Temporal accepted it is the event `accepted` (durable from then on) and
@@ -29,7 +29,7 @@ runs, and an event refused is an event lost. The contact workflow stores and
 scores them, but its trigger rules start no journey for a contact that does
 not exist, so each such result says so (`contact_known`); an unsubscribe or
 hard bounce among them suppresses the contact when it is created
-(`starter.operations.upsert_contact`).
+(`starter.services.operations.upsert_contact`).
 """
 
 from __future__ import annotations
@@ -51,8 +51,8 @@ from models.contact_workflow import EventBatch
 from models.db import session_factory
 from models.events import BehaviorEvent
 from models.tables import Contact, ErasedContact, EventReceipt, utc_now
-from starter.operations import apply_suppressing_event, erased_contact, signal_contact
-from starter.temporal import TemporalUnavailable, unavailable_as_error
+from runtime.temporal import TemporalUnavailable, unavailable_as_error
+from starter.services.operations import apply_suppressing_event, erased_contact, signal_contact
 
 SIGNALS_IN_FLIGHT = 32
 """Contacts signalled concurrently for one batch."""

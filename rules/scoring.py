@@ -24,7 +24,6 @@ from types import MappingProxyType
 from typing import Annotated, Self
 
 from pydantic import (
-    AwareDatetime,
     BaseModel,
     ConfigDict,
     Field,
@@ -32,6 +31,7 @@ from pydantic import (
     model_validator,
 )
 
+from models.lead_score import ScoreBreakdown, ScoredAction
 from models.toml_files import load_toml
 
 EventType = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,63}$")]
@@ -178,40 +178,6 @@ class ScoringModel(BaseModel):
                 message names the file and each problem.
         """
         return load_toml(cls, path, "scoring model")
-
-
-class ScoredAction(BaseModel):
-    """One action a contact took (or `count` identical ones), as the score sees it.
-
-    Attributes:
-        event_type: snake_case event type, e.g. `pricing_page_viewed`.
-        occurred_at: When it happened (timezone-aware).
-        count: How many times it happened at that instant.
-    """
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    event_type: str
-    occurred_at: AwareDatetime
-    count: int = Field(default=1, ge=1)
-
-
-class ScoreBreakdown(BaseModel):
-    """A contact's score and how it is made up (what the rep sees).
-
-    Attributes:
-        total: Action points plus fit points.
-        band: Name of the band `total` falls in.
-        by_event_type: Current points per event type (only types that score).
-        fit_points: Points from fit rules.
-    """
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    total: int
-    band: str
-    by_event_type: dict[str, int]
-    fit_points: int
 
 
 def _require_aware(now: datetime) -> None:

@@ -1,4 +1,4 @@
-"""Inbound SMS keywords: STOP, START and HELP, as carriers expect them (`models/sms_keywords.py`).
+"""Inbound SMS keywords: STOP, START and HELP, as carriers expect them (`rules/sms_keywords.py`).
 
 - **STOP** (STOPALL, UNSUBSCRIBE, CANCEL, END, QUIT): the number is
   suppressed for SMS at once (hashed, also for a number no contact has), the
@@ -31,22 +31,15 @@ from temporalio.client import Client
 from temporalio.common import WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 
-from activities.consent import (
-    STOP_REASON,
-    ConsentOrigin,
-    record_change,
-    set_consent,
-    withdraw_consent,
-)
-from activities.messaging import SERVICE_SMS_JOURNEY
-from activities.suppressions import find_suppression, suppress_address
 from models.db import session_factory
 from models.events import BehaviorEvent
 from models.messages import ServiceSms
-from models.sms_keywords import KEYWORDS, KeywordAction, keyword_of
 from models.tables import ConsentChange, Contact
-from starter.intake import accept_events
-from starter.temporal import unavailable_as_error
+from rules.consent import STOP_REASON, ConsentOrigin, record_change, set_consent, withdraw_consent
+from rules.sms_keywords import KEYWORDS, SERVICE_SMS_JOURNEY, KeywordAction, keyword_of
+from rules.suppressions import find_suppression, suppress_address
+from runtime.temporal import unavailable_as_error
+from starter.services.intake import accept_events
 
 KEYWORD_SOURCE = "sms-keyword"
 """The consent history's `source` of a change made by texting a keyword."""

@@ -44,7 +44,6 @@ from sqlmodel import col
 from models.journeys import JourneyStatus
 from models.messages import DeliveryStatus
 from models.tables import ContactEvent, JourneyRun, MessageLog
-from workflows import catalog
 
 CONVERSION_REASONS = frozenset({"purchased", "converted", "checkout_started", "renewed"})
 """Exit reasons that count as a conversion: the contact bought (`purchased`;
@@ -309,6 +308,8 @@ class _Tally:
     def journey(self, journey: str) -> JourneyFunnel:
         """The journey's figures; a journey seen first gets every step of its plan."""
         if journey not in self.journeys:
+            from workflows import catalog  # a journey's file loads when its funnel is made
+
             journey_class = (
                 catalog.journey_class(journey) if journey in catalog.journey_names() else None
             )
@@ -329,6 +330,8 @@ class _Tally:
 
     def funnels(self) -> list[JourneyFunnel]:
         """Every journey (catalog ones first), by name, with its steps in order."""
+        from workflows import catalog
+
         registry = catalog.journey_names()
         ordered = sorted(
             self.journeys,

@@ -31,18 +31,15 @@ from models.search_attributes import ALL_SEARCH_ATTRIBUTES
 from models.settings import ApiKey, Settings
 from runtime.codec import encrypting_data_converter
 from runtime.keys import key_store
-from starter.intake import accept_events
-from starter.operations import OperationError, enroll, upsert_contact
-from starter.temporal import SERVICE_RETRY, connect
-from starter.toolchain import start_dev_server
-from worker import running_worker, wait_for_shutdown_signal
+from runtime.shutdown import wait_for_shutdown_signal
+from runtime.temporal import SERVICE_RETRY, connect
+from starter.dev.defaults import DEMO_DAY_SECONDS, TEMPORAL_PORT, UI_PORT
+from starter.dev.toolchain import start_dev_server
+from starter.services.intake import accept_events
+from starter.services.operations import OperationError, enroll, upsert_contact
 
 DATA_DIR = Path(".data")
 LOCAL_KEY_FILE = DATA_DIR / "api-key"
-TEMPORAL_PORT = 7233
-UI_PORT = 8233
-DEMO_DAY_SECONDS = 15
-"""One demo "day" lasts 15 s: the seven-day welcome series runs in under two minutes."""
 
 _DEMO_CONSENT = ConsentUpdate(granted=True, source="demo:make-run")
 DEMO_CONTACTS = (
@@ -181,7 +178,8 @@ async def run_dev(
     ui_port: int = UI_PORT,
 ) -> None:
     """Run the local stack until Ctrl-C (see the module docstring)."""
-    from starter.api import running_api  # FastAPI loads only for the commands that serve it
+    from starter.api.server import running_api  # FastAPI loads only for the commands that serve it
+    from worker import running_worker  # the journeys load only for the command that runs them
 
     busy = [port for port in (temporal_port, ui_port, settings.api_port) if _port_in_use(port)]
     if busy:

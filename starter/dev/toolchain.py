@@ -13,7 +13,7 @@ Explicit paths (``TEMPORAL_CLI_PATH`` / ``TEMPORAL_TEST_SERVER_PATH``) and a
 ``temporal`` on ``PATH`` take precedence. Without Go or Maven the resolvers
 return ``None`` and the SDK's own download is used.
 
-Run ``python -m starter.toolchain`` to install both ahead of time.
+Run ``python -m starter.dev.toolchain`` to install both ahead of time.
 """
 
 from __future__ import annotations
@@ -273,7 +273,7 @@ def _download_failed(what: str, tried: str, var: str, fix: str, cause: Exception
         f"could not download one.\n"
         f"Tried: ${var} (unset), {tried} and the SDK download ({cause}).\n"
         f"To fix, do one of:\n"
-        f"  - {fix}, then run `python -m starter.toolchain` to install it into the cache;\n"
+        f"  - {fix}, then run `python -m starter.dev.toolchain` to install it into the cache;\n"
         f"  - set {var} to an existing executable;\n"
         f"  - run with internet access so the SDK can download it."
     )
@@ -357,7 +357,7 @@ def ensure_all() -> None:
 
 
 def main() -> None:
-    """Entry point for ``python -m starter.toolchain``."""
+    """Entry point for ``python -m starter.dev.toolchain``."""
     try:
         ensure_all()
     except ToolchainError as exc:

@@ -89,6 +89,5 @@ async def connect(
     except RuntimeError as error:
         raise TemporalUnavailable(
             f"cannot reach Temporal at {config['target_host']} "
-            f"(namespace {config.get('namespace', 'default')}): {error}. "
-            "Is `make run` running, or TEMPORAL_ADDRESS set?"
+            f"(namespace {config.get('namespace', 'default')}): {error}"
         ) from error

@@ -54,7 +54,7 @@ from starter.api.schemas import (
     JourneyActionView,
     MessageView,
 )
-from starter.operations import JourneyRun
+from starter.services.operations import JourneyRun
 
 __all__ = [
     "ApiError",

@@ -1,0 +1,1 @@
+"""The `journeys` command line (`commands.py`); entry point `starter.cli.commands:main`."""
