@@ -239,7 +239,7 @@ async def started_with(client: Client, workflow_id: str) -> dict[str, object]:
 CLI_WITH_EXTRA_JOURNEYS = (
     "import sys, workflows.journeys as journeys; "
     "journeys.__path__.append(sys.argv.pop(1)); "
-    "from starter.cli import main; main()"
+    "from starter.cli.commands import main; main()"
 )
 """`journeys …` with a folder of extra journeys (the first argument)."""
 

@@ -19,12 +19,12 @@ from sqlmodel import select
 from temporalio.testing import ActivityEnvironment, WorkflowEnvironment
 
 from activities.messaging import MessagingActivities
-from activities.suppressions import suppress_address
-from activities.templates import TemplateCatalog
 from models.db import session_factory
 from models.messages import DeliveryStatus, SendRequest
 from models.settings import PROJECT_ROOT, Settings
 from models.tables import MessageLog
+from rules.suppressions import suppress_address
+from rules.templates import TemplateCatalog
 from starter.qa.contacts import ContactFileError, contact_from_file
 from starter.qa.simulate import ScheduledEvent, parse_event
 from tests.cli import Completed, cli_environment, journeys

@@ -5,8 +5,9 @@ logging, codec) ← `rules` (business rules) ← `activities` ← `workflows` �
 `worker.py`; `starter` (gateway, CLI, SDK, services, dev stack) stands on
 `models`, `runtime` and `rules`. The gateway and the CLI do not import a
 workflow or an activity module to do their work: inside a function, `starter`
-may load the journey declarations (`workflows`, `workflows.catalog`) and the
-worker (to run it); at module level, nothing of either. Imports under
+may load the journey declarations (`workflows.catalog`) and the worker (to run
+it), and the journey QA commands (`starter/qa/`) the activities of the send path;
+at module level, nothing of either. Imports under
 `if TYPE_CHECKING:` load nothing and are not counted.
 """
 
@@ -31,8 +32,13 @@ MAY_IMPORT: dict[str, frozenset[str]] = {
 }
 """What each top-level package may import at module level."""
 
-STARTER_MAY_LOAD_LAZILY = frozenset({"workflows", "workflows.catalog", "worker"})
+STARTER_MAY_LOAD_LAZILY = frozenset({"workflows.catalog", "worker"})
 """Modules `starter` may import inside a function, beyond `MAY_IMPORT`."""
+
+QA_MAY_IMPORT = frozenset({"activities"})
+"""What the journey QA modules (`starter/qa/`: preview, test-send, simulate) may also
+import: they run the real send path, as the worker does. The CLI loads them only inside
+the QA commands (`starter/qa/commands.py`), so no other command pays for them."""
 
 
 @dataclass(frozen=True)
@@ -117,6 +123,16 @@ def imports_of(root: Path) -> list[Import]:
     return found
 
 
+def _eager_qa_import(found: Import) -> bool:
+    """A module-level import of a QA module other than its commands (they load the send path)."""
+    return (
+        found.imported.startswith("starter.qa.")
+        and found.imported != "starter.qa.commands"
+        and not found.lazy
+        and not found.importer.startswith("starter.qa.")
+    )
+
+
 def layering_violations(root: Path) -> list[str]:
     """Imports that break the layers, one line each (empty when the layers hold)."""
     broken = []
@@ -125,6 +141,11 @@ def layering_violations(root: Path) -> list[str]:
         if target in MAY_IMPORT[layer]:
             continue
         if layer == "starter" and found.lazy and found.imported in STARTER_MAY_LOAD_LAZILY:
+            continue
+        if found.importer.startswith("starter.qa.") and target in QA_MAY_IMPORT:
+            continue
+        if _eager_qa_import(found):
+            broken.append(found.where())
             continue
         broken.append(found.where())
     return broken

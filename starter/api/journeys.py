@@ -8,8 +8,8 @@ from fastapi import APIRouter, Depends
 
 from models.journeys import JourneyDescription
 from models.settings import ApiKey
-from starter import operations
 from starter.api.dependencies import require
+from starter.services import operations
 
 router = APIRouter(prefix="/v1/journeys", tags=["journeys"])
 

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from models.messages import Channel
-from starter.operations import NotFound, journey_type
+from starter.services.operations import NotFound, journey_type
 
 if TYPE_CHECKING:
     from workflows.toolkit import Journey

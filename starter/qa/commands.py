@@ -59,8 +59,8 @@ async def _engine(settings: Settings, *, migrated: bool) -> AsyncIterator[AsyncE
 
 async def _contacts(engine: AsyncEngine, contact_id: str | None) -> list[Contact]:
     """The contact from the database, or the two samples."""
-    from starter import operations
     from starter.qa.contacts import EMPTY_SAMPLE, SAMPLE, contact_row
+    from starter.services import operations
 
     if contact_id is None:
         return [contact_row(SAMPLE), contact_row(EMPTY_SAMPLE)]
@@ -224,7 +224,7 @@ async def simulate(
     contact's local time, and where the journey exits and why.
     """
     from models.settings import get_settings
-    from starter.logs import configure_logging
+    from runtime.logs import configure_logging
     from starter.qa.contacts import SAMPLE, contact_from_file
     from starter.qa.simulate import Simulation, local_time, parse_event
     from starter.qa.simulate import simulate as run
@@ -276,11 +276,11 @@ async def test_send(
     from activities.messaging import MessagingActivities
     from activities.providers import email_provider_from_settings, sms_provider_from_settings
     from models.settings import get_settings
-    from starter.operations import InvalidRequest
     from starter.qa.catalog import journey_class, message_step
     from starter.qa.templates import load_catalog
     from starter.qa.test_send import check_address, refuse_if_suppressed
     from starter.qa.test_send import test_send as send
+    from starter.services.operations import InvalidRequest
 
     if contact is not None and sample:
         raise typer.BadParameter("give --contact or --sample, not both", param_hint="--sample")

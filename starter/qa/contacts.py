@@ -19,7 +19,7 @@ from pydantic import ValidationError
 
 from models.contacts import ConsentUpdate, ContactProfile
 from models.tables import Contact
-from starter.operations import InvalidRequest
+from starter.services.operations import InvalidRequest
 
 
 class ContactFileError(InvalidRequest):

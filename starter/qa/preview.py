@@ -30,11 +30,11 @@ from typing import TYPE_CHECKING
 from urllib.parse import parse_qs, urlsplit
 
 from activities.messaging import ComposedMessage, MessagingActivities
-from activities.templates import TemplateError, links_in
 from models.messages import MessageCategory, SendRequest
 from models.tables import Contact
-from starter.operations import OperationError
+from rules.templates import TemplateError, links_in
 from starter.qa.catalog import MessageStep
+from starter.services.operations import OperationError
 
 if TYPE_CHECKING:
     from workflows.toolkit import Journey

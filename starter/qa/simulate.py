@@ -3,8 +3,8 @@
 What runs is what production runs: the worker (`worker.build_worker`: every
 workflow and activity, the templates, the messaging policy of the settings:
 quiet hours and frequency caps), the contact workflow that events go through
-(`starter.intake.accept_events`), enrolment as `journeys enroll` does it
-(`starter.operations.enroll`). Only the surroundings are temporary: a SQLite
+(`starter.services.intake.accept_events`), enrolment as `journeys enroll` does it
+(`starter.services.operations.enroll`). Only the surroundings are temporary: a SQLite
 database, an outbox folder and a task queue of its own; providers are the
 outbox, so nothing leaves the machine.
 
@@ -48,7 +48,7 @@ from models.events import BehaviorEvent
 from models.journeys import JourneyInput, JourneyRunRecord, JourneyState, JourneyStatus
 from models.messages import CancelRequest, DeliveryStatus, SendRequest, SendResult
 from models.settings import Settings
-from starter.operations import InvalidRequest, OperationError
+from starter.services.operations import InvalidRequest, OperationError
 
 _OFFSET = re.compile(r"(\d+(?:\.\d+)?)([dhms])")
 _UNITS = {"d": "days", "h": "hours", "m": "minutes", "s": "seconds"}
@@ -339,8 +339,8 @@ async def run_simulation(
         OperationError: the journey, the contact or an option is invalid.
         SimulationFailed: the test server stopped skipping time.
     """
-    from starter import operations
     from starter.qa.catalog import journey_class
+    from starter.services import operations
 
     journey = journey_class(simulation.journey)
     contact = simulation.contact
@@ -398,7 +398,7 @@ async def _drive(
     Raises:
         SimulationFailed: the journey did not end within `RESULT_TIMEOUT` of real time.
     """
-    from starter.intake import accept_events
+    from starter.services.intake import accept_events
 
     handle = env.client.get_workflow_handle(workflow_id)
     pending = sorted(simulation.events, key=lambda scheduled: scheduled.offset)
@@ -477,8 +477,8 @@ async def simulate(settings: Settings, simulation: Simulation) -> Timeline:
     from models.db import create_engine, migrate
     from runtime.codec import encrypting_data_converter
     from runtime.keys import key_store
-    from starter.cluster import register_search_attributes
-    from starter.toolchain import start_time_skipping_server
+    from starter.dev.cluster import register_search_attributes
+    from starter.dev.toolchain import start_time_skipping_server
     from worker import build_worker, worker_runtime
 
     with tempfile.TemporaryDirectory(prefix="journeys-simulate-") as folder:

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from activities.templates import TemplateCatalog, TemplateError
+from rules.templates import TemplateCatalog, TemplateError
 from starter.qa.catalog import MessageStep
 
 if TYPE_CHECKING:

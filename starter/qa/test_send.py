@@ -28,13 +28,13 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from activities.messaging import MessagingActivities
 from activities.providers import DeliveryError, EmailProvider, OutgoingSms, SmsProvider
-from activities.suppressions import find_suppression
 from models.db import session_factory
 from models.messages import Channel
 from models.tables import Contact
-from starter.operations import InvalidRequest, OperationError
+from rules.suppressions import find_suppression
 from starter.qa.catalog import MessageStep
 from starter.qa.preview import preview_request
+from starter.services.operations import InvalidRequest, OperationError
 
 if TYPE_CHECKING:
     from workflows.toolkit import Journey
