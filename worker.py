@@ -45,7 +45,7 @@ from activities.providers import (
 )
 from activities.providers.notifier import Notifier, notifier_from_settings
 from activities.sales import SalesActivities
-from activities.templates import TemplateCatalog
+from activities.templates import TemplateCatalog, TemplateError
 from models.db import create_engine, migrate
 from models.sales import SalesConfig
 from models.scoring import ScoringModel
@@ -58,7 +58,8 @@ from starter.temporal import connect
 from workflows import JOURNEYS
 from workflows.contact import ContactWorkflow
 from workflows.sms_keywords import SmsKeywordReply
-from workflows.toolkit import Journey
+from workflows.toolkit import Journey, PlanStep
+from workflows.toolkit.plan_check import check_plan
 
 GRACEFUL_SHUTDOWN = timedelta(seconds=20)
 log = structlog.stdlib.get_logger(__name__)
@@ -67,16 +68,33 @@ log = structlog.stdlib.get_logger(__name__)
 def load_templates(
     settings: Settings, journeys: Sequence[type[Journey]] = tuple(JOURNEYS.values())
 ) -> TemplateCatalog:
-    """Load and validate the templates, and check every journey's templates exist.
+    """Load and validate the templates, and check every journey's plan and templates.
 
     Raises:
-        TemplateError: naming the file that is broken or missing.
+        TemplateError: naming the file that is broken or missing (and the plan
+            step that sends a missing one).
+        PlanError: a journey's `steps()` sends or runs a step its plan lacks
+            (see `workflows.toolkit.plan_check`).
     """
     templates = TemplateCatalog(settings.templates_dir)
     for journey in journeys:
-        templates.require(journey.name, journey.templates)
+        check_plan(journey)
+        for step in journey.message_steps():
+            _require_template(templates, journey, step)
     templates.require("sms-keyword-reply", REPLY_TEMPLATES)
     return templates
+
+
+def _require_template(templates: TemplateCatalog, journey: type[Journey], step: PlanStep) -> None:
+    """Check that the template of a journey's plan step exists.
+
+    Raises:
+        TemplateError: naming the journey, the template, its file and the step.
+    """
+    try:
+        templates.require(journey.name, [(step.template or "", str(step.channel))])
+    except TemplateError as error:
+        raise TemplateError(f"{error} (plan step {step.id!r})") from None
 
 
 def build_worker(

@@ -41,6 +41,7 @@ from starter.logs import configure_logging
 from starter.temporal import TemporalUnavailable, connect
 from starter.toolchain import ToolchainError
 from worker import run_worker, wait_for_shutdown_signal
+from workflows.toolkit.plan_check import PlanError
 
 app = typer.Typer(help="Durable contact journeys on Temporal.", no_args_is_help=True)
 contact_app = typer.Typer(help="Manage contacts.", no_args_is_help=True)
@@ -87,6 +88,7 @@ def run_async(function: Callable[P, Coroutine[Any, Any, T]]) -> Callable[P, T]:
             operations.OperationError,
             ToolchainError,
             TemplateError,
+            PlanError,
             TemporalUnavailable,
             UnsafeSettings,
         ) as error:

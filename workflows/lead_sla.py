@@ -55,6 +55,46 @@ QUALIFIED = frozenset({"lead_qualified", "lead_disqualified"})
 """Events that meet the qualification SLA (either verdict)."""
 
 
+def _sla_plan(sla: SlaPolicy, day: timedelta) -> tuple[PlanStep, ...]:
+    """Hand-off, then a reminder and a deadline per SLA, in journey days of length `day`."""
+    steps = [
+        PlanStep(
+            "handoff",
+            day=0,
+            title="Assign an owner, open a task, notify the rep",
+            when="Hand-off",
+        )
+    ]
+    for kind, due in (
+        (SlaKind.FIRST_TOUCH, sla.first_touch),
+        (SlaKind.QUALIFICATION, sla.qualification),
+    ):
+        what = "first touch" if kind == SlaKind.FIRST_TOUCH else "qualification"
+        left = _duration(due * (1 - sla.reminder_fraction))
+        steps += [
+            PlanStep(
+                f"{kind}-reminder",
+                day=due * sla.reminder_fraction / day,
+                title=f"Remind the owner: {what} due in {left}",
+                when=f"+{_duration(due * sla.reminder_fraction)}",
+            ),
+            PlanStep(
+                f"{kind}-breach",
+                day=due / day,
+                when=f"+{_duration(due)}",
+                title=f"No {what} within {_duration(due)}: breach, escalate to the manager",
+            ),
+        ]
+    return tuple(steps)
+
+
+def _duration(value: timedelta) -> str:
+    minutes = value.total_seconds() / 60
+    if minutes < 120:
+        return f"{minutes:g} min"
+    return f"{minutes / 60:g} h"
+
+
 @workflow.defn(name="lead-sla")
 class LeadSla(Journey):
     """Hand a lead to sales and hold the team to its first-touch and qualification SLAs."""
@@ -70,8 +110,7 @@ class LeadSla(Journey):
     @workflow.init
     def __init__(self, journey_input: LeadSlaInput) -> None:
         """Hold the input at once: `band_changed` may come with the start, before `run`."""
-        super().__init__()
-        self._input = journey_input
+        super().__init__(journey_input)
         self._raised_to: LeadBand | None = None
 
     @workflow.run
@@ -85,38 +124,14 @@ class LeadSla(Journey):
         if band.band != self._lead_input().band.band:
             self._raised_to = band
 
+    @classmethod
+    def declared_steps(cls) -> tuple[PlanStep, ...]:
+        """Every step a hand-off may take (their ids do not depend on the SLA policy)."""
+        return _sla_plan(SlaPolicy(), timedelta(days=1))
+
     def journey_plan(self) -> tuple[PlanStep, ...]:
         """Hand-off, then a reminder and a deadline per SLA, on the SLA clock."""
-        sla = self._sla()
-        steps = [
-            PlanStep(
-                "handoff",
-                day=0,
-                title="Assign an owner, open a task, notify the rep",
-                when="Hand-off",
-            )
-        ]
-        for kind, due in (
-            (SlaKind.FIRST_TOUCH, sla.first_touch),
-            (SlaKind.QUALIFICATION, sla.qualification),
-        ):
-            what = "first touch" if kind == SlaKind.FIRST_TOUCH else "qualification"
-            left = _duration(due * (1 - sla.reminder_fraction))
-            steps += [
-                PlanStep(
-                    f"{kind}-reminder",
-                    day=self._days(due * sla.reminder_fraction),
-                    title=f"Remind the owner: {what} due in {left}",
-                    when=f"+{_duration(due * sla.reminder_fraction)}",
-                ),
-                PlanStep(
-                    f"{kind}-breach",
-                    day=self._days(due),
-                    when=f"+{_duration(due)}",
-                    title=f"No {what} within {_duration(due)}: breach, escalate to the manager",
-                ),
-            ]
-        return tuple(steps)
+        return _sla_plan(self._sla(), self.day)
 
     async def steps(self) -> None:
         """Hand off, then each SLA in turn: a reminder, then the deadline."""
@@ -151,10 +166,10 @@ class LeadSla(Journey):
                 return
             notice = SlaNotice(
                 idempotency_key=self.idempotency_key(step),
-                contact_id=self._contact_id,
+                contact_id=self.contact_id,
                 owner_id=self._handoff().owner_id,
                 sla=kind,
-                due_at=self._enrolled_at + due,
+                due_at=self.enrolled_at + due,
             )
             summary = (
                 f"{'Remind the owner' if activity == 'remind_sla' else 'Escalate'}: {kind} SLA"
@@ -180,7 +195,7 @@ class LeadSla(Journey):
             "hand_off_lead",
             HandOffRequest(
                 idempotency_key=self.idempotency_key("handoff"),
-                contact_id=self._contact_id,
+                contact_id=self.contact_id,
                 band=journey_input.band,
             ),
             result_type=HandOff,
@@ -188,7 +203,7 @@ class LeadSla(Journey):
             retry_policy=CRM_RETRY_POLICY,
             summary=f"Hand off ({journey_input.band.band}, score {journey_input.band.score})",
         )
-        self._input = journey_input.model_copy(update={"handoff": handoff})
+        self.journey_input = journey_input.model_copy(update={"handoff": handoff})
 
     async def _raise_priority(self) -> None:
         band, self._raised_to = self._raised_to, None
@@ -196,7 +211,7 @@ class LeadSla(Journey):
             return
         request = PriorityRequest(
             idempotency_key=self.idempotency_key(f"priority-{band.band.lower()}"),
-            contact_id=self._contact_id,
+            contact_id=self.contact_id,
             owner_id=self._handoff().owner_id,
             band=band,
         )
@@ -213,8 +228,9 @@ class LeadSla(Journey):
         )
 
     def _lead_input(self) -> LeadSlaInput:
-        assert isinstance(self._input, LeadSlaInput)
-        return self._input
+        journey_input = self.journey_input
+        assert isinstance(journey_input, LeadSlaInput)
+        return journey_input
 
     def _handoff(self) -> HandOff:
         handoff = self._lead_input().handoff
@@ -222,16 +238,10 @@ class LeadSla(Journey):
         return handoff
 
     def _sla(self) -> SlaPolicy:
-        handoff = self._lead_input().handoff if isinstance(self._input, LeadSlaInput) else None
+        journey_input = self.journey_input
+        handoff = journey_input.handoff if isinstance(journey_input, LeadSlaInput) else None
         return handoff.sla if handoff is not None else SlaPolicy()
 
     def _days(self, duration: timedelta) -> float:
         """A real duration in journey days (the SLAs are not accelerated)."""
-        return duration / self._day
-
-
-def _duration(value: timedelta) -> str:
-    minutes = value.total_seconds() / 60
-    if minutes < 120:
-        return f"{minutes:g} min"
-    return f"{minutes / 60:g} h"
+        return duration / self.day

@@ -57,17 +57,16 @@ class PricingAbandon(Journey):
             day=0,
             title="Email: Quick question about [Product] (30 min after the visit, unless they "
             "started checkout)",
+            channel=Channel.EMAIL,
         ),
         PlanStep(
             "day2-sms",
             day=2,
             title="SMS: Have questions? (2 days after the email, unless they bought; "
             "needs SMS consent and a phone)",
+            channel=Channel.SMS,
+            template="pricing-abandon/day2",
         ),
-    )
-
-    templates = frozenset(
-        {("pricing-abandon/email", Channel.EMAIL), ("pricing-abandon/day2", Channel.SMS)}
     )
 
     @workflow.run
@@ -87,16 +86,14 @@ class PricingAbandon(Journey):
                 CONVERSION, until_day=EMAIL_DAY, label="Wait 30 min for checkout", next_step="email"
             )
             await self._exit_if_converted(CONVERSION)
-            await self.send("email", template="pricing-abandon/email", unless=CONVERSION)
+            await self.send("email", unless=CONVERSION)
             await self._exit_if_converted(CONVERSION)  # while the email waited out quiet hours
         await self.wait_for(
             PURCHASE, until_day=SMS_DAY, label="Wait 2 days for a purchase", next_step="day2-sms"
         )
         await self._exit_if_converted(PURCHASE)
         # The send activity skips it (and says why) without SMS consent or a phone.
-        await self.send(
-            "day2-sms", template="pricing-abandon/day2", channel=Channel.SMS, unless=PURCHASE
-        )
+        await self.send("day2-sms", unless=PURCHASE)
         await self._exit_if_converted(PURCHASE)
 
     async def _exit_if_converted(self, conversions: frozenset[str]) -> None:
@@ -110,6 +107,6 @@ class PricingAbandon(Journey):
     async def _start_onboarding(self) -> None:
         """Start onboarding for the contact; one already in or through it is left alone."""
         onboarding_input = JourneyInput(
-            contact_id=self._contact_id, day_seconds=self._input.day_seconds
+            contact_id=self.contact_id, day_seconds=self.journey_input.day_seconds
         )
         await start_journey(Onboarding, onboarding_input, why=f"bought after {self.name}")

@@ -22,13 +22,13 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Awaitable, Callable, Collection
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import ClassVar, NoReturn
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy, WorkflowIDReusePolicy
-from temporalio.exceptions import ActivityError, WorkflowAlreadyStartedError
+from temporalio.exceptions import ActivityError, ApplicationError, WorkflowAlreadyStartedError
 from temporalio.workflow import ParentClosePolicy
 
 with workflow.unsafe.imports_passed_through():
@@ -101,17 +101,34 @@ class PlanStep:
         day: Day of the journey it happens on (from enrolment).
         title: What happens, e.g. `Email 4: Common mistake to avoid`.
         when: How the label says when, if not `Day N` (e.g. `+10 min`).
+        channel: The channel of the message the step sends; None: it sends none.
+        template: The message's template; default `{journey}/{id}` (see `resolved`).
     """
 
     id: str
     day: float
     title: str
     when: str = ""
+    channel: Channel | None = field(default=None, kw_only=True)
+    template: str | None = field(default=None, kw_only=True)
 
     @property
     def label(self) -> str:
         """`Day 4 → Email 4: Common mistake to avoid` (or `+10 min → …` with `when`)."""
         return f"{self.when or f'Day {round(self.day, 2):g}'} → {self.title}"
+
+    def resolved(self, journey: str) -> PlanStep:
+        """This step with its template named: `template`, or `{journey}/{id}` by default."""
+        return replace(self, template=self.template or f"{journey}/{self.id}")
+
+
+class _DerivedTemplates:
+    """`Journey.templates`: every (template, channel) of the journey's `message_steps()`."""
+
+    def __get__(self, instance: object, owner: type[Journey]) -> frozenset[tuple[str, Channel]]:
+        return frozenset(
+            (step.template or "", step.channel or Channel.EMAIL) for step in owner.message_steps()
+        )
 
 
 class _Exited(Exception):
@@ -127,9 +144,9 @@ class Journey:
     """Human name, e.g. `Welcome series`."""
     plan: ClassVar[tuple[PlanStep, ...]]
     """The steps, in order, shown in the UI and the `state` query."""
-    templates: ClassVar[frozenset[tuple[str, Channel]]] = frozenset()
-    """Every (template, channel) the journey may send; the worker refuses to start
-    when one of them is missing from `templates/`."""
+    templates = _DerivedTemplates()
+    """Every (template, channel) the journey may send, derived from `message_steps()`;
+    the worker refuses to start when one of them is missing from `templates/`."""
     category: ClassVar[MessageCategory]
     """What the journey's messages are, declared by every journey: `MARKETING`
     (consent, quiet hours, caps; the journey exits at once on `unsubscribed`, a
@@ -157,8 +174,14 @@ class Journey:
         return f"{cls.name}-{journey_input.contact_id}"
 
     def __init_subclass__(cls, **kwargs: object) -> None:
-        """Refuse a journey that does not say whether it is marketing or transactional."""
+        """Refuse a journey that does not say whether it is marketing or transactional,
+        or that lists its templates apart from its plan."""
         super().__init_subclass__(**kwargs)
+        if "templates" in cls.__dict__:
+            raise TypeError(
+                f"journey {cls.__name__} lists its templates: give the plan steps that "
+                "send a channel (and a template if not `{journey}/{step}`) instead"
+            )
         if not isinstance(getattr(cls, "category", None), MessageCategory):
             raise TypeError(
                 f"journey {cls.__name__} must declare its category: "
@@ -176,18 +199,37 @@ class Journey:
         return event_type in cls.exit_events() or event_type in cls.listens_to
 
     @classmethod
+    def declared_steps(cls) -> tuple[PlanStep, ...]:
+        """Every step the journey may take, for the checks made before it runs: `plan`.
+
+        Journeys whose plan is computed per input (`journey_plan`) override it
+        to return every step they may take.
+        """
+        return cls.plan
+
+    @classmethod
+    def message_steps(cls) -> tuple[PlanStep, ...]:
+        """The declared steps that send a message, each with its template named."""
+        return tuple(step.resolved(cls.name) for step in cls.declared_steps() if step.channel)
+
+    @classmethod
     def channels(cls) -> frozenset[str]:
-        """The channels the journey sends on (from `templates`)."""
-        return frozenset(str(channel) for _, channel in cls.templates)
+        """The channels the journey sends on (from `message_steps`)."""
+        return frozenset(str(step.channel) for step in cls.message_steps())
 
     @classmethod
     def is_marketing(cls) -> bool:
         """Whether the journey's category is marketing (it exits on an unsubscribe)."""
         return cls.category == MessageCategory.MARKETING
 
-    def __init__(self) -> None:
-        """Start with an empty state; `run_journey` fills it from the input."""
-        self._input = JourneyInput(contact_id="unknown")
+    def __init__(self, journey_input: JourneyInput | None = None) -> None:
+        """Start with an empty state; `run_journey` fills it from the input.
+
+        Args:
+            journey_input: The input, for journeys whose `@workflow.init` needs it
+                before `run` (signal handlers that read it).
+        """
+        self._input = journey_input or JourneyInput(contact_id="unknown")
         self._contact_id = ""
         self._day = timedelta(days=1)
         self._enrolled_at = datetime.min
@@ -208,6 +250,43 @@ class Journey:
         self._skip_wait = False
         self._log_runs = False
 
+    # --- what a journey reads ---------------------------------------------------
+
+    @property
+    def contact_id(self) -> str:
+        """The contact the journey runs for."""
+        return self._contact_id
+
+    @property
+    def journey_input(self) -> JourneyInput:
+        """The journey's input; a journey whose input changes while it runs (a moved
+        renewal date) sets it, and a run that continues as new starts with it."""
+        return self._input
+
+    @journey_input.setter
+    def journey_input(self, journey_input: JourneyInput) -> None:
+        self._input = journey_input
+
+    @property
+    def day(self) -> timedelta:
+        """One journey day (the input's `day_seconds`)."""
+        return self._day
+
+    @property
+    def enrolled_at(self) -> datetime:
+        """When the contact was enrolled (the first run's start)."""
+        return self._enrolled_at
+
+    @property
+    def elapsed(self) -> timedelta:
+        """Journey time since enrolment (the journey clock: pauses and skipped waits count)."""
+        return self._elapsed()
+
+    @property
+    def events(self) -> tuple[BehaviorEvent, ...]:
+        """The events the journey received (the newest `REMEMBERED_EVENTS`), oldest first."""
+        return tuple(self._events)
+
     # --- what a journey writes -------------------------------------------------
 
     async def steps(self) -> None:
@@ -218,8 +297,6 @@ class Journey:
         self,
         step: str,
         *,
-        template: str,
-        channel: Channel = Channel.EMAIL,
         quiet_hours_exempt: bool = False,
         unless: Collection[str] = (),
     ) -> SendResult:
@@ -233,17 +310,21 @@ class Journey:
         it off: a purchase at 23:00 stops the 08:00 "still thinking?" nudge.
 
         Args:
-            step: Step id from the plan; with the workflow id it forms the
-                idempotency key `{workflow_id}/{step}`.
-            template: Template name, e.g. `welcome-series/day0`.
-            channel: Delivery channel.
+            step: Id of a plan step with a channel: its template and channel
+                are sent; with the workflow id it forms the idempotency key
+                `{workflow_id}/{step}`.
             quiet_hours_exempt: Send even in the contact's quiet hours.
             unless: Event types that call the message off (see above).
 
         Returns:
             What happened: sent, suppressed, skipped (and why) or failed; or,
             `cancelled` when an `unless` event called it off.
+
+        Raises:
+            ApplicationError: (non-retryable, `PlanError`) the plan has no step
+                `step`, or it sends no message.
         """
+        planned = self._message_step(step)
         recorded = self._results.get(step)
         if recorded is not None:  # sent before this run continued as new
             return recorded
@@ -254,8 +335,8 @@ class Journey:
             contact_id=self._contact_id,
             journey=self.name,
             step=step,
-            template=template,
-            channel=channel,
+            template=planned.template or "",
+            channel=planned.channel or Channel.EMAIL,
             category=self.category,
             quiet_hours_exempt=quiet_hours_exempt,
             day_seconds=self._input.day_seconds,
@@ -267,7 +348,7 @@ class Journey:
                 self._deferred_keys.discard(request.idempotency_key)
                 break
             self._deferred_keys.add(request.idempotency_key)
-            summary = f"Deferred {template}: {result.reason}"
+            summary = f"Deferred {request.template}: {result.reason}"
             await self._wait_until(
                 self._elapsed() + (result.deferred_until - workflow.now()),
                 None,
@@ -283,8 +364,20 @@ class Journey:
                 reason=reason,
             )
         self._results[step] = result
-        self._publish_progress()
+        self.publish_progress()
         return result
+
+    def _message_step(self, step: str) -> PlanStep:
+        """The plan step `step`, which sends a message, with its template named."""
+        planned = next((s for s in self.journey_plan() if s.id == step), None)
+        if planned is None or planned.channel is None:
+            problem = "is not in its plan" if planned is None else "has no channel in its plan"
+            raise ApplicationError(
+                f"journey {self.name} sends step {step!r}, which {problem}",
+                type="PlanError",
+                non_retryable=True,
+            )
+        return planned.resolved(self.name)
 
     async def _cancel_deferred(self, reason: str) -> None:
         """Mark the messages this journey still has deferred as cancelled in the log."""
@@ -413,7 +506,7 @@ class Journey:
         self._enter_step(step)
         await action()
         self._actions[step] = workflow.now()
-        self._publish_progress()
+        self.publish_progress()
         return True
 
     def done(self, step: str) -> bool:
@@ -471,7 +564,7 @@ class Journey:
         """Stop the journey clock: nothing is sent until `resume`."""
         if self._paused_at is None and self._exit_reason is None:
             self._paused_at = workflow.now()
-            self._publish_progress()
+            self.publish_progress()
 
     @workflow.signal
     def resume(self) -> None:
@@ -479,7 +572,7 @@ class Journey:
         if self._paused_at is not None:
             self._clock_origin += workflow.now() - self._paused_at
             self._paused_at = None
-            self._publish_progress()
+            self.publish_progress()
 
     @workflow.signal
     def skip_wait(self) -> None:
@@ -529,7 +622,7 @@ class Journey:
                 search_attributes.JOURNEY_STEP.value_set(self._step),
             ]
         )
-        self._publish_progress()
+        self.publish_progress()
         self._log_runs = workflow.patched("journey-run-log")
         if journey_input.carry is None:
             memo = await self._record_run()
@@ -544,7 +637,7 @@ class Journey:
             workflow.logger.info("journey exited: %s", self._exit_reason)
             await self._cancel_deferred(f"journey exited: {self._exit_reason}")
         self._next, self._next_wake_at = None, None
-        self._publish_progress()
+        self.publish_progress()
         await self._record_run()
         await self._hold_reentry_window()
         return self.state()
@@ -587,7 +680,7 @@ class Journey:
         remaining = self._day * days - self._elapsed()
         if remaining > timedelta(0):
             self._next_wake_at = workflow.now() + remaining
-            self._publish_progress()
+            self.publish_progress()
             try:
                 await workflow.wait_condition(
                     lambda: self._window_released,
@@ -695,7 +788,7 @@ class Journey:
             if remaining <= timedelta(0):
                 break
             self._next_wake_at = workflow.now() + remaining
-            self._publish_progress()
+            self.publish_progress()
             self._waiting = True
             try:
                 await workflow.wait_condition(
@@ -739,7 +832,7 @@ class Journey:
         self._next = None
         workflow.upsert_search_attributes([search_attributes.JOURNEY_STEP.value_set(step)])
 
-    def _publish_progress(self) -> None:
+    def publish_progress(self) -> None:
         """Current details (markdown) for the Temporal UI: done, next, remaining."""
         status = self.state().status
         lines = [f"**{self.title}** · contact `{self._contact_id}` · {status}", ""]
