@@ -3,6 +3,9 @@ journey whose code and plan disagree, naming the step."""
 
 from __future__ import annotations
 
+import inspect
+import re
+
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio.client import WorkflowFailureError
@@ -163,3 +166,11 @@ async def test_a_computed_step_id_not_in_the_plan_fails_the_run_naming_it(
     assert cause.type == "PlanError"
     assert cause.non_retryable
     assert "journey test-plan-runtime sends step 'day1', which is not in its plan" in str(cause)
+
+
+@pytest.mark.parametrize("journey", list(JOURNEYS.values()), ids=list(JOURNEYS))
+def test_no_journey_reads_the_private_attributes_of_the_toolkit(journey: type[Journey]) -> None:
+    private = {name for name in [*vars(Journey), *vars(Journey())] if name.startswith("_")}
+    source = inspect.getsource(inspect.getmodule(journey))  # type: ignore[arg-type]
+    used = set(re.findall(r"self\.(_\w+)", source)) - {"__init__"}
+    assert used & private == set()
