@@ -1,5 +1,6 @@
 """Journeys used only by tests: two emails a minute apart (frequency caps); texts and emails
-in turn (an SMS STOP stops the texts, not the emails); a send of a step not in the plan."""
+in turn (an SMS STOP stops the texts, not the emails); a send of a step not in the plan; a
+relative wait."""
 
 from __future__ import annotations
 
@@ -92,3 +93,27 @@ class SendsAComputedStepNotInThePlan(Journey):
         """Day 0 (in the plan), day 1 (not in it)."""
         for day in (0, 1):
             await self.send(f"day{day}")
+
+
+@workflow.defn(name="test-relative-wait")
+class RelativeWait(Journey):
+    """An email, a 6-hour wait (relative), another email."""
+
+    name = "test-relative-wait"
+    category = MessageCategory.TRANSACTIONAL  # no quiet hours: the test checks the times
+    title = "Test relative wait"
+    plan = (
+        PlanStep("first", day=0, title="Email", channel=EMAIL, template=WELCOME_DAY1),
+        PlanStep("second", day=0, title="Email", channel=EMAIL, template=WELCOME_DAY2),
+    )
+
+    @workflow.run
+    async def run(self, journey_input: JourneyInput) -> JourneyState:
+        """Run the two sends."""
+        return await self.run_journey(journey_input)
+
+    async def steps(self) -> None:
+        """First email, 6 hours, second email."""
+        await self.send("first")
+        await self.wait(hours=6, label="Wait 6 hours")
+        await self.send("second")

@@ -20,7 +20,7 @@ where it was instead of sending the steps it missed in a burst.
 
 from __future__ import annotations
 
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
@@ -101,6 +101,8 @@ class PlanStep:
         day: Day of the journey it happens on (from enrolment).
         title: What happens, e.g. `Email 4: Common mistake to avoid`.
         when: How the label says when, if not `Day N` (e.g. `+10 min`).
+        after: Journey time after the start of `day` it happens (Day 0 + 30 min:
+            `day=0, after=timedelta(minutes=30)`; scaled like days).
         channel: The channel of the message the step sends; None: it sends none.
         template: The message's template; default `{journey}/{id}` (see `resolved`).
     """
@@ -109,6 +111,7 @@ class PlanStep:
     day: float
     title: str
     when: str = ""
+    after: timedelta = field(default=timedelta(0), kw_only=True)
     channel: Channel | None = field(default=None, kw_only=True)
     template: str | None = field(default=None, kw_only=True)
 
@@ -116,6 +119,10 @@ class PlanStep:
     def label(self) -> str:
         """`Day 4 → Email 4: Common mistake to avoid` (or `+10 min → …` with `when`)."""
         return f"{self.when or f'Day {round(self.day, 2):g}'} → {self.title}"
+
+    def offset(self, day: timedelta) -> timedelta:
+        """When the step happens on the journey clock, with journey days of length `day`."""
+        return day * (self.day + self.after / timedelta(days=1))
 
     def resolved(self, journey: str) -> PlanStep:
         """This step with its template named: `template`, or `{journey}/{id}` by default."""
@@ -129,6 +136,18 @@ class _DerivedTemplates:
         return frozenset(
             (step.template or "", step.channel or Channel.EMAIL) for step in owner.message_steps()
         )
+
+
+def _plan_error(message: str) -> ApplicationError:
+    """The failure of a run whose code names a step its plan lacks (not retried)."""
+    return ApplicationError(message, type="PlanError", non_retryable=True)
+
+
+def journey_time(
+    day: timedelta, days: float = 0, hours: float = 0, minutes: float = 0
+) -> timedelta:
+    """A duration of journey time as written (`minutes=30`), with journey days of length `day`."""
+    return day * (days + hours / 24 + minutes / 1440)
 
 
 class _Exited(Exception):
@@ -244,6 +263,8 @@ class Journey:
         self._actions: dict[str, datetime] = {}
         self._recent_event_ids: deque[str] = deque(maxlen=REMEMBERED_EVENT_IDS)
         self._deferred_keys: set[str] = set()
+        self._waits: dict[str, timedelta] = {}
+        self._wait_counts: Counter[str] = Counter()
         self._events: deque[BehaviorEvent] = deque(maxlen=REMEMBERED_EVENTS)
         self._window_released = False
         self._waiting = False
@@ -372,11 +393,7 @@ class Journey:
         planned = next((s for s in self.journey_plan() if s.id == step), None)
         if planned is None or planned.channel is None:
             problem = "is not in its plan" if planned is None else "has no channel in its plan"
-            raise ApplicationError(
-                f"journey {self.name} sends step {step!r}, which {problem}",
-                type="PlanError",
-                non_retryable=True,
-            )
+            raise _plan_error(f"journey {self.name} sends step {step!r}, which {problem}")
         return planned.resolved(self.name)
 
     async def _cancel_deferred(self, reason: str) -> None:
@@ -421,10 +438,12 @@ class Journey:
         hours: float = 0,
         minutes: float = 0,
         until_day: float | None = None,
+        until_step: str | None = None,
         label: str = "",
         next_step: str | None = None,
+        key: str | None = None,
     ) -> BehaviorEvent | None:
-        """Wait up to a duration of journey time (or until a day) for one of `event_types`.
+        """Wait up to a duration of journey time (or until a step's time) for one of `event_types`.
 
         An event that arrived before the wait began also counts: every event
         the journey received since it started is considered, so a checkout that
@@ -436,25 +455,30 @@ class Journey:
             hours: Duration, in journey hours.
             minutes: Duration, in journey minutes.
             until_day: Wait until this Day of the journey instead of for a
-                duration (counted from enrolment, like `wait_until_day`); a
-                journey that may continue as new must use it (the new run
-                replays `steps()`, so a duration would start again).
+                duration (counted from enrolment, like `wait_until_day`).
+            until_step: Wait until the time of this plan step (its `day` plus
+                its `after`) instead; it is also the `next_step`.
             label: The timer's summary, e.g. `Wait 30 min for checkout`.
             next_step: Id of the plan step that follows if the time runs out;
                 the UI and the `state` query show it as next.
+            key: Names a duration's deadline across continue-as-new (see `wait`).
 
         Returns:
             The first matching event received, or None when the time ran out.
         """
         types = frozenset(event_types)
-        if until_day is not None:
+        summary = label or f"Wait for {' or '.join(sorted(types))}"
+        next_step = next_step or until_step
+        if until_step is not None:
+            offset = self._plan_step(until_step).offset(self._day)
+        elif until_day is not None:
             offset = self._day * until_day
         else:
-            offset = self._elapsed() + self._day * (days + hours / 24 + minutes / 1440)
+            offset = self._deadline(key or summary, journey_time(self._day, days, hours, minutes))
         await self._wait_until(
             offset,
             next((s for s in self.journey_plan() if s.id == next_step), None),
-            summary=label or f"Wait for {' or '.join(sorted(types))}",
+            summary=summary,
             until=lambda: self.received(types) is not None,
         )
         return self.received(types)
@@ -534,12 +558,53 @@ class Journey:
         return event.type in self.exit_events()
 
     async def wait(
-        self, *, days: float = 0, hours: float = 0, minutes: float = 0, label: str = ""
+        self,
+        *,
+        days: float = 0,
+        hours: float = 0,
+        minutes: float = 0,
+        label: str = "",
+        key: str | None = None,
     ) -> None:
-        """Wait a duration of journey time (scaled by `day_seconds`); `label` names the timer."""
-        duration = self._day * (days + hours / 24 + minutes / 1440)
+        """Wait a duration of journey time, as written: `wait(minutes=30)`, `wait(days=2)`.
+
+        Its deadline is kept when the journey continues as new: the new run
+        replays `steps()`, and this wait ends when it was due instead of
+        starting again. The deadline is found by the wait's key (`key`, else
+        `label`, else the duration) and how many waits of that key came before
+        in `steps()`.
+
+        Args:
+            days: Journey days (scaled by `day_seconds`), added to the rest.
+            hours: Journey hours.
+            minutes: Journey minutes.
+            label: The timer's summary, e.g. `Wait 30 min`.
+            key: Names the wait's deadline across runs; give one when the label
+                may change while journeys wait.
+        """
+        duration = journey_time(self._day, days, hours, minutes)
         summary = label or f"Wait {duration}"
-        await self._wait_until(self._elapsed() + duration, None, summary=summary)
+        await self._wait_until(self._deadline(key or summary, duration), None, summary=summary)
+
+    def _deadline(self, key: str, duration: timedelta) -> timedelta:
+        """The deadline of the relative wait `key` (its n-th in `steps()`): the one it got
+        in an earlier run, else `duration` from now; on the journey clock."""
+        self._wait_counts[key] += 1
+        wait_key = f"{key}#{self._wait_counts[key]}"
+        return self._waits.setdefault(wait_key, self._elapsed() + duration)
+
+    def _plan_step(self, step: str) -> PlanStep:
+        """The plan step `step` (of `journey_plan()`).
+
+        Raises:
+            ApplicationError: (non-retryable, `PlanError`) the plan has no step `step`.
+        """
+        planned = next((s for s in self.journey_plan() if s.id == step), None)
+        if planned is None:
+            raise _plan_error(
+                f"journey {self.name} waits for step {step!r}, which is not in its plan"
+            )
+        return planned
 
     # --- signals and queries every journey has --------------------------------
 
@@ -706,6 +771,7 @@ class Journey:
         self._actions = dict(carry.actions)
         self._recent_event_ids.extend(carry.recent_event_ids)
         self._events.extend(carry.events)
+        self._waits = dict(carry.waits)
         if self._results:
             self._step = list(self._results)[-1]
 
@@ -725,6 +791,7 @@ class Journey:
                     actions=self._actions,
                     recent_event_ids=list(self._recent_event_ids),
                     events=self._carried_events(),
+                    waits=self._waits,
                 )
             }
         )
@@ -744,9 +811,8 @@ class Journey:
         """Continue as new when the history is long (journeys that wait for months).
 
         The new run replays `steps()`: steps already sent return their recorded
-        result and waits whose time has passed return at once, so journeys that
-        may continue as new must wait with `wait_until_day` (absolute days), not
-        relative `wait`s.
+        result, waits whose time has passed return at once, and relative waits
+        (`wait`, `wait_for` with a duration) resume their deadline (`_deadline`).
         """
         if self._continue_as_new_due():
             await workflow.wait_condition(workflow.all_handlers_finished)
