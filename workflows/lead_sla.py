@@ -26,6 +26,7 @@ own idempotency keys).
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from functools import partial
 
@@ -35,7 +36,7 @@ from temporalio.exceptions import ActivityError
 from workflows.toolkit import CRM_RETRY_POLICY, CRM_TIMEOUT, Journey, PlanStep
 
 with workflow.unsafe.imports_passed_through():
-    from models.crm import CrmTaskResult
+    from activities.sales import SalesActivities
     from models.journeys import JourneyState
     from models.messages import MessageCategory
     from models.sales import (
@@ -53,6 +54,8 @@ FIRST_TOUCH = frozenset({"rep_contacted"})
 """Events that meet the first-touch SLA."""
 QUALIFIED = frozenset({"lead_qualified", "lead_disqualified"})
 """Events that meet the qualification SLA (either verdict)."""
+SlaActivity = Callable[[SalesActivities, SlaNotice], Awaitable[None]]
+"""Remind the owner or escalate a breach (`SalesActivities.remind_sla`, `escalate_sla_breach`)."""
 
 
 def _sla_plan(sla: SlaPolicy, day: timedelta) -> tuple[PlanStep, ...]:
@@ -154,8 +157,8 @@ class LeadSla(Journey):
 
         reminder = due * self._sla().reminder_fraction
         for step, at, activity in (
-            (f"{kind}-reminder", reminder, "remind_sla"),
-            (f"{kind}-breach", due, "escalate_sla_breach"),
+            (f"{kind}-reminder", reminder, SalesActivities.remind_sla),
+            (f"{kind}-breach", due, SalesActivities.escalate_sla_breach),
         ):
             while True:
                 await self.wait_until_day(self._days(at), until=raised_or_met)
@@ -171,15 +174,14 @@ class LeadSla(Journey):
                 sla=kind,
                 due_at=self.enrolled_at + due,
             )
-            summary = (
-                f"{'Remind the owner' if activity == 'remind_sla' else 'Escalate'}: {kind} SLA"
-            )
+            reminding = activity is SalesActivities.remind_sla
+            summary = f"{'Remind the owner' if reminding else 'Escalate'}: {kind} SLA"
             await self.run_once(step, partial(self._sla_notice, activity, notice, summary))
 
-    async def _sla_notice(self, activity: str, notice: SlaNotice, summary: str) -> None:
+    async def _sla_notice(self, activity: SlaActivity, notice: SlaNotice, summary: str) -> None:
         """Remind or escalate; a notice that keeps failing is logged, the SLA goes on."""
         try:
-            await workflow.execute_activity(
+            await workflow.execute_activity_method(
                 activity,
                 notice,
                 start_to_close_timeout=CRM_TIMEOUT,
@@ -191,14 +193,13 @@ class LeadSla(Journey):
 
     async def _hand_off(self) -> None:
         journey_input = self._lead_input()
-        handoff: HandOff = await workflow.execute_activity(
-            "hand_off_lead",
+        handoff = await workflow.execute_activity_method(
+            SalesActivities.hand_off_lead,
             HandOffRequest(
                 idempotency_key=self.idempotency_key("handoff"),
                 contact_id=self.contact_id,
                 band=journey_input.band,
             ),
-            result_type=HandOff,
             start_to_close_timeout=CRM_TIMEOUT,
             retry_policy=CRM_RETRY_POLICY,
             summary=f"Hand off ({journey_input.band.band}, score {journey_input.band.score})",
@@ -217,10 +218,9 @@ class LeadSla(Journey):
         )
         await self.run_once(
             f"priority-{band.band.lower()}",
-            lambda: workflow.execute_activity(
-                "raise_lead_priority",
+            lambda: workflow.execute_activity_method(
+                SalesActivities.raise_lead_priority,
                 request,
-                result_type=CrmTaskResult,
                 start_to_close_timeout=CRM_TIMEOUT,
                 retry_policy=CRM_RETRY_POLICY,
                 summary=f"Raise priority: {band.band} (score {band.score})",

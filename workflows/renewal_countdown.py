@@ -51,13 +51,12 @@ from temporalio.exceptions import ActivityError
 from workflows.toolkit import CRM_RETRY_POLICY, CRM_TIMEOUT, Journey, PlanStep
 
 with workflow.unsafe.imports_passed_through():
+    from activities.crm import CrmActivities
     from models.crm import (
         AssigneeRole,
         ChurnRiskRequest,
-        ChurnRiskResult,
         CrmTaskKind,
         CrmTaskRequest,
-        CrmTaskResult,
         TaskPriority,
     )
     from models.events import BehaviorEvent
@@ -351,10 +350,9 @@ class RenewalCountdown(Journey):
             priority=priority,
         )
         try:
-            await workflow.execute_activity(
-                "create_crm_task",
+            await workflow.execute_activity_method(
+                CrmActivities.create_crm_task,
                 request,
-                result_type=CrmTaskResult,
                 start_to_close_timeout=CRM_TIMEOUT,
                 retry_policy=CRM_RETRY_POLICY,
                 summary=f"CRM task for {assignee_role}: {title}",
@@ -367,10 +365,9 @@ class RenewalCountdown(Journey):
             contact_id=self.contact_id, subscription_id=self._renewal().subscription_id
         )
         try:
-            await workflow.execute_activity(
-                "mark_churn_risk",
+            await workflow.execute_activity_method(
+                CrmActivities.mark_churn_risk,
                 request,
-                result_type=ChurnRiskResult,
                 start_to_close_timeout=CRM_TIMEOUT,
                 retry_policy=CRM_RETRY_POLICY,
                 summary="Tag the contact stage_churn-risk",

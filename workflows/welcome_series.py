@@ -16,17 +16,15 @@ nurture.
 
 from __future__ import annotations
 
-from datetime import timedelta
-
 from temporalio import workflow
-from temporalio.common import RetryPolicy
 
 from workflows.lead_sla import LeadSla
 from workflows.nurture import Nurture
 from workflows.toolkit import CRM_TIMEOUT, Journey, PlanStep, start_journey
+from workflows.toolkit.retries import UNTIL_DONE_RETRY_POLICY
 
 with workflow.unsafe.imports_passed_through():
-    from models.contact_workflow import LeadStatus
+    from activities.contacts import ContactActivities
     from models.journeys import JourneyInput, JourneyState
     from models.messages import Channel, MessageCategory
     from models.sales import LeadBand, LeadSlaInput
@@ -72,12 +70,11 @@ class WelcomeSeries(Journey):
             await self.run_once("route", self._route)
 
     async def _route(self) -> None:
-        status: LeadStatus = await workflow.execute_activity(
-            "lead_status",
+        status = await workflow.execute_activity_method(
+            ContactActivities.lead_status,
             self.contact_id,
-            result_type=LeadStatus,
             start_to_close_timeout=CRM_TIMEOUT,
-            retry_policy=RetryPolicy(maximum_interval=timedelta(minutes=5)),
+            retry_policy=UNTIL_DONE_RETRY_POLICY,
             summary="Route: read the lead band",
         )
         if status.sales_ready and status.owner_id is not None:

@@ -1,132 +1,48 @@
-"""The journey toolkit: what every journey workflow shares.
+"""`Journey`: the base class of every journey workflow, composed of the toolkit's parts.
 
 A journey subclasses `Journey`, declares its `plan` (the steps an operator
-sees) and `exit_on` (event types that end it at any step), and writes its
-`steps()` as the marketer's plan::
+sees, with the channel of those that send a message) and `exit_on` (event
+types that end it at any step), and writes its `steps()` as the marketer's
+plan::
 
-    await self.send("day0", template="welcome-series/day0")
+    await self.send("day0")
     await self.wait_until_day(1)
-    await self.send("day1", template="welcome-series/day1")
+    await self.send("day1")
 
-The toolkit provides the rest: the `event`, `exit`, `pause` and `resume`
-signals, the `state` query, search attributes and current details for the
-Temporal UI, idempotency keys, and the journey clock.
-
-The journey clock: Day N counts from enrolment in units of the input's
-`day_seconds`. Pausing stops the clock: waits are extended by the time spent
-paused and nothing is sent while paused, so a resumed journey carries on
-where it was instead of sending the steps it missed in a burst.
+The toolkit provides the rest: the `event`, `exit`, `pause`, `resume` and
+`skip_wait` signals, the `state` query, search attributes and current details
+for the Temporal UI (`progress`), idempotency keys, the journey clock
+(`clock`), the inbox of events (`inbox`), sending with deferrals (`sending`),
+the run log (`run_log`), the re-entry window (`reentry`) and continue-as-new
+(`carry_over`).
 """
 
 from __future__ import annotations
 
-from collections import Counter, deque
 from collections.abc import Awaitable, Callable, Collection
-from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import ClassVar, NoReturn
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy, WorkflowIDReusePolicy
-from temporalio.exceptions import ActivityError, ApplicationError, WorkflowAlreadyStartedError
-from temporalio.workflow import ParentClosePolicy
+from temporalio.exceptions import ApplicationError
+
+from workflows.toolkit import carry_over, progress, reentry, run_log
+from workflows.toolkit.clock import JourneyClock
+from workflows.toolkit.inbox import Inbox
+from workflows.toolkit.plan import PlanStep, find_step, journey_time
+from workflows.toolkit.sending import Sender
 
 with workflow.unsafe.imports_passed_through():
-    from models import search_attributes
-    from models.events import MAX_EVENTS_PAYLOAD_BYTES, BehaviorEvent, json_size
+    from models.events import BehaviorEvent
     from models.journeys import (
         ContactMemo,
         ExitRequest,
-        JourneyCarryOver,
-        JourneyEntry,
         JourneyInput,
         JourneyRunRecord,
         JourneyState,
         JourneyStatus,
     )
-    from models.messages import (
-        CancelRequest,
-        Channel,
-        DeliveryStatus,
-        MessageCategory,
-        SendRequest,
-        SendResult,
-    )
-
-SEND_RETRY_POLICY = RetryPolicy(
-    initial_interval=timedelta(seconds=2),
-    backoff_coefficient=2.0,
-    maximum_interval=timedelta(minutes=10),
-    maximum_attempts=12,
-    non_retryable_error_types=["ContactNotFound", "TemplateError"],
-)
-"""Retries of a send: about two hours of attempts, then the step is recorded as failed."""
-
-SEND_TIMEOUT = timedelta(seconds=60)
-CRM_TIMEOUT = timedelta(seconds=30)
-CRM_RETRY_POLICY = RetryPolicy(
-    initial_interval=timedelta(seconds=2),
-    backoff_coefficient=2.0,
-    maximum_interval=timedelta(minutes=10),
-    maximum_attempts=12,
-    non_retryable_error_types=["ContactNotFound", "UnknownRep"],
-)
-"""Retries of a CRM or sales update: about two hours of attempts, then the step is logged
-as failed."""
-REMEMBERED_EVENT_IDS = 1_000
-"""How many recent event ids a journey remembers to drop duplicates."""
-REMEMBERED_EVENTS = 200
-"""How many recent events a journey keeps for `wait_for` (bounded history)."""
-ONCE_PER_CONTACT_PATCH = "once-per-contact-from-run-log"
-"""Runs from before once-per-contact journeys were checked against the run log replay
-unchanged."""
-RUN_LOG_RETRY_POLICY = RetryPolicy(
-    initial_interval=timedelta(seconds=1),
-    backoff_coefficient=2.0,
-    maximum_interval=timedelta(minutes=5),
-)
-"""Run-log look-ups retry until the database answers: starting a once-only journey twice
-is worse than starting it late."""
-CARRIED_EVENT_BYTES_PATCH = "carried-events-by-bytes"
-"""Runs that carried more than `MAX_EVENTS_PAYLOAD_BYTES` of events over before it was
-bounded replay unchanged."""
-
-
-@dataclass(frozen=True)
-class PlanStep:
-    """One step of a journey's plan, as operators read it.
-
-    Attributes:
-        id: Stable step name, part of the idempotency key (`welcome-series-c1/day4`).
-        day: Day of the journey it happens on (from enrolment).
-        title: What happens, e.g. `Email 4: Common mistake to avoid`.
-        when: How the label says when, if not `Day N` (e.g. `+10 min`).
-        after: Journey time after the start of `day` it happens (Day 0 + 30 min:
-            `day=0, after=timedelta(minutes=30)`; scaled like days).
-        channel: The channel of the message the step sends; None: it sends none.
-        template: The message's template; default `{journey}/{id}` (see `resolved`).
-    """
-
-    id: str
-    day: float
-    title: str
-    when: str = ""
-    after: timedelta = field(default=timedelta(0), kw_only=True)
-    channel: Channel | None = field(default=None, kw_only=True)
-    template: str | None = field(default=None, kw_only=True)
-
-    @property
-    def label(self) -> str:
-        """`Day 4 → Email 4: Common mistake to avoid` (or `+10 min → …` with `when`)."""
-        return f"{self.when or f'Day {round(self.day, 2):g}'} → {self.title}"
-
-    def offset(self, day: timedelta) -> timedelta:
-        """When the step happens on the journey clock, with journey days of length `day`."""
-        return day * (self.day + self.after / timedelta(days=1))
-
-    def resolved(self, journey: str) -> PlanStep:
-        """This step with its template named: `template`, or `{journey}/{id}` by default."""
-        return replace(self, template=self.template or f"{journey}/{self.id}")
+    from models.messages import Channel, DeliveryStatus, MessageCategory, SendRequest, SendResult
 
 
 class _DerivedTemplates:
@@ -141,13 +57,6 @@ class _DerivedTemplates:
 def _plan_error(message: str) -> ApplicationError:
     """The failure of a run whose code names a step its plan lacks (not retried)."""
     return ApplicationError(message, type="PlanError", non_retryable=True)
-
-
-def journey_time(
-    day: timedelta, days: float = 0, hours: float = 0, minutes: float = 0
-) -> timedelta:
-    """A duration of journey time as written (`minutes=30`), with journey days of length `day`."""
-    return day * (days + hours / 24 + minutes / 1440)
 
 
 class _Exited(Exception):
@@ -183,9 +92,10 @@ class Journey:
     run again for the contact, but at most once per that many days; the
     workflow stays open for the window so a new trigger inside it does not
     restart the journey (0: again as soon as it has ended)."""
-
     input_model: ClassVar[type[JourneyInput]] = JourneyInput
     """The journey's input model (a subclass of `JourneyInput` for extra fields)."""
+
+    # --- what the journey declares ---------------------------------------------------
 
     @classmethod
     def workflow_id_for(cls, journey_input: JourneyInput) -> str:
@@ -251,21 +161,16 @@ class Journey:
         self._input = journey_input or JourneyInput(contact_id="unknown")
         self._contact_id = ""
         self._day = timedelta(days=1)
-        self._enrolled_at = datetime.min
-        self._clock_origin = datetime.min
+        self._clock = JourneyClock()
+        self._inbox = Inbox()
+        self._sender = Sender()
         self._step = "enrolled"
         self._status = JourneyStatus.RUNNING
         self._exit_reason: str | None = None
-        self._paused_at: datetime | None = None
         self._next: PlanStep | None = None
         self._next_wake_at: datetime | None = None
         self._results: dict[str, SendResult] = {}
         self._actions: dict[str, datetime] = {}
-        self._recent_event_ids: deque[str] = deque(maxlen=REMEMBERED_EVENT_IDS)
-        self._deferred_keys: set[str] = set()
-        self._waits: dict[str, timedelta] = {}
-        self._wait_counts: Counter[str] = Counter()
-        self._events: deque[BehaviorEvent] = deque(maxlen=REMEMBERED_EVENTS)
         self._window_released = False
         self._waiting = False
         self._skip_wait = False
@@ -296,17 +201,50 @@ class Journey:
     @property
     def enrolled_at(self) -> datetime:
         """When the contact was enrolled (the first run's start)."""
-        return self._enrolled_at
+        return self._clock.enrolled_at
 
     @property
     def elapsed(self) -> timedelta:
         """Journey time since enrolment (the journey clock: pauses and skipped waits count)."""
-        return self._elapsed()
+        return self._clock.elapsed(workflow.now())
 
     @property
     def events(self) -> tuple[BehaviorEvent, ...]:
         """The events the journey received (the newest `REMEMBERED_EVENTS`), oldest first."""
-        return tuple(self._events)
+        return self._inbox.events
+
+    def received(self, event_types: Collection[str]) -> BehaviorEvent | None:
+        """The first event of one of `event_types` the journey has received, if any."""
+        return self._inbox.received(event_types)
+
+    def done(self, step: str) -> bool:
+        """Whether `step` is done: its message was attempted, or it ran with `run_once`."""
+        return step in self._results or step in self._actions
+
+    def idempotency_key(self, step: str) -> str:
+        """`{workflow_id}/{step}`: the key a side effect of `step` is idempotent on."""
+        prefix = reentry.key_prefix(
+            workflow.info().workflow_id,
+            reentry=self.reentry_days is not None,
+            enrolled_at=self._clock.enrolled_at,
+        )
+        return f"{prefix}/{step}"
+
+    def journey_plan(self) -> tuple[PlanStep, ...]:
+        """The plan of this run (shown in the UI, named by `wait_until_day`): `plan`.
+
+        Journeys whose steps depend on the input override it (renewal-countdown:
+        days before a renewal date that may move).
+        """
+        return self.plan
+
+    def ends_journey(self, event: BehaviorEvent) -> bool:
+        """Whether `event` ends the journey at once: its type is in `exit_events()`.
+
+        Journeys override it to look at the properties too (renewal-countdown:
+        `renewed` for another subscription of the contact does not end it).
+        """
+        return event.type in self.exit_events()
 
     # --- what a journey writes -------------------------------------------------
 
@@ -321,7 +259,7 @@ class Journey:
         quiet_hours_exempt: bool = False,
         unless: Collection[str] = (),
     ) -> SendResult:
-        """Send a templated message for `step` (once, even across retries).
+        """Send the message of plan step `step` (once, even across retries).
 
         The send activity applies the messaging policy right before delivery.
         When it defers the message (quiet hours, frequency cap), the journey
@@ -352,7 +290,7 @@ class Journey:
         await self._checkpoint()
         self._enter_step(step)
         request = SendRequest(
-            idempotency_key=f"{self._key_prefix()}/{step}",
+            idempotency_key=self.idempotency_key(step),
             contact_id=self._contact_id,
             journey=self.name,
             step=step,
@@ -361,74 +299,84 @@ class Journey:
             category=self.category,
             quiet_hours_exempt=quiet_hours_exempt,
             day_seconds=self._input.day_seconds,
-            clock_origin=self._clock_origin,
+            clock_origin=self._clock.origin,
         )
-        while (called_off := self.received(unless)) is None:
-            result = await self._send_once(request)
-            if result.status != DeliveryStatus.DEFERRED or result.deferred_until is None:
-                self._deferred_keys.discard(request.idempotency_key)
-                break
-            self._deferred_keys.add(request.idempotency_key)
-            summary = f"Deferred {request.template}: {result.reason}"
-            await self._wait_until(
-                self._elapsed() + (result.deferred_until - workflow.now()),
-                None,
-                summary=summary,
-                until=lambda: self.received(unless) is not None,
-            )
-        else:
-            reason = f"called off: {called_off.type} received"
-            await self._cancel_deferred(reason)
-            result = SendResult(
-                status=DeliveryStatus.CANCELLED,
-                idempotency_key=request.idempotency_key,
-                reason=reason,
-            )
+        result = await self._sender.deliver(
+            request, called_off=lambda: self.received(unless), wait_until=self._wait_until_time
+        )
         self._results[step] = result
         self.publish_progress()
         return result
 
-    def _message_step(self, step: str) -> PlanStep:
-        """The plan step `step`, which sends a message, with its template named."""
-        planned = next((s for s in self.journey_plan() if s.id == step), None)
-        if planned is None or planned.channel is None:
-            problem = "is not in its plan" if planned is None else "has no channel in its plan"
-            raise _plan_error(f"journey {self.name} sends step {step!r}, which {problem}")
-        return planned.resolved(self.name)
+    async def run_once(self, step: str, action: Callable[[], Awaitable[object]]) -> bool:
+        """Run a side effect other than a message (a CRM task, an escalation…) for `step`, once.
 
-    async def _cancel_deferred(self, reason: str) -> None:
-        """Mark the messages this journey still has deferred as cancelled in the log."""
-        if not self._deferred_keys:
-            return
-        keys, self._deferred_keys = sorted(self._deferred_keys), set()
-        await workflow.execute_activity(
-            "cancel_messages",
-            CancelRequest(idempotency_keys=keys, reason=reason),
-            result_type=int,
-            start_to_close_timeout=SEND_TIMEOUT,
-            retry_policy=SEND_RETRY_POLICY,
-            summary=f"Cancel {len(keys)} deferred message(s)",
-        )
+        Like a send, the step is recorded and carried over when the journey
+        continues as new: replaying `steps()` in a new run, or coming back to
+        the step after a change of plan, does not run it again. The action must
+        still be idempotent on `idempotency_key(step)` (activity retries).
+        Waits while paused; exits instead if an exit arrived.
 
-    async def _send_once(self, request: SendRequest) -> SendResult:
-        try:
-            result: SendResult = await workflow.execute_activity(
-                "send_message",
-                request,
-                result_type=SendResult,
-                start_to_close_timeout=SEND_TIMEOUT,
-                retry_policy=SEND_RETRY_POLICY,
-                summary=f"Send {request.channel} {request.template}",
-            )
-        except ActivityError as error:
-            reason = str(error.cause or error)
-            workflow.logger.warning("send failed for step %s: %s", request.step, reason)
-            result = SendResult(
-                status=DeliveryStatus.FAILED,
-                idempotency_key=request.idempotency_key,
-                reason=reason,
-            )
-        return result
+        Args:
+            step: Step id from the plan.
+            action: Starts the side effect, e.g. `lambda: workflow.execute_activity_method(…)`.
+
+        Returns:
+            True if the action ran now, False if the step was done before.
+        """
+        if step in self._actions:
+            return False
+        await self._checkpoint()
+        self._enter_step(step)
+        await action()
+        self._actions[step] = workflow.now()
+        self.publish_progress()
+        return True
+
+    async def wait_until_day(self, day: float, *, until: Callable[[], bool] | None = None) -> bool:
+        """Wait until Day `day` of the journey (counted from enrolment).
+
+        Args:
+            day: Journey day, counted from enrolment.
+            until: Ends the wait early when it holds (checked whenever the
+                journey receives a signal), e.g. a renewal date that moved.
+
+        Returns:
+            True when `until` holds at the end of the wait (it ended it early,
+            or held when the day came).
+        """
+        step = next((s for s in self.journey_plan() if s.day == day and not self.done(s.id)), None)
+        await self._wait_until(self._day * day, step, until=until or (lambda: False))
+        return until is not None and until()
+
+    async def wait(
+        self,
+        *,
+        days: float = 0,
+        hours: float = 0,
+        minutes: float = 0,
+        label: str = "",
+        key: str | None = None,
+    ) -> None:
+        """Wait a duration of journey time, as written: `wait(minutes=30)`, `wait(days=2)`.
+
+        Its deadline is kept when the journey continues as new: the new run
+        replays `steps()`, and this wait ends when it was due instead of
+        starting again. The deadline is found by the wait's key (`key`, else
+        `label`, else the duration) and how many waits of that key came before
+        in `steps()`.
+
+        Args:
+            days: Journey days (scaled by `day_seconds`), added to the rest.
+            hours: Journey hours.
+            minutes: Journey minutes.
+            label: The timer's summary, e.g. `Wait 30 min`.
+            key: Names the wait's deadline across runs; give one when the label
+                may change while journeys wait.
+        """
+        duration = journey_time(self._day, days, hours, minutes)
+        summary = label or f"Wait {duration}"
+        await self._wait_until(self._deadline(key or summary, duration), None, summary=summary)
 
     async def wait_for(
         self,
@@ -465,6 +413,9 @@ class Journey:
 
         Returns:
             The first matching event received, or None when the time ran out.
+
+        Raises:
+            ApplicationError: (non-retryable, `PlanError`) `until_step` is not in the plan.
         """
         types = frozenset(event_types)
         summary = label or f"Wait for {' or '.join(sorted(types))}"
@@ -477,7 +428,7 @@ class Journey:
             offset = self._deadline(key or summary, journey_time(self._day, days, hours, minutes))
         await self._wait_until(
             offset,
-            next((s for s in self.journey_plan() if s.id == next_step), None),
+            find_step(self.journey_plan(), next_step),
             summary=summary,
             until=lambda: self.received(types) is not None,
         )
@@ -488,134 +439,37 @@ class Journey:
         self._exit_reason = reason
         raise _Exited
 
-    def received(self, event_types: Collection[str]) -> BehaviorEvent | None:
-        """The first event of one of `event_types` the journey has received, if any."""
-        return next((e for e in self._events if e.type in event_types), None)
+    def publish_progress(self) -> None:
+        """Show the journey's progress in the Temporal UI (current details)."""
+        details = progress.render_details(
+            title=self.title,
+            contact_id=self._contact_id,
+            status=self.state().status,
+            step=self._step,
+            exit_reason=self._exit_reason,
+            next_step=self._next,
+            next_wake_at=self._next_wake_at,
+            plan=self.journey_plan(),
+            results=self._results,
+            actions=self._actions,
+        )
+        workflow.set_current_details(details)
 
-    async def wait_until_day(self, day: float, *, until: Callable[[], bool] | None = None) -> bool:
-        """Wait until Day `day` of the journey (counted from enrolment).
+    def carry_over_input(self) -> JourneyInput:
+        """The input of the next run when continuing as new: `journey_input` with the progress.
 
-        Args:
-            day: Journey day, counted from enrolment.
-            until: Ends the wait early when it holds (checked whenever the
-                journey receives a signal), e.g. a renewal date that moved.
-
-        Returns:
-            True when `until` holds at the end of the wait (it ended it early,
-            or held when the day came).
+        Journeys whose input changes while they run (e.g. a moved renewal date)
+        keep `journey_input` up to date, so the new run starts with it.
         """
-        step = next((s for s in self.journey_plan() if s.day == day and not self.done(s.id)), None)
-        await self._wait_until(self._day * day, step, until=until or (lambda: False))
-        return until is not None and until()
-
-    async def run_once(self, step: str, action: Callable[[], Awaitable[object]]) -> bool:
-        """Run a side effect other than a message (a CRM task, an escalation…) for `step`, once.
-
-        Like a send, the step is recorded and carried over when the journey
-        continues as new: replaying `steps()` in a new run, or coming back to
-        the step after a change of plan, does not run it again. The action must
-        still be idempotent on `idempotency_key(step)` (activity retries).
-        Waits while paused; exits instead if an exit arrived.
-
-        Args:
-            step: Step id from the plan.
-            action: Starts the side effect, e.g. `lambda: workflow.execute_activity(…)`.
-
-        Returns:
-            True if the action ran now, False if the step was done before.
-        """
-        if step in self._actions:
-            return False
-        await self._checkpoint()
-        self._enter_step(step)
-        await action()
-        self._actions[step] = workflow.now()
-        self.publish_progress()
-        return True
-
-    def done(self, step: str) -> bool:
-        """Whether `step` is done: its message was attempted, or it ran with `run_once`."""
-        return step in self._results or step in self._actions
-
-    def idempotency_key(self, step: str) -> str:
-        """`{workflow_id}/{step}`: the key a side effect of `step` is idempotent on."""
-        return f"{self._key_prefix()}/{step}"
-
-    def journey_plan(self) -> tuple[PlanStep, ...]:
-        """The plan of this run (shown in the UI, named by `wait_until_day`): `plan`.
-
-        Journeys whose steps depend on the input override it (renewal-countdown:
-        days before a renewal date that may move).
-        """
-        return self.plan
-
-    def ends_journey(self, event: BehaviorEvent) -> bool:
-        """Whether `event` ends the journey at once: its type is in `exit_events()`.
-
-        Journeys override it to look at the properties too (renewal-countdown:
-        `renewed` for another subscription of the contact does not end it).
-        """
-        return event.type in self.exit_events()
-
-    async def wait(
-        self,
-        *,
-        days: float = 0,
-        hours: float = 0,
-        minutes: float = 0,
-        label: str = "",
-        key: str | None = None,
-    ) -> None:
-        """Wait a duration of journey time, as written: `wait(minutes=30)`, `wait(days=2)`.
-
-        Its deadline is kept when the journey continues as new: the new run
-        replays `steps()`, and this wait ends when it was due instead of
-        starting again. The deadline is found by the wait's key (`key`, else
-        `label`, else the duration) and how many waits of that key came before
-        in `steps()`.
-
-        Args:
-            days: Journey days (scaled by `day_seconds`), added to the rest.
-            hours: Journey hours.
-            minutes: Journey minutes.
-            label: The timer's summary, e.g. `Wait 30 min`.
-            key: Names the wait's deadline across runs; give one when the label
-                may change while journeys wait.
-        """
-        duration = journey_time(self._day, days, hours, minutes)
-        summary = label or f"Wait {duration}"
-        await self._wait_until(self._deadline(key or summary, duration), None, summary=summary)
-
-    def _deadline(self, key: str, duration: timedelta) -> timedelta:
-        """The deadline of the relative wait `key` (its n-th in `steps()`): the one it got
-        in an earlier run, else `duration` from now; on the journey clock."""
-        self._wait_counts[key] += 1
-        wait_key = f"{key}#{self._wait_counts[key]}"
-        return self._waits.setdefault(wait_key, self._elapsed() + duration)
-
-    def _plan_step(self, step: str) -> PlanStep:
-        """The plan step `step` (of `journey_plan()`).
-
-        Raises:
-            ApplicationError: (non-retryable, `PlanError`) the plan has no step `step`.
-        """
-        planned = next((s for s in self.journey_plan() if s.id == step), None)
-        if planned is None:
-            raise _plan_error(
-                f"journey {self.name} waits for step {step!r}, which is not in its plan"
-            )
-        return planned
+        carried = carry_over.carry_over(self._clock, self._inbox, self._results, self._actions)
+        return self._input.model_copy(update={"carry": carried})
 
     # --- signals and queries every journey has --------------------------------
 
     @workflow.signal
     def event(self, event: BehaviorEvent) -> None:
         """A behaviour event of the contact; duplicates (same `event_id`) are ignored."""
-        if event.event_id in self._recent_event_ids:
-            return
-        self._recent_event_ids.append(event.event_id)
-        self._events.append(event)
-        if self.ends_journey(event):
+        if self._inbox.add(event) and self.ends_journey(event):
             self._request_exit(event.type)
 
     @workflow.signal
@@ -627,16 +481,13 @@ class Journey:
     @workflow.signal
     def pause(self) -> None:
         """Stop the journey clock: nothing is sent until `resume`."""
-        if self._paused_at is None and self._exit_reason is None:
-            self._paused_at = workflow.now()
+        if self._exit_reason is None and self._clock.pause(workflow.now()):
             self.publish_progress()
 
     @workflow.signal
     def resume(self) -> None:
         """Restart the journey clock; waits are extended by the time paused."""
-        if self._paused_at is not None:
-            self._clock_origin += workflow.now() - self._paused_at
-            self._paused_at = None
+        if self._clock.resume(workflow.now()):
             self.publish_progress()
 
     @workflow.signal
@@ -650,14 +501,14 @@ class Journey:
     def state(self) -> JourneyState:
         """Where the journey is: step, status, next wake-up, messages sent."""
         status = self._status
-        if status == JourneyStatus.RUNNING and self._paused_at is not None:
+        if status == JourneyStatus.RUNNING and self._clock.paused:
             status = JourneyStatus.PAUSED
         return JourneyState(
             journey=self.name,
             contact_id=self._contact_id,
             step=self._step,
             status=status,
-            enrolled_at=self._enrolled_at,
+            enrolled_at=self._clock.enrolled_at,
             next_wake_at=self._next_wake_at,
             next_step=self._next.id if self._next else None,
             messages_sent=sum(r.status == DeliveryStatus.SENT for r in self._results.values()),
@@ -677,18 +528,14 @@ class Journey:
         self._input = journey_input
         self._contact_id = journey_input.contact_id
         self._day = timedelta(seconds=journey_input.day_seconds)
-        self._enrolled_at = self._clock_origin = workflow.now()
+        self._clock.start(workflow.now())
         if journey_input.carry is not None:
-            self._restore(journey_input.carry)
+            self._restore(journey_input)
         workflow.upsert_search_attributes(
-            [
-                search_attributes.CONTACT_ID.value_set(self._contact_id),
-                search_attributes.JOURNEY.value_set(self.name),
-                search_attributes.JOURNEY_STEP.value_set(self._step),
-            ]
+            progress.identity_attributes(self._contact_id, self.name, self._step)
         )
         self.publish_progress()
-        self._log_runs = workflow.patched("journey-run-log")
+        self._log_runs = workflow.patched(run_log.RUN_LOG_PATCH)
         if journey_input.carry is None:
             memo = await self._record_run()
             if memo is not None:
@@ -700,12 +547,21 @@ class Journey:
         except _Exited:
             self._status = JourneyStatus.EXITED
             workflow.logger.info("journey exited: %s", self._exit_reason)
-            await self._cancel_deferred(f"journey exited: {self._exit_reason}")
+            await self._sender.cancel_deferred(f"journey exited: {self._exit_reason}")
         self._next, self._next_wake_at = None, None
         self.publish_progress()
         await self._record_run()
         await self._hold_reentry_window()
         return self.state()
+
+    def _restore(self, journey_input: JourneyInput) -> None:
+        """Carry on from the previous run's progress (`journey_input.carry`)."""
+        assert journey_input.carry is not None
+        carry_over.restore(journey_input.carry, self._clock, self._inbox)
+        self._results = dict(journey_input.carry.results)
+        self._actions = dict(journey_input.carry.actions)
+        if self._results:
+            self._step = list(self._results)[-1]
 
     async def _record_run(self) -> ContactMemo | None:
         """Write the run's status to the journey-run log (what `journeys report` counts);
@@ -714,8 +570,7 @@ class Journey:
             return None
         info = workflow.info()
         state = self.state()
-        memo: ContactMemo | None = await workflow.execute_activity(
-            "record_journey_run",
+        return await run_log.record_run(
             JourneyRunRecord(
                 run_key=f"{info.workflow_id}/{info.first_execution_run_id}",
                 workflow_id=info.workflow_id,
@@ -726,13 +581,8 @@ class Journey:
                 exit_reason=state.exit_reason,
                 messages_sent=state.messages_sent,
                 at=workflow.now(),
-            ),
-            start_to_close_timeout=CRM_TIMEOUT,
-            retry_policy=CRM_RETRY_POLICY,
-            summary=f"Journey run log: {state.status}",
-            result_type=ContactMemo,
+            )
         )
-        return memo
 
     async def _hold_reentry_window(self) -> None:
         """Stay open until the re-entry window ends, so a new trigger cannot restart it.
@@ -742,96 +592,45 @@ class Journey:
         days = self._input.reentry_days or self.reentry_days
         if days is None:
             return
-        remaining = self._day * days - self._elapsed()
+        remaining = self._day * days - self.elapsed
         if remaining > timedelta(0):
             self._next_wake_at = workflow.now() + remaining
             self.publish_progress()
-            try:
-                await workflow.wait_condition(
-                    lambda: self._window_released,
-                    timeout=remaining,
-                    timeout_summary=f"Re-entry window ({days:g} days)",
-                )
-            except TimeoutError:
-                pass
+            await reentry.hold_window(remaining, days=days, released=lambda: self._window_released)
             self._next_wake_at = None
 
-    def _key_prefix(self) -> str:
-        """`{workflow_id}`, plus the enrolment time for journeys a contact can re-enter."""
-        workflow_id = workflow.info().workflow_id
-        if self.reentry_days is None:
-            return workflow_id
-        return f"{workflow_id}/{self._enrolled_at:%Y%m%dT%H%M%SZ}"
+    # --- steps, waits and exits -------------------------------------------------
 
-    def _restore(self, carry: JourneyCarryOver) -> None:
-        self._enrolled_at = carry.enrolled_at
-        self._clock_origin = carry.clock_origin
-        self._paused_at = carry.paused_at
-        self._results = dict(carry.results)
-        self._actions = dict(carry.actions)
-        self._recent_event_ids.extend(carry.recent_event_ids)
-        self._events.extend(carry.events)
-        self._waits = dict(carry.waits)
-        if self._results:
-            self._step = list(self._results)[-1]
+    def _message_step(self, step: str) -> PlanStep:
+        """The plan step `step`, which sends a message, with its template named."""
+        planned = find_step(self.journey_plan(), step)
+        if planned is None or planned.channel is None:
+            problem = "is not in its plan" if planned is None else "has no channel in its plan"
+            raise _plan_error(f"journey {self.name} sends step {step!r}, which {problem}")
+        return planned.resolved(self.name)
 
-    def carry_over_input(self) -> JourneyInput:
-        """The input of the next run when continuing as new.
+    def _plan_step(self, step: str) -> PlanStep:
+        """The plan step `step` (of `journey_plan()`).
 
-        Journeys whose input changes while they run (e.g. a moved renewal date)
-        keep `self._input` up to date, so the new run starts with it.
+        Raises:
+            ApplicationError: (non-retryable, `PlanError`) the plan has no step `step`.
         """
-        return self._input.model_copy(
-            update={
-                "carry": JourneyCarryOver(
-                    enrolled_at=self._enrolled_at,
-                    clock_origin=self._clock_origin,
-                    paused_at=self._paused_at,
-                    results=self._results,
-                    actions=self._actions,
-                    recent_event_ids=list(self._recent_event_ids),
-                    events=self._carried_events(),
-                    waits=self._waits,
-                )
-            }
+        planned = find_step(self.journey_plan(), step)
+        if planned is None:
+            raise _plan_error(
+                f"journey {self.name} waits for step {step!r}, which is not in its plan"
+            )
+        return planned
+
+    def _deadline(self, key: str, duration: timedelta) -> timedelta:
+        """The deadline of a relative wait (kept across continue-as-new: `JourneyClock`)."""
+        return self._clock.deadline(key, duration, workflow.now())
+
+    async def _wait_until_time(self, at: datetime, summary: str, until: Callable[[], bool]) -> None:
+        """Wait until `at` (a deferral's time), pausable, or until `until()` holds."""
+        await self._wait_until(
+            self.elapsed + (at - workflow.now()), None, summary=summary, until=until
         )
-
-    def _carried_events(self) -> list[BehaviorEvent]:
-        """The newest remembered events that fit in `MAX_EVENTS_PAYLOAD_BYTES` (usually all)."""
-        kept: list[BehaviorEvent] = []
-        size = 0
-        for event in reversed(self._events):
-            size += json_size(event)
-            if size > MAX_EVENTS_PAYLOAD_BYTES and workflow.patched(CARRIED_EVENT_BYTES_PATCH):
-                break
-            kept.append(event)
-        return kept[::-1]
-
-    async def _continue_as_new_if_due(self) -> None:
-        """Continue as new when the history is long (journeys that wait for months).
-
-        The new run replays `steps()`: steps already sent return their recorded
-        result, waits whose time has passed return at once, and relative waits
-        (`wait`, `wait_for` with a duration) resume their deadline (`_deadline`).
-        """
-        if self._continue_as_new_due():
-            await workflow.wait_condition(workflow.all_handlers_finished)
-            workflow.continue_as_new(self.carry_over_input())
-
-    def _continue_as_new_due(self) -> bool:
-        """The server suggests it, or the history reached the input's `history_limit`.
-
-        Waits also end when it becomes due (events signalled during a long
-        wait grow the history), so a journey waiting for months stays bounded.
-        """
-        info = workflow.info()
-        return (
-            info.is_continue_as_new_suggested()
-            or info.get_current_history_length() >= self._input.history_limit
-        )
-
-    def _elapsed(self) -> timedelta:
-        return workflow.now() - self._clock_origin
 
     async def _wait_until(
         self,
@@ -843,14 +642,15 @@ class Journey:
     ) -> None:
         """Wait until `offset` on the journey clock, or until `until()` holds.
 
-        Pausing extends the wait; an exit ends it at once.
+        Pausing extends the wait; an exit ends it at once; a long history
+        continues the journey as new (the new run comes back to this wait).
         """
         self._next = step
         summary = summary or (step.label if step else "")
         while not until():
             await self._checkpoint()
             await self._continue_as_new_if_due()
-            remaining = offset - self._elapsed()
+            remaining = offset - self.elapsed
             if remaining <= timedelta(0):
                 break
             self._next_wake_at = workflow.now() + remaining
@@ -860,7 +660,7 @@ class Journey:
                 await workflow.wait_condition(
                     lambda: (
                         self._exit_reason is not None
-                        or self._paused_at is not None
+                        or self._clock.paused
                         or until()
                         or self._continue_as_new_due()
                         or self._skip_wait
@@ -874,17 +674,31 @@ class Journey:
                 self._waiting = False
             if self._skip_wait:
                 self._skip_wait = False
-                self._clock_origin -= offset - self._elapsed()
+                self._clock.skip_to(offset, workflow.now())
                 workflow.logger.info("wait skipped: %s", summary)
                 break
         self._next_wake_at = None
         await self._checkpoint()
 
+    def _continue_as_new_due(self) -> bool:
+        """Due when the server suggests it or the history reached the input's `history_limit`.
+
+        Waits also end when it becomes due (events signalled during a long
+        wait grow the history), so a journey waiting for months stays bounded.
+        """
+        return carry_over.continue_as_new_due(self._input.history_limit)
+
+    async def _continue_as_new_if_due(self) -> None:
+        """Continue as new when the history is long (journeys that wait for months)."""
+        if self._continue_as_new_due():
+            await workflow.wait_condition(workflow.all_handlers_finished)
+            workflow.continue_as_new(self.carry_over_input())
+
     async def _checkpoint(self) -> None:
         """Hold while paused; unwind if an exit was requested."""
-        if self._paused_at is not None:
+        if self._clock.paused:
             await workflow.wait_condition(
-                lambda: self._paused_at is None or self._exit_reason is not None
+                lambda: not self._clock.paused or self._exit_reason is not None
             )
         if self._exit_reason is not None:
             raise _Exited
@@ -896,82 +710,4 @@ class Journey:
     def _enter_step(self, step: str) -> None:
         self._step = step
         self._next = None
-        workflow.upsert_search_attributes([search_attributes.JOURNEY_STEP.value_set(step)])
-
-    def publish_progress(self) -> None:
-        """Current details (markdown) for the Temporal UI: done, next, remaining."""
-        status = self.state().status
-        lines = [f"**{self.title}** · contact `{self._contact_id}` · {status}", ""]
-        if status == JourneyStatus.EXITED:
-            lines.append(f"Exited at step `{self._step}`: **{self._exit_reason}**")
-        elif self._next_wake_at is not None:
-            upcoming = self._next.label if self._next else "next step"
-            lines.append(f"Next: **{upcoming}** at {self._next_wake_at:%Y-%m-%d %H:%M:%S} UTC")
-        lines.append("")
-        for step in self.journey_plan():
-            result = self._results.get(step.id)
-            if result is not None:
-                mark = "✅" if result.status == DeliveryStatus.SENT else "⚠️"
-                lines.append(f"- {mark} {step.label} ({result.status})")
-            elif step.id in self._actions:
-                lines.append(f"- ✅ {step.label} (done)")
-            elif step == self._next:
-                lines.append(f"- ⏳ {step.label} (next)")
-            else:
-                lines.append(f"- ▫️ {step.label}")
-        workflow.set_current_details("\n".join(lines))
-
-
-async def start_journey(journey: type[Journey], journey_input: JourneyInput, *, why: str) -> bool:
-    """Start `journey` from a workflow, as a child left running when its parent ends.
-
-    A journey a contact goes through once is not started again once done: the
-    journey-run log says so (it outlives Temporal's retention of the closed
-    workflow), and `REJECT_DUPLICATE` covers a run that has not logged itself
-    yet. One with a re-entry window is started again when its previous run
-    has ended.
-
-    Args:
-        journey: The journey to start.
-        journey_input: Its input.
-        why: Shown in its summary, e.g. `bought after pricing-abandon`.
-
-    Returns:
-        True if it started; False if it is running (or done, for a once-only journey).
-    """
-    workflow_id = journey.workflow_id_for(journey_input)
-    if journey.reentry_days is None and await _entered_before(workflow_id):
-        workflow.logger.info("%s ran before (run log); not started again", workflow_id)
-        return False
-    try:
-        await workflow.start_child_workflow(
-            journey.name,
-            journey_input,
-            id=workflow_id,
-            task_queue=workflow.info().task_queue,
-            parent_close_policy=ParentClosePolicy.ABANDON,
-            id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE
-            if journey.reentry_days is None
-            else WorkflowIDReusePolicy.ALLOW_DUPLICATE,
-            static_summary=f"{journey.title} for contact {journey_input.contact_id} ({why})",
-        )
-    except WorkflowAlreadyStartedError:
-        workflow.logger.info("%s is running or done; not started again", workflow_id)
-        return False
-    workflow.logger.info("started %s (%s)", workflow_id, why)
-    return True
-
-
-async def _entered_before(workflow_id: str) -> bool:
-    """Whether the journey-run log has a run of `workflow_id` (runs before the patch: no)."""
-    if not workflow.patched(ONCE_PER_CONTACT_PATCH):
-        return False
-    entered: bool = await workflow.execute_local_activity(  # one read: no task round trip
-        "journey_entered",
-        JourneyEntry(workflow_id=workflow_id),
-        start_to_close_timeout=CRM_TIMEOUT,
-        retry_policy=RUN_LOG_RETRY_POLICY,
-        summary=f"Run log: did {workflow_id} run before?",
-        result_type=bool,
-    )
-    return entered
+        workflow.upsert_search_attributes(progress.step_attribute(step))
