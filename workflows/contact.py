@@ -43,12 +43,11 @@ from temporalio.exceptions import FailureError
 from workflows import JOURNEYS
 from workflows.lead_sla import LeadSla
 from workflows.nurture import Nurture
-from workflows.toolkit import Journey, start_journey
+from workflows.toolkit import Journey, activity_classes, start_journey
 from workflows.toolkit.retries import UNTIL_DONE_RETRY_POLICY, UNTIL_DONE_TIMEOUT
 from workflows.triggers import TRIGGERS
 
 with workflow.unsafe.imports_passed_through():
-    from activities.contacts import ContactActivities
     from models import search_attributes
     from models.contact_workflow import (
         MAX_EVENT_BATCH,
@@ -250,7 +249,7 @@ class ContactWorkflow:
         """Store, score, route and forward a batch of events new to this workflow."""
         self._batches += 1
         ingest: IngestResult = await workflow.execute_activity_method(
-            ContactActivities.ingest_events,
+            activity_classes.contacts().ingest_events,
             IngestRequest(
                 batch_key=f"{workflow.info().run_id}/{self._batches}",
                 contact_id=self._contact_id,
@@ -378,7 +377,7 @@ class ContactWorkflow:
 
     async def _load_model(self) -> None:
         self._model = await workflow.execute_activity_method(
-            ContactActivities.scoring_model,
+            activity_classes.contacts().scoring_model,
             start_to_close_timeout=UNTIL_DONE_TIMEOUT,
             retry_policy=UNTIL_DONE_RETRY_POLICY,
             summary="Load the scoring model",
@@ -429,7 +428,7 @@ class ContactWorkflow:
         if not self._contact_exists:
             return
         await workflow.execute_activity_method(
-            ContactActivities.update_lead_score,
+            activity_classes.contacts().update_lead_score,
             LeadScoreUpdate(
                 contact_id=self._contact_id,
                 score=result.total,
@@ -506,7 +505,7 @@ class ContactWorkflow:
         shred = workflow.patched(CRYPTO_SHREDDING_PATCH)
         if shred:
             await workflow.execute_activity_method(
-                ContactActivities.end_contact_workflows,
+                activity_classes.contacts().end_contact_workflows,
                 ContactWorkflows(
                     contact_id=self._contact_id, workflow_ids=self._journey_ids(lambda _: True)
                 ),
@@ -516,7 +515,7 @@ class ContactWorkflow:
                 summary="End the contact's journeys",
             )
         await workflow.execute_activity_method(
-            ContactActivities.erase_contact,
+            activity_classes.contacts().erase_contact,
             self._contact_id,
             start_to_close_timeout=UNTIL_DONE_TIMEOUT,
             retry_policy=UNTIL_DONE_RETRY_POLICY,
@@ -524,7 +523,7 @@ class ContactWorkflow:
         )
         if shred:  # last: its result (None) is the last payload the workflow reads
             await workflow.execute_activity_method(
-                ContactActivities.shred_contact_key,
+                activity_classes.contacts().shred_contact_key,
                 self._contact_id,
                 start_to_close_timeout=UNTIL_DONE_TIMEOUT,
                 retry_policy=UNTIL_DONE_RETRY_POLICY,

@@ -29,14 +29,14 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from functools import partial
+from typing import TYPE_CHECKING
 
 from temporalio import workflow
 from temporalio.exceptions import ActivityError
 
-from workflows.toolkit import CRM_RETRY_POLICY, CRM_TIMEOUT, Journey, PlanStep
+from workflows.toolkit import CRM_RETRY_POLICY, CRM_TIMEOUT, Journey, PlanStep, activity_classes
 
 with workflow.unsafe.imports_passed_through():
-    from activities.sales import SalesActivities
     from models.journeys import JourneyState
     from models.messages import MessageCategory
     from models.sales import (
@@ -50,12 +50,16 @@ with workflow.unsafe.imports_passed_through():
         SlaPolicy,
     )
 
+if TYPE_CHECKING:
+    from activities.sales import SalesActivities
+
+    SlaActivity = Callable[[SalesActivities, SlaNotice], Awaitable[None]]
+    """Remind the owner or escalate a breach (`remind_sla`, `escalate_sla_breach`)."""
+
 FIRST_TOUCH = frozenset({"rep_contacted"})
 """Events that meet the first-touch SLA."""
 QUALIFIED = frozenset({"lead_qualified", "lead_disqualified"})
 """Events that meet the qualification SLA (either verdict)."""
-SlaActivity = Callable[[SalesActivities, SlaNotice], Awaitable[None]]
-"""Remind the owner or escalate a breach (`SalesActivities.remind_sla`, `escalate_sla_breach`)."""
 
 
 def _sla_plan(sla: SlaPolicy, day: timedelta) -> tuple[PlanStep, ...]:
@@ -156,9 +160,10 @@ class LeadSla(Journey):
             return met() or self._raised_to is not None
 
         reminder = due * self._sla().reminder_fraction
+        sales = activity_classes.sales()
         for step, at, activity in (
-            (f"{kind}-reminder", reminder, SalesActivities.remind_sla),
-            (f"{kind}-breach", due, SalesActivities.escalate_sla_breach),
+            (f"{kind}-reminder", reminder, sales.remind_sla),
+            (f"{kind}-breach", due, sales.escalate_sla_breach),
         ):
             while True:
                 await self.wait_until_day(self._days(at), until=raised_or_met)
@@ -174,7 +179,7 @@ class LeadSla(Journey):
                 sla=kind,
                 due_at=self.enrolled_at + due,
             )
-            reminding = activity is SalesActivities.remind_sla
+            reminding = activity is sales.remind_sla
             summary = f"{'Remind the owner' if reminding else 'Escalate'}: {kind} SLA"
             await self.run_once(step, partial(self._sla_notice, activity, notice, summary))
 
@@ -194,7 +199,7 @@ class LeadSla(Journey):
     async def _hand_off(self) -> None:
         journey_input = self._lead_input()
         handoff = await workflow.execute_activity_method(
-            SalesActivities.hand_off_lead,
+            activity_classes.sales().hand_off_lead,
             HandOffRequest(
                 idempotency_key=self.idempotency_key("handoff"),
                 contact_id=self.contact_id,
@@ -219,7 +224,7 @@ class LeadSla(Journey):
         await self.run_once(
             f"priority-{band.band.lower()}",
             lambda: workflow.execute_activity_method(
-                SalesActivities.raise_lead_priority,
+                activity_classes.sales().raise_lead_priority,
                 request,
                 start_to_close_timeout=CRM_TIMEOUT,
                 retry_policy=CRM_RETRY_POLICY,

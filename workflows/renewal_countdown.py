@@ -48,10 +48,9 @@ from enum import IntEnum
 from temporalio import workflow
 from temporalio.exceptions import ActivityError
 
-from workflows.toolkit import CRM_RETRY_POLICY, CRM_TIMEOUT, Journey, PlanStep
+from workflows.toolkit import CRM_RETRY_POLICY, CRM_TIMEOUT, Journey, PlanStep, activity_classes
 
 with workflow.unsafe.imports_passed_through():
-    from activities.crm import CrmActivities
     from models.crm import (
         AssigneeRole,
         ChurnRiskRequest,
@@ -351,7 +350,7 @@ class RenewalCountdown(Journey):
         )
         try:
             await workflow.execute_activity_method(
-                CrmActivities.create_crm_task,
+                activity_classes.crm().create_crm_task,
                 request,
                 start_to_close_timeout=CRM_TIMEOUT,
                 retry_policy=CRM_RETRY_POLICY,
@@ -366,7 +365,7 @@ class RenewalCountdown(Journey):
         )
         try:
             await workflow.execute_activity_method(
-                CrmActivities.mark_churn_risk,
+                activity_classes.crm().mark_churn_risk,
                 request,
                 start_to_close_timeout=CRM_TIMEOUT,
                 retry_policy=CRM_RETRY_POLICY,

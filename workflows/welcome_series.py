@@ -20,11 +20,10 @@ from temporalio import workflow
 
 from workflows.lead_sla import LeadSla
 from workflows.nurture import Nurture
-from workflows.toolkit import CRM_TIMEOUT, Journey, PlanStep, start_journey
+from workflows.toolkit import CRM_TIMEOUT, Journey, PlanStep, activity_classes, start_journey
 from workflows.toolkit.retries import UNTIL_DONE_RETRY_POLICY
 
 with workflow.unsafe.imports_passed_through():
-    from activities.contacts import ContactActivities
     from models.journeys import JourneyInput, JourneyState
     from models.messages import Channel, MessageCategory
     from models.sales import LeadBand, LeadSlaInput
@@ -71,7 +70,7 @@ class WelcomeSeries(Journey):
 
     async def _route(self) -> None:
         status = await workflow.execute_activity_method(
-            ContactActivities.lead_status,
+            activity_classes.contacts().lead_status,
             self.contact_id,
             start_to_close_timeout=CRM_TIMEOUT,
             retry_policy=UNTIL_DONE_RETRY_POLICY,

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from temporalio import workflow
 
+from workflows.toolkit import activity_classes
 from workflows.toolkit.retries import CRM_RETRY_POLICY, CRM_TIMEOUT, UNTIL_DONE_RETRY_POLICY
 
 with workflow.unsafe.imports_passed_through():
-    from activities.journeys import JourneyLogActivities
     from models.journeys import ContactMemo, JourneyEntry, JourneyRunRecord
 
 RUN_LOG_PATCH = "journey-run-log"
@@ -21,7 +21,7 @@ unchanged."""
 async def record_run(record: JourneyRunRecord) -> ContactMemo | None:
     """Write a run's status to the log; returns the contact's non-sensitive attributes."""
     return await workflow.execute_activity_method(
-        JourneyLogActivities.record_journey_run,
+        activity_classes.journey_log().record_journey_run,
         record,
         start_to_close_timeout=CRM_TIMEOUT,
         retry_policy=CRM_RETRY_POLICY,
@@ -34,7 +34,7 @@ async def entered_before(workflow_id: str) -> bool:
     if not workflow.patched(ONCE_PER_CONTACT_PATCH):
         return False
     return await workflow.execute_local_activity_method(  # one read: no task round trip
-        JourneyLogActivities.journey_entered,
+        activity_classes.journey_log().journey_entered,
         JourneyEntry(workflow_id=workflow_id),
         start_to_close_timeout=CRM_TIMEOUT,
         retry_policy=UNTIL_DONE_RETRY_POLICY,

@@ -14,10 +14,10 @@ from datetime import datetime
 from temporalio import workflow
 from temporalio.exceptions import ActivityError
 
+from workflows.toolkit import activity_classes
 from workflows.toolkit.retries import SEND_RETRY_POLICY, SEND_TIMEOUT
 
 with workflow.unsafe.imports_passed_through():
-    from activities.messaging import MessagingActivities
     from models.events import BehaviorEvent
     from models.messages import CancelRequest, DeliveryStatus, SendRequest, SendResult
 
@@ -64,7 +64,7 @@ class Sender:
             return
         keys, self.deferred_keys = sorted(self.deferred_keys), set()
         await workflow.execute_activity_method(
-            MessagingActivities.cancel_messages,
+            activity_classes.messaging().cancel_messages,
             CancelRequest(idempotency_keys=keys, reason=reason),
             start_to_close_timeout=SEND_TIMEOUT,
             retry_policy=SEND_RETRY_POLICY,
@@ -76,7 +76,7 @@ async def send_once(request: SendRequest) -> SendResult:
     """One send activity (with its retries); a send that keeps failing is a `failed` result."""
     try:
         return await workflow.execute_activity_method(
-            MessagingActivities.send_message,
+            activity_classes.messaging().send_message,
             request,
             start_to_close_timeout=SEND_TIMEOUT,
             retry_policy=SEND_RETRY_POLICY,
