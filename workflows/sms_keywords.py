@@ -11,10 +11,10 @@ from __future__ import annotations
 
 from temporalio import workflow
 
+from workflows.toolkit import activity_classes
 from workflows.toolkit.retries import REPLY_RETRY_POLICY, SEND_TIMEOUT
 
 with workflow.unsafe.imports_passed_through():
-    from activities.messaging import MessagingActivities
     from models.messages import SendResult, ServiceSms
 
 
@@ -27,7 +27,7 @@ class SmsKeywordReply:
         """Send it (at most once) and return what happened."""
         workflow.set_current_details(f"Answer to an SMS keyword: `{reply.template}`")
         return await workflow.execute_activity_method(
-            MessagingActivities.send_service_sms,
+            activity_classes.messaging().send_service_sms,
             reply,
             start_to_close_timeout=SEND_TIMEOUT,
             retry_policy=REPLY_RETRY_POLICY,
