@@ -32,6 +32,7 @@ from temporalio.runtime import (
     TelemetryFilter,
 )
 from temporalio.worker import Worker
+from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from activities.contacts import ContactActivities
 from activities.crm import CrmActivities
@@ -62,6 +63,11 @@ from workflows.toolkit import Journey, PlanStep
 from workflows.toolkit.plan_check import check_plan
 
 GRACEFUL_SHUTDOWN = timedelta(seconds=20)
+WORKFLOW_RUNNER = SandboxedWorkflowRunner(
+    restrictions=SandboxRestrictions.default.with_passthrough_modules("workflows.toolkit")
+)
+"""The sandbox, with the journey toolkit passed through: its parts are deterministic and
+keep no state between runs, so they are imported once, not again for every new run."""
 log = structlog.stdlib.get_logger(__name__)
 
 
@@ -160,6 +166,7 @@ def build_worker(
         client,
         task_queue=settings.task_queue,
         workflows=[ContactWorkflow, SmsKeywordReply, *journeys],
+        workflow_runner=WORKFLOW_RUNNER,
         activities=[
             messaging.send_message,
             messaging.cancel_messages,
