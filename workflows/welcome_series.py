@@ -29,6 +29,7 @@ with workflow.unsafe.imports_passed_through():
     from models.sales import LeadBand, LeadSlaInput
 
 EMAIL = Channel.EMAIL
+"""The channel of the five welcome emails."""
 
 ROUTING_PATCH = "route-after-welcome"
 """Runs started before routing existed complete without it (replay-safe)."""
