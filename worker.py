@@ -31,6 +31,7 @@ from temporalio.runtime import (
     TelemetryFilter,
 )
 from temporalio.worker import Worker
+from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from activities.contacts import ContactActivities
 from activities.crm import CrmActivities
@@ -44,7 +45,7 @@ from models.settings import Settings, UnsafeSettings, get_settings, refuse_unsaf
 from rules.sales import SalesConfig
 from rules.scoring import ScoringModel
 from rules.sms_keywords import REPLY_TEMPLATES
-from rules.templates import TemplateCatalog
+from rules.templates import TemplateCatalog, TemplateError
 from runtime.codec import key_store_of
 from runtime.keys import key_store
 from runtime.logs import configure_logging
@@ -53,29 +54,52 @@ from runtime.temporal import connect
 from workflows import catalog
 from workflows.contact import ContactWorkflow
 from workflows.sms_keywords import SmsKeywordReply
-from workflows.toolkit import Journey
+from workflows.toolkit import Journey, PlanStep
+from workflows.toolkit.plan_check import check_plan
 
 GRACEFUL_SHUTDOWN = timedelta(seconds=20)
+WORKFLOW_RUNNER = SandboxedWorkflowRunner(
+    restrictions=SandboxRestrictions.default.with_passthrough_modules("workflows.toolkit")
+)
+"""The sandbox, with the journey toolkit passed through: its parts are deterministic and
+keep no state between runs, so they are imported once, not again for every new run."""
 log = structlog.stdlib.get_logger(__name__)
 
 
 def load_templates(
     settings: Settings, journeys: Sequence[type[Journey]] | None = None
 ) -> TemplateCatalog:
-    """Load and validate the templates, and check the journeys' templates exist.
+    """Load and validate the templates, and check every journey's plan and templates.
 
     Args:
         settings: Where the templates are.
         journeys: The journeys to check (default: every journey in the catalog).
 
     Raises:
-        TemplateError: naming the file that is broken or missing.
+        TemplateError: naming the file that is broken or missing (and the plan
+            step that sends a missing one).
+        PlanError: a journey's `steps()` sends or runs a step its plan lacks
+            (see `workflows.toolkit.plan_check`).
     """
     templates = TemplateCatalog(settings.templates_dir)
     for journey in catalog.all_journeys() if journeys is None else journeys:
-        templates.require(journey.name, journey.templates)
+        check_plan(journey)
+        for step in journey.message_steps():
+            _require_template(templates, journey, step)
     templates.require("sms-keyword-reply", REPLY_TEMPLATES)
     return templates
+
+
+def _require_template(templates: TemplateCatalog, journey: type[Journey], step: PlanStep) -> None:
+    """Check that the template of a journey's plan step exists.
+
+    Raises:
+        TemplateError: naming the journey, the template, its file and the step.
+    """
+    try:
+        templates.require(journey.name, [(step.template or "", str(step.channel))])
+    except TemplateError as error:
+        raise TemplateError(f"{error} (plan step {step.id!r})") from None
 
 
 def build_worker(
@@ -138,6 +162,7 @@ def build_worker(
         client,
         task_queue=settings.task_queue,
         workflows=[ContactWorkflow, SmsKeywordReply, *journeys],
+        workflow_runner=WORKFLOW_RUNNER,
         activities=[
             messaging.send_message,
             messaging.cancel_messages,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import inspect
 import re
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
@@ -27,6 +27,8 @@ class JourneyCarryOver(BaseModel):
         actions: Steps done with `Journey.run_once` (CRM updates…), and when.
         recent_event_ids: Event ids already processed (duplicates are dropped).
         events: Recent events, for `wait_for`.
+        waits: Deadlines of the relative waits begun so far (journey time since
+            Day 0), by wait key (`Journey.wait`), so the next run resumes them.
     """
 
     model_config = ConfigDict(frozen=True)
@@ -38,6 +40,7 @@ class JourneyCarryOver(BaseModel):
     actions: dict[str, datetime] = Field(default_factory=dict)
     recent_event_ids: list[str] = Field(default_factory=list)
     events: list[BehaviorEvent] = Field(default_factory=list)
+    waits: dict[str, timedelta] = Field(default_factory=dict)
 
 
 class JourneyInput(BaseModel):

@@ -39,10 +39,10 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy
 from temporalio.exceptions import FailureError
 
-from workflows.toolkit import Journey, start_journey
+from workflows.toolkit import Journey, activity_classes, start_journey
+from workflows.toolkit.retries import UNTIL_DONE_RETRY_POLICY, UNTIL_DONE_TIMEOUT
 
 with workflow.unsafe.imports_passed_through():
     from models import search_attributes
@@ -53,7 +53,6 @@ with workflow.unsafe.imports_passed_through():
         ContactState,
         ContactWorkflows,
         EraseRequest,
-        ErasureResult,
         EventBatch,
         IngestRequest,
         IngestResult,
@@ -97,14 +96,6 @@ DORMANT_AFTER = timedelta(days=30)
 """No event for this long: the contact is tagged `eng_dormant_30d`."""
 MAX_TAGS = 100
 """Most tags the workflow manages for a contact."""
-
-ACTIVITY_TIMEOUT = timedelta(seconds=60)
-ACTIVITY_RETRY = RetryPolicy(
-    initial_interval=timedelta(seconds=1),
-    backoff_coefficient=2.0,
-    maximum_interval=timedelta(minutes=5),
-)
-"""Contact activities retry until they succeed: an event must never be lost."""
 
 
 def _slug(value: object) -> str:
@@ -250,16 +241,15 @@ class ContactWorkflow:
     async def _process(self, batch: list[BehaviorEvent]) -> None:
         """Store, score, route and forward a batch of events new to this workflow."""
         self._batches += 1
-        ingest: IngestResult = await workflow.execute_activity(
-            "ingest_events",
+        ingest: IngestResult = await workflow.execute_activity_method(
+            activity_classes.contacts().ingest_events,
             IngestRequest(
                 batch_key=f"{workflow.info().run_id}/{self._batches}",
                 contact_id=self._contact_id,
                 events=batch,
             ),
-            result_type=IngestResult,
-            start_to_close_timeout=ACTIVITY_TIMEOUT,
-            retry_policy=ACTIVITY_RETRY,
+            start_to_close_timeout=UNTIL_DONE_TIMEOUT,
+            retry_policy=UNTIL_DONE_RETRY_POLICY,
             summary=f"Store {len(batch)} event(s)",
         )
         if ingest.contact_erased and workflow.patched(TOMBSTONE_PATCH):
@@ -378,11 +368,10 @@ class ContactWorkflow:
     # --- scoring -------------------------------------------------------------------
 
     async def _load_model(self) -> None:
-        self._model = await workflow.execute_activity(
-            "scoring_model",
-            result_type=ScoringModel,
-            start_to_close_timeout=ACTIVITY_TIMEOUT,
-            retry_policy=ACTIVITY_RETRY,
+        self._model = await workflow.execute_activity_method(
+            activity_classes.contacts().scoring_model,
+            start_to_close_timeout=UNTIL_DONE_TIMEOUT,
+            retry_policy=UNTIL_DONE_RETRY_POLICY,
             summary="Load the scoring model",
         )
         self._model_digest = self._model.digest()
@@ -430,8 +419,8 @@ class ContactWorkflow:
         self._publish()
         if not self._contact_exists:
             return
-        await workflow.execute_activity(
-            "update_lead_score",
+        await workflow.execute_activity_method(
+            activity_classes.contacts().update_lead_score,
             LeadScoreUpdate(
                 contact_id=self._contact_id,
                 score=result.total,
@@ -440,8 +429,8 @@ class ContactWorkflow:
                 tags=sorted(tags),
                 removed_tags=sorted(previous_tags - tags),
             ),
-            start_to_close_timeout=ACTIVITY_TIMEOUT,
-            retry_policy=ACTIVITY_RETRY,
+            start_to_close_timeout=UNTIL_DONE_TIMEOUT,
+            retry_policy=UNTIL_DONE_RETRY_POLICY,
             summary=f"CRM: score {result.total}, {result.band}",
         )
         if result.band != previous_band:
@@ -507,31 +496,29 @@ class ContactWorkflow:
         await self._exit_journeys(request.reason, marketing_only=False)
         shred = workflow.patched(CRYPTO_SHREDDING_PATCH)
         if shred:
-            await workflow.execute_activity(
-                "end_contact_workflows",
+            await workflow.execute_activity_method(
+                activity_classes.contacts().end_contact_workflows,
                 ContactWorkflows(
                     contact_id=self._contact_id, workflow_ids=self._journey_ids(lambda _: True)
                 ),
-                result_type=list[str],
-                start_to_close_timeout=ACTIVITY_TIMEOUT,
+                start_to_close_timeout=UNTIL_DONE_TIMEOUT,
                 heartbeat_timeout=timedelta(seconds=10),
-                retry_policy=ACTIVITY_RETRY,
+                retry_policy=UNTIL_DONE_RETRY_POLICY,
                 summary="End the contact's journeys",
             )
-        await workflow.execute_activity(
-            "erase_contact",
+        await workflow.execute_activity_method(
+            activity_classes.contacts().erase_contact,
             self._contact_id,
-            result_type=ErasureResult,
-            start_to_close_timeout=ACTIVITY_TIMEOUT,
-            retry_policy=ACTIVITY_RETRY,
+            start_to_close_timeout=UNTIL_DONE_TIMEOUT,
+            retry_policy=UNTIL_DONE_RETRY_POLICY,
             summary="Erase the contact's personal data",
         )
         if shred:  # last: its result (None) is the last payload the workflow reads
-            await workflow.execute_activity(
-                "shred_contact_key",
+            await workflow.execute_activity_method(
+                activity_classes.contacts().shred_contact_key,
                 self._contact_id,
-                start_to_close_timeout=ACTIVITY_TIMEOUT,
-                retry_policy=ACTIVITY_RETRY,
+                start_to_close_timeout=UNTIL_DONE_TIMEOUT,
+                retry_policy=UNTIL_DONE_RETRY_POLICY,
                 summary="Destroy the contact's data key (its histories become unreadable)",
             )
         self._pending.clear()

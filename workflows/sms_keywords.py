@@ -9,23 +9,13 @@ webhook is answered as soon as the answer is durable, not when it is sent.
 
 from __future__ import annotations
 
-from datetime import timedelta
-
 from temporalio import workflow
-from temporalio.common import RetryPolicy
+
+from workflows.toolkit import activity_classes
+from workflows.toolkit.retries import REPLY_RETRY_POLICY, SEND_TIMEOUT
 
 with workflow.unsafe.imports_passed_through():
-    from activities.messaging import MessagingActivities
     from models.messages import SendResult, ServiceSms
-
-REPLY_RETRY_POLICY = RetryPolicy(
-    initial_interval=timedelta(seconds=2),
-    backoff_coefficient=2.0,
-    maximum_interval=timedelta(minutes=10),
-    maximum_attempts=12,
-    non_retryable_error_types=["TemplateError"],
-)
-"""About two hours of attempts, like a journey's send."""
 
 
 @workflow.defn(name="sms-keyword-reply")
@@ -37,9 +27,9 @@ class SmsKeywordReply:
         """Send it (at most once) and return what happened."""
         workflow.set_current_details(f"Answer to an SMS keyword: `{reply.template}`")
         return await workflow.execute_activity_method(
-            MessagingActivities.send_service_sms,
+            activity_classes.messaging().send_service_sms,
             reply,
-            start_to_close_timeout=timedelta(seconds=60),
+            start_to_close_timeout=SEND_TIMEOUT,
             retry_policy=REPLY_RETRY_POLICY,
             summary=f"Send SMS {reply.template}",
         )

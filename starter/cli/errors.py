@@ -83,6 +83,8 @@ def _lines(error: BaseException) -> list[str] | None:
         _loaded("starter.services.operations", "OperationError"),
         _loaded("starter.dev.toolchain", "ToolchainError"),
         _loaded("rules.templates", "TemplateError"),
+        _loaded("workflows.toolkit.plan_check", "PlanError"),
+        _loaded("workflows.triggers", "TriggerClash"),
         _loaded("models.settings", "UnsafeSettings"),
     )
     if isinstance(error, expected):

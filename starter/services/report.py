@@ -50,7 +50,7 @@ CONVERSION_REASONS = frozenset({"purchased", "converted", "checkout_started", "r
 `converted` is how pricing-abandon says it), started checkout, or renewed."""
 
 ENROLLED = "enrolled"
-"""The step a run is at before its first step (see `workflows/toolkit.py`)."""
+"""The step a run is at before its first step (see `workflows/toolkit/journey.py`)."""
 
 OPENED = "email_opened"
 CLICKED = "email_clicked"

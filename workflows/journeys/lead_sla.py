@@ -26,16 +26,17 @@ own idempotency keys).
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from functools import partial
+from typing import TYPE_CHECKING
 
 from temporalio import workflow
 from temporalio.exceptions import ActivityError
 
-from workflows.toolkit import CRM_RETRY_POLICY, CRM_TIMEOUT, Journey, PlanStep
+from workflows.toolkit import CRM_RETRY_POLICY, CRM_TIMEOUT, Journey, PlanStep, activity_classes
 
 with workflow.unsafe.imports_passed_through():
-    from models.crm import CrmTaskResult
     from models.handoff import (
         HandOff,
         HandOffRequest,
@@ -49,10 +50,56 @@ with workflow.unsafe.imports_passed_through():
     from models.journeys import JourneyState
     from models.messages import MessageCategory
 
+if TYPE_CHECKING:
+    from activities.sales import SalesActivities
+
+    SlaActivity = Callable[[SalesActivities, SlaNotice], Awaitable[None]]
+    """Remind the owner or escalate a breach (`remind_sla`, `escalate_sla_breach`)."""
+
 FIRST_TOUCH = frozenset({"rep_contacted"})
 """Events that meet the first-touch SLA."""
 QUALIFIED = frozenset({"lead_qualified", "lead_disqualified"})
 """Events that meet the qualification SLA (either verdict)."""
+
+
+def _sla_plan(sla: SlaPolicy, day: timedelta) -> tuple[PlanStep, ...]:
+    """Hand-off, then a reminder and a deadline per SLA, in journey days of length `day`."""
+    steps = [
+        PlanStep(
+            "handoff",
+            day=0,
+            title="Assign an owner, open a task, notify the rep",
+            when="Hand-off",
+        )
+    ]
+    for kind, due in (
+        (SlaKind.FIRST_TOUCH, sla.first_touch),
+        (SlaKind.QUALIFICATION, sla.qualification),
+    ):
+        what = "first touch" if kind == SlaKind.FIRST_TOUCH else "qualification"
+        left = _duration(due * (1 - sla.reminder_fraction))
+        steps += [
+            PlanStep(
+                f"{kind}-reminder",
+                day=due * sla.reminder_fraction / day,
+                title=f"Remind the owner: {what} due in {left}",
+                when=f"+{_duration(due * sla.reminder_fraction)}",
+            ),
+            PlanStep(
+                f"{kind}-breach",
+                day=due / day,
+                when=f"+{_duration(due)}",
+                title=f"No {what} within {_duration(due)}: breach, escalate to the manager",
+            ),
+        ]
+    return tuple(steps)
+
+
+def _duration(value: timedelta) -> str:
+    minutes = value.total_seconds() / 60
+    if minutes < 120:
+        return f"{minutes:g} min"
+    return f"{minutes / 60:g} h"
 
 
 @workflow.defn(name="lead-sla")
@@ -70,8 +117,7 @@ class LeadSla(Journey):
     @workflow.init
     def __init__(self, journey_input: LeadSlaInput) -> None:
         """Hold the input at once: `band_changed` may come with the start, before `run`."""
-        super().__init__()
-        self._input = journey_input
+        super().__init__(journey_input)
         self._raised_to: LeadBand | None = None
 
     @workflow.run
@@ -85,38 +131,14 @@ class LeadSla(Journey):
         if band.band != self._lead_input().band.band:
             self._raised_to = band
 
+    @classmethod
+    def declared_steps(cls) -> tuple[PlanStep, ...]:
+        """Every step a hand-off may take (their ids do not depend on the SLA policy)."""
+        return _sla_plan(SlaPolicy(), timedelta(days=1))
+
     def journey_plan(self) -> tuple[PlanStep, ...]:
         """Hand-off, then a reminder and a deadline per SLA, on the SLA clock."""
-        sla = self._sla()
-        steps = [
-            PlanStep(
-                "handoff",
-                day=0,
-                title="Assign an owner, open a task, notify the rep",
-                when="Hand-off",
-            )
-        ]
-        for kind, due in (
-            (SlaKind.FIRST_TOUCH, sla.first_touch),
-            (SlaKind.QUALIFICATION, sla.qualification),
-        ):
-            what = "first touch" if kind == SlaKind.FIRST_TOUCH else "qualification"
-            left = _duration(due * (1 - sla.reminder_fraction))
-            steps += [
-                PlanStep(
-                    f"{kind}-reminder",
-                    day=self._days(due * sla.reminder_fraction),
-                    title=f"Remind the owner: {what} due in {left}",
-                    when=f"+{_duration(due * sla.reminder_fraction)}",
-                ),
-                PlanStep(
-                    f"{kind}-breach",
-                    day=self._days(due),
-                    when=f"+{_duration(due)}",
-                    title=f"No {what} within {_duration(due)}: breach, escalate to the manager",
-                ),
-            ]
-        return tuple(steps)
+        return _sla_plan(self._sla(), self.day)
 
     async def steps(self) -> None:
         """Hand off, then each SLA in turn: a reminder, then the deadline."""
@@ -138,9 +160,10 @@ class LeadSla(Journey):
             return met() or self._raised_to is not None
 
         reminder = due * self._sla().reminder_fraction
+        sales = activity_classes.sales()
         for step, at, activity in (
-            (f"{kind}-reminder", reminder, "remind_sla"),
-            (f"{kind}-breach", due, "escalate_sla_breach"),
+            (f"{kind}-reminder", reminder, sales.remind_sla),
+            (f"{kind}-breach", due, sales.escalate_sla_breach),
         ):
             while True:
                 await self.wait_until_day(self._days(at), until=raised_or_met)
@@ -151,20 +174,19 @@ class LeadSla(Journey):
                 return
             notice = SlaNotice(
                 idempotency_key=self.idempotency_key(step),
-                contact_id=self._contact_id,
+                contact_id=self.contact_id,
                 owner_id=self._handoff().owner_id,
                 sla=kind,
-                due_at=self._enrolled_at + due,
+                due_at=self.enrolled_at + due,
             )
-            summary = (
-                f"{'Remind the owner' if activity == 'remind_sla' else 'Escalate'}: {kind} SLA"
-            )
+            reminding = activity is sales.remind_sla
+            summary = f"{'Remind the owner' if reminding else 'Escalate'}: {kind} SLA"
             await self.run_once(step, partial(self._sla_notice, activity, notice, summary))
 
-    async def _sla_notice(self, activity: str, notice: SlaNotice, summary: str) -> None:
+    async def _sla_notice(self, activity: SlaActivity, notice: SlaNotice, summary: str) -> None:
         """Remind or escalate; a notice that keeps failing is logged, the SLA goes on."""
         try:
-            await workflow.execute_activity(
+            await workflow.execute_activity_method(
                 activity,
                 notice,
                 start_to_close_timeout=CRM_TIMEOUT,
@@ -176,19 +198,18 @@ class LeadSla(Journey):
 
     async def _hand_off(self) -> None:
         journey_input = self._lead_input()
-        handoff: HandOff = await workflow.execute_activity(
-            "hand_off_lead",
+        handoff = await workflow.execute_activity_method(
+            activity_classes.sales().hand_off_lead,
             HandOffRequest(
                 idempotency_key=self.idempotency_key("handoff"),
-                contact_id=self._contact_id,
+                contact_id=self.contact_id,
                 band=journey_input.band,
             ),
-            result_type=HandOff,
             start_to_close_timeout=CRM_TIMEOUT,
             retry_policy=CRM_RETRY_POLICY,
             summary=f"Hand off ({journey_input.band.band}, score {journey_input.band.score})",
         )
-        self._input = journey_input.model_copy(update={"handoff": handoff})
+        self.journey_input = journey_input.model_copy(update={"handoff": handoff})
 
     async def _raise_priority(self) -> None:
         band, self._raised_to = self._raised_to, None
@@ -196,16 +217,15 @@ class LeadSla(Journey):
             return
         request = PriorityRequest(
             idempotency_key=self.idempotency_key(f"priority-{band.band.lower()}"),
-            contact_id=self._contact_id,
+            contact_id=self.contact_id,
             owner_id=self._handoff().owner_id,
             band=band,
         )
         await self.run_once(
             f"priority-{band.band.lower()}",
-            lambda: workflow.execute_activity(
-                "raise_lead_priority",
+            lambda: workflow.execute_activity_method(
+                activity_classes.sales().raise_lead_priority,
                 request,
-                result_type=CrmTaskResult,
                 start_to_close_timeout=CRM_TIMEOUT,
                 retry_policy=CRM_RETRY_POLICY,
                 summary=f"Raise priority: {band.band} (score {band.score})",
@@ -213,8 +233,9 @@ class LeadSla(Journey):
         )
 
     def _lead_input(self) -> LeadSlaInput:
-        assert isinstance(self._input, LeadSlaInput)
-        return self._input
+        journey_input = self.journey_input
+        assert isinstance(journey_input, LeadSlaInput)
+        return journey_input
 
     def _handoff(self) -> HandOff:
         handoff = self._lead_input().handoff
@@ -222,16 +243,10 @@ class LeadSla(Journey):
         return handoff
 
     def _sla(self) -> SlaPolicy:
-        handoff = self._lead_input().handoff if isinstance(self._input, LeadSlaInput) else None
+        journey_input = self.journey_input
+        handoff = journey_input.handoff if isinstance(journey_input, LeadSlaInput) else None
         return handoff.sla if handoff is not None else SlaPolicy()
 
     def _days(self, duration: timedelta) -> float:
         """A real duration in journey days (the SLAs are not accelerated)."""
-        return duration / self._day
-
-
-def _duration(value: timedelta) -> str:
-    minutes = value.total_seconds() / 60
-    if minutes < 120:
-        return f"{minutes:g} min"
-    return f"{minutes / 60:g} h"
+        return duration / self.day

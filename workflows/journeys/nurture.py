@@ -37,13 +37,18 @@ class Nurture(Journey):
     category = MessageCategory.MARKETING
     exit_on = frozenset({"purchased"})
     plan = (
-        PlanStep("week1", day=7, title="Email 1: Industry insight"),
-        PlanStep("week2", day=14, title="Email 2: Customer story"),
-        PlanStep("week3", day=21, title="Email 3: Practical how-to checklist"),
-        PlanStep("week4", day=28, title="Email 4: Roundup + invitation to reply or book a call"),
+        PlanStep("week1", day=7, title="Email 1: Industry insight", channel=Channel.EMAIL),
+        PlanStep("week2", day=14, title="Email 2: Customer story", channel=Channel.EMAIL),
+        PlanStep(
+            "week3", day=21, title="Email 3: Practical how-to checklist", channel=Channel.EMAIL
+        ),
+        PlanStep(
+            "week4",
+            day=28,
+            title="Email 4: Roundup + invitation to reply or book a call",
+            channel=Channel.EMAIL,
+        ),
     )
-
-    templates = frozenset((f"nurture/{step.id}", Channel.EMAIL) for step in plan)
 
     @workflow.run
     async def run(self, journey_input: JourneyInput) -> JourneyState:
@@ -51,7 +56,7 @@ class Nurture(Journey):
         return await self.run_journey(journey_input)
 
     async def steps(self) -> None:
-        """Each email on its day, templates named after the step."""
+        """Each email on its day (its template is `nurture/{step}`)."""
         for step in self.plan:
             await self.wait_until_day(step.day)
-            await self.send(step.id, template=f"{self.name}/{step.id}")
+            await self.send(step.id)

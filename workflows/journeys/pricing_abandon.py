@@ -21,6 +21,8 @@ visit inside it does not restart the journey.
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from temporalio import workflow
 
 from workflows.toolkit import Journey, PlanStep, start_journey
@@ -34,10 +36,9 @@ CONVERSION = frozenset({"checkout_started", "purchased"})
 """Before the email: either one means the visit converted."""
 PURCHASE = frozenset({"purchased"})
 """After the email: only a purchase counts as converted."""
-EMAIL_DAY = 30 / (24 * 60)
-"""The email goes 30 minutes after the visit (in journey days from enrolment)."""
-SMS_DAY = EMAIL_DAY + 2
-"""The SMS goes 2 days after the email was due (an email held back does not move it)."""
+AFTER_THE_VISIT = timedelta(minutes=30)
+"""The email goes Day 0 + 30 minutes (journey time); the SMS Day 2 + 30 minutes, 2 days
+after the email was due (an email held back does not move it)."""
 ONBOARDING = "welcome-series"
 """The journey a buyer is enrolled in; the welcome series until onboarding exists."""
 
@@ -58,17 +59,18 @@ class PricingAbandon(Journey):
             day=0,
             title="Email: Quick question about [Product] (30 min after the visit, unless they "
             "started checkout)",
+            after=AFTER_THE_VISIT,
+            channel=Channel.EMAIL,
         ),
         PlanStep(
             "day2-sms",
             day=2,
             title="SMS: Have questions? (2 days after the email, unless they bought; "
             "needs SMS consent and a phone)",
+            after=AFTER_THE_VISIT,
+            channel=Channel.SMS,
+            template="pricing-abandon/day2",
         ),
-    )
-
-    templates = frozenset(
-        {("pricing-abandon/email", Channel.EMAIL), ("pricing-abandon/day2", Channel.SMS)}
     )
 
     @workflow.run
@@ -79,25 +81,19 @@ class PricingAbandon(Journey):
     async def steps(self) -> None:
         """The seed's plan: wait, check, email, wait, check, SMS.
 
-        Waits end on journey days (not durations) and the first part is skipped
+        Waits end at the steps' times (not durations) and the first part is skipped
         once the email is done, so a run that continued as new carries on where
         it was, and a checkout after the email is not taken for an early one.
         """
         if not self.done("email"):
-            await self.wait_for(
-                CONVERSION, until_day=EMAIL_DAY, label="Wait 30 min for checkout", next_step="email"
-            )
+            await self.wait_for(CONVERSION, until_step="email", label="Wait 30 min for checkout")
             await self._exit_if_converted(CONVERSION)
-            await self.send("email", template="pricing-abandon/email", unless=CONVERSION)
+            await self.send("email", unless=CONVERSION)
             await self._exit_if_converted(CONVERSION)  # while the email waited out quiet hours
-        await self.wait_for(
-            PURCHASE, until_day=SMS_DAY, label="Wait 2 days for a purchase", next_step="day2-sms"
-        )
+        await self.wait_for(PURCHASE, until_step="day2-sms", label="Wait 2 days for a purchase")
         await self._exit_if_converted(PURCHASE)
         # The send activity skips it (and says why) without SMS consent or a phone.
-        await self.send(
-            "day2-sms", template="pricing-abandon/day2", channel=Channel.SMS, unless=PURCHASE
-        )
+        await self.send("day2-sms", unless=PURCHASE)
         await self._exit_if_converted(PURCHASE)
 
     async def _exit_if_converted(self, conversions: frozenset[str]) -> None:
@@ -111,6 +107,6 @@ class PricingAbandon(Journey):
     async def _start_onboarding(self) -> None:
         """Start onboarding for the contact; one already in or through it is left alone."""
         onboarding_input = JourneyInput(
-            contact_id=self._contact_id, day_seconds=self._input.day_seconds
+            contact_id=self.contact_id, day_seconds=self.journey_input.day_seconds
         )
         await start_journey(ONBOARDING, onboarding_input, why=f"bought after {self.name}")

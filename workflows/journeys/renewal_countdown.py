@@ -33,7 +33,7 @@ repeated (they keep their step ids). Events for another subscription
 current date are ignored.
 
 It waits only with `wait_until_day` (absolute days) and records every side
-effect (`send`, `run_once`), and `self._input` always holds the current date,
+effect (`send`, `run_once`), and `self.journey_input` always holds the current date,
 so it can continue as new at any wait: the new run replays the schedule,
 skipping what is done. A year of waiting, with events arriving all along,
 keeps each run's history under the input's `history_limit`.
@@ -48,17 +48,15 @@ from enum import IntEnum
 from temporalio import workflow
 from temporalio.exceptions import ActivityError
 
-from workflows.toolkit import CRM_RETRY_POLICY, CRM_TIMEOUT, Journey, PlanStep
+from workflows.toolkit import CRM_RETRY_POLICY, CRM_TIMEOUT, Journey, PlanStep, activity_classes
 from workflows.triggers import Trigger
 
 with workflow.unsafe.imports_passed_through():
     from models.crm import (
         AssigneeRole,
         ChurnRiskRequest,
-        ChurnRiskResult,
         CrmTaskKind,
         CrmTaskRequest,
-        CrmTaskResult,
         TaskPriority,
     )
     from models.events import BehaviorEvent
@@ -90,6 +88,44 @@ class _Milestone:
     step: PlanStep
     kind: _Kind
     days_before: int
+
+
+def _schedule(until_renewal: float, reminder_days: tuple[int, ...], date: str) -> list[_Milestone]:
+    """Every milestone of a countdown, in the order they happen.
+
+    Args:
+        until_renewal: Journey day of the renewal date (from enrolment).
+        reminder_days: Days before renewal a reminder email goes out.
+        date: The renewal date, as the lapse step's title shows it.
+    """
+
+    def milestone(step: str, kind: _Kind, days: int, title: str) -> _Milestone:
+        channel = Channel.EMAIL if kind == _Kind.REMINDER else None
+        planned = PlanStep(step, day=until_renewal - days, title=title, channel=channel)
+        return _Milestone(planned, kind, days)
+
+    milestones = [
+        milestone(f"reminder-{days}d", _Kind.REMINDER, days, f"Email: {days} days to renewal")
+        for days in reminder_days
+    ]
+    milestones += [
+        milestone(
+            f"task-{days}d", _Kind.TASK, days, f"CRM task for the account owner ({days} days)"
+        )
+        for days in TASK_DAYS
+    ]
+    milestones.append(
+        milestone(
+            f"escalation-{ESCALATION_DAYS}d",
+            _Kind.ESCALATION,
+            ESCALATION_DAYS,
+            f"Escalation to the account owner's manager ({ESCALATION_DAYS} days)",
+        )
+    )
+    milestones.append(
+        milestone("lapsed", _Kind.LAPSE, 0, f"Renewal date {date}, not renewed: churn risk")
+    )
+    return sorted(milestones, key=lambda m: (m.step.day, m.kind))
 
 
 def _parse_date(value: object) -> datetime | None:
@@ -130,9 +166,11 @@ class RenewalCountdown(Journey):
     plan = ()
     """Computed from the renewal date: see `journey_plan`."""
     input_model = RenewalInput
-    templates = frozenset(
-        (f"renewal-countdown/reminder-{days}d", Channel.EMAIL) for days in REMINDER_COPY_DAYS
-    )
+
+    @classmethod
+    def declared_steps(cls) -> tuple[PlanStep, ...]:
+        """Every step a countdown may take: a reminder for each day with copy, the rest."""
+        return tuple(milestone.step for milestone in _schedule(0.0, REMINDER_COPY_DAYS, "…"))
 
     @classmethod
     def workflow_id_for(cls, journey_input: JourneyInput) -> str:
@@ -148,8 +186,7 @@ class RenewalCountdown(Journey):
     @workflow.init
     def __init__(self, journey_input: RenewalInput) -> None:
         """Know the subscription from the start, so event handlers can match it."""
-        super().__init__()
-        self._input = journey_input
+        super().__init__(journey_input)
 
     @workflow.run
     async def run(self, journey_input: RenewalInput) -> JourneyState:
@@ -181,34 +218,8 @@ class RenewalCountdown(Journey):
     def _milestones(self) -> list[_Milestone]:
         """Every milestone for the current renewal date, in the order they happen."""
         renewal = self._renewal()
-        until_renewal = (renewal.renewal_date - self._enrolled_at) / timedelta(days=1)
-        date = f"{renewal.renewal_date:%Y-%m-%d}"
-
-        def milestone(step: str, kind: _Kind, days: int, title: str) -> _Milestone:
-            return _Milestone(PlanStep(step, day=until_renewal - days, title=title), kind, days)
-
-        milestones = [
-            milestone(f"reminder-{days}d", _Kind.REMINDER, days, f"Email: {days} days to renewal")
-            for days in renewal.reminder_days
-        ]
-        milestones += [
-            milestone(
-                f"task-{days}d", _Kind.TASK, days, f"CRM task for the account owner ({days} days)"
-            )
-            for days in TASK_DAYS
-        ]
-        milestones.append(
-            milestone(
-                f"escalation-{ESCALATION_DAYS}d",
-                _Kind.ESCALATION,
-                ESCALATION_DAYS,
-                f"Escalation to the account owner's manager ({ESCALATION_DAYS} days)",
-            )
-        )
-        milestones.append(
-            milestone("lapsed", _Kind.LAPSE, 0, f"Renewal date {date}, not renewed: churn risk")
-        )
-        return sorted(milestones, key=lambda m: (m.step.day, m.kind))
+        until_renewal = (renewal.renewal_date - self.enrolled_at) / timedelta(days=1)
+        return _schedule(until_renewal, renewal.reminder_days, f"{renewal.renewal_date:%Y-%m-%d}")
 
     def _remaining(self) -> list[_Milestone]:
         """Milestones not done yet, without those already past when the date was set."""
@@ -232,7 +243,7 @@ class RenewalCountdown(Journey):
         """
         renewal = self._renewal()
         newest: tuple[datetime, datetime] | None = None
-        for event in self._events:
+        for event in self.events:
             if event.type != "renewal_scheduled" or not self._for_this_subscription(event):
                 continue
             if (
@@ -254,21 +265,21 @@ class RenewalCountdown(Journey):
         newest = self._newest_date()
         assert newest is not None
         renewal = self._renewal()
-        today = max(self._elapsed() / self._day, 0.0)
+        today = max(self.elapsed / self.day, 0.0)
         workflow.logger.info(
             "renewal date moved from %s to %s on day %.2f",
             renewal.renewal_date.isoformat(),
             newest[0].isoformat(),
             today,
         )
-        self._input = renewal.model_copy(
+        self.journey_input = renewal.model_copy(
             update={
                 "renewal_date": newest[0],
                 "rescheduled_on_day": today,
                 "rescheduled_by_event_at": newest[1],
             }
         )
-        self._publish_progress()
+        self.publish_progress()
 
     def ends_journey(self, event: BehaviorEvent) -> bool:
         """`renewed` ends the countdown, unless it names another subscription."""
@@ -279,8 +290,9 @@ class RenewalCountdown(Journey):
         return subscription is None or subscription == self._renewal().subscription_id
 
     def _renewal(self) -> RenewalInput:
-        assert isinstance(self._input, RenewalInput)
-        return self._input
+        renewal = self.journey_input
+        assert isinstance(renewal, RenewalInput)
+        return renewal
 
     # --- what each milestone does ------------------------------------------------------
 
@@ -290,7 +302,7 @@ class RenewalCountdown(Journey):
         when = f"{renewal.renewal_date:%Y-%m-%d %H:%M} UTC"
         subscription = renewal.subscription_id
         if milestone.kind == _Kind.REMINDER:
-            await self.send(step, template=f"{self.name}/{step}")
+            await self.send(step)
         elif milestone.kind == _Kind.TASK:
             await self.run_once(
                 step,
@@ -342,19 +354,18 @@ class RenewalCountdown(Journey):
     ) -> None:
         request = CrmTaskRequest(
             idempotency_key=self.idempotency_key(step),
-            contact_id=self._contact_id,
+            contact_id=self.contact_id,
             kind=kind,
             assignee_role=assignee_role,
             title=title,
             details=details,
-            due_at=workflow.now() + self._day * due_in_days,
+            due_at=workflow.now() + self.day * due_in_days,
             priority=priority,
         )
         try:
-            await workflow.execute_activity(
-                "create_crm_task",
+            await workflow.execute_activity_method(
+                activity_classes.crm().create_crm_task,
                 request,
-                result_type=CrmTaskResult,
                 start_to_close_timeout=CRM_TIMEOUT,
                 retry_policy=CRM_RETRY_POLICY,
                 summary=f"CRM task for {assignee_role}: {title}",
@@ -364,13 +375,12 @@ class RenewalCountdown(Journey):
 
     async def _mark_churn_risk(self) -> None:
         request = ChurnRiskRequest(
-            contact_id=self._contact_id, subscription_id=self._renewal().subscription_id
+            contact_id=self.contact_id, subscription_id=self._renewal().subscription_id
         )
         try:
-            await workflow.execute_activity(
-                "mark_churn_risk",
+            await workflow.execute_activity_method(
+                activity_classes.crm().mark_churn_risk,
                 request,
-                result_type=ChurnRiskResult,
                 start_to_close_timeout=CRM_TIMEOUT,
                 retry_policy=CRM_RETRY_POLICY,
                 summary="Tag the contact stage_churn-risk",

@@ -16,19 +16,19 @@ nurture.
 
 from __future__ import annotations
 
-from datetime import timedelta
-
 from temporalio import workflow
-from temporalio.common import RetryPolicy
 
-from workflows.toolkit import CRM_TIMEOUT, Journey, PlanStep, start_journey
+from workflows.toolkit import CRM_TIMEOUT, Journey, PlanStep, activity_classes, start_journey
+from workflows.toolkit.retries import UNTIL_DONE_RETRY_POLICY
 from workflows.triggers import Trigger
 
 with workflow.unsafe.imports_passed_through():
-    from models.contact_workflow import LeadStatus
     from models.handoff import LeadBand, LeadSlaInput
     from models.journeys import JourneyInput, JourneyState
     from models.messages import Channel, MessageCategory
+
+EMAIL = Channel.EMAIL
+"""The channel of the five welcome emails."""
 
 ROUTING_PATCH = "route-after-welcome"
 """Runs started before routing existed complete without it (replay-safe)."""
@@ -44,18 +44,16 @@ class WelcomeSeries(Journey):
     exit_on = frozenset({"purchased"})
     trigger = Trigger("subscribed")
     emails = (
-        PlanStep("day0", day=0, title="Email 1: Welcome + lead magnet delivery"),
-        PlanStep("day1", day=1, title="Email 2: Value story + quick win"),
-        PlanStep("day2", day=2, title="Email 3: Introduction + why we're different"),
-        PlanStep("day4", day=4, title="Email 4: Common mistake to avoid"),
-        PlanStep("day7", day=7, title="Email 5: Soft CTA + resource offer"),
+        PlanStep("day0", day=0, title="Email 1: Welcome + lead magnet delivery", channel=EMAIL),
+        PlanStep("day1", day=1, title="Email 2: Value story + quick win", channel=EMAIL),
+        PlanStep("day2", day=2, title="Email 3: Introduction + why we're different", channel=EMAIL),
+        PlanStep("day4", day=4, title="Email 4: Common mistake to avoid", channel=EMAIL),
+        PlanStep("day7", day=7, title="Email 5: Soft CTA + resource offer", channel=EMAIL),
     )
     plan = (
         *emails,
         PlanStep("route", day=7, title="Route: MQL or above → sales hand-off; below → nurture"),
     )
-
-    templates = frozenset((f"welcome-series/{step.id}", Channel.EMAIL) for step in emails)
 
     @workflow.run
     async def run(self, journey_input: JourneyInput) -> JourneyState:
@@ -63,23 +61,20 @@ class WelcomeSeries(Journey):
         return await self.run_journey(journey_input)
 
     async def steps(self) -> None:
-        """Each email on its day, templates named after the step; then the routing."""
+        """Each email on its day (its template is `welcome-series/{step}`); then the routing."""
         for step in self.emails:
             await self.wait_until_day(step.day)
             # The Day-0 email delivers what the contact just asked for: no quiet hours.
-            await self.send(
-                step.id, template=f"{self.name}/{step.id}", quiet_hours_exempt=step.day == 0
-            )
+            await self.send(step.id, quiet_hours_exempt=step.day == 0)
         if workflow.patched(ROUTING_PATCH):
             await self.run_once("route", self._route)
 
     async def _route(self) -> None:
-        status: LeadStatus = await workflow.execute_activity(
-            "lead_status",
-            self._contact_id,
-            result_type=LeadStatus,
+        status = await workflow.execute_activity_method(
+            activity_classes.contacts().lead_status,
+            self.contact_id,
             start_to_close_timeout=CRM_TIMEOUT,
-            retry_policy=RetryPolicy(maximum_interval=timedelta(minutes=5)),
+            retry_policy=UNTIL_DONE_RETRY_POLICY,
             summary="Route: read the lead band",
         )
         if status.sales_ready and status.owner_id is not None:
@@ -89,12 +84,14 @@ class WelcomeSeries(Journey):
             band = LeadBand(band=status.band, score=status.score)
             await start_journey(
                 "lead-sla",
-                LeadSlaInput(contact_id=self._contact_id, band=band),
+                LeadSlaInput(contact_id=self.contact_id, band=band),
                 why=f"{band.band} after the welcome series",
             )
         else:
             await start_journey(
                 "nurture",
-                JourneyInput(contact_id=self._contact_id, day_seconds=self._input.day_seconds),
+                JourneyInput(
+                    contact_id=self.contact_id, day_seconds=self.journey_input.day_seconds
+                ),
                 why="after the welcome series",
             )

@@ -1,0 +1,56 @@
+"""The activity classes, for calls by method (`workflow.execute_activity_method`).
+
+Each is imported when a workflow first calls one of its activities, not when a
+workflow module is imported: the activities load the database, the providers
+and the template engine (seconds), which the CLI and the gateway, that import
+the journeys, do not need. The worker has them loaded already, so the import
+costs nothing where workflows run (it is passed through the sandbox).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from temporalio import workflow
+
+if TYPE_CHECKING:
+    from activities.contacts import ContactActivities
+    from activities.crm import CrmActivities
+    from activities.journeys import JourneyLogActivities
+    from activities.messaging import MessagingActivities
+    from activities.sales import SalesActivities
+
+
+def contacts() -> type[ContactActivities]:
+    """`ContactActivities`: store events, scores and tags; erase a contact."""
+    with workflow.unsafe.imports_passed_through():
+        from activities.contacts import ContactActivities
+    return ContactActivities
+
+
+def crm() -> type[CrmActivities]:
+    """`CrmActivities`: CRM tasks and tags."""
+    with workflow.unsafe.imports_passed_through():
+        from activities.crm import CrmActivities
+    return CrmActivities
+
+
+def journey_log() -> type[JourneyLogActivities]:
+    """`JourneyLogActivities`: the journey-run log."""
+    with workflow.unsafe.imports_passed_through():
+        from activities.journeys import JourneyLogActivities
+    return JourneyLogActivities
+
+
+def messaging() -> type[MessagingActivities]:
+    """`MessagingActivities`: send and cancel messages."""
+    with workflow.unsafe.imports_passed_through():
+        from activities.messaging import MessagingActivities
+    return MessagingActivities
+
+
+def sales() -> type[SalesActivities]:
+    """`SalesActivities`: the sales hand-off and its SLAs."""
+    with workflow.unsafe.imports_passed_through():
+        from activities.sales import SalesActivities
+    return SalesActivities

@@ -1,0 +1,91 @@
+"""Checks of a journey's plan against its `steps()`, made before a worker runs it.
+
+The plan names every step a journey takes; `steps()` sends and runs them by
+id. These checks read the literal step ids of `self.send("…")` and
+`self.run_once("…", …)` in the journey class's source (with `ast`): an id
+that is not in the plan, or a send of a step that has no channel, is refused
+with the journey and the step named. Ids built at run time (f-strings,
+variables) cannot be read from the source: `Journey.send` checks those when
+it runs and fails the workflow (non-retryable `PlanError`) naming the step.
+"""
+
+from __future__ import annotations
+
+import ast
+import inspect
+import textwrap
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from workflows.toolkit.journey import Journey
+
+STEP_CALLS = frozenset({"send", "run_once"})
+"""The `Journey` methods whose first argument is a plan step id."""
+
+
+class PlanError(ValueError):
+    """A journey's `steps()` and its plan disagree (the message names the step)."""
+
+
+@dataclass(frozen=True)
+class StepCall:
+    """A call of `self.send("…")` or `self.run_once("…", …)` with a literal step id."""
+
+    method: str
+    step: str
+    line: int
+
+
+def step_calls(source: str) -> Iterator[StepCall]:
+    """The calls with a literal step id in `source` (a class's or a module's code)."""
+    for node in ast.walk(ast.parse(textwrap.dedent(source))):
+        if not (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Attribute)
+            and node.func.attr in STEP_CALLS
+            and isinstance(node.func.value, ast.Name)
+            and node.func.value.id == "self"
+            and node.args
+            and isinstance(node.args[0], ast.Constant)
+            and isinstance(node.args[0].value, str)
+        ):
+            continue
+        yield StepCall(method=node.func.attr, step=node.args[0].value, line=node.lineno)
+
+
+def check_plan(journey: type[Journey]) -> None:
+    """Refuse a journey whose code sends or runs a step its plan lacks.
+
+    Raises:
+        PlanError: naming the journey, the step and the line (within its class)
+            of a `send` or `run_once` of a step that is not declared, or of a
+            `send` of a step that has no channel.
+    """
+    declared = {step.id: step for step in journey.declared_steps()}
+    for call in _calls_of(journey):
+        planned = declared.get(call.step)
+        if planned is None:
+            raise PlanError(
+                f"journey {journey.name}: {call.method}({call.step!r}) (line {call.line} of "
+                f"{journey.__name__}) names a step that is not in its plan; add "
+                f"PlanStep({call.step!r}, …) to its plan"
+            )
+        if call.method == "send" and planned.channel is None:
+            raise PlanError(
+                f"journey {journey.name}: send({call.step!r}) (line {call.line} of "
+                f"{journey.__name__}) sends a plan step without a channel; give "
+                f"PlanStep({call.step!r}, …) a channel (and a template if not "
+                f"{journey.name}/{call.step})"
+            )
+
+
+def _calls_of(journey: type[Journey]) -> Iterator[StepCall]:
+    """The step calls in the source of `journey` and its journey base classes."""
+    for cls in journey.__mro__:
+        if cls is Journey or not issubclass(cls, Journey):
+            continue
+        try:
+            source = inspect.getsource(cls)
+        except (OSError, TypeError):  # defined where no source is kept (e.g. a REPL)
+            continue
+        yield from step_calls(source)
