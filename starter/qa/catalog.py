@@ -1,7 +1,7 @@
 """Which journeys exist and which messages they send, for the QA commands.
 
-The two look-ups are isolated here so the journey catalogue and the plan's
-message steps can replace them in one place each.
+Journeys come from the catalogue (`workflows/catalog.py`), their messages from
+their plans (`Journey.message_steps`).
 """
 
 from __future__ import annotations
@@ -45,24 +45,12 @@ def journey_class(name: str) -> type[Journey]:
 
 
 def message_steps(journey: type[Journey]) -> list[MessageStep]:
-    """The steps of `journey` that send a message, in plan order."""
-    return _derived_message_steps(journey)
-
-
-def _derived_message_steps(journey: type[Journey]) -> list[MessageStep]:
-    """`journey.message_steps()`, derived from today's `templates` and `plan`.
-
-    A template `<journey>/<name>` is sent by the plan step `<name>` or `<name>-…`.
-    """
-    # until toolkit lands: `journey.message_steps()` replaces this function
-    steps = []
-    plan_ids = [step.id for step in journey.plan]
-    for template, channel in journey.templates:
-        name = template.rpartition("/")[2]
-        step_id = next((i for i in plan_ids if i == name or i.startswith(f"{name}-")), name)
-        steps.append(MessageStep(id=step_id, template=template, channel=Channel(channel)))
-    order = {step_id: index for index, step_id in enumerate(plan_ids)}
-    return sorted(steps, key=lambda step: (order.get(step.id, len(order)), step.template))
+    """The steps of `journey` that send a message, in plan order (`Journey.message_steps`)."""
+    return [
+        MessageStep(id=step.id, template=step.template, channel=step.channel)
+        for step in journey.message_steps()
+        if step.template and step.channel
+    ]
 
 
 def message_step(journey: type[Journey], step_id: str) -> MessageStep:
