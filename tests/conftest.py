@@ -26,6 +26,7 @@ from temporalio.client import (
     WorkflowExecutionStatus,
     WorkflowHandle,
 )
+from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
@@ -37,7 +38,7 @@ from runtime.codec import encrypting_data_converter
 from runtime.keys import KeyStore, key_store
 from starter.dev.cluster import register_search_attributes
 from starter.dev.toolchain import start_dev_server, start_time_skipping_server
-from tests.kit import JourneyKit, kit_settings, running_kit
+from tests.kit import JourneyKit, kit_settings, recording_histories, running_kit
 from worker import build_worker
 
 
@@ -85,8 +86,13 @@ class TimeSkippingServer:
                 return self.env
             except (TimeoutError, RPCError):
                 await self.stop()
+        converter = (
+            pydantic_data_converter
+            if recording_histories()
+            else encrypting_data_converter(self._keys)
+        )
         self.env = await start_time_skipping_server(
-            data_converter=encrypting_data_converter(self._keys), interceptors=[_STARTED]
+            data_converter=converter, interceptors=[_STARTED]
         )
         await register_search_attributes(self.env.client)
         return self.env

@@ -26,10 +26,15 @@ from `tests/conftest.py`; the helpers are here::
   `add_contact` / `add_lead` (rows straight into the database).
 - Outbox: `read_outbox`, `text_body`, `html_body`, `assert_sent`.
 - The message log: `message_rows`; events: `event_now`, `at`.
+- The replay test: `await journey_kit.save_history(timeline, "trial-nudge-activated")`
+  writes the run's history to `tests/histories/` when the tests run with
+  `RECORD_HISTORIES=1` (and does nothing otherwise), so a new journey's test
+  records the history `tests/test_replay.py` replays.
 """
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -57,6 +62,18 @@ from tests.factories import add_contact, add_lead, event_now, message_rows
 from tests.outbox import html_body, read_outbox, text_body
 from worker import build_worker
 
+HISTORIES = Path(__file__).parent / "histories"
+"""Where `tests/test_replay.py` finds the histories it replays."""
+RECORD_HISTORIES = "RECORD_HISTORIES"
+"""The environment variable that makes `JourneyKit.save_history` write (`1`)."""
+
+
+def recording_histories() -> bool:
+    """Whether this test run records histories (then payloads are not encrypted: a history
+    encrypted with a throwaway data key could not be replayed)."""
+    return os.environ.get(RECORD_HISTORIES) == "1"
+
+
 __all__ = [
     "JourneyKit",
     "Recorder",
@@ -73,6 +90,7 @@ __all__ = [
     "kit_settings",
     "message_rows",
     "read_outbox",
+    "recording_histories",
     "sample_contact",
     "sent_days",
     "text_body",
@@ -101,8 +119,12 @@ def kit_settings(directory: Path) -> Settings:
 
 
 def sample_contact(**fields: Any) -> ContactProfile:
-    """The sample contact of `journeys simulate` (Ada, consent on both channels), with changes."""
-    return SAMPLE.model_copy(update=fields)
+    """The sample contact of `journeys simulate` (Ada, consent on both channels), with changes.
+
+    Its id is new on every call (`sample-1f2e…`) unless `id` is given, so two tests of one
+    journey on the shared test server do not enrol the same workflow id.
+    """
+    return SAMPLE.model_copy(update={"id": f"sample-{uuid.uuid4().hex[:12]}", **fields})
 
 
 def at(offset: str, event_type: str, **properties: Any) -> ScheduledEvent:
@@ -127,6 +149,16 @@ class JourneyKit:
     async def simulate(self, simulation: Simulation) -> Timeline:
         """Run `simulation` (as `journeys simulate` does) and return its timeline."""
         return await run_simulation(self.env, self.engine, self.settings, self.recorder, simulation)
+
+    async def save_history(self, timeline: Timeline, name: str) -> Path | None:
+        """Save the simulated journey's history as `tests/histories/{name}.json` for the replay
+        test, when the run records histories (`RECORD_HISTORIES=1`); returns the file written."""
+        if not recording_histories():
+            return None
+        handle = self.env.client.get_workflow_handle(timeline.workflow_id)
+        path = HISTORIES / f"{name}.json"
+        path.write_text((await handle.fetch_history()).to_json())
+        return path
 
 
 @asynccontextmanager

@@ -92,6 +92,12 @@ CHANNEL_SCOPED_PATCH = "channel-scoped-unsubscribe"
 TOMBSTONE_PATCH = "erased-contact-tombstone"
 """A run started for an erased contact (its ingest finds the tombstone) erases again and ends;
 guarded for safety, though runs before it never saw a tombstone."""
+JOURNEYS_BEFORE_THE_CATALOG = frozenset(
+    {"welcome-series", "pricing-abandon", "renewal-countdown", "nurture", "lead-sla"}
+)
+"""The journeys that existed before journeys were found by file. Any other journey is
+known to a run only through the patch `journey-<name>`: a run recorded before that
+journey was added replays without starting or signalling it (see `_knows`)."""
 DORMANT_AFTER = timedelta(days=30)
 """No event for this long: the contact is tagged `eng_dormant_30d`."""
 MAX_TAGS = 100
@@ -297,7 +303,7 @@ class ContactWorkflow:
             return
         started: str | None = None
         trigger = catalog.triggers().get(event.type)
-        if trigger is not None and self._contact_exists:
+        if trigger is not None and self._contact_exists and self._knows(trigger.journey):
             journey_input = trigger.input_for(event, self._input.day_seconds)
             if journey_input is not None:
                 started = await self._start(trigger.journey, journey_input, f"on {event.type}")
@@ -326,7 +332,9 @@ class ContactWorkflow:
         or not this workflow started them (another journey may have); others
         (a renewal per subscription) when registered.
         """
-        journeys = {journey.name: journey for journey in catalog.all_journeys()}
+        journeys = {
+            journey.name: journey for journey in catalog.all_journeys() if self._knows(journey.name)
+        }
         ids = {
             f"{name}-{self._contact_id}": name
             for name, journey in journeys.items()
@@ -338,6 +346,18 @@ class ContactWorkflow:
             if name in journeys and wanted(journeys[name])
         }
         return sorted(ids)
+
+    @staticmethod
+    def _knows(journey: str) -> bool:
+        """Whether this run may start or signal `journey`.
+
+        Adding a journey file must not change what a recorded run did when it is
+        replayed: a new journey's trigger, or one more journey to tell about an
+        unsubscribe, would be commands the history lacks. So a journey added
+        after the catalog is known through a patch marker, set the first time a
+        run meets it; a run recorded before the journey existed replays without it.
+        """
+        return journey in JOURNEYS_BEFORE_THE_CATALOG or workflow.patched(f"journey-{journey}")
 
     async def _signal(self, workflow_id: str, signal: str, arg: object) -> bool:
         """Signal a journey; one that is closed or never existed is forgotten."""
