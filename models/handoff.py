@@ -14,7 +14,7 @@ from typing import Annotated
 from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
 
 from models.ids import ContactId, PersonId
-from models.journeys import JourneyInput
+from models.journeys import KEPT_BY_THE_JOURNEY, JourneyInput
 
 
 def _as_utc(value: datetime) -> datetime:
@@ -118,7 +118,7 @@ class LeadSlaInput(JourneyInput):
     """
 
     band: LeadBand
-    handoff: HandOff | None = None
+    handoff: HandOff | None = Field(default=None, json_schema_extra=KEPT_BY_THE_JOURNEY)
 
 
 class PriorityRequest(BaseModel):

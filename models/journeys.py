@@ -71,6 +71,9 @@ class JourneyInput(BaseModel):
 NOT_OPTIONS = frozenset({"contact_id", "carry"})
 """Input fields that are not enrolment options: the contact is the enrolment's own, the
 carry-over the toolkit's."""
+KEPT_BY_THE_JOURNEY: dict[str, Any] = {"readOnly": True}
+"""`json_schema_extra` of an input field the journey itself keeps up to date (not an
+enrolment option): `Field(default=…, json_schema_extra=KEPT_BY_THE_JOURNEY)`."""
 
 
 class JourneyOption(BaseModel):
@@ -142,7 +145,7 @@ def enrolment_options(model: type[JourneyInput]) -> list[JourneyOption]:
             description=field.get("description") or described.get(name),
         )
         for name, field in schema["properties"].items()
-        if name not in NOT_OPTIONS
+        if name not in NOT_OPTIONS and not field.get("readOnly")
     ]
     return sorted(options, key=lambda option: not option.required)
 

@@ -8,7 +8,7 @@ from typing import Annotated
 from pydantic import AfterValidator, AwareDatetime, Field, field_validator
 
 from models.ids import SubscriptionId
-from models.journeys import JourneyInput
+from models.journeys import KEPT_BY_THE_JOURNEY, JourneyInput
 
 REMINDER_COPY_DAYS = (90, 60, 30, 7, 1)
 """Days before renewal that have reminder copy (`templates/renewal-countdown/reminder-{N}d`).
@@ -43,8 +43,10 @@ class RenewalInput(JourneyInput):
     subscription_id: SubscriptionId
     renewal_date: Annotated[AwareDatetime, AfterValidator(_as_utc)]
     reminder_days: tuple[int, ...] = REMINDER_COPY_DAYS
-    rescheduled_on_day: float = Field(default=0, ge=0)
-    rescheduled_by_event_at: Annotated[AwareDatetime, AfterValidator(_as_utc)] | None = None
+    rescheduled_on_day: float = Field(default=0, ge=0, json_schema_extra=KEPT_BY_THE_JOURNEY)
+    rescheduled_by_event_at: Annotated[AwareDatetime, AfterValidator(_as_utc)] | None = Field(
+        default=None, json_schema_extra=KEPT_BY_THE_JOURNEY
+    )
 
     @field_validator("reminder_days")
     @classmethod

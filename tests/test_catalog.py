@@ -27,6 +27,7 @@ import workflows.journeys
 from models.settings import PROJECT_ROOT, Settings
 from starter.api.schemas import EnrolmentIn
 from starter.client import AsyncJourneysClient
+from starter.services.operations import InvalidRequest, journey_input_for
 from tests.cli import cli_environment, run
 from tests.factories import add_contact
 from tests.gateway import FULL_KEY, Gateway, gateway_settings, serving_gateway
@@ -223,6 +224,20 @@ def test_the_catalog_describes_options_from_the_input_model() -> None:
     assert options["day_seconds"].default == 86_400
     assert options["subscription_id"].description is not None
     assert "contact_id" not in options and "carry" not in options
+    kept_by_the_journeys = {"rescheduled_on_day", "rescheduled_by_event_at", "handoff"}
+    assert not kept_by_the_journeys & set(options)
+    assert "handoff" not in {option.name for option in catalog.describe("lead-sla").options}
+    with pytest.raises(InvalidRequest, match="does not take rescheduled_on_day"):
+        journey_input_for(
+            "renewal-countdown",
+            "ren",
+            {
+                "renewal_date": "2099-03-01T00:00:00Z",
+                "subscription_id": "s",
+                "rescheduled_on_day": 3,
+            },
+            accelerated_clock_allowed=False,
+        )
     assert [step.id for step in catalog.describe("nurture").plan] == [
         "week1",
         "week2",
