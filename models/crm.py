@@ -2,20 +2,16 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated
 
-from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, StringConstraints
+from pydantic import BaseModel, ConfigDict, StringConstraints
 
+from models.events import InUtc
 from models.ids import ContactId
 
 CHURN_RISK_TAG = "stage_churn-risk"
 """Tag of a contact whose renewal date passed without renewal (seed convention `stage_…`)."""
-
-
-def _as_utc(value: datetime) -> datetime:
-    return value.astimezone(UTC)
 
 
 class CrmTaskKind(StrEnum):
@@ -69,7 +65,7 @@ class CrmTaskRequest(BaseModel):
     assignee_id: Annotated[str, StringConstraints(max_length=64)] | None = None
     title: Annotated[str, StringConstraints(min_length=1, max_length=200)]
     details: Annotated[str, StringConstraints(max_length=2000)] = ""
-    due_at: Annotated[AwareDatetime, AfterValidator(_as_utc)]
+    due_at: InUtc
     priority: TaskPriority = TaskPriority.NORMAL
 
 

@@ -44,6 +44,14 @@ LATEST_TIME = datetime(9000, 1, 1, tzinfo=UTC)
 the end of `datetime` for the journeys' arithmetic."""
 
 
+def _in_utc(value: datetime) -> datetime:
+    """`value` in UTC; one that falls outside `datetime`'s range there is refused."""
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:
+        raise ValueError(f"{value.isoformat()} cannot be expressed in UTC") from None
+
+
 def _plausible_utc(value: datetime) -> datetime:
     """`value` in UTC, refused before 1970 or from 9000 on.
 
@@ -51,17 +59,17 @@ def _plausible_utc(value: datetime) -> datetime:
     dormancy, reminders), and near the end of `datetime`'s range that
     arithmetic overflows: a workflow task that fails on every retry.
     """
-    try:
-        utc = value.astimezone(UTC)
-    except OverflowError:
-        raise ValueError(f"{value.isoformat()} cannot be expressed in UTC") from None
+    utc = _in_utc(value)
     if not EARLIEST_TIME <= utc < LATEST_TIME:
         raise ValueError(f"{utc.isoformat()} is not between 1970 and 8999")
     return utc
 
 
 UtcTime = Annotated[AwareDatetime, AfterValidator(_plausible_utc)]
-"""A timezone-aware time between 1970 and 8999, normalised to UTC."""
+"""A timezone-aware time between 1970 and 8999, normalised to UTC: what a contact, a
+caller or an event supplies."""
+InUtc = Annotated[AwareDatetime, AfterValidator(_in_utc)]
+"""A timezone-aware time normalised to UTC: what the project computes itself."""
 
 MAX_PROPERTIES_DEPTH = 16
 MAX_PROPERTIES_BYTES = 32_768

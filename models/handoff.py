@@ -7,21 +7,15 @@ hand-off so a journey keeps the SLAs it started with.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from enum import StrEnum
 from typing import Annotated
 
-from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
+from models.events import InUtc
 from models.ids import ContactId, PersonId
 from models.journeys import KEPT_BY_THE_JOURNEY, JourneyInput
-
-
-def _as_utc(value: datetime) -> datetime:
-    return value.astimezone(UTC)
-
-
-UtcDatetime = Annotated[AwareDatetime, AfterValidator(_as_utc)]
 
 
 class SlaPolicy(BaseModel):
@@ -163,4 +157,4 @@ class SlaNotice(BaseModel):
     contact_id: ContactId
     owner_id: PersonId
     sla: SlaKind
-    due_at: UtcDatetime
+    due_at: InUtc

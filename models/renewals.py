@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-from typing import Annotated
+from pydantic import Field, field_validator
 
-from pydantic import AfterValidator, AwareDatetime, Field, field_validator
-
+from models.events import InUtc, UtcTime
 from models.ids import SubscriptionId
 from models.journeys import KEPT_BY_THE_JOURNEY, JourneyInput
 
@@ -15,10 +13,6 @@ REMINDER_COPY_DAYS = (90, 60, 30, 7, 1)
 
 A journey may use any of them; another day needs its template first.
 """
-
-
-def _as_utc(value: datetime) -> datetime:
-    return value.astimezone(UTC)
 
 
 class RenewalInput(JourneyInput):
@@ -41,10 +35,10 @@ class RenewalInput(JourneyInput):
     """
 
     subscription_id: SubscriptionId
-    renewal_date: Annotated[AwareDatetime, AfterValidator(_as_utc)]
+    renewal_date: UtcTime
     reminder_days: tuple[int, ...] = REMINDER_COPY_DAYS
     rescheduled_on_day: float = Field(default=0, ge=0, json_schema_extra=KEPT_BY_THE_JOURNEY)
-    rescheduled_by_event_at: Annotated[AwareDatetime, AfterValidator(_as_utc)] | None = Field(
+    rescheduled_by_event_at: InUtc | None = Field(
         default=None, json_schema_extra=KEPT_BY_THE_JOURNEY
     )
 

@@ -68,7 +68,18 @@ async def event(env: WorkflowEnvironment, contact_id: str, event_type: str) -> B
 async def signal(
     env: WorkflowEnvironment, handle: Handle, contact_id: str, event_type: str
 ) -> None:
-    await handle.signal(PricingAbandon.event, await event(env, contact_id, event_type))
+    """Signal an event; again (the same event: the journey drops duplicates) while the test
+    server refuses it because the run is continuing as new (`Completed workflow`)."""
+    sent = await event(env, contact_id, event_type)
+    for _ in range(100):
+        try:
+            await handle.signal(PricingAbandon.event, sent)
+            return
+        except RPCError as refused:
+            if refused.status != RPCStatusCode.NOT_FOUND or "Completed" not in refused.message:
+                raise
+            await asyncio.sleep(0.1)
+    raise AssertionError(f"{handle.id} refused {event_type} while it continued as new")
 
 
 async def settled(handle: Handle) -> JourneyState:
