@@ -17,7 +17,7 @@ help:
 	@echo "make test   install everything needed and run the test suite"
 	@echo "make lint   ruff and mypy"
 	@echo "make faults only the fault-injection tests (make test runs them too)"
-	@echo "make bench  benchmarks against a bare-Temporal baseline (bench/results/)"
+	@echo "make bench  benchmarks against a peer and a bare-Temporal baseline (bench/results/)"
 
 $(CACHE)/uv-$(UV_VERSION)/bin/uv:
 	python3 -m venv $(CACHE)/uv-$(UV_VERSION)

@@ -9,7 +9,8 @@ journey's live state). The figure is the median of `Sizes.cli_runs` runs,
 the commands taking turns, after one untimed round that caches the bytecode,
 as an installed CLI has it.
 
-The baseline is the floor of any Python command that asks Temporal about a
+The peer baseline has no CLI: its column is empty. The bare baseline is the
+floor of any Python command that asks Temporal about a
 contact: a process that imports the SDK's client, connects and lists the
 contact's workflows with one visibility query. The JSON adds, per command,
 the time its process spent importing modules (`python -X importtime`, the
@@ -136,9 +137,10 @@ async def cli_read(stack: Stack, runs: int) -> list[Figure]:
                     label=f"`journeys {command[0]}` answer, cold process",
                     unit="ms",
                     journeys=medians[name],
-                    baseline=medians["bare"],
+                    peer=None,
+                    bare=medians["bare"],
                     note=f"Median of {runs} runs of `journeys {' '.join(command)}`, process "
-                    "start to exit, in turns with the others. Baseline: a process that imports "
+                    "start to exit, in turns with the others. Bare: a process that imports "
                     "the SDK client, connects and lists the contact's workflows.",
                     target=TARGET,
                     details={"runs": runs, "import_ms": import_ms(importtime)},

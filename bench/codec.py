@@ -8,6 +8,9 @@ a contact's workflow, as the worker and client do:
 - an `IngestRequest` of `EVENT_BATCH` behaviour events with a few properties
   each (the contact workflow's ingest activity input).
 
+The peer baseline has no counterpart here (it exchanges other payloads, with the SDK's
+default converter and no codec): its column is empty.
+
 "With" is the product's converter (`runtime.codec.encrypting_data_converter`,
 AES-256-GCM with the contact's data key, from the benchmark's journeys
 database and then from the key store's cache, as in a worker); "without" is
@@ -122,21 +125,23 @@ async def codec_cost(stack: Stack, roundtrips: int) -> list[Figure]:
         figures += [
             Figure(
                 f"codec_roundtrip_{sample.key}",
-                f"Encode + decode of {sample.label}, with the codec (baseline: without)",
+                f"Encode + decode of {sample.label}, with the codec (bare: without)",
                 "µs",
                 with_codec,
+                None,
                 without,
                 note=f"Median of {roundtrips:,} round trips (`DataConverter.encode` then "
                 "`decode`, in the context of the contact's workflow) through the product's "
                 "data converter, AES-256-GCM with the contact's data key (cached, as in a "
-                "worker). Baseline: the same pydantic converter without the codec.",
+                "worker). Bare: the same pydantic converter without the codec.",
                 details={"roundtrips": roundtrips},
             ),
             Figure(
                 f"codec_bytes_{sample.key}",
-                f"Stored size of {sample.label}, with the codec (baseline: without)",
+                f"Stored size of {sample.label}, with the codec (bare: without)",
                 "bytes",
                 _stored_bytes(await encrypting.encode([sample.value])),
+                None,
                 _stored_bytes(await plain.encode([sample.value])),
                 note="The payload as Temporal stores it (metadata and data), with the codec "
                 "(nonce, tag, key id) and without.",

@@ -1,17 +1,35 @@
-"""Figures, their targets, and the report: JSON and a markdown table."""
+"""Figures, their targets, and the report: JSON and a markdown table.
+
+Every figure has three values, measured in the same run: the product's
+(`journeys`), the peer baseline's (`peer`, the welcome series written by hand,
+`bench/peer.py`; None where no peer applies) and the bare baseline's (`bare`,
+`bench/baseline.py`), and the two ratios journeys / peer and journeys / bare.
+A target names the baseline(s) it is held to.
+
+The reference run (`python -m bench --reference`) is committed in
+`bench/reference/`, and `bench/README.md` shows its table between two markers,
+rendered from the committed JSON (`reference_section`), so the two cannot drift.
+"""
 
 from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 SHORT = "SHORT"
 MET = "met"
 NOT_TRIED = "not tried"
+NO_TARGET = "—"
+
+REFERENCE_DIR = Path(__file__).resolve().parent / "reference"
+"""Where `--reference` writes the committed results (`latest.json`, `latest.md`)."""
+README = Path(__file__).resolve().parent / "README.md"
+REFERENCE_START = "<!-- reference table: written by `python -m bench --reference` -->"
+REFERENCE_END = "<!-- end of reference table -->"
 
 
 def percentile(values: Sequence[float], q: float) -> float:
@@ -29,7 +47,7 @@ class Target:
     """What a figure should reach.
 
     Attributes:
-        text: As printed, e.g. `≥ 80% of baseline`.
+        text: As printed, e.g. `≤ 1.5× peer and < 250 ms`.
         check: Whether a figure reaches it; None when this run cannot tell
             (e.g. a quick run parks fewer journeys than the target names).
     """
@@ -38,16 +56,71 @@ class Target:
     check: Callable[[Figure], bool | None]
 
 
+def _ratio_check(which: str, bound: float, *, at_least: bool) -> Callable[[Figure], bool | None]:
+    def check(figure: Figure) -> bool | None:
+        ratio = figure.ratio_to_peer if which == "peer" else figure.ratio_to_bare
+        if ratio is None:
+            return None
+        return ratio >= bound if at_least else ratio <= bound
+
+    return check
+
+
+def held_to(
+    *,
+    peer: float | None = None,
+    bare: float | None = None,
+    below: float | None = None,
+    unit: str = "ms",
+    at_least: bool = False,
+) -> Target:
+    """A target on the ratios to the baselines and, optionally, an absolute bound.
+
+    Args:
+        peer: The most (or, `at_least`, the least) journeys / peer may be.
+        bare: The same for journeys / bare.
+        below: The journeys' value must be under this (in `unit`).
+        unit: Unit of `below`, as printed.
+        at_least: Ratios are lower bounds (a rate), not upper bounds (a cost).
+    """
+    sign = "≥" if at_least else "≤"
+    parts: list[str] = []
+    checks: list[Callable[[Figure], bool | None]] = []
+    for which, bound in (("peer", peer), ("bare", bare)):
+        if bound is not None:
+            parts.append(f"{sign} {bound:g}× {which}")
+            checks.append(_ratio_check(which, bound, at_least=at_least))
+    if below is not None:
+        limit = below
+        parts.append(f"< {limit:,g} {unit}")
+        checks.append(lambda figure: figure.journeys < limit)
+
+    def check(figure: Figure) -> bool | None:
+        verdicts = [one(figure) for one in checks]
+        if False in verdicts:
+            return False
+        return None if None in verdicts else True
+
+    return Target(" and ".join(parts), check)
+
+
+def _ratio(value: float, baseline: float | None) -> float | None:
+    if baseline is None:
+        return None
+    return value / baseline if baseline else math.inf
+
+
 @dataclass(frozen=True)
 class Figure:
-    """One measured figure, for the journeys and for the bare baseline.
+    """One measured figure: the journeys', the peer's and the bare baseline's values.
 
     Attributes:
         key: Stable id, e.g. `event_to_send_p99`.
         label: What it is, e.g. `Event-to-send latency p99`.
-        unit: Unit of `journeys` and `baseline`.
+        unit: Unit of the three values.
         journeys: The product's value.
-        baseline: The bare workflow's value.
+        peer: The peer baseline's value; None where no peer applies.
+        bare: The bare baseline's value.
         note: How it was measured, in a few words.
         target: What it should reach, if anything.
         details: Sizes and raw numbers behind it.
@@ -57,78 +130,131 @@ class Figure:
     label: str
     unit: str
     journeys: float
-    baseline: float
+    peer: float | None
+    bare: float
     note: str
     target: Target | None = None
     details: dict[str, Any] = field(default_factory=dict)
 
     @property
-    def ratio(self) -> float:
-        """`journeys / baseline` (inf when the baseline is 0)."""
-        return self.journeys / self.baseline if self.baseline else math.inf
+    def ratio_to_peer(self) -> float | None:
+        """`journeys / peer` (None without a peer, inf when the peer's is 0)."""
+        return _ratio(self.journeys, self.peer)
+
+    @property
+    def ratio_to_bare(self) -> float | None:
+        """`journeys / bare` (inf when the bare baseline's is 0)."""
+        return _ratio(self.journeys, self.bare)
 
     @property
     def status(self) -> str:
         """`met`, `SHORT`, `not tried` (target out of this run's reach) or `—` (no target)."""
         if self.target is None:
-            return "—"
+            return NO_TARGET
         verdict = self.target.check(self)
         return NOT_TRIED if verdict is None else MET if verdict else SHORT
 
     def as_json(self) -> dict[str, Any]:
-        """The figure with its ratio, target and status, for the JSON report."""
-        data = asdict(self)
-        data.update(
-            ratio=self.ratio,
-            target=self.target.text if self.target else None,
-            status=self.status,
-        )
-        return data
+        """The figure as the JSON report has it (scripts read these names)."""
+        return {
+            "key": self.key,
+            "label": self.label,
+            "unit": self.unit,
+            "journeys": self.journeys,
+            "peer": self.peer,
+            "bare": self.bare,
+            "ratio_to_peer": self.ratio_to_peer,
+            "ratio_to_bare": self.ratio_to_bare,
+            "target": self.target.text if self.target else None,
+            "status": self.status,
+            "note": self.note,
+            "details": self.details,
+        }
 
 
-def _number(value: float) -> str:
+def _number(value: float | None, unit: str) -> str:
+    if value is None:
+        return "—"
     if math.isinf(value):
         return "∞"
     if value == 0 or abs(value) >= 100:
-        return f"{value:,.0f}"
-    return f"{value:.3g}"
+        return f"{value:,.0f} {unit}"
+    return f"{value:.3g} {unit}"
 
 
-def markdown_table(figures: Sequence[Figure]) -> str:
-    """One row per figure: value, baseline, ratio, target and status."""
+def _times(ratio: float | None) -> str:
+    if ratio is None:
+        return "—"
+    return "∞" if math.isinf(ratio) else f"{ratio:.2f}×"
+
+
+def markdown_table(figures: Sequence[Mapping[str, Any]]) -> str:
+    """One row per figure (as in the JSON): the three values, both ratios, target, status."""
     lines = [
-        "| Figure | Journeys | Bare baseline | Ratio | Target | Status |",
-        "|---|---:|---:|---:|---|---|",
+        "| Figure | Journeys | Peer | Bare | ÷ peer | ÷ bare | Target | Status |",
+        "|---|---:|---:|---:|---:|---:|---|---|",
     ]
     for figure in figures:
-        status = f"**{figure.status}**" if figure.status == SHORT else figure.status
+        status = figure["status"]
+        unit = figure["unit"]
         lines.append(
-            f"| {figure.label} | {_number(figure.journeys)} {figure.unit} "
-            f"| {_number(figure.baseline)} {figure.unit} | {figure.ratio:.2f}× "
-            f"| {figure.target.text if figure.target else ''} | {status} |"
+            f"| {figure['label']} | {_number(figure['journeys'], unit)} "
+            f"| {_number(figure['peer'], unit)} | {_number(figure['bare'], unit)} "
+            f"| {_times(figure['ratio_to_peer'])} | {_times(figure['ratio_to_bare'])} "
+            f"| {figure['target'] or ''} | {f'**{status}**' if status == SHORT else status} |"
         )
     return "\n".join(lines)
 
 
-def markdown_report(figures: Sequence[Figure], meta: dict[str, Any]) -> str:
-    """The table, then how each figure was measured (figures sharing a note, once)."""
-    labels: dict[str, list[str]] = {}
-    for figure in figures:
-        labels.setdefault(figure.note, []).append(figure.label)
-    notes = "\n".join(f"- **{'; '.join(names)}**: {note}" for note, names in labels.items())
+def _heading(document: Mapping[str, Any]) -> str:
     return (
-        f"# Benchmarks, {meta['started_at']} ({meta['mode']} run, {meta['cpus']} CPUs, "
-        f"{meta['duration_s']:.0f} s)\n\n{markdown_table(figures)}\n\n{notes}\n"
+        f"{document['started_at']} ({document['mode']} run, {document['cpus']} CPUs, "
+        f"{document['duration_s']:.0f} s)"
     )
 
 
-def write_report(figures: Sequence[Figure], meta: dict[str, Any], output: Path) -> str:
-    """Write `<stamp>.json|.md` and `latest.json|.md` in `output`; returns the markdown."""
+def markdown_report(document: Mapping[str, Any]) -> str:
+    """The table, then how each figure was measured (figures sharing a note, once)."""
+    labels: dict[str, list[str]] = {}
+    for figure in document["figures"]:
+        labels.setdefault(figure["note"], []).append(figure["label"])
+    notes = "\n".join(f"- **{'; '.join(names)}**: {note}" for note, names in labels.items())
+    return (
+        f"# Benchmarks, {_heading(document)}\n\n{markdown_table(document['figures'])}\n\n{notes}\n"
+    )
+
+
+def write_report(figures: Sequence[Figure], meta: dict[str, Any], output: Path) -> dict[str, Any]:
+    """Write `<stamp>.json|.md` and `latest.json|.md` in `output`; returns the document."""
     output.mkdir(parents=True, exist_ok=True)
     document = {**meta, "figures": [figure.as_json() for figure in figures]}
     text = json.dumps(document, indent=2, default=str)
-    markdown = markdown_report(figures, meta)
+    markdown = markdown_report(document)
     for name in (meta["stamp"], "latest"):
         (output / f"{name}.json").write_text(text + "\n")
         (output / f"{name}.md").write_text(markdown)
-    return markdown
+    return document
+
+
+def reference_section(document: Mapping[str, Any]) -> str:
+    """What `bench/README.md` shows between its markers for the reference `document`."""
+    return (
+        f"{REFERENCE_START}\n\nReference run: {_heading(document)}, sizes "
+        f"{', '.join(f'{name} {value:,}' for name, value in document['sizes'].items())}.\n\n"
+        f"{markdown_table(document['figures'])}\n\n{REFERENCE_END}"
+    )
+
+
+def readme_reference(readme: str) -> str:
+    """The reference section of a README's text (markers included)."""
+    start, end = readme.index(REFERENCE_START), readme.index(REFERENCE_END)
+    return readme[start : end + len(REFERENCE_END)]
+
+
+def write_reference(document: Mapping[str, Any]) -> None:
+    """Commit-ready copy of a run: `REFERENCE_DIR/latest.json|.md`, and the README's table."""
+    REFERENCE_DIR.mkdir(exist_ok=True)
+    (REFERENCE_DIR / "latest.json").write_text(json.dumps(document, indent=2, default=str) + "\n")
+    (REFERENCE_DIR / "latest.md").write_text(markdown_report(document))
+    readme = README.read_text()
+    README.write_text(readme.replace(readme_reference(readme), reference_section(document)))

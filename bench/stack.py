@@ -24,14 +24,15 @@ import signal
 import socket
 import sys
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager, contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from datetime import time as clock_time
 from enum import StrEnum
+from functools import cached_property
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import httpx
 from pydantic import SecretStr
@@ -61,7 +62,15 @@ T = TypeVar("T")
 API_KEY = "bench-local-only-key-0123456789"
 """The gateway's key in benchmarks (a loopback server that lives for one benchmark)."""
 JOURNEYS_QUEUE = "bench-journeys"
+PEER_QUEUE = "bench-peer"
 BARE_QUEUE = "bench-bare"
+EMAIL_CAP = 50
+"""The frequency caps of the benchmarks' workers (per day and per week): on, and far above
+the welcome series' five emails, so they are evaluated but never defer."""
+QUIET_WINDOW = timedelta(minutes=1)
+QUIET_AHEAD = timedelta(hours=12)
+"""Quiet hours are on: a one-minute window that starts 12 hours after the run starts (in UTC,
+the seeded contacts' time zone), so that no journey on the real clock meets it."""
 SERVER_PRAGMAS = ("--sqlite-pragma", "journal_mode=wal", "--sqlite-pragma", "synchronous=normal")
 """The dev server's SQLite file in WAL mode: with its default rollback journal, the server's
 own writes are the bottleneck (the bare baseline alone ran 2-3x slower), which would hide
@@ -76,7 +85,15 @@ over `SETTLE_WINDOW` seconds."""
 
 
 NOT_RUN = shutil.ignore_patterns(
-    ".*", "__pycache__", "tests", "test-artifacts", "docs", "results", "*.md", "uv.lock"
+    ".*",
+    "__pycache__",
+    "tests",
+    "test-artifacts",
+    "docs",
+    "results",
+    "reference",
+    "*.md",
+    "uv.lock",
 )
 """What the workers do not need of the checkout."""
 
@@ -116,6 +133,7 @@ class WorkerKind(StrEnum):
     """Which worker a process runs."""
 
     JOURNEYS = "journeys"
+    PEER = "peer"
     BARE = "bare"
 
 
@@ -127,13 +145,16 @@ class Stack:
         root: The benchmark's folder (server and journeys databases, outbox, worker logs).
         env: The running dev server, with a client (pydantic data converter, no codec).
         settings: The product's settings: database (data keys too) and outbox in
-            `root`, quiet hours off (benchmarks run at any hour), the gateway's key.
+            `root`, the messaging policy on but never deferring (`quiet_hours`,
+            `EMAIL_CAP`), accelerated clocks allowed, the gateway's key.
         engine: The journeys database (migrated).
         server_pid: The dev server's process.
         sources: The snapshot of the code the workers run (`snapshot_sources`).
         keys: The product's data keys (in the journeys database).
         client: The driver's client of the journeys: the product's data converter
             (encrypted with `keys`), on the dev server's connection.
+        shared: The worker processes kept for the stack's life (a quick run), or None
+            (each benchmark starts its own).
     """
 
     root: Path
@@ -144,11 +165,17 @@ class Stack:
     sources: Path
     keys: KeyStore
     client: Client
+    shared: SharedWorkers | None = None
 
     @property
     def bare_client(self) -> Client:
         """The driver's client of the bare baseline: pydantic payloads, no codec."""
         return self.env.client
+
+    @cached_property
+    def peer_client(self) -> Client:
+        """The driver's client of the peer baseline: the SDK's default data converter."""
+        return Client(self.env.client.service_client, namespace=self.env.client.namespace)
 
     @property
     def address(self) -> str:
@@ -169,12 +196,21 @@ def _stdout_to_stderr() -> Iterator[None]:
         os.close(saved)
 
 
+def quiet_hours(now: datetime) -> tuple[clock_time, clock_time]:
+    """Quiet hours that are on but far from `now` (`QUIET_AHEAD`), `QUIET_WINDOW` long (UTC)."""
+    start = (now + QUIET_AHEAD).replace(second=0, microsecond=0)
+    return start.time(), (start + QUIET_WINDOW).time()
+
+
 @asynccontextmanager
-async def bench_stack(root: Path, sources: Path) -> AsyncIterator[Stack]:
+async def bench_stack(
+    root: Path, sources: Path, *, shared_workers: bool = False
+) -> AsyncIterator[Stack]:
     """Start a dev server (database file in `root`) and migrate a journeys database there.
 
     The server's output goes to stderr: stdout is the report's. Workers will run
-    the code in `sources`.
+    the code in `sources`. With `shared_workers`, the three workers start now,
+    together, and serve every benchmark on this stack.
     """
     root.mkdir(parents=True, exist_ok=True)
     database = root / "temporal.db"
@@ -186,12 +222,15 @@ async def bench_stack(root: Path, sources: Path) -> AsyncIterator[Stack]:
             data_converter=pydantic_data_converter,
         )
     database_url = f"sqlite:///{root / 'journeys.db'}"
+    quiet_start, quiet_end = quiet_hours(datetime.now(UTC))
     settings = Settings(
         database_url=database_url,
         outbox_dir=root / "outbox",
         task_queue=JOURNEYS_QUEUE,
-        quiet_hours_start=clock_time(0, 0),
-        quiet_hours_end=clock_time(0, 0),
+        quiet_hours_start=quiet_start,
+        quiet_hours_end=quiet_end,
+        email_cap_per_day=EMAIL_CAP,
+        email_cap_per_week=EMAIL_CAP,
         api_keys=[ApiKey(name="bench", key=SecretStr(API_KEY))],
         allow_accelerated_clock=True,
         payload_keys_database_url=database_url,  # not one the environment may name
@@ -206,7 +245,15 @@ async def bench_stack(root: Path, sources: Path) -> AsyncIterator[Stack]:
             data_converter=encrypting_data_converter(keys),
         )
         server_pid = _pid_running(str(database))
-        yield Stack(root, env, settings, engine, server_pid, sources, keys, client)
+        shared = SharedWorkers() if shared_workers else None
+        stack = Stack(root, env, settings, engine, server_pid, sources, keys, client, shared)
+        try:
+            if shared is not None:
+                await shared.get(stack, list(WorkerKind))
+            yield stack
+        finally:
+            if shared is not None:
+                await shared.aclose()
     finally:
         await engine.dispose()
         await env.shutdown()
@@ -267,6 +314,10 @@ class WorkerProcess:
                 return
 
 
+_QUEUES = {WorkerKind.PEER: PEER_QUEUE, WorkerKind.BARE: BARE_QUEUE}
+"""The baselines' task queues (the product's is its settings')."""
+
+
 def _free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -286,10 +337,10 @@ def _worker_command(
     not of the journeys.
     """
     env = snapshot_environment(stack)
-    if kind == WorkerKind.BARE:
-        command = ["-m", "bench.worker_process", "--address", stack.address]
-        command += ["--task-queue", BARE_QUEUE, "--metrics", metrics]
-        return [sys.executable, *command], env
+    if kind != WorkerKind.JOURNEYS:
+        command = ["-m", "bench.worker_process", "--kind", kind, "--address", stack.address]
+        command += ["--task-queue", _QUEUES[kind], "--metrics", metrics]
+        return [sys.executable, *command], product_environment(stack, env)
     return [sys.executable, "-m", "worker"], {
         **product_environment(stack, env),
         "METRICS_BIND_ADDRESS": metrics,
@@ -317,6 +368,8 @@ def product_environment(stack: Stack, base: dict[str, str]) -> dict[str, str]:
         "OUTBOX_DIR": str(settings.outbox_dir),
         "QUIET_HOURS_START": f"{settings.quiet_hours_start:%H:%M}",
         "QUIET_HOURS_END": f"{settings.quiet_hours_end:%H:%M}",
+        "EMAIL_CAP_PER_DAY": str(settings.email_cap_per_day),
+        "EMAIL_CAP_PER_WEEK": str(settings.email_cap_per_week),
         "ALLOW_ACCELERATED_CLOCK": "true",
         "LOG_FORMAT": "json",
     }
@@ -332,7 +385,7 @@ async def _spawned(stack: Stack, kind: WorkerKind) -> AsyncIterator[WorkerProces
         process = await asyncio.create_subprocess_exec(
             *command, env=env, cwd=stack.root, stdout=output, stderr=output
         )
-    task_queue = BARE_QUEUE if kind == WorkerKind.BARE else stack.settings.task_queue
+    task_queue = _QUEUES.get(kind, stack.settings.task_queue)
     try:
         yield WorkerProcess(kind, task_queue, process, f"http://{metrics}/metrics", log)
     finally:
@@ -345,17 +398,55 @@ async def _spawned(stack: Stack, kind: WorkerKind) -> AsyncIterator[WorkerProces
                 await process.wait()
 
 
-@asynccontextmanager
-async def worker_processes(stack: Stack, *kinds: WorkerKind) -> AsyncIterator[list[WorkerProcess]]:
-    """Start worker processes together and wait until each polls; stop them when the block ends.
+async def _start(
+    processes: AsyncExitStack, stack: Stack, kinds: Sequence[WorkerKind]
+) -> list[WorkerProcess]:
+    """Start worker processes together (stopped with `processes`); wait until each polls.
 
     Raises:
         RuntimeError: one exited or did not poll within `READY_TIMEOUT` (with its log's end).
     """
+    workers = [await processes.enter_async_context(_spawned(stack, kind)) for kind in kinds]
+    await asyncio.gather(*(_wait_polling(stack.client, worker) for worker in workers))
+    return workers
+
+
+class SharedWorkers:
+    """Worker processes started once and kept until `aclose` (a quick run's stack)."""
+
+    def __init__(self) -> None:
+        """None running yet."""
+        self._processes = AsyncExitStack()
+        self._running: dict[WorkerKind, WorkerProcess] = {}
+
+    async def get(self, stack: Stack, kinds: Sequence[WorkerKind]) -> list[WorkerProcess]:
+        """The workers of `kinds`, starting those not running yet (together)."""
+        missing = [kind for kind in kinds if kind not in self._running]
+        self._running.update(
+            zip(missing, await _start(self._processes, stack, missing), strict=True)
+        )
+        return [self._running[kind] for kind in kinds]
+
+    async def aclose(self) -> None:
+        """Stop them all."""
+        await self._processes.aclose()
+
+
+@asynccontextmanager
+async def worker_processes(stack: Stack, *kinds: WorkerKind) -> AsyncIterator[list[WorkerProcess]]:
+    """Worker processes of `kinds`, polling; stopped when the block ends unless shared.
+
+    On a stack with shared workers, the running ones (`SharedWorkers`); otherwise
+    new processes, started together.
+
+    Raises:
+        RuntimeError: one exited or did not poll within `READY_TIMEOUT` (with its log's end).
+    """
+    if stack.shared is not None:
+        yield await stack.shared.get(stack, kinds)
+        return
     async with AsyncExitStack() as processes:
-        workers = [await processes.enter_async_context(_spawned(stack, kind)) for kind in kinds]
-        await asyncio.gather(*(_wait_polling(stack.client, worker) for worker in workers))
-        yield workers
+        yield await _start(processes, stack, kinds)
 
 
 @asynccontextmanager
@@ -453,10 +544,17 @@ async def is_sent(engine: AsyncEngine, idempotency_key: str) -> bool:
         return (await session.exec(statement)).first() == DeliveryStatus.SENT
 
 
+def _sent(key_prefix: str) -> Any:
+    """Sent messages whose idempotency key starts with `key_prefix` (`{workflow id}/{step}`)."""
+    return (col(MessageLog.idempotency_key).startswith(key_prefix, autoescape=True)) & (
+        col(MessageLog.status) == DeliveryStatus.SENT
+    )
+
+
 async def watch_sent(
-    engine: AsyncEngine, journey: str, count: int, *, every: float, timeout: float
+    engine: AsyncEngine, key_prefix: str, count: int, *, every: float, timeout: float
 ) -> dict[str, float]:
-    """Poll the message log until `count` of the journey's messages are sent.
+    """Poll the message log until `count` messages whose key starts with `key_prefix` are sent.
 
     Returns:
         When each was first seen sent (epoch seconds), by idempotency key.
@@ -464,14 +562,12 @@ async def watch_sent(
     Raises:
         TimeoutError: fewer were sent within `timeout` seconds.
     """
-    statement = select(MessageLog.idempotency_key).where(
-        MessageLog.journey == journey, MessageLog.status == DeliveryStatus.SENT
-    )
+    statement = select(MessageLog.idempotency_key).where(_sent(key_prefix))
     seen: dict[str, float] = {}
     deadline = time.monotonic() + timeout
     while len(seen) < count:
         if time.monotonic() > deadline:
-            raise TimeoutError(f"{len(seen)} of {count} {journey} messages sent in {timeout:.0f} s")
+            raise TimeoutError(f"{len(seen)} of {count} {key_prefix}… sent in {timeout:.0f} s")
         async with session_factory(engine)() as session:
             keys = (await session.exec(statement)).all()
         now = time.time()
@@ -480,11 +576,9 @@ async def watch_sent(
     return seen
 
 
-async def count_sent(engine: AsyncEngine, journey: str) -> int:
-    """How many of the journey's messages the message log has as sent."""
-    statement = select(func.count(col(MessageLog.id))).where(
-        MessageLog.journey == journey, MessageLog.status == DeliveryStatus.SENT
-    )
+async def count_sent(engine: AsyncEngine, key_prefix: str) -> int:
+    """How many messages whose key starts with `key_prefix` the message log has as sent."""
+    statement = select(func.count(col(MessageLog.id))).where(_sent(key_prefix))
     async with session_factory(engine)() as session:
         return (await session.exec(statement)).one()
 
