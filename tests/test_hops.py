@@ -168,19 +168,21 @@ async def test_subscribed_to_day0_and_unsubscribed_to_exit_take_these_hops(
     events = await history(client, contact)
     child = index(events, is_type(EventType.EVENT_TYPE_START_CHILD_WORKFLOW_EXECUTION_INITIATED))
     assert hops(events, 0, child) == Hops(
-        activities=("ingest_events", "scoring_model"),  # store the event; load the model
-        local_activities=1,  # journey_entered: has this contact had a welcome series?
-        workflow_tasks=3,  # the signal; the ingest's result; the model (starts the child)
-        events=22,
+        activities=(),
+        # ingest_events (store the event), scoring_model (the model, once per run),
+        # journey_entered (has this contact had a welcome series?)
+        local_activities=3,
+        workflow_tasks=1,  # the signal: stores, scores and starts the child at once
+        events=14,
     )
     # ...then in the welcome series: from its start to the Day-0 send.
     events = await history(client, welcome)
     send = index(events, is_send)
     assert hops(events, 0, send) == Hops(
-        activities=("record_journey_run", "send_message"),  # the run log; the Day-0 email
-        local_activities=0,
-        workflow_tasks=2,  # the start (records the run); the run log's answer (sends)
-        events=16,
+        activities=("send_message",),  # the Day-0 email
+        local_activities=1,  # record_journey_run: the run log
+        workflow_tasks=1,  # the start: records the run and schedules the send
+        events=13,
     )
 
     await post(gateway, contact_id, "unsubscribed")
@@ -191,20 +193,19 @@ async def test_subscribed_to_day0_and_unsubscribed_to_exit_take_these_hops(
     signal = index(events, is_type(EventType.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED), after=child)
     exit_signal = index(events, exit_signal_to(welcome), after=signal)
     assert hops(events, signal, exit_signal) == Hops(
-        activities=("ingest_events",),  # store the event (and suppress)
-        local_activities=0,
-        # the signal; the ingest's result; then one per marketing journey signalled
-        # before the welcome series, one after the other (nurture, pricing-abandon:
-        # not running, the signal fails)
-        workflow_tasks=4,
-        events=22,
+        activities=(),
+        local_activities=1,  # ingest_events: store the event (and suppress)
+        # the signal: stores it and signals every marketing journey at once (nurture and
+        # pricing-abandon too, not running here: one by one, each took a workflow task)
+        workflow_tasks=1,
+        events=11,
     )
     # ...then in the welcome series: from the exit signal to its close.
     events = await history(client, welcome)
     exit_ = index(events, is_type(EventType.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED))
     assert hops(events, exit_, len(events) - 1) == Hops(
-        activities=("record_journey_run",),  # the run log: exited
-        local_activities=0,
-        workflow_tasks=2,  # the signal (records the exit); the run log's answer (closes)
-        events=12,
+        activities=(),
+        local_activities=1,  # record_journey_run: the run log, exited
+        workflow_tasks=1,  # the signal: records the exit and closes
+        events=7,
     )
