@@ -95,7 +95,10 @@ guarded for safety, though runs before it never saw a tombstone."""
 LOCAL_STEPS_PATCH = "ingest-as-local-activity"
 """The ingest and the scoring model run as local activities, inside the workflow task that
 asks for them: an event is stored and scored, and its journey started, without a round trip
-through the server per step. Runs from before it scheduled them as activities."""
+through the server per step. They still retry until done (past a minute of failures the
+SDK waits for each retry on a durable timer), and the ingest is idempotent on its
+`batch_key`, which a workflow task run again after a worker crash keeps. Runs from before
+it scheduled them as activities."""
 EXITS_TOGETHER_PATCH = "exit-signals-together"
 """The journeys told to exit are signalled all at once; runs from before it signalled them one
 after the other (a workflow task each, even for a journey that is not running)."""
