@@ -5,7 +5,8 @@ imports that is not passed through is executed again for that run. The
 worker passes through everything a workflow module imports (the toolkit,
 the trigger table, the catalog, models, rules, activities), so a new run
 re-executes only the file that defines its class and the packages above it.
-Each workflow here runs twice on the time-skipping server with the worker's
+Each workflow the worker runs (the contact workflow, the SMS keyword reply, every
+journey) runs twice here on the time-skipping server with the worker's
 own runner (`worker.WORKFLOW_RUNNER`); the second run's imports inside the
 sandbox must be exactly the allow-list, and the runner's notification policy
 must warn on any import it did not mean to sandbox.
@@ -37,6 +38,7 @@ from temporalio.workflow import SandboxImportNotificationPolicy
 from models.contact_workflow import ContactInput
 from models.handoff import LeadBand, LeadSlaInput
 from models.journeys import JourneyInput
+from models.messages import ServiceSms
 from models.renewals import RenewalInput
 from models.settings import Settings
 from worker import WORKFLOW_RUNNER
@@ -44,6 +46,7 @@ from workflows import catalog
 
 ALLOWED = {
     "contact": frozenset({"workflows", "workflows.contact"}),
+    "sms-keyword-reply": frozenset({"workflows", "workflows.sms_keywords"}),
     "journey": frozenset({"workflows", "workflows.journeys"}),  # + the journey's own file
 }
 """What a new run may execute in its sandbox: its own file and the packages above it
@@ -95,9 +98,14 @@ def import_warnings(caught: list[warnings.WarningMessage]) -> list[str]:
 
 
 def workflow_runs() -> list[tuple[str, BaseModel, frozenset[str]]]:
-    """(workflow type, input, allow-list) of the contact workflow and of every journey."""
+    """(workflow type, input, allow-list) of every workflow the worker runs."""
+    reply = ServiceSms(
+        idempotency_key="sms-keywords/sbx", to_number="+15555550100", template="sms-keywords/stop",
+        step="stop",
+    )  # fmt: skip
     runs: list[tuple[str, BaseModel, frozenset[str]]] = [
-        ("contact", ContactInput(contact_id="sbx"), ALLOWED["contact"])
+        ("contact", ContactInput(contact_id="sbx"), ALLOWED["contact"]),
+        ("sms-keyword-reply", reply, ALLOWED["sms-keyword-reply"]),
     ]
     for journey in catalog.all_journeys():
         special = SPECIAL_INPUTS.get(journey.name)
