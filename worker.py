@@ -32,6 +32,7 @@ from temporalio.runtime import (
 )
 from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
+from temporalio.workflow import SandboxImportNotificationPolicy
 
 from activities.contacts import ContactActivities
 from activities.crm import CrmActivities
@@ -59,10 +60,20 @@ from workflows.toolkit.plan_check import check_plan
 
 GRACEFUL_SHUTDOWN = timedelta(seconds=20)
 WORKFLOW_RUNNER = SandboxedWorkflowRunner(
-    restrictions=SandboxRestrictions.default.with_passthrough_modules("workflows.toolkit")
+    restrictions=SandboxRestrictions.default.with_passthrough_modules(
+        "workflows.toolkit", "workflows.triggers", "workflows.catalog"
+    ).with_import_notification_policy(
+        SandboxImportNotificationPolicy.WARN_ON_DYNAMIC_IMPORT
+        | SandboxImportNotificationPolicy.WARN_ON_UNINTENTIONAL_PASSTHROUGH
+    )
 )
-"""The sandbox, with the journey toolkit passed through: its parts are deterministic and
-keep no state between runs, so they are imported once, not again for every new run."""
+"""The sandbox. A new run executes again only the file that defines its workflow class
+(and the packages above it, docstrings); everything workflow files import is passed
+through: the journey toolkit, the trigger table and the catalog (deterministic, no state
+between runs) by name here, models, rules and activities by
+`workflow.unsafe.imports_passed_through()` where they are imported. A workflow file that
+imports anything else gets a warning naming the module (`tests/test_sandbox_imports.py`
+fails on it)."""
 log = structlog.stdlib.get_logger(__name__)
 
 

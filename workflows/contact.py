@@ -33,6 +33,7 @@ continues as new when the history grows, carrying only bounded state.
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections import deque
 from collections.abc import Callable
@@ -55,7 +56,6 @@ with workflow.unsafe.imports_passed_through():
         EraseRequest,
         EventBatch,
         IngestRequest,
-        IngestResult,
         JourneyEnrolment,
         LeadScoreUpdate,
     )
@@ -92,6 +92,16 @@ CHANNEL_SCOPED_PATCH = "channel-scoped-unsubscribe"
 TOMBSTONE_PATCH = "erased-contact-tombstone"
 """A run started for an erased contact (its ingest finds the tombstone) erases again and ends;
 guarded for safety, though runs before it never saw a tombstone."""
+LOCAL_STEPS_PATCH = "ingest-as-local-activity"
+"""The ingest and the scoring model run as local activities, inside the workflow task that
+asks for them: an event is stored and scored, and its journey started, without a round trip
+through the server per step. They still retry until done (past a minute of failures the
+SDK waits for each retry on a durable timer), and the ingest is idempotent on its
+`batch_key`, which a workflow task run again after a worker crash keeps. Runs from before
+it scheduled them as activities."""
+EXITS_TOGETHER_PATCH = "exit-signals-together"
+"""The journeys told to exit are signalled all at once; runs from before it signalled them one
+after the other (a workflow task each, even for a journey that is not running)."""
 JOURNEYS_BEFORE_THE_CATALOG = frozenset(
     {"welcome-series", "pricing-abandon", "renewal-countdown", "nurture", "lead-sla"}
 )
@@ -247,17 +257,29 @@ class ContactWorkflow:
     async def _process(self, batch: list[BehaviorEvent]) -> None:
         """Store, score, route and forward a batch of events new to this workflow."""
         self._batches += 1
-        ingest: IngestResult = await workflow.execute_activity_method(
-            activity_classes.contacts().ingest_events,
-            IngestRequest(
-                batch_key=f"{workflow.info().run_id}/{self._batches}",
-                contact_id=self._contact_id,
-                events=batch,
-            ),
-            start_to_close_timeout=UNTIL_DONE_TIMEOUT,
-            retry_policy=UNTIL_DONE_RETRY_POLICY,
-            summary=f"Store {len(batch)} event(s)",
+        request = IngestRequest(
+            batch_key=f"{workflow.info().run_id}/{self._batches}",
+            contact_id=self._contact_id,
+            events=batch,
         )
+        summary = f"Store {len(batch)} event(s)"
+        ingest_events = activity_classes.contacts().ingest_events
+        if workflow.patched(LOCAL_STEPS_PATCH):
+            ingest = await workflow.execute_local_activity_method(
+                ingest_events,
+                request,
+                start_to_close_timeout=UNTIL_DONE_TIMEOUT,
+                retry_policy=UNTIL_DONE_RETRY_POLICY,
+                summary=summary,
+            )
+        else:
+            ingest = await workflow.execute_activity_method(
+                ingest_events,
+                request,
+                start_to_close_timeout=UNTIL_DONE_TIMEOUT,
+                retry_policy=UNTIL_DONE_RETRY_POLICY,
+                summary=summary,
+            )
         if ingest.contact_erased and workflow.patched(TOMBSTONE_PATCH):
             workflow.logger.warning("contact was erased: events dropped, workflow ends")
             self._pending.clear()
@@ -372,28 +394,46 @@ class ContactWorkflow:
         """After an opt-out or bounce on one channel: the marketing journeys with nothing left to
         send exit (none of their channels reaches the contact any more); the others go on, and
         the send activity refuses their messages on the suppressed channel."""
-        request = ExitRequest(reason=reason)
-        for workflow_id in self._journey_ids(
-            lambda journey: journey.is_marketing() and not journey.channels() & self._reachable
-        ):
-            await self._signal(workflow_id, "exit", request)
+        await self._signal_exit(
+            self._journey_ids(
+                lambda journey: journey.is_marketing() and not journey.channels() & self._reachable
+            ),
+            reason,
+        )
 
     async def _exit_journeys(self, reason: str, *, marketing_only: bool) -> None:
+        await self._signal_exit(
+            self._journey_ids(lambda journey: journey.is_marketing() or not marketing_only), reason
+        )
+
+    async def _signal_exit(self, workflow_ids: list[str], reason: str) -> None:
+        """Signal `exit` to the journeys: all at once (one workflow task), not one by one."""
         request = ExitRequest(reason=reason)
-        for workflow_id in self._journey_ids(
-            lambda journey: journey.is_marketing() or not marketing_only
-        ):
+        if workflow.patched(EXITS_TOGETHER_PATCH):
+            await asyncio.gather(*(self._signal(wid, "exit", request) for wid in workflow_ids))
+            return
+        for workflow_id in workflow_ids:
             await self._signal(workflow_id, "exit", request)
 
     # --- scoring -------------------------------------------------------------------
 
     async def _load_model(self) -> None:
-        self._model = await workflow.execute_activity_method(
-            activity_classes.contacts().scoring_model,
-            start_to_close_timeout=UNTIL_DONE_TIMEOUT,
-            retry_policy=UNTIL_DONE_RETRY_POLICY,
-            summary="Load the scoring model",
-        )
+        scoring_model = activity_classes.contacts().scoring_model
+        summary = "Load the scoring model"
+        if workflow.patched(LOCAL_STEPS_PATCH):
+            self._model = await workflow.execute_local_activity_method(
+                scoring_model,
+                start_to_close_timeout=UNTIL_DONE_TIMEOUT,
+                retry_policy=UNTIL_DONE_RETRY_POLICY,
+                summary=summary,
+            )
+        else:
+            self._model = await workflow.execute_activity_method(
+                scoring_model,
+                start_to_close_timeout=UNTIL_DONE_TIMEOUT,
+                retry_policy=UNTIL_DONE_RETRY_POLICY,
+                summary=summary,
+            )
         self._model_digest = self._model.digest()
 
     def _scoring_model(self) -> ScoringModel:

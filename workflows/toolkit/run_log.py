@@ -13,19 +13,36 @@ with workflow.unsafe.imports_passed_through():
 
 RUN_LOG_PATCH = "journey-run-log"
 """Runs from before the run log replay without writing to it."""
+LOCAL_RUN_LOG_PATCH = "journey-run-log-local"
+"""The run log is written by a local activity; runs from before it scheduled an activity."""
 ONCE_PER_CONTACT_PATCH = "once-per-contact-from-run-log"
 """Runs from before once-per-contact journeys were checked against the run log replay
 unchanged."""
 
 
 async def record_run(record: JourneyRunRecord) -> ContactMemo | None:
-    """Write a run's status to the log; returns the contact's non-sensitive attributes."""
+    """Write a run's status to the log; returns the contact's non-sensitive attributes.
+
+    A local activity (one short write, inside the workflow task: the Day-0 send
+    and an exit do not wait for a round trip through the server); runs from
+    before `LOCAL_RUN_LOG_PATCH` scheduled an activity.
+    """
+    record_journey_run = activity_classes.journey_log().record_journey_run
+    summary = f"Journey run log: {record.status}"
+    if workflow.patched(LOCAL_RUN_LOG_PATCH):
+        return await workflow.execute_local_activity_method(
+            record_journey_run,
+            record,
+            start_to_close_timeout=CRM_TIMEOUT,
+            retry_policy=CRM_RETRY_POLICY,
+            summary=summary,
+        )
     return await workflow.execute_activity_method(
-        activity_classes.journey_log().record_journey_run,
+        record_journey_run,
         record,
         start_to_close_timeout=CRM_TIMEOUT,
         retry_policy=CRM_RETRY_POLICY,
-        summary=f"Journey run log: {record.status}",
+        summary=summary,
     )
 
 
