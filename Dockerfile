@@ -38,6 +38,10 @@ COPY templates/ templates/
 # migrations/ relative to the source tree (PROJECT_ROOT = /app).
 RUN --mount=type=cache,target=/root/.cache/uv \
     uv sync --frozen --no-dev
+# The project's bytecode too (UV_COMPILE_BYTECODE covers site-packages only):
+# the workflow sandbox imports a journey's file for every new run, and with
+# PYTHONDONTWRITEBYTECODE nothing would cache its compiled form at run time.
+RUN /app/.venv/bin/python -m compileall -q workflows activities models runtime rules starter worker.py
 
 # ---------------------------------------------------------------- runtime --
 FROM ${PYTHON_IMAGE} AS runtime

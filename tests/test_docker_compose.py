@@ -426,6 +426,10 @@ def dockerfile_problems(dockerfile: str, dockerignore: str, root: Path = ROOT) -
             if flag not in sync:
                 problems.append(f"`uv sync` without {flag}: {sync}")
 
+    # The sandbox imports a journey's file for every new run: its bytecode must be in the image.
+    if not any("compileall" in run and "workflows" in run.split() for run in runs):
+        problems.append("the image does not compile the project's workflows/ (compileall)")
+
     scripts = pyproject["project"].get("scripts", {})
     if final.get("ENTRYPOINT") != ["journeys"] or "journeys" not in scripts:
         problems.append('ENTRYPOINT is not ["journeys"], the [project.scripts] entry point')
@@ -628,6 +632,7 @@ DOCKERFILE_BREAKAGES = {
     "default CMD": ('CMD ["worker"]', 'CMD ["dev"]'),
     "does not EXPOSE the gateway's port 8000": ("EXPOSE 8000", "EXPOSE 8080"),
     ".dockerignore does not exclude .venv": ("\n.venv\n", "\n"),
+    "does not compile the project's workflows/": ("compileall -q workflows", "compileall -q"),
 }
 
 
