@@ -201,12 +201,11 @@ class MessagingActivities:
             channel=request.channel,
         ):
             async with self._sessions() as session:
-                found = await _row(session, request.idempotency_key)
+                found, contact = await _row_and_contact(session, request)
                 if found is not None and DeliveryStatus(found.status).is_final:
                     log.info("send already recorded", status=found.status)
                     return _result(found)
                 attempt = _Attempt(request, session, now, self._clock(request, now), found)
-                contact = await session.get(Contact, request.contact_id)
                 if contact is None:
                     raise ApplicationError(
                         f"contact {request.contact_id!r} does not exist",
@@ -556,6 +555,22 @@ class _Attempt:
 async def _row(session: AsyncSession, key: str) -> MessageLog | None:
     rows = await session.exec(select(MessageLog).where(MessageLog.idempotency_key == key))
     return rows.first()
+
+
+async def _row_and_contact(
+    session: AsyncSession, request: SendRequest
+) -> tuple[MessageLog | None, Contact | None]:
+    """The key's message-log row (None: a first attempt) and the contact, in one query."""
+    rows = await session.exec(
+        select(Contact, MessageLog)
+        .join(MessageLog, col(MessageLog.idempotency_key) == request.idempotency_key, isouter=True)
+        .where(col(Contact.id) == request.contact_id)
+    )
+    found: tuple[Contact, MessageLog | None] | None = rows.first()
+    if found is None:  # no such contact; an outcome may still have been recorded for it
+        return await _row(session, request.idempotency_key), None
+    contact, row = found
+    return row, contact
 
 
 async def _hold_contact(session: AsyncSession, contact_id: str) -> None:

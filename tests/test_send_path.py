@@ -11,14 +11,19 @@ import dataclasses
 from datetime import UTC, datetime, time
 from typing import Any
 
-from sqlalchemy import event
+import pytest
+from sqlalchemy import delete, event
 from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlmodel import col
+from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
 from activities.messaging import MessagingActivities
 from activities.providers import OutboxEmailProvider, OutgoingEmail
+from models.db import session_factory
 from models.messages import DeliveryStatus, SendRequest
 from models.settings import Settings
+from models.tables import Contact
 from rules.templates import TemplateCatalog
 from tests.factories import add_contact, message_rows
 from tests.outbox import read_outbox
@@ -95,3 +100,24 @@ async def test_a_send_is_one_transaction_before_delivery_and_one_after(
     assert ada.subject
     [night_owl] = await message_rows(engine, "night-owl")
     assert night_owl.status == DeliveryStatus.DEFERRED
+
+
+async def test_a_recorded_outcome_outlives_the_contact_and_an_unknown_contact_is_refused(
+    settings: Settings, engine: AsyncEngine
+) -> None:
+    await add_contact(engine, "gone")
+    messaging = MessagingActivities.from_settings(
+        settings, engine, templates=TemplateCatalog(settings.templates_dir)
+    )
+    sent = await at(NOON).run(messaging.send_message, day1("gone"))
+    async with session_factory(engine)() as session:
+        await session.exec(delete(Contact).where(col(Contact.id) == "gone"))
+        await session.commit()
+
+    again = await at(NOON).run(messaging.send_message, day1("gone"))
+    with pytest.raises(ApplicationError) as unknown:
+        await at(NOON).run(messaging.send_message, day1("nobody"))
+
+    assert again == sent
+    assert unknown.value.type == "ContactNotFound" and unknown.value.non_retryable
+    assert await message_rows(engine, "nobody") == []
