@@ -1,13 +1,16 @@
 """A send's database work: its checks and reservation in one transaction, its outcome in one more.
 
-The send activity runs against the real SQLite file and the real outbox; the
-engine's `begin` events count the transactions, and the outbox notes how many
-had begun when the message was handed to it.
+The send activity runs against a real database (the SQLite file, and a
+throwaway PostgreSQL cluster where the binaries are installed) and the real
+outbox; the engine's `begin` events count the transactions, and the outbox
+notes how many had begun when the message was handed to it.
 """
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, time
 from typing import Any
 
@@ -20,15 +23,44 @@ from temporalio.testing import ActivityEnvironment
 
 from activities.messaging import MessagingActivities
 from activities.providers import OutboxEmailProvider, OutgoingEmail
-from models.db import session_factory
+from models.db import create_engine, migrate, session_factory
 from models.messages import DeliveryStatus, SendRequest
 from models.settings import Settings
 from models.tables import Contact
 from rules.templates import TemplateCatalog
 from tests.factories import add_contact, message_rows
 from tests.outbox import read_outbox
+from tests.postgres import PostgresCluster, postgres_unavailable
 
 NOON = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
+
+
+@pytest.fixture(
+    params=[
+        "sqlite",
+        pytest.param(
+            "postgresql",
+            marks=pytest.mark.skipif(
+                postgres_unavailable() is not None, reason=str(postgres_unavailable())
+            ),
+        ),
+    ]
+)
+async def database(
+    request: pytest.FixtureRequest, settings: Settings
+) -> AsyncIterator[AsyncEngine]:
+    """The test's SQLite file, or a migrated throwaway PostgreSQL cluster."""
+    if request.param == "sqlite":
+        engine = create_engine(settings.database_url)
+        await migrate(engine)
+        yield engine
+        await engine.dispose()
+        return
+    with PostgresCluster() as cluster:
+        engine = create_engine(cluster.url)
+        await migrate(engine)
+        yield engine
+        await engine.dispose()
 
 
 class CountingOutbox(OutboxEmailProvider):
@@ -61,8 +93,9 @@ def at(now: datetime) -> ActivityEnvironment:
 
 
 async def test_a_send_is_one_transaction_before_delivery_and_one_after(
-    settings: Settings, engine: AsyncEngine
+    settings: Settings, database: AsyncEngine
 ) -> None:
+    engine = database
     await add_contact(engine, "ada", first_name="Ada")
     await add_contact(engine, "night-owl", timezone="Asia/Tokyo")  # 21:00 there at NOON UTC
     settings = settings.model_copy(
@@ -103,8 +136,9 @@ async def test_a_send_is_one_transaction_before_delivery_and_one_after(
 
 
 async def test_a_recorded_outcome_outlives_the_contact_and_an_unknown_contact_is_refused(
-    settings: Settings, engine: AsyncEngine
+    settings: Settings, database: AsyncEngine
 ) -> None:
+    engine = database
     await add_contact(engine, "gone")
     messaging = MessagingActivities.from_settings(
         settings, engine, templates=TemplateCatalog(settings.templates_dir)
@@ -121,3 +155,35 @@ async def test_a_recorded_outcome_outlives_the_contact_and_an_unknown_contact_is
     assert again == sent
     assert unknown.value.type == "ContactNotFound" and unknown.value.non_retryable
     assert await message_rows(engine, "nobody") == []
+
+
+async def test_concurrent_journeys_never_take_more_than_the_daily_cap(
+    settings: Settings, database: AsyncEngine
+) -> None:
+    """Six journeys send to one contact at once; the cap of two a day lets two through."""
+    engine = database
+    await add_contact(engine, "popular")
+    messaging = MessagingActivities.from_settings(
+        settings.model_copy(update={"email_cap_per_day": 2}),
+        engine,
+        templates=TemplateCatalog(settings.templates_dir),
+    )
+    journeys = [f"journey-{n}" for n in range(6)]
+
+    results = await asyncio.gather(
+        *(
+            at(NOON).run(
+                messaging.send_message,
+                day1("popular").model_copy(
+                    update={"idempotency_key": f"{journey}-popular/day1", "journey": journey}
+                ),
+            )
+            for journey in journeys
+        )
+    )
+
+    statuses = sorted(result.status for result in results)
+    assert statuses == [DeliveryStatus.DEFERRED] * 4 + [DeliveryStatus.SENT] * 2
+    assert len(read_outbox(settings.outbox_dir)) == 2
+    rows = await message_rows(engine, "popular")
+    assert sorted(row.status for row in rows) == statuses
