@@ -18,6 +18,10 @@ Right before delivery, against the database, in this order:
 6. the row is `pending` before the provider is called; providers are
    idempotent on the key, so a retry delivers once.
 
+One attempt uses one database session: steps 1-6 read and then commit the
+outcome (skipped, suppressed, deferred) or the `pending` row in one
+transaction; after the delivery a second one records it `sent` (or `failed`).
+
 A message's category is its journey's (`Journey.category`). Marketing email carries
 the signed unsubscribe link in its footer and the List-Unsubscribe headers; a
 service (transactional) message carries the service footer instead.
@@ -38,7 +42,7 @@ retry, is not counted again.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 import structlog
@@ -178,6 +182,9 @@ class MessagingActivities:
     async def send_message(self, request: SendRequest) -> SendResult:
         """Send one templated message to a contact, at most once per idempotency key.
 
+        One database session: the checks and the reservation of the `pending`
+        row (one transaction), the delivery, then the outcome (a second one).
+
         Returns:
             Sent, deferred (with the time to ask again), suppressed, skipped, or
             failed (a permanent provider refusal).
@@ -193,73 +200,26 @@ class MessagingActivities:
             contact_id=request.contact_id,
             channel=request.channel,
         ):
-            recorded = await self._find(request.idempotency_key)
-            if recorded is not None and DeliveryStatus(recorded.status).is_final:
-                log.info("send already recorded", status=recorded.status)
-                return _result(recorded)
             async with self._sessions() as session:
-                contact = await session.get(Contact, request.contact_id)
-            if contact is None:
-                raise ApplicationError(
-                    f"contact {request.contact_id!r} does not exist",
-                    type="ContactNotFound",
-                    non_retryable=True,
-                )
-            refusal = await self._refusal(request, contact)
-            if refusal is not None:
-                status, reason = refusal
-                return await self._record(request, status, reason, now=now)
-            clock = self._clock(request, now)
-            if not request.quiet_hours_exempt:
-                quiet_until = quiet_hours_end(
-                    clock.journey_time(now), contact.timezone, self._policy
-                )
-                if quiet_until is not None:
-                    return await self._defer(
-                        request, clock.real_time(quiet_until), "quiet hours", now=now
+                found, contact = await _row_and_contact(session, request)
+                if found is not None and DeliveryStatus(found.status).is_final:
+                    log.info("send already recorded", status=found.status)
+                    return _result(found)
+                attempt = _Attempt(request, session, now, self._clock(request, now), found)
+                if contact is None:
+                    raise ApplicationError(
+                        f"contact {request.contact_id!r} does not exist",
+                        type="ContactNotFound",
+                        non_retryable=True,
                     )
-            try:
-                composed = self.compose(request, contact, now)
-            except TemplateError as error:
-                raise ApplicationError(
-                    str(error), type="TemplateError", non_retryable=True
-                ) from error
-            links, rendered, sms_body = composed.links, composed.email, composed.sms
-            subject = rendered.subject if rendered is not None else None
-
-            cap_release = await self._reserve(request, subject, clock, now=now)
-            if cap_release is not None:
-                return await self._defer(request, cap_release, "frequency cap", now=now)
-            try:
-                if rendered is not None:
-                    assert contact.email is not None
-                    message_id = await self._email.deliver(
-                        self.outgoing_email(request, contact.email, rendered, links, now)
-                    )
-                    provider = self._email.name
-                else:
-                    assert contact.phone is not None and sms_body is not None
-                    message_id = await self._sms.deliver(
-                        OutgoingSms(
-                            idempotency_key=request.idempotency_key,
-                            to_number=contact.phone,
-                            body=sms_body,
-                            created_at=now,
-                        )
-                    )
-                    provider = self._sms.name
-            except DeliveryError as error:
-                return await self._delivery_failed(request, contact, error, now=now)
-            sent = await self._update(
-                request.idempotency_key,
-                now=now,
-                status=DeliveryStatus.SENT,
-                provider=provider,
-                provider_message_id=message_id,
-            )
-            _count_outcome(request, DeliveryStatus.SENT)
-            log.info("message sent", journey=request.journey, step=request.step)
-            return _result(sent)
+                held_back = await self._held_back(attempt, contact)
+                if held_back is not None:
+                    return held_back
+                composed = self._compose_to_send(request, contact, now)
+                held_back = await self._reserve(attempt, composed)
+                if held_back is not None:
+                    return held_back
+                return await self._deliver(attempt, contact, composed)
 
     @activity.defn(name="send_service_sms")
     async def send_service_sms(self, reply: ServiceSms) -> SendResult:
@@ -276,49 +236,43 @@ class MessagingActivities:
         """
         now = activity.info().current_attempt_scheduled_time
         with bound_contextvars(idempotency_key=reply.idempotency_key, contact_id=reply.contact_id):
-            recorded = await self._find(reply.idempotency_key)
-            if recorded is not None and DeliveryStatus(recorded.status).is_final:
-                return _result(recorded)
-            try:
-                body = self._templates.render_sms(
-                    reply.template, ContactFields(), LinkContext(), opt_out=False
-                )
-            except TemplateError as error:
-                raise ApplicationError(
-                    str(error), type="TemplateError", non_retryable=True
-                ) from error
             async with self._sessions() as session:
+                recorded = await _row(session, reply.idempotency_key)
+                if recorded is not None and DeliveryStatus(recorded.status).is_final:
+                    return _result(recorded)
+                try:
+                    body = self._templates.render_sms(
+                        reply.template, ContactFields(), LinkContext(), opt_out=False
+                    )
+                except TemplateError as error:
+                    raise ApplicationError(
+                        str(error), type="TemplateError", non_retryable=True
+                    ) from error
                 row = recorded or _service_row(reply, now)
                 row.status, row.updated_at = DeliveryStatus.PENDING, now
                 session.add(row)
                 await session.commit()
-            try:
-                message_id = await self._sms.deliver(
-                    OutgoingSms(
-                        idempotency_key=reply.idempotency_key,
-                        to_number=reply.to_number,
-                        body=body,
-                        created_at=now,
+                try:
+                    message_id = await self._sms.deliver(
+                        OutgoingSms(
+                            idempotency_key=reply.idempotency_key,
+                            to_number=reply.to_number,
+                            body=body,
+                            created_at=now,
+                        )
                     )
-                )
-            except DeliveryError as error:
-                if not error.permanent:
-                    raise error.to_application_error() from error
-                log.warning("service SMS refused", error=str(error))
-                row.status, row.status_reason = DeliveryStatus.FAILED, str(error)
-                async with self._sessions() as session:
-                    session.add(row)
+                except DeliveryError as error:
+                    if not error.permanent:
+                        raise error.to_application_error() from error
+                    log.warning("service SMS refused", error=str(error))
+                    row.status, row.status_reason = DeliveryStatus.FAILED, str(error)
                     await session.commit()
+                    return _result(row)
+                await _mark_sent(
+                    session, row, provider=self._sms.name, message_id=message_id, now=now
+                )
+                log.info("service SMS sent", step=reply.step)
                 return _result(row)
-            sent = await self._update(
-                reply.idempotency_key,
-                now=now,
-                status=DeliveryStatus.SENT,
-                provider=self._sms.name,
-                provider_message_id=message_id,
-            )
-            log.info("service SMS sent", step=reply.step)
-            return _result(sent)
 
     @activity.defn(name="cancel_messages")
     async def cancel_messages(self, request: CancelRequest) -> int:
@@ -351,21 +305,39 @@ class MessagingActivities:
             return JourneyClock(origin=now)
         return JourneyClock(origin=request.clock_origin, day_seconds=request.day_seconds)
 
+    async def _held_back(self, attempt: _Attempt, contact: Contact) -> SendResult | None:
+        """The outcome when the message must not go out now: refused or in quiet hours."""
+        request = attempt.request
+        refusal = await self._refusal(attempt.session, request, contact)
+        if refusal is not None:
+            status, reason = refusal
+            return await _record(attempt, status, reason)
+        if request.quiet_hours_exempt:
+            return None
+        clock = attempt.clock
+        quiet_until = quiet_hours_end(
+            clock.journey_time(attempt.now), contact.timezone, self._policy
+        )
+        if quiet_until is None:
+            return None
+        return await _defer(attempt, clock.real_time(quiet_until), "quiet hours")
+
     async def _refusal(
-        self, request: SendRequest, contact: Contact
+        self, session: AsyncSession, request: SendRequest, contact: Contact
     ) -> tuple[DeliveryStatus, str] | None:
-        """Why the message must not go out at all (address, consent, suppression)."""
+        """Why the message must not go out at all (address, consent, suppression).
+
+        A legacy suppression row found is re-keyed in `session`, committed with the outcome.
+        """
         if request.channel == Channel.EMAIL:
             address, consent = contact.email, contact.email_consent
         else:
             address, consent = contact.phone, contact.sms_consent
         if not address:
             return DeliveryStatus.SKIPPED_NO_ADDRESS, f"contact has no {request.channel} address"
-        async with self._sessions() as session:
-            suppression = await find_suppression(
-                session, request.channel, address, key=self._suppression_key
-            )
-            await session.commit()  # a legacy row found is stored re-keyed
+        suppression = await find_suppression(
+            session, request.channel, address, key=self._suppression_key
+        )
         if suppression is not None and (
             request.category == MessageCategory.MARKETING or suppression.stops_service_messages
         ):
@@ -373,6 +345,15 @@ class MessagingActivities:
         if request.category == MessageCategory.MARKETING and not consent:
             return DeliveryStatus.SKIPPED_NO_CONSENT, f"no {request.channel} consent"
         return None
+
+    def _compose_to_send(
+        self, request: SendRequest, contact: Contact, now: datetime
+    ) -> ComposedMessage:
+        """`compose`, with a template that cannot render as a non-retryable failure."""
+        try:
+            return self.compose(request, contact, now)
+        except TemplateError as error:
+            raise ApplicationError(str(error), type="TemplateError", non_retryable=True) from error
 
     def compose(self, request: SendRequest, contact: Contact, now: datetime) -> ComposedMessage:
         """Render the message of `request` for `contact` as it would be sent at `now`.
@@ -437,41 +418,33 @@ class MessagingActivities:
             headers=headers,
         )
 
-    async def _reserve(
-        self, request: SendRequest, subject: str | None, clock: JourneyClock, *, now: datetime
-    ) -> datetime | None:
-        """Write the `pending` row, unless a frequency cap defers the message.
+    async def _reserve(self, attempt: _Attempt, composed: ComposedMessage) -> SendResult | None:
+        """Commit the `pending` row, unless a frequency cap defers the message.
 
-        The caps count journey days on `clock`.
+        A capped message holds the contact's row while it counts the recent
+        sends and writes its own, so two journeys cannot both take the last
+        slot. The caps count journey days on the attempt's clock.
 
         Returns:
-            None when reserved; otherwise when the cap lets a message through.
+            None when reserved; otherwise the deferral.
         """
-        capped = request.channel == Channel.EMAIL and request.category == MessageCategory.MARKETING
-        async with self._sessions() as session:
-            # Holding the contact's row serialises concurrent sends to one contact.
-            await session.exec(
-                update(Contact)
-                .where(col(Contact.id) == request.contact_id)
-                .values(updated_at=Contact.updated_at)
+        request, session, clock, now = attempt.request, attempt.session, attempt.clock, attempt.now
+        if request.channel == Channel.EMAIL and request.category == MessageCategory.MARKETING:
+            await _hold_contact(session, request.contact_id)
+            recent = await self._recent_marketing_email(session, request, clock, now)
+            release = frequency_cap_release(
+                clock.journey_time(now),
+                [clock.journey_time(sent) for sent in recent],
+                self._policy.email_caps,
             )
-            if capped:
-                recent = await self._recent_marketing_email(session, request, clock, now)
-                release = frequency_cap_release(
-                    clock.journey_time(now),
-                    [clock.journey_time(sent) for sent in recent],
-                    self._policy.email_caps,
-                )
-                if release is not None:
-                    await session.rollback()
-                    return clock.real_time(release)
-            row = await self._row(session, request.idempotency_key) or _new_row(request, now)
-            row.status = DeliveryStatus.PENDING
-            row.status_reason = None
-            row.subject = subject
-            row.updated_at = now
-            session.add(row)
-            await session.commit()
+            if release is not None:
+                return await _defer(attempt, clock.real_time(release), "frequency cap")
+        row = attempt.row()
+        row.status = DeliveryStatus.PENDING
+        row.status_reason = None
+        row.subject = composed.email.subject if composed.email is not None else None
+        row.updated_at = now
+        await session.commit()
         return None
 
     async def _recent_marketing_email(
@@ -493,102 +466,169 @@ class MessagingActivities:
         )
         return list(rows.all())
 
+    async def _deliver(
+        self, attempt: _Attempt, contact: Contact, composed: ComposedMessage
+    ) -> SendResult:
+        """Hand the reserved message to its provider and record the outcome."""
+        request, now = attempt.request, attempt.now
+        try:
+            if composed.email is not None:
+                assert contact.email is not None
+                message_id = await self._email.deliver(
+                    self.outgoing_email(request, contact.email, composed.email, composed.links, now)
+                )
+                provider = self._email.name
+            else:
+                assert contact.phone is not None and composed.sms is not None
+                message_id = await self._sms.deliver(
+                    OutgoingSms(
+                        idempotency_key=request.idempotency_key,
+                        to_number=contact.phone,
+                        body=composed.sms,
+                        created_at=now,
+                    )
+                )
+                provider = self._sms.name
+        except DeliveryError as error:
+            return await self._delivery_failed(attempt, contact, error)
+        row = attempt.row()
+        await _mark_sent(attempt.session, row, provider=provider, message_id=message_id, now=now)
+        _count_outcome(request, DeliveryStatus.SENT)
+        log.info("message sent", journey=request.journey, step=request.step)
+        return _result(row)
+
     async def _delivery_failed(
-        self, request: SendRequest, contact: Contact, error: DeliveryError, *, now: datetime
+        self, attempt: _Attempt, contact: Contact, error: DeliveryError
     ) -> SendResult:
         """Record a permanent refusal (suppressing an invalid address); re-raise a transient one."""
         if not error.permanent:
             log.warning("delivery failed, will retry", error=str(error))
             raise error.to_application_error() from error
+        request = attempt.request
         if error.invalid_recipient:
             address = contact.email if request.channel == Channel.EMAIL else contact.phone
             assert address is not None
-            await self._suppress(request.channel, address, "invalid_recipient", contact.id, now)
-        log.warning("delivery refused", error=str(error))
-        return await self._record(request, DeliveryStatus.FAILED, str(error), now=now)
-
-    async def _suppress(
-        self, channel: Channel, address: str, reason: str, contact_id: str, now: datetime
-    ) -> None:
-        async with self._sessions() as session:
             await suppress_address(
-                session,
-                channel,
+                attempt.session,
+                request.channel,
                 address,
                 key=self._suppression_key,
-                reason=reason,
-                contact_id=contact_id,
-                at=now,
+                reason="invalid_recipient",
+                contact_id=contact.id,
+                at=attempt.now,
             )
-            await session.commit()
+        log.warning("delivery refused", error=str(error))
+        return await _record(attempt, DeliveryStatus.FAILED, str(error))
 
-    async def _defer(
-        self, request: SendRequest, until: datetime, why: str, *, now: datetime
-    ) -> SendResult:
-        reason = f"{why} until {until:%Y-%m-%d %H:%M} UTC"
-        await self._record(request, DeliveryStatus.DEFERRED, reason, now=now)
-        log.info("send deferred", reason=reason)
-        return SendResult(
-            status=DeliveryStatus.DEFERRED,
-            idempotency_key=request.idempotency_key,
-            reason=reason,
-            deferred_until=until,
-        )
 
-    async def _find(self, key: str) -> MessageLog | None:
-        async with self._sessions() as session:
-            return await self._row(session, key)
+@dataclass
+class _Attempt:
+    """One attempt at a send, in its database session.
 
-    @staticmethod
-    async def _row(session: AsyncSession, key: str) -> MessageLog | None:
-        rows = await session.exec(select(MessageLog).where(MessageLog.idempotency_key == key))
-        return rows.first()
+    Attributes:
+        request: What to send.
+        session: The attempt's one session.
+        now: The policy clock's now (the attempt's scheduled time).
+        clock: The clock quiet hours and caps are evaluated on.
+        found: The message-log row of the key, as the attempt found it (None: new).
+    """
 
-    async def _record(
-        self, request: SendRequest, status: DeliveryStatus, reason: str, *, now: datetime
-    ) -> SendResult:
-        """Write (insert or update) the row with an outcome that is not a delivery."""
-        async with self._sessions() as session:
-            existing = await self._row(session, request.idempotency_key)
-            # A retry of an attempt that recorded this outcome (a deferral) and then failed.
-            repeated = (
-                existing is not None and existing.status == status and activity.info().attempt > 1
-            )
-            row = existing or _new_row(request, now)
-            row.status = status
-            row.status_reason = reason
-            row.updated_at = now
-            session.add(row)
-            await session.commit()
-            await session.refresh(row)
-        if not repeated:
-            _count_outcome(request, status)
-        if status != DeliveryStatus.DEFERRED:
-            log.info("send not delivered", status=status, reason=reason)
-        return _result(row)
+    request: SendRequest
+    session: AsyncSession
+    now: datetime
+    clock: JourneyClock
+    found: MessageLog | None
+    found_status: str | None = field(init=False)
 
-    async def _update(
-        self,
-        key: str,
-        *,
-        now: datetime,
-        status: DeliveryStatus,
-        provider: str,
-        provider_message_id: str,
-    ) -> MessageLog:
-        async with self._sessions() as session:
-            row = await self._row(session, key)
-            assert row is not None, f"message-log row {key} vanished"
-            row.status = status
-            row.status_reason = None
-            row.provider = provider
-            row.provider_message_id = provider_message_id
-            row.updated_at = now
-            row.sent_at = now
-            session.add(row)
-            await session.commit()
-            await session.refresh(row)
-            return row
+    def __post_init__(self) -> None:
+        """Remember the status found: a retry that records it again does not count it again."""
+        self.found_status = None if self.found is None else self.found.status
+
+    def row(self) -> MessageLog:
+        """The key's message-log row: the one found, or a new one added to the session."""
+        if self.found is None:
+            self.found = _new_row(self.request, self.now)
+            self.session.add(self.found)
+        return self.found
+
+
+async def _row(session: AsyncSession, key: str) -> MessageLog | None:
+    rows = await session.exec(select(MessageLog).where(MessageLog.idempotency_key == key))
+    return rows.first()
+
+
+async def _row_and_contact(
+    session: AsyncSession, request: SendRequest
+) -> tuple[MessageLog | None, Contact | None]:
+    """The key's message-log row (None: a first attempt) and the contact, in one query."""
+    rows = await session.exec(
+        select(Contact, MessageLog)
+        .join(MessageLog, col(MessageLog.idempotency_key) == request.idempotency_key, isouter=True)
+        .where(col(Contact.id) == request.contact_id)
+    )
+    found: tuple[Contact, MessageLog | None] | None = rows.first()
+    if found is None:  # no such contact; an outcome may still have been recorded for it
+        return await _row(session, request.idempotency_key), None
+    contact, row = found
+    return row, contact
+
+
+async def _hold_contact(session: AsyncSession, contact_id: str) -> None:
+    """Hold the contact's row until the transaction ends (serialises its capped sends).
+
+    A write that changes nothing; on SQLite it takes the database's write lock, and
+    opens the attempt's first transaction there (the driver begins one at the first
+    write: the reads before it wait for no lock and see what is committed).
+    """
+    await session.exec(
+        update(Contact)
+        .where(col(Contact.id) == contact_id)
+        .values(updated_at=Contact.updated_at)
+        .execution_options(synchronize_session=False)
+    )
+
+
+async def _record(attempt: _Attempt, status: DeliveryStatus, reason: str) -> SendResult:
+    """Commit an outcome that is not a delivery in the key's row (new or found)."""
+    request = attempt.request
+    # A retry of an attempt that recorded this outcome (a deferral) and then failed.
+    repeated = attempt.found_status == status and activity.info().attempt > 1
+    row = attempt.row()
+    row.status = status
+    row.status_reason = reason
+    row.updated_at = attempt.now
+    await attempt.session.commit()
+    if not repeated:
+        _count_outcome(request, status)
+    if status != DeliveryStatus.DEFERRED:
+        log.info("send not delivered", status=status, reason=reason)
+    return _result(row)
+
+
+async def _defer(attempt: _Attempt, until: datetime, why: str) -> SendResult:
+    reason = f"{why} until {until:%Y-%m-%d %H:%M} UTC"
+    await _record(attempt, DeliveryStatus.DEFERRED, reason)
+    log.info("send deferred", reason=reason)
+    return SendResult(
+        status=DeliveryStatus.DEFERRED,
+        idempotency_key=attempt.request.idempotency_key,
+        reason=reason,
+        deferred_until=until,
+    )
+
+
+async def _mark_sent(
+    session: AsyncSession, row: MessageLog, *, provider: str, message_id: str, now: datetime
+) -> None:
+    """Commit the row as sent by `provider` (its message id)."""
+    row.status = DeliveryStatus.SENT
+    row.status_reason = None
+    row.provider = provider
+    row.provider_message_id = message_id
+    row.updated_at = now
+    row.sent_at = now
+    session.add(row)
+    await session.commit()
 
 
 def _new_row(request: SendRequest, now: datetime) -> MessageLog:

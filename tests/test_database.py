@@ -202,6 +202,20 @@ async def test_schema_check_notices_a_model_change_without_migration(engine: Asy
     ]
 
 
+# --- SQLite connections ----------------------------------------------------------------
+
+
+async def test_sqlite_connections_use_wal_without_a_sync_per_commit(engine: AsyncEngine) -> None:
+    """Every pooled connection: WAL, synchronous=NORMAL (1), the busy timeout, foreign keys."""
+    async with engine.connect() as first, engine.connect() as second:
+        for connection in (first, second):
+            pragmas = [
+                (await connection.execute(sa.text(f"PRAGMA {name}"))).scalar_one()
+                for name in ("journal_mode", "synchronous", "busy_timeout", "foreign_keys")
+            ]
+            assert pragmas == ["wal", 1, 30000, 1]
+
+
 # --- constraints and types -------------------------------------------------------------
 
 

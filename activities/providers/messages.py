@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from email import policy
+from email.headerregistry import BaseHeader, HeaderRegistry
 from email.message import EmailMessage
 from email.utils import format_datetime, formataddr
 from typing import Protocol
@@ -79,9 +80,31 @@ def header_text(value: str) -> str:
     return text.replace(_ENCODED_WORD_START, "=\u200b?")
 
 
-MIME_POLICY = policy.default.clone(max_line_length=998)
+class _HeaderClasses(HeaderRegistry):
+    """The standard header registry, which builds each header's class once.
+
+    `HeaderRegistry` makes a new class (a `type()` call) for every header it
+    parses, about forty per message; they are the same classes every time.
+    """
+
+    def __init__(self) -> None:
+        """The standard registry, with no class built yet."""
+        super().__init__()
+        self._built: dict[str, type[BaseHeader]] = {}
+
+    def __getitem__(self, name: str) -> type[BaseHeader]:
+        """The class of the header `name` (built on first use)."""
+        key = name.lower()
+        built = self._built.get(key)
+        if built is None:
+            built = self._built[key] = super().__getitem__(name)
+        return built
+
+
+MIME_POLICY = policy.default.clone(max_line_length=998, header_factory=_HeaderClasses())
 """Lines up to RFC 5322's hard limit: a long `List-Unsubscribe` URL stays one plain
-`<…>` token (folding it at 78 would turn it into encoded words mail clients do not read)."""
+`<…>` token (folding it at 78 would turn it into encoded words mail clients do not read).
+Header classes are built once (`_HeaderClasses`)."""
 
 
 def build_mime(email: OutgoingEmail) -> EmailMessage:

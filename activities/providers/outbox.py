@@ -4,6 +4,11 @@ The file for key `welcome-series-c1/day0` is `<folder>/welcome-series-c1/day0.em
 (email) or `<folder>/welcome-series-c1/day0.sms.txt` (SMS). It is written to a
 temporary file and linked into place, so a file that exists is complete, and
 a second delivery of the same key finds it and writes nothing.
+
+The outbox is for development and tests, so a file is not forced to disk
+(no fsync): a worker that crashes or is killed loses nothing, since the file is
+in the operating system's cache once written; only a power cut or a kernel crash
+in the next seconds could leave a file empty.
 """
 
 from __future__ import annotations
@@ -45,8 +50,6 @@ def write_once(target: Path, content: Callable[[], bytes]) -> None:
     try:
         with os.fdopen(descriptor, "wb") as handle:
             handle.write(content())
-            handle.flush()
-            os.fsync(handle.fileno())
         try:
             os.link(temporary, target)
         except FileExistsError:
