@@ -764,10 +764,11 @@ async def _park(stack: Stack, parking: Parking, checkpoints: Sequence[int]) -> l
         return samples
 
 
-def _activities_done(activity_type: str) -> Callable[[WorkerProcess], Awaitable[float]]:
-    return lambda worker: worker.metric(
-        "temporal_activity_execution_latency_count", activity_type=activity_type
-    )
+def _activities_done(
+    activity_type: str, *, local: bool = False
+) -> Callable[[WorkerProcess], Awaitable[float]]:
+    metric = f"temporal_{'local_' if local else ''}activity_execution_latency_count"
+    return lambda worker: worker.metric(metric, activity_type=activity_type)
 
 
 async def memory(stack: Stack, sizes: Sizes) -> list[Figure]:
@@ -811,7 +812,7 @@ async def memory(stack: Stack, sizes: Sizes) -> list[Figure]:
         Parking(
             WorkerKind.JOURNEYS,
             lambda i: _start_journey(stack, Nurture, JourneyInput(contact_id=contacts[i])),
-            _activities_done("record_journey_run"),
+            _activities_done("record_journey_run", local=True),
         ),
         checkpoints,
     )
@@ -833,7 +834,7 @@ async def memory(stack: Stack, sizes: Sizes) -> list[Figure]:
 
     how = (
         "nurture journeys (real clock) started and parked on their Day-7 timer after their "
-        "first activity (the journey-run log), against peer welcome series parked on their "
+        "first (local) activity, the journey-run log, against peer welcome series parked on their "
         "Day-1 timer after their Day-0 email, and bare workflows parked on a 7-day timer "
         f"from their start; RSS from /proc/<pid>/status of each worker process, {warm:,} "
         "journeys parked first (one-time costs) and the growth counted from there."
