@@ -43,6 +43,7 @@ from temporalio import workflow
 from temporalio.exceptions import FailureError
 
 from workflows.toolkit import Journey, activity_classes, start_journey
+from workflows.toolkit.local_steps import run_step
 from workflows.toolkit.retries import UNTIL_DONE_RETRY_POLICY, UNTIL_DONE_TIMEOUT
 
 with workflow.unsafe.imports_passed_through():
@@ -56,6 +57,7 @@ with workflow.unsafe.imports_passed_through():
         EraseRequest,
         EventBatch,
         IngestRequest,
+        IngestResult,
         JourneyEnrolment,
         LeadScoreUpdate,
     )
@@ -262,24 +264,14 @@ class ContactWorkflow:
             contact_id=self._contact_id,
             events=batch,
         )
-        summary = f"Store {len(batch)} event(s)"
-        ingest_events = activity_classes.contacts().ingest_events
-        if workflow.patched(LOCAL_STEPS_PATCH):
-            ingest = await workflow.execute_local_activity_method(
-                ingest_events,
-                request,
-                start_to_close_timeout=UNTIL_DONE_TIMEOUT,
-                retry_policy=UNTIL_DONE_RETRY_POLICY,
-                summary=summary,
-            )
-        else:
-            ingest = await workflow.execute_activity_method(
-                ingest_events,
-                request,
-                start_to_close_timeout=UNTIL_DONE_TIMEOUT,
-                retry_policy=UNTIL_DONE_RETRY_POLICY,
-                summary=summary,
-            )
+        ingest: IngestResult = await run_step(
+            activity_classes.contacts().ingest_events,
+            request,
+            local=workflow.patched(LOCAL_STEPS_PATCH),
+            timeout=UNTIL_DONE_TIMEOUT,
+            retry_policy=UNTIL_DONE_RETRY_POLICY,
+            summary=f"Store {len(batch)} event(s)",
+        )
         if ingest.contact_erased and workflow.patched(TOMBSTONE_PATCH):
             workflow.logger.warning("contact was erased: events dropped, workflow ends")
             self._pending.clear()
@@ -418,22 +410,13 @@ class ContactWorkflow:
     # --- scoring -------------------------------------------------------------------
 
     async def _load_model(self) -> None:
-        scoring_model = activity_classes.contacts().scoring_model
-        summary = "Load the scoring model"
-        if workflow.patched(LOCAL_STEPS_PATCH):
-            self._model = await workflow.execute_local_activity_method(
-                scoring_model,
-                start_to_close_timeout=UNTIL_DONE_TIMEOUT,
-                retry_policy=UNTIL_DONE_RETRY_POLICY,
-                summary=summary,
-            )
-        else:
-            self._model = await workflow.execute_activity_method(
-                scoring_model,
-                start_to_close_timeout=UNTIL_DONE_TIMEOUT,
-                retry_policy=UNTIL_DONE_RETRY_POLICY,
-                summary=summary,
-            )
+        self._model = await run_step(
+            activity_classes.contacts().scoring_model,
+            local=workflow.patched(LOCAL_STEPS_PATCH),
+            timeout=UNTIL_DONE_TIMEOUT,
+            retry_policy=UNTIL_DONE_RETRY_POLICY,
+            summary="Load the scoring model",
+        )
         self._model_digest = self._model.digest()
 
     def _scoring_model(self) -> ScoringModel:

@@ -6,6 +6,7 @@ from __future__ import annotations
 from temporalio import workflow
 
 from workflows.toolkit import activity_classes
+from workflows.toolkit.local_steps import run_step
 from workflows.toolkit.retries import CRM_RETRY_POLICY, CRM_TIMEOUT, UNTIL_DONE_RETRY_POLICY
 
 with workflow.unsafe.imports_passed_through():
@@ -27,22 +28,13 @@ async def record_run(record: JourneyRunRecord) -> ContactMemo | None:
     and an exit do not wait for a round trip through the server); runs from
     before `LOCAL_RUN_LOG_PATCH` scheduled an activity.
     """
-    record_journey_run = activity_classes.journey_log().record_journey_run
-    summary = f"Journey run log: {record.status}"
-    if workflow.patched(LOCAL_RUN_LOG_PATCH):
-        return await workflow.execute_local_activity_method(
-            record_journey_run,
-            record,
-            start_to_close_timeout=CRM_TIMEOUT,
-            retry_policy=CRM_RETRY_POLICY,
-            summary=summary,
-        )
-    return await workflow.execute_activity_method(
-        record_journey_run,
+    return await run_step(
+        activity_classes.journey_log().record_journey_run,
         record,
-        start_to_close_timeout=CRM_TIMEOUT,
+        local=workflow.patched(LOCAL_RUN_LOG_PATCH),
+        timeout=CRM_TIMEOUT,
         retry_policy=CRM_RETRY_POLICY,
-        summary=summary,
+        summary=f"Journey run log: {record.status}",
     )
 
 
