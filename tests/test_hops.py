@@ -30,9 +30,7 @@ from models.settings import Settings
 from models.tables import MessageLog
 from tests.factories import add_contact
 from tests.gateway import Gateway, gateway_settings, serving_gateway
-
-LOCAL_ACTIVITY_MARKER = "core_local_activity"
-"""The marker a local activity leaves in the history (name given by the SDK's core)."""
+from tests.local_activities import is_local_activity
 
 
 @dataclass(frozen=True)
@@ -63,11 +61,7 @@ def hops(events: list[HistoryEvent], start: int, end: int) -> Hops:
             for event in stretch
             if event.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED
         ),
-        local_activities=sum(
-            event.marker_recorded_event_attributes.marker_name == LOCAL_ACTIVITY_MARKER
-            for event in stretch
-            if event.event_type == EventType.EVENT_TYPE_MARKER_RECORDED
-        ),
+        local_activities=sum(map(is_local_activity, stretch)),
         workflow_tasks=kinds.count(EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED),
         events=len(stretch),
     )

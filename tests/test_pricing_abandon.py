@@ -68,9 +68,13 @@ async def event(env: WorkflowEnvironment, contact_id: str, event_type: str) -> B
 async def signal(
     env: WorkflowEnvironment, handle: Handle, contact_id: str, event_type: str
 ) -> None:
-    """Signal an event; again (the same event: the journey drops duplicates) while the test
+    """Signal an event of `event_type` happening now (see `send_event`)."""
+    await send_event(handle, await event(env, contact_id, event_type))
+
+
+async def send_event(handle: Handle, sent: BehaviorEvent) -> None:
+    """Signal `sent`; again (the same event: the journey drops duplicates) while the test
     server refuses it because the run is continuing as new (`Completed workflow`)."""
-    sent = await event(env, contact_id, event_type)
     for _ in range(100):
         try:
             await handle.signal(PricingAbandon.event, sent)
@@ -79,7 +83,7 @@ async def signal(
             if refused.status != RPCStatusCode.NOT_FOUND or "Completed" not in refused.message:
                 raise
             await asyncio.sleep(0.1)
-    raise AssertionError(f"{handle.id} refused {event_type} while it continued as new")
+    raise AssertionError(f"{handle.id} refused {sent.type} while it continued as new")
 
 
 async def settled(handle: Handle) -> JourneyState:
@@ -412,9 +416,9 @@ async def test_continuing_as_new_keeps_the_schedule_and_a_checkout_after_the_ema
     env = time_skipping_env
     await add_contact(engine, "pa-long", phone=PHONE, sms_consent=True)
     async with make_worker(env.client):
-        # A short history limit: the journey continues as new while it waits (26: the
-        # first run also logs its start, and the test server refuses a signal that
-        # arrives while a run continues as new, so the signals must come before).
+        # A short history limit: the journey continues as new while it waits (the test
+        # server refuses a signal that arrives while a run continues as new: `send_event`
+        # signals again).
         handle = await env.client.start_workflow(
             PricingAbandon.run,
             JourneyInput(contact_id="pa-long", history_limit=26),
@@ -430,7 +434,7 @@ async def test_continuing_as_new_keeps_the_schedule_and_a_checkout_after_the_ema
                 type="website_visited",
                 occurred_at=await env.get_current_time(),
             )
-            await handle.signal(PricingAbandon.event, visit)
+            await send_event(handle, visit)
         await env.sleep(timedelta(days=1))
         # After the email a checkout (without a purchase) does not end the journey.
         await signal(env, handle, "pa-long", "checkout_started")
