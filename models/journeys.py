@@ -110,26 +110,48 @@ class PlannedStep(BaseModel):
     label: str
 
 
+class JourneyExit(BaseModel):
+    r"""One way a journey ends early, as the catalog lists it.
+
+    Attributes:
+        reason: The exit reason its runs record, e.g. `converted` or `unsubscribed`.
+        when: When, for people, e.g. `a \`purchased\` event`.
+        event: The event type that ends it, for an exit event (the reason is its type).
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    reason: str
+    when: str
+    event: str | None = None
+
+
 class JourneyDescription(BaseModel):
     """What a journey is and how to enrol into it (`GET /v1/journeys`, `journeys catalog`).
 
     Attributes:
         name: Journey type, e.g. `renewal-countdown`.
         title: Human name.
+        summary: What it does, in one line (its class's docstring).
         category: `marketing` or `transactional`.
         trigger: The event type that starts it, if one does.
+        started_by: How else it starts, or the rules of its start, for people.
         options: Its enrolment options (its input model's fields).
         plan: Its steps (empty for a plan computed from the input, e.g. a renewal date).
+        exits: The ways it ends early: its exit events, then the reasons it declares.
     """
 
     model_config = ConfigDict(frozen=True)
 
     name: str
     title: str
+    summary: str = ""
     category: str
     trigger: str | None = None
+    started_by: str = ""
     options: list[JourneyOption] = Field(default_factory=list)
     plan: list[PlannedStep] = Field(default_factory=list)
+    exits: list[JourneyExit] = Field(default_factory=list)
 
 
 def enrolment_options(model: type[JourneyInput]) -> list[JourneyOption]:

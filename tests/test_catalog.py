@@ -11,7 +11,6 @@ journey is found exactly as a file in `workflows/journeys/` is, and nothing in
 from __future__ import annotations
 
 import json
-import re
 import subprocess
 import sys
 import textwrap
@@ -26,6 +25,7 @@ from temporalio.testing import WorkflowEnvironment
 import workflows.journeys
 from models.settings import PROJECT_ROOT, Settings
 from starter.api.schemas import EnrolmentIn
+from starter.cli.journey_table import journey_row, journey_table, readme_journey_table
 from starter.client import AsyncJourneysClient
 from starter.services.operations import InvalidRequest, journey_input_for
 from tests.cli import cli_environment, run
@@ -199,16 +199,26 @@ def test_two_journeys_on_one_event_type_are_refused_naming_both(extra_journeys: 
         trigger_table([("a", Trigger("x")), ("b", Trigger("x"))])
 
 
-def test_every_row_of_the_readme_trigger_table_is_true() -> None:
-    """The README describes the shipped triggers; a new journey's needs no README edit
-    (`journeys catalog` lists them all), but no row may be stale."""
+def test_the_readme_journey_table_is_the_catalog() -> None:
+    """The README lists every journey as its declarations say (`journeys catalog --markdown`)."""
     readme = (PROJECT_ROOT / "README.md").read_text()
-    table = readme.split("<!-- trigger-table -->")[1].split("<!-- /trigger-table -->")[0]
-    rows = dict(re.findall(r"^\s*\| `([a-z_]+)` \| `([a-z-]+)` \|", table, re.MULTILINE))
-    triggers = catalog.triggers()
+    described = [catalog.describe(name) for name in catalog.journey_names()]
 
-    assert rows
-    assert {event: triggers[event].journey for event in rows if event in triggers} == rows
+    assert readme_journey_table(readme) == journey_table(described), (
+        "the README's journey table is stale: paste `journeys catalog --markdown` over it"
+    )
+
+
+def test_the_journey_table_shows_triggers_steps_and_exits() -> None:
+    row = journey_row(catalog.describe("pricing-abandon"))
+
+    assert row.startswith("| `pricing-abandon`<br>Pricing-page abandon (marketing) | ")
+    assert "`pricing_page_viewed`<br>at most once per 30 days" in row
+    assert "Day 0 → Email: Quick question about [Product]" in row
+    assert "on `unsubscribed`<br>`converted`: started checkout" in row
+    renewal = journey_row(catalog.describe("renewal-countdown"))
+    assert "Count down to a subscription's renewal" in renewal  # a plan computed from its input
+    assert "on `renewed`<br>`churn-risk`:" in renewal
 
 
 def test_the_catalog_describes_options_from_the_input_model() -> None:

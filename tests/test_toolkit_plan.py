@@ -55,6 +55,16 @@ class RunsAStepNotInThePlan(_Base):
         return None
 
 
+class LeavesForAnUndeclaredReason(_Base):
+    plan = ()
+    exit_reasons = (("converted", "bought"),)
+
+    async def steps(self) -> None:
+        if self.day:
+            self.leave("converted")
+        self.leave("bored")
+
+
 class SendsAStepWithoutTemplateFile(_Base):
     plan = (
         PlanStep(
@@ -92,7 +102,7 @@ def test_a_journey_may_not_list_its_templates_apart_from_its_plan() -> None:
             templates = frozenset({("test-plan/day0", Channel.EMAIL)})
 
 
-def test_the_literal_step_ids_of_send_and_run_once_are_read_from_the_source() -> None:
+def test_the_literal_arguments_of_send_run_once_and_leave_are_read_from_the_source() -> None:
     source = """
 class J:
     async def steps(self):
@@ -100,10 +110,12 @@ class J:
         await self.run_once("b", self.f)
         await self.send(f"c{n}")
         await other.send("d")
+        self.leave("e")
 """
-    assert [(call.method, call.step) for call in step_calls(source)] == [
-        ("send", "a"),
-        ("run_once", "b"),
+    assert sorted((call.line, call.method, call.step) for call in step_calls(source)) == [
+        (4, "send", "a"),
+        (5, "run_once", "b"),
+        (8, "leave", "e"),
     ]
 
 
@@ -131,6 +143,13 @@ def test_the_worker_refuses_a_journey_that_runs_a_step_not_in_its_plan(
 ) -> None:
     with pytest.raises(PlanError, match=r"run_once\('crm-task'\) .* not in its plan"):
         load_templates(settings, [RunsAStepNotInThePlan])
+
+
+def test_the_worker_refuses_a_journey_that_leaves_for_a_reason_it_does_not_declare(
+    settings: Settings,
+) -> None:
+    with pytest.raises(PlanError, match=r"leave\('bored'\) .* add \('bored', <when>\) to its exit"):
+        load_templates(settings, [LeavesForAnUndeclaredReason])
 
 
 def test_the_worker_refuses_a_plan_step_whose_template_file_is_missing(

@@ -1,10 +1,11 @@
-"""The guide's promise, kept: a new journey is its file, its copy and its test.
+"""The guide's promise, kept: a new journey is its file, its copy, its test and its README row.
 
 `docs/writing-a-journey.md` builds a trial nudge; every code block it shows
 with `file=<path>` after the language is a whole file of that example. This
 test writes those blocks into a copy of the project, runs the example's test
 there (recording its history), the replay test, the journey's preview and its
-trigger, and checks that nothing else in the project had to change.
+trigger, writes the README's journey table with `journeys catalog --markdown`,
+and checks that nothing else in the project had to change.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from pathlib import Path
 import pytest
 
 from models.settings import PROJECT_ROOT
+from starter.cli.journey_table import readme_journey_table
 
 GUIDE = PROJECT_ROOT / "docs" / "writing-a-journey.md"
 FILE_BLOCK = re.compile(r"^```\w+ file=(\S+)\n(.*?)^```$", re.MULTILINE | re.DOTALL)
@@ -82,7 +84,9 @@ def test_the_guide_spells_out_the_three_places() -> None:
 
 
 @pytest.mark.timeout(900)
-def test_the_guides_journey_needs_only_its_file_its_copy_and_its_test(tmp_path: Path) -> None:
+def test_the_guides_journey_needs_its_file_its_copy_its_test_and_its_readme_row(
+    tmp_path: Path,
+) -> None:
     project = copy_project(tmp_path / "project")
     before = fingerprint(project)
     for name, text in guide_files().items():
@@ -112,7 +116,20 @@ def test_the_guides_journey_needs_only_its_file_its_copy_and_its_test(tmp_path: 
         project, "-c", "from workflows import catalog; print(catalog.triggers()['trial_started'])"
     )
     assert "journey='trial-nudge'" in triggered.stdout, triggered.stderr
+    listed = run_in(
+        project, "-c", "from starter.cli.commands import main; main()", "catalog", "--markdown"
+    )
+    assert "| `trial-nudge`<br>" in listed.stdout, listed.stdout + listed.stderr
+    readme = (project / "README.md").read_text()
+    (project / "README.md").write_text(
+        readme.replace(readme_journey_table(readme), listed.stdout.strip())
+    )
+    table_checked = run_in(
+        project, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/test_catalog.py",
+        "-k", "readme_journey_table",
+    )  # fmt: skip
+    assert table_checked.returncode == 0, table_checked.stdout + table_checked.stderr
 
     after = fingerprint(project)
     changed = {name for name, digest in after.items() if before.get(name) != digest}
-    assert changed == {*guide_files(), HISTORY}
+    assert changed == {*guide_files(), HISTORY, "README.md"}

@@ -16,6 +16,7 @@ each journey once instead of the sandbox loading every journey for every run.
 
 from __future__ import annotations
 
+import inspect
 import pkgutil
 import sys
 from functools import cache
@@ -23,7 +24,7 @@ from typing import TYPE_CHECKING, cast
 
 from temporalio import workflow
 
-from models.journeys import JourneyDescription, PlannedStep, enrolment_options
+from models.journeys import JourneyDescription, JourneyExit, PlannedStep, enrolment_options
 from workflows import journeys as journeys_package
 from workflows.triggers import Trigger, trigger_table
 
@@ -137,8 +138,17 @@ def describe(name: str) -> JourneyDescription:
     return JourneyDescription(
         name=journey.name,
         title=journey.title,
+        summary=(inspect.getdoc(journey) or "").split("\n", 1)[0],
         category=str(journey.category),
         trigger=journey.trigger.event_type if journey.trigger else None,
+        started_by=journey.started_by,
         options=enrolment_options(journey.input_model),
         plan=[PlannedStep(id=step.id, label=step.label) for step in journey.plan],
+        exits=[
+            *(
+                JourneyExit(reason=event_type, when=f"a `{event_type}` event", event=event_type)
+                for event_type in sorted(journey.exit_events())
+            ),
+            *(JourneyExit(reason=reason, when=when) for reason, when in journey.exit_reasons),
+        ],
     )

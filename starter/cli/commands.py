@@ -306,13 +306,21 @@ async def journey_catalog(
         str | None, typer.Argument(help="One journey, with its options described.")
     ] = None,
     as_json: JsonFlag = False,
+    markdown: Annotated[
+        bool, typer.Option("--markdown", help="As the README's journey table (Markdown).")
+    ] = False,
 ) -> None:
-    """List the journeys: trigger, enrolment options (`enroll --option`) and plan."""
+    """List the journeys: trigger, enrolment options (`enroll --option`), plan and exits."""
     from starter.services import operations
 
     described = [operations.describe_journey(journey)] if journey else operations.journey_catalog()
     if as_json:
         _print_json([_dump(description) for description in described])
+        return
+    if markdown:
+        from starter.cli.journey_table import journey_table
+
+        typer.echo(journey_table(described))
         return
     for description in described:
         started_by = f", started by {description.trigger}" if description.trigger else ""
@@ -323,6 +331,8 @@ async def journey_catalog(
             typer.echo(f"  --option {option.name}=<{option.type}> ({given}){about}")
         for step in description.plan:
             typer.echo(f"  {step.label}")
+        for ending in description.exits:
+            typer.echo(f"  ends early: {ending.reason} ({ending.when})")
 
 
 def _enroll_option(field: str) -> str:

@@ -111,6 +111,10 @@ class LeadSla(Journey):
     category = MessageCategory.TRANSACTIONAL  # it messages the sales team, not the contact
     listens_to = FIRST_TOUCH | QUALIFIED
     reentry_days = 0
+    started_by = "the contact workflow, when the lead enters the hand-off band (MQL)"
+    exit_reasons = (
+        ("hand-off failed: …", "no owner could be assigned (e.g. the contact was erased)"),
+    )
     input_model = LeadSlaInput
     plan = ()
 

@@ -36,6 +36,8 @@ class Nurture(Journey):
     title = "Weekly nurture"
     category = MessageCategory.MARKETING
     exit_on = frozenset({"purchased"})
+    started_by = "the welcome series, for a lead below MQL"
+    exit_reasons = (("handed-to-sales", "the lead reaches MQL (the contact workflow ends it)"),)
     plan = (
         PlanStep("week1", day=7, title="Email 1: Industry insight", channel=Channel.EMAIL),
         PlanStep("week2", day=14, title="Email 2: Customer story", channel=Channel.EMAIL),

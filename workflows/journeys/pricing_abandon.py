@@ -53,6 +53,8 @@ class PricingAbandon(Journey):
     listens_to = CONVERSION
     trigger = Trigger("pricing_page_viewed")
     reentry_days = 30
+    started_by = "at most once per 30 days"
+    exit_reasons = (("converted", "started checkout before the email, or bought before the SMS"),)
     plan = (
         PlanStep(
             "email",

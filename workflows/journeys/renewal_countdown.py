@@ -163,6 +163,12 @@ class RenewalCountdown(Journey):
     exit_on = frozenset({"renewed"})
     listens_to = frozenset({"renewal_scheduled"})
     trigger = Trigger("renewal_scheduled", input_from=renewal_input)
+    started_by = (
+        "properties `subscription_id`, `renewal_date`; one per subscription, a new date moves it"
+    )
+    exit_reasons = (
+        ("churn-risk", "the renewal date passed without `renewed`: `stage_churn-risk`"),
+    )
     plan = ()
     """Computed from the renewal date: see `journey_plan`."""
     input_model = RenewalInput

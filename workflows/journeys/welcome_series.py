@@ -43,6 +43,7 @@ class WelcomeSeries(Journey):
     category = MessageCategory.MARKETING
     exit_on = frozenset({"purchased"})
     trigger = Trigger("subscribed")
+    started_by = "once per contact, for good"
     emails = (
         PlanStep("day0", day=0, title="Email 1: Welcome + lead magnet delivery", channel=EMAIL),
         PlanStep("day1", day=1, title="Email 2: Value story + quick win", channel=EMAIL),

@@ -100,6 +100,14 @@ class Journey:
     fields are the enrolment options of the CLI (`--option`) and the gateway."""
     trigger: ClassVar[Trigger | None] = None
     """The event that starts the journey, if one does (see `workflows/triggers.py`)."""
+    started_by: ClassVar[str] = ""
+    """How else the journey starts, for people (e.g. `the welcome series, below MQL`);
+    listed with the trigger by `journeys catalog` and the README's journey table."""
+    exit_reasons: ClassVar[tuple[tuple[str, str], ...]] = ()
+    """The reasons the journey ends early besides its exit events, each with when, e.g.
+    `("converted", "started checkout or bought")`. A literal `self.leave("…")` reason
+    must be declared here (the worker refuses to start otherwise); reasons signalled
+    from outside (e.g. `handed-to-sales` by the contact workflow) belong here too."""
 
     # --- what the journey declares ---------------------------------------------------
 

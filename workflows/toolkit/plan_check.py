@@ -4,9 +4,11 @@ The plan names every step a journey takes; `steps()` sends and runs them by
 id. These checks read the literal step ids of `self.send("…")` and
 `self.run_once("…", …)` in the journey class's source (with `ast`): an id
 that is not in the plan, or a send of a step that has no channel, is refused
-with the journey and the step named. Ids built at run time (f-strings,
-variables) cannot be read from the source: `Journey.send` checks those when
-it runs and fails the workflow (non-retryable `PlanError`) naming the step.
+with the journey and the step named. So is a literal `self.leave("…")` reason
+the journey does not declare in `exit_reasons` (what the catalogue lists).
+Ids built at run time (f-strings, variables) cannot be read from the source:
+`Journey.send` checks those when it runs and fails the workflow
+(non-retryable `PlanError`) naming the step.
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ from workflows.toolkit.journey import Journey
 
 STEP_CALLS = frozenset({"send", "run_once"})
 """The `Journey` methods whose first argument is a plan step id."""
+LEAVE = "leave"
+"""The `Journey` method whose first argument is an exit reason."""
 
 
 class PlanError(ValueError):
@@ -29,7 +33,8 @@ class PlanError(ValueError):
 
 @dataclass(frozen=True)
 class StepCall:
-    """A call of `self.send("…")` or `self.run_once("…", …)` with a literal step id."""
+    """A call of `self.send("…")`, `self.run_once("…", …)` or `self.leave("…")` with a literal
+    first argument (`step`: the step id, or the exit reason for `leave`)."""
 
     method: str
     step: str
@@ -37,12 +42,12 @@ class StepCall:
 
 
 def step_calls(source: str) -> Iterator[StepCall]:
-    """The calls with a literal step id in `source` (a class's or a module's code)."""
+    """The calls with a literal step id or exit reason in `source` (a class's or module's code)."""
     for node in ast.walk(ast.parse(textwrap.dedent(source))):
         if not (
             isinstance(node, ast.Call)
             and isinstance(node.func, ast.Attribute)
-            and node.func.attr in STEP_CALLS
+            and node.func.attr in STEP_CALLS | {LEAVE}
             and isinstance(node.func.value, ast.Name)
             and node.func.value.id == "self"
             and node.args
@@ -54,15 +59,25 @@ def step_calls(source: str) -> Iterator[StepCall]:
 
 
 def check_plan(journey: type[Journey]) -> None:
-    """Refuse a journey whose code sends or runs a step its plan lacks.
+    """Refuse a journey whose code sends or runs a step its plan lacks, or leaves undeclared.
 
     Raises:
         PlanError: naming the journey, the step and the line (within its class)
-            of a `send` or `run_once` of a step that is not declared, or of a
-            `send` of a step that has no channel.
+            of a `send` or `run_once` of a step that is not declared, of a
+            `send` of a step that has no channel, or of a `leave` for a reason
+            not in its `exit_reasons`.
     """
     declared = {step.id: step for step in journey.declared_steps()}
+    reasons = {reason for reason, _ in journey.exit_reasons}
     for call in _calls_of(journey):
+        if call.method == LEAVE:
+            if call.step not in reasons:
+                raise PlanError(
+                    f"journey {journey.name}: leave({call.step!r}) (line {call.line} of "
+                    f"{journey.__name__}) ends it for a reason it does not declare; add "
+                    f"({call.step!r}, <when>) to its exit_reasons"
+                )
+            continue
         planned = declared.get(call.step)
         if planned is None:
             raise PlanError(
