@@ -128,7 +128,7 @@ class Nurture(Journey):
         track = rules.track_named(self._nurture_input.track) or rules.GENERAL
         ahead = [step for step in track_plan(track) if step not in done]
         ahead = ahead[: max(rules.CONTENT_EMAILS - len(self._content_sent()), 0)]
-        rest = [] if ROUNDUP_STEP in done else [ROUNDUP_STEP]
+        rest = [step for step in (OFFER_STEP, ROUNDUP_STEP) if step not in done]
         return (*done, *ahead, *rest)
 
     @workflow.run
