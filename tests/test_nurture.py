@@ -15,6 +15,7 @@ import pytest
 from temporalio.testing import WorkflowEnvironment
 
 from starter.qa.simulate import Timeline
+from starter.services.report import funnel_report
 from tests.kit import (
     JourneyKit,
     Simulation,
@@ -104,6 +105,11 @@ async def test_an_interest_gained_mid_way_moves_the_contact_at_the_next_email(
     ]
     roundup = text_body(read_outbox(journey_kit.outbox)[f"nurture-{contact.id}/roundup"])
     assert "Start small with automation" in roundup
+    # `journeys report`: one completed run, a row per email sent, whichever track.
+    (funnel,) = (await funnel_report(journey_kit.engine, journey="nurture")).journeys
+    assert (funnel.entered, funnel.completed) == (1, 1)
+    sent = {step.step: step.sent for step in funnel.steps if step.sent}
+    assert sent == {step: 1 for step, _ in sent_days(timeline)}
 
 
 async def test_warming_gets_twice_a_week_cold_weekly(journey_kit: JourneyKit) -> None:
