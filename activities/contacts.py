@@ -33,6 +33,7 @@ from models.contact_workflow import (
 )
 from models.db import lock_contact, session_factory
 from models.events import BehaviorEvent
+from models.nurture import NurtureProfile, NurtureProfileRequest
 from models.tables import (
     ConsentChange,
     Contact,
@@ -58,6 +59,8 @@ OUTBOX_SUFFIXES = (".eml", ".sms.txt")
 """Outbox files a message may have left (see `activities/providers/outbox.py`)."""
 EXIT_GRACE_SECONDS = 10.0
 """How long erasure lets the contact's journeys finish their exit before terminating them."""
+NURTURE_EVENT_TYPES = ("content_downloaded", "pricing_page_viewed")
+"""The stored events the nurture reads (`nurture_profile`)."""
 
 
 class ContactActivities:
@@ -180,6 +183,42 @@ class ContactActivities:
             band=contact.lifecycle_stage,
             sales_ready=self._scoring.sales_ready(contact.lifecycle_stage),
             owner_id=contact.owner_id,
+        )
+
+    @activity.defn(name="nurture_profile")
+    async def nurture_profile(self, request: NurtureProfileRequest) -> NurtureProfile:
+        """What the nurture reads before each slot: tags, band, time zone, downloads, pricing.
+
+        Downloads count whatever their date (before the enrolment too); pricing
+        visits from `request.since` on.
+        """
+        async with self._sessions() as session:
+            contact = await session.get(Contact, request.contact_id)
+            if contact is None:
+                return NurtureProfile()
+            events = (
+                await session.exec(
+                    select(ContactEvent.type, ContactEvent.occurred_at, ContactEvent.properties)
+                    .where(ContactEvent.contact_id == request.contact_id)
+                    .where(col(ContactEvent.type).in_(NURTURE_EVENT_TYPES))
+                )
+            ).all()
+        downloaded = {
+            str(properties.get("asset"))
+            for kind, _, properties in events
+            if kind == "content_downloaded" and properties.get("asset")
+        }
+        return NurtureProfile(
+            tags=list(contact.tags),
+            band=contact.lifecycle_stage,
+            sales_ready=contact.lifecycle_stage is not None
+            and self._scoring.sales_ready(contact.lifecycle_stage),
+            timezone=contact.timezone,
+            downloaded=sorted(downloaded),
+            pricing_viewed=any(
+                kind == "pricing_page_viewed" and occurred_at >= request.since
+                for kind, occurred_at, _ in events
+            ),
         )
 
     @activity.defn(name="erase_contact")

@@ -248,12 +248,17 @@ def test_the_catalog_describes_options_from_the_input_model() -> None:
             },
             accelerated_clock_allowed=False,
         )
-    assert [step.id for step in catalog.describe("nurture").plan] == [
-        "week1",
-        "week2",
-        "week3",
-        "week4",
+    nurture = catalog.describe("nurture")
+    assert [step.id for step in nurture.plan] == [
+        "general.sender-checklist",
+        "general.customer-story",
+        "general.pre-send-checklist",
+        "offer",
+        "roundup",
     ]
+    nurture_options = {option.name: option for option in nurture.options}
+    assert nurture_options["send_hour"].default == 10
+    assert not {"anchor", "slot", "track", "tags_seen"} & set(nurture_options)
 
 
 async def started_with(client: Client, workflow_id: str) -> dict[str, object]:

@@ -77,7 +77,7 @@ async def test_dev_stack_runs_demo_stops_cleanly_and_restarts_without_duplicates
             contact = await http.get("/v1/contacts/demo-ada")
             assert contact.json()["first_name"] == "Ada"
         assert str(tmp_path / ".data" / "outbox") in printed
-        assert printed.count("enrolled demo-") == 5
+        assert printed.count("enrolled demo-") == 6
         assert "demo-lin: 4 events → contact-demo-lin" in printed
         async with httpx.AsyncClient() as http:
             ui = await http.get(f"http://127.0.0.1:{ui_port}/")
@@ -96,13 +96,14 @@ async def test_dev_stack_runs_demo_stops_cleanly_and_restarts_without_duplicates
 
     process, printed = await start_stack(tmp_path, temporal_port, ui_port, api_port)
     try:
-        assert printed.count("already enrolled") == 5
+        assert printed.count("already enrolled") == 6
         assert f"Local API key:  {key}" in printed  # the same key again
         client = await Client.connect(f"127.0.0.1:{temporal_port}")
         for journey, runs in [
             ("welcome-series", 4),
             ("pricing-abandon", 3),  # demo-grace, demo-lin, and demo-sam through the API
             ("renewal-countdown", 1),
+            ("nurture", 1),  # demo-grace, on the automation track
             ("lead-sla", 1),
         ]:
             for _ in range(100):  # demo-lin's events may still be on their way

@@ -1,207 +1,239 @@
-"""The weekly nurture on the time-skipping server: same day and time each week, copy, exits."""
+"""The nurture on the time-skipping server, with the real worker, templates and outbox.
+
+Tracks by `int_` / `src_` tags, Warming twice a week and Cold weekly, the same local
+weekday and hour (across a DST change), the high-intent offer once, downloaded assets
+skipped, and the exits. Runs from before the tracks replay from
+`tests/histories/nurture-handed-to-sales.json` (`tests/test_replay.py`).
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from datetime import datetime, time, timedelta
+from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 import pytest
-from sqlalchemy.ext.asyncio import AsyncEngine
-from temporalio.client import Client, WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
-from temporalio.worker import Worker
 
-from models.journeys import ExitRequest, JourneyInput, JourneyState, JourneyStatus
-from models.settings import Settings
-from tests.factories import add_contact, event_now, message_rows
-from tests.outbox import read_outbox, text_body
-from worker import build_worker
-from workflows.journeys.nurture import Nurture
+from starter.qa.simulate import Timeline
+from starter.services.report import funnel_report
+from tests.kit import (
+    JourneyKit,
+    Simulation,
+    at,
+    message_rows,
+    read_outbox,
+    sample_contact,
+    text_body,
+)
 
-WEEKS = {"week1": 1, "week2": 2, "week3": 3, "week4": 4}
-TUESDAY = 1
-SLACK = timedelta(minutes=1)
-"""Time a send may take after its due moment (the activity runs in real time)."""
-
-
-async def start(
-    client: Client, settings: Settings, contact_id: str, *, history_limit: int = 10_000
-) -> WorkflowHandle[Nurture, JourneyState]:
-    journey_input = JourneyInput(contact_id=contact_id, history_limit=history_limit)
-    return await client.start_workflow(
-        Nurture.run,
-        journey_input,
-        id=Nurture.workflow_id_for(journey_input),
-        task_queue=settings.task_queue,
-    )
-
-
-async def skip_to(env: WorkflowEnvironment, weekday: int, at: time) -> datetime:
-    """Skip the server's clock to the next `weekday` (Monday is 0) at `at` UTC."""
-    now = await env.get_current_time()
-    target = datetime.combine(now.date(), at, tzinfo=now.tzinfo)
-    target += timedelta(days=(weekday - target.weekday()) % 7)
-    if target <= now:
-        target += timedelta(days=7)
-    await env.sleep(target - now)
-    return target
+GENERAL = ["general.sender-checklist", "general.customer-story", "general.pre-send-checklist"]
+AUTOMATION = [
+    "automation.flow-recipes",
+    "automation.automation-teardown",
+    "automation.first-flow-checklist",
+]
+ECOMMERCE = [
+    "ecommerce.abandoned-cart-guide",
+    "ecommerce.store-story",
+    "ecommerce.launch-checklist",
+]
+WEEKLY = [7, 14, 21, 28]
 
 
-async def test_four_emails_each_week_on_the_enrolment_weekday_and_time(
-    time_skipping_env: WorkflowEnvironment,
-    settings: Settings,
-    engine: AsyncEngine,
-    make_worker: Callable[[Client], Worker],
-) -> None:
-    env = time_skipping_env
-    await add_contact(engine, "ada", first_name="Ada", company="Acme")
-    await add_contact(engine, "anon")
-    await skip_to(env, TUESDAY, time(10, 30))
-    async with make_worker(env.client):
-        handles = [await start(env.client, settings, cid) for cid in ("ada", "anon")]
-        results = [await handle.result() for handle in handles]
-        started = [(await handle.describe()).start_time for handle in handles]
-
-    for result in results:
-        assert result.status == JourneyStatus.COMPLETED
-        assert result.messages_sent == 4
-        assert result.steps_done == list(WEEKS)
-    for cid, start_time in zip(("ada", "anon"), started, strict=True):
-        log = await message_rows(engine, cid)
-        assert [(r.step, r.template, r.category, r.status) for r in log] == [
-            (step, f"nurture/{step}", "marketing", "sent") for step in WEEKS
-        ]
-        for row, week in zip(log, WEEKS.values(), strict=True):
-            assert row.sent_at is not None
-            due = start_time + timedelta(days=7 * week)
-            assert due <= row.sent_at < due + SLACK, row.step
-            assert (row.sent_at.weekday(), row.sent_at.hour, row.sent_at.minute) == (
-                TUESDAY,
-                10,
-                30,
-            ), row.step
-
-    outbox = read_outbox(settings.outbox_dir)
-    assert sorted(outbox) == sorted(
-        f"nurture-{cid}/{step}" for cid in ("ada", "anon") for step in WEEKS
-    )
-    ada = {step: text_body(outbox[f"nurture-ada/{step}"]) for step in WEEKS}
-    anon = {step: text_body(outbox[f"nurture-anon/{step}"]) for step in WEEKS}
-    assert all(body.startswith("Hey Ada,\n") for body in ada.values())
-    assert all(body.startswith("Hey there,\n") for body in anon.values())
-    assert "whoever presses send at Acme" in ada["week3"]
-    assert "working on at Acme:" in ada["week4"]
-    assert not any("Acme" in body or "Ada" in body for body in anon.values())
-    assert (
-        outbox["nurture-ada/week1"]["Subject"] == "The inbox rules changed. Most senders haven't."
-    )
-    assert "https://northwind.example/resources?" in ada["week1"]
-    assert "https://northwind.example/book-a-call?" in anon["week4"]
-    assert outbox["nurture-anon/week4"]["X-Journey-Step"] == "week4"
-
-
-async def test_quiet_hours_defer_each_email_to_the_morning_without_drifting(
-    time_skipping_env: WorkflowEnvironment, settings: Settings, engine: AsyncEngine
-) -> None:
-    env = time_skipping_env
-    quiet = settings.model_copy(update={"quiet_hours_start": time(21), "quiet_hours_end": time(8)})
-    await add_contact(engine, "owl")
-    enrolled = await skip_to(env, TUESDAY, time(22))
-    async with build_worker(env.client, quiet, engine):
-        result = await (await start(env.client, quiet, "owl")).result()
-
-    assert result.messages_sent == 4
-    morning_after = datetime.combine(enrolled.date() + timedelta(days=1), time(8), enrolled.tzinfo)
-    sent = [row.sent_at for row in await message_rows(engine, "owl")]
-    # Every email waited for 08:00 on the Wednesday; a late week does not push the next one.
-    for sent_at, week in zip(sent, WEEKS.values(), strict=True):
-        due = morning_after + timedelta(days=7 * week)
-        assert sent_at is not None and due <= sent_at < due + SLACK
-
-
-@pytest.mark.parametrize("exit_event", ["unsubscribed", "purchased"])
-async def test_exit_event_after_week_1_ends_it_at_once(
-    exit_event: str,
-    time_skipping_env: WorkflowEnvironment,
-    settings: Settings,
-    engine: AsyncEngine,
-    make_worker: Callable[[Client], Worker],
-) -> None:
-    env = time_skipping_env
-    await add_contact(engine, "grace", first_name="Grace")
-    async with make_worker(env.client):
-        handle = await start(env.client, settings, "grace")
-        await env.sleep(timedelta(days=10))
-        assert (await handle.query(Nurture.state)).next_step == "week2"
-        signalled_at = await env.get_current_time()
-        await handle.signal(Nurture.event, await event_now(env, "grace", exit_event))
-        result = await handle.result()
-        closed_at = (await handle.describe()).close_time
-
-    assert result.status == JourneyStatus.EXITED
-    assert result.exit_reason == exit_event
-    assert result.messages_sent == 1
-    assert closed_at is not None and closed_at - signalled_at < SLACK
-    assert sorted(read_outbox(settings.outbox_dir)) == ["nurture-grace/week1"]
-    assert [row.step for row in await message_rows(engine, "grace")] == ["week1"]
-
-
-async def test_handed_to_sales_exit_signal_ends_it(
-    time_skipping_env: WorkflowEnvironment,
-    settings: Settings,
-    engine: AsyncEngine,
-    make_worker: Callable[[Client], Worker],
-) -> None:
-    env = time_skipping_env
-    await add_contact(engine, "mql")
-    async with make_worker(env.client):
-        handle = await start(env.client, settings, "mql")
-        await env.sleep(timedelta(days=15))
-        await handle.signal(Nurture.exit, ExitRequest(reason="handed-to-sales"))
-        result = await handle.result()
-
-    assert result.status == JourneyStatus.EXITED
-    assert result.exit_reason == "handed-to-sales"
-    assert result.steps_done == ["week1", "week2"]
-    assert sorted(read_outbox(settings.outbox_dir)) == ["nurture-mql/week1", "nurture-mql/week2"]
-
-
-async def test_no_consent_sends_nothing(
-    time_skipping_env: WorkflowEnvironment,
-    settings: Settings,
-    engine: AsyncEngine,
-    make_worker: Callable[[Client], Worker],
-) -> None:
-    await add_contact(engine, "nocon", email_consent=False)
-    async with make_worker(time_skipping_env.client):
-        result = await (await start(time_skipping_env.client, settings, "nocon")).result()
-
-    assert result.status == JourneyStatus.COMPLETED
-    assert result.messages_sent == 0
-    assert read_outbox(settings.outbox_dir) == {}
-    assert [(row.step, row.status) for row in await message_rows(engine, "nocon")] == [
-        (step, "skipped_no_consent") for step in WEEKS
+def sent_days(timeline: Timeline) -> list[tuple[str, int]]:
+    """(step, day) of every email sent; slots are 10:00 local, the journey starts at 10:00
+    and a few seconds, so a slot is Day N less those seconds: rounded to the day."""
+    return [
+        (entry.step or "", round((entry.at - timeline.enrolled_at) / timedelta(days=1)))
+        for entry in timeline.of_kind("sent")
     ]
 
 
-async def test_continuing_as_new_keeps_the_weekly_schedule(
-    time_skipping_env: WorkflowEnvironment,
-    settings: Settings,
-    engine: AsyncEngine,
-    make_worker: Callable[[Client], Worker],
-) -> None:
-    env = time_skipping_env
-    await add_contact(engine, "long")
-    async with make_worker(env.client):
-        # A short history limit: the journey continues as new between the weeks.
-        handle = await start(env.client, settings, "long", history_limit=20)
-        started = (await handle.describe()).start_time
-        result = await handle.result()
-        last_run = await env.client.get_workflow_handle(handle.id).describe()
+def local_sends(timeline: Timeline) -> list[tuple[int, int, int]]:
+    """(weekday, hour, minute) of every email sent, in the contact's zone."""
+    zone = ZoneInfo(timeline.timezone)
+    return [
+        (local.weekday(), local.hour, local.minute)
+        for local in (entry.at.astimezone(zone) for entry in timeline.of_kind("sent"))
+    ]
 
-    assert last_run.run_id != handle.result_run_id
-    assert result.messages_sent == 4
-    assert sorted(read_outbox(settings.outbox_dir)) == [f"nurture-long/{step}" for step in WEEKS]
-    for row, week in zip(await message_rows(engine, "long"), WEEKS.values(), strict=True):
-        due = started + timedelta(days=7 * week)
-        assert row.sent_at is not None and due <= row.sent_at < due + SLACK, row.step
+
+@pytest.mark.parametrize(
+    ("tags", "track"),
+    [
+        (["src_lead-magnet", "int_product_course"], GENERAL),
+        (["int_topic_marketing-automation"], AUTOMATION),
+        (["src_shopify-app"], ECOMMERCE),
+    ],
+    ids=["general", "automation-by-interest", "ecommerce-by-source"],
+)
+async def test_each_track_weekly_for_a_cold_lead_then_the_roundup(
+    tags: list[str], track: list[str], journey_kit: JourneyKit
+) -> None:
+    contact = sample_contact(tags=tags)
+    timeline = await journey_kit.simulate(Simulation("nurture", contact=contact))
+
+    assert sent_days(timeline) == list(zip([*track, "roundup"], WEEKLY, strict=True))
+    assert timeline.status == "completed"
+    enrolled = timeline.enrolled_at.astimezone(ZoneInfo(contact.timezone or "UTC"))
+    assert set(local_sends(timeline)) == {(enrolled.weekday(), 10, 0)}
+    outbox = read_outbox(journey_kit.outbox)
+    first = outbox[f"nurture-{contact.id}/{track[0]}"]
+    assert text_body(first).startswith("Hey Ada,\n")
+    assert "utm_content=" + track[0] in text_body(first)
+
+
+async def test_an_interest_gained_mid_way_moves_the_contact_at_the_next_email(
+    journey_kit: JourneyKit,
+) -> None:
+    contact = sample_contact()
+    timeline = await journey_kit.simulate(
+        Simulation(
+            "nurture",
+            contact=contact,
+            events=[at("9d", "webinar_registered", interest="Automation")],
+        )
+    )
+    await journey_kit.save_history(timeline, "nurture-tracks-switched")
+
+    # webinar registration: +10 → still Cold; from the second email on, the automation track.
+    assert sent_days(timeline) == [
+        ("general.sender-checklist", 7),
+        ("automation.flow-recipes", 14),
+        ("automation.automation-teardown", 21),
+        ("roundup", 28),
+    ]
+    roundup = text_body(read_outbox(journey_kit.outbox)[f"nurture-{contact.id}/roundup"])
+    assert "Start small with automation" in roundup
+    # `journeys report`: one completed run, a row per email sent, whichever track.
+    (funnel,) = (await funnel_report(journey_kit.engine, journey="nurture")).journeys
+    assert (funnel.entered, funnel.completed) == (1, 1)
+    sent = {step.step: step.sent for step in funnel.steps if step.sent}
+    assert sent == {step: 1 for step, _ in sent_days(timeline)}
+
+
+async def test_warming_gets_twice_a_week_cold_weekly(journey_kit: JourneyKit) -> None:
+    warming = await journey_kit.simulate(
+        Simulation("nurture", contact=sample_contact(), events=[at("1d", "email_replied")])
+    )
+
+    # A reply: +20 → Warming from Day 1: the mid-week slots (Days 3, 10) go too.
+    assert sent_days(warming) == list(zip([*GENERAL, "roundup"], [3, 7, 10, 14], strict=True))
+    zone = ZoneInfo(warming.timezone)
+    enrolled = warming.enrolled_at.astimezone(zone)
+    assert local_sends(warming) == [
+        ((enrolled.weekday() + 3) % 7, 10, 0),
+        (enrolled.weekday(), 10, 0),
+        ((enrolled.weekday() + 3) % 7, 10, 0),
+        (enrolled.weekday(), 10, 0),
+    ]
+
+
+async def test_reaching_mql_hands_the_lead_to_sales_and_ends_the_nurture(
+    journey_kit: JourneyKit,
+) -> None:
+    contact = sample_contact()
+    timeline = await journey_kit.simulate(
+        Simulation("nurture", contact=contact, events=[at("9d", "trial_started")])
+    )
+
+    assert (timeline.status, timeline.exit_reason) == ("exited", "handed-to-sales")
+    assert timeline.sent == ["general.sender-checklist"]
+    assert [row.step for row in await message_rows(journey_kit.engine, contact.id)] == [
+        "general.sender-checklist"
+    ]
+
+
+def next_dst_change(zone: ZoneInfo, after: datetime) -> datetime:
+    """The first day after `after` whose UTC offset differs from the day before."""
+    day = after
+    while (day + timedelta(days=1)).astimezone(zone).utcoffset() == day.astimezone(
+        zone
+    ).utcoffset():
+        day += timedelta(days=1)
+    return day
+
+
+@pytest.mark.parametrize("timezone", ["America/New_York", "Europe/Paris"])
+async def test_same_local_weekday_and_hour_across_a_dst_change(
+    timezone: str, journey_kit: JourneyKit, time_skipping_env: WorkflowEnvironment
+) -> None:
+    zone = ZoneInfo(timezone)
+    now = await time_skipping_env.get_current_time()
+    change = next_dst_change(zone, now)
+    await time_skipping_env.sleep(change - timedelta(days=12) - now)
+    timeline = await journey_kit.simulate(
+        Simulation("nurture", contact=sample_contact(timezone=timezone))
+    )
+
+    enrolled = timeline.enrolled_at.astimezone(zone)
+    assert set(local_sends(timeline)) == {(enrolled.weekday(), 10, 0)}
+    utc_hours = {entry.at.astimezone(UTC).hour for entry in timeline.of_kind("sent")}
+    assert len(utc_hours) == 2, utc_hours  # the clocks changed in between
+
+
+async def test_two_pricing_visits_send_the_high_intent_offer_once(
+    journey_kit: JourneyKit,
+) -> None:
+    contact = sample_contact()
+    timeline = await journey_kit.simulate(
+        Simulation(
+            "nurture",
+            contact=contact,
+            events=[at("2d", "pricing_page_viewed"), at("8d", "pricing_page_viewed")],
+        )
+    )
+    await journey_kit.save_history(timeline, "nurture-offer-once")
+
+    assert timeline.sent.count("offer") == 1
+    assert sent_days(timeline)[0] == ("offer", 7)  # the next slot after the first visit
+    assert timeline.sent[-1] == "roundup"
+    offer = read_outbox(journey_kit.outbox)[f"nurture-{contact.id}/offer"]
+    assert offer["Subject"] == "Want a hand choosing a plan?"
+    assert "https://northwind.example/book-a-call?" in text_body(offer)
+
+
+async def test_a_downloaded_asset_is_not_offered_again(journey_kit: JourneyKit) -> None:
+    contact = sample_contact()
+    timeline = await journey_kit.simulate(
+        Simulation(
+            "nurture",
+            contact=contact,
+            events=[at("8d", "content_downloaded", asset="customer-story")],
+        )
+    )
+
+    # +5 keeps it Cold; the customer story is skipped for the next asset, then the roundup.
+    assert sent_days(timeline) == [
+        ("general.sender-checklist", 7),
+        ("general.pre-send-checklist", 14),
+        ("roundup", 21),
+    ]
+
+
+@pytest.mark.parametrize("exit_event", ["unsubscribed", "purchased"])
+async def test_exit_event_after_the_first_email_ends_it(
+    exit_event: str, journey_kit: JourneyKit
+) -> None:
+    contact = sample_contact()
+    timeline = await journey_kit.simulate(
+        Simulation("nurture", contact=contact, events=[at("10d", exit_event)])
+    )
+
+    assert (timeline.status, timeline.exit_reason) == ("exited", exit_event)
+    assert timeline.sent == ["general.sender-checklist"]
+
+
+async def test_continuing_as_new_keeps_the_schedule_and_the_track(
+    journey_kit: JourneyKit,
+) -> None:
+    timeline = await journey_kit.simulate(
+        Simulation(
+            "nurture",
+            contact=sample_contact(tags=["int_ecommerce"]),
+            options={"history_limit": 20},
+        )
+    )
+
+    assert sent_days(timeline) == list(zip([*ECOMMERCE, "roundup"], WEEKLY, strict=True))
+    assert timeline.status == "completed"

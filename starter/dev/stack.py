@@ -26,6 +26,7 @@ from models.contacts import ConsentUpdate, ContactProfile
 from models.db import create_engine
 from models.events import BehaviorEvent
 from models.journeys import JourneyInput
+from models.nurture import NurtureInput
 from models.renewals import RenewalInput
 from models.search_attributes import ALL_SEARCH_ATTRIBUTES
 from models.settings import ApiKey, Settings
@@ -60,7 +61,7 @@ DEMO_CONTACTS = (
         timezone="America/New_York",
         email_consent=_DEMO_CONSENT,
         sms_consent=_DEMO_CONSENT,
-        tags=["src_webinar_2026-q4-launch"],
+        tags=["src_webinar_2026-q4-launch", "int_topic_automation"],
     ),
     ContactProfile(
         id="demo-sam",
@@ -105,8 +106,10 @@ def local_api_key() -> ApiKey:
 
 def demo_enrolments(day_seconds: int) -> list[tuple[str, JourneyInput]]:
     """What the demo starts: every contact in the welcome series, plus one each
-    in pricing-abandon and renewal-countdown (renewal 95 days out: at 15 s a
-    day its reminders come every few minutes and it lapses in about 24)."""
+    in pricing-abandon, renewal-countdown (renewal 95 days out: at 15 s a
+    day its reminders come every few minutes and it lapses in about 24) and
+    nurture (demo-grace, interested in automation: the automation track, weekly
+    on the weekday of enrolment at 10:00 New York time)."""
     welcome = [
         ("welcome-series", JourneyInput(contact_id=profile.id, day_seconds=day_seconds))
         for profile in DEMO_CONTACTS
@@ -117,6 +120,7 @@ def demo_enrolments(day_seconds: int) -> list[tuple[str, JourneyInput]]:
             "pricing-abandon",
             JourneyInput(contact_id="demo-grace", day_seconds=day_seconds, reentry_days=365),
         ),
+        ("nurture", NurtureInput(contact_id="demo-grace", day_seconds=day_seconds)),
         (
             "renewal-countdown",
             RenewalInput(
