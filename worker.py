@@ -186,6 +186,7 @@ def build_worker(
             contacts.scoring_model,
             contacts.update_lead_score,
             contacts.lead_status,
+            contacts.cart_purchased,
             contacts.erase_contact,
             contacts.end_contact_workflows,
             contacts.shred_contact_key,

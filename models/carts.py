@@ -11,11 +11,11 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, JsonValue, StringConstraints, field_validator
 
 from models.contacts import SingleLine
 from models.events import UtcTime
-from models.ids import CartId
+from models.ids import CartId, ContactId
 from models.journeys import KEPT_BY_THE_JOURNEY, JourneyInput
 
 MAX_CART_ITEMS = 50
@@ -52,6 +52,16 @@ class CartItem(BaseModel):
     price: Amount
     sku: Annotated[str, StringConstraints(min_length=1, max_length=64), SingleLine] | None = None
 
+    def template_variables(self) -> dict[str, JsonValue]:
+        """The line as templates see it: `name`, `quantity`, `price`, `line_total`, `sku`."""
+        line: dict[str, JsonValue] = {
+            "name": self.name,
+            "quantity": self.quantity,
+            "price": _money(self.price),
+            "line_total": _money(self.price * self.quantity),
+        }
+        return line | ({"sku": self.sku} if self.sku else {})
+
 
 class Cart(BaseModel):
     """What a contact's cart holds.
@@ -69,6 +79,28 @@ class Cart(BaseModel):
     items: list[CartItem] = Field(max_length=MAX_CART_ITEMS)
     total: Amount
     currency: CurrencyCode
+
+    def template_variables(self) -> dict[str, JsonValue]:
+        """The cart as its messages' templates see it (`cart.*`): text and numbers only.
+
+        `id`, `items` (each `name`, `quantity`, `price`, `line_total`, `sku` if
+        any), `item_count` (units), `total` and `currency`; amounts as text with
+        at least two decimals (`12.50`).
+        """
+        return {
+            "id": self.cart_id,
+            "items": [item.template_variables() for item in self.items],
+            "item_count": sum(item.quantity for item in self.items),
+            "total": _money(self.total),
+            "currency": self.currency,
+        }
+
+
+def _money(amount: Decimal) -> str:
+    """`12.5` as `12.50`; more decimals, when given, are kept (`0.125`)."""
+    exponent = amount.as_tuple().exponent
+    places = max(2, -exponent) if isinstance(exponent, int) else 2
+    return f"{amount:.{places}f}"
 
 
 class CartProperties(Cart):
@@ -115,10 +147,31 @@ class CartInput(JourneyInput):
         changed_at: `occurred_at` of the event that last changed the cart
             (None: enrolled by hand); older changes are ignored. Set by the
             journey when the cart changes.
-        changed_on: Journey time of the last change (hours since enrolment):
-            the reminders count from it. Set by the journey when the cart changes.
+        changed_on_day: Journey day of the last change (0: at enrolment): the
+            reminders count from it. Set by the journey when the cart changes.
     """
 
     cart: Cart
     changed_at: UtcTime | None = Field(default=None, json_schema_extra=KEPT_BY_THE_JOURNEY)
-    changed_on: float = Field(default=0, ge=0, json_schema_extra=KEPT_BY_THE_JOURNEY)
+    changed_on_day: float = Field(default=0, ge=0, json_schema_extra=KEPT_BY_THE_JOURNEY)
+
+    @field_validator("cart")
+    @classmethod
+    def _not_empty(cls, cart: Cart) -> Cart:
+        if not cart.items:
+            raise ValueError("the cart is empty: there is nothing to come back for")
+        return cart
+
+
+class CartQuery(BaseModel):
+    """A contact's cart asked about: was it bought?
+
+    Attributes:
+        contact_id: The contact.
+        cart_id: The cart.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    contact_id: ContactId
+    cart_id: CartId
