@@ -187,6 +187,7 @@ def build_worker(
             contacts.update_lead_score,
             contacts.lead_status,
             contacts.nurture_profile,
+            contacts.cart_purchased,
             contacts.erase_contact,
             contacts.end_contact_workflows,
             contacts.shred_contact_key,

@@ -23,6 +23,7 @@ from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.service import RPCError
 
 from activities.providers.outbox import outbox_path
+from models.carts import CartQuery
 from models.contact_workflow import (
     ContactWorkflows,
     ErasureResult,
@@ -220,6 +221,16 @@ class ContactActivities:
                 for kind, occurred_at, _ in events
             ),
         )
+
+    @activity.defn(name="cart_purchased")
+    async def cart_purchased(self, query: CartQuery) -> bool:
+        """Whether the contact has a stored `purchased` event naming the cart (`cart_id`)."""
+        statement = select(ContactEvent.properties).where(
+            ContactEvent.contact_id == query.contact_id, ContactEvent.type == "purchased"
+        )
+        async with self._sessions() as session:
+            purchases = (await session.exec(statement)).all()
+        return any(properties.get("cart_id") == query.cart_id for properties in purchases)
 
     @activity.defn(name="erase_contact")
     async def erase_contact(self, contact_id: str) -> ErasureResult:

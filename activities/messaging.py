@@ -370,11 +370,14 @@ class MessagingActivities:
             first_name=contact.first_name, company=contact.company, tags=contact.tags
         )
         if request.channel == Channel.EMAIL:
-            email = self._templates.render_email(request.template, fields, links)
+            email = self._templates.render_email(
+                request.template, fields, links, variables=request.variables
+            )
             return ComposedMessage(links=links, email=email)
-        return ComposedMessage(
-            links=links, sms=self._templates.render_sms(request.template, fields, links)
+        sms = self._templates.render_sms(
+            request.template, fields, links, variables=request.variables
         )
+        return ComposedMessage(links=links, sms=sms)
 
     def _links(self, request: SendRequest, contact: Contact, now: datetime) -> LinkContext:
         """UTM parameters, and the unsubscribe link of a marketing message (not a service one)."""

@@ -30,6 +30,7 @@ CANONICAL_EVENT_TYPES = frozenset(
         "renewal_scheduled",
         "renewed",
         "rep_contacted",
+        "cart_updated",
     }
 )
 """Event types the journeys and the lead score understand.

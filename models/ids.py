@@ -80,6 +80,13 @@ SubscriptionId = Annotated[
 ]
 """A subscription id, shaped like a contact id: it becomes part of the workflow id."""
 
+CartId = Annotated[
+    str,
+    AfterValidator(_checker("cart id")),
+    WithJsonSchema(_schema("Your shop's id of the cart (part of the workflow id).")),
+]
+"""A cart id, shaped like a contact id: it becomes part of the abandoned-cart workflow id."""
+
 PersonId = Annotated[
     str,
     AfterValidator(_checker("sales person id")),

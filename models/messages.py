@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from enum import StrEnum
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
 from models.ids import ContactId
 from models.policy import SECONDS_PER_DAY
@@ -67,6 +67,9 @@ class SendRequest(BaseModel):
         clock_origin: When the journey's clock agrees with real time (its Day 0,
             shifted by pauses); with `day_seconds`, where a worker that allows
             accelerated clocks evaluates quiet hours and caps (in journey time).
+        variables: What the journey tells its template besides the contact (e.g.
+            `cart`, the abandoned cart's contents), as template variables; like
+            contact data, rendered as text, never as template code.
     """
 
     model_config = ConfigDict(frozen=True)
@@ -81,6 +84,7 @@ class SendRequest(BaseModel):
     quiet_hours_exempt: bool = False
     day_seconds: int = Field(default=SECONDS_PER_DAY, ge=1, le=SECONDS_PER_DAY)
     clock_origin: datetime | None = None
+    variables: dict[str, JsonValue] = Field(default_factory=dict)
 
 
 class SendResult(BaseModel):

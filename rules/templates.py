@@ -19,7 +19,9 @@ has them, so a template must give a fallback (`{{ first_name | default:
 list, for dynamic blocks (`{% if tags contains "int_product_course" %}`). The
 catalogue renders every message without contact fields when it loads, so a
 missing fallback is an error at worker start, not at 3 a.m. on Day 7. Contact
-data is passed as variables and is never parsed as Liquid.
+data is passed as variables and is never parsed as Liquid; so is what a journey
+adds to a message (`SendRequest.variables`, e.g. the abandoned cart as `cart`),
+which templates must give a fallback for too (`{% if cart %}…{% endif %}`).
 
 Every http(s) link of a rendered message gets the UTM parameters of its
 journey and step; the footer carries the unsubscribe link.
@@ -209,13 +211,22 @@ class TemplateCatalog:
                     f"{self.directory / (name + suffix)} does not exist"
                 )
 
-    def render_email(self, name: str, contact: ContactFields, links: LinkContext) -> RenderedEmail:
+    def render_email(
+        self,
+        name: str,
+        contact: ContactFields,
+        links: LinkContext,
+        *,
+        variables: Mapping[str, object] | None = None,
+    ) -> RenderedEmail:
         """Render email template `name` for a contact.
 
         Args:
             name: Template name, e.g. `welcome-series/day0`.
             contact: The contact's fields; missing ones use the template's fallback.
             links: UTM parameters and the unsubscribe link.
+            variables: What the journey adds (e.g. `cart`); `brand` and the
+                contact's fields win over a variable of the same name.
 
         Returns:
             Subject, preview text, and the text and HTML bodies.
@@ -226,9 +237,9 @@ class TemplateCatalog:
         template = self._emails.get(name)
         if template is None:
             raise TemplateError(f"unknown template {name!r}; known: {', '.join(self.names)}")
-        variables = {"brand": self.brand, **contact.variables()}
+        known = {**(variables or {}), "brand": self.brand, **contact.variables()}
         try:
-            parts = {key: bound.render(**variables) for key, bound in template.fields.items()}
+            parts = {key: bound.render(**known) for key, bound in template.fields.items()}
             opening = tag_links(parts["opening"].strip(), links.utm)
             closing = tag_links(parts["closing"].strip(), links.utm)
             frame = {
@@ -253,7 +264,13 @@ class TemplateCatalog:
         )
 
     def render_sms(
-        self, name: str, contact: ContactFields, links: LinkContext, *, opt_out: bool = True
+        self,
+        name: str,
+        contact: ContactFields,
+        links: LinkContext,
+        *,
+        opt_out: bool = True,
+        variables: Mapping[str, object] | None = None,
     ) -> str:
         """Render SMS template `name`: its body, links tagged, and the opt-out line.
 
@@ -263,6 +280,7 @@ class TemplateCatalog:
             links: UTM parameters.
             opt_out: Append `brand.sms_opt_out` ("Reply STOP to opt out."); service
                 replies to a keyword say what they need themselves.
+            variables: What the journey adds (e.g. `cart`), as for `render_email`.
 
         Raises:
             TemplateError: unknown template, or it cannot render.
@@ -273,7 +291,8 @@ class TemplateCatalog:
                 f"unknown SMS template {name!r}; known: {', '.join(self.sms_names)}"
             )
         try:
-            body = template.fields["body"].render(brand=self.brand, **contact.variables())
+            known = {**(variables or {}), "brand": self.brand, **contact.variables()}
+            body = template.fields["body"].render(**known)
         except LiquidError as error:
             raise TemplateError(f"{template.path}: {error}") from error
         text = tag_links(body.strip(), links.utm)

@@ -5,7 +5,8 @@ serialization context carries the workflow id):
 
 - `contact-{id}`, `welcome-series-{id}`, `pricing-abandon-{id}`, `nurture-{id}`,
   `lead-sla-{id}` → the contact's key;
-- `renewal-countdown-{contact}-{subscription}` → the contact's key. Both ids may
+- `renewal-countdown-{contact}-{subscription}`, `abandoned-cart-{contact}-{cart}`
+  → the contact's key. Both ids may
   hold hyphens, so every left part of the id up to a hyphen (and the whole id:
   the contact workflow addresses `renewal-countdown-{contact}` too) that is (or
   was) a contact counts; when several do, the payload needs all their keys
@@ -60,16 +61,17 @@ ERASED_TEXT = "erased contact: data key destroyed"
 
 CONTACT_WORKFLOW_PREFIXES = ("contact", "welcome-series", "pricing-abandon", "nurture", "lead-sla")
 """Workflow types whose id is `{type}-{contact_id}`."""
-RENEWAL_PREFIX = "renewal-countdown"
-"""Workflow type whose id is `{type}-{contact_id}-{subscription_id}`."""
+PER_ITEM_PREFIXES = ("renewal-countdown", "abandoned-cart")
+"""Workflow types whose id is `{type}-{contact_id}-{item}` (a subscription, a cart)."""
 RESOLVED_WORKFLOWS = 10_000
 """Workflow ids whose owners one process remembers."""
 
 
 def contact_candidates(workflow_id: str) -> tuple[str, ...]:
     """The contact ids a workflow id may name (see the module's table); empty for none."""
-    if workflow_id.startswith(f"{RENEWAL_PREFIX}-"):
-        rest = workflow_id.removeprefix(f"{RENEWAL_PREFIX}-")
+    prefix = next((p for p in PER_ITEM_PREFIXES if workflow_id.startswith(f"{p}-")), None)
+    if prefix is not None:
+        rest = workflow_id.removeprefix(f"{prefix}-")
         splits = [rest[:at] for at, char in enumerate(rest) if char == "-"] + [rest]
         return tuple(part for part in splits if is_contact_id(part))
     for prefix in CONTACT_WORKFLOW_PREFIXES:

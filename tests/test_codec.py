@@ -40,6 +40,7 @@ def test_every_journey_id_names_its_contact() -> None:
     for name in catalog.journey_names():
         assert "ada-1" in contact_candidates(f"{name}-ada-1"), name
     assert contact_candidates("contact-ada-1") == ("ada-1",)
+    assert "ada-1" in contact_candidates("abandoned-cart-ada-1-cart-7")
     assert contact_candidates("bench-42") == ()
 
 

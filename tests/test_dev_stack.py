@@ -79,6 +79,7 @@ async def test_dev_stack_runs_demo_stops_cleanly_and_restarts_without_duplicates
         assert str(tmp_path / ".data" / "outbox") in printed
         assert printed.count("enrolled demo-") == 6
         assert "demo-lin: 4 events → contact-demo-lin" in printed
+        assert "demo-grace: cart_updated → abandoned-cart-demo-grace-demo-cart" in printed
         async with httpx.AsyncClient() as http:
             ui = await http.get(f"http://127.0.0.1:{ui_port}/")
         assert ui.status_code == 200
@@ -105,6 +106,7 @@ async def test_dev_stack_runs_demo_stops_cleanly_and_restarts_without_duplicates
             ("renewal-countdown", 1),
             ("nurture", 1),  # demo-grace, on the automation track
             ("lead-sla", 1),
+            ("abandoned-cart", 1),  # demo-grace's cart, once however often the demo restarts
         ]:
             for _ in range(100):  # demo-lin's events may still be on their way
                 count = await client.count_workflows(f"Journey = '{journey}'")
@@ -117,7 +119,7 @@ async def test_dev_stack_runs_demo_stops_cleanly_and_restarts_without_duplicates
 
     with sqlite3.connect(tmp_path / ".data" / "journeys.db") as db:
         assert db.execute("select count(*) from contacts").fetchone() == (4,)
-        assert db.execute("select count(*) from events").fetchone() == (5,)
+        assert db.execute("select count(*) from events").fetchone() == (6,)
         keys = [row[0] for row in db.execute("select idempotency_key from message_log")]
     assert len(keys) == len(set(keys))
     assert (tmp_path / ".data" / "temporal.db").exists()

@@ -22,6 +22,7 @@ import warnings
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
+from decimal import Decimal
 from importlib.machinery import ModuleSpec
 from types import ModuleType
 
@@ -35,6 +36,7 @@ from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 from temporalio.workflow import SandboxImportNotificationPolicy
 
+from models.carts import Cart, CartInput, CartItem
 from models.contact_workflow import ContactInput
 from models.handoff import LeadBand, LeadSlaInput
 from models.journeys import JourneyInput
@@ -56,6 +58,15 @@ SPECIAL_INPUTS: dict[str, Callable[[str], JourneyInput]] = {
         contact_id=contact_id,
         subscription_id="sub_1",
         renewal_date=datetime(2100, 1, 1, tzinfo=UTC),
+    ),
+    "abandoned-cart": lambda contact_id: CartInput(
+        contact_id=contact_id,
+        cart=Cart(
+            cart_id="cart_1",
+            items=[CartItem(name="Mug", price=Decimal(9))],
+            total=Decimal(9),
+            currency="EUR",
+        ),
     ),
     "lead-sla": lambda contact_id: LeadSlaInput(
         contact_id=contact_id, band=LeadBand(band="MQL", score=30)

@@ -24,6 +24,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 
+from models.event_properties import check_properties
 from models.events import BehaviorEvent
 from models.settings import ApiKey
 from starter.api.dependencies import ServicesDep, require
@@ -65,10 +66,12 @@ def to_behavior_event(item: Any, *, now: datetime, max_future: timedelta) -> Beh
     """Validate one posted event and fill in what the gateway assigns (id, time).
 
     Raises:
-        ValidationError: a field is missing or invalid, or `occurred_at` is
-            too far in the future.
+        ValidationError: a field is missing or invalid (the properties too, for an event
+            type with a properties model: `models/event_properties.py`), or `occurred_at`
+            is too far in the future.
     """
     posted = EventIn.model_validate(item)
+    check_properties(posted.type, posted.properties, title="EventIn")
     occurred_at = posted.occurred_at or now
     if occurred_at > now + max_future:
         raise ValidationError.from_exception_data(

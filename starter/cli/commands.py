@@ -340,18 +340,28 @@ def _enroll_option(field: str) -> str:
     return "--day-seconds" if field == "day_seconds" else f"--option {field}"
 
 
-def _option_values(items: list[str] | None) -> dict[str, Any]:
+def _option_values(
+    items: list[str] | None, option: str = "--option", *, text_if_not_json: bool = False
+) -> dict[str, Any]:
     """`--option key=value` as input fields; a value written as a JSON list or object is parsed
-    (`--option reminder_days=[30,7]`), any other stays a string for the journey's model."""
-    options: dict[str, Any] = _key_values(items, "--option")
+    (`--option reminder_days=[30,7]`), any other stays a string for the journey's model.
+
+    Args:
+        items: The `key=value` options.
+        option: The option's name, for the error.
+        text_if_not_json: Keep a value that starts like JSON but is not as text
+            (event properties are free-form) instead of refusing it.
+    """
+    options: dict[str, Any] = _key_values(items, option)
     for key, value in options.items():
         if value.startswith(("[", "{")):
             try:
                 options[key] = json.loads(value)
             except json.JSONDecodeError as error:
-                raise typer.BadParameter(
-                    f"{key}: not JSON ({error})", param_hint="--option"
-                ) from None
+                if not text_if_not_json:
+                    raise typer.BadParameter(
+                        f"{key}: not JSON ({error})", param_hint=option
+                    ) from None
     return options
 
 
@@ -403,7 +413,12 @@ async def event(
     event_type: Annotated[str, typer.Argument(help="Event type, e.g. unsubscribed.")],
     event_id: Annotated[str | None, typer.Option("--id", help="Idempotency key.")] = None,
     prop: Annotated[
-        list[str] | None, typer.Option("--property", help="key=value (repeatable).")
+        list[str] | None,
+        typer.Option(
+            "--property",
+            help="key=value (repeatable); a JSON list or object as the value is parsed, e.g. "
+            'items=\'[{"name": "Mug", "quantity": 2, "price": "12.00"}]\'.',
+        ),
     ] = None,
     day_seconds: Annotated[
         int | None,
@@ -417,13 +432,15 @@ async def event(
     import uuid
     from datetime import UTC, datetime
 
+    from models.event_properties import check_properties
     from models.events import BehaviorEvent
     from models.settings import accelerated_clock_refusal, get_settings
     from runtime.temporal import connect
     from starter.services import operations
     from starter.services.intake import accept_events
 
-    properties = _key_values(prop, "--property")
+    properties = _option_values(prop, "--property", text_if_not_json=True)
+    check_properties(event_type, properties, title="event")
     behavior_event = BehaviorEvent(
         event_id=event_id or f"cli-{uuid.uuid4()}",
         contact_id=contact_id,

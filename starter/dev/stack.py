@@ -20,6 +20,7 @@ from pathlib import Path
 
 import typer
 from pydantic import SecretStr
+from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio.client import Client
 
 from models.contacts import ConsentUpdate, ContactProfile
@@ -89,6 +90,17 @@ DEMO_LEAD_EVENTS: tuple[tuple[str, dict[str, str]], ...] = (
 """What demo-lin does, through the contact workflow: +5, +10, +25 = 40 (MQL). The
 trigger rules start the welcome series and the pricing-page follow-up; reaching
 MQL hands Lin to sales (lead-sla)."""
+DEMO_CART = {
+    "cart_id": "demo-cart",
+    "items": [
+        {"name": "Northwind Campaigns Pro (annual)", "quantity": 1, "price": "468.00"},
+        {"name": "Extra seat", "quantity": 2, "price": "60.00"},
+    ],
+    "total": "588.00",
+    "currency": "USD",
+}
+"""The cart demo-grace leaves: its `cart_updated` starts the abandoned cart
+(`abandoned-cart-demo-grace-demo-cart`), reminders 1 h, 24 h and 72 h after it."""
 
 
 def _port_in_use(port: int) -> bool:
@@ -158,20 +170,40 @@ async def run_demo(client: Client, settings: Settings, *, day_seconds: int) -> N
             for number, (event_type, properties) in enumerate(DEMO_LEAD_EVENTS, start=1)
         ]
         for event in events:  # one by one, as a service would send them
-            [result] = await accept_events(
-                client,
-                engine,
-                [event],
-                task_queue=settings.task_queue,
-                day_seconds=day_seconds,
-                suppression_key=settings.suppression_key(),
-            )
+            workflow_id = await _send_demo_event(client, engine, settings, event, day_seconds)
         typer.echo(
-            f"  {DEMO_LEAD.id}: {len(DEMO_LEAD_EVENTS)} events → {result.workflow_id} "
+            f"  {DEMO_LEAD.id}: {len(DEMO_LEAD_EVENTS)} events → {workflow_id} "
             f"(score 40, MQL → sales hand-off lead-sla-{DEMO_LEAD.id})"
+        )
+        cart_event = BehaviorEvent(
+            event_id="demo-grace-cart",
+            contact_id="demo-grace",
+            type="cart_updated",
+            occurred_at=datetime.now(UTC),
+            properties=DEMO_CART,
+        )
+        await _send_demo_event(client, engine, settings, cart_event, day_seconds)
+        typer.echo(
+            "  demo-grace: cart_updated → abandoned-cart-demo-grace-demo-cart "
+            "(reminders 1 h, 24 h and 72 h after the change)"
         )
     finally:
         await engine.dispose()
+
+
+async def _send_demo_event(
+    client: Client, engine: AsyncEngine, settings: Settings, event: BehaviorEvent, day_seconds: int
+) -> str:
+    """Hand one demo event to its contact workflow, as a service would; returns that workflow."""
+    [result] = await accept_events(
+        client,
+        engine,
+        [event],
+        task_queue=settings.task_queue,
+        day_seconds=day_seconds,
+        suppression_key=settings.suppression_key(),
+    )
+    return result.workflow_id
 
 
 async def run_dev(
@@ -229,8 +261,8 @@ async def run_dev(
             running_api(settings, temporal=gateway_client) as api_url,
         ):
             typer.echo(
-                "Demo: welcome series for three sample contacts, a pricing-page follow-up "
-                f"and a renewal countdown (1 journey day = {day_seconds} s)"
+                "Demo: welcome series for three sample contacts, a pricing-page follow-up, "
+                f"a renewal countdown and an abandoned cart (1 journey day = {day_seconds} s)"
             )
             await run_demo(env.client, settings, day_seconds=day_seconds)
             typer.echo(

@@ -1,7 +1,10 @@
 """Taking in behaviour events: durable once acknowledged, each event id once per contact.
 
 The gateway, the CLI, the unsubscribe link and the provider webhooks all hand
-events to `accept_events`:
+events to `accept_events`, checked: the gateway and the CLI refuse an event whose
+properties its type's model does not take (`models/event_properties.py`) before
+it gets here, with the field named; the link and the webhooks make events of
+other types.
 
 1. An event of an erased contact (one with a tombstone) is refused as
    `erased` and goes nowhere: it must not start `contact-{id}` again. An

@@ -19,7 +19,7 @@ the run log (`run_log`), the re-entry window (`reentry`) and continue-as-new
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Collection
+from collections.abc import Awaitable, Callable, Collection, Mapping
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, ClassVar, NoReturn
 
@@ -33,6 +33,8 @@ from workflows.toolkit.plan import PlanStep, find_step, journey_time
 from workflows.toolkit.sending import Sender
 
 with workflow.unsafe.imports_passed_through():
+    from pydantic import JsonValue
+
     from models.events import BehaviorEvent
     from models.journeys import (
         ContactMemo,
@@ -272,6 +274,7 @@ class Journey:
         *,
         quiet_hours_exempt: bool = False,
         unless: Collection[str] = (),
+        variables: Mapping[str, JsonValue] | None = None,
     ) -> SendResult:
         """Send the message of plan step `step` (once, even across retries).
 
@@ -288,6 +291,8 @@ class Journey:
                 `{workflow_id}/{step}`.
             quiet_hours_exempt: Send even in the contact's quiet hours.
             unless: Event types that call the message off (see above).
+            variables: Template variables besides the contact's fields (e.g. the
+                cart an abandoned-cart reminder shows); rendered as text.
 
         Returns:
             What happened: sent, suppressed, skipped (and why) or failed; or,
@@ -314,6 +319,7 @@ class Journey:
             quiet_hours_exempt=quiet_hours_exempt,
             day_seconds=self._input.day_seconds,
             clock_origin=self._clock.origin,
+            variables=dict(variables or {}),
         )
         result = await self._sender.deliver(
             request, called_off=lambda: self.received(unless), wait_until=self._wait_until_time
