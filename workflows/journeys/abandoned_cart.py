@@ -115,6 +115,8 @@ class AbandonedCart(Journey):
     trigger = Trigger("cart_updated", input_from=cart_input)
     exit_on = frozenset({"purchased"})
     listens_to = CART_CHANGES
+    started_by = "properties `cart_id`, `items`, `total`, `currency`; once per cart"
+    exit_reasons = (("cart-emptied", "a change leaves the cart without items"),)
     input_model = CartInput
     plan = _plan(0.0)
     """As at enrolment; each cart change moves the steps not done yet (`journey_plan`)."""

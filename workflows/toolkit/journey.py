@@ -108,8 +108,9 @@ class Journey:
     exit_reasons: ClassVar[tuple[tuple[str, str], ...]] = ()
     """The reasons the journey ends early besides its exit events, each with when, e.g.
     `("converted", "started checkout or bought")`. A literal `self.leave("…")` reason
-    must be declared here (the worker refuses to start otherwise); reasons signalled
-    from outside (e.g. `handed-to-sales` by the contact workflow) belong here too."""
+    must be declared here or be an exit event (the worker refuses to start otherwise);
+    reasons signalled from outside (e.g. `handed-to-sales` by the contact workflow)
+    belong here too."""
 
     # --- what the journey declares ---------------------------------------------------
 

@@ -68,7 +68,7 @@ def check_plan(journey: type[Journey]) -> None:
             not in its `exit_reasons`.
     """
     declared = {step.id: step for step in journey.declared_steps()}
-    reasons = {reason for reason, _ in journey.exit_reasons}
+    reasons = {reason for reason, _ in journey.exit_reasons} | journey.exit_events()
     for call in _calls_of(journey):
         if call.method == LEAVE:
             if call.step not in reasons:
