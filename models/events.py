@@ -30,6 +30,9 @@ CANONICAL_EVENT_TYPES = frozenset(
         "renewal_scheduled",
         "renewed",
         "rep_contacted",
+        "usage_reported",
+        "usage_dropped",
+        "usage_recovered",
     }
 )
 """Event types the journeys and the lead score understand.
