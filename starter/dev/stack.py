@@ -5,8 +5,9 @@ custom search attributes registered), applies database migrations, runs the
 worker and the HTTP gateway (:8000, with a local API key kept in
 `.data/api-key`; the UI decodes payloads through its codec endpoint, which
 answers loopback callers without a key here), enrols demo contacts into the
-journeys on an accelerated clock, and sends one demo lead's behaviour events through its contact
-workflow. Ctrl-C stops everything. Running it again reuses the saved state:
+journeys on an accelerated clock, and sends one demo lead's behaviour events and one demo
+customer's usage reports (ending in a drop: churn prevention) through their contact
+workflows. Ctrl-C stops everything. Running it again reuses the saved state:
 demo contacts are updated in place, never enrolled twice.
 """
 
@@ -17,9 +18,11 @@ import secrets
 import socket
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import typer
 from pydantic import SecretStr
+from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio.client import Client
 
 from models.contacts import ConsentUpdate, ContactProfile
@@ -79,7 +82,7 @@ DEMO_LEAD = ContactProfile(
     email_consent=_DEMO_CONSENT,
     attributes={"region": "EMEA", "job_title": "VP Marketing"},
 )
-DEMO_LEAD_EVENTS: tuple[tuple[str, dict[str, str]], ...] = (
+DEMO_LEAD_EVENTS: tuple[tuple[str, dict[str, Any]], ...] = (
     ("subscribed", {"source": "leadmagnet_email-guide"}),
     ("content_downloaded", {"topic": "email-marketing"}),
     ("pricing_page_viewed", {"utm_source": "newsletter", "utm_campaign": "q4-launch"}),
@@ -88,6 +91,18 @@ DEMO_LEAD_EVENTS: tuple[tuple[str, dict[str, str]], ...] = (
 """What demo-lin does, through the contact workflow: +5, +10, +25 = 40 (MQL). The
 trigger rules start the welcome series and the pricing-page follow-up; reaching
 MQL hands Lin to sales (lead-sla)."""
+DEMO_CUSTOMER = ContactProfile(
+    id="demo-kai",
+    email="kai@example.com",
+    first_name="Kai",
+    company="Babbage & Co",
+    timezone="America/Chicago",
+    email_consent=_DEMO_CONSENT,
+)
+DEMO_WEEKLY_USAGE = (120, 110, 130, 120, 40)
+"""demo-kai's `campaigns_sent`, one report a week, the last one now: 40 is a third of the
+4-week average (120), a drop (`churn.toml`: below 50%). Kai is tagged `stage_churn-risk`,
+the account owner gets a task and a notification, and churn prevention starts."""
 
 
 def _port_in_use(port: int) -> bool:
@@ -130,10 +145,11 @@ def demo_enrolments(day_seconds: int) -> list[tuple[str, JourneyInput]]:
 
 
 async def run_demo(client: Client, settings: Settings, *, day_seconds: int) -> None:
-    """Upsert the demo contacts, start the demo journeys and send demo-lin's events (once)."""
+    """Upsert the demo contacts, start the demo journeys and send demo-lin's and demo-kai's
+    events (once)."""
     engine = create_engine(settings.database_url)
     try:
-        for profile in (*DEMO_CONTACTS, DEMO_LEAD):
+        for profile in (*DEMO_CONTACTS, DEMO_LEAD, DEMO_CUSTOMER):
             await upsert_contact(engine, profile, key=settings.suppression_key())
         for journey, journey_input in demo_enrolments(day_seconds):
             try:
@@ -143,31 +159,77 @@ async def run_demo(client: Client, settings: Settings, *, day_seconds: int) -> N
                 typer.echo(f"  enrolled {journey_input.contact_id} → {workflow_id}")
             except OperationError as error:
                 typer.echo(f"  {error} (kept from an earlier run)")
-        events = [
-            BehaviorEvent(
-                event_id=f"{DEMO_LEAD.id}-demo-{number}",  # the same ids again on a restart
-                contact_id=DEMO_LEAD.id,
-                type=event_type,
-                occurred_at=datetime.now(UTC),
-                properties=properties,
-            )
-            for number, (event_type, properties) in enumerate(DEMO_LEAD_EVENTS, start=1)
-        ]
-        for event in events:  # one by one, as a service would send them
-            [result] = await accept_events(
-                client,
-                engine,
-                [event],
-                task_queue=settings.task_queue,
-                day_seconds=day_seconds,
-                suppression_key=settings.suppression_key(),
-            )
+        now = datetime.now(UTC)
+        workflow_id = await _send_demo_events(
+            client,
+            engine,
+            settings,
+            [
+                _demo_event(DEMO_LEAD.id, number, event_type, now, properties)
+                for number, (event_type, properties) in enumerate(DEMO_LEAD_EVENTS, start=1)
+            ],
+            day_seconds=day_seconds,
+        )
         typer.echo(
-            f"  {DEMO_LEAD.id}: {len(DEMO_LEAD_EVENTS)} events → {result.workflow_id} "
+            f"  {DEMO_LEAD.id}: {len(DEMO_LEAD_EVENTS)} events → {workflow_id} "
             f"(score 40, MQL → sales hand-off lead-sla-{DEMO_LEAD.id})"
+        )
+        weeks = len(DEMO_WEEKLY_USAGE) - 1
+        workflow_id = await _send_demo_events(
+            client,
+            engine,
+            settings,
+            [
+                _demo_event(
+                    DEMO_CUSTOMER.id,
+                    number,
+                    "usage_reported",
+                    now - timedelta(weeks=weeks - number),
+                    {"metric": "campaigns_sent", "value": value},
+                )
+                for number, value in enumerate(DEMO_WEEKLY_USAGE)
+            ],
+            day_seconds=day_seconds,
+        )
+        typer.echo(
+            f"  {DEMO_CUSTOMER.id}: {weeks} weekly usage reports, then a drop → {workflow_id} "
+            f"(stage_churn-risk, owner alerted → churn-prevention-{DEMO_CUSTOMER.id})"
         )
     finally:
         await engine.dispose()
+
+
+def _demo_event(
+    contact_id: str, number: int, event_type: str, at: datetime, properties: dict[str, Any]
+) -> BehaviorEvent:
+    return BehaviorEvent(
+        event_id=f"{contact_id}-demo-{number}",  # the same ids again on a restart
+        contact_id=contact_id,
+        type=event_type,
+        occurred_at=at,
+        properties=properties,
+    )
+
+
+async def _send_demo_events(
+    client: Client,
+    engine: AsyncEngine,
+    settings: Settings,
+    events: list[BehaviorEvent],
+    *,
+    day_seconds: int,
+) -> str:
+    """Send the events one by one, as a service would; returns the contact workflow's id."""
+    for event in events:
+        [result] = await accept_events(
+            client,
+            engine,
+            [event],
+            task_queue=settings.task_queue,
+            day_seconds=day_seconds,
+            suppression_key=settings.suppression_key(),
+        )
+    return result.workflow_id
 
 
 async def run_dev(
@@ -225,8 +287,8 @@ async def run_dev(
             running_api(settings, temporal=gateway_client) as api_url,
         ):
             typer.echo(
-                "Demo: welcome series for three sample contacts, a pricing-page follow-up "
-                f"and a renewal countdown (1 journey day = {day_seconds} s)"
+                "Demo: welcome series for three sample contacts, a pricing-page follow-up, "
+                f"a renewal countdown and a usage drop (1 journey day = {day_seconds} s)"
             )
             await run_demo(env.client, settings, day_seconds=day_seconds)
             typer.echo(
