@@ -35,7 +35,14 @@ from tests.test_api import new_id, put_contact
 from workflows import catalog
 from workflows.triggers import Trigger, TriggerClash, trigger_table
 
-SHIPPED = ["lead-sla", "nurture", "pricing-abandon", "renewal-countdown", "welcome-series"]
+SHIPPED = [
+    "churn-prevention",
+    "lead-sla",
+    "nurture",
+    "pricing-abandon",
+    "renewal-countdown",
+    "welcome-series",
+]
 
 TRIAL_NUDGE = '''
 """A journey written by a test: its own input model, its own option."""
@@ -176,6 +183,7 @@ def test_the_trigger_table_comes_from_the_journeys() -> None:
         "pricing_page_viewed": "pricing-abandon",
         "renewal_scheduled": "renewal-countdown",
         "subscribed": "welcome-series",
+        "usage_dropped": "churn-prevention",
     }
 
 
