@@ -98,7 +98,7 @@ class Customer:
         last: object = None
         for _ in range(300):
             try:
-                state = await self.journey().query("state", result_type=JourneyState)
+                state: JourneyState = await self.journey().query("state", result_type=JourneyState)
             except RPCError as error:  # not started yet
                 last = error
             else:

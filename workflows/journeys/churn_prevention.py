@@ -37,6 +37,7 @@ with workflow.unsafe.imports_passed_through():
 
 CHECK_IN_DUE_DAYS = 2
 """The owner's task is due when the check-in email goes out."""
+CHECK_IN = "Check in with the customer: what changed, and what would help?"
 
 
 def churn_input(event: BehaviorEvent, day_seconds: int) -> ChurnInput:
@@ -56,18 +57,20 @@ def _number(value: float) -> str:
 def alert_text(churn: ChurnInput) -> tuple[str, list[str]]:
     """The owner's task title and the context lines: the numbers, or the lapsed subscription."""
     usage = churn.usage
-    if usage is None:
+    if usage is None and churn.subscription_id is not None:
         return f"Churn risk: renewal of {churn.subscription_id} lapsed", [
             f"Subscription {churn.subscription_id} reached its renewal date without a renewal.",
             "Check in with the customer: what is holding the renewal up?",
         ]
+    if usage is None:  # enrolled by hand (`journeys enroll`)
+        return "Churn risk", ["Enrolled in churn prevention by hand.", CHECK_IN]
     return f"Churn risk: {usage.metric} down to {usage.share:.0%} of its average", [
         f"Metric: {usage.metric}",
         f"Value reported: {_number(usage.value)}",
         f"Trailing average: {_number(usage.trailing_average)} "
         f"({usage.reports} reports over the last {usage.window_days} days)",
         f"Share: {usage.share:.0%} (a drop is below {_number(usage.threshold)})",
-        "Check in with the customer: what changed, and what would help?",
+        CHECK_IN,
     ]
 
 
