@@ -84,6 +84,10 @@ class ChurnPrevention(Journey):
     trigger = Trigger(USAGE_DROPPED, input_from=churn_input)
     exit_on = frozenset({USAGE_RECOVERED, "renewed", "purchased"})
     reentry_days = 30
+    started_by = (
+        "derived from `usage_reported` (below 50% of the 4-week average, `churn.toml`); "
+        "the renewal countdown, when a renewal lapses; at most once per 30 days"
+    )
     input_model = ChurnInput
     plan = (
         PlanStep("flag", day=0, title="Tag stage_churn-risk"),
