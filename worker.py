@@ -47,6 +47,7 @@ from rules.sales import SalesConfig
 from rules.scoring import ScoringModel
 from rules.sms_keywords import REPLY_TEMPLATES
 from rules.templates import TemplateCatalog, TemplateError
+from rules.usage import UsageRule
 from runtime.codec import key_store_of
 from runtime.keys import key_store
 from runtime.logs import configure_logging
@@ -142,8 +143,8 @@ def build_worker(
     Raises:
         TemplateError: a message template is missing, malformed or lacks a fallback,
             or a journey sends a template that does not exist.
-        ValueError: the scoring model or the sales configuration is invalid
-            (the message names the file).
+        ValueError: the scoring model, the sales or the churn configuration is
+            invalid (the message names the file).
     """
     journeys = list(catalog.all_journeys() if journeys is None else journeys)
     catalog.triggers()  # two journeys on one event type: refused here, not at the first event
@@ -163,6 +164,7 @@ def build_worker(
         outbox_dir=settings.outbox_dir,
         keys=key_store_of(client.data_converter) or key_store(settings, engine=engine),
         suppression_key=settings.suppression_key(),
+        usage_rule=UsageRule.load(settings.churn_file),
     )
     sales = SalesActivities(
         engine=engine,
@@ -195,6 +197,7 @@ def build_worker(
             sales.raise_lead_priority,
             sales.remind_sla,
             sales.escalate_sla_breach,
+            sales.alert_account_owner,
         ],
         graceful_shutdown_timeout=GRACEFUL_SHUTDOWN,
     )

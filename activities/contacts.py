@@ -52,6 +52,7 @@ from rules.consent import apply_event, reachable_channels, suppress_addresses
 from rules.erasure import erased_at
 from rules.opt_outs import suppression_scope
 from rules.scoring import ScoringModel
+from rules.usage import UsageRule, clear_churn_risk, clears_churn_risk, usage_signals
 from runtime.keys import KeyStore
 
 log = structlog.stdlib.get_logger(__name__)
@@ -75,10 +76,12 @@ class ContactActivities:
         outbox_dir: Path,
         keys: KeyStore,
         suppression_key: bytes,
+        usage_rule: UsageRule | None = None,
     ) -> None:
-        """Hold the database engine, the scoring model, the outbox folder, the data keys
-        and the suppression hash key."""
+        """Hold the database engine, the scoring model, the outbox folder, the data keys,
+        the suppression hash key and the usage rule (`churn.toml`; default: its defaults)."""
         self._sessions = session_factory(engine)
+        self._usage_rule = usage_rule or UsageRule()
         self._keys = keys
         self._suppression_key = suppression_key
         self._scoring = scoring
@@ -89,13 +92,19 @@ class ContactActivities:
     async def ingest_events(self, request: IngestRequest) -> IngestResult:
         """Store the events not stored before, and suppress at once on unsubscribe / hard bounce.
 
+        Usage reports are judged as they are stored (`rules/usage.py`): a drop or a
+        recovery is stored as an event of its own, with an id derived from the
+        report's, and returned to be routed. `renewed` and a recovery clear the
+        contact's `stage_churn-risk` tag.
+
         The events of an erased contact (one with a tombstone) are not stored:
         the result says `contact_erased` and the workflow ends.
 
         Returns:
             The events accepted now (or by an earlier attempt of this batch),
             whether the contact exists (or was erased), its attributes, the scoring
-            model's fingerprint and the channels marketing can still reach it on.
+            model's fingerprint, the channels marketing can still reach it on and
+            the events derived from the batch.
         """
         ids = [event.event_id for event in request.events]
         with bound_contextvars(contact_id=request.contact_id, batch_key=request.batch_key):
@@ -134,6 +143,17 @@ class ContactActivities:
                 if contact is not None:
                     for event in suppressing:
                         await apply_event(session, contact, event, key=self._suppression_key)
+                new = [event for event in request.events if event.event_id in accepted]
+                derived = await usage_signals(
+                    session, new, rule=self._usage_rule, batch_key=request.batch_key
+                )
+                cleared = (
+                    contact is not None
+                    and clears_churn_risk([*new, *derived])
+                    and clear_churn_risk(contact)
+                )
+                if cleared:
+                    session.add(contact)
                 reachable = await reachable_channels(session, contact, key=self._suppression_key)
                 await session.commit()
             log.info(
@@ -141,6 +161,8 @@ class ContactActivities:
                 accepted=len(accepted),
                 duplicates=len(ids) - len(accepted),
                 suppressed=bool(suppressing and contact),
+                derived=[event.type for event in derived],
+                churn_risk_cleared=cleared,
             )
             return IngestResult(
                 accepted_event_ids=accepted,
@@ -148,6 +170,7 @@ class ContactActivities:
                 fit_fields=dict(contact.attributes) if contact is not None else {},
                 scoring_digest=self._scoring_digest,
                 reachable_channels=reachable,
+                derived_events=derived,
             )
 
     @activity.defn(name="scoring_model")

@@ -34,7 +34,14 @@ from temporalio.exceptions import ApplicationError
 from activities.crm import contact_not_found, find_by_key, insert_once, open_crm_task, row_id
 from activities.providers.errors import DeliveryError, provider_text
 from activities.providers.notifier import NotificationKind, Notifier, RepNotification
-from models.crm import AssigneeRole, CrmTaskKind, CrmTaskRequest, CrmTaskResult, TaskPriority
+from models.crm import (
+    AccountAlert,
+    AssigneeRole,
+    CrmTaskKind,
+    CrmTaskRequest,
+    CrmTaskResult,
+    TaskPriority,
+)
 from models.db import session_factory
 from models.handoff import (
     HandOff,
@@ -266,6 +273,54 @@ class SalesActivities:
                 title=f"{sla} SLA breached by {owner.name}: {_who(contact)}",
                 lines=[_contact_line(contact), breach, _task_line(task)],
             )
+
+    @activity.defn(name="alert_account_owner")
+    async def alert_account_owner(self, alert: AccountAlert) -> CrmTaskResult:
+        """Open a task for the customer's account owner and notify them; once per key.
+
+        The owner is the contact's owner; a contact without one (or with one no
+        longer configured) is given one first, as a hand-off would.
+
+        Returns:
+            The task, and whether this call opened it.
+        """
+        info = activity.info()
+        with bound_contextvars(idempotency_key=alert.idempotency_key, contact_id=alert.contact_id):
+            owner = await self._account_owner(alert.contact_id)
+            contact = await self._contact(alert.contact_id)
+            title = provider_text(f"{alert.title}: {_who(contact)}", 200)
+            lines = [_contact_line(contact), *alert.lines]
+            task, created = await open_crm_task(
+                self._sessions,
+                CrmTaskRequest(
+                    idempotency_key=f"{alert.idempotency_key}/task",
+                    contact_id=alert.contact_id,
+                    kind=alert.kind,
+                    assignee_role=AssigneeRole.ACCOUNT_OWNER,
+                    assignee_id=owner.id,
+                    title=title,
+                    details=_clip("\n".join(lines), 2000),
+                    due_at=alert.due_at,
+                    priority=alert.priority,
+                ),
+                now=info.current_attempt_scheduled_time,
+            )
+            await self._notify(
+                owner,
+                key=alert.idempotency_key,
+                kind="account_alert",
+                contact_id=alert.contact_id,
+                title=title,
+                lines=[*lines, _task_line(task)],
+            )
+            log.info("account owner alerted", owner_id=owner.id, task_id=task.id, kind=alert.kind)
+            return CrmTaskResult(task_id=row_id(task), created=created)
+
+    async def _account_owner(self, contact_id: str) -> Rep:
+        """The contact's owner, for as long as they are configured; else one assigned now."""
+        contact = await self._contact(contact_id)
+        owner = self._config.rep(contact.owner_id) if contact.owner_id else None
+        return owner or await self._assign_owner(contact_id)
 
     def _rep(self, rep_id: str | None) -> Rep:
         rep = self._config.rep(rep_id) if rep_id else None

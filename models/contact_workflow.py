@@ -163,6 +163,8 @@ class IngestResult(BaseModel):
         reachable_channels: The channels marketing can still reach the contact
             on after the batch (an address, consent, no suppression); a
             channel-scoped unsubscribe ends the journeys left with none.
+        derived_events: Events the batch's events imply, stored with them (a
+            usage drop or recovery, `rules/usage.py`); routed like the others.
     """
 
     model_config = ConfigDict(frozen=True)
@@ -173,6 +175,7 @@ class IngestResult(BaseModel):
     fit_fields: dict[str, str] = Field(default_factory=dict)
     scoring_digest: str
     reachable_channels: list[str] = Field(default_factory=list)
+    derived_events: list[BehaviorEvent] = Field(default_factory=list)
 
 
 class LeadScoreUpdate(BaseModel):

@@ -11,7 +11,8 @@ from models.events import InUtc
 from models.ids import ContactId
 
 CHURN_RISK_TAG = "stage_churn-risk"
-"""Tag of a contact whose renewal date passed without renewal (seed convention `stage_…`)."""
+"""Tag of a contact at risk of churning (seed convention `stage_…`): its usage dropped, or its
+renewal date passed without renewal. `renewed` or a usage recovery clears it."""
 
 
 class CrmTaskKind(StrEnum):
@@ -22,6 +23,7 @@ class CrmTaskKind(StrEnum):
     LEAD_FOLLOW_UP = "lead_follow_up"
     LEAD_CALL = "lead_call"
     SLA_ESCALATION = "sla_escalation"
+    CHURN_RISK = "churn_risk"
 
 
 class AssigneeRole(StrEnum):
@@ -84,17 +86,45 @@ class CrmTaskResult(BaseModel):
 
 
 class ChurnRiskRequest(BaseModel):
-    """Mark a contact as a churn risk (its renewal date passed without renewal).
+    """Mark a contact as a churn risk (its usage dropped, or its renewal lapsed).
 
     Attributes:
         contact_id: The contact to mark.
-        subscription_id: The subscription that lapsed (for the log).
+        subscription_id: The subscription that lapsed, if that is the cause (for the log).
     """
 
     model_config = ConfigDict(frozen=True)
 
     contact_id: ContactId
-    subscription_id: str
+    subscription_id: str | None = None
+
+
+class AccountAlert(BaseModel):
+    """Tell a customer's account owner something needs them: a task and a notification.
+
+    The owner is the contact's owner; a contact without one gets one first, by
+    the sales hand-off's rules (territory, else round robin).
+
+    Attributes:
+        idempotency_key: `{workflow_id}/{step}`; the task is `{key}/task`, the
+            notification `{key}/notify`.
+        contact_id: The customer.
+        kind: What the task is about.
+        title: One line, what happened (the contact's name is added).
+        lines: The context, with the numbers: the task's details and the notification's text.
+        due_at: When the task is due.
+        priority: How urgent it is.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    idempotency_key: Annotated[str, StringConstraints(min_length=1, max_length=280)]
+    contact_id: ContactId
+    kind: CrmTaskKind
+    title: Annotated[str, StringConstraints(min_length=1, max_length=120)]
+    lines: list[Annotated[str, StringConstraints(max_length=300)]]
+    due_at: InUtc
+    priority: TaskPriority = TaskPriority.NORMAL
 
 
 class ChurnRiskResult(BaseModel):

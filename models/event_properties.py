@@ -28,11 +28,15 @@ from pydantic import BaseModel, ValidationError
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from models.carts import CartProperties, CheckoutProperties, PurchaseProperties
+from models.usage import UsageReported, UsageSignal
 
 PROPERTIES: Mapping[str, type[BaseModel]] = {
     "cart_updated": CartProperties,
     "checkout_started": CheckoutProperties,
     "purchased": PurchaseProperties,
+    "usage_reported": UsageReported,
+    "usage_dropped": UsageSignal,
+    "usage_recovered": UsageSignal,
 }
 """Event type → the model its `properties` must satisfy."""
 

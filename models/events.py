@@ -31,6 +31,9 @@ CANONICAL_EVENT_TYPES = frozenset(
         "renewed",
         "rep_contacted",
         "cart_updated",
+        "usage_reported",
+        "usage_dropped",
+        "usage_recovered",
     }
 )
 """Event types the journeys and the lead score understand.

@@ -4,7 +4,7 @@ Which key encrypts a payload follows from the workflow it belongs to (the SDK's
 serialization context carries the workflow id):
 
 - `contact-{id}`, `welcome-series-{id}`, `pricing-abandon-{id}`, `nurture-{id}`,
-  `lead-sla-{id}` → the contact's key;
+  `lead-sla-{id}`, `churn-prevention-{id}` → the contact's key;
 - `renewal-countdown-{contact}-{subscription}`, `abandoned-cart-{contact}-{cart}`
   → the contact's key. Both ids may
   hold hyphens, so every left part of the id up to a hyphen (and the whole id:
@@ -59,7 +59,14 @@ KEY_IDS = "encryption-key-ids"
 ERASED_TEXT = "erased contact: data key destroyed"
 """What an erased contact's payload decodes to (the Temporal UI shows it)."""
 
-CONTACT_WORKFLOW_PREFIXES = ("contact", "welcome-series", "pricing-abandon", "nurture", "lead-sla")
+CONTACT_WORKFLOW_PREFIXES = (
+    "contact",
+    "welcome-series",
+    "pricing-abandon",
+    "nurture",
+    "lead-sla",
+    "churn-prevention",
+)
 """Workflow types whose id is `{type}-{contact_id}`."""
 PER_ITEM_PREFIXES = ("renewal-countdown", "abandoned-cart")
 """Workflow types whose id is `{type}-{contact_id}-{item}` (a subscription, a cart)."""

@@ -37,6 +37,7 @@ from workflows.triggers import Trigger, TriggerClash, trigger_table
 
 SHIPPED = [
     "abandoned-cart",
+    "churn-prevention",
     "lead-sla",
     "nurture",
     "pricing-abandon",
@@ -184,6 +185,7 @@ def test_the_trigger_table_comes_from_the_journeys() -> None:
         "pricing_page_viewed": "pricing-abandon",
         "renewal_scheduled": "renewal-countdown",
         "subscribed": "welcome-series",
+        "usage_dropped": "churn-prevention",
     }
 
 

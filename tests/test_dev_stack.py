@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import socket
@@ -80,6 +81,7 @@ async def test_dev_stack_runs_demo_stops_cleanly_and_restarts_without_duplicates
         assert printed.count("enrolled demo-") == 6
         assert "demo-lin: 4 events → contact-demo-lin" in printed
         assert "demo-grace: cart_updated → abandoned-cart-demo-grace-demo-cart" in printed
+        assert "demo-kai: 4 weekly usage reports, then a drop → contact-demo-kai" in printed
         async with httpx.AsyncClient() as http:
             ui = await http.get(f"http://127.0.0.1:{ui_port}/")
         assert ui.status_code == 200
@@ -107,6 +109,7 @@ async def test_dev_stack_runs_demo_stops_cleanly_and_restarts_without_duplicates
             ("nurture", 1),  # demo-grace, on the automation track
             ("lead-sla", 1),
             ("abandoned-cart", 1),  # demo-grace's cart, once however often the demo restarts
+            ("churn-prevention", 1),  # demo-kai's usage drop
         ]:
             for _ in range(100):  # demo-lin's events may still be on their way
                 count = await client.count_workflows(f"Journey = '{journey}'")
@@ -118,8 +121,11 @@ async def test_dev_stack_runs_demo_stops_cleanly_and_restarts_without_duplicates
         await stop_stack(process)
 
     with sqlite3.connect(tmp_path / ".data" / "journeys.db") as db:
-        assert db.execute("select count(*) from contacts").fetchone() == (4,)
-        assert db.execute("select count(*) from events").fetchone() == (6,)
+        assert db.execute("select count(*) from contacts").fetchone() == (5,)
+        # demo-lin's 4, demo-sam's 1, demo-grace's cart, demo-kai's 5 usage reports and the drop
+        assert db.execute("select count(*) from events").fetchone() == (12,)
+        [(kai_tags,)] = db.execute("select tags from contacts where id = 'demo-kai'")
+        assert "stage_churn-risk" in json.loads(kai_tags)
         keys = [row[0] for row in db.execute("select idempotency_key from message_log")]
     assert len(keys) == len(set(keys))
     assert (tmp_path / ".data" / "temporal.db").exists()

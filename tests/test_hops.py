@@ -190,10 +190,11 @@ async def test_subscribed_to_day0_and_unsubscribed_to_exit_take_these_hops(
         activities=(),
         local_activities=1,  # ingest_events: store the event (and suppress)
         # the signal: stores it and signals every marketing journey at once (nurture,
-        # pricing-abandon and abandoned-cart too, not running here: one by one, each took a
-        # workflow task; the one to abandoned-cart is sorted before welcome-series' exit)
+        # pricing-abandon, abandoned-cart and churn-prevention too, not running here: one by
+        # one, each took a workflow task; the one to abandoned-cart is sorted before
+        # welcome-series' exit)
         workflow_tasks=1,
-        events=12,
+        events=13,
     )
     # ...then in the welcome series: from the exit signal to its close.
     events = await history(client, welcome)

@@ -8,6 +8,7 @@ a year-long wait with a busy event stream continues as new and stays bounded.
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -21,6 +22,7 @@ from sqlmodel import col, select
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client, WorkflowHandle
 from temporalio.exceptions import ApplicationError
+from temporalio.service import RPCError
 from temporalio.testing import ActivityEnvironment, WorkflowEnvironment
 from temporalio.worker import Worker
 from typer.testing import CliRunner
@@ -149,6 +151,21 @@ async def tags(engine: AsyncEngine, contact_id: str) -> list[str]:
     return contact.tags
 
 
+async def joined_churn_prevention(env: WorkflowEnvironment, contact_id: str) -> JourneyState:
+    """The churn-prevention journey a lapse started, once it has alerted the account owner."""
+    handle = env.client.get_workflow_handle(f"churn-prevention-{contact_id}")
+    state: object = None
+    for _ in range(200):  # polled: the journey starts after the countdown closed
+        try:
+            state = await handle.query("state", result_type=JourneyState)
+        except RPCError:
+            state = None
+        if isinstance(state, JourneyState) and "alert-owner" in state.actions_done:
+            return state
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"churn prevention never alerted the owner: {state}")
+
+
 def task_steps(tasks: list[CrmTask]) -> dict[str, datetime]:
     return {task.idempotency_key.rpartition("/")[2]: task.created_at for task in tasks}
 
@@ -172,6 +189,7 @@ async def test_lapse_path_reminders_tasks_escalation_then_churn_risk(
         await sleep_until(time_skipping_env, renewal - 70 * DAY)
         midway = await handle.query(RenewalCountdown.state)
         result = await handle.result()
+        churn = await joined_churn_prevention(time_skipping_env, "lena")
 
     # Day 30 of 100: the 90-day reminder went out, the 60-day one is next.
     assert midway.steps_done == ["reminder-90d"]
@@ -197,12 +215,17 @@ async def test_lapse_path_reminders_tasks_escalation_then_churn_risk(
     assert "for Acme" in text_body(first)
     assert "due for renewal tomorrow" in text_body(outbox[f"{workflow_id}/reminder-1d"])
 
+    assert churn.actions_done == ["flag", "alert-owner"]
     tasks = await crm_tasks(engine, "lena")
     assert [(t.kind, t.assignee_role, t.priority, t.status) for t in tasks] == [
         ("renewal_follow_up", "account_owner", "normal", "open"),
         ("renewal_follow_up", "account_owner", "normal", "open"),
         ("renewal_escalation", "account_owner_manager", "high", "open"),
+        # The lapse joins churn prevention, which puts the account owner on it.
+        ("churn_risk", "account_owner", "high", "open"),
     ]
+    assert tasks[3].title == "Churn risk: renewal of sub_1 lapsed: Lena (Acme)"
+    tasks = tasks[:3]
     assert_at(
         task_steps(tasks),
         {
@@ -488,6 +511,7 @@ async def test_a_busy_year_continues_as_new_and_does_every_step_once(
                 await signal(env, handle, "renewal_scheduled", renewal_date=moved.isoformat())
         result = await handle.result()
         runs = await run_histories(env.client, handle.id, handle.first_execution_run_id or "")
+        await joined_churn_prevention(env, "busy")
 
     assert result.exit_reason == "churn-risk"
     assert result.steps_done == [f"reminder-{n}d" for n in REMINDERS]
@@ -495,7 +519,11 @@ async def test_a_busy_year_continues_as_new_and_does_every_step_once(
 
     # Many runs, each one short: the history never grows with the wait or the events.
     assert len(runs) >= 5
-    assert max(len(events) for events in runs) <= limit + 10
+    *waiting, lapsed = runs
+    assert max(len(events) for events in waiting) <= limit + 10
+    # The last run also starts churn prevention: a patch marker, the child's start (2
+    # events) and the workflow task that sees it started (3).
+    assert len(lapsed) <= limit + 10 + 6
     for events in runs[:-1]:
         assert events[-1].event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_CONTINUED_AS_NEW
 
@@ -522,8 +550,9 @@ async def test_a_busy_year_continues_as_new_and_does_every_step_once(
     assert_at(
         sent_at(settings, "renewal-countdown-busy-sub_1"), reminders_before(moved, *REMINDERS)
     )
+    renewal_tasks = [t for t in await crm_tasks(engine, "busy") if t.kind != "churn_risk"]
     assert_at(
-        task_steps(await crm_tasks(engine, "busy")),
+        task_steps(renewal_tasks),
         {
             "task-60d": moved - 60 * DAY,
             "task-30d": moved - 30 * DAY,

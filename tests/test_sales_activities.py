@@ -16,7 +16,7 @@ from temporalio.testing import ActivityEnvironment
 
 from activities.providers import DeliveryError, OutboxNotifier, RepNotification
 from activities.sales import SalesActivities
-from models.crm import AssigneeRole, CrmTaskKind, TaskPriority
+from models.crm import AccountAlert, AssigneeRole, CrmTaskKind, TaskPriority
 from models.db import session_factory
 from models.handoff import HandOff, HandOffRequest, LeadBand, PriorityRequest, SlaKind, SlaNotice
 from models.settings import PROJECT_ROOT, Settings
@@ -504,6 +504,62 @@ async def test_a_breach_is_recorded_and_escalated_to_the_manager_once(
         "First-touch SLA was due 2026-03-04 09:10 UTC; owner Mia Chen (sdr-mia)\n"
         f"Task #{task.id}: First-touch SLA breached: Ada (Acme) (high), due 2026-03-04 09:10 UTC"
     )
+
+
+def churn_alert(key: str = "churn-prevention-ada/alert-owner") -> AccountAlert:
+    return AccountAlert(
+        idempotency_key=key,
+        contact_id="ada",
+        kind=CrmTaskKind.CHURN_RISK,
+        title="Churn risk: campaigns_sent down to 40% of its average",
+        lines=["Metric: campaigns_sent", "Value reported: 40", "Trailing average: 100"],
+        due_at=T0 + 2 * DAY,
+        priority=TaskPriority.HIGH,
+    )
+
+
+async def test_an_account_alert_goes_to_the_owner_once_with_the_context(
+    engine: AsyncEngine, sales: SalesActivities, notifier: RecordingNotifier
+) -> None:
+    # The owner was assigned long ago (past the hand-off's 7-day lock): still the owner.
+    await add_lead(engine, "ada", owner_id="sdr-leo", owner_assigned_at=T0 - 90 * DAY)
+
+    first = await at(T0).run(sales.alert_account_owner, churn_alert())
+    again = await at(T0, attempt=T0 + MINUTE).run(sales.alert_account_owner, churn_alert())
+
+    assert (first.created, again.created, again.task_id) == (True, False, first.task_id)
+    [task] = await rows(engine, CrmTask)
+    assert (task.kind, task.assignee_role, task.assignee_id, task.priority, task.due_at) == (
+        CrmTaskKind.CHURN_RISK,
+        AssigneeRole.ACCOUNT_OWNER,
+        "sdr-leo",
+        TaskPriority.HIGH,
+        T0 + 2 * DAY,
+    )
+    assert task.title == "Churn risk: campaigns_sent down to 40% of its average: Ada (Acme)"
+    assert task.details == (
+        "Contact: Ada (Acme) · id ada\n"
+        "Metric: campaigns_sent\nValue reported: 40\nTrailing average: 100"
+    )
+    [sent] = notifier.sent
+    assert (sent.kind, sent.recipient_id, sent.title) == ("account_alert", "sdr-leo", task.title)
+    assert (
+        sent.text
+        == f"{task.details}\nTask #{task.id}: {task.title} (high), due 2026-03-06 09:00 UTC"
+    )
+
+
+async def test_an_account_alert_for_a_contact_without_an_owner_gives_it_one_first(
+    engine: AsyncEngine, sales: SalesActivities, notifier: RecordingNotifier
+) -> None:
+    await add_lead(engine, "ada", attributes={"region": "EMEA"})
+
+    await at(T0).run(sales.alert_account_owner, churn_alert())
+
+    assert (await contact(engine, "ada")).owner_id == "sdr-ines"  # the EMEA territory
+    [task] = await rows(engine, CrmTask)
+    assert task.assignee_id == "sdr-ines"
+    assert [sent.recipient_id for sent in notifier.sent] == ["sdr-ines"]
 
 
 # --- failures ---------------------------------------------------------------------------------

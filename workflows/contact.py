@@ -104,6 +104,10 @@ it scheduled them as activities."""
 EXITS_TOGETHER_PATCH = "exit-signals-together"
 """The journeys told to exit are signalled all at once; runs from before it signalled them one
 after the other (a workflow task each, even for a journey that is not running)."""
+DERIVED_EVENTS_PATCH = "derived-usage-events"
+"""Events the ingest derives (a usage drop or recovery, `rules/usage.py`) are routed like
+the others: they trigger and are forwarded, they are not scored. Runs from before it never
+had any."""
 JOURNEYS_BEFORE_THE_CATALOG = frozenset(
     {"welcome-series", "pricing-abandon", "renewal-countdown", "nurture", "lead-sla"}
 )
@@ -287,6 +291,9 @@ class ContactWorkflow:
         for event in batch:
             if event.event_id in accepted:
                 self._score_event(event)
+                await self._route(event)
+        if ingest.derived_events and workflow.patched(DERIVED_EVENTS_PATCH):
+            for event in ingest.derived_events:
                 await self._route(event)
 
     def _score_event(self, event: BehaviorEvent) -> None:

@@ -5,8 +5,9 @@ custom search attributes registered), applies database migrations, runs the
 worker and the HTTP gateway (:8000, with a local API key kept in
 `.data/api-key`; the UI decodes payloads through its codec endpoint, which
 answers loopback callers without a key here), enrols demo contacts into the
-journeys on an accelerated clock, and sends one demo lead's behaviour events through its contact
-workflow. Ctrl-C stops everything. Running it again reuses the saved state:
+journeys on an accelerated clock, and sends one demo lead's behaviour events and one demo
+customer's usage reports (ending in a drop: churn prevention) through their contact
+workflows. Ctrl-C stops everything. Running it again reuses the saved state:
 demo contacts are updated in place, never enrolled twice.
 """
 
@@ -17,6 +18,7 @@ import secrets
 import socket
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import typer
 from pydantic import SecretStr
@@ -81,7 +83,7 @@ DEMO_LEAD = ContactProfile(
     email_consent=_DEMO_CONSENT,
     attributes={"region": "EMEA", "job_title": "VP Marketing"},
 )
-DEMO_LEAD_EVENTS: tuple[tuple[str, dict[str, str]], ...] = (
+DEMO_LEAD_EVENTS: tuple[tuple[str, dict[str, Any]], ...] = (
     ("subscribed", {"source": "leadmagnet_email-guide"}),
     ("content_downloaded", {"topic": "email-marketing"}),
     ("pricing_page_viewed", {"utm_source": "newsletter", "utm_campaign": "q4-launch"}),
@@ -101,6 +103,18 @@ DEMO_CART = {
 }
 """The cart demo-grace leaves: its `cart_updated` starts the abandoned cart
 (`abandoned-cart-demo-grace-demo-cart`), reminders 1 h, 24 h and 72 h after it."""
+DEMO_CUSTOMER = ContactProfile(
+    id="demo-kai",
+    email="kai@example.com",
+    first_name="Kai",
+    company="Babbage & Co",
+    timezone="America/Chicago",
+    email_consent=_DEMO_CONSENT,
+)
+DEMO_WEEKLY_USAGE = (120, 110, 130, 120, 40)
+"""demo-kai's `campaigns_sent`, one report a week, the last one now: 40 is a third of the
+4-week average (120), a drop (`churn.toml`: below 50%). Kai is tagged `stage_churn-risk`,
+the account owner gets a task and a notification, and churn prevention starts."""
 
 
 def _port_in_use(port: int) -> bool:
@@ -146,10 +160,11 @@ def demo_enrolments(day_seconds: int) -> list[tuple[str, JourneyInput]]:
 
 
 async def run_demo(client: Client, settings: Settings, *, day_seconds: int) -> None:
-    """Upsert the demo contacts, start the demo journeys and send demo-lin's events (once)."""
+    """Upsert the demo contacts, start the demo journeys and send demo-lin's and demo-kai's
+    events (once)."""
     engine = create_engine(settings.database_url)
     try:
-        for profile in (*DEMO_CONTACTS, DEMO_LEAD):
+        for profile in (*DEMO_CONTACTS, DEMO_LEAD, DEMO_CUSTOMER):
             await upsert_contact(engine, profile, key=settings.suppression_key())
         for journey, journey_input in demo_enrolments(day_seconds):
             try:
@@ -159,50 +174,87 @@ async def run_demo(client: Client, settings: Settings, *, day_seconds: int) -> N
                 typer.echo(f"  enrolled {journey_input.contact_id} → {workflow_id}")
             except OperationError as error:
                 typer.echo(f"  {error} (kept from an earlier run)")
-        events = [
-            BehaviorEvent(
-                event_id=f"{DEMO_LEAD.id}-demo-{number}",  # the same ids again on a restart
-                contact_id=DEMO_LEAD.id,
-                type=event_type,
-                occurred_at=datetime.now(UTC),
-                properties=properties,
-            )
-            for number, (event_type, properties) in enumerate(DEMO_LEAD_EVENTS, start=1)
-        ]
-        for event in events:  # one by one, as a service would send them
-            workflow_id = await _send_demo_event(client, engine, settings, event, day_seconds)
+        now = datetime.now(UTC)
+        workflow_id = await _send_demo_events(
+            client,
+            engine,
+            settings,
+            [
+                _demo_event(DEMO_LEAD.id, number, event_type, now, properties)
+                for number, (event_type, properties) in enumerate(DEMO_LEAD_EVENTS, start=1)
+            ],
+            day_seconds=day_seconds,
+        )
         typer.echo(
             f"  {DEMO_LEAD.id}: {len(DEMO_LEAD_EVENTS)} events → {workflow_id} "
             f"(score 40, MQL → sales hand-off lead-sla-{DEMO_LEAD.id})"
         )
-        cart_event = BehaviorEvent(
-            event_id="demo-grace-cart",
-            contact_id="demo-grace",
-            type="cart_updated",
-            occurred_at=datetime.now(UTC),
-            properties=DEMO_CART,
+        await _send_demo_events(
+            client,
+            engine,
+            settings,
+            [_demo_event("demo-grace", 1, "cart_updated", now, DEMO_CART)],
+            day_seconds=day_seconds,
         )
-        await _send_demo_event(client, engine, settings, cart_event, day_seconds)
         typer.echo(
             "  demo-grace: cart_updated → abandoned-cart-demo-grace-demo-cart "
             "(reminders 1 h, 24 h and 72 h after the change)"
+        )
+        weeks = len(DEMO_WEEKLY_USAGE) - 1
+        workflow_id = await _send_demo_events(
+            client,
+            engine,
+            settings,
+            [
+                _demo_event(
+                    DEMO_CUSTOMER.id,
+                    number,
+                    "usage_reported",
+                    now - timedelta(weeks=weeks - number),
+                    {"metric": "campaigns_sent", "value": value},
+                )
+                for number, value in enumerate(DEMO_WEEKLY_USAGE)
+            ],
+            day_seconds=day_seconds,
+        )
+        typer.echo(
+            f"  {DEMO_CUSTOMER.id}: {weeks} weekly usage reports, then a drop → {workflow_id} "
+            f"(stage_churn-risk, owner alerted → churn-prevention-{DEMO_CUSTOMER.id})"
         )
     finally:
         await engine.dispose()
 
 
-async def _send_demo_event(
-    client: Client, engine: AsyncEngine, settings: Settings, event: BehaviorEvent, day_seconds: int
-) -> str:
-    """Hand one demo event to its contact workflow, as a service would; returns that workflow."""
-    [result] = await accept_events(
-        client,
-        engine,
-        [event],
-        task_queue=settings.task_queue,
-        day_seconds=day_seconds,
-        suppression_key=settings.suppression_key(),
+def _demo_event(
+    contact_id: str, number: int, event_type: str, at: datetime, properties: dict[str, Any]
+) -> BehaviorEvent:
+    return BehaviorEvent(
+        event_id=f"{contact_id}-demo-{number}",  # the same ids again on a restart
+        contact_id=contact_id,
+        type=event_type,
+        occurred_at=at,
+        properties=properties,
     )
+
+
+async def _send_demo_events(
+    client: Client,
+    engine: AsyncEngine,
+    settings: Settings,
+    events: list[BehaviorEvent],
+    *,
+    day_seconds: int,
+) -> str:
+    """Send the events one by one, as a service would; returns the contact workflow's id."""
+    for event in events:
+        [result] = await accept_events(
+            client,
+            engine,
+            [event],
+            task_queue=settings.task_queue,
+            day_seconds=day_seconds,
+            suppression_key=settings.suppression_key(),
+        )
     return result.workflow_id
 
 
@@ -262,7 +314,8 @@ async def run_dev(
         ):
             typer.echo(
                 "Demo: welcome series for three sample contacts, a pricing-page follow-up, "
-                f"a renewal countdown and an abandoned cart (1 journey day = {day_seconds} s)"
+                f"a renewal countdown, an abandoned cart and a usage drop "
+                f"(1 journey day = {day_seconds} s)"
             )
             await run_demo(env.client, settings, day_seconds=day_seconds)
             typer.echo(

@@ -45,9 +45,12 @@ from models.journeys import JourneyStatus
 from models.messages import DeliveryStatus
 from models.tables import ContactEvent, JourneyRun, MessageLog
 
-CONVERSION_REASONS = frozenset({"purchased", "converted", "checkout_started", "renewed"})
+CONVERSION_REASONS = frozenset(
+    {"purchased", "converted", "checkout_started", "renewed", "usage_recovered"}
+)
 """Exit reasons that count as a conversion: the contact bought (`purchased`;
-`converted` is how pricing-abandon says it), started checkout, or renewed."""
+`converted` is how pricing-abandon says it), started checkout, renewed, or their
+usage recovered (churn prevention)."""
 
 ENROLLED = "enrolled"
 """The step a run is at before its first step (see `workflows/toolkit/journey.py`)."""

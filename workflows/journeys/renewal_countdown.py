@@ -9,8 +9,10 @@ back from the renewal date:
 - 7 days before, still not renewed: an escalation task for the account
   owner's manager, high priority;
 - the renewal date, still not renewed: the contact is tagged
-  `stage_churn-risk` and the journey ends: status `exited`, exit reason
-  `churn-risk` (step `lapsed`).
+  `stage_churn-risk`, the churn-prevention journey starts (cause
+  `renewal_lapsed`: the account owner's task and notification, a check-in,
+  a save offer), and the countdown ends: status `exited`, exit reason
+  `churn-risk` (step `lapsed`). A later `renewed` clears the tag.
 
 It exits at once, at any step, on `renewed` (reason `renewed`) for its
 subscription (or with no subscription named). Its reminders are service
@@ -48,13 +50,20 @@ from enum import IntEnum
 from temporalio import workflow
 from temporalio.exceptions import ActivityError
 
-from workflows.toolkit import CRM_RETRY_POLICY, CRM_TIMEOUT, Journey, PlanStep, activity_classes
+from workflows.toolkit import (
+    CRM_RETRY_POLICY,
+    CRM_TIMEOUT,
+    Journey,
+    PlanStep,
+    activity_classes,
+    start_journey,
+)
+from workflows.toolkit.account import mark_churn_risk
 from workflows.triggers import Trigger
 
 with workflow.unsafe.imports_passed_through():
     from models.crm import (
         AssigneeRole,
-        ChurnRiskRequest,
         CrmTaskKind,
         CrmTaskRequest,
         TaskPriority,
@@ -63,6 +72,7 @@ with workflow.unsafe.imports_passed_through():
     from models.journeys import JourneyInput, JourneyState
     from models.messages import Channel, MessageCategory
     from models.renewals import REMINDER_COPY_DAYS, RenewalInput
+    from models.usage import ChurnInput
 
 TASK_DAYS = (60, 30)
 """Days before renewal the account owner gets a follow-up task."""
@@ -72,6 +82,10 @@ CATCH_UP_DAYS = 1.0
 """A step less overdue than this when the date is set is still done, at once."""
 FOLLOW_UP_DUE_DAYS = 7
 ESCALATION_DUE_DAYS = 2
+CHURN_PREVENTION = "churn-prevention"
+"""The journey a lapsed renewal joins (started by name: journeys do not import each other)."""
+LAPSE_JOINS_CHURN_PREVENTION_PATCH = "lapse-joins-churn-prevention"
+"""A lapse starts the churn-prevention journey; countdowns that lapsed before only flagged."""
 
 
 class _Kind(IntEnum):
@@ -167,7 +181,7 @@ class RenewalCountdown(Journey):
         "properties `subscription_id`, `renewal_date`; one per subscription, a new date moves it"
     )
     exit_reasons = (
-        ("churn-risk", "the renewal date passed without `renewed`: `stage_churn-risk`"),
+        ("churn-risk", "the renewal date passed without `renewed`: flagged, churn prevention"),
     )
     plan = ()
     """Computed from the renewal date: see `journey_plan`."""
@@ -344,7 +358,7 @@ class RenewalCountdown(Journey):
                 ),
             )
         else:
-            await self.run_once(step, self._mark_churn_risk)
+            await self.run_once(step, self._lapse)
             self.leave("churn-risk")
 
     async def _open_task(
@@ -379,17 +393,19 @@ class RenewalCountdown(Journey):
         except ActivityError as error:
             workflow.logger.warning("CRM task %s failed: %s", step, error.cause or error)
 
-    async def _mark_churn_risk(self) -> None:
-        request = ChurnRiskRequest(
-            contact_id=self.contact_id, subscription_id=self._renewal().subscription_id
-        )
-        try:
-            await workflow.execute_activity_method(
-                activity_classes.crm().mark_churn_risk,
-                request,
-                start_to_close_timeout=CRM_TIMEOUT,
-                retry_policy=CRM_RETRY_POLICY,
-                summary="Tag the contact stage_churn-risk",
+    async def _lapse(self) -> None:
+        """Flag the churn risk and, since `LAPSE_JOINS_CHURN_PREVENTION_PATCH`, start
+        churn prevention."""
+        subscription = self._renewal().subscription_id
+        await mark_churn_risk(self.contact_id, subscription_id=subscription)
+        if workflow.patched(LAPSE_JOINS_CHURN_PREVENTION_PATCH):
+            await start_journey(
+                CHURN_PREVENTION,
+                ChurnInput(
+                    contact_id=self.contact_id,
+                    day_seconds=self.journey_input.day_seconds,
+                    cause="renewal_lapsed",
+                    subscription_id=subscription,
+                ),
+                why=f"renewal of {subscription} lapsed",
             )
-        except ActivityError as error:
-            workflow.logger.warning("marking churn risk failed: %s", error.cause or error)
