@@ -34,9 +34,22 @@ def problems(event_type: str, properties: dict[str, Any]) -> list[tuple[tuple[An
     return []
 
 
-def test_the_table_names_a_model_for_the_cart_events_only() -> None:
-    assert set(PROPERTIES) == {"cart_updated", "checkout_started", "purchased"}
+def test_the_table_names_a_model_for_the_events_journeys_read() -> None:
+    assert set(PROPERTIES) == {
+        "cart_updated",
+        "checkout_started",
+        "purchased",
+        "usage_reported",
+        "usage_dropped",
+        "usage_recovered",
+    }
     assert problems("website_visited", {"anything": [1, {"x": None}]}) == []
+
+
+def test_a_usage_report_needs_a_metric_and_a_finite_value() -> None:
+    assert problems("usage_reported", {"metric": "campaigns_sent", "value": 12}) == []
+    assert problems("usage_reported", {"metric": "campaigns_sent"})
+    assert problems("usage_reported", {"metric": "campaigns_sent", "value": "lots"})
 
 
 def test_a_cart_is_taken_with_extra_details_and_its_amounts_as_decimals() -> None:
