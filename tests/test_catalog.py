@@ -35,7 +35,15 @@ from tests.test_api import new_id, put_contact
 from workflows import catalog
 from workflows.triggers import Trigger, TriggerClash, trigger_table
 
-SHIPPED = ["lead-sla", "nurture", "pricing-abandon", "renewal-countdown", "welcome-series"]
+SHIPPED = [
+    "lead-sla",
+    "nurture",
+    "pricing-abandon",
+    "re-engagement",
+    "renewal-countdown",
+    "welcome-series",
+    "win-back",
+]
 
 TRIAL_NUDGE = '''
 """A journey written by a test: its own input model, its own option."""
