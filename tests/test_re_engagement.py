@@ -8,10 +8,12 @@ starts `re-engagement` for a lead and `win-back` for a customer at 30 days.
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import AsyncIterator, Callable
 from datetime import datetime, timedelta
 from pathlib import Path
 
+import httpx
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio.client import Client
@@ -23,11 +25,13 @@ from models.db import session_factory
 from models.journeys import JourneyInput, JourneyStatus
 from models.messages import SUNSET_TAG
 from models.settings import Settings
-from models.tables import ConsentChange, Contact, Suppression
+from models.tables import ConsentChange, Contact, ContactEvent, Suppression
 from starter.services.report import funnel_report
 from tests.factories import add_contact, message_rows, rows_of
+from tests.gateway import Gateway, gateway_settings, serving_gateway
 from tests.kit import HISTORIES, recording_histories
 from tests.outbox import read_outbox, text_body
+from tests.test_api import journey_state, new_id, put_contact
 from tests.test_contact_workflow import Contacts, journey_when
 from workflows.contact import DORMANT_AFTER, DORMANT_TAG
 
@@ -275,3 +279,61 @@ async def test_no_re_engagement_for_a_contact_marketing_email_cannot_reach(
     state = await contacts.state_when("noconsent", lambda s: s.events_accepted == 1)
     assert not any(wid.startswith(("re-engagement", "win-back")) for wid in state.journeys)
     assert await message_rows(engine, "noconsent") == []
+
+
+@pytest.fixture
+async def gateway(dev_env: WorkflowEnvironment, settings: Settings) -> AsyncIterator[Gateway]:
+    # Skipping waits puts the three emails minutes apart in real time: no daily cap here.
+    walked = gateway_settings(settings, email_cap_per_day=10, email_cap_per_week=10)
+    async with serving_gateway(dev_env.client, walked) as served:
+        yield served
+
+
+async def skip_to_email(client: Client, workflow_id: str, sent_count: int) -> None:
+    """Skip the journey's waits (as `journeys skip-wait` does) until `sent_count` emails went."""
+    handle = client.get_workflow_handle(workflow_id)
+    for _ in range(20):
+        await handle.signal("skip_wait")
+        try:
+            await asyncio.wait_for(
+                journey_state(client, workflow_id, lambda s: s.messages_sent == sent_count), 3
+            )
+            return
+        except TimeoutError:  # the signal came before the wait began: again
+            continue
+    raise AssertionError(f"{workflow_id} never sent {sent_count} emails")
+
+
+async def test_the_keep_me_subscribed_link_reactivates_and_cannot_unsubscribe(
+    gateway: Gateway, dev_env: WorkflowEnvironment, engine: AsyncEngine
+) -> None:
+    """The last-chance email's link, through the gateway on loopback: the page asks, the
+    button records `subscription_confirmed` once, and re-engagement exits as reactivated."""
+    client = dev_env.client
+    contact_id = new_id("keep")
+    await put_contact(gateway, contact_id)
+    enrolled = await gateway.http.post(f"/v1/contacts/{contact_id}/journeys/re-engagement")
+    workflow_id = enrolled.json()["workflow_id"]
+    await journey_state(client, workflow_id, lambda s: s.messages_sent == 1)
+    await skip_to_email(client, workflow_id, 2)
+    await skip_to_email(client, workflow_id, 3)
+    last_chance = step_email(gateway.settings.outbox_dir, "last-chance")
+    link = re.search(r"http://\S+/k/([\w.-]+)", last_chance)
+    assert link is not None, last_chance
+    token = link.group(1)
+
+    async with httpx.AsyncClient(base_url=gateway.url) as browser:  # a link: no API key
+        asked = await browser.get(f"/k/{token}")
+        assert asked.status_code == 200 and "Keep me subscribed</button>" in asked.text
+        assert (await journey_state(client, workflow_id, lambda s: True)).status == "running"
+        assert (await browser.post(f"/u/{token}")).status_code == 400  # not an unsubscribe link
+        assert (await browser.post(f"/k/{token}x")).status_code == 400
+        for _ in range(2):  # a double click is one event
+            kept = await browser.post(f"/k/{token}")
+            assert kept.status_code == 200 and "still on the list" in kept.text
+
+    exited = await journey_state(client, workflow_id, lambda s: s.status == "exited")
+    assert (exited.exit_reason, exited.step) == ("reactivated", "last-chance")
+    events = await rows_of(engine, ContactEvent, contact_id)
+    assert [e.type for e in events].count("subscription_confirmed") == 1
+    assert await rows_of(engine, Suppression, contact_id) == []
