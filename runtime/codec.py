@@ -58,7 +58,15 @@ KEY_IDS = "encryption-key-ids"
 ERASED_TEXT = "erased contact: data key destroyed"
 """What an erased contact's payload decodes to (the Temporal UI shows it)."""
 
-CONTACT_WORKFLOW_PREFIXES = ("contact", "welcome-series", "pricing-abandon", "nurture", "lead-sla")
+CONTACT_WORKFLOW_PREFIXES = (
+    "contact",
+    "welcome-series",
+    "pricing-abandon",
+    "nurture",
+    "lead-sla",
+    "re-engagement",
+    "win-back",
+)
 """Workflow types whose id is `{type}-{contact_id}`."""
 RENEWAL_PREFIX = "renewal-countdown"
 """Workflow type whose id is `{type}-{contact_id}-{subscription_id}`."""
