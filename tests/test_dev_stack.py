@@ -77,7 +77,7 @@ async def test_dev_stack_runs_demo_stops_cleanly_and_restarts_without_duplicates
             contact = await http.get("/v1/contacts/demo-ada")
             assert contact.json()["first_name"] == "Ada"
         assert str(tmp_path / ".data" / "outbox") in printed
-        assert printed.count("enrolled demo-") == 5
+        assert printed.count("enrolled demo-") == 7
         assert "demo-lin: 4 events → contact-demo-lin" in printed
         async with httpx.AsyncClient() as http:
             ui = await http.get(f"http://127.0.0.1:{ui_port}/")
@@ -96,7 +96,7 @@ async def test_dev_stack_runs_demo_stops_cleanly_and_restarts_without_duplicates
 
     process, printed = await start_stack(tmp_path, temporal_port, ui_port, api_port)
     try:
-        assert printed.count("already enrolled") == 5
+        assert printed.count("already enrolled") == 7
         assert f"Local API key:  {key}" in printed  # the same key again
         client = await Client.connect(f"127.0.0.1:{temporal_port}")
         for journey, runs in [
@@ -104,6 +104,8 @@ async def test_dev_stack_runs_demo_stops_cleanly_and_restarts_without_duplicates
             ("pricing-abandon", 3),  # demo-grace, demo-lin, and demo-sam through the API
             ("renewal-countdown", 1),
             ("lead-sla", 1),
+            ("re-engagement", 1),  # demo-rosa
+            ("win-back", 1),  # demo-kai
         ]:
             for _ in range(100):  # demo-lin's events may still be on their way
                 count = await client.count_workflows(f"Journey = '{journey}'")
@@ -115,7 +117,7 @@ async def test_dev_stack_runs_demo_stops_cleanly_and_restarts_without_duplicates
         await stop_stack(process)
 
     with sqlite3.connect(tmp_path / ".data" / "journeys.db") as db:
-        assert db.execute("select count(*) from contacts").fetchone() == (4,)
+        assert db.execute("select count(*) from contacts").fetchone() == (6,)
         assert db.execute("select count(*) from events").fetchone() == (5,)
         keys = [row[0] for row in db.execute("select idempotency_key from message_log")]
     assert len(keys) == len(set(keys))

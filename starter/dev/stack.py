@@ -70,6 +70,28 @@ DEMO_CONTACTS = (
         tags=["src_leadmagnet_email-guide"],
     ),
 )
+DEMO_DORMANT = (
+    ContactProfile(
+        id="demo-rosa",
+        email="rosa@example.com",
+        first_name="Rosa",
+        timezone="Europe/Madrid",
+        email_consent=_DEMO_CONSENT,
+        tags=["src_leadmagnet_email-guide", "int_automation"],
+    ),
+    ContactProfile(
+        id="demo-kai",
+        email="kai@example.com",
+        first_name="Kai",
+        company="Babbage & Co",
+        timezone="America/Los_Angeles",
+        email_consent=_DEMO_CONSENT,
+        tags=["act_purchased"],
+    ),
+)
+"""A subscriber and a customer who have been quiet for 30 days: the contact workflow's
+inactivity timer counts real days, so the demo enrols them directly into re-engagement
+(Rosa: three emails over 14 demo days, then the sunset) and win-back (Kai: the offer)."""
 DEMO_LEAD = ContactProfile(
     id="demo-lin",
     email="lin@example.com",
@@ -106,7 +128,9 @@ def local_api_key() -> ApiKey:
 def demo_enrolments(day_seconds: int) -> list[tuple[str, JourneyInput]]:
     """What the demo starts: every contact in the welcome series, plus one each
     in pricing-abandon and renewal-countdown (renewal 95 days out: at 15 s a
-    day its reminders come every few minutes and it lapses in about 24)."""
+    day its reminders come every few minutes and it lapses in about 24), and the two
+    dormant contacts in re-engagement and win-back. The journeys a contact may run
+    again hold their window a year, so a restart finds them and enrols nobody twice."""
     welcome = [
         ("welcome-series", JourneyInput(contact_id=profile.id, day_seconds=day_seconds))
         for profile in DEMO_CONTACTS
@@ -126,6 +150,14 @@ def demo_enrolments(day_seconds: int) -> list[tuple[str, JourneyInput]]:
                 renewal_date=datetime.now(UTC) + timedelta(days=95),
             ),
         ),
+        (
+            "re-engagement",
+            JourneyInput(contact_id="demo-rosa", day_seconds=day_seconds, reentry_days=365),
+        ),
+        (
+            "win-back",
+            JourneyInput(contact_id="demo-kai", day_seconds=day_seconds, reentry_days=365),
+        ),
     ]
 
 
@@ -133,7 +165,7 @@ async def run_demo(client: Client, settings: Settings, *, day_seconds: int) -> N
     """Upsert the demo contacts, start the demo journeys and send demo-lin's events (once)."""
     engine = create_engine(settings.database_url)
     try:
-        for profile in (*DEMO_CONTACTS, DEMO_LEAD):
+        for profile in (*DEMO_CONTACTS, *DEMO_DORMANT, DEMO_LEAD):
             await upsert_contact(engine, profile, key=settings.suppression_key())
         for journey, journey_input in demo_enrolments(day_seconds):
             try:
