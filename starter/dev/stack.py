@@ -257,8 +257,9 @@ async def run_dev(
             running_api(settings, temporal=gateway_client) as api_url,
         ):
             typer.echo(
-                "Demo: welcome series for three sample contacts, a pricing-page follow-up "
-                f"and a renewal countdown (1 journey day = {day_seconds} s)"
+                "Demo: welcome series for three sample contacts, a pricing-page follow-up, "
+                "a renewal countdown, re-engagement and win-back "
+                f"(1 journey day = {day_seconds} s)"
             )
             await run_demo(env.client, settings, day_seconds=day_seconds)
             typer.echo(
