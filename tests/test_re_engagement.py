@@ -26,6 +26,7 @@ from models.journeys import JourneyInput, JourneyStatus
 from models.messages import SUNSET_TAG
 from models.settings import Settings
 from models.tables import ConsentChange, Contact, ContactEvent, Suppression
+from starter.services.operations import enroll
 from starter.services.report import funnel_report
 from tests.factories import add_contact, message_rows, rows_of
 from tests.gateway import Gateway, gateway_settings, serving_gateway
@@ -337,3 +338,29 @@ async def test_the_keep_me_subscribed_link_reactivates_and_cannot_unsubscribe(
     events = await rows_of(engine, ContactEvent, contact_id)
     assert [e.type for e in events].count("subscription_confirmed") == 1
     assert await rows_of(engine, Suppression, contact_id) == []
+
+
+async def test_a_contact_enrolled_directly_is_sunset_too(
+    contacts: Contacts,
+    worker: Worker,
+    engine: AsyncEngine,
+    settings: Settings,
+    time_skipping_env: WorkflowEnvironment,
+) -> None:
+    """As in the `make run` demo: enrolled by `journeys enroll`, no event ever sent."""
+    env = time_skipping_env
+    await add_contact(engine, "quiet")
+    await enroll(
+        env.client,
+        engine,
+        "re-engagement",
+        JourneyInput(contact_id="quiet"),
+        task_queue=settings.task_queue,
+    )
+    await env.sleep(15 * DAY)
+    await tags_when(engine, "quiet", lambda tags: SUNSET_TAG in tags)
+    assert [step for _, step, _ in await sent(engine, "quiet")] == [
+        "we-miss-you",
+        "best-content",
+        "last-chance",
+    ]

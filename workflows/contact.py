@@ -272,7 +272,8 @@ class ContactWorkflow:
                 )
             except TimeoutError:
                 self._last_decay_wake = workflow.now()
-            self._retag = False
+            if self._retag:
+                await self._ready_to_retag()
             if self._erase is not None:
                 return await self._erase_contact(self._erase)
             while self._pending and self._erase is None and not self._may_continue_as_new():
@@ -607,6 +608,14 @@ class ContactWorkflow:
             self._last_active_at = event.occurred_at
         if event.type == "purchased" and self._timer_patched() and len(self._tags) < MAX_TAGS:
             self._tags.add(CUSTOMER_TAG)
+
+    async def _ready_to_retag(self) -> None:
+        """Make the rescore write the tags a signal changed (a sunset), also for a contact
+        whose workflow has ingested no event yet (one enrolled directly, as in the demo)."""
+        self._retag = False
+        if self._model is None:
+            await self._load_model()
+            self._contact_exists = True  # a journey ran for it; the CRM skips a missing one
 
     def _inactive_since(self) -> datetime | None:
         """Where dormancy counts from: the last contact-initiated event (any event, before
