@@ -202,6 +202,7 @@ async def test_three_emails_then_sunset_stops_marketing_but_not_service_messages
         task_queue=settings.task_queue,
     )
     await journey_when(env.client, "welcome-series-gone", lambda s: s.messages_sent == 1)
+    await save_history(env.client, "contact-gone", "contact-sunset-then-lifted-by-a-visit")
 
 
 @pytest.mark.parametrize("event_type", ["feature_used", "webinar_attended"])
