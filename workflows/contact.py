@@ -651,16 +651,22 @@ class ContactWorkflow:
         declare `exit_on_activity` with their reason (re-engagement: `reactivated`)."""
         if self._sunset_since is not None:
             self._sunset_since = None  # the tag goes with the rescore after this batch
-        by_name = {journey.name: journey for journey in catalog.all_journeys()}
         exits: dict[str, list[str]] = {}
-        for workflow_id, name in sorted(self._journeys.items()):
-            journey = by_name.get(name)
-            if journey is not None and journey.exit_on_activity and self._knows(name):
-                exits.setdefault(journey.exit_on_activity, []).append(workflow_id)
+        for workflow_id, name in sorted(self._journeys.items()):  # the registered ones only
+            reason = self._activity_exit(name)
+            if reason is not None:
+                exits.setdefault(reason, []).append(workflow_id)
         for reason, workflow_ids in exits.items():
             await self._signal_exit(workflow_ids, reason)
             for workflow_id in workflow_ids:  # it ends now: no need to tell it again
                 self._journeys.pop(workflow_id, None)
+
+    def _activity_exit(self, journey: str) -> str | None:
+        """The reason `journey` ends with on any contact-initiated event, if it declares one."""
+        if journey not in catalog.journey_names():
+            return None
+        reason = catalog.journey_class(journey).exit_on_activity
+        return reason if reason and self._knows(journey) else None
 
     # --- erasure and continue-as-new -------------------------------------------------
 
