@@ -9,6 +9,9 @@ Right before delivery, against the database, in this order:
    a marketing opt-out (`Suppression.stops_service_messages`); checked before
    consent, which an opt-out also withdraws, so the log says `suppressed`;
    marketing also needs the contact's consent on the channel;
+   a sunset contact (tag `eng_sunset`: no response to re-engagement) gets no
+   marketing (`skipped_sunset`) until it does something again; service messages
+   go on (list hygiene, not an opt-out: consent and suppressions are untouched);
 4. every journey message waits out the contact's quiet hours (unless exempt):
    deferred;
 5. marketing email fits under the frequency caps across all journeys, or is
@@ -65,6 +68,7 @@ from activities.providers import (
 )
 from models.db import session_factory
 from models.messages import (
+    SUNSET_TAG,
     CancelRequest,
     Channel,
     DeliveryStatus,
@@ -76,6 +80,7 @@ from models.messages import (
 from models.policy import JourneyClock, MessagingPolicy
 from models.settings import Settings
 from models.tables import Contact, MessageLog
+from rules.keep_subscribed import sign_keep_subscribed_token
 from rules.policy import frequency_cap_release, quiet_hours_end
 from rules.sms_keywords import SERVICE_SMS_JOURNEY
 from rules.suppressions import find_suppression, suppress_address
@@ -344,6 +349,8 @@ class MessagingActivities:
             return DeliveryStatus.SUPPRESSED, f"address suppressed: {suppression.reason}"
         if request.category == MessageCategory.MARKETING and not consent:
             return DeliveryStatus.SKIPPED_NO_CONSENT, f"no {request.channel} consent"
+        if request.category == MessageCategory.MARKETING and SUNSET_TAG in contact.tags:
+            return DeliveryStatus.SKIPPED_SUNSET, "contact sunset: no response to re-engagement"
         return None
 
     def _compose_to_send(
@@ -392,7 +399,14 @@ class MessagingActivities:
         token = sign_unsubscribe_token(
             contact.id, request.channel, secret=self._unsubscribe_secret, issued_at=now
         )
-        return LinkContext(utm=utm, unsubscribe_url=f"{self._unsubscribe_base_url}/u/{token}")
+        keep = sign_keep_subscribed_token(
+            contact.id, request.channel, secret=self._unsubscribe_secret, issued_at=now
+        )
+        return LinkContext(
+            utm=utm,
+            unsubscribe_url=f"{self._unsubscribe_base_url}/u/{token}",
+            keep_subscribed_url=f"{self._unsubscribe_base_url}/k/{keep}",
+        )
 
     def outgoing_email(
         self,

@@ -31,6 +31,12 @@ class ContactCarryOver(BaseModel):
         events_accepted: Events accepted over the contact's life.
         duplicates_dropped: Duplicate events dropped over the contact's life.
         pending: Events received but not processed yet (at most a batch or two).
+        last_active_at: Where the inactivity timer runs from: the last contact-initiated
+            event (or the first event, before any). A carry-over from before the timer
+            lacks it; the next run starts from `last_event_at` then.
+        inactivity_handled_for: The `last_active_at` whose 30 days of inactivity already
+            started a re-engagement or win-back journey (one per inactive period).
+        sunset_since: When the contact was sunset (no marketing), if it is.
     """
 
     model_config = ConfigDict(frozen=True)
@@ -46,6 +52,9 @@ class ContactCarryOver(BaseModel):
     events_accepted: int = 0
     duplicates_dropped: int = 0
     pending: list[BehaviorEvent] = Field(default_factory=list)
+    last_active_at: datetime | None = None
+    inactivity_handled_for: datetime | None = None
+    sunset_since: datetime | None = None
 
 
 class ContactInput(BaseModel):
@@ -119,6 +128,8 @@ class ContactState(BaseModel):
         last_event_at: When the last accepted event happened.
         next_rescore_at: When decay next changes the score, if it will.
         erased: True once the contact was forgotten (the workflow has ended).
+        last_active_at: Where the inactivity timer runs from (the last contact-initiated event).
+        sunset_since: When the contact was sunset (marketing stopped), if it is.
     """
 
     contact_id: str
@@ -131,6 +142,21 @@ class ContactState(BaseModel):
     last_event_at: datetime | None = None
     next_rescore_at: datetime | None = None
     erased: bool = False
+    last_active_at: datetime | None = None
+    sunset_since: datetime | None = None
+
+
+class SunsetRequest(BaseModel):
+    """A re-engagement journey got no response: stop marketing to the contact (list hygiene).
+
+    Attributes:
+        journey_started_at: When the journey began; a contact-initiated event since then
+            means the contact came back, and the request is ignored.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    journey_started_at: datetime
 
 
 class IngestRequest(BaseModel):

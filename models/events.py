@@ -34,12 +34,41 @@ CANONICAL_EVENT_TYPES = frozenset(
         "usage_reported",
         "usage_dropped",
         "usage_recovered",
+        "subscription_confirmed",
     }
 )
 """Event types the journeys and the lead score understand.
 
 Other snake_case types are accepted and stored; they score nothing.
 """
+
+
+NOT_CONTACT_INITIATED = frozenset(
+    {
+        "email_delivered",  # our message reached the inbox (the provider's webhook)
+        "email_bounced",  # the receiving server refused our message
+        "unsubscribed",  # the contact's act, but an opt-out, not engagement
+        "renewal_scheduled",  # the billing system's schedule
+        "rep_contacted",  # our sales rep's act
+        "usage_reported",  # a metering report the product's backend sends about the account
+        "usage_dropped",  # derived by the ingest from usage reports
+        "usage_recovered",  # derived by the ingest from usage reports
+    }
+)
+"""Event types that report what we or our systems did, not something the contact did.
+
+Every other type is contact-initiated (a behaviour event is "one thing a contact
+did"): opens, clicks, replies, visits, downloads, sign-ups, trials, purchases,
+renewals, `subscription_confirmed` (the "keep me subscribed" link) and any custom
+type a service sends. Contact-initiated events, and only they, reset the contact's
+inactivity timer (`workflows/contact.py`), end a re-engagement journey as
+`reactivated` and lift a sunset. A new event type that we or a system emit about a
+contact goes here, one line each."""
+
+
+def is_contact_initiated(event_type: str) -> bool:
+    """Whether an event of this type is something the contact did (see `NOT_CONTACT_INITIATED`)."""
+    return event_type not in NOT_CONTACT_INITIATED
 
 
 EARLIEST_TIME = datetime(1970, 1, 1, tzinfo=UTC)

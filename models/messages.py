@@ -33,6 +33,7 @@ class DeliveryStatus(StrEnum):
     SUPPRESSED = "suppressed"
     SKIPPED_NO_CONSENT = "skipped_no_consent"
     SKIPPED_NO_ADDRESS = "skipped_no_address"
+    SKIPPED_SUNSET = "skipped_sunset"
     CANCELLED = "cancelled"
     FAILED = "failed"
 
@@ -40,6 +41,12 @@ class DeliveryStatus(StrEnum):
     def is_final(self) -> bool:
         """Whether a later attempt with the same key must return this outcome as is."""
         return self not in (DeliveryStatus.PENDING, DeliveryStatus.DEFERRED)
+
+
+SUNSET_TAG = "eng_sunset"
+"""The tag of a sunset contact: no response to re-engagement, so no marketing messages until
+it does something again (list hygiene, not an opt-out; `workflows/contact.py` sets and lifts
+it, the send activity honours it)."""
 
 
 class MessageCategory(StrEnum):

@@ -24,7 +24,10 @@ adds to a message (`SendRequest.variables`, e.g. the abandoned cart as `cart`),
 which templates must give a fallback for too (`{% if cart %}…{% endif %}`).
 
 Every http(s) link of a rendered message gets the UTM parameters of its
-journey and step; the footer carries the unsubscribe link.
+journey and step; the footer carries the unsubscribe link. A marketing email
+also knows `keep_subscribed_url`, its signed "keep me subscribed" link
+(re-engagement's last chance); it is undefined elsewhere (a service message, a
+preview without a contact), so a template gives it a fallback too.
 """
 
 from __future__ import annotations
@@ -70,10 +73,16 @@ class LinkContext:
     Attributes:
         utm: UTM parameters added to every link (existing ones are kept).
         unsubscribe_url: The signed one-click unsubscribe link for the footer.
+        keep_subscribed_url: The signed "keep me subscribed" link (marketing email only).
     """
 
     utm: Mapping[str, str] = field(default_factory=dict)
     unsubscribe_url: str = ""
+    keep_subscribed_url: str = ""
+
+    def variables(self) -> dict[str, str]:
+        """The links a template may use: `keep_subscribed_url`, when there is one."""
+        return {"keep_subscribed_url": self.keep_subscribed_url} if self.keep_subscribed_url else {}
 
 
 _SAMPLE_CONTACTS = (
@@ -237,7 +246,12 @@ class TemplateCatalog:
         template = self._emails.get(name)
         if template is None:
             raise TemplateError(f"unknown template {name!r}; known: {', '.join(self.names)}")
-        known = {**(variables or {}), "brand": self.brand, **contact.variables()}
+        known = {
+            **(variables or {}),
+            "brand": self.brand,
+            **contact.variables(),
+            **links.variables(),
+        }
         try:
             parts = {key: bound.render(**known) for key, bound in template.fields.items()}
             opening = tag_links(parts["opening"].strip(), links.utm)

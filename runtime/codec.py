@@ -66,6 +66,8 @@ CONTACT_WORKFLOW_PREFIXES = (
     "nurture",
     "lead-sla",
     "churn-prevention",
+    "re-engagement",
+    "win-back",
 )
 """Workflow types whose id is `{type}-{contact_id}`."""
 PER_ITEM_PREFIXES = ("renewal-countdown", "abandoned-cart")

@@ -41,8 +41,10 @@ SHIPPED = [
     "lead-sla",
     "nurture",
     "pricing-abandon",
+    "re-engagement",
     "renewal-countdown",
     "welcome-series",
+    "win-back",
 ]
 
 TRIAL_NUDGE = '''

@@ -78,10 +78,10 @@ async def test_dev_stack_runs_demo_stops_cleanly_and_restarts_without_duplicates
             contact = await http.get("/v1/contacts/demo-ada")
             assert contact.json()["first_name"] == "Ada"
         assert str(tmp_path / ".data" / "outbox") in printed
-        assert printed.count("enrolled demo-") == 6
+        assert printed.count("enrolled demo-") == 7
         assert "demo-lin: 4 events → contact-demo-lin" in printed
         assert "demo-grace: cart_updated → abandoned-cart-demo-grace-demo-cart" in printed
-        assert "demo-kai: 4 weekly usage reports, then a drop → contact-demo-kai" in printed
+        assert "demo-noor: 4 weekly usage reports, then a drop → contact-demo-noor" in printed
         async with httpx.AsyncClient() as http:
             ui = await http.get(f"http://127.0.0.1:{ui_port}/")
         assert ui.status_code == 200
@@ -99,7 +99,7 @@ async def test_dev_stack_runs_demo_stops_cleanly_and_restarts_without_duplicates
 
     process, printed = await start_stack(tmp_path, temporal_port, ui_port, api_port)
     try:
-        assert printed.count("already enrolled") == 6
+        assert printed.count("already enrolled") == 7
         assert f"Local API key:  {key}" in printed  # the same key again
         client = await Client.connect(f"127.0.0.1:{temporal_port}")
         for journey, runs in [
@@ -109,7 +109,9 @@ async def test_dev_stack_runs_demo_stops_cleanly_and_restarts_without_duplicates
             ("nurture", 1),  # demo-grace, on the automation track
             ("lead-sla", 1),
             ("abandoned-cart", 1),  # demo-grace's cart, once however often the demo restarts
-            ("churn-prevention", 1),  # demo-kai's usage drop
+            ("churn-prevention", 1),  # demo-noor's usage drop
+            ("re-engagement", 1),  # demo-rosa
+            ("win-back", 1),  # demo-kai
         ]:
             for _ in range(100):  # demo-lin's events may still be on their way
                 count = await client.count_workflows(f"Journey = '{journey}'")
@@ -121,11 +123,11 @@ async def test_dev_stack_runs_demo_stops_cleanly_and_restarts_without_duplicates
         await stop_stack(process)
 
     with sqlite3.connect(tmp_path / ".data" / "journeys.db") as db:
-        assert db.execute("select count(*) from contacts").fetchone() == (5,)
-        # demo-lin's 4, demo-sam's 1, demo-grace's cart, demo-kai's 5 usage reports and the drop
+        assert db.execute("select count(*) from contacts").fetchone() == (7,)
+        # demo-lin's 4, demo-sam's 1, demo-grace's cart, demo-noor's 5 usage reports and the drop
         assert db.execute("select count(*) from events").fetchone() == (12,)
-        [(kai_tags,)] = db.execute("select tags from contacts where id = 'demo-kai'")
-        assert "stage_churn-risk" in json.loads(kai_tags)
+        [(noor_tags,)] = db.execute("select tags from contacts where id = 'demo-noor'")
+        assert "stage_churn-risk" in json.loads(noor_tags)
         keys = [row[0] for row in db.execute("select idempotency_key from message_log")]
     assert len(keys) == len(set(keys))
     assert (tmp_path / ".data" / "temporal.db").exists()

@@ -167,7 +167,9 @@ async def test_subscribed_to_day0_and_unsubscribed_to_exit_take_these_hops(
         # journey_entered (has this contact had a welcome series?)
         local_activities=3,
         workflow_tasks=1,  # the signal: stores, scores and starts the child at once
-        events=14,
+        # 16 with the markers of the patches that make re-engagement and win-back known to
+        # the run (`journey-<name>`): history events, not round trips
+        events=16,
     )
     # ...then in the welcome series: from its start to the Day-0 send.
     events = await history(client, welcome)
@@ -194,7 +196,7 @@ async def test_subscribed_to_day0_and_unsubscribed_to_exit_take_these_hops(
         # one, each took a workflow task; the one to abandoned-cart is sorted before
         # welcome-series' exit)
         workflow_tasks=1,
-        events=13,
+        events=14,  # re-engagement's exit signal comes before welcome-series' (by id)
     )
     # ...then in the welcome series: from the exit signal to its close.
     events = await history(client, welcome)

@@ -305,6 +305,8 @@ def test_every_journey_declares_whether_it_is_marketing() -> None:
         "pricing-abandon": MessageCategory.MARKETING,
         "renewal-countdown": MessageCategory.TRANSACTIONAL,
         "lead-sla": MessageCategory.TRANSACTIONAL,
+        "re-engagement": MessageCategory.MARKETING,
+        "win-back": MessageCategory.MARKETING,
     }
     # Marketing journeys exit on an unsubscribe by their category, not by a list entry.
     assert "unsubscribed" not in WelcomeSeries.exit_on

@@ -18,7 +18,16 @@ event creates it). For each batch of new events it:
    channel (the email link, an SMS STOP, a hard bounce) those left with no
    channel that reaches the contact (see `_exit_unreachable_journeys`);
 5. hands a lead to sales when it enters the hand-off band (`lead-sla-{id}`),
-   raises the priority when it moves up, and ends its weekly nurture.
+   raises the priority when it moves up, and ends its weekly nurture;
+6. keeps the contact's inactivity timer: it runs from the last contact-initiated
+   event (`models.events.is_contact_initiated`: opens, clicks, replies, visits,
+   purchases…; never our deliveries, bounces, renewal schedules or rep contacts),
+   or from the first event before any. At `DORMANT_AFTER` (30 days) the contact
+   is tagged `eng_dormant_30d` and, once per inactive period, a customer
+   (`act_purchased`, or a `stage_customer…` tag) starts `win-back`, anyone else
+   `re-engagement`, if marketing email still reaches them. Any contact-initiated
+   event ends the journeys that declare `exit_on_activity` (re-engagement:
+   `reactivated`) and lifts a sunset (see `sunset`).
 
 Decay is re-evaluated on a durable timer set to the next instant a point
 decays (or the contact turns dormant), so a lead that cools drops a band on
@@ -60,11 +69,18 @@ with workflow.unsafe.imports_passed_through():
         IngestResult,
         JourneyEnrolment,
         LeadScoreUpdate,
+        SunsetRequest,
     )
-    from models.events import MAX_EVENTS_PAYLOAD_BYTES, BehaviorEvent, json_size
+    from models.events import (
+        MAX_EVENTS_PAYLOAD_BYTES,
+        BehaviorEvent,
+        is_contact_initiated,
+        json_size,
+    )
     from models.handoff import LeadBand, LeadSlaInput
     from models.journeys import ExitRequest, JourneyInput
     from models.lead_score import ScoreBreakdown, ScoredAction
+    from models.messages import SUNSET_TAG
     from rules.opt_outs import suppression_scope
     from rules.scoring import (
         ActionKey,
@@ -115,7 +131,17 @@ JOURNEYS_BEFORE_THE_CATALOG = frozenset(
 known to a run only through the patch `journey-<name>`: a run recorded before that
 journey was added replays without starting or signalling it (see `_knows`)."""
 DORMANT_AFTER = timedelta(days=30)
-"""No event for this long: the contact is tagged `eng_dormant_30d`."""
+"""No contact-initiated event for this long (no event at all, in runs from before
+`INACTIVITY_PATCH`): the contact is tagged `eng_dormant_30d` and re-engagement or win-back
+starts."""
+INACTIVITY_PATCH = "inactivity-timer"
+"""Runs from before it counted dormancy from any event (a delivery too), started no journey
+at 30 days, sent no `reactivated` exits and kept no sunset; they replay so."""
+DORMANT_TAG = "eng_dormant_30d"
+CUSTOMER_TAG = "act_purchased"
+"""Set on the first `purchased`: the contact is a customer (win-back instead of re-engagement)."""
+RE_ENGAGEMENT = "re-engagement"
+WIN_BACK = "win-back"
 MAX_TAGS = 100
 """Most tags the workflow manages for a contact."""
 
@@ -155,6 +181,10 @@ class ContactWorkflow:
         self._last_decay_wake: datetime | None = None
         self._erase: EraseRequest | None = None
         self._erased = False
+        self._last_active_at: datetime | None = None
+        self._inactivity_handled_for: datetime | None = None
+        self._sunset_since: datetime | None = None
+        self._retag = False
         if contact_input.carry is not None:
             self._restore(contact_input.carry)
 
@@ -187,6 +217,18 @@ class ContactWorkflow:
         """Erase the contact: end its journeys, delete its personal data, end this workflow."""
         self._erase = self._erase or request
 
+    @workflow.signal
+    def sunset(self, request: SunsetRequest) -> None:
+        """Re-engagement got no response: no more marketing until the contact does something.
+
+        Ignored when a contact-initiated event arrived since the journey began. The
+        `eng_sunset` tag is written at once; `_reactivate` lifts it.
+        """
+        if self._last_active_at is not None and self._last_active_at > request.journey_started_at:
+            return
+        self._sunset_since = self._sunset_since or workflow.now()
+        self._retag = True
+
     @workflow.query
     def state(self) -> ContactState:
         """The contact's score, band, journeys and counters."""
@@ -201,6 +243,8 @@ class ContactWorkflow:
             last_event_at=self._last_event_at,
             next_rescore_at=self._next_rescore_at,
             erased=self._erased,
+            last_active_at=self._last_active_at,
+            sunset_since=self._sunset_since,
         )
 
     # --- the run -------------------------------------------------------------------
@@ -221,18 +265,26 @@ class ContactWorkflow:
             timeout = self._until_next_rescore()
             try:
                 await workflow.wait_condition(
-                    lambda: bool(self._pending) or self._erase is not None or self._cycle_due(),
+                    lambda: (
+                        bool(self._pending)
+                        or self._erase is not None
+                        or self._cycle_due()
+                        or self._retag
+                    ),
                     timeout=timeout,
                     timeout_summary="Rescore: decay or dormancy" if timeout else None,
                 )
             except TimeoutError:
                 self._last_decay_wake = workflow.now()
+            if self._retag:
+                await self._ready_to_retag()
             if self._erase is not None:
                 return await self._erase_contact(self._erase)
             while self._pending and self._erase is None and not self._may_continue_as_new():
                 await self._process(self._next_batch())
             if self._erase is None:
                 await self._rescore()
+                await self._start_inactivity_journey()
                 if self._may_continue_as_new():
                     workflow.continue_as_new(self._carry_over())
 
@@ -301,6 +353,7 @@ class ContactWorkflow:
         self._accepted += 1
         if self._last_event_at is None or event.occurred_at > self._last_event_at:
             self._last_event_at = event.occurred_at
+        self._note_activity(event)
         add_action(
             model, self._actions, ScoredAction(event_type=event.type, occurred_at=event.occurred_at)
         )
@@ -322,6 +375,8 @@ class ContactWorkflow:
             else:
                 await self._exit_unreachable_journeys(scope.reason)
             return
+        if is_contact_initiated(event.type) and self._timer_patched():
+            await self._reactivate()
         started: str | None = None
         trigger = catalog.triggers().get(event.type)
         if trigger is not None and self._contact_exists and self._knows(trigger.journey):
@@ -494,8 +549,11 @@ class ContactWorkflow:
         tags.add(stage_tag(result.band))
         if model.sales_ready(result.band):
             tags.add("eng_high")
-        if self._last_event_at is not None and now - self._last_event_at >= DORMANT_AFTER:
-            tags.add("eng_dormant_30d")
+        inactive_since = self._inactive_since()
+        if inactive_since is not None and now - inactive_since >= DORMANT_AFTER:
+            tags.add(DORMANT_TAG)
+        if self._sunset_since is not None:
+            tags.add(SUNSET_TAG)
         return tags
 
     def _next_rescore(self, model: ScoringModel, now: datetime) -> datetime | None:
@@ -505,8 +563,9 @@ class ContactWorkflow:
         of actions decaying minutes apart cost a few wake-ups.
         """
         candidates = [m for m in [next_change(model, self._actions.values(), now)] if m]
-        if self._last_event_at is not None and self._last_event_at + DORMANT_AFTER > now:
-            candidates.append(self._last_event_at + DORMANT_AFTER)
+        inactive_since = self._inactive_since()
+        if inactive_since is not None and inactive_since + DORMANT_AFTER > now:
+            candidates.append(inactive_since + DORMANT_AFTER)
         if not candidates:
             return None
         if self._last_decay_wake is None:
@@ -539,6 +598,82 @@ class ContactWorkflow:
                 "exit",
                 ExitRequest(reason="handed-to-sales"),
             )
+
+    # --- inactivity: re-engagement, win-back, sunset -----------------------------------
+
+    @staticmethod
+    def _timer_patched() -> bool:
+        """Whether this run keeps the inactivity timer (see `INACTIVITY_PATCH`)."""
+        return workflow.patched(INACTIVITY_PATCH)
+
+    def _note_activity(self, event: BehaviorEvent) -> None:
+        """Move the inactivity timer's start: a contact-initiated event resets it; the first
+        event of all starts it. A purchase makes the contact a customer (`act_purchased`)."""
+        if self._last_active_at is None or (
+            is_contact_initiated(event.type) and event.occurred_at > self._last_active_at
+        ):
+            self._last_active_at = event.occurred_at
+        if event.type == "purchased" and self._timer_patched() and len(self._tags) < MAX_TAGS:
+            self._tags.add(CUSTOMER_TAG)
+
+    async def _ready_to_retag(self) -> None:
+        """Make the rescore write the tags a signal changed (a sunset), also for a contact
+        whose workflow has ingested no event yet (one enrolled directly, as in the demo)."""
+        self._retag = False
+        if self._model is None:
+            await self._load_model()
+            self._contact_exists = True  # a journey ran for it; the CRM skips a missing one
+
+    def _inactive_since(self) -> datetime | None:
+        """Where dormancy counts from: the last contact-initiated event (any event, before
+        `INACTIVITY_PATCH`)."""
+        return self._last_active_at if self._timer_patched() else self._last_event_at
+
+    def _is_customer(self) -> bool:
+        """A contact who bought (`act_purchased`) or whom the CRM stages as a customer."""
+        return any(tag == CUSTOMER_TAG or tag.startswith("stage_customer") for tag in self._tags)
+
+    async def _start_inactivity_journey(self) -> None:
+        """At `DORMANT_AFTER` without a contact-initiated event, once per inactive period:
+        win-back for a customer, re-engagement for anyone else, if marketing email reaches
+        them (consent, address, no suppression, as the last ingest found)."""
+        since = self._last_active_at
+        if since is None or since == self._inactivity_handled_for or not self._contact_exists:
+            return
+        if workflow.now() - since < DORMANT_AFTER or not self._timer_patched():
+            return
+        self._inactivity_handled_for = since
+        journey = WIN_BACK if self._is_customer() else RE_ENGAGEMENT
+        if "email" not in self._reachable or not self._knows(journey):
+            return
+        journey_input = JourneyInput(
+            contact_id=self._contact_id, day_seconds=self._input.day_seconds
+        )
+        # A run of an earlier inactive period may still be registered: start it again.
+        self._journeys.pop(catalog.journey_class(journey).workflow_id_for(journey_input), None)
+        await self._start(journey, journey_input, f"inactive since {since:%Y-%m-%d}")
+
+    async def _reactivate(self) -> None:
+        """The contact did something: lift a sunset, and end the running journeys that
+        declare `exit_on_activity` with their reason (re-engagement: `reactivated`)."""
+        if self._sunset_since is not None:
+            self._sunset_since = None  # the tag goes with the rescore after this batch
+        exits: dict[str, list[str]] = {}
+        for workflow_id, name in sorted(self._journeys.items()):  # the registered ones only
+            reason = self._activity_exit(name)
+            if reason is not None:
+                exits.setdefault(reason, []).append(workflow_id)
+        for reason, workflow_ids in exits.items():
+            await self._signal_exit(workflow_ids, reason)
+            for workflow_id in workflow_ids:  # it ends now: no need to tell it again
+                self._journeys.pop(workflow_id, None)
+
+    def _activity_exit(self, journey: str) -> str | None:
+        """The reason `journey` ends with on any contact-initiated event, if it declares one."""
+        if journey not in catalog.journey_names():
+            return None
+        reason = catalog.journey_class(journey).exit_on_activity
+        return reason if reason and self._knows(journey) else None
 
     # --- erasure and continue-as-new -------------------------------------------------
 
@@ -606,6 +741,9 @@ class ContactWorkflow:
                     last_event_at=self._last_event_at,
                     events_accepted=self._accepted,
                     duplicates_dropped=self._duplicates,
+                    last_active_at=self._last_active_at,
+                    inactivity_handled_for=self._inactivity_handled_for,
+                    sunset_since=self._sunset_since,
                 )
             }
         )
@@ -621,6 +759,13 @@ class ContactWorkflow:
         self._fit_fields = dict(carry.fit_fields)
         self._last_event_at = carry.last_event_at
         self._accepted, self._duplicates = carry.events_accepted, carry.duplicates_dropped
+        self._last_active_at = (
+            carry.last_active_at
+            if "last_active_at" in carry.model_fields_set
+            else carry.last_event_at
+        )
+        self._inactivity_handled_for = carry.inactivity_handled_for
+        self._sunset_since = carry.sunset_since
 
     def _publish(self) -> None:
         """Current details for the Temporal UI: score, breakdown, journeys, next rescore."""

@@ -2,9 +2,9 @@
 
 Routes: `POST /v1/events`, `/v1/contacts/…` (bearer keys with scopes),
 `/codec/decode` and `/codec/encode` (the Temporal UI's remote codec),
-`/u/{token}` (one-click unsubscribe), `/webhooks/email` and `/webhooks/sms`
-(signed provider events, inbound SMS keywords), `/healthz` (liveness) and
-`/readyz` (Temporal and database reachable).
+`/u/{token}` (one-click unsubscribe), `/k/{token}` (keep me subscribed),
+`/webhooks/email` and `/webhooks/sms` (signed provider events, inbound SMS keywords),
+`/healthz` (liveness) and `/readyz` (Temporal and database reachable).
 OpenAPI at `/openapi.json`, docs at `/docs`.
 
 Cross-cutting rules, applied here once:
@@ -42,7 +42,16 @@ from models.db import create_engine
 from models.settings import Settings
 from runtime.keys import KeyStore, key_store
 from runtime.temporal import SERVICE_RETRY, TemporalUnavailable, connect, unavailable_as_error
-from starter.api import codec, contacts, events, journeys, sms_webhook, unsubscribe, webhooks
+from starter.api import (
+    codec,
+    contacts,
+    events,
+    journeys,
+    keep_subscribed,
+    sms_webhook,
+    unsubscribe,
+    webhooks,
+)
 from starter.api.dependencies import Services, ServicesDep
 from starter.services import operations
 
@@ -105,6 +114,7 @@ def create_app(
         contacts.router,
         journeys.router,
         unsubscribe.router,
+        keep_subscribed.router,
         webhooks.router,
         sms_webhook.router,
         codec.router,

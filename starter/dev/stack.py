@@ -74,6 +74,28 @@ DEMO_CONTACTS = (
         tags=["src_leadmagnet_email-guide"],
     ),
 )
+DEMO_DORMANT = (
+    ContactProfile(
+        id="demo-rosa",
+        email="rosa@example.com",
+        first_name="Rosa",
+        timezone="Europe/Madrid",
+        email_consent=_DEMO_CONSENT,
+        tags=["src_leadmagnet_email-guide", "int_automation"],
+    ),
+    ContactProfile(
+        id="demo-kai",
+        email="kai@example.com",
+        first_name="Kai",
+        company="Babbage & Co",
+        timezone="America/Los_Angeles",
+        email_consent=_DEMO_CONSENT,
+        tags=["act_purchased"],
+    ),
+)
+"""A subscriber and a customer who have been quiet for 30 days: the contact workflow's
+inactivity timer counts real days, so the demo enrols them directly into re-engagement
+(Rosa: three emails over 14 demo days, then the sunset) and win-back (Kai: the offer)."""
 DEMO_LEAD = ContactProfile(
     id="demo-lin",
     email="lin@example.com",
@@ -104,16 +126,16 @@ DEMO_CART = {
 """The cart demo-grace leaves: its `cart_updated` starts the abandoned cart
 (`abandoned-cart-demo-grace-demo-cart`), reminders 1 h, 24 h and 72 h after it."""
 DEMO_CUSTOMER = ContactProfile(
-    id="demo-kai",
-    email="kai@example.com",
-    first_name="Kai",
-    company="Babbage & Co",
+    id="demo-noor",
+    email="noor@example.com",
+    first_name="Noor",
+    company="Jacquard Looms",
     timezone="America/Chicago",
     email_consent=_DEMO_CONSENT,
 )
 DEMO_WEEKLY_USAGE = (120, 110, 130, 120, 40)
-"""demo-kai's `campaigns_sent`, one report a week, the last one now: 40 is a third of the
-4-week average (120), a drop (`churn.toml`: below 50%). Kai is tagged `stage_churn-risk`,
+"""demo-noor's `campaigns_sent`, one report a week, the last one now: 40 is a third of the
+4-week average (120), a drop (`churn.toml`: below 50%). Noor is tagged `stage_churn-risk`,
 the account owner gets a task and a notification, and churn prevention starts."""
 
 
@@ -133,9 +155,11 @@ def local_api_key() -> ApiKey:
 def demo_enrolments(day_seconds: int) -> list[tuple[str, JourneyInput]]:
     """What the demo starts: every contact in the welcome series, plus one each
     in pricing-abandon, renewal-countdown (renewal 95 days out: at 15 s a
-    day its reminders come every few minutes and it lapses in about 24) and
+    day its reminders come every few minutes and it lapses in about 24),
     nurture (demo-grace, interested in automation: the automation track, weekly
-    on the weekday of enrolment at 10:00 New York time)."""
+    on the weekday of enrolment at 10:00 New York time), and the two dormant
+    contacts in re-engagement and win-back. The journeys a contact may run again
+    hold their window a year, so a restart finds them and enrols nobody twice."""
     welcome = [
         ("welcome-series", JourneyInput(contact_id=profile.id, day_seconds=day_seconds))
         for profile in DEMO_CONTACTS
@@ -156,15 +180,23 @@ def demo_enrolments(day_seconds: int) -> list[tuple[str, JourneyInput]]:
                 renewal_date=datetime.now(UTC) + timedelta(days=95),
             ),
         ),
+        (
+            "re-engagement",
+            JourneyInput(contact_id="demo-rosa", day_seconds=day_seconds, reentry_days=365),
+        ),
+        (
+            "win-back",
+            JourneyInput(contact_id="demo-kai", day_seconds=day_seconds, reentry_days=365),
+        ),
     ]
 
 
 async def run_demo(client: Client, settings: Settings, *, day_seconds: int) -> None:
-    """Upsert the demo contacts, start the demo journeys and send demo-lin's and demo-kai's
+    """Upsert the demo contacts, start the demo journeys and send demo-lin's and demo-noor's
     events (once)."""
     engine = create_engine(settings.database_url)
     try:
-        for profile in (*DEMO_CONTACTS, DEMO_LEAD, DEMO_CUSTOMER):
+        for profile in (*DEMO_CONTACTS, *DEMO_DORMANT, DEMO_LEAD, DEMO_CUSTOMER):
             await upsert_contact(engine, profile, key=settings.suppression_key())
         for journey, journey_input in demo_enrolments(day_seconds):
             try:
@@ -314,7 +346,7 @@ async def run_dev(
         ):
             typer.echo(
                 "Demo: welcome series for three sample contacts, a pricing-page follow-up, "
-                f"a renewal countdown, an abandoned cart and a usage drop "
+                f"a renewal countdown, an abandoned cart, a usage drop, re-engagement and win-back "
                 f"(1 journey day = {day_seconds} s)"
             )
             await run_demo(env.client, settings, day_seconds=day_seconds)

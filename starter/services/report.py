@@ -17,7 +17,7 @@ Step figures (`StepFunnel`):
   `sent`, `pending`, `deferred`, `suppressed`, `failed` and `cancelled` split
   them by their current status, so they add up to `entered`. `suppressed` is
   every message the messaging policy refused: `suppressed` (suppression list),
-  `skipped_no_consent` and `skipped_no_address`.
+  `skipped_no_consent`, `skipped_no_address` and `skipped_sunset`.
 - `opened` / `clicked`: distinct contacts with an `email_opened` /
   `email_clicked` event for the journey and step since `since` (a contact who
   opens twice counts once).
@@ -46,11 +46,11 @@ from models.messages import DeliveryStatus
 from models.tables import ContactEvent, JourneyRun, MessageLog
 
 CONVERSION_REASONS = frozenset(
-    {"purchased", "converted", "checkout_started", "renewed", "usage_recovered"}
+    {"purchased", "converted", "checkout_started", "renewed", "usage_recovered", "reactivated"}
 )
 """Exit reasons that count as a conversion: the contact bought (`purchased`;
-`converted` is how pricing-abandon says it), started checkout, renewed, or their
-usage recovered (churn prevention)."""
+`converted` is how pricing-abandon says it), started checkout, renewed, their usage
+recovered (churn prevention), or they came back (`reactivated`: re-engagement's goal)."""
 
 ENROLLED = "enrolled"
 """The step a run is at before its first step (see `workflows/toolkit/journey.py`)."""
@@ -65,6 +65,7 @@ _STATUS_COLUMNS: dict[str, str] = {
     DeliveryStatus.SUPPRESSED: "suppressed",
     DeliveryStatus.SKIPPED_NO_CONSENT: "suppressed",
     DeliveryStatus.SKIPPED_NO_ADDRESS: "suppressed",
+    DeliveryStatus.SKIPPED_SUNSET: "suppressed",
     DeliveryStatus.CANCELLED: "cancelled",
     DeliveryStatus.FAILED: "failed",
 }

@@ -92,6 +92,10 @@ class Journey:
     listens_to: ClassVar[frozenset[str]] = frozenset()
     """Other event types the journey acts on; the contact workflow forwards it
     these and the `exit_on` ones (and no others)."""
+    exit_on_activity: ClassVar[str | None] = None
+    """The reason the journey ends with, at any step, when the contact does anything
+    (any contact-initiated event, `models.events.is_contact_initiated`), e.g.
+    `reactivated`; the contact workflow signals it. None: activity does not end it."""
     reentry_days: ClassVar[float | None] = None
     """None: a contact goes through the journey once. A number: the journey may
     run again for the contact, but at most once per that many days; the
