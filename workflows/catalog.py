@@ -128,6 +128,10 @@ def triggers() -> dict[str, Trigger]:
     )
 
 
+ANY_ACTIVITY = "any event the contact initiates (an open, a click, a visit, a purchase…)"
+"""When a journey with `exit_on_activity` ends, as the catalog says it."""
+
+
 def describe(name: str) -> JourneyDescription:
     """The journey's declarations for people: title, trigger, enrolment options, plan.
 
@@ -150,5 +154,10 @@ def describe(name: str) -> JourneyDescription:
                 for event_type in sorted(journey.exit_events())
             ),
             *(JourneyExit(reason=reason, when=when) for reason, when in journey.exit_reasons),
+            *(
+                [JourneyExit(reason=journey.exit_on_activity, when=ANY_ACTIVITY)]
+                if journey.exit_on_activity
+                else []
+            ),
         ],
     )

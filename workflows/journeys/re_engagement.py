@@ -41,6 +41,10 @@ class ReEngagement(Journey):
     category = MessageCategory.MARKETING
     exit_on_activity = "reactivated"
     reentry_days = 0
+    started_by = (
+        "the contact workflow, after 30 days without a contact-initiated event (not a customer, "
+        "email reaches them); again after a later inactive period"
+    )
     emails = (
         PlanStep("we-miss-you", day=0, title="Email 1: We miss you", channel=EMAIL),
         PlanStep("best-content", day=4, title="Email 2: The best for your interest", channel=EMAIL),

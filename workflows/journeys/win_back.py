@@ -37,6 +37,10 @@ class WinBack(Journey):
     category = MessageCategory.MARKETING
     exit_on = frozenset({"purchased"})
     reentry_days = 0
+    started_by = (
+        "the contact workflow, after 30 days without a contact-initiated event, for a customer "
+        "(`act_purchased` or a `stage_customer…` tag)"
+    )
     plan = (
         PlanStep("been-a-while", day=0, title="Email 1: It's been a while", channel=EMAIL),
         PlanStep("offer", day=3, title="Email 2: 20% off to come back", channel=EMAIL),
