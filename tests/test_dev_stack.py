@@ -78,7 +78,7 @@ async def test_dev_stack_runs_demo_stops_cleanly_and_restarts_without_duplicates
             contact = await http.get("/v1/contacts/demo-ada")
             assert contact.json()["first_name"] == "Ada"
         assert str(tmp_path / ".data" / "outbox") in printed
-        assert printed.count("enrolled demo-") == 7
+        assert printed.count("enrolled demo-") == 8
         assert "demo-lin: 4 events → contact-demo-lin" in printed
         assert "demo-grace: cart_updated → abandoned-cart-demo-grace-demo-cart" in printed
         assert "demo-noor: 4 weekly usage reports, then a drop → contact-demo-noor" in printed
@@ -99,7 +99,7 @@ async def test_dev_stack_runs_demo_stops_cleanly_and_restarts_without_duplicates
 
     process, printed = await start_stack(tmp_path, temporal_port, ui_port, api_port)
     try:
-        assert printed.count("already enrolled") == 7
+        assert printed.count("already enrolled") == 8
         assert f"Local API key:  {key}" in printed  # the same key again
         client = await Client.connect(f"127.0.0.1:{temporal_port}")
         for journey, runs in [
