@@ -126,6 +126,8 @@ class Settings(BaseSettings):
         scoring_file: The lead-scoring model (TOML, see `rules/scoring.py`).
         sales_file: Reps, territories and SLAs of the sales hand-off (TOML,
             see `rules/sales.py`).
+        onboarding_file: The key features of onboarding and its stalled day
+            (TOML, see `rules/onboarding.py`).
         notifier: How the sales team is notified: `outbox` (JSON files in
             `outbox_dir/notifications`) or `slack` (a Slack-compatible
             incoming webhook).
@@ -208,6 +210,7 @@ class Settings(BaseSettings):
     provider_timeout_seconds: float = 10.0
     scoring_file: Path = PROJECT_ROOT / "scoring.toml"
     sales_file: Path = PROJECT_ROOT / "sales.toml"
+    onboarding_file: Path = PROJECT_ROOT / "onboarding.toml"
     notifier: Literal["outbox", "slack"] = "outbox"
     slack_webhook_url: SecretStr | None = None
     day_seconds: int = Field(default=86_400, ge=1)

@@ -23,7 +23,9 @@ from activities.providers.outbox import outbox_path, write_once
 from models.ids import ContactId, PersonId
 from models.settings import Settings
 
-NotificationKind = Literal["hand_off", "priority", "sla_reminder", "sla_escalation"]
+NotificationKind = Literal[
+    "hand_off", "priority", "sla_reminder", "sla_escalation", "account_alert"
+]
 """What a notification is about."""
 
 _WEBHOOK = "Slack webhook"
