@@ -28,7 +28,7 @@ from models.crm import (
     CrmTaskRequest,
     CrmTaskResult,
 )
-from models.db import session_factory
+from models.db import lock_contact, session_factory
 from models.onboarding import TagRequest
 from models.tables import Contact, CrmTask, Notification, SlaBreach
 
@@ -199,6 +199,7 @@ class CrmActivities:
         now = activity.info().current_attempt_scheduled_time
         with bound_contextvars(contact_id=request.contact_id):
             async with self._sessions() as session:
+                await lock_contact(session, request.contact_id)  # tag writers take turns
                 contact = await session.get(Contact, request.contact_id, with_for_update=True)
                 if contact is None:
                     raise contact_not_found(request.contact_id)
