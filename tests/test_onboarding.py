@@ -20,14 +20,18 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel import col, select
 from temporalio.client import WorkflowHandle
 from temporalio.service import RPCError, RPCStatusCode
-from temporalio.testing import WorkflowEnvironment
+from temporalio.testing import ActivityEnvironment, WorkflowEnvironment
 
-from models.db import session_factory
+from activities.contacts import ContactActivities
+from models.contact_workflow import LeadScoreUpdate
+from models.db import lock_contact, session_factory
 from models.events import BehaviorEvent
 from models.journeys import JourneyState, JourneyStatus
 from models.settings import Settings
 from models.tables import Contact, CrmTask, Notification
 from rules.onboarding import OnboardingConfig
+from rules.scoring import ScoringModel
+from runtime.keys import key_store
 from starter.services.intake import accept_events
 from starter.services.report import funnel_report
 from tests.kit import (
@@ -232,7 +236,7 @@ async def test_every_key_feature_adopted_makes_an_active_customer_invited_to_the
             events=[
                 used("2d", "contact-import"),
                 used("4d", "automation"),
-                used("5d", "campaign-sent"),
+                used("5d2h", "campaign-sent"),
                 used("6d", "automation"),
                 used("8d", "campaign-sent"),
                 at("9d", "demo_requested"),  # the lead band moves: the contact workflow retags
@@ -385,3 +389,34 @@ async def test_the_stalled_day_comes_from_the_configuration(
     assert ("stalled-sms", 5) in sent_days(timeline)
     [task] = await rows_of(engine, CrmTask, timeline.contact_id)
     assert task.title == "Onboarding stalled: no key feature adopted by day 5"
+
+
+async def test_a_rescore_does_not_overwrite_a_tag_written_meanwhile(
+    settings: Settings, engine: AsyncEngine
+) -> None:
+    await add_contact(engine, "ob-race")
+    contacts = ContactActivities(
+        engine=engine,
+        scoring=ScoringModel.load(settings.scoring_file),
+        outbox_dir=settings.outbox_dir,
+        keys=key_store(settings, engine=engine),
+        suppression_key=settings.suppression_key(),
+    )
+    rescored = LeadScoreUpdate(
+        contact_id="ob-race", score=10, band="Warming", breakdown={}, tags=["stage_warming"]
+    )
+    async with session_factory(engine)() as session:  # the journey, tagging the contact
+        await lock_contact(session, "ob-race")
+        contact = await session.get(Contact, "ob-race")
+        assert contact is not None
+        rescore = asyncio.create_task(
+            ActivityEnvironment().run(contacts.update_lead_score, rescored)
+        )
+        await asyncio.sleep(0.5)  # the rescore would read the tags now, unless it waits its turn
+        contact.tags = [*contact.tags, "stage_customer_active"]
+        session.add(contact)
+        await session.commit()
+    await rescore
+
+    tags = (await contact_row(engine, "ob-race")).tags
+    assert {"stage_customer_active", "stage_warming"} <= set(tags)
