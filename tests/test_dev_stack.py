@@ -27,6 +27,12 @@ def listening(port: int) -> bool:
         return probe.connect_ex(("127.0.0.1", port)) == 0
 
 
+def demo_noor_tags(checkout: Path) -> str:
+    """The tags of the demo customer, as the database holds them (JSON)."""
+    with sqlite3.connect(checkout / ".data" / "journeys.db") as db:
+        return str(db.execute("select tags from contacts where id = 'demo-noor'").fetchone()[0])
+
+
 async def start_stack(
     cwd: Path, temporal_port: int, ui_port: int, api_port: int
 ) -> tuple[asyncio.subprocess.Process, str]:
@@ -79,6 +85,7 @@ async def test_dev_stack_runs_demo_stops_cleanly_and_restarts_without_duplicates
         assert str(tmp_path / ".data" / "outbox") in printed
         assert printed.count("enrolled demo-") == 5
         assert "demo-lin: 4 events → contact-demo-lin" in printed
+        assert "demo-noor: 3 events → contact-demo-noor" in printed
         async with httpx.AsyncClient() as http:
             ui = await http.get(f"http://127.0.0.1:{ui_port}/")
         assert ui.status_code == 200
@@ -104,6 +111,7 @@ async def test_dev_stack_runs_demo_stops_cleanly_and_restarts_without_duplicates
             ("pricing-abandon", 3),  # demo-grace, demo-lin, and demo-sam through the API
             ("renewal-countdown", 1),
             ("lead-sla", 1),
+            ("onboarding", 1),  # demo-noor's purchase
         ]:
             for _ in range(100):  # demo-lin's events may still be on their way
                 count = await client.count_workflows(f"Journey = '{journey}'")
@@ -111,12 +119,18 @@ async def test_dev_stack_runs_demo_stops_cleanly_and_restarts_without_duplicates
                     break
                 await asyncio.sleep(0.2)
             assert count.count == runs, journey
+        for _ in range(100):  # demo-noor's feature_used events may still be on their way
+            if "act_adopted_campaign-sent" in demo_noor_tags(tmp_path):
+                break
+            await asyncio.sleep(0.2)
     finally:
         await stop_stack(process)
 
     with sqlite3.connect(tmp_path / ".data" / "journeys.db") as db:
-        assert db.execute("select count(*) from contacts").fetchone() == (4,)
-        assert db.execute("select count(*) from events").fetchone() == (5,)
+        assert db.execute("select count(*) from contacts").fetchone() == (5,)
+        assert db.execute("select count(*) from events").fetchone() == (8,)
         keys = [row[0] for row in db.execute("select idempotency_key from message_log")]
     assert len(keys) == len(set(keys))
+    adopted = demo_noor_tags(tmp_path)
+    assert "act_adopted_contact-import" in adopted and "act_adopted_campaign-sent" in adopted
     assert (tmp_path / ".data" / "temporal.db").exists()

@@ -189,10 +189,11 @@ async def test_subscribed_to_day0_and_unsubscribed_to_exit_take_these_hops(
     assert hops(events, signal, exit_signal) == Hops(
         activities=(),
         local_activities=1,  # ingest_events: store the event (and suppress)
-        # the signal: stores it and signals every marketing journey at once (nurture and
-        # pricing-abandon too, not running here: one by one, each took a workflow task)
+        # the signal: stores it and signals every marketing journey at once (nurture,
+        # pricing-abandon and onboarding too, not running here: one by one, each took a
+        # workflow task)
         workflow_tasks=1,
-        events=11,
+        events=12,
     )
     # ...then in the welcome series: from the exit signal to its close.
     events = await history(client, welcome)

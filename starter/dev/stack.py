@@ -20,6 +20,7 @@ from pathlib import Path
 
 import typer
 from pydantic import SecretStr
+from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio.client import Client
 
 from models.contacts import ConsentUpdate, ContactProfile
@@ -88,6 +89,21 @@ DEMO_LEAD_EVENTS: tuple[tuple[str, dict[str, str]], ...] = (
 """What demo-lin does, through the contact workflow: +5, +10, +25 = 40 (MQL). The
 trigger rules start the welcome series and the pricing-page follow-up; reaching
 MQL hands Lin to sales (lead-sla)."""
+DEMO_CUSTOMER = ContactProfile(
+    id="demo-noor",
+    email="noor@example.com",
+    first_name="Noor",
+    company="Jacquard Looms",
+    timezone="Asia/Dubai",
+    email_consent=_DEMO_CONSENT,
+)
+DEMO_CUSTOMER_EVENTS: tuple[tuple[str, dict[str, str]], ...] = (
+    ("purchased", {"plan": "growth"}),
+    ("feature_used", {"feature": "contact-import"}),
+    ("feature_used", {"feature": "campaign-sent"}),
+)
+"""What demo-noor does: a purchase starts onboarding, and two of the three key features
+(onboarding.toml) are adopted at once, so its education email teaches the third."""
 
 
 def _port_in_use(port: int) -> bool:
@@ -129,11 +145,55 @@ def demo_enrolments(day_seconds: int) -> list[tuple[str, JourneyInput]]:
     ]
 
 
+DEMO_EVENT_STREAMS = (
+    (DEMO_LEAD, DEMO_LEAD_EVENTS, f"score 40, MQL → sales hand-off lead-sla-{DEMO_LEAD.id}"),
+    (
+        DEMO_CUSTOMER,
+        DEMO_CUSTOMER_EVENTS,
+        f"purchase → onboarding-{DEMO_CUSTOMER.id}, 2 of 3 key features adopted",
+    ),
+)
+"""The demo contacts whose events go through their contact workflow, with what they show."""
+
+
+async def _send_demo_events(
+    client: Client,
+    engine: AsyncEngine,
+    settings: Settings,
+    contact_id: str,
+    demo_events: tuple[tuple[str, dict[str, str]], ...],
+    *,
+    day_seconds: int,
+) -> str:
+    """Send a demo contact's events through its contact workflow, one by one as a service
+    would (the same ids again on a restart); returns the contact workflow's id."""
+    workflow_id = ""
+    for number, (event_type, properties) in enumerate(demo_events, start=1):
+        event = BehaviorEvent(
+            event_id=f"{contact_id}-demo-{number}",
+            contact_id=contact_id,
+            type=event_type,
+            occurred_at=datetime.now(UTC),
+            properties=properties,
+        )
+        [result] = await accept_events(
+            client,
+            engine,
+            [event],
+            task_queue=settings.task_queue,
+            day_seconds=day_seconds,
+            suppression_key=settings.suppression_key(),
+        )
+        workflow_id = result.workflow_id
+    return workflow_id
+
+
 async def run_demo(client: Client, settings: Settings, *, day_seconds: int) -> None:
-    """Upsert the demo contacts, start the demo journeys and send demo-lin's events (once)."""
+    """Upsert the demo contacts, start the demo journeys and send demo-lin's and demo-noor's
+    events (once)."""
     engine = create_engine(settings.database_url)
     try:
-        for profile in (*DEMO_CONTACTS, DEMO_LEAD):
+        for profile in (*DEMO_CONTACTS, DEMO_LEAD, DEMO_CUSTOMER):
             await upsert_contact(engine, profile, key=settings.suppression_key())
         for journey, journey_input in demo_enrolments(day_seconds):
             try:
@@ -143,29 +203,11 @@ async def run_demo(client: Client, settings: Settings, *, day_seconds: int) -> N
                 typer.echo(f"  enrolled {journey_input.contact_id} → {workflow_id}")
             except OperationError as error:
                 typer.echo(f"  {error} (kept from an earlier run)")
-        events = [
-            BehaviorEvent(
-                event_id=f"{DEMO_LEAD.id}-demo-{number}",  # the same ids again on a restart
-                contact_id=DEMO_LEAD.id,
-                type=event_type,
-                occurred_at=datetime.now(UTC),
-                properties=properties,
+        for profile, demo_events, shows in DEMO_EVENT_STREAMS:
+            workflow_id = await _send_demo_events(
+                client, engine, settings, profile.id, demo_events, day_seconds=day_seconds
             )
-            for number, (event_type, properties) in enumerate(DEMO_LEAD_EVENTS, start=1)
-        ]
-        for event in events:  # one by one, as a service would send them
-            [result] = await accept_events(
-                client,
-                engine,
-                [event],
-                task_queue=settings.task_queue,
-                day_seconds=day_seconds,
-                suppression_key=settings.suppression_key(),
-            )
-        typer.echo(
-            f"  {DEMO_LEAD.id}: {len(DEMO_LEAD_EVENTS)} events → {result.workflow_id} "
-            f"(score 40, MQL → sales hand-off lead-sla-{DEMO_LEAD.id})"
-        )
+            typer.echo(f"  {profile.id}: {len(demo_events)} events → {workflow_id} ({shows})")
     finally:
         await engine.dispose()
 
@@ -225,8 +267,8 @@ async def run_dev(
             running_api(settings, temporal=gateway_client) as api_url,
         ):
             typer.echo(
-                "Demo: welcome series for three sample contacts, a pricing-page follow-up "
-                f"and a renewal countdown (1 journey day = {day_seconds} s)"
+                "Demo: welcome series for three sample contacts, a pricing-page follow-up, "
+                f"a renewal countdown and onboarding (1 journey day = {day_seconds} s)"
             )
             await run_demo(env.client, settings, day_seconds=day_seconds)
             typer.echo(
