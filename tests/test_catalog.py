@@ -35,7 +35,14 @@ from tests.test_api import new_id, put_contact
 from workflows import catalog
 from workflows.triggers import Trigger, TriggerClash, trigger_table
 
-SHIPPED = ["lead-sla", "nurture", "pricing-abandon", "renewal-countdown", "welcome-series"]
+SHIPPED = [
+    "lead-sla",
+    "nurture",
+    "onboarding",
+    "pricing-abandon",
+    "renewal-countdown",
+    "welcome-series",
+]
 
 TRIAL_NUDGE = '''
 """A journey written by a test: its own input model, its own option."""
@@ -174,6 +181,7 @@ def test_the_trigger_table_comes_from_the_journeys() -> None:
 
     assert table == {
         "pricing_page_viewed": "pricing-abandon",
+        "purchased": "onboarding",
         "renewal_scheduled": "renewal-countdown",
         "subscribed": "welcome-series",
     }
