@@ -117,7 +117,7 @@ async def started_journey(kit: JourneyKit, workflow_id: str) -> WorkflowHandle[A
 async def until_ended(kit: JourneyKit, handle: WorkflowHandle[Any, JourneyState]) -> JourneyState:
     """Skip time a journey day at a time until the journey has ended (its final state)."""
     for _ in range(40):
-        state = await handle.query("state", result_type=JourneyState)
+        state: JourneyState = await handle.query("state", result_type=JourneyState)
         if state.status in (JourneyStatus.COMPLETED, JourneyStatus.EXITED):
             return state
         await kit.env.sleep(timedelta(days=1))
