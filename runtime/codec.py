@@ -4,7 +4,7 @@ Which key encrypts a payload follows from the workflow it belongs to (the SDK's
 serialization context carries the workflow id):
 
 - `contact-{id}`, `welcome-series-{id}`, `pricing-abandon-{id}`, `nurture-{id}`,
-  `lead-sla-{id}` → the contact's key;
+  `lead-sla-{id}`, `onboarding-{id}` → the contact's key;
 - `renewal-countdown-{contact}-{subscription}` → the contact's key. Both ids may
   hold hyphens, so every left part of the id up to a hyphen (and the whole id:
   the contact workflow addresses `renewal-countdown-{contact}` too) that is (or
@@ -58,7 +58,14 @@ KEY_IDS = "encryption-key-ids"
 ERASED_TEXT = "erased contact: data key destroyed"
 """What an erased contact's payload decodes to (the Temporal UI shows it)."""
 
-CONTACT_WORKFLOW_PREFIXES = ("contact", "welcome-series", "pricing-abandon", "nurture", "lead-sla")
+CONTACT_WORKFLOW_PREFIXES = (
+    "contact",
+    "welcome-series",
+    "pricing-abandon",
+    "nurture",
+    "lead-sla",
+    "onboarding",
+)
 """Workflow types whose id is `{type}-{contact_id}`."""
 RENEWAL_PREFIX = "renewal-countdown"
 """Workflow type whose id is `{type}-{contact_id}-{subscription_id}`."""

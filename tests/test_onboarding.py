@@ -31,6 +31,7 @@ from models.settings import Settings
 from models.tables import Contact, CrmTask, Notification
 from rules.onboarding import OnboardingConfig
 from rules.scoring import ScoringModel
+from runtime.codec import contact_candidates
 from runtime.keys import key_store
 from starter.services.intake import accept_events
 from starter.services.report import funnel_report
@@ -420,3 +421,8 @@ async def test_a_rescore_does_not_overwrite_a_tag_written_meanwhile(
 
     tags = (await contact_row(engine, "ob-race")).tags
     assert {"stage_customer_active", "stage_warming"} <= set(tags)
+
+
+def test_onboarding_payloads_are_encrypted_with_the_contact_key() -> None:
+    """Erasure shreds them with the contact's other histories (not the namespace key)."""
+    assert contact_candidates("onboarding-ada") == ("ada",)
