@@ -30,6 +30,7 @@ CANONICAL_EVENT_TYPES = frozenset(
         "renewal_scheduled",
         "renewed",
         "rep_contacted",
+        "feature_used",
     }
 )
 """Event types the journeys and the lead score understand.
