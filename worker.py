@@ -38,11 +38,13 @@ from activities.contacts import ContactActivities
 from activities.crm import CrmActivities
 from activities.journeys import JourneyLogActivities
 from activities.messaging import MessagingActivities
+from activities.onboarding import OnboardingActivities
 from activities.providers import EmailProvider, SmsProvider
 from activities.providers.notifier import Notifier, notifier_from_settings
 from activities.sales import SalesActivities
 from models.db import create_engine, migrate
 from models.settings import Settings, UnsafeSettings, get_settings, refuse_unsafe_settings
+from rules.onboarding import OnboardingConfig
 from rules.sales import SalesConfig
 from rules.scoring import ScoringModel
 from rules.sms_keywords import REPLY_TEMPLATES
@@ -92,6 +94,8 @@ def load_templates(
             step that sends a missing one).
         PlanError: a journey's `steps()` sends or runs a step its plan lacks
             (see `workflows.toolkit.plan_check`).
+        ValueError: the onboarding configuration (which names the education
+            emails) is invalid.
     """
     templates = TemplateCatalog(settings.templates_dir)
     for journey in catalog.all_journeys() if journeys is None else journeys:
@@ -99,6 +103,8 @@ def load_templates(
         for step in journey.message_steps():
             _require_template(templates, journey, step)
     templates.require("sms-keyword-reply", REPLY_TEMPLATES)
+    onboarding = OnboardingConfig.load(settings.onboarding_file)
+    templates.require("onboarding", onboarding.education_templates())
     return templates
 
 
@@ -143,7 +149,7 @@ def build_worker(
     Raises:
         TemplateError: a message template is missing, malformed or lacks a fallback,
             or a journey sends a template that does not exist.
-        ValueError: the scoring model, the sales or the churn configuration is
+        ValueError: the scoring model, the sales, the churn or the onboarding configuration is
             invalid (the message names the file).
     """
     journeys = list(catalog.all_journeys() if journeys is None else journeys)
@@ -171,6 +177,9 @@ def build_worker(
         config=SalesConfig.load(settings.sales_file),
         notifier=notifier or notifier_from_settings(settings),
     )
+    onboarding = OnboardingActivities(
+        engine=engine, config=OnboardingConfig.load(settings.onboarding_file)
+    )
     return Worker(
         client,
         task_queue=settings.task_queue,
@@ -182,6 +191,7 @@ def build_worker(
             messaging.send_service_sms,
             crm.create_crm_task,
             crm.mark_churn_risk,
+            crm.tag_contact,
             journey_log.record_journey_run,
             journey_log.journey_entered,
             contacts.ingest_events,
@@ -198,6 +208,7 @@ def build_worker(
             sales.remind_sla,
             sales.escalate_sla_breach,
             sales.alert_account_owner,
+            onboarding.onboarding_start,
         ],
         graceful_shutdown_timeout=GRACEFUL_SHUTDOWN,
     )

@@ -180,9 +180,14 @@ class ContactActivities:
 
     @activity.defn(name="update_lead_score")
     async def update_lead_score(self, update: LeadScoreUpdate) -> None:
-        """Write the score, band, breakdown and tags to the contact (other tags are kept)."""
+        """Write the score, band, breakdown and tags to the contact (other tags are kept).
+
+        Writers of the contact's tags take turns (`lock_contact`): a journey tagging the
+        contact meanwhile (onboarding's adoption) is not overwritten by a stale read.
+        """
         now = activity.info().current_attempt_scheduled_time
         async with self._sessions() as session:
+            await lock_contact(session, update.contact_id)
             contact = await session.get(Contact, update.contact_id, with_for_update=True)
             if contact is None:
                 log.info("score not written: contact does not exist", contact_id=update.contact_id)

@@ -1,6 +1,6 @@
 """CRM activities: tasks for the account team, and contact tags.
 
-The database is the CRM of record. Both activities are idempotent: a task is
+The database is the CRM of record. Every activity is idempotent: a task is
 opened once per idempotency key (`{workflow_id}/{step}`), however often the
 request is retried, and tagging a contact that has the tag changes nothing.
 The module's functions (`open_crm_task`, `insert_once`…) are shared with the
@@ -28,7 +28,8 @@ from models.crm import (
     CrmTaskRequest,
     CrmTaskResult,
 )
-from models.db import session_factory
+from models.db import lock_contact, session_factory
+from models.onboarding import TagRequest
 from models.tables import Contact, CrmTask, Notification, SlaBreach
 
 log = structlog.stdlib.get_logger(__name__)
@@ -183,3 +184,30 @@ class CrmActivities:
                 await session.commit()
             log.info("contact marked churn risk", tag=CHURN_RISK_TAG)
             return ChurnRiskResult(tagged=True)
+
+    @activity.defn(name="tag_contact")
+    async def tag_contact(self, request: TagRequest) -> list[str]:
+        """Add tags to the contact (tags it has are kept; adding one it has changes nothing).
+
+        Returns:
+            The tags this call added.
+
+        Raises:
+            ApplicationError: non-retryable `ContactNotFound` when the contact
+                does not exist.
+        """
+        now = activity.info().current_attempt_scheduled_time
+        with bound_contextvars(contact_id=request.contact_id):
+            async with self._sessions() as session:
+                await lock_contact(session, request.contact_id)  # tag writers take turns
+                contact = await session.get(Contact, request.contact_id, with_for_update=True)
+                if contact is None:
+                    raise contact_not_found(request.contact_id)
+                added = sorted(set(request.tags) - set(contact.tags))
+                if added:
+                    contact.tags = sorted({*contact.tags, *added})
+                    contact.updated_at = now
+                    session.add(contact)
+                    await session.commit()
+            log.info("contact tagged", tags=added)
+            return added

@@ -7,7 +7,8 @@ and notifies the owner with what they need for the first call: score and its
 breakdown, the last actions, the source. SLA reminders go to the owner; a
 breached SLA is recorded (and counted once, on the SDK meter's
 `journeys_sla_breaches` by `sla`), and a task opened and a notification sent
-for the owner's manager.
+for the owner's manager. An account alert (a stalled onboarding) opens a task
+and notifies the customer's owner, or the customer-success queue.
 
 Every activity is idempotent on its key: its task is `{key}/task`, its
 notification `{key}/notify`. The notification's row is written `pending`
@@ -276,51 +277,53 @@ class SalesActivities:
 
     @activity.defn(name="alert_account_owner")
     async def alert_account_owner(self, alert: AccountAlert) -> CrmTaskResult:
-        """Open a task for the customer's account owner and notify them; once per key.
+        """Open a task for the contact's owner and notify them, with the journey's context and
+        the contact's last actions; once per key.
 
-        The owner is the contact's owner; a contact without one (or with one no
-        longer configured) is given one first, as a hand-off would.
+        A contact without an owner (or whose owner left the configuration) goes
+        to the customer-success queue of `sales.toml`.
 
         Returns:
             The task, and whether this call opened it.
         """
         info = activity.info()
         with bound_contextvars(idempotency_key=alert.idempotency_key, contact_id=alert.contact_id):
-            owner = await self._account_owner(alert.contact_id)
-            contact = await self._contact(alert.contact_id)
-            title = provider_text(f"{alert.title}: {_who(contact)}", 200)
-            lines = [_contact_line(contact), *alert.lines]
+            lead = await self._lead(alert.contact_id)
+            owner = self._config.rep(lead.contact.owner_id) if lead.contact.owner_id else None
+            assignee = owner or self._config.customer_success
+            details = [
+                _contact_line(lead.contact),
+                *alert.lines,
+                "Last actions:" if lead.recent else "Last actions: none recorded",
+                *(f"• {event.type} · {_when(event.occurred_at)}" for event in lead.recent),
+            ]
             task, created = await open_crm_task(
                 self._sessions,
                 CrmTaskRequest(
                     idempotency_key=f"{alert.idempotency_key}/task",
                     contact_id=alert.contact_id,
                     kind=alert.kind,
-                    assignee_role=AssigneeRole.ACCOUNT_OWNER,
-                    assignee_id=owner.id,
-                    title=title,
-                    details=_clip("\n".join(lines), 2000),
+                    assignee_role=AssigneeRole.ACCOUNT_OWNER
+                    if owner
+                    else AssigneeRole.CUSTOMER_SUCCESS,
+                    assignee_id=assignee.id,
+                    title=alert.title,
+                    details=_clip("\n".join(details), 2000),
                     due_at=alert.due_at,
                     priority=alert.priority,
                 ),
                 now=info.current_attempt_scheduled_time,
             )
             await self._notify(
-                owner,
+                assignee,
                 key=alert.idempotency_key,
                 kind="account_alert",
                 contact_id=alert.contact_id,
-                title=title,
-                lines=[*lines, _task_line(task)],
+                title=f"{alert.title}: {_who(lead.contact)}",
+                lines=[*details, _task_line(task)],
             )
-            log.info("account owner alerted", owner_id=owner.id, task_id=task.id, kind=alert.kind)
+            log.info("account alert", assignee_id=assignee.id, task_id=task.id, kind=alert.kind)
             return CrmTaskResult(task_id=row_id(task), created=created)
-
-    async def _account_owner(self, contact_id: str) -> Rep:
-        """The contact's owner, for as long as they are configured; else one assigned now."""
-        contact = await self._contact(contact_id)
-        owner = self._config.rep(contact.owner_id) if contact.owner_id else None
-        return owner or await self._assign_owner(contact_id)
 
     def _rep(self, rep_id: str | None) -> Rep:
         rep = self._config.rep(rep_id) if rep_id else None

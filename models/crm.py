@@ -5,7 +5,7 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from models.events import InUtc
 from models.ids import ContactId
@@ -24,6 +24,7 @@ class CrmTaskKind(StrEnum):
     LEAD_CALL = "lead_call"
     SLA_ESCALATION = "sla_escalation"
     CHURN_RISK = "churn_risk"
+    ONBOARDING_STALLED = "onboarding_stalled"
 
 
 class AssigneeRole(StrEnum):
@@ -33,6 +34,7 @@ class AssigneeRole(StrEnum):
     ACCOUNT_OWNER_MANAGER = "account_owner_manager"
     SALES_REP = "sales_rep"
     SALES_MANAGER = "sales_manager"
+    CUSTOMER_SUCCESS = "customer_success"
 
 
 class TaskPriority(StrEnum):
@@ -99,34 +101,6 @@ class ChurnRiskRequest(BaseModel):
     subscription_id: str | None = None
 
 
-class AccountAlert(BaseModel):
-    """Tell a customer's account owner something needs them: a task and a notification.
-
-    The owner is the contact's owner; a contact without one gets one first, by
-    the sales hand-off's rules (territory, else round robin).
-
-    Attributes:
-        idempotency_key: `{workflow_id}/{step}`; the task is `{key}/task`, the
-            notification `{key}/notify`.
-        contact_id: The customer.
-        kind: What the task is about.
-        title: One line, what happened (the contact's name is added).
-        lines: The context, with the numbers: the task's details and the notification's text.
-        due_at: When the task is due.
-        priority: How urgent it is.
-    """
-
-    model_config = ConfigDict(frozen=True)
-
-    idempotency_key: Annotated[str, StringConstraints(min_length=1, max_length=280)]
-    contact_id: ContactId
-    kind: CrmTaskKind
-    title: Annotated[str, StringConstraints(min_length=1, max_length=120)]
-    lines: list[Annotated[str, StringConstraints(max_length=300)]]
-    due_at: InUtc
-    priority: TaskPriority = TaskPriority.NORMAL
-
-
 class ChurnRiskResult(BaseModel):
     """What marking the contact changed.
 
@@ -137,3 +111,28 @@ class ChurnRiskResult(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     tagged: bool
+
+
+class AccountAlert(BaseModel):
+    """Alert the contact's account owner (or the customer-success queue): a task and a
+    notification, with the context the journey gives.
+
+    Attributes:
+        idempotency_key: `{workflow_id}/{step}`; one task and one notification per key.
+        contact_id: The contact it is about.
+        kind: What the task is about.
+        title: One line, what to do.
+        lines: The journey's context (what happened, what the contact did not do).
+        due_at: When the task should be done.
+        priority: How urgent it is.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    idempotency_key: Annotated[str, StringConstraints(min_length=1, max_length=300)]
+    contact_id: ContactId
+    kind: CrmTaskKind
+    title: Annotated[str, StringConstraints(min_length=1, max_length=150)]
+    lines: list[Annotated[str, StringConstraints(max_length=300)]] = Field(max_length=20)
+    due_at: InUtc
+    priority: TaskPriority = TaskPriority.NORMAL

@@ -35,6 +35,7 @@ CANONICAL_EVENT_TYPES = frozenset(
         "usage_dropped",
         "usage_recovered",
         "subscription_confirmed",
+        "feature_used",
     }
 )
 """Event types the journeys and the lead score understand.

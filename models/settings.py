@@ -128,6 +128,8 @@ class Settings(BaseSettings):
             see `rules/sales.py`).
         churn_file: When usage counts as dropped: window, share, fewest
             reports (TOML, see `rules/usage.py`).
+        onboarding_file: The key features of onboarding and its stalled day
+            (TOML, see `rules/onboarding.py`).
         notifier: How the sales team is notified: `outbox` (JSON files in
             `outbox_dir/notifications`) or `slack` (a Slack-compatible
             incoming webhook).
@@ -211,6 +213,7 @@ class Settings(BaseSettings):
     scoring_file: Path = PROJECT_ROOT / "scoring.toml"
     sales_file: Path = PROJECT_ROOT / "sales.toml"
     churn_file: Path = PROJECT_ROOT / "churn.toml"
+    onboarding_file: Path = PROJECT_ROOT / "onboarding.toml"
     notifier: Literal["outbox", "slack"] = "outbox"
     slack_webhook_url: SecretStr | None = None
     day_seconds: int = Field(default=86_400, ge=1)

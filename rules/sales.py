@@ -3,7 +3,8 @@
 The configuration lives in a TOML file operators edit (`sales.toml` at the
 repository root is the default): the reps and their managers, territory rules
 (a contact attribute → a group of reps), the round-robin pool for everyone
-else, and the SLAs (first touch within 10 minutes, qualification within 48
+else, the customer-success queue (account alerts about customers without an
+owner), and the SLAs (first touch within 10 minutes, qualification within 48
 hours, a reminder at half of each).
 """
 
@@ -85,6 +86,8 @@ class SalesConfig(BaseModel):
             picks the reps who may own it.
         round_robin: Reps who share the leads no territory matches (default:
             every rep).
+        customer_success: The customer-success queue: account alerts about a
+            customer without an owner go there (a stalled onboarding).
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -94,12 +97,13 @@ class SalesConfig(BaseModel):
     managers: list[SalesPerson] = Field(min_length=1)
     territories: list[Territory] = Field(default_factory=list)
     round_robin: list[PersonId] = Field(default_factory=list)
+    customer_success: SalesPerson = SalesPerson(id="cs-queue", name="Customer success")
 
     @model_validator(mode="after")
     def _references_exist(self) -> Self:
-        people = [person.id for person in (*self.reps, *self.managers)]
+        people = [person.id for person in (*self.reps, *self.managers, self.customer_success)]
         if len(set(people)) != len(people):
-            raise ValueError("reps and managers: ids must be unique")
+            raise ValueError("reps, managers and customer_success: ids must be unique")
         reps = {rep.id for rep in self.reps}
         managers = {manager.id for manager in self.managers}
         for rep in self.reps:

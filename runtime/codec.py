@@ -4,7 +4,8 @@ Which key encrypts a payload follows from the workflow it belongs to (the SDK's
 serialization context carries the workflow id):
 
 - `contact-{id}`, `welcome-series-{id}`, `pricing-abandon-{id}`, `nurture-{id}`,
-  `lead-sla-{id}`, `churn-prevention-{id}` → the contact's key;
+  `lead-sla-{id}`, `churn-prevention-{id}`, `re-engagement-{id}`, `win-back-{id}`,
+  `onboarding-{id}` → the contact's key;
 - `renewal-countdown-{contact}-{subscription}`, `abandoned-cart-{contact}-{cart}`
   → the contact's key. Both ids may
   hold hyphens, so every left part of the id up to a hyphen (and the whole id:
@@ -68,6 +69,7 @@ CONTACT_WORKFLOW_PREFIXES = (
     "churn-prevention",
     "re-engagement",
     "win-back",
+    "onboarding",
 )
 """Workflow types whose id is `{type}-{contact_id}`."""
 PER_ITEM_PREFIXES = ("renewal-countdown", "abandoned-cart")

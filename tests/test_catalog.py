@@ -40,6 +40,7 @@ SHIPPED = [
     "churn-prevention",
     "lead-sla",
     "nurture",
+    "onboarding",
     "pricing-abandon",
     "re-engagement",
     "renewal-countdown",
@@ -185,6 +186,7 @@ def test_the_trigger_table_comes_from_the_journeys() -> None:
     assert table == {
         "cart_updated": "abandoned-cart",
         "pricing_page_viewed": "pricing-abandon",
+        "purchased": "onboarding",
         "renewal_scheduled": "renewal-countdown",
         "subscribed": "welcome-series",
         "usage_dropped": "churn-prevention",

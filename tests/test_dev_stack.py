@@ -1,4 +1,4 @@
-"""`journeys dev` (what `make run` runs): starts everything, stops everything, runs twice."""
+"""`journeys dev` (`make run`): starts everything, shows every journey, stops, runs twice."""
 
 from __future__ import annotations
 
@@ -13,7 +13,9 @@ from pathlib import Path
 import httpx
 from temporalio.client import Client
 
+from starter.dev.demo import DEMO_STORIES
 from tests.cli import JOURNEYS
+from workflows import catalog
 
 
 def free_port() -> int:
@@ -26,6 +28,12 @@ def free_port() -> int:
 def listening(port: int) -> bool:
     with socket.socket() as probe:
         return probe.connect_ex(("127.0.0.1", port)) == 0
+
+
+def demo_noor_tags(checkout: Path) -> str:
+    """The tags of the demo customer, as the database holds them (JSON)."""
+    with sqlite3.connect(checkout / ".data" / "journeys.db") as db:
+        return str(db.execute("select tags from contacts where id = 'demo-noor'").fetchone()[0])
 
 
 async def start_stack(
@@ -80,8 +88,8 @@ async def test_dev_stack_runs_demo_stops_cleanly_and_restarts_without_duplicates
         assert str(tmp_path / ".data" / "outbox") in printed
         assert printed.count("enrolled demo-") == 8
         assert "demo-lin: 4 events → contact-demo-lin" in printed
-        assert "demo-grace: cart_updated → abandoned-cart-demo-grace-demo-cart" in printed
-        assert "demo-noor: 4 weekly usage reports, then a drop → contact-demo-noor" in printed
+        for story in DEMO_STORIES:
+            assert f"{story.contact.id}: {len(story.events)} events → contact-" in printed
         async with httpx.AsyncClient() as http:
             ui = await http.get(f"http://127.0.0.1:{ui_port}/")
         assert ui.status_code == 200
@@ -102,32 +110,42 @@ async def test_dev_stack_runs_demo_stops_cleanly_and_restarts_without_duplicates
         assert printed.count("already enrolled") == 8
         assert f"Local API key:  {key}" in printed  # the same key again
         client = await Client.connect(f"127.0.0.1:{temporal_port}")
-        for journey, runs in [
+        demo_runs = [
             ("welcome-series", 4),
             ("pricing-abandon", 3),  # demo-grace, demo-lin, and demo-sam through the API
             ("renewal-countdown", 1),
             ("nurture", 1),  # demo-grace, on the automation track
             ("lead-sla", 1),
             ("abandoned-cart", 1),  # demo-grace's cart, once however often the demo restarts
-            ("churn-prevention", 1),  # demo-noor's usage drop
+            ("churn-prevention", 1),  # demo-ravi's usage drop
             ("re-engagement", 1),  # demo-rosa
             ("win-back", 1),  # demo-kai
-        ]:
+            ("onboarding", 1),  # demo-noor's purchase
+        ]
+        assert {journey for journey, _ in demo_runs} == set(catalog.journey_names())
+        for journey, runs in demo_runs:
             for _ in range(100):  # demo-lin's events may still be on their way
                 count = await client.count_workflows(f"Journey = '{journey}'")
                 if count.count >= runs:
                     break
                 await asyncio.sleep(0.2)
             assert count.count == runs, journey
+        for _ in range(100):  # demo-noor's feature_used events may still be on their way
+            if "act_adopted_campaign-sent" in demo_noor_tags(tmp_path):
+                break
+            await asyncio.sleep(0.2)
     finally:
         await stop_stack(process)
 
     with sqlite3.connect(tmp_path / ".data" / "journeys.db") as db:
-        assert db.execute("select count(*) from contacts").fetchone() == (7,)
-        # demo-lin's 4, demo-sam's 1, demo-grace's cart, demo-noor's 5 usage reports and the drop
-        assert db.execute("select count(*) from events").fetchone() == (12,)
-        [(noor_tags,)] = db.execute("select tags from contacts where id = 'demo-noor'")
-        assert "stage_churn-risk" in json.loads(noor_tags)
+        assert db.execute("select count(*) from contacts").fetchone() == (8,)
+        # demo-lin's 4, demo-sam's 1 (the API), demo-grace's cart, demo-noor's 3, demo-ravi's
+        # 5 usage reports and the drop derived from them
+        assert db.execute("select count(*) from events").fetchone() == (15,)
+        [(ravi_tags,)] = db.execute("select tags from contacts where id = 'demo-ravi'")
+        assert "stage_churn-risk" in json.loads(ravi_tags)
         keys = [row[0] for row in db.execute("select idempotency_key from message_log")]
     assert len(keys) == len(set(keys))
+    adopted = demo_noor_tags(tmp_path)
+    assert "act_adopted_contact-import" in adopted and "act_adopted_campaign-sent" in adopted
     assert (tmp_path / ".data" / "temporal.db").exists()

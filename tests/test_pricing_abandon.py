@@ -1,8 +1,8 @@
 """The pricing-abandon journey on the time-skipping server (real DB file and outbox).
 
 Wait 30 min for checkout → email → wait 2 days for a purchase → SMS; a
-conversion exits (a purchase also starts onboarding, the welcome series for
-now); at most one run per contact per 30 days.
+conversion exits (a purchase also starts onboarding); at most one run per
+contact per 30 days.
 """
 
 from __future__ import annotations
@@ -27,8 +27,8 @@ from starter.services.operations import OperationError, enroll
 from tests.factories import add_contact, message_rows
 from tests.outbox import read_outbox, text_body
 from worker import build_worker
+from workflows.journeys.onboarding import Onboarding
 from workflows.journeys.pricing_abandon import PricingAbandon
-from workflows.journeys.welcome_series import WelcomeSeries
 
 PHONE = "+15035550123"
 EMAIL_AT = timedelta(minutes=30)
@@ -166,7 +166,7 @@ async def test_checkout_5_minutes_after_the_visit_exits_converted_at_once_withou
     assert read_outbox(settings.outbox_dir) == {}
     assert await message_rows(engine, "pa-early") == []
     # A checkout is not a purchase: no onboarding.
-    assert not await workflow_exists(env.client, "welcome-series-pa-early")
+    assert not await workflow_exists(env.client, "onboarding-pa-early")
 
 
 async def test_checkout_received_before_the_wait_began_counts(
@@ -211,7 +211,7 @@ async def test_purchase_in_the_first_30_minutes_exits_converted_and_starts_onboa
     assert result.exit_reason == "converted"
     assert result.messages_sent == 0
     assert pricing_emails(settings, "pa-quick") == {}
-    welcome = read_outbox(settings.outbox_dir)["welcome-series-pa-quick/day0"]
+    welcome = read_outbox(settings.outbox_dir)["onboarding-pa-quick/welcome"]
     assert near(parsedate_to_datetime(welcome["Date"]), started + timedelta(minutes=10))
 
 
@@ -234,9 +234,7 @@ async def test_purchase_on_day_1_exits_converted_without_sms_and_starts_onboardi
         exited = await settled(handle)
         exited_at = await env.get_current_time()
         result = await handle.result()
-        onboarding = env.client.get_workflow_handle(
-            "welcome-series-pa-late", result_type=JourneyState
-        )
+        onboarding = env.client.get_workflow_handle("onboarding-pa-late", result_type=JourneyState)
         onboarding_result = await onboarding.result()
         onboarding_info = await onboarding.describe()
 
@@ -258,16 +256,17 @@ async def test_purchase_on_day_1_exits_converted_without_sms_and_starts_onboardi
         if row.journey == PricingAbandon.name
     ] == ["email"]
 
-    # Onboarding: the welcome series, started by the journey, on the same clock.
+    # Onboarding (not the welcome series), started by the journey, on the same clock.
     assert onboarding_info.parent_id == "pricing-abandon-pa-late"
     assert onboarding_result.status == JourneyStatus.COMPLETED
-    welcome = read_outbox(settings.outbox_dir)["welcome-series-pa-late/day0"]
+    assert not await workflow_exists(env.client, "welcome-series-pa-late")
+    welcome = read_outbox(settings.outbox_dir)["onboarding-pa-late/welcome"]
     assert near(parsedate_to_datetime(welcome["Date"]), started + timedelta(days=1))
     assert text_body(welcome).startswith("Hey Lee!")
 
     # The recorded history replays on the current code (determinism).
     replayer = Replayer(
-        workflows=[PricingAbandon, WelcomeSeries], data_converter=env.client.data_converter
+        workflows=[PricingAbandon, Onboarding], data_converter=env.client.data_converter
     )
     await replayer.replay_workflow(await handle.fetch_history())
 
@@ -281,21 +280,21 @@ async def test_contact_already_in_onboarding_is_left_alone(
     env = time_skipping_env
     await add_contact(engine, "pa-member")
     async with make_worker(env.client):
-        welcome = await env.client.start_workflow(
-            WelcomeSeries.run,
+        onboarding = await env.client.start_workflow(
+            Onboarding.run,
             JourneyInput(contact_id="pa-member"),
-            id="welcome-series-pa-member",
+            id="onboarding-pa-member",
             task_queue=settings.task_queue,
         )
         handle, _ = await start(env, settings, "pa-member")
         await env.sleep(timedelta(hours=12))
         await signal(env, handle, "pa-member", "purchased")
         result = await handle.result()
-        welcome_info = await welcome.describe()
+        onboarding_info = await onboarding.describe()
 
     assert result.status == JourneyStatus.EXITED
     assert result.exit_reason == "converted"
-    assert welcome_info.parent_id is None  # the run that was already there
+    assert onboarding_info.parent_id is None  # the run that was already there
 
 
 # --- not converted: email, then SMS ---------------------------------------------
@@ -500,7 +499,7 @@ async def test_purchase_while_the_email_waits_out_quiet_hours_calls_it_off(
     assert email_row.status == "cancelled"  # never sent, and the log says so
     assert email_row.status_reason is not None
     assert "called off: purchased received" in email_row.status_reason
-    welcome = read_outbox(settings.outbox_dir)["welcome-series-pa-night/day0"]  # exempt
+    welcome = read_outbox(settings.outbox_dir)["onboarding-pa-night/welcome"]  # exempt
     assert near(parsedate_to_datetime(welcome["Date"]), started + timedelta(hours=2))
 
 

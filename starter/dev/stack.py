@@ -4,11 +4,11 @@ Starts the Temporal dev server (Web UI on :8233, state in `.data/temporal.db`,
 custom search attributes registered), applies database migrations, runs the
 worker and the HTTP gateway (:8000, with a local API key kept in
 `.data/api-key`; the UI decodes payloads through its codec endpoint, which
-answers loopback callers without a key here), enrols demo contacts into the
-journeys on an accelerated clock, and sends one demo lead's behaviour events and one demo
-customer's usage reports (ending in a drop: churn prevention) through their contact
-workflows. Ctrl-C stops everything. Running it again reuses the saved state:
-demo contacts are updated in place, never enrolled twice.
+answers loopback callers without a key here), and runs the demo
+(`starter/dev/demo.py`): sample contacts in every journey on an accelerated
+clock, some enrolled, the others started by their behaviour events. Ctrl-C
+stops everything. Running it again reuses the saved state: demo contacts are
+updated in place, never enrolled twice.
 """
 
 from __future__ import annotations
@@ -16,127 +16,25 @@ from __future__ import annotations
 import asyncio
 import secrets
 import socket
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 import typer
 from pydantic import SecretStr
-from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio.client import Client
 
-from models.contacts import ConsentUpdate, ContactProfile
-from models.db import create_engine
-from models.events import BehaviorEvent
-from models.journeys import JourneyInput
-from models.nurture import NurtureInput
-from models.renewals import RenewalInput
 from models.search_attributes import ALL_SEARCH_ATTRIBUTES
 from models.settings import ApiKey, Settings
 from runtime.codec import encrypting_data_converter
 from runtime.keys import key_store
 from runtime.shutdown import wait_for_shutdown_signal
 from runtime.temporal import SERVICE_RETRY, connect
+from starter.dev import demo
 from starter.dev.defaults import DEMO_DAY_SECONDS, TEMPORAL_PORT, UI_PORT
 from starter.dev.toolchain import start_dev_server
-from starter.services.intake import accept_events
-from starter.services.operations import OperationError, enroll, upsert_contact
+from starter.services.operations import OperationError
 
 DATA_DIR = Path(".data")
 LOCAL_KEY_FILE = DATA_DIR / "api-key"
-
-_DEMO_CONSENT = ConsentUpdate(granted=True, source="demo:make-run")
-DEMO_CONTACTS = (
-    ContactProfile(
-        id="demo-ada",
-        email="ada@example.com",
-        first_name="Ada",
-        company="Analytical Engines",
-        timezone="Europe/London",
-        email_consent=_DEMO_CONSENT,
-        tags=["src_leadmagnet_email-guide"],
-    ),
-    ContactProfile(
-        id="demo-grace",
-        email="grace@example.com",
-        phone="+12125550142",
-        first_name="Grace",
-        timezone="America/New_York",
-        email_consent=_DEMO_CONSENT,
-        sms_consent=_DEMO_CONSENT,
-        tags=["src_webinar_2026-q4-launch", "int_topic_automation"],
-    ),
-    ContactProfile(
-        id="demo-sam",
-        email="sam@example.com",
-        timezone="Asia/Tokyo",
-        email_consent=_DEMO_CONSENT,
-        tags=["src_leadmagnet_email-guide"],
-    ),
-)
-DEMO_DORMANT = (
-    ContactProfile(
-        id="demo-rosa",
-        email="rosa@example.com",
-        first_name="Rosa",
-        timezone="Europe/Madrid",
-        email_consent=_DEMO_CONSENT,
-        tags=["src_leadmagnet_email-guide", "int_automation"],
-    ),
-    ContactProfile(
-        id="demo-kai",
-        email="kai@example.com",
-        first_name="Kai",
-        company="Babbage & Co",
-        timezone="America/Los_Angeles",
-        email_consent=_DEMO_CONSENT,
-        tags=["act_purchased"],
-    ),
-)
-"""A subscriber and a customer who have been quiet for 30 days: the contact workflow's
-inactivity timer counts real days, so the demo enrols them directly into re-engagement
-(Rosa: three emails over 14 demo days, then the sunset) and win-back (Kai: the offer)."""
-DEMO_LEAD = ContactProfile(
-    id="demo-lin",
-    email="lin@example.com",
-    first_name="Lin",
-    company="Difference Engines",
-    timezone="Europe/Berlin",
-    email_consent=_DEMO_CONSENT,
-    attributes={"region": "EMEA", "job_title": "VP Marketing"},
-)
-DEMO_LEAD_EVENTS: tuple[tuple[str, dict[str, Any]], ...] = (
-    ("subscribed", {"source": "leadmagnet_email-guide"}),
-    ("content_downloaded", {"topic": "email-marketing"}),
-    ("pricing_page_viewed", {"utm_source": "newsletter", "utm_campaign": "q4-launch"}),
-    ("demo_requested", {}),
-)
-"""What demo-lin does, through the contact workflow: +5, +10, +25 = 40 (MQL). The
-trigger rules start the welcome series and the pricing-page follow-up; reaching
-MQL hands Lin to sales (lead-sla)."""
-DEMO_CART = {
-    "cart_id": "demo-cart",
-    "items": [
-        {"name": "Northwind Campaigns Pro (annual)", "quantity": 1, "price": "468.00"},
-        {"name": "Extra seat", "quantity": 2, "price": "60.00"},
-    ],
-    "total": "588.00",
-    "currency": "USD",
-}
-"""The cart demo-grace leaves: its `cart_updated` starts the abandoned cart
-(`abandoned-cart-demo-grace-demo-cart`), reminders 1 h, 24 h and 72 h after it."""
-DEMO_CUSTOMER = ContactProfile(
-    id="demo-noor",
-    email="noor@example.com",
-    first_name="Noor",
-    company="Jacquard Looms",
-    timezone="America/Chicago",
-    email_consent=_DEMO_CONSENT,
-)
-DEMO_WEEKLY_USAGE = (120, 110, 130, 120, 40)
-"""demo-noor's `campaigns_sent`, one report a week, the last one now: 40 is a third of the
-4-week average (120), a drop (`churn.toml`: below 50%). Noor is tagged `stage_churn-risk`,
-the account owner gets a task and a notification, and churn prevention starts."""
 
 
 def _port_in_use(port: int) -> bool:
@@ -150,144 +48,6 @@ def local_api_key() -> ApiKey:
         LOCAL_KEY_FILE.touch(mode=0o600)
         LOCAL_KEY_FILE.write_text(secrets.token_urlsafe(24))
     return ApiKey(name="local", key=SecretStr(LOCAL_KEY_FILE.read_text().strip()))
-
-
-def demo_enrolments(day_seconds: int) -> list[tuple[str, JourneyInput]]:
-    """What the demo starts: every contact in the welcome series, plus one each
-    in pricing-abandon, renewal-countdown (renewal 95 days out: at 15 s a
-    day its reminders come every few minutes and it lapses in about 24),
-    nurture (demo-grace, interested in automation: the automation track, weekly
-    on the weekday of enrolment at 10:00 New York time), and the two dormant
-    contacts in re-engagement and win-back. The journeys a contact may run again
-    hold their window a year, so a restart finds them and enrols nobody twice."""
-    welcome = [
-        ("welcome-series", JourneyInput(contact_id=profile.id, day_seconds=day_seconds))
-        for profile in DEMO_CONTACTS
-    ]
-    return [
-        *welcome,
-        (
-            "pricing-abandon",
-            JourneyInput(contact_id="demo-grace", day_seconds=day_seconds, reentry_days=365),
-        ),
-        ("nurture", NurtureInput(contact_id="demo-grace", day_seconds=day_seconds)),
-        (
-            "renewal-countdown",
-            RenewalInput(
-                contact_id="demo-ada",
-                day_seconds=day_seconds,
-                subscription_id="demo-sub",
-                renewal_date=datetime.now(UTC) + timedelta(days=95),
-            ),
-        ),
-        (
-            "re-engagement",
-            JourneyInput(contact_id="demo-rosa", day_seconds=day_seconds, reentry_days=365),
-        ),
-        (
-            "win-back",
-            JourneyInput(contact_id="demo-kai", day_seconds=day_seconds, reentry_days=365),
-        ),
-    ]
-
-
-async def run_demo(client: Client, settings: Settings, *, day_seconds: int) -> None:
-    """Upsert the demo contacts, start the demo journeys and send demo-lin's and demo-noor's
-    events (once)."""
-    engine = create_engine(settings.database_url)
-    try:
-        for profile in (*DEMO_CONTACTS, *DEMO_DORMANT, DEMO_LEAD, DEMO_CUSTOMER):
-            await upsert_contact(engine, profile, key=settings.suppression_key())
-        for journey, journey_input in demo_enrolments(day_seconds):
-            try:
-                workflow_id = await enroll(
-                    client, engine, journey, journey_input, task_queue=settings.task_queue
-                )
-                typer.echo(f"  enrolled {journey_input.contact_id} → {workflow_id}")
-            except OperationError as error:
-                typer.echo(f"  {error} (kept from an earlier run)")
-        now = datetime.now(UTC)
-        workflow_id = await _send_demo_events(
-            client,
-            engine,
-            settings,
-            [
-                _demo_event(DEMO_LEAD.id, number, event_type, now, properties)
-                for number, (event_type, properties) in enumerate(DEMO_LEAD_EVENTS, start=1)
-            ],
-            day_seconds=day_seconds,
-        )
-        typer.echo(
-            f"  {DEMO_LEAD.id}: {len(DEMO_LEAD_EVENTS)} events → {workflow_id} "
-            f"(score 40, MQL → sales hand-off lead-sla-{DEMO_LEAD.id})"
-        )
-        await _send_demo_events(
-            client,
-            engine,
-            settings,
-            [_demo_event("demo-grace", 1, "cart_updated", now, DEMO_CART)],
-            day_seconds=day_seconds,
-        )
-        typer.echo(
-            "  demo-grace: cart_updated → abandoned-cart-demo-grace-demo-cart "
-            "(reminders 1 h, 24 h and 72 h after the change)"
-        )
-        weeks = len(DEMO_WEEKLY_USAGE) - 1
-        workflow_id = await _send_demo_events(
-            client,
-            engine,
-            settings,
-            [
-                _demo_event(
-                    DEMO_CUSTOMER.id,
-                    number,
-                    "usage_reported",
-                    now - timedelta(weeks=weeks - number),
-                    {"metric": "campaigns_sent", "value": value},
-                )
-                for number, value in enumerate(DEMO_WEEKLY_USAGE)
-            ],
-            day_seconds=day_seconds,
-        )
-        typer.echo(
-            f"  {DEMO_CUSTOMER.id}: {weeks} weekly usage reports, then a drop → {workflow_id} "
-            f"(stage_churn-risk, owner alerted → churn-prevention-{DEMO_CUSTOMER.id})"
-        )
-    finally:
-        await engine.dispose()
-
-
-def _demo_event(
-    contact_id: str, number: int, event_type: str, at: datetime, properties: dict[str, Any]
-) -> BehaviorEvent:
-    return BehaviorEvent(
-        event_id=f"{contact_id}-demo-{number}",  # the same ids again on a restart
-        contact_id=contact_id,
-        type=event_type,
-        occurred_at=at,
-        properties=properties,
-    )
-
-
-async def _send_demo_events(
-    client: Client,
-    engine: AsyncEngine,
-    settings: Settings,
-    events: list[BehaviorEvent],
-    *,
-    day_seconds: int,
-) -> str:
-    """Send the events one by one, as a service would; returns the contact workflow's id."""
-    for event in events:
-        [result] = await accept_events(
-            client,
-            engine,
-            [event],
-            task_queue=settings.task_queue,
-            day_seconds=day_seconds,
-            suppression_key=settings.suppression_key(),
-        )
-    return result.workflow_id
 
 
 async def run_dev(
@@ -344,12 +104,8 @@ async def run_dev(
             running_worker(env.client, settings),
             running_api(settings, temporal=gateway_client) as api_url,
         ):
-            typer.echo(
-                "Demo: welcome series for three sample contacts, a pricing-page follow-up, "
-                f"a renewal countdown, an abandoned cart, a usage drop, re-engagement and win-back "
-                f"(1 journey day = {day_seconds} s)"
-            )
-            await run_demo(env.client, settings, day_seconds=day_seconds)
+            typer.echo(f"Demo: {demo.SUMMARY} (1 journey day = {day_seconds} s)")
+            await demo.run_demo(env.client, settings, day_seconds=day_seconds)
             typer.echo(
                 "\n"
                 f"  Temporal UI:    http://localhost:{ui_port}/namespaces/default/workflows\n"

@@ -10,9 +10,11 @@ A conversion counts whenever the journey received it: a checkout 5 minutes
 after the visit ends the 30-minute wait at once, and one that arrived before
 the wait began counts too. A conversion while a message waits out quiet hours
 or a frequency cap calls the message off. Whenever the journey sees a
-purchase, the contact is enrolled in onboarding (the welcome series stands in
-until an onboarding journey exists). Exits at once, at any step, on
-`unsubscribed`.
+purchase, the contact is enrolled in onboarding (`onboarding`, the customer's
+first 30 days; once per contact, so a buyer whose `purchased` event already
+started it keeps that run). Runs started before onboarding existed enrolled the
+buyer in the welcome series instead and replay so (`ONBOARDING_PATCH`). Exits
+at once, at any step, on `unsubscribed`.
 
 A contact enters at most once per 30 days (`JourneyInput.reentry_days`
 overrides it): the workflow stays open for the window, so a second pricing
@@ -39,8 +41,12 @@ PURCHASE = frozenset({"purchased"})
 AFTER_THE_VISIT = timedelta(minutes=30)
 """The email goes Day 0 + 30 minutes (journey time); the SMS Day 2 + 30 minutes, 2 days
 after the email was due (an email held back does not move it)."""
-ONBOARDING = "welcome-series"
-"""The journey a buyer is enrolled in; the welcome series until onboarding exists."""
+ONBOARDING = "onboarding"
+"""The journey a buyer is enrolled in."""
+BEFORE_ONBOARDING = "welcome-series"
+"""What runs from before `ONBOARDING_PATCH` enrolled a buyer in."""
+ONBOARDING_PATCH = "buyer-to-onboarding"
+"""Runs from before it started the welcome series for a buyer, and replay so."""
 
 
 @workflow.defn(name="pricing-abandon")
@@ -111,4 +117,5 @@ class PricingAbandon(Journey):
         onboarding_input = JourneyInput(
             contact_id=self.contact_id, day_seconds=self.journey_input.day_seconds
         )
-        await start_journey(ONBOARDING, onboarding_input, why=f"bought after {self.name}")
+        journey = ONBOARDING if workflow.patched(ONBOARDING_PATCH) else BEFORE_ONBOARDING
+        await start_journey(journey, onboarding_input, why=f"bought after {self.name}")

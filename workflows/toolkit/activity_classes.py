@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from activities.crm import CrmActivities
     from activities.journeys import JourneyLogActivities
     from activities.messaging import MessagingActivities
+    from activities.onboarding import OnboardingActivities
     from activities.sales import SalesActivities
 
 
@@ -47,6 +48,13 @@ def messaging() -> type[MessagingActivities]:
     with workflow.unsafe.imports_passed_through():
         from activities.messaging import MessagingActivities
     return MessagingActivities
+
+
+def onboarding() -> type[OnboardingActivities]:
+    """`OnboardingActivities`: the key features and the contact's adoption."""
+    with workflow.unsafe.imports_passed_through():
+        from activities.onboarding import OnboardingActivities
+    return OnboardingActivities
 
 
 def sales() -> type[SalesActivities]:

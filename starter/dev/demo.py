@@ -1,0 +1,276 @@
+"""The `make run` demo: sample contacts that take every journey on an accelerated clock.
+
+Some journeys are enrolled directly (`demo_enrolments`); the others start the
+way they do in production, from behaviour events sent through each contact's
+workflow (`DEMO_STORIES`). Running the demo again upserts the same contacts,
+finds the journeys already enrolled and sends the same event ids, which the
+contact workflows drop as duplicates: nothing is enrolled or sent twice.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import typer
+from sqlalchemy.ext.asyncio import AsyncEngine
+from temporalio.client import Client
+
+from models.contacts import ConsentUpdate, ContactProfile
+from models.db import create_engine
+from models.events import BehaviorEvent
+from models.journeys import JourneyInput
+from models.nurture import NurtureInput
+from models.renewals import RenewalInput
+from models.settings import Settings
+from starter.services.intake import accept_events
+from starter.services.operations import OperationError, enroll, upsert_contact
+
+SUMMARY = (
+    "welcome series for three sample contacts, a pricing-page follow-up, weekly nurture, "
+    "a renewal countdown, onboarding, an abandoned cart, a usage drop, re-engagement and "
+    "win-back"
+)
+"""What the demo shows, as `make run` announces it."""
+
+_DEMO_CONSENT = ConsentUpdate(granted=True, source="demo:make-run")
+DEMO_CONTACTS = (
+    ContactProfile(
+        id="demo-ada",
+        email="ada@example.com",
+        first_name="Ada",
+        company="Analytical Engines",
+        timezone="Europe/London",
+        email_consent=_DEMO_CONSENT,
+        tags=["src_leadmagnet_email-guide"],
+    ),
+    ContactProfile(
+        id="demo-grace",
+        email="grace@example.com",
+        phone="+12125550142",
+        first_name="Grace",
+        timezone="America/New_York",
+        email_consent=_DEMO_CONSENT,
+        sms_consent=_DEMO_CONSENT,
+        tags=["src_webinar_2026-q4-launch", "int_topic_automation"],
+    ),
+    ContactProfile(
+        id="demo-sam",
+        email="sam@example.com",
+        timezone="Asia/Tokyo",
+        email_consent=_DEMO_CONSENT,
+        tags=["src_leadmagnet_email-guide"],
+    ),
+)
+"""Each in the welcome series; Grace also in the pricing follow-up and nurture, with a cart."""
+DEMO_DORMANT = (
+    ContactProfile(
+        id="demo-rosa",
+        email="rosa@example.com",
+        first_name="Rosa",
+        timezone="Europe/Madrid",
+        email_consent=_DEMO_CONSENT,
+        tags=["src_leadmagnet_email-guide", "int_automation"],
+    ),
+    ContactProfile(
+        id="demo-kai",
+        email="kai@example.com",
+        first_name="Kai",
+        company="Babbage & Co",
+        timezone="America/Los_Angeles",
+        email_consent=_DEMO_CONSENT,
+        tags=["act_purchased"],
+    ),
+)
+"""A subscriber and a customer who have been quiet for 30 days: the contact workflow's
+inactivity timer counts real days, so the demo enrols them directly into re-engagement
+(Rosa: three emails over 14 demo days, then the sunset) and win-back (Kai: the offer)."""
+DEMO_LEAD = ContactProfile(
+    id="demo-lin",
+    email="lin@example.com",
+    first_name="Lin",
+    company="Difference Engines",
+    timezone="Europe/Berlin",
+    email_consent=_DEMO_CONSENT,
+    attributes={"region": "EMEA", "job_title": "VP Marketing"},
+)
+DEMO_BUYER = ContactProfile(
+    id="demo-noor",
+    email="noor@example.com",
+    first_name="Noor",
+    company="Jacquard Looms",
+    timezone="Asia/Dubai",
+    email_consent=_DEMO_CONSENT,
+)
+DEMO_AT_RISK = ContactProfile(
+    id="demo-ravi",
+    email="ravi@example.com",
+    first_name="Ravi",
+    company="Pascal Calculators",
+    timezone="America/Chicago",
+    email_consent=_DEMO_CONSENT,
+)
+DEMO_CART = {
+    "cart_id": "demo-cart",
+    "items": [
+        {"name": "Northwind Campaigns Pro (annual)", "quantity": 1, "price": "468.00"},
+        {"name": "Extra seat", "quantity": 2, "price": "60.00"},
+    ],
+    "total": "588.00",
+    "currency": "USD",
+}
+"""The cart demo-grace leaves."""
+DEMO_WEEKLY_USAGE = (120, 110, 130, 120, 40)
+"""demo-ravi's `campaigns_sent`, one report a week, the last one now: 40 is a third of the
+4-week average (120), a drop (`churn.toml`: below 50%)."""
+
+
+@dataclass(frozen=True)
+class DemoStory:
+    """What one demo contact does, sent through its contact workflow, and what that shows.
+
+    Attributes:
+        contact: Who does it.
+        events: Event type and properties, in order.
+        shows: What the events start, as `make run` prints it.
+        days_apart: The events happened this many days apart, the last one now (0: all now).
+    """
+
+    contact: ContactProfile
+    events: tuple[tuple[str, dict[str, Any]], ...]
+    shows: str
+    days_apart: int = 0
+
+    def behavior_events(self, now: datetime) -> list[BehaviorEvent]:
+        """The events, with the same ids on every run (a restart sends duplicates only)."""
+        last = len(self.events)
+        return [
+            BehaviorEvent(
+                event_id=f"{self.contact.id}-demo-{number}",
+                contact_id=self.contact.id,
+                type=event_type,
+                occurred_at=now - timedelta(days=self.days_apart * (last - number)),
+                properties=properties,
+            )
+            for number, (event_type, properties) in enumerate(self.events, start=1)
+        ]
+
+
+DEMO_STORIES = (
+    DemoStory(
+        DEMO_LEAD,
+        (
+            ("subscribed", {"source": "leadmagnet_email-guide"}),
+            ("content_downloaded", {"topic": "email-marketing"}),
+            ("pricing_page_viewed", {"utm_source": "newsletter", "utm_campaign": "q4-launch"}),
+            ("demo_requested", {}),
+        ),
+        # +5, +10, +25 = 40: the welcome series and the pricing follow-up start; MQL hands off
+        shows=f"score 40, MQL → sales hand-off lead-sla-{DEMO_LEAD.id}",
+    ),
+    DemoStory(
+        DEMO_CONTACTS[1],
+        (("cart_updated", DEMO_CART),),
+        shows="abandoned-cart-demo-grace-demo-cart: reminders 1 h, 24 h and 72 h after it",
+    ),
+    DemoStory(
+        DEMO_BUYER,
+        (
+            ("purchased", {"plan": "growth"}),
+            ("feature_used", {"feature": "contact-import"}),
+            ("feature_used", {"feature": "campaign-sent"}),
+        ),
+        # two of the three key features (onboarding.toml): the education email teaches the third
+        shows=f"purchase → onboarding-{DEMO_BUYER.id}, 2 of 3 key features adopted",
+    ),
+    DemoStory(
+        DEMO_AT_RISK,
+        tuple(
+            ("usage_reported", {"metric": "campaigns_sent", "value": value})
+            for value in DEMO_WEEKLY_USAGE
+        ),
+        shows=(
+            f"4 weekly usage reports, then a drop: stage_churn-risk, owner alerted → "
+            f"churn-prevention-{DEMO_AT_RISK.id}"
+        ),
+        days_apart=7,
+    ),
+)
+"""The demo contacts whose events go through their contact workflow, with what they show."""
+
+
+def demo_enrolments(day_seconds: int) -> list[tuple[str, JourneyInput]]:
+    """What the demo enrols directly: every sample contact in the welcome series, plus
+    pricing-abandon and nurture (demo-grace, interested in automation: the automation
+    track, weekly on the weekday of enrolment at 10:00 New York time), renewal-countdown
+    (renewal 95 days out: at 15 s a day its reminders come every few minutes and it lapses
+    in about 24), and the two dormant contacts in re-engagement and win-back. The journeys
+    a contact may run again hold their window a year, so a restart enrols nobody twice."""
+    again_in_a_year = {"day_seconds": day_seconds, "reentry_days": 365}
+    return [
+        *(
+            ("welcome-series", JourneyInput(contact_id=profile.id, day_seconds=day_seconds))
+            for profile in DEMO_CONTACTS
+        ),
+        ("pricing-abandon", JourneyInput(contact_id="demo-grace", **again_in_a_year)),
+        ("nurture", NurtureInput(contact_id="demo-grace", day_seconds=day_seconds)),
+        (
+            "renewal-countdown",
+            RenewalInput(
+                contact_id="demo-ada",
+                day_seconds=day_seconds,
+                subscription_id="demo-sub",
+                renewal_date=datetime.now(UTC) + timedelta(days=95),
+            ),
+        ),
+        ("re-engagement", JourneyInput(contact_id="demo-rosa", **again_in_a_year)),
+        ("win-back", JourneyInput(contact_id="demo-kai", **again_in_a_year)),
+    ]
+
+
+async def run_demo(client: Client, settings: Settings, *, day_seconds: int) -> None:
+    """Upsert the demo contacts, enrol the demo journeys and send the stories' events."""
+    engine = create_engine(settings.database_url)
+    try:
+        for profile in (*DEMO_CONTACTS, *DEMO_DORMANT, DEMO_LEAD, DEMO_BUYER, DEMO_AT_RISK):
+            await upsert_contact(engine, profile, key=settings.suppression_key())
+        for journey, journey_input in demo_enrolments(day_seconds):
+            try:
+                workflow_id = await enroll(
+                    client, engine, journey, journey_input, task_queue=settings.task_queue
+                )
+                typer.echo(f"  enrolled {journey_input.contact_id} → {workflow_id}")
+            except OperationError as error:
+                typer.echo(f"  {error} (kept from an earlier run)")
+        now = datetime.now(UTC)
+        for story in DEMO_STORIES:
+            events = story.behavior_events(now)
+            workflow_id = await _send(client, engine, settings, events, day_seconds=day_seconds)
+            shown = f"{len(events)} events → {workflow_id} ({story.shows})"
+            typer.echo(f"  {story.contact.id}: {shown}")
+    finally:
+        await engine.dispose()
+
+
+async def _send(
+    client: Client,
+    engine: AsyncEngine,
+    settings: Settings,
+    events: list[BehaviorEvent],
+    *,
+    day_seconds: int,
+) -> str:
+    """Send the events one by one, as a service would; returns the contact workflow's id."""
+    workflow_id = ""
+    for event in events:
+        [result] = await accept_events(
+            client,
+            engine,
+            [event],
+            task_queue=settings.task_queue,
+            day_seconds=day_seconds,
+            suppression_key=settings.suppression_key(),
+        )
+        workflow_id = result.workflow_id
+    return workflow_id
