@@ -173,6 +173,7 @@ class CrmActivities:
             contact_id=request.contact_id, subscription_id=request.subscription_id
         ):
             async with self._sessions() as session:
+                await lock_contact(session, request.contact_id)  # tag writers take turns
                 contact = await session.get(Contact, request.contact_id, with_for_update=True)
                 if contact is None:
                     raise contact_not_found(request.contact_id)

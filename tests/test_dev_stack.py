@@ -89,7 +89,7 @@ async def test_dev_stack_runs_demo_stops_cleanly_and_restarts_without_duplicates
         assert printed.count("enrolled demo-") == 8
         assert "demo-lin: 4 events → contact-demo-lin" in printed
         for story in DEMO_STORIES:
-            assert f"{story.contact.id}: {len(story.events)} events → contact-" in printed
+            assert f"{story.contact.id}: {len(story.events)} event" in printed
         async with httpx.AsyncClient() as http:
             ui = await http.get(f"http://127.0.0.1:{ui_port}/")
         assert ui.status_code == 200

@@ -247,7 +247,8 @@ async def run_demo(client: Client, settings: Settings, *, day_seconds: int) -> N
         for story in DEMO_STORIES:
             events = story.behavior_events(now)
             workflow_id = await _send(client, engine, settings, events, day_seconds=day_seconds)
-            shown = f"{len(events)} events → {workflow_id} ({story.shows})"
+            count = f"{len(events)} event{'s' if len(events) > 1 else ''}"
+            shown = f"{count} → {workflow_id} ({story.shows})"
             typer.echo(f"  {story.contact.id}: {shown}")
     finally:
         await engine.dispose()
