@@ -291,6 +291,7 @@ class SalesActivities:
             lead = await self._lead(alert.contact_id)
             owner = self._config.rep(lead.contact.owner_id) if lead.contact.owner_id else None
             assignee = owner or self._config.customer_success
+            title = provider_text(f"{alert.title}: {_who(lead.contact)}", 200)
             details = [
                 _contact_line(lead.contact),
                 *alert.lines,
@@ -307,7 +308,7 @@ class SalesActivities:
                     if owner
                     else AssigneeRole.CUSTOMER_SUCCESS,
                     assignee_id=assignee.id,
-                    title=alert.title,
+                    title=title,
                     details=_clip("\n".join(details), 2000),
                     due_at=alert.due_at,
                     priority=alert.priority,
@@ -319,7 +320,7 @@ class SalesActivities:
                 key=alert.idempotency_key,
                 kind="account_alert",
                 contact_id=alert.contact_id,
-                title=f"{alert.title}: {_who(lead.contact)}",
+                title=title,
                 lines=[*details, _task_line(task)],
             )
             log.info("account alert", assignee_id=assignee.id, task_id=task.id, kind=alert.kind)

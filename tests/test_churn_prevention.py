@@ -210,9 +210,9 @@ async def test_recovery_ends_the_journey_and_clears_the_flag(
     await rio.usage(100, 100, 100, 100, 20)
     await rio.journey_when(lambda s: "alert-owner" in s.actions_done)
     assert CHURN_RISK_TAG in await rio.tags()
-    # No owner before: one was assigned, as a hand-off would (round robin).
+    # No owner: the customer-success queue of sales.toml gets it.
     [task] = await rows_of(engine, CrmTask, "rio")
-    assert task.assignee_id == "sdr-mia"
+    assert (task.assignee_role, task.assignee_id) == ("customer_success", "cs-queue")
 
     await time_skipping_env.sleep(3 * DAY)  # the check-in goes out on Day 2
     await rio.send("usage_reported", metric="campaigns_sent", value=70)

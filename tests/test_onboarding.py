@@ -166,7 +166,10 @@ async def test_without_adoption_every_milestone_goes_on_its_day_and_the_stall_is
         "cs-queue",
         "high",
     )
-    assert task.title == "Onboarding stalled: no key feature adopted by day 10"
+    assert (
+        task.title
+        == "Onboarding stalled: no key feature adopted by day 10: Ada (Analytical Engines)"
+    )
     assert "Import your contacts, Send your first campaign, Turn on an automation" in task.details
     assert "learn-contact-import, learn-campaign-sent" in task.details
     [notification] = notifications(journey_kit, contact.id)
@@ -389,7 +392,10 @@ async def test_the_stalled_day_comes_from_the_configuration(
 
     assert ("stalled-sms", 5) in sent_days(timeline)
     [task] = await rows_of(engine, CrmTask, timeline.contact_id)
-    assert task.title == "Onboarding stalled: no key feature adopted by day 5"
+    assert (
+        task.title
+        == "Onboarding stalled: no key feature adopted by day 5: Ada (Analytical Engines)"
+    )
 
 
 async def test_a_rescore_does_not_overwrite_a_tag_written_meanwhile(

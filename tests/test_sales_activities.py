@@ -539,7 +539,8 @@ async def test_an_account_alert_goes_to_the_owner_once_with_the_context(
     assert task.title == "Churn risk: campaigns_sent down to 40% of its average: Ada (Acme)"
     assert task.details == (
         "Contact: Ada (Acme) · id ada\n"
-        "Metric: campaigns_sent\nValue reported: 40\nTrailing average: 100"
+        "Metric: campaigns_sent\nValue reported: 40\nTrailing average: 100\n"
+        "Last actions: none recorded"
     )
     [sent] = notifier.sent
     assert (sent.kind, sent.recipient_id, sent.title) == ("account_alert", "sdr-leo", task.title)
@@ -549,17 +550,17 @@ async def test_an_account_alert_goes_to_the_owner_once_with_the_context(
     )
 
 
-async def test_an_account_alert_for_a_contact_without_an_owner_gives_it_one_first(
+async def test_an_account_alert_for_a_contact_without_an_owner_goes_to_customer_success(
     engine: AsyncEngine, sales: SalesActivities, notifier: RecordingNotifier
 ) -> None:
     await add_lead(engine, "ada", attributes={"region": "EMEA"})
 
     await at(T0).run(sales.alert_account_owner, churn_alert())
 
-    assert (await contact(engine, "ada")).owner_id == "sdr-ines"  # the EMEA territory
+    assert (await contact(engine, "ada")).owner_id is None  # a customer is not a sales lead
     [task] = await rows(engine, CrmTask)
-    assert task.assignee_id == "sdr-ines"
-    assert [sent.recipient_id for sent in notifier.sent] == ["sdr-ines"]
+    assert (task.assignee_role, task.assignee_id) == (AssigneeRole.CUSTOMER_SUCCESS, "cs-queue")
+    assert [sent.recipient_id for sent in notifier.sent] == ["cs-queue"]
 
 
 # --- failures ---------------------------------------------------------------------------------

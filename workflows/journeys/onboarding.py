@@ -54,6 +54,7 @@ from temporalio import workflow
 from temporalio.exceptions import ActivityError
 
 from workflows.toolkit import CRM_RETRY_POLICY, CRM_TIMEOUT, Journey, PlanStep, activity_classes
+from workflows.toolkit.account import alert_account_owner
 from workflows.toolkit.local_steps import run_step
 from workflows.toolkit.retries import UNTIL_DONE_RETRY_POLICY
 from workflows.triggers import Trigger
@@ -348,13 +349,4 @@ class Onboarding(Journey):
             due_at=workflow.now() + self.day * STALLED_TASK_DUE_DAYS,
             priority=TaskPriority.HIGH,
         )
-        try:
-            await workflow.execute_activity_method(
-                activity_classes.sales().alert_account_owner,
-                alert,
-                start_to_close_timeout=CRM_TIMEOUT,
-                retry_policy=CRM_RETRY_POLICY,
-                summary="Stalled onboarding: task and notification for the account team",
-            )
-        except ActivityError as error:
-            workflow.logger.warning("stalled alert failed: %s", error.cause or error)
+        await alert_account_owner(alert)
