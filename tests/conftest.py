@@ -38,7 +38,9 @@ from runtime.codec import encrypting_data_converter
 from runtime.keys import KeyStore, key_store
 from starter.dev.cluster import register_search_attributes
 from starter.dev.toolchain import start_dev_server, start_time_skipping_server
+from tests.contact_kit import Contacts
 from tests.kit import JourneyKit, kit_settings, recording_histories, running_kit
+from tests.postgres import PostgresCluster, postgres_unavailable
 from worker import build_worker
 
 
@@ -202,6 +204,51 @@ async def engine(settings: Settings) -> AsyncIterator[AsyncEngine]:
         yield engine
     finally:
         await engine.dispose()
+
+
+@pytest.fixture(
+    params=[
+        "sqlite",
+        pytest.param(
+            "postgresql",
+            marks=pytest.mark.skipif(
+                postgres_unavailable() is not None, reason=str(postgres_unavailable())
+            ),
+        ),
+    ]
+)
+async def database(
+    request: pytest.FixtureRequest, settings: Settings
+) -> AsyncIterator[AsyncEngine]:
+    """The test's SQLite file, or a migrated throwaway PostgreSQL cluster."""
+    if request.param == "sqlite":
+        engine = create_engine(settings.database_url)
+        await migrate(engine)
+        yield engine
+        await engine.dispose()
+        return
+    with PostgresCluster() as cluster:
+        engine = create_engine(cluster.url)
+        await migrate(engine)
+        yield engine
+        await engine.dispose()
+
+
+@pytest.fixture
+def contacts(
+    time_skipping_env: WorkflowEnvironment, settings: Settings, engine: AsyncEngine
+) -> Contacts:
+    """Events sent to contact workflows as the gateway sends them, on the time-skipping server."""
+    return Contacts(time_skipping_env, settings, engine)
+
+
+@pytest.fixture
+async def worker(
+    time_skipping_env: WorkflowEnvironment, make_worker: Callable[[Client], Worker]
+) -> AsyncIterator[Worker]:
+    """The project's worker, running on the time-skipping server for one test."""
+    async with make_worker(time_skipping_env.client) as running:
+        yield running
 
 
 @pytest.fixture

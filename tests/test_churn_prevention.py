@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
-from temporalio.client import Client, WorkflowHandle
+from temporalio.client import WorkflowHandle
 from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
@@ -111,14 +111,6 @@ class Customer:
     async def sent(self) -> dict[str, MessageLog]:
         rows = await rows_of(self.engine, MessageLog, self.id)
         return {row.step: row for row in rows if row.journey == "churn-prevention"}
-
-
-@pytest.fixture
-async def worker(
-    time_skipping_env: WorkflowEnvironment, make_worker: Callable[[Client], Worker]
-) -> AsyncIterator[Worker]:
-    async with make_worker(time_skipping_env.client) as running:
-        yield running
 
 
 def customer(

@@ -10,11 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import re
-import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from functools import partial
-from typing import Any
 
 import pytest
 from google.protobuf.message import Message
@@ -22,107 +20,24 @@ from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel import col, select
 from temporalio.api.common.v1 import Payload
-from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
+from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.contrib.pydantic import pydantic_data_converter
-from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from models.contact_workflow import ContactInput, ContactState, EventBatch
 from models.db import session_factory
 from models.events import BehaviorEvent
-from models.journeys import JourneyInput, JourneyState, JourneyStatus
-from models.policy import SECONDS_PER_DAY
+from models.journeys import JourneyInput, JourneyStatus
 from models.search_attributes import LEAD_SCORE, LIFECYCLE_STAGE
 from models.settings import Settings
 from models.tables import Contact, ContactEvent, CrmTask, MessageLog, Suppression
 from runtime.codec import ERASED_TEXT, is_encrypted
 from starter.services.intake import accept_events
 from starter.services.operations import contact_workflow_id, forget_contact, signal_contact
+from tests.contact_kit import Contacts, journey, journey_when
 from tests.factories import add_contact, add_lead, event_now
 from workflows.contact import RESCORE_GRANULARITY
-
-Handle = WorkflowHandle[Any, ContactState]
-
-
-class Contacts:
-    """Sends events the way the gateway does, and reads the contact workflow back."""
-
-    def __init__(self, env: WorkflowEnvironment, settings: Settings, engine: AsyncEngine) -> None:
-        self.env, self.settings, self.engine = env, settings, engine
-
-    async def send(
-        self,
-        contact_id: str,
-        event_type: str,
-        *,
-        event_id: str | None = None,
-        at: datetime | None = None,
-        **properties: Any,
-    ) -> BehaviorEvent:
-        event = BehaviorEvent(
-            event_id=event_id or f"evt-{uuid.uuid4()}",
-            contact_id=contact_id,
-            type=event_type,
-            occurred_at=at or await self.env.get_current_time(),
-            properties=properties,
-        )
-        await accept_events(
-            self.env.client,
-            self.engine,
-            [event],
-            task_queue=self.settings.task_queue,
-            day_seconds=SECONDS_PER_DAY,
-            suppression_key=self.settings.suppression_key(),
-        )
-        return event
-
-    async def signal_directly(self, event: BehaviorEvent) -> None:
-        """Signal the contact workflow, bypassing the intake's receipts."""
-        await signal_contact(
-            self.env.client,
-            event.contact_id,
-            "event",
-            event,
-            task_queue=self.settings.task_queue,
-        )
-
-    def handle(self, contact_id: str) -> Handle:
-        return self.env.client.get_workflow_handle(
-            contact_workflow_id(contact_id), result_type=ContactState
-        )
-
-    async def state_when(
-        self, contact_id: str, condition: Callable[[ContactState], bool]
-    ) -> ContactState:
-        """The contact's state once `condition` holds (polled, no time skipped)."""
-        state: ContactState | None = None
-        for _ in range(300):
-            try:
-                state = await self.handle(contact_id).query(
-                    "state", result_type=ContactState, rpc_timeout=timedelta(seconds=5)
-                )
-            except RPCError:  # a query racing a continue-as-new on the test server is lost
-                continue
-            if condition(state):
-                return state
-            await asyncio.sleep(0.05)
-        raise AssertionError(f"condition never held; last state: {state}")
-
-
-@pytest.fixture
-def contacts(
-    time_skipping_env: WorkflowEnvironment, settings: Settings, engine: AsyncEngine
-) -> Contacts:
-    return Contacts(time_skipping_env, settings, engine)
-
-
-@pytest.fixture
-async def worker(
-    time_skipping_env: WorkflowEnvironment, make_worker: Callable[[Client], Worker]
-) -> Any:
-    async with make_worker(time_skipping_env.client) as running:
-        yield running
 
 
 async def test_scores_decay_over_7_14_30_60_days_and_drop_a_band_by_decay_alone(
@@ -198,30 +113,6 @@ async def test_unknown_event_types_are_stored_and_score_nothing(
     assert (state.score, state.band) == (0, "Cold")
     [row] = await stored_events(engine, "unk")
     assert (row.type, row.properties) == ("signed_guestbook", {"page": "/guestbook"})
-
-
-async def journey(client: Client, workflow_id: str) -> JourneyState:
-    handle = client.get_workflow_handle(workflow_id, result_type=JourneyState)
-    state: JourneyState = await handle.query("state", result_type=JourneyState)
-    return state
-
-
-async def journey_when(
-    client: Client, workflow_id: str, condition: Callable[[JourneyState], bool]
-) -> JourneyState:
-    """A journey's state once `condition` holds (polled; it may not have started yet)."""
-    last: object = None
-    for _ in range(300):
-        try:
-            state = await journey(client, workflow_id)
-        except RPCError as error:
-            last = error
-        else:
-            if condition(state):
-                return state
-            last = state
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"{workflow_id}: condition never held; last: {last}")
 
 
 async def test_trigger_rules_start_journeys_and_a_renewal_event_moves_the_running_countdown(

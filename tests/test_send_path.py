@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, time
 from typing import Any
 
@@ -23,44 +22,15 @@ from temporalio.testing import ActivityEnvironment
 
 from activities.messaging import MessagingActivities
 from activities.providers import OutboxEmailProvider, OutgoingEmail
-from models.db import create_engine, migrate, session_factory
+from models.db import session_factory
 from models.messages import DeliveryStatus, SendRequest
 from models.settings import Settings
 from models.tables import Contact
 from rules.templates import TemplateCatalog
 from tests.factories import add_contact, message_rows
 from tests.outbox import read_outbox
-from tests.postgres import PostgresCluster, postgres_unavailable
 
 NOON = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
-
-
-@pytest.fixture(
-    params=[
-        "sqlite",
-        pytest.param(
-            "postgresql",
-            marks=pytest.mark.skipif(
-                postgres_unavailable() is not None, reason=str(postgres_unavailable())
-            ),
-        ),
-    ]
-)
-async def database(
-    request: pytest.FixtureRequest, settings: Settings
-) -> AsyncIterator[AsyncEngine]:
-    """The test's SQLite file, or a migrated throwaway PostgreSQL cluster."""
-    if request.param == "sqlite":
-        engine = create_engine(settings.database_url)
-        await migrate(engine)
-        yield engine
-        await engine.dispose()
-        return
-    with PostgresCluster() as cluster:
-        engine = create_engine(cluster.url)
-        await migrate(engine)
-        yield engine
-        await engine.dispose()
 
 
 class CountingOutbox(OutboxEmailProvider):

@@ -8,7 +8,6 @@ the same batch is retried, and `renewed` or a recovery clears the churn flag.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -20,7 +19,7 @@ from temporalio.testing import ActivityEnvironment
 from activities.contacts import ContactActivities
 from models.contact_workflow import IngestRequest, IngestResult
 from models.crm import CHURN_RISK_TAG
-from models.db import create_engine, migrate, session_factory
+from models.db import session_factory
 from models.events import BehaviorEvent
 from models.settings import PROJECT_ROOT, Settings
 from models.tables import Contact, ContactEvent
@@ -29,7 +28,6 @@ from rules.scoring import ScoringModel
 from rules.usage import Reading, UsageRule, derived_event_id, judge, trailing_average
 from runtime.keys import key_store
 from tests.factories import add_contact, rows_of
-from tests.postgres import PostgresCluster, postgres_unavailable
 
 NOW = datetime(2026, 11, 30, 9, 0, tzinfo=UTC)
 WEEK = timedelta(days=7)
@@ -148,34 +146,6 @@ def test_derived_ids_are_made_from_the_reports_and_stay_within_128_characters() 
 
 
 # --- the ingest ----------------------------------------------------------------------------
-
-
-@pytest.fixture(
-    params=[
-        "sqlite",
-        pytest.param(
-            "postgresql",
-            marks=pytest.mark.skipif(
-                postgres_unavailable() is not None, reason=str(postgres_unavailable())
-            ),
-        ),
-    ]
-)
-async def database(
-    request: pytest.FixtureRequest, settings: Settings
-) -> AsyncIterator[AsyncEngine]:
-    """The test's SQLite file, or a migrated throwaway PostgreSQL cluster."""
-    if request.param == "sqlite":
-        engine = create_engine(settings.database_url)
-        await migrate(engine)
-        yield engine
-        await engine.dispose()
-        return
-    with PostgresCluster() as cluster:
-        engine = create_engine(cluster.url)
-        await migrate(engine)
-        yield engine
-        await engine.dispose()
 
 
 class Ingest:
