@@ -1,7 +1,8 @@
 """The journeys a fault test runs, and the check that each message went out exactly once.
 
 Every contact of the fleet runs the welcome series (5 emails on days 0, 1, 2,
-4 and 7) and then, being a cold lead, the weekly nurture (4 emails) on a
+4 and 7) and then, being a cold lead without interests, the weekly nurture
+(the general track's 3 content emails and the roundup: 4 emails) on a
 one-second journey day: 9 emails each, sent in bursts (all contacts start
 together). At the end every journey must have completed, the message log must
 hold each email once as `sent`, and the email API must have delivered each
@@ -21,14 +22,17 @@ from temporalio.service import RPCError, RPCStatusCode
 from models.db import session_factory
 from models.journeys import JourneyInput, JourneyState
 from models.tables import MessageLog
+from rules.nurture import CONTENT_EMAILS, GENERAL
 from starter.services.operations import enroll
 from tests.factories import add_contact
 from tests.faults.email_api import EmailApi
+from workflows.journeys.nurture import ROUNDUP
 
 DAY_SECONDS = 1
 EXPECTED_STEPS = (
     *(("welcome-series", step) for step in ("day0", "day1", "day2", "day4", "day7")),
-    *(("nurture", step) for step in ("week1", "week2", "week3", "week4")),
+    *(("nurture", GENERAL.step(asset)) for asset in GENERAL.assets[:CONTENT_EMAILS]),
+    ("nurture", ROUNDUP),
 )
 
 
