@@ -51,7 +51,6 @@ NOT_CONTACT_INITIATED = frozenset(
         "unsubscribed",  # the contact's act, but an opt-out, not engagement
         "renewal_scheduled",  # the billing system's schedule
         "rep_contacted",  # our sales rep's act
-        "usage_reported",  # a metering report the product's backend sends about the account
         "usage_dropped",  # derived by the ingest from usage reports
         "usage_recovered",  # derived by the ingest from usage reports
     }
@@ -61,15 +60,23 @@ NOT_CONTACT_INITIATED = frozenset(
 Every other type is contact-initiated (a behaviour event is "one thing a contact
 did"): opens, clicks, replies, visits, downloads, sign-ups, trials, purchases,
 renewals, `subscription_confirmed` (the "keep me subscribed" link) and any custom
-type a service sends. Contact-initiated events, and only they, reset the contact's
-inactivity timer (`workflows/contact.py`), end a re-engagement journey as
-`reactivated` and lift a sunset. A new event type that we or a system emit about a
-contact goes here, one line each."""
+type a service sends; and a usage report that counts some use (`PRODUCT_USAGE`).
+Contact-initiated events, and only they, reset the contact's inactivity timer
+(`workflows/contact.py`), end a re-engagement journey as `reactivated` and lift a
+sunset. A new event type that we or a system emit about a contact goes here, one
+line each."""
+PRODUCT_USAGE = "usage_reported"
+"""A metering report the product's backend sends: the contact's own activity when its
+`value` is above 0 (a customer who uses the product every day is not inactive, however
+few emails they open), not when it reports no use."""
 
 
-def is_contact_initiated(event_type: str) -> bool:
-    """Whether an event of this type is something the contact did (see `NOT_CONTACT_INITIATED`)."""
-    return event_type not in NOT_CONTACT_INITIATED
+def is_contact_initiated(event: BehaviorEvent) -> bool:
+    """Whether the event is something the contact did (see `NOT_CONTACT_INITIATED`)."""
+    if event.type == PRODUCT_USAGE:
+        value = event.properties.get("value")
+        return isinstance(value, int | float) and not isinstance(value, bool) and value > 0
+    return event.type not in NOT_CONTACT_INITIATED
 
 
 EARLIEST_TIME = datetime(1970, 1, 1, tzinfo=UTC)

@@ -37,8 +37,10 @@ class Contacts:
         *,
         event_id: str | None = None,
         at: datetime | None = None,
+        day_seconds: int = SECONDS_PER_DAY,
         **properties: Any,
     ) -> BehaviorEvent:
+        """Send one event through the intake; `day_seconds` is the contact's journey clock."""
         event = BehaviorEvent(
             event_id=event_id or f"evt-{uuid.uuid4()}",
             contact_id=contact_id,
@@ -51,7 +53,7 @@ class Contacts:
             self.engine,
             [event],
             task_queue=self.settings.task_queue,
-            day_seconds=SECONDS_PER_DAY,
+            day_seconds=day_seconds,
             suppression_key=self.settings.suppression_key(),
         )
         return event

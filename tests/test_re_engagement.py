@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import re
 from collections.abc import AsyncIterator, Callable
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
@@ -22,6 +22,7 @@ from temporalio.worker import Worker
 
 from models.contact_workflow import ContactState
 from models.db import session_factory
+from models.events import BehaviorEvent, is_contact_initiated
 from models.journeys import JourneyInput, JourneyStatus
 from models.messages import SUNSET_TAG
 from models.settings import Settings
@@ -83,6 +84,54 @@ def step_email(outbox: Path, step: str) -> str:
     found = [text_body(m) for key, m in read_outbox(outbox).items() if key.endswith(f"/{step}")]
     assert len(found) == 1, (step, sorted(read_outbox(outbox)))
     return found[0]
+
+
+@pytest.mark.parametrize(
+    ("event_type", "properties", "initiated"),
+    [
+        ("email_opened", {}, True),
+        ("signed_guestbook", {}, True),  # a custom type: something the contact did
+        ("email_delivered", {}, False),
+        ("rep_contacted", {}, False),
+        ("usage_reported", {"metric": "campaigns_sent", "value": 12}, True),
+        ("usage_reported", {"metric": "campaigns_sent", "value": 0}, False),
+        ("usage_dropped", {"metric": "campaigns_sent", "value": 4}, False),
+    ],
+)
+def test_what_counts_as_the_contacts_own_activity(
+    event_type: str, properties: dict[str, object], initiated: bool
+) -> None:
+    event = BehaviorEvent(
+        event_id="e1",
+        contact_id="c",
+        type=event_type,
+        occurred_at=datetime(2026, 3, 2, tzinfo=UTC),
+        properties=properties,
+    )
+    assert is_contact_initiated(event) is initiated
+
+
+async def test_the_30_days_are_days_of_the_contacts_journey_clock(
+    contacts: Contacts,
+    worker: Worker,
+    engine: AsyncEngine,
+    time_skipping_env: WorkflowEnvironment,
+) -> None:
+    """On an accelerated clock (one day a minute, as a demo runs) the contact turns dormant
+    after 30 minutes, and re-engagement starts from its trigger, not by hand."""
+    env = time_skipping_env
+    await add_contact(engine, "quick", first_name="Quinn")
+    visited = await contacts.send("quick", "website_visited", day_seconds=60)
+    state = await contacts.state_when("quick", lambda s: s.events_accepted == 1)
+    assert state.next_rescore_at == visited.occurred_at + timedelta(minutes=30)
+
+    await sleep_until(env, visited.occurred_at + timedelta(minutes=29))
+    state = await contacts.state_when("quick", lambda s: True)
+    assert "re-engagement-quick" not in state.journeys
+    await sleep_until(env, visited.occurred_at + timedelta(minutes=31))
+    started = await journey_when(env.client, "re-engagement-quick", lambda s: s.messages_sent == 1)
+    assert started.status == JourneyStatus.RUNNING
+    assert DORMANT_TAG in (await contact_row(engine, "quick")).tags
 
 
 async def test_only_contact_initiated_events_reset_the_timer_and_30_days_start_re_engagement(

@@ -22,7 +22,8 @@ event creates it). For each batch of new events it:
 6. keeps the contact's inactivity timer: it runs from the last contact-initiated
    event (`models.events.is_contact_initiated`: opens, clicks, replies, visits,
    purchases…; never our deliveries, bounces, renewal schedules or rep contacts),
-   or from the first event before any. At `DORMANT_AFTER` (30 days) the contact
+   or from the first event before any. At `DORMANT_AFTER` (30 days of the contact's
+   journey clock: real days in production) the contact
    is tagged `eng_dormant_30d` and, once per inactive period, a customer
    (`act_purchased`, or a `stage_customer…` tag) starts `win-back`, anyone else
    `re-engagement`, if marketing email still reaches them. Any contact-initiated
@@ -81,6 +82,7 @@ with workflow.unsafe.imports_passed_through():
     from models.journeys import ExitRequest, JourneyInput
     from models.lead_score import ScoreBreakdown, ScoredAction
     from models.messages import SUNSET_TAG
+    from models.policy import SECONDS_PER_DAY
     from rules.opt_outs import suppression_scope
     from rules.scoring import (
         ActionKey,
@@ -133,7 +135,8 @@ journey was added replays without starting or signalling it (see `_knows`)."""
 DORMANT_AFTER = timedelta(days=30)
 """No contact-initiated event for this long (no event at all, in runs from before
 `INACTIVITY_PATCH`): the contact is tagged `eng_dormant_30d` and re-engagement or win-back
-starts."""
+starts. Days of the contact's journey clock (`ContactInput.day_seconds`: real days in
+production, 15 s in the `make run` demo); real days in runs from before the patch."""
 INACTIVITY_PATCH = "inactivity-timer"
 """Runs from before it counted dormancy from any event (a delivery too), started no journey
 at 30 days, sent no `reactivated` exits and kept no sunset; they replay so."""
@@ -375,7 +378,7 @@ class ContactWorkflow:
             else:
                 await self._exit_unreachable_journeys(scope.reason)
             return
-        if is_contact_initiated(event.type) and self._timer_patched():
+        if is_contact_initiated(event) and self._timer_patched():
             await self._reactivate()
         started: str | None = None
         trigger = catalog.triggers().get(event.type)
@@ -550,7 +553,7 @@ class ContactWorkflow:
         if model.sales_ready(result.band):
             tags.add("eng_high")
         inactive_since = self._inactive_since()
-        if inactive_since is not None and now - inactive_since >= DORMANT_AFTER:
+        if inactive_since is not None and now - inactive_since >= self._dormant_after():
             tags.add(DORMANT_TAG)
         if self._sunset_since is not None:
             tags.add(SUNSET_TAG)
@@ -564,8 +567,8 @@ class ContactWorkflow:
         """
         candidates = [m for m in [next_change(model, self._actions.values(), now)] if m]
         inactive_since = self._inactive_since()
-        if inactive_since is not None and inactive_since + DORMANT_AFTER > now:
-            candidates.append(inactive_since + DORMANT_AFTER)
+        if inactive_since is not None and inactive_since + self._dormant_after() > now:
+            candidates.append(inactive_since + self._dormant_after())
         if not candidates:
             return None
         if self._last_decay_wake is None:
@@ -610,7 +613,7 @@ class ContactWorkflow:
         """Move the inactivity timer's start: a contact-initiated event resets it; the first
         event of all starts it. A purchase makes the contact a customer (`act_purchased`)."""
         if self._last_active_at is None or (
-            is_contact_initiated(event.type) and event.occurred_at > self._last_active_at
+            is_contact_initiated(event) and event.occurred_at > self._last_active_at
         ):
             self._last_active_at = event.occurred_at
         if event.type == "purchased" and self._timer_patched() and len(self._tags) < MAX_TAGS:
@@ -629,6 +632,12 @@ class ContactWorkflow:
         `INACTIVITY_PATCH`)."""
         return self._last_active_at if self._timer_patched() else self._last_event_at
 
+    def _dormant_after(self) -> timedelta:
+        """`DORMANT_AFTER` on the contact's journey clock (real days before the patch)."""
+        if not self._timer_patched():
+            return DORMANT_AFTER
+        return DORMANT_AFTER * self._input.day_seconds / SECONDS_PER_DAY
+
     def _is_customer(self) -> bool:
         """A contact who bought (`act_purchased`) or whom the CRM stages as a customer."""
         return any(tag == CUSTOMER_TAG or tag.startswith("stage_customer") for tag in self._tags)
@@ -640,7 +649,7 @@ class ContactWorkflow:
         since = self._last_active_at
         if since is None or since == self._inactivity_handled_for or not self._contact_exists:
             return
-        if workflow.now() - since < DORMANT_AFTER or not self._timer_patched():
+        if workflow.now() - since < self._dormant_after() or not self._timer_patched():
             return
         self._inactivity_handled_for = since
         journey = WIN_BACK if self._is_customer() else RE_ENGAGEMENT

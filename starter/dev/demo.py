@@ -1,8 +1,8 @@
 """The `make run` demo: sample contacts that take every journey on an accelerated clock.
 
-Some journeys are enrolled directly (`demo_enrolments`); the others start the
-way they do in production, from behaviour events sent through each contact's
-workflow (`DEMO_STORIES`). Running the demo again upserts the same contacts,
+Some journeys are enrolled directly (`demo_enrolments`); every journey also
+starts the way it does in production, from behaviour events sent through a
+contact's workflow (`DEMO_STORIES`). Running the demo again upserts the same contacts,
 finds the journeys already enrolled and sends the same event ids, which the
 contact workflows drop as duplicates: nothing is enrolled or sent twice.
 """
@@ -14,7 +14,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import typer
-from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio.client import Client
 
 from models.contacts import ConsentUpdate, ContactProfile
@@ -80,12 +79,13 @@ DEMO_DORMANT = (
         company="Babbage & Co",
         timezone="America/Los_Angeles",
         email_consent=_DEMO_CONSENT,
-        tags=["act_purchased"],
     ),
 )
-"""A subscriber and a customer who have been quiet for 30 days: the contact workflow's
-inactivity timer counts real days, so the demo enrols them directly into re-engagement
-(Rosa: three emails over 14 demo days, then the sunset) and win-back (Kai: the offer)."""
+"""A subscriber and a customer whose last activity was 31 journey days ago (under 8 minutes
+at 15 s a day): the contact workflow's inactivity timer starts re-engagement (Rosa: three
+emails over 14 demo days, then the sunset) and win-back (Kai: the offer)."""
+DORMANT_FOR_DAYS = 31
+"""How many journey days ago the dormant contacts last did something (30 make them dormant)."""
 DEMO_LEAD = ContactProfile(
     id="demo-lin",
     email="lin@example.com",
@@ -134,23 +134,27 @@ class DemoStory:
         contact: Who does it.
         events: Event type and properties, in order.
         shows: What the events start, as `make run` prints it.
-        days_apart: The events happened this many days apart, the last one now (0: all now).
+        days_apart: The events happened this many (real) days apart, the last one last.
+        journey_days_ago: The last one happened this many days of the demo's journey
+            clock ago (0: now).
     """
 
     contact: ContactProfile
     events: tuple[tuple[str, dict[str, Any]], ...]
     shows: str
     days_apart: int = 0
+    journey_days_ago: int = 0
 
-    def behavior_events(self, now: datetime) -> list[BehaviorEvent]:
+    def behavior_events(self, now: datetime, *, day_seconds: int) -> list[BehaviorEvent]:
         """The events, with the same ids on every run (a restart sends duplicates only)."""
+        last_at = now - timedelta(seconds=self.journey_days_ago * day_seconds)
         last = len(self.events)
         return [
             BehaviorEvent(
                 event_id=f"{self.contact.id}-demo-{number}",
                 contact_id=self.contact.id,
                 type=event_type,
-                occurred_at=now - timedelta(days=self.days_apart * (last - number)),
+                occurred_at=last_at - timedelta(days=self.days_apart * (last - number)),
                 properties=properties,
             )
             for number, (event_type, properties) in enumerate(self.events, start=1)
@@ -196,6 +200,18 @@ DEMO_STORIES = (
         ),
         days_apart=7,
     ),
+    DemoStory(
+        DEMO_DORMANT[0],
+        (("website_visited", {"page": "/blog/automation-recipes"}),),
+        shows="quiet for 31 days → re-engagement-demo-rosa, then the sunset",
+        journey_days_ago=DORMANT_FOR_DAYS,
+    ),
+    DemoStory(
+        DEMO_DORMANT[1],
+        (("purchased", {"plan": "starter"}),),
+        shows="a customer quiet for 31 days → win-back-demo-kai (and onboarding, for the purchase)",
+        journey_days_ago=DORMANT_FOR_DAYS,
+    ),
 )
 """The demo contacts whose events go through their contact workflow, with what they show."""
 
@@ -205,15 +221,17 @@ def demo_enrolments(day_seconds: int) -> list[tuple[str, JourneyInput]]:
     pricing-abandon and nurture (demo-grace, interested in automation: the automation
     track, weekly on the weekday of enrolment at 10:00 New York time), renewal-countdown
     (renewal 95 days out: at 15 s a day its reminders come every few minutes and it lapses
-    in about 24), and the two dormant contacts in re-engagement and win-back. The journeys
-    a contact may run again hold their window a year, so a restart enrols nobody twice."""
-    again_in_a_year = {"day_seconds": day_seconds, "reentry_days": 365}
+    in about 24). Pricing-abandon holds its window a year, so a restart enrols nobody
+    twice."""
     return [
         *(
             ("welcome-series", JourneyInput(contact_id=profile.id, day_seconds=day_seconds))
             for profile in DEMO_CONTACTS
         ),
-        ("pricing-abandon", JourneyInput(contact_id="demo-grace", **again_in_a_year)),
+        (
+            "pricing-abandon",
+            JourneyInput(contact_id="demo-grace", day_seconds=day_seconds, reentry_days=365),
+        ),
         ("nurture", NurtureInput(contact_id="demo-grace", day_seconds=day_seconds)),
         (
             "renewal-countdown",
@@ -224,8 +242,6 @@ def demo_enrolments(day_seconds: int) -> list[tuple[str, JourneyInput]]:
                 renewal_date=datetime.now(UTC) + timedelta(days=95),
             ),
         ),
-        ("re-engagement", JourneyInput(contact_id="demo-rosa", **again_in_a_year)),
-        ("win-back", JourneyInput(contact_id="demo-kai", **again_in_a_year)),
     ]
 
 
@@ -245,33 +261,17 @@ async def run_demo(client: Client, settings: Settings, *, day_seconds: int) -> N
                 typer.echo(f"  {error} (kept from an earlier run)")
         now = datetime.now(UTC)
         for story in DEMO_STORIES:
-            events = story.behavior_events(now)
-            workflow_id = await _send(client, engine, settings, events, day_seconds=day_seconds)
+            events = story.behavior_events(now, day_seconds=day_seconds)
+            results = await accept_events(  # one batch, as a service sends a backlog
+                client,
+                engine,
+                events,
+                task_queue=settings.task_queue,
+                day_seconds=day_seconds,
+                suppression_key=settings.suppression_key(),
+            )
             count = f"{len(events)} event{'s' if len(events) > 1 else ''}"
-            shown = f"{count} → {workflow_id} ({story.shows})"
+            shown = f"{count} → {results[-1].workflow_id} ({story.shows})"
             typer.echo(f"  {story.contact.id}: {shown}")
     finally:
         await engine.dispose()
-
-
-async def _send(
-    client: Client,
-    engine: AsyncEngine,
-    settings: Settings,
-    events: list[BehaviorEvent],
-    *,
-    day_seconds: int,
-) -> str:
-    """Send the events one by one, as a service would; returns the contact workflow's id."""
-    workflow_id = ""
-    for event in events:
-        [result] = await accept_events(
-            client,
-            engine,
-            [event],
-            task_queue=settings.task_queue,
-            day_seconds=day_seconds,
-            suppression_key=settings.suppression_key(),
-        )
-        workflow_id = result.workflow_id
-    return workflow_id
