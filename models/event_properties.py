@@ -28,12 +28,14 @@ from pydantic import BaseModel, ValidationError
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from models.carts import CartProperties, CheckoutProperties, PurchaseProperties
+from models.onboarding import FeatureUsedProperties
 from models.usage import UsageReported, UsageSignal
 
 PROPERTIES: Mapping[str, type[BaseModel]] = {
     "cart_updated": CartProperties,
     "checkout_started": CheckoutProperties,
     "purchased": PurchaseProperties,
+    "feature_used": FeatureUsedProperties,
     "usage_reported": UsageReported,
     "usage_dropped": UsageSignal,
     "usage_recovered": UsageSignal,

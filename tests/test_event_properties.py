@@ -39,11 +39,18 @@ def test_the_table_names_a_model_for_the_events_journeys_read() -> None:
         "cart_updated",
         "checkout_started",
         "purchased",
+        "feature_used",
         "usage_reported",
         "usage_dropped",
         "usage_recovered",
     }
     assert problems("website_visited", {"anything": [1, {"x": None}]}) == []
+
+
+def test_a_feature_used_event_names_its_feature() -> None:
+    assert problems("feature_used", {"feature": "contact-import"}) == []
+    assert problems("feature_used", {})
+    assert problems("feature_used", {"feature": ""})
 
 
 def test_a_usage_report_needs_a_metric_and_a_finite_value() -> None:
