@@ -62,8 +62,7 @@ class ContactInput(BaseModel):
 
     Attributes:
         contact_id: The contact.
-        day_seconds: Clock of the journeys it starts (see `JourneyInput`) and of its
-            inactivity timer (30 of its days).
+        day_seconds: Clock of the journeys it starts (see `JourneyInput`).
         history_limit: Continue as new once the history has this many
             events (or earlier, when the server suggests it).
         carry: State from the previous run; set by the workflow only.

@@ -37,10 +37,9 @@ class Contacts:
         *,
         event_id: str | None = None,
         at: datetime | None = None,
-        day_seconds: int = SECONDS_PER_DAY,
         **properties: Any,
     ) -> BehaviorEvent:
-        """Send one event through the intake; `day_seconds` is the contact's journey clock."""
+        """Send one event through the intake, as the gateway does."""
         event = BehaviorEvent(
             event_id=event_id or f"evt-{uuid.uuid4()}",
             contact_id=contact_id,
@@ -53,7 +52,7 @@ class Contacts:
             self.engine,
             [event],
             task_queue=self.settings.task_queue,
-            day_seconds=day_seconds,
+            day_seconds=SECONDS_PER_DAY,
             suppression_key=self.settings.suppression_key(),
         )
         return event

@@ -111,27 +111,22 @@ def test_what_counts_as_the_contacts_own_activity(
     assert is_contact_initiated(event) is initiated
 
 
-async def test_the_30_days_are_days_of_the_contacts_journey_clock(
+async def test_activity_from_over_30_days_ago_arriving_late_starts_re_engagement_at_once(
     contacts: Contacts,
     worker: Worker,
     engine: AsyncEngine,
     time_skipping_env: WorkflowEnvironment,
 ) -> None:
-    """On an accelerated clock (one day a minute, as a demo runs) the contact turns dormant
-    after 30 minutes, and re-engagement starts from its trigger, not by hand."""
+    """A backlog: the contact's last visit, 31 days old, arrives now. The timer counts from
+    when it happened, so re-engagement starts from its trigger right away (as in the demo)."""
     env = time_skipping_env
-    await add_contact(engine, "quick", first_name="Quinn")
-    visited = await contacts.send("quick", "website_visited", day_seconds=60)
-    state = await contacts.state_when("quick", lambda s: s.events_accepted == 1)
-    assert state.next_rescore_at == visited.occurred_at + timedelta(minutes=30)
-
-    await sleep_until(env, visited.occurred_at + timedelta(minutes=29))
-    state = await contacts.state_when("quick", lambda s: True)
-    assert "re-engagement-quick" not in state.journeys
-    await sleep_until(env, visited.occurred_at + timedelta(minutes=31))
-    started = await journey_when(env.client, "re-engagement-quick", lambda s: s.messages_sent == 1)
+    await add_contact(engine, "late", first_name="Lee")
+    now = await env.get_current_time()
+    await contacts.send("late", "website_visited", at=now - DORMANT_AFTER - DAY)
+    started = await journey_when(env.client, "re-engagement-late", lambda s: s.messages_sent == 1)
     assert started.status == JourneyStatus.RUNNING
-    assert DORMANT_TAG in (await contact_row(engine, "quick")).tags
+    assert DORMANT_TAG in (await contact_row(engine, "late")).tags
+    assert await env.get_current_time() - now < DAY  # not by waiting: at once
 
 
 async def test_only_contact_initiated_events_reset_the_timer_and_30_days_start_re_engagement(

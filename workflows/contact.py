@@ -22,8 +22,7 @@ event creates it). For each batch of new events it:
 6. keeps the contact's inactivity timer: it runs from the last contact-initiated
    event (`models.events.is_contact_initiated`: opens, clicks, replies, visits,
    purchases…; never our deliveries, bounces, renewal schedules or rep contacts),
-   or from the first event before any. At `DORMANT_AFTER` (30 days of the contact's
-   journey clock: real days in production) the contact
+   or from the first event before any. At `DORMANT_AFTER` (30 days) the contact
    is tagged `eng_dormant_30d` and, once per inactive period, a customer
    (`act_purchased`, or a `stage_customer…` tag) starts `win-back`, anyone else
    `re-engagement`, if marketing email still reaches them. Any contact-initiated
@@ -82,7 +81,6 @@ with workflow.unsafe.imports_passed_through():
     from models.journeys import ExitRequest, JourneyInput
     from models.lead_score import ScoreBreakdown, ScoredAction
     from models.messages import SUNSET_TAG
-    from models.policy import SECONDS_PER_DAY
     from rules.opt_outs import suppression_scope
     from rules.scoring import (
         ActionKey,
@@ -135,8 +133,7 @@ journey was added replays without starting or signalling it (see `_knows`)."""
 DORMANT_AFTER = timedelta(days=30)
 """No contact-initiated event for this long (no event at all, in runs from before
 `INACTIVITY_PATCH`): the contact is tagged `eng_dormant_30d` and re-engagement or win-back
-starts. Days of the contact's journey clock (`ContactInput.day_seconds`: real days in
-production, 15 s in the `make run` demo); real days in runs from before the patch."""
+starts."""
 INACTIVITY_PATCH = "inactivity-timer"
 """Runs from before it counted dormancy from any event (a delivery too), started no journey
 at 30 days, sent no `reactivated` exits and kept no sunset; they replay so."""
@@ -553,7 +550,7 @@ class ContactWorkflow:
         if model.sales_ready(result.band):
             tags.add("eng_high")
         inactive_since = self._inactive_since()
-        if inactive_since is not None and now - inactive_since >= self._dormant_after():
+        if inactive_since is not None and now - inactive_since >= DORMANT_AFTER:
             tags.add(DORMANT_TAG)
         if self._sunset_since is not None:
             tags.add(SUNSET_TAG)
@@ -567,8 +564,8 @@ class ContactWorkflow:
         """
         candidates = [m for m in [next_change(model, self._actions.values(), now)] if m]
         inactive_since = self._inactive_since()
-        if inactive_since is not None and inactive_since + self._dormant_after() > now:
-            candidates.append(inactive_since + self._dormant_after())
+        if inactive_since is not None and inactive_since + DORMANT_AFTER > now:
+            candidates.append(inactive_since + DORMANT_AFTER)
         if not candidates:
             return None
         if self._last_decay_wake is None:
@@ -632,12 +629,6 @@ class ContactWorkflow:
         `INACTIVITY_PATCH`)."""
         return self._last_active_at if self._timer_patched() else self._last_event_at
 
-    def _dormant_after(self) -> timedelta:
-        """`DORMANT_AFTER` on the contact's journey clock (real days before the patch)."""
-        if not self._timer_patched():
-            return DORMANT_AFTER
-        return DORMANT_AFTER * self._input.day_seconds / SECONDS_PER_DAY
-
     def _is_customer(self) -> bool:
         """A contact who bought (`act_purchased`) or whom the CRM stages as a customer."""
         return any(tag == CUSTOMER_TAG or tag.startswith("stage_customer") for tag in self._tags)
@@ -649,7 +640,7 @@ class ContactWorkflow:
         since = self._last_active_at
         if since is None or since == self._inactivity_handled_for or not self._contact_exists:
             return
-        if workflow.now() - since < self._dormant_after() or not self._timer_patched():
+        if workflow.now() - since < DORMANT_AFTER or not self._timer_patched():
             return
         self._inactivity_handled_for = since
         journey = WIN_BACK if self._is_customer() else RE_ENGAGEMENT

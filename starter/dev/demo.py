@@ -81,11 +81,11 @@ DEMO_DORMANT = (
         email_consent=_DEMO_CONSENT,
     ),
 )
-"""A subscriber and a customer whose last activity was 31 journey days ago (under 8 minutes
-at 15 s a day): the contact workflow's inactivity timer starts re-engagement (Rosa: three
-emails over 14 demo days, then the sunset) and win-back (Kai: the offer)."""
+"""A subscriber and a customer whose last activity was 31 days ago: the contact workflow's
+inactivity timer (30 real days) starts re-engagement (Rosa: three emails over 14 demo
+days, then the sunset) and win-back (Kai: the offer) as soon as their events arrive."""
 DORMANT_FOR_DAYS = 31
-"""How many journey days ago the dormant contacts last did something (30 make them dormant)."""
+"""How many days ago the dormant contacts last did something (30 make them dormant)."""
 DEMO_LEAD = ContactProfile(
     id="demo-lin",
     email="lin@example.com",
@@ -134,20 +134,19 @@ class DemoStory:
         contact: Who does it.
         events: Event type and properties, in order.
         shows: What the events start, as `make run` prints it.
-        days_apart: The events happened this many (real) days apart, the last one last.
-        journey_days_ago: The last one happened this many days of the demo's journey
-            clock ago (0: now).
+        days_apart: The events happened this many days apart, the last one last.
+        days_ago: The last one happened this many days ago (0: now).
     """
 
     contact: ContactProfile
     events: tuple[tuple[str, dict[str, Any]], ...]
     shows: str
     days_apart: int = 0
-    journey_days_ago: int = 0
+    days_ago: int = 0
 
-    def behavior_events(self, now: datetime, *, day_seconds: int) -> list[BehaviorEvent]:
+    def behavior_events(self, now: datetime) -> list[BehaviorEvent]:
         """The events, with the same ids on every run (a restart sends duplicates only)."""
-        last_at = now - timedelta(seconds=self.journey_days_ago * day_seconds)
+        last_at = now - timedelta(days=self.days_ago)
         last = len(self.events)
         return [
             BehaviorEvent(
@@ -204,13 +203,13 @@ DEMO_STORIES = (
         DEMO_DORMANT[0],
         (("website_visited", {"page": "/blog/automation-recipes"}),),
         shows="quiet for 31 days → re-engagement-demo-rosa, then the sunset",
-        journey_days_ago=DORMANT_FOR_DAYS,
+        days_ago=DORMANT_FOR_DAYS,
     ),
     DemoStory(
         DEMO_DORMANT[1],
         (("purchased", {"plan": "starter"}),),
         shows="a customer quiet for 31 days → win-back-demo-kai (and onboarding, for the purchase)",
-        journey_days_ago=DORMANT_FOR_DAYS,
+        days_ago=DORMANT_FOR_DAYS,
     ),
 )
 """The demo contacts whose events go through their contact workflow, with what they show."""
@@ -261,7 +260,7 @@ async def run_demo(client: Client, settings: Settings, *, day_seconds: int) -> N
                 typer.echo(f"  {error} (kept from an earlier run)")
         now = datetime.now(UTC)
         for story in DEMO_STORIES:
-            events = story.behavior_events(now, day_seconds=day_seconds)
+            events = story.behavior_events(now)
             results = await accept_events(  # one batch, as a service sends a backlog
                 client,
                 engine,

@@ -93,7 +93,9 @@ async def wait_for_journeys(client: Client, contact_ids: list[str], *, within: f
                     raise
                 await asyncio.sleep(0.5)
         assert state.status == "completed", f"{workflow_id}: {state.status} {state.exit_reason}"
-        assert state.messages_sent == emails, f"{workflow_id} sent {state.messages_sent}"
+        assert state.messages_sent == emails, (
+            f"{workflow_id} sent {state.messages_sent}: {state.steps_done} {state.actions_done}"
+        )
 
     async with asyncio.timeout(within):
         await asyncio.gather(
