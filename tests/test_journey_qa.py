@@ -247,7 +247,13 @@ async def test_kit_welcome_series_purchase_on_day_3_exits_before_day_4(
 async def test_kit_nurture_four_weekly_emails(journey_kit: JourneyKit) -> None:
     timeline = await journey_kit.simulate(Simulation("nurture", contact=sample_contact()))
 
-    assert sent_days(timeline) == [("week1", 7), ("week2", 14), ("week3", 21), ("week4", 28)]
+    # A Cold contact without interests: the general track's three emails, then the roundup.
+    assert sent_days(timeline) == [
+        ("general.sender-checklist", 7),
+        ("general.customer-story", 14),
+        ("general.pre-send-checklist", 21),
+        ("roundup", 28),
+    ]
     assert timeline.status == "completed"
 
 

@@ -307,6 +307,9 @@ def test_every_journey_declares_whether_it_is_marketing() -> None:
         "lead-sla": MessageCategory.TRANSACTIONAL,
         "re-engagement": MessageCategory.MARKETING,
         "win-back": MessageCategory.MARKETING,
+        "onboarding": MessageCategory.MARKETING,  # it promotes using more of the product
+        "abandoned-cart": MessageCategory.MARKETING,
+        "churn-prevention": MessageCategory.MARKETING,  # offers; the owner's task is not mail
     }
     # Marketing journeys exit on an unsubscribe by their category, not by a list entry.
     assert "unsubscribed" not in WelcomeSeries.exit_on
