@@ -80,8 +80,19 @@ class TimeSkippingServer:
     def __init__(self, keys: KeyStore) -> None:
         self.env: WorkflowEnvironment | None = None
         self._keys = keys
+        self._module = ""
 
-    async def healthy_env(self) -> WorkflowEnvironment:
+    async def healthy_env(self, module: str) -> WorkflowEnvironment:
+        """The server, checked; a fresh one for each test module.
+
+        A module's tests leave journeys whose timers lie days or months ahead
+        (inactivity, onboarding, renewals) beyond what the health check skips;
+        the next module's first long `sleep` would fire them with no worker to
+        take their tasks, and the server would stop skipping time.
+        """
+        if module != self._module:
+            self._module = module
+            await self.stop()
         if self.env is not None:
             try:
                 await asyncio.wait_for(self.env.sleep(timedelta(hours=1)), HEALTH_CHECK_TIMEOUT)
@@ -139,7 +150,7 @@ async def time_skipping_server(codec_keys: KeyStore) -> AsyncIterator[TimeSkippi
 
 @pytest.fixture
 async def time_skipping_env(
-    time_skipping_server: TimeSkippingServer,
+    request: pytest.FixtureRequest, time_skipping_server: TimeSkippingServer
 ) -> AsyncIterator[WorkflowEnvironment]:
     """The Java time-skipping test server, shared by the session while it works.
 
@@ -148,7 +159,7 @@ async def time_skipping_env(
     nobody takes, which stops the server skipping time. Children (a nurture
     started by a welcome series) are found in their parents' histories.
     """
-    env = await time_skipping_server.healthy_env()
+    env = await time_skipping_server.healthy_env(request.module.__name__)
     first = len(_STARTED.ids)
     yield env
     await _terminate_running(env.client, _STARTED.ids[first:])

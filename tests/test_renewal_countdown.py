@@ -221,8 +221,8 @@ async def test_lapse_path_reminders_tasks_escalation_then_churn_risk(
         ("renewal_follow_up", "account_owner", "normal", "open"),
         ("renewal_follow_up", "account_owner", "normal", "open"),
         ("renewal_escalation", "account_owner_manager", "high", "open"),
-        # The lapse joins churn prevention, which puts the account owner on it.
-        ("churn_risk", "account_owner", "high", "open"),
+        # The lapse joins churn prevention: Lena has no owner, so customer success gets it.
+        ("churn_risk", "customer_success", "high", "open"),
     ]
     assert tasks[3].title == "Churn risk: renewal of sub_1 lapsed: Lena (Acme)"
     tasks = tasks[:3]
