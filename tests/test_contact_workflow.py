@@ -362,13 +362,13 @@ async def test_20000_events_across_continue_as_new_keep_the_score_and_the_seen_e
 ) -> None:
     """On the dev server: 40 batches of 500 (475 unscored views, 24 opens, 1 demo request).
 
-    The opens happened 30 days minus 40 seconds ago. By hand: 40 × 24 opens
+    The opens happened 30 days minus 90 seconds ago. By hand: 40 × 24 opens
     × 1 + 40 demos × 25 = 1,960 (Hot); seconds later the opens have decayed to
     0 and 1,000 remains (a durable timer of the run that continued as new).
     """
     client = dev_env.client
     contacts = Contacts(dev_env, settings, engine)
-    opened_at = datetime.now(UTC) - timedelta(days=30) + timedelta(seconds=40)
+    opened_at = datetime.now(UTC) - timedelta(days=30) + timedelta(seconds=90)
 
     def batch(number: int) -> EventBatch:
         kinds = ["page_scrolled"] * 475 + ["email_opened"] * 24 + ["demo_requested"]
