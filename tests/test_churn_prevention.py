@@ -11,7 +11,6 @@ flag; a lapsed renewal joins it; `renewed` clears the flag.
 from __future__ import annotations
 
 import asyncio
-import uuid
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
@@ -27,11 +26,10 @@ from models.crm import CHURN_RISK_TAG
 from models.db import session_factory
 from models.events import BehaviorEvent
 from models.journeys import JourneyState, JourneyStatus
-from models.policy import SECONDS_PER_DAY
 from models.settings import Settings
 from models.tables import Contact, CrmTask, MessageLog, Notification
-from starter.services.intake import accept_events
 from starter.services.report import funnel_report
+from tests.contact_kit import Contacts
 from tests.factories import add_contact, add_lead, rows_of
 from tests.kit import HISTORIES, recording_histories
 from tests.outbox import read_outbox, text_body
@@ -51,22 +49,9 @@ class Customer:
     async def send(
         self, event_type: str, *, at: datetime | None = None, **properties: Any
     ) -> BehaviorEvent:
-        event = BehaviorEvent(
-            event_id=f"evt-{uuid.uuid4()}",
-            contact_id=self.id,
-            type=event_type,
-            occurred_at=at or await self.env.get_current_time(),
-            properties=properties,
-        )
-        await accept_events(
-            self.env.client,
-            self.engine,
-            [event],
-            task_queue=self.settings.task_queue,
-            day_seconds=SECONDS_PER_DAY,
-            suppression_key=self.settings.suppression_key(),
-        )
-        return event
+        """Send one event of this customer (`Contacts.send`)."""
+        contacts = Contacts(self.env, self.settings, self.engine)
+        return await contacts.send(self.id, event_type, at=at, **properties)
 
     async def usage(self, *weekly: float, metric: str = "campaigns_sent") -> None:
         """Weekly reports of `metric`, the last one now."""
