@@ -80,6 +80,7 @@ class Contact(SQLModel, table=True):
     )
     owner_id: str | None = Field(default=None, max_length=64, index=True)
     owner_assigned_at: datetime | None = _timestamp()
+    pipeline_stage: str | None = Field(default=None, max_length=32, index=True)
     created_at: datetime = Field(
         default_factory=utc_now, sa_column=Column(UTCDateTime(), nullable=False)
     )
@@ -371,6 +372,25 @@ class SlaBreach(SQLModel, table=True):
     sla: str = Field(max_length=32)
     due_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
     breached_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
+
+
+class PipelineTransition(SQLModel, table=True):
+    """A contact's move to a pipeline stage (`models.pipeline.PipelineStage`), with its cause.
+
+    Written once per `idempotency_key` (`rules/pipeline.py: record_transition`); the
+    contact's `pipeline_stage` is its latest stage. The report's pipeline section
+    (conversion rates, times between stages) is computed from these rows.
+    """
+
+    __tablename__ = "pipeline_transitions"
+
+    id: int | None = Field(default=None, primary_key=True)
+    idempotency_key: str = Field(max_length=300, unique=True)
+    contact_id: str = Field(max_length=64, index=True)
+    stage: str = Field(max_length=32, index=True)
+    previous_stage: str | None = Field(default=None, max_length=32)
+    cause: str = Field(max_length=200)
+    occurred_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False, index=True))
 
 
 class RepAssignment(SQLModel, table=True):

@@ -53,6 +53,7 @@ APP_TABLES = {
     "message_log",
     "notifications",
     "rep_assignments",
+    "pipeline_transitions",
     "sla_breaches",
     "suppressions",
 }
@@ -140,15 +141,42 @@ async def test_migrate_at_head_answers_without_loading_alembic(tmp_path: Path) -
     assert ran.stdout.strip() == "[]"
 
 
+async def _add_contact_at_0006(
+    engine: AsyncEngine, contact_id: str, *, email_consent: bool = False, sms_consent: bool = False
+) -> None:
+    """Insert a contact into the schema of revision 0006 (the ORM model has later columns)."""
+    now = datetime.now(UTC)
+    async with engine.begin() as connection:
+        await connection.execute(
+            sa.text(
+                "INSERT INTO contacts (id, email, phone, timezone, email_consent, email_consent_at,"
+                " email_consent_source, sms_consent, sms_consent_at, sms_consent_source, tags,"
+                " attributes, lead_score, score_breakdown, created_at, updated_at) VALUES"
+                " (:id, :email, :phone, 'UTC', :email_consent, :email_at, :email_source,"
+                " :sms_consent, :sms_at, :sms_source, '[]', '{}', 0, '{}', :now, :now)"
+            ),
+            {
+                "id": contact_id,
+                "email": f"{contact_id}@example.com",
+                "phone": "+14155550100" if sms_consent else None,
+                "email_consent": email_consent,
+                "email_at": now if email_consent else None,
+                "email_source": "test" if email_consent else None,
+                "sms_consent": sms_consent,
+                "sms_at": now if sms_consent else None,
+                "sms_source": "test" if sms_consent else None,
+                "now": now,
+            },
+        )
+
+
 async def test_consents_given_before_the_history_become_its_first_rows(tmp_path: Path) -> None:
     engine = create_engine(f"sqlite:///{tmp_path / 'journeys.db'}")
     try:
         await migrate(engine, "0006")
-        await add_contact(engine, "ada")
-        await add_contact(
-            engine, "bob", email_consent=False, phone="+14155550100", sms_consent=True
-        )
-        await add_contact(engine, "cy", email_consent=False)
+        await _add_contact_at_0006(engine, "ada", email_consent=True)
+        await _add_contact_at_0006(engine, "bob", sms_consent=True)
+        await _add_contact_at_0006(engine, "cy")
         await migrate(engine)
         for contact_id, expected in (("ada", "email"), ("bob", "sms")):
             [change] = await rows_of(engine, ConsentChange, contact_id)

@@ -1,0 +1,60 @@
+"""Record a contact's move to a pipeline stage (seed 002: lead → MQL → SQL → opportunity…).
+
+`record_transition` is called by whatever moves the contact (a new contact, the
+hand-off, a qualification, a deal, a recycling, a churn risk), inside that
+writer's own session and transaction, so the stage and the work that caused it
+are committed together.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlmodel import select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from models.pipeline import PipelineStage
+from models.tables import Contact, PipelineTransition
+
+
+async def record_transition(
+    session: AsyncSession,
+    contact: Contact,
+    stage: PipelineStage,
+    *,
+    cause: str,
+    at: datetime,
+    key: str,
+) -> bool:
+    """Move `contact` to `stage` and store the transition, once per `key` (not committed).
+
+    Args:
+        session: The caller's session; the caller commits.
+        contact: The contact (loaded in `session`); its `pipeline_stage` is updated.
+        stage: The stage it moves to.
+        cause: What moved it, e.g. `lead_qualified` or `hand-off (MQL, score 74)`.
+        at: When (timezone-aware).
+        key: Idempotency key, e.g. `{workflow_id}/handoff/stage`; a retry with the
+            same key records nothing.
+
+    Returns:
+        Whether this call recorded the transition.
+    """
+    existing = await session.exec(
+        select(PipelineTransition.id).where(PipelineTransition.idempotency_key == key)
+    )
+    if existing.first() is not None:
+        return False
+    session.add(
+        PipelineTransition(
+            idempotency_key=key,
+            contact_id=contact.id,
+            stage=stage,
+            previous_stage=contact.pipeline_stage,
+            cause=cause[:200],
+            occurred_at=at,
+        )
+    )
+    contact.pipeline_stage = stage
+    session.add(contact)
+    return True
