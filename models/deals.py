@@ -9,6 +9,7 @@ Every property is optional but `deal_stage_changed`'s `stage`: a bare
 
 from __future__ import annotations
 
+from decimal import Decimal
 from enum import StrEnum
 from typing import Annotated
 
@@ -36,6 +37,11 @@ Line = Annotated[
     str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200), SingleLine
 ]
 DealId = Annotated[int, Field(ge=1)]
+
+
+def plain_amount(amount: Decimal) -> Decimal:
+    """The amount without trailing zeros or an exponent: `12000.000` → `12000`, `12.50` → `12.5`."""
+    return Decimal(format(amount.normalize(), "f"))
 
 
 class DealStatus(StrEnum):

@@ -25,7 +25,6 @@ a contact that does not exist (yet). The stages are configured in `deals.toml`.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from decimal import Decimal
 from pathlib import Path
 from typing import Self
 
@@ -46,6 +45,7 @@ from models.deals import (
     DealWonProperties,
     LeadQualifiedProperties,
     StageName,
+    plain_amount,
 )
 from models.events import BehaviorEvent
 from models.pipeline import PipelineStage
@@ -334,7 +334,7 @@ class _Deals:
     def _derive_purchase(self, deal: Deal, won: BehaviorEvent) -> BehaviorEvent:
         properties: dict[str, object] = {"deal_id": deal.id, "source_event_id": won.event_id}
         if deal.amount is not None:
-            properties |= {"amount": _decimal_text(deal.amount), "currency": deal.currency}
+            properties |= {"amount": str(plain_amount(deal.amount)), "currency": deal.currency}
         row = ContactEvent(
             contact_id=self._contact.id,
             event_id=derived_event_id(PURCHASED, won.event_id),
@@ -345,8 +345,3 @@ class _Deals:
         )
         self._session.add(row)
         return stored_event(row)
-
-
-def _decimal_text(amount: Decimal) -> str:
-    """`12000.000` as `12000`, `12.500` as `12.5`."""
-    return format(amount.normalize(), "f")

@@ -12,15 +12,20 @@ worker.
 
 from __future__ import annotations
 
+import asyncio
+import os
+import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncEngine
-from temporalio.testing import ActivityEnvironment
+from temporalio.testing import ActivityEnvironment, WorkflowEnvironment
 
 from activities.contacts import ContactActivities
 from models.contact_workflow import IngestRequest, IngestResult
@@ -32,7 +37,10 @@ from models.tables import Contact, ContactEvent, Deal, DealStageChange, Pipeline
 from rules.deals import DealConfig
 from rules.scoring import ScoringModel
 from runtime.keys import key_store
+from tests.cli import journeys
+from tests.contact_kit import journey_when
 from tests.factories import add_contact, add_lead, rows_of
+from tests.gateway import gateway_settings, serving_gateway
 
 NOW = datetime(2026, 11, 30, 9, 0, tzinfo=UTC)
 HOUR = timedelta(hours=1)
@@ -341,6 +349,16 @@ async def test_a_plain_purchase_makes_a_customer_once(ingest: Ingest) -> None:
     assert len(await ingest.deals()) == 1
 
 
+async def test_erasure_deletes_the_contacts_deals_and_their_history(ingest: Ingest) -> None:
+    await ingest(event("lead_qualified", **QUALIFIED), event("deal_won"))
+
+    erased = await ActivityEnvironment().run(ingest.activities.erase_contact, "dana")
+
+    assert (erased.rows_deleted["deals"], erased.rows_deleted["deal_stage_changes"]) == (1, 2)
+    assert await ingest.deals() == []
+    assert await rows_of(ingest.engine, DealStageChange, "dana") == []
+
+
 async def test_deal_events_of_a_contact_that_does_not_exist_change_nothing(
     database: AsyncEngine, settings: Settings
 ) -> None:
@@ -351,3 +369,91 @@ async def test_deal_events_of_a_contact_that_does_not_exist_change_nothing(
 
     assert len(result.accepted_event_ids) == 2 and result.derived_events == []
     assert await ingest.deals() == []
+
+
+# --- end to end: the gateway, the contact workflow, onboarding ------------------------------
+
+
+async def test_a_qualified_lead_goes_through_its_deal_to_a_customer_in_onboarding(
+    time_skipping_env: WorkflowEnvironment, settings: Settings, engine: AsyncEngine
+) -> None:
+    contact_id = f"dana-{uuid.uuid4().hex[:6]}"
+    await add_lead(engine, contact_id, first_name="Dana", owner_id="sdr-ines")
+    async with serving_gateway(time_skipping_env.client, gateway_settings(settings)) as gateway:
+
+        async def post(event_id: str, event_type: str, **properties: Any) -> httpx.Response:
+            body = {"event_id": event_id, "contact_id": contact_id, "type": event_type}
+            return await gateway.http.post("/v1/events", json={**body, "properties": properties})
+
+        async def deals() -> list[dict[str, Any]]:
+            response = await gateway.http.get(f"/v1/contacts/{contact_id}/deals")
+            assert response.status_code == 200, response.text
+            found: list[dict[str, Any]] = response.json()
+            return found
+
+        async def deals_when(condition: Callable[[list[dict[str, Any]]], bool]) -> Any:
+            for _ in range(300):
+                if condition(found := await deals()):
+                    return found
+                await asyncio.sleep(0.05)
+            raise AssertionError(f"deals never matched: {await deals()}")
+
+        refused = await post("q0", "lead_qualified", amount="12000")
+        assert refused.status_code == 422, refused.text
+        assert "`amount` and `currency` together" in refused.json()["detail"][0]["msg"]
+
+        assert (await post("q1", "lead_qualified", **QUALIFIED)).status_code == 202
+        [deal] = await deals_when(lambda found: len(found) == 1)
+        assert (deal["stage"], deal["status"], deal["amount"], deal["owner_id"]) == (
+            "qualification",
+            "open",
+            "12000",
+            "sdr-ines",
+        )
+        assert deal["competitors"] == ["Mailchimp", "Brevo"]
+        shown = (await gateway.http.get(f"/v1/contacts/{contact_id}")).json()
+        assert shown["open_deal"]["id"] == deal["id"]
+
+        assert (await post("s1", "deal_stage_changed", stage="demo")).status_code == 202
+        assert (await post("s1", "deal_stage_changed", stage="demo")).status_code == 200
+        await deals_when(lambda found: found[0]["stage"] == "demo")
+        assert (await post("w1", "deal_won")).status_code == 202
+
+        onboarding = await journey_when(
+            time_skipping_env.client, f"onboarding-{contact_id}", lambda s: s.messages_sent >= 1
+        )
+        assert onboarding.contact_id == contact_id
+        [won] = await deals_when(lambda found: found[0]["status"] == "won")
+        assert [(c["event_id"], c["to_stage"], c["status"]) for c in won["changes"]] == [
+            ("q1", "qualification", "open"),
+            ("s1", "demo", "open"),
+            ("w1", "demo", "won"),
+        ]
+        shown = (await gateway.http.get(f"/v1/contacts/{contact_id}")).json()
+        assert shown["open_deal"] is None
+        assert "stage_customer" in shown["tags"]
+        exported = (await gateway.http.get(f"/v1/contacts/{contact_id}/export")).json()
+        assert [(d["id"], d["status"], len(d["changes"])) for d in exported["deals"]] == [
+            (won["id"], "won", 3)
+        ]
+
+    transitions = await rows_of(engine, PipelineTransition, contact_id)
+    assert [row.stage for row in transitions] == ["sql", "opportunity", "customer"]
+    stored = await rows_of(engine, ContactEvent, contact_id)
+    assert [row.event_id for row in stored if row.type == "purchased"] == ["purchased:w1"]
+    listed = await journeys("deals", "--contact", contact_id, env=_cli_env(settings))
+    assert listed.returncode == 0, listed.stderr
+    assert f"#{won['id']:<4} {contact_id:16} won    demo" in listed.stdout
+    assert "12000 EUR" in listed.stdout and "Onboarding emails for 40 clinics" in listed.stdout
+
+
+async def test_journeys_deals_refuses_an_unknown_status_in_one_line(settings: Settings) -> None:
+    refused = await journeys("deals", "--status", "closed", env=_cli_env(settings))
+
+    assert refused.returncode == 2
+    assert "expected open, won or lost, got 'closed'" in refused.stderr
+    assert "Traceback" not in refused.stderr
+
+
+def _cli_env(settings: Settings) -> dict[str, str]:
+    return {**os.environ, "DATABASE_URL": settings.database_url, "LOG_FORMAT": "json"}
