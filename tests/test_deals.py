@@ -37,10 +37,11 @@ from models.tables import Contact, ContactEvent, Deal, DealStageChange, Pipeline
 from rules.deals import DealConfig
 from rules.scoring import ScoringModel
 from runtime.keys import key_store
+from starter.client import AsyncJourneysClient
 from tests.cli import journeys
 from tests.contact_kit import journey_when
 from tests.factories import add_contact, add_lead, rows_of
-from tests.gateway import gateway_settings, serving_gateway
+from tests.gateway import FULL_KEY, gateway_settings, serving_gateway
 
 NOW = datetime(2026, 11, 30, 9, 0, tzinfo=UTC)
 HOUR = timedelta(hours=1)
@@ -429,6 +430,9 @@ async def test_a_qualified_lead_goes_through_its_deal_to_a_customer_in_onboardin
             ("s1", "demo", "open"),
             ("w1", "demo", "won"),
         ]
+        async with AsyncJourneysClient(gateway.url, FULL_KEY) as client:
+            [through_the_client] = await client.deals(contact_id)
+        assert (through_the_client.status, through_the_client.amount) == ("won", Decimal(12000))
         shown = (await gateway.http.get(f"/v1/contacts/{contact_id}")).json()
         assert shown["open_deal"] is None
         assert "stage_customer" in shown["tags"]
