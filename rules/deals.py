@@ -166,8 +166,9 @@ class _Deals:
         if event.type == PURCHASED:
             await self._become_customer(event, cause=PURCHASED, key=event.event_id)
             return None
-        if await self._applied(event):
-            return await self._stored(derived_event_id(PURCHASED, event.event_id))
+        if await self._applied(event):  # a retried batch: return what the first attempt derived
+            won = event.type == DEAL_WON
+            return await self._stored(derived_event_id(PURCHASED, event.event_id)) if won else None
         try:
             properties = _MODELS[event.type].model_validate(event.properties)
         except ValidationError:
