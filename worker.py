@@ -44,6 +44,7 @@ from activities.providers.notifier import Notifier, notifier_from_settings
 from activities.sales import SalesActivities
 from models.db import create_engine, migrate
 from models.settings import Settings, UnsafeSettings, get_settings, refuse_unsafe_settings
+from rules.deals import DealConfig
 from rules.onboarding import OnboardingConfig
 from rules.sales import SalesConfig
 from rules.scoring import ScoringModel
@@ -171,6 +172,7 @@ def build_worker(
         keys=key_store_of(client.data_converter) or key_store(settings, engine=engine),
         suppression_key=settings.suppression_key(),
         usage_rule=UsageRule.load(settings.churn_file),
+        deal_config=DealConfig.load(settings.deals_file),
     )
     sales = SalesActivities(
         engine=engine,

@@ -40,6 +40,8 @@ from models.tables import (
     Contact,
     ContactEvent,
     CrmTask,
+    Deal,
+    DealStageChange,
     ErasedContact,
     EventReceipt,
     JourneyRun,
@@ -49,6 +51,7 @@ from models.tables import (
     Suppression,
 )
 from rules.consent import apply_event, reachable_channels, suppress_addresses
+from rules.deals import DealConfig, apply_deal_events
 from rules.erasure import erased_at
 from rules.opt_outs import suppression_scope
 from rules.scoring import ScoringModel
@@ -77,11 +80,14 @@ class ContactActivities:
         keys: KeyStore,
         suppression_key: bytes,
         usage_rule: UsageRule | None = None,
+        deal_config: DealConfig | None = None,
     ) -> None:
         """Hold the database engine, the scoring model, the outbox folder, the data keys,
-        the suppression hash key and the usage rule (`churn.toml`; default: its defaults)."""
+        the suppression hash key, the usage rule (`churn.toml`) and the deal stages
+        (`deals.toml`); the last two default to their defaults."""
         self._sessions = session_factory(engine)
         self._usage_rule = usage_rule or UsageRule()
+        self._deal_config = deal_config or DealConfig()
         self._keys = keys
         self._suppression_key = suppression_key
         self._scoring = scoring
@@ -95,7 +101,9 @@ class ContactActivities:
         Usage reports are judged as they are stored (`rules/usage.py`): a drop or a
         recovery is stored as an event of its own, with an id derived from the
         report's, and returned to be routed. `renewed` and a recovery clear the
-        contact's `stage_churn-risk` tag.
+        contact's `stage_churn-risk` tag. Deal events and purchases are applied
+        (`rules/deals.py`): deals, pipeline stages, and a `purchased` derived from
+        a `deal_won`, returned to be routed like the usage signals.
 
         The events of an erased contact (one with a tombstone) are not stored:
         the result says `contact_erased` and the workflow ends.
@@ -144,9 +152,14 @@ class ContactActivities:
                     for event in suppressing:
                         await apply_event(session, contact, event, key=self._suppression_key)
                 new = [event for event in request.events if event.event_id in accepted]
-                derived = await usage_signals(
-                    session, new, rule=self._usage_rule, batch_key=request.batch_key
-                )
+                derived = [
+                    *await usage_signals(
+                        session, new, rule=self._usage_rule, batch_key=request.batch_key
+                    ),
+                    *await apply_deal_events(
+                        session, contact, new, config=self._deal_config, batch_key=request.batch_key
+                    ),
+                ]
                 cleared = (
                     contact is not None
                     and clears_churn_risk([*new, *derived])
@@ -266,9 +279,10 @@ class ContactActivities:
         and the contact's tombstone (its id and the time of erasure).
 
         Deleted: the contact row, its consent history, events, message log,
-        CRM tasks, sales notifications and SLA breaches, and the outbox files of its messages
-        and notifications. Its email address and phone number stay suppressed
-        as hashes (a re-import is not mailed), no longer linked to the id.
+        CRM tasks, sales notifications, SLA breaches, deals and their changes, and
+        the outbox files of its messages and notifications. Its email address and
+        phone number stay suppressed as hashes (a re-import is not mailed), no
+        longer linked to the id.
         """
         with bound_contextvars(contact_id=contact_id):
             async with self._sessions() as session:
@@ -306,6 +320,8 @@ class ContactActivities:
                     CrmTask,
                     Notification,
                     SlaBreach,
+                    Deal,
+                    DealStageChange,
                 ):
                     result = await session.exec(
                         delete(table).where(col(table.contact_id) == contact_id)

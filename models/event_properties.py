@@ -12,6 +12,10 @@ only: events already stored or in a workflow's history are never re-validated.
 | `cart_updated`     | `CartProperties`     | `cart_id`, `items` (≤ 50), `total`, `currency`    |
 | `checkout_started` | `CheckoutProperties` | nothing; a cart id or cart contents, if given     |
 | `purchased`        | `PurchaseProperties` | nothing; a cart id, if given                      |
+| `lead_qualified`   | `LeadQualifiedProperties` | nothing; amount + currency, stage, use case… |
+| `deal_stage_changed` | `DealStageChangedProperties` | `stage`; a `deal_id`, if given            |
+| `deal_won`         | `DealWonProperties`  | nothing; a `deal_id`, the amount signed, if given |
+| `deal_lost`        | `DealLostProperties` | nothing; a `deal_id`, the `reason`, if given      |
 
 Types not in the table keep free-form properties (bounded by
 `models.events.EventProperties`). Each model decides whether keys it does not
@@ -28,6 +32,12 @@ from pydantic import BaseModel, ValidationError
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from models.carts import CartProperties, CheckoutProperties, PurchaseProperties
+from models.deals import (
+    DealLostProperties,
+    DealStageChangedProperties,
+    DealWonProperties,
+    LeadQualifiedProperties,
+)
 from models.onboarding import FeatureUsedProperties
 from models.usage import UsageReported, UsageSignal
 
@@ -39,6 +49,10 @@ PROPERTIES: Mapping[str, type[BaseModel]] = {
     "usage_reported": UsageReported,
     "usage_dropped": UsageSignal,
     "usage_recovered": UsageSignal,
+    "lead_qualified": LeadQualifiedProperties,
+    "deal_stage_changed": DealStageChangedProperties,
+    "deal_won": DealWonProperties,
+    "deal_lost": DealLostProperties,
 }
 """Event type → the model its `properties` must satisfy."""
 

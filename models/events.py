@@ -36,6 +36,10 @@ CANONICAL_EVENT_TYPES = frozenset(
         "usage_recovered",
         "subscription_confirmed",
         "feature_used",
+        "lead_qualified",
+        "deal_stage_changed",
+        "deal_won",
+        "deal_lost",
     }
 )
 """Event types the journeys and the lead score understand.
@@ -53,6 +57,9 @@ NOT_CONTACT_INITIATED = frozenset(
         "rep_contacted",  # our sales rep's act
         "usage_dropped",  # derived by the ingest from usage reports
         "usage_recovered",  # derived by the ingest from usage reports
+        "deal_stage_changed",  # our sales team's record of the deal
+        "deal_won",  # our sales team's record (the derived `purchased` is the contact's)
+        "deal_lost",  # our sales team's record of the deal
     }
 )
 """Event types that report what we or our systems did, not something the contact did.

@@ -130,6 +130,8 @@ class Settings(BaseSettings):
             reports (TOML, see `rules/usage.py`).
         onboarding_file: The key features of onboarding and its stalled day
             (TOML, see `rules/onboarding.py`).
+        deals_file: The deal stages and the one that makes a contact an
+            opportunity (TOML, see `rules/deals.py`).
         notifier: How the sales team is notified: `outbox` (JSON files in
             `outbox_dir/notifications`) or `slack` (a Slack-compatible
             incoming webhook).
@@ -214,6 +216,7 @@ class Settings(BaseSettings):
     sales_file: Path = PROJECT_ROOT / "sales.toml"
     churn_file: Path = PROJECT_ROOT / "churn.toml"
     onboarding_file: Path = PROJECT_ROOT / "onboarding.toml"
+    deals_file: Path = PROJECT_ROOT / "deals.toml"
     notifier: Literal["outbox", "slack"] = "outbox"
     slack_webhook_url: SecretStr | None = None
     day_seconds: int = Field(default=86_400, ge=1)

@@ -9,9 +9,10 @@ from __future__ import annotations
 import hashlib
 import hmac
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any, Literal
 
-from sqlalchemy import JSON, Column, DateTime, TypeDecorator, UniqueConstraint
+from sqlalchemy import JSON, Column, DateTime, Numeric, TypeDecorator, UniqueConstraint
 from sqlalchemy.engine import Dialect
 from sqlmodel import Field, SQLModel
 
@@ -391,6 +392,56 @@ class PipelineTransition(SQLModel, table=True):
     previous_stage: str | None = Field(default=None, max_length=32)
     cause: str = Field(max_length=200)
     occurred_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False, index=True))
+
+
+class Deal(SQLModel, table=True):
+    """A deal opened when a lead is qualified (`lead_qualified`; `rules/deals.py`).
+
+    `stage` is one of `deals.toml`'s stages; `status` is `open`, `won` or `lost`
+    (`models.deals.DealStatus`). The times are the events': `created_at` when the
+    lead was qualified, `updated_at` its last change, `closed_at` when it was won
+    or lost. Each change is a `DealStageChange`.
+    """
+
+    __tablename__ = "deals"
+
+    id: int | None = Field(default=None, primary_key=True)
+    contact_id: str = Field(max_length=64, index=True)
+    owner_id: str | None = Field(default=None, max_length=64, index=True)
+    amount: Decimal | None = Field(default=None, sa_column=Column(Numeric(15, 3), nullable=True))
+    currency: str | None = Field(default=None, max_length=3)
+    stage: str = Field(max_length=64)
+    use_case: str | None = Field(default=None, max_length=200)
+    competitors: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    status: str = Field(default="open", max_length=8, index=True)
+    lost_reason: str | None = Field(default=None, max_length=200)
+    created_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
+    updated_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
+    closed_at: datetime | None = _timestamp()
+
+
+class DealStageChange(SQLModel, table=True):
+    """One change of a deal: opened, moved to a stage, won or lost; once per event.
+
+    Unique per contact and event id: a retried or redelivered event finds its
+    row and changes nothing again.
+    """
+
+    __tablename__ = "deal_stage_changes"
+    __table_args__ = (UniqueConstraint("contact_id", "event_id"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    deal_id: int = Field(index=True)
+    contact_id: str = Field(max_length=64, index=True)
+    event_id: str = Field(max_length=128)
+    event_type: str = Field(max_length=64)
+    from_stage: str | None = Field(default=None, max_length=64)
+    to_stage: str = Field(max_length=64)
+    status: str = Field(max_length=8)
+    occurred_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
+    recorded_at: datetime = Field(
+        default_factory=utc_now, sa_column=Column(UTCDateTime(), nullable=False)
+    )
 
 
 class RepAssignment(SQLModel, table=True):

@@ -196,7 +196,7 @@ async def _stored_signal(session: AsyncSession, report: BehaviorEvent) -> Behavi
         )
     )
     row = rows.first()
-    return _event(row) if row is not None else None
+    return stored_event(row) if row is not None else None
 
 
 async def _new_signal(
@@ -221,7 +221,7 @@ async def _new_signal(
         batch_key=batch_key,
     )
     session.add(row)
-    return _event(row)
+    return stored_event(row)
 
 
 async def _history(
@@ -270,7 +270,8 @@ async def _open_drop(
     return None
 
 
-def _event(row: ContactEvent) -> BehaviorEvent:
+def stored_event(row: ContactEvent) -> BehaviorEvent:
+    """The behaviour event a stored row holds."""
     return BehaviorEvent(
         event_id=row.event_id,
         contact_id=row.contact_id,

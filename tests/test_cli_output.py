@@ -66,6 +66,7 @@ READ_COMMANDS = (
     ("messages", "kim"),
     ("export", "kim", "--no-live"),
     ("contact", "consent", "kim"),
+    ("deals", "--contact", "kim"),
 )
 NOT_FOR_READING = ("workflows", "activities", "worker", "fastapi", "alembic", "liquid")
 """What a read command has no use for: the journeys, the worker, the gateway, migrations."""

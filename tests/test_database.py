@@ -54,6 +54,8 @@ APP_TABLES = {
     "notifications",
     "rep_assignments",
     "pipeline_transitions",
+    "deals",
+    "deal_stage_changes",
     "sla_breaches",
     "suppressions",
 }

@@ -30,6 +30,15 @@ def listening(port: int) -> bool:
         return probe.connect_ex(("127.0.0.1", port)) == 0
 
 
+def demo_mei_deal(checkout: Path) -> tuple[str, str, str] | None:
+    """Status, owner and stage of demo-mei's deal, as the database holds them."""
+    with sqlite3.connect(checkout / ".data" / "journeys.db") as db:
+        row = db.execute(
+            "select status, owner_id, stage from deals where contact_id = 'demo-mei'"
+        ).fetchone()
+    return None if row is None else (row[0], row[1], row[2])
+
+
 def demo_noor_tags(checkout: Path) -> str:
     """The tags of the demo customer, as the database holds them (JSON)."""
     with sqlite3.connect(checkout / ".data" / "journeys.db") as db:
@@ -112,15 +121,15 @@ async def test_dev_stack_runs_demo_stops_cleanly_and_restarts_without_duplicates
         client = await Client.connect(f"127.0.0.1:{temporal_port}")
         demo_runs = [
             ("welcome-series", 4),
-            ("pricing-abandon", 3),  # demo-grace, demo-lin, and demo-sam through the API
+            ("pricing-abandon", 4),  # demo-grace, demo-lin, demo-mei, and demo-sam (the API)
             ("renewal-countdown", 1),
             ("nurture", 1),  # demo-grace, on the automation track
-            ("lead-sla", 1),
+            ("lead-sla", 2),  # demo-lin and demo-mei
             ("abandoned-cart", 1),  # demo-grace's cart, once however often the demo restarts
             ("churn-prevention", 1),  # demo-ravi's usage drop
             ("re-engagement", 1),  # demo-rosa, quiet for 31 journey days
             ("win-back", 1),  # demo-kai, a customer quiet for 31 journey days
-            ("onboarding", 2),  # demo-noor's purchase, and demo-kai's
+            ("onboarding", 3),  # demo-noor's purchase, demo-kai's, and demo-mei's won deal
         ]
         assert {journey for journey, _ in demo_runs} == set(catalog.journey_names())
         for journey, runs in demo_runs:
@@ -134,18 +143,28 @@ async def test_dev_stack_runs_demo_stops_cleanly_and_restarts_without_duplicates
             if "act_adopted_campaign-sent" in demo_noor_tags(tmp_path):
                 break
             await asyncio.sleep(0.2)
+        for _ in range(100):  # demo-mei's deal events may still be on their way
+            if demo_mei_deal(tmp_path) == ("won", "sdr-ines", "proposal"):
+                break
+            await asyncio.sleep(0.2)
     finally:
         await stop_stack(process)
 
     with sqlite3.connect(tmp_path / ".data" / "journeys.db") as db:
-        assert db.execute("select count(*) from contacts").fetchone() == (8,)
+        assert db.execute("select count(*) from contacts").fetchone() == (9,)
         # demo-lin's 4, demo-sam's 1 (the API), demo-grace's cart, demo-noor's 3, demo-ravi's
-        # 5 usage reports and the drop derived from them, demo-rosa's visit, demo-kai's purchase
-        assert db.execute("select count(*) from events").fetchone() == (17,)
+        # 5 usage reports and the drop derived from them, demo-rosa's visit, demo-kai's
+        # purchase, demo-mei's 3 + 6 and the purchase derived from her won deal
+        assert db.execute("select count(*) from events").fetchone() == (27,)
+        stages = db.execute(
+            "select stage from pipeline_transitions where contact_id = 'demo-mei' order by id"
+        )
+        assert [stage for (stage,) in stages][-3:] == ["sql", "opportunity", "customer"]
         [(ravi_tags,)] = db.execute("select tags from contacts where id = 'demo-ravi'")
         assert "stage_churn-risk" in json.loads(ravi_tags)
         keys = [row[0] for row in db.execute("select idempotency_key from message_log")]
     assert len(keys) == len(set(keys))
+    assert demo_mei_deal(tmp_path) == ("won", "sdr-ines", "proposal")
     adopted = demo_noor_tags(tmp_path)
     assert "act_adopted_contact-import" in adopted and "act_adopted_campaign-sent" in adopted
     assert (tmp_path / ".data" / "temporal.db").exists()

@@ -347,7 +347,8 @@ async def test_export_returns_everything_held_and_erased_contacts_are_gone(
     document = answer.json()
     assert list(document) == [
         "contact_id", "exported_at", "profile", "consent", "consent_history", "suppressions",
-        "events", "messages", "tasks", "notifications", "sla_breaches", "score", "journeys",
+        "events", "messages", "tasks", "notifications", "sla_breaches", "deals", "score",
+        "journeys",
     ]  # fmt: skip
     assert document["profile"]["email"] == f"{contact_id}@example.com"
     assert document["profile"]["attributes"] == {"region": "EMEA"}

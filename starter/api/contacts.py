@@ -18,6 +18,7 @@ from starter.api.events import issues
 from starter.api.schemas import (
     ConsentChangeView,
     ContactView,
+    DealView,
     EnrolmentIn,
     EnrolmentView,
     ErasureView,
@@ -26,7 +27,7 @@ from starter.api.schemas import (
     MessageView,
     Problem,
 )
-from starter.services import export, operations
+from starter.services import deals, export, operations
 from starter.services.operations import JourneyRun
 
 router = APIRouter(prefix="/v1/contacts", tags=["contacts"])
@@ -76,8 +77,20 @@ async def get_contact(
     held: ServicesDep,
     _key: Annotated[ApiKey, Depends(require("contacts:read"))],
 ) -> ContactView:
-    """The contact with its consent, tags, lead score, stage and owner."""
-    return ContactView.of(await operations.get_contact(held.engine, contact_id))
+    """The contact with its consent, tags, lead score, stage, owner and open deal."""
+    contact = await operations.get_contact(held.engine, contact_id)
+    return ContactView.of(contact, open_deal=await deals.contact_open_deal(held.engine, contact_id))
+
+
+@router.get("/{contact_id}/deals", response_model=list[DealView], responses=_NOT_FOUND | _GONE)
+async def list_deals(
+    contact_id: ContactIdPath,
+    held: ServicesDep,
+    _key: Annotated[ApiKey, Depends(require("contacts:read"))],
+) -> list[DealView]:
+    """The contact's deals, oldest first: amount, stage, use case, competitors, owner,
+    status (open, won, lost) and lost reason, each with its changes."""
+    return [DealView.of(record) for record in await deals.contact_deals(held.engine, contact_id)]
 
 
 @router.get("/{contact_id}/consent", response_model=list[ConsentChangeView], responses=_NOT_FOUND)

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 from datetime import datetime
+from decimal import Decimal
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
+from models.deals import plain_amount
 from models.events import EventProperties, UtcTime
 from models.ids import ContactId
 from models.tables import ConsentChange, Contact, MessageLog
+from starter.services.deals import DealRecord
 
 EventType = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,63}$")]
 
@@ -103,8 +106,50 @@ class ConsentView(BaseModel):
     at: datetime | None
 
 
+class DealChangeView(BaseModel):
+    """One change of a deal: opened, moved, won or lost, by the event `event_id`."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    event_id: str
+    event_type: str
+    from_stage: str | None
+    to_stage: str
+    status: str
+    occurred_at: datetime
+
+
+class DealView(BaseModel):
+    """A deal (opened by `lead_qualified`), with its changes, oldest first."""
+
+    id: int
+    contact_id: str
+    owner_id: str | None
+    amount: Decimal | None
+    currency: str | None
+    stage: str
+    use_case: str | None
+    competitors: list[str]
+    status: str
+    lost_reason: str | None
+    created_at: datetime
+    updated_at: datetime
+    closed_at: datetime | None
+    changes: list[DealChangeView]
+
+    @classmethod
+    def of(cls, record: DealRecord) -> DealView:
+        """The view of a deal and its history."""
+        deal = record.deal
+        return cls(
+            **deal.model_dump(exclude={"amount"}),
+            amount=None if deal.amount is None else plain_amount(deal.amount),
+            changes=[DealChangeView.model_validate(change) for change in record.changes],
+        )
+
+
 class ContactView(BaseModel):
-    """A contact as the CRM of record holds it."""
+    """A contact as the CRM of record holds it (and its open deal, where it is read)."""
 
     id: str
     email: str | None
@@ -122,10 +167,11 @@ class ContactView(BaseModel):
     owner_id: str | None
     created_at: datetime
     updated_at: datetime
+    open_deal: DealView | None = None
 
     @classmethod
-    def of(cls, contact: Contact) -> ContactView:
-        """The view of a contact row."""
+    def of(cls, contact: Contact, *, open_deal: DealRecord | None = None) -> ContactView:
+        """The view of a contact row (with its open deal, if given)."""
         return cls(
             **contact.model_dump(
                 include={
@@ -155,6 +201,7 @@ class ContactView(BaseModel):
                 source=contact.sms_consent_source,
                 at=contact.sms_consent_at,
             ),
+            open_deal=DealView.of(open_deal) if open_deal is not None else None,
         )
 
 

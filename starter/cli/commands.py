@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from temporalio.client import WorkflowExecution
     from temporalio.common import SearchAttributeKey
 
+    from starter.api.schemas import DealView
     from starter.services.operations import JourneyAction, JourneyRun
 
 # Each command imports what it uses inside its function: `journeys status`
@@ -740,6 +741,50 @@ async def messages(
             f"{row.created_at:%Y-%m-%d %H:%M:%S} {row.contact_id:16} {row.journey}/{row.step:8}"
             f" {row.status:20} {row.subject or NOTHING}"
         )
+
+
+@app.command()
+@run_async
+async def deals(
+    contact_id: Annotated[
+        str | None, typer.Option("--contact", help="Only this contact.", callback=_contact_id)
+    ] = None,
+    status: Annotated[str | None, typer.Option(help="Only open, won or lost deals.")] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """List deals (opened by `lead_qualified`): stage, status, amount, owner, use case."""
+    from models.deals import DealStatus
+    from starter.api.schemas import DealView
+    from starter.services.deals import list_deals
+
+    try:
+        wanted = None if status is None else DealStatus(status)
+    except ValueError:
+        raise typer.BadParameter(
+            f"expected open, won or lost, got {status!r}", param_hint="--status"
+        ) from None
+    records = await _with_engine(
+        lambda engine: list_deals(engine, contact_id=contact_id, status=wanted)
+    )
+    views = [DealView.of(record) for record in records]
+    if as_json:
+        _print_json([_dump(view) for view in views])
+        return
+    if not views:
+        typer.echo("no deals" + (f" for {contact_id}" if contact_id else ""))
+    for view in views:
+        typer.echo(deal_line(view))
+
+
+def deal_line(deal: DealView) -> str:
+    """One deal of `journeys deals`, e.g.
+    `#3    dana             won    negotiation    12000 EUR      sdr-ines   Onboarding emails`."""
+    amount = f"{deal.amount} {deal.currency}" if deal.amount is not None else NOTHING
+    line = (
+        f"#{deal.id:<4} {deal.contact_id:16} {deal.status:6} {deal.stage:14} {amount:14}"
+        f" {deal.owner_id or NOTHING:10} {deal.use_case or NOTHING}"
+    )
+    return f"{line} (lost: {deal.lost_reason})" if deal.lost_reason else line
 
 
 @app.command()

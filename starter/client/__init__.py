@@ -45,6 +45,7 @@ from models.contacts import ContactFields
 from models.journeys import JourneyDescription
 from starter.api.schemas import (
     ContactView,
+    DealView,
     EnrolmentIn,
     EnrolmentView,
     ErasureView,
@@ -433,6 +434,10 @@ class _Calls:
         return _ApiCall("GET", path, _list_of(MessageView), params=params)
 
     @staticmethod
+    def deals(contact_id: str) -> _ApiCall[list[DealView]]:
+        return _ApiCall("GET", _contact_path(contact_id, "deals"), _list_of(DealView))
+
+    @staticmethod
     def health() -> _ApiCall[bool]:
         return _ApiCall(
             "GET",
@@ -684,6 +689,10 @@ class JourneysClient(_ClientBase):
         """The contact's message log, oldest first (of one journey when given)."""
         return self._call(_Calls.messages(contact_id, journey))
 
+    def deals(self, contact_id: str) -> list[DealView]:
+        """The contact's deals, oldest first, each with its changes."""
+        return self._call(_Calls.deals(contact_id))
+
     def health(self) -> bool:
         """Whether the gateway answers its liveness check (`/healthz`); False if unreachable."""
         return self._call(_Calls.health())
@@ -836,6 +845,10 @@ class AsyncJourneysClient(_ClientBase):
     async def messages(self, contact_id: str, *, journey: str | None = None) -> list[MessageView]:
         """The contact's message log; see `JourneysClient.messages`."""
         return await self._call(_Calls.messages(contact_id, journey))
+
+    async def deals(self, contact_id: str) -> list[DealView]:
+        """The contact's deals; see `JourneysClient.deals`."""
+        return await self._call(_Calls.deals(contact_id))
 
     async def health(self) -> bool:
         """Whether the gateway answers `/healthz`; see `JourneysClient.health`."""

@@ -9,11 +9,13 @@ contact workflows drop as duplicates: nothing is enrolled or sent twice.
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import typer
+from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio.client import Client
 
 from models.contacts import ConsentUpdate, ContactProfile
@@ -24,12 +26,12 @@ from models.nurture import NurtureInput
 from models.renewals import RenewalInput
 from models.settings import Settings
 from starter.services.intake import accept_events
-from starter.services.operations import OperationError, enroll, upsert_contact
+from starter.services.operations import OperationError, enroll, get_contact, upsert_contact
 
 SUMMARY = (
     "welcome series for three sample contacts, a pricing-page follow-up, weekly nurture, "
-    "a renewal countdown, onboarding, an abandoned cart, a usage drop, re-engagement and "
-    "win-back"
+    "a renewal countdown, onboarding, an abandoned cart, a usage drop, re-engagement, "
+    "win-back and a lead from MQL to a won deal"
 )
 """What the demo shows, as `make run` announces it."""
 
@@ -111,6 +113,25 @@ DEMO_AT_RISK = ContactProfile(
     timezone="America/Chicago",
     email_consent=_DEMO_CONSENT,
 )
+DEMO_DEAL_LEAD = ContactProfile(
+    id="demo-mei",
+    email="mei@example.com",
+    first_name="Mei",
+    company="Lovelace Analytics",
+    timezone="Europe/Paris",
+    email_consent=_DEMO_CONSENT,
+    attributes={"region": "EMEA", "job_title": "Head of Marketing"},
+)
+"""A lead that goes MQL → SQL (a deal) → opportunity → customer, and into onboarding."""
+DEMO_DEAL = {
+    "amount": "24000",
+    "currency": "EUR",
+    "use_case": "Lifecycle emails for 12 regional teams",
+    "competitors": ["Mailchimp", "HubSpot"],
+}
+"""What the rep records when qualifying demo-mei (`lead_qualified`)."""
+HAND_OFF_WAIT_SECONDS = 30.0
+"""How long the demo waits for demo-mei's hand-off to give her an owner before her deal."""
 DEMO_CART = {
     "cart_id": "demo-cart",
     "items": [
@@ -136,6 +157,9 @@ class DemoStory:
         shows: What the events start, as `make run` prints it.
         days_apart: The events happened this many days apart, the last one last.
         days_ago: The last one happened this many days ago (0: now).
+        part: Names the story in its event ids (a contact may have several stories).
+        after_hand_off: Sent once the sales hand-off gave the contact an owner (the
+            rep's events: first touch, qualification, the deal).
     """
 
     contact: ContactProfile
@@ -143,6 +167,8 @@ class DemoStory:
     shows: str
     days_apart: int = 0
     days_ago: int = 0
+    part: str = "demo"
+    after_hand_off: bool = False
 
     def behavior_events(self, now: datetime) -> list[BehaviorEvent]:
         """The events, with the same ids on every run (a restart sends duplicates only)."""
@@ -150,7 +176,7 @@ class DemoStory:
         last = len(self.events)
         return [
             BehaviorEvent(
-                event_id=f"{self.contact.id}-demo-{number}",
+                event_id=f"{self.contact.id}-{self.part}-{number}",
                 contact_id=self.contact.id,
                 type=event_type,
                 occurred_at=last_at - timedelta(days=self.days_apart * (last - number)),
@@ -211,6 +237,32 @@ DEMO_STORIES = (
         shows="a customer quiet for 31 days → win-back-demo-kai (and onboarding, for the purchase)",
         days_ago=DORMANT_FOR_DAYS,
     ),
+    DemoStory(
+        DEMO_DEAL_LEAD,
+        (
+            ("pricing_page_viewed", {"utm_source": "ads", "utm_campaign": "q4-launch"}),
+            ("webinar_attended", {"topic": "automation"}),
+            ("demo_requested", {}),
+        ),
+        shows=f"MQL → sales hand-off lead-sla-{DEMO_DEAL_LEAD.id}",
+    ),
+    DemoStory(
+        DEMO_DEAL_LEAD,
+        (
+            ("rep_contacted", {}),
+            ("lead_qualified", DEMO_DEAL),
+            ("meeting_held", {"kind": "demo"}),
+            ("deal_stage_changed", {"stage": "demo"}),
+            ("deal_stage_changed", {"stage": "proposal"}),
+            ("deal_won", {}),
+        ),
+        shows=(
+            "first touch; SQL: a 24000 EUR deal; demo, proposal, won → customer, "
+            f"onboarding-{DEMO_DEAL_LEAD.id}"
+        ),
+        part="deal",
+        after_hand_off=True,
+    ),
 )
 """The demo contacts whose events go through their contact workflow, with what they show."""
 
@@ -248,7 +300,8 @@ async def run_demo(client: Client, settings: Settings, *, day_seconds: int) -> N
     """Upsert the demo contacts, enrol the demo journeys and send the stories' events."""
     engine = create_engine(settings.database_url)
     try:
-        for profile in (*DEMO_CONTACTS, *DEMO_DORMANT, DEMO_LEAD, DEMO_BUYER, DEMO_AT_RISK):
+        profiles = (*DEMO_CONTACTS, *DEMO_DORMANT, DEMO_LEAD, DEMO_BUYER, DEMO_AT_RISK)
+        for profile in (*profiles, DEMO_DEAL_LEAD):
             await upsert_contact(engine, profile, key=settings.suppression_key())
         for journey, journey_input in demo_enrolments(day_seconds):
             try:
@@ -260,6 +313,8 @@ async def run_demo(client: Client, settings: Settings, *, day_seconds: int) -> N
                 typer.echo(f"  {error} (kept from an earlier run)")
         now = datetime.now(UTC)
         for story in DEMO_STORIES:
+            if story.after_hand_off and not await _owner_assigned(engine, story.contact.id):
+                typer.echo(f"  {story.contact.id}: no owner yet; its deal will have none")
             events = story.behavior_events(now)
             results = await accept_events(  # one batch, as a service sends a backlog
                 client,
@@ -274,3 +329,12 @@ async def run_demo(client: Client, settings: Settings, *, day_seconds: int) -> N
             typer.echo(f"  {story.contact.id}: {shown}")
     finally:
         await engine.dispose()
+
+
+async def _owner_assigned(engine: AsyncEngine, contact_id: str) -> bool:
+    """Whether the contact has an owner, waiting up to `HAND_OFF_WAIT_SECONDS` for one."""
+    for _ in range(int(HAND_OFF_WAIT_SECONDS * 5)):
+        if (await get_contact(engine, contact_id)).owner_id is not None:
+            return True
+        await asyncio.sleep(0.2)
+    return False

@@ -42,6 +42,7 @@ from models.tables import (
 )
 from rules.consent import consent_history
 from rules.scoring import ScoringModel
+from starter.services.deals import deal_records
 from starter.services.operations import contact_in
 
 if TYPE_CHECKING:  # the Temporal client loads only for a live export
@@ -144,6 +145,17 @@ async def sla_breaches(context: ExportContext) -> list[Json]:
     return _rows(rows, drop={"idempotency_key"})
 
 
+async def deals(context: ExportContext) -> list[Json]:
+    """The contact's deals, each with its changes (opened, moved, won, lost)."""
+    return [
+        {
+            **record.deal.model_dump(mode="json", exclude={"contact_id"}),
+            "changes": _rows(record.changes, drop={"deal_id", "event_id"}),
+        }
+        for record in await deal_records(context.session, context.contact.id)
+    ]
+
+
 async def score(context: ExportContext) -> Json:
     """The current score, band and breakdown, and the events that scored (module docstring)."""
     contact = context.contact
@@ -200,6 +212,7 @@ SECTIONS: tuple[tuple[str, Section], ...] = (
     ("tasks", tasks),
     ("notifications", notifications),
     ("sla_breaches", sla_breaches),
+    ("deals", deals),
     ("score", score),
     ("journeys", journeys),
 )
