@@ -361,7 +361,10 @@ async def test_an_empty_database_gives_an_empty_report(
     assert "<p>No journey activity.</p>" in render_html(report)
     result = await journeys("report", "--json", env=cli_environment(settings, NO_TEMPORAL))
     assert result.returncode == 0, result.stderr
-    assert result.json() == {"since": None, "journeys": []}
+    body = result.json()
+    assert (body["since"], body["until"], body["journeys"]) == (None, None, [])
+    assert body["pipeline"]["by_source"] == {}  # and no figure has a value:
+    assert {figure["value"] for figure in body["pipeline"]["overall"].values()} == {None}
 
 
 async def test_table_is_aligned_plain_text(scenario: AsyncEngine) -> None:
