@@ -204,12 +204,11 @@ def parse_since(text: str) -> datetime:
         ValueError: `text` is neither.
     """
     try:
-        parsed = datetime.fromisoformat(text)
-    except ValueError:
+        return _as_utc(datetime.fromisoformat(text))
+    except (ValueError, OverflowError):  # OverflowError: out of range in UTC (year 9999-…)
         raise ValueError(
             f"expected an ISO date or datetime (2025-03-01, 2025-03-01T09:00:00Z), got {text!r}"
         ) from None
-    return _as_utc(parsed)
 
 
 def _as_utc(moment: datetime) -> datetime:
