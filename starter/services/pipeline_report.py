@@ -254,7 +254,11 @@ async def _histories(engine: AsyncEngine, period: Period) -> list[_History]:
         )
         for contact_id, stage, at in moves:
             histories.setdefault(contact_id, _History()).moves.append((stage, at))
-        ids = list(histories)
+        ids = (
+            select(col(PipelineTransition.contact_id))
+            .where(col(PipelineTransition.occurred_at) < period.as_of)
+            .distinct()
+        )  # a subquery: no limit on how many contacts
         tags = await connection.execute(
             select(col(Contact.id), col(Contact.tags)).where(col(Contact.id).in_(ids))
         )
