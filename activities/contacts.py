@@ -45,6 +45,7 @@ from models.tables import (
     JourneyRun,
     MessageLog,
     Notification,
+    PipelineTransition,
     SlaBreach,
     Suppression,
 )
@@ -266,9 +267,9 @@ class ContactActivities:
         and the contact's tombstone (its id and the time of erasure).
 
         Deleted: the contact row, its consent history, events, message log,
-        CRM tasks, sales notifications and SLA breaches, and the outbox files of its messages
-        and notifications. Its email address and phone number stay suppressed
-        as hashes (a re-import is not mailed), no longer linked to the id.
+        CRM tasks, sales notifications, SLA breaches and pipeline stage history, and the
+        outbox files of its messages and notifications. Its email address and phone number
+        stay suppressed as hashes (a re-import is not mailed), no longer linked to the id.
         """
         with bound_contextvars(contact_id=contact_id):
             async with self._sessions() as session:
@@ -306,6 +307,7 @@ class ContactActivities:
                     CrmTask,
                     Notification,
                     SlaBreach,
+                    PipelineTransition,
                 ):
                     result = await session.exec(
                         delete(table).where(col(table.contact_id) == contact_id)

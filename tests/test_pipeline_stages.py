@@ -9,14 +9,18 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel import col, select
 from temporalio.testing import ActivityEnvironment
 
+from activities.contacts import ContactActivities
 from activities.crm import CrmActivities
 from models.contacts import ContactProfile
 from models.crm import ChurnRiskRequest
 from models.db import session_factory
 from models.pipeline import PipelineStage
+from models.settings import Settings
 from models.tables import Contact, PipelineTransition
 from rules.pipeline import record_transition, source_tags
+from rules.scoring import ScoringModel
 from rules.usage import clear_churn_risk
+from runtime.keys import key_store
 from starter.services.operations import upsert_contact
 from tests.factories import add_contact
 
@@ -192,3 +196,25 @@ async def test_a_churn_risk_is_recorded_once_while_the_contact_is_tagged(
         "renewal-countdown (sub_1)",
         "churn-prevention",
     ]
+
+
+# --- erasure --------------------------------------------------------------------------------
+
+
+async def test_erasure_deletes_the_stage_history(settings: Settings, engine: AsyncEngine) -> None:
+    await upsert_contact(engine, ContactProfile(id="ada", tags=["src_webinar"]), key=KEY)
+    await upsert_contact(engine, ContactProfile(id="bob"), key=KEY)
+    await move(engine, "ada", PipelineStage.MQL, key="h1/mql")
+    contacts = ContactActivities(
+        engine=engine,
+        scoring=ScoringModel.load(settings.scoring_file),
+        outbox_dir=settings.outbox_dir,
+        keys=key_store(settings, engine=engine),
+        suppression_key=settings.suppression_key(),
+    )
+
+    erased = await ActivityEnvironment().run(contacts.erase_contact, "ada")
+
+    assert erased.rows_deleted["pipeline_transitions"] == 2
+    assert await history(engine, "ada") == []
+    assert [stage for _, stage, _ in await history(engine, "bob")] == ["lead"]
