@@ -199,7 +199,7 @@ async def write_march_2026(engine: AsyncEngine) -> AsyncEngine:
     return engine
 
 
-Summary = tuple[float | None, int, int | None, bool | None]
+Summary = tuple[float | None, int | None, int | None, bool | None]
 """(value, cohort, reached, met) of a figure."""
 
 
@@ -349,7 +349,7 @@ async def test_the_wired_figures_of_other_parts_get_their_place_and_mark(
     assert section.duplicate_rate.met is False
     assert section.sla_violations_by_rep == {"sdr-leo": 3, "sdr-mia": 3}
     assert pipeline_report.render_table(section)[-2:] == [
-        "duplicate rate: 2.5% (n=0) ✗ (target ≤ 2%)",
+        "duplicate rate: 2.5% ✗ (target ≤ 2%)",
         "SLA violations per rep: sdr-leo 3, sdr-mia 3",
     ]
 

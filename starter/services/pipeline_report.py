@@ -80,7 +80,8 @@ class Figure(BaseModel):
         label: What it is, e.g. `lead → MQL`.
         value: The figure (rounded to 0.1), or None when there was nothing to measure.
         unit: `%`, `min` or `days`.
-        cohort: What it was measured over: contacts (rates), hand-offs (SLAs), samples (medians).
+        cohort: What it was measured over: contacts (rates), hand-offs (SLAs), samples
+            (medians); none when the part that computes it does not say (duplicate rate).
         reached: For a share: how many of the cohort count.
         target: Seed 002's target (`20–35%`), if it sets one.
         met: Whether the value meets the target; None without a target or a value.
@@ -89,7 +90,7 @@ class Figure(BaseModel):
     label: str
     value: float | None
     unit: Unit
-    cohort: int
+    cohort: int | None
     reached: int | None = None
     target: str | None = None
     met: bool | None = None
@@ -235,7 +236,7 @@ async def _duplicate_rate(
         "duplicate rate",
         None if share is None else share * 100,
         "%",
-        cohort=0,
+        cohort=None,
     )
 
 
@@ -381,7 +382,7 @@ def _figure(
     value: float | None,
     unit: Unit,
     *,
-    cohort: int,
+    cohort: int | None,
     reached: int | None = None,
 ) -> Figure:
     """The figure, rounded to 0.1, with its target and mark (judged on the rounded value)."""
@@ -402,18 +403,22 @@ def _figure(
 
 
 def cell(figure: Figure) -> str:
-    """`25.0% (5/20) ✓`, `7.5 min (n=4) ✗`, `-` without a value."""
+    """`25% (5/20) ✓`, `7.5 min (n=4) ✗`, `2.5% ✗` without a cohort, `-` without a value."""
     if figure.value is None:
         return "-"
     unit = figure.unit if figure.unit == "%" else f" {figure.unit}"
-    size = (
-        f"{figure.reached}/{figure.cohort}" if figure.reached is not None else f"n={figure.cohort}"
-    )
-    return f"{figure.value:g}{unit} ({size}){_MARK[figure.met]}"
+    if figure.cohort is None:
+        size = ""
+    elif figure.reached is None:
+        size = f" (n={figure.cohort})"
+    else:
+        size = f" ({figure.reached}/{figure.cohort})"
+    return f"{figure.value:g}{unit}{size}{_MARK[figure.met]}"
 
 
 def title(section: PipelineSection) -> str:
-    """`Pipeline 2025-03-01 00:00 – 2025-04-01 00:00 UTC` (or `all time to …`)."""
+    """`Pipeline 2025-03-01 00:00 – 2025-04-01 00:00 UTC (seed 002's targets)`; the start
+    is `all time` without `since`."""
     start = "all time" if section.since is None else f"{section.since:%Y-%m-%d %H:%M}"
     return f"Pipeline {start} – {section.as_of:%Y-%m-%d %H:%M} UTC (seed 002's targets)"
 
