@@ -460,6 +460,11 @@ async def test_cli_json_has_the_pipeline_section_and_refuses_a_bad_until(
     one_journey = await journeys("report", "--json", "--journey", "welcome-series", env=env)
     assert one_journey.json()["pipeline"] is None
 
+    unreadable = await journeys("report", env={**env, "SALES_FILE": str(tmp_path / "missing.toml")})
+    assert unreadable.returncode == 1
+    assert unreadable.stderr.strip().endswith("fix SALES_FILE (the sales hand-off configuration)")
+    assert "Traceback" not in unreadable.stderr
+
     for until, problem in (("soon", "expected an ISO date"), ("2026-02-01", "after --since")):
         refused = await journeys("report", "--since", "2026-03-01", "--until", until, env=env)
         assert refused.returncode == 2

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, HTTPException, Query, status
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse
 
@@ -49,7 +49,13 @@ async def get_report(
     end = _moment(until, "until")
     if start is not None and end is not None and end <= start:
         raise _invalid("until", "must be after since")
-    sla = SalesConfig.load(held.settings.sales_file).sla
+    try:
+        sla = SalesConfig.load(held.settings.sales_file).sla
+    except (OSError, ValueError) as error:  # the server's configuration, not the request
+        raise HTTPException(
+            status.HTTP_500_INTERNAL_SERVER_ERROR,
+            f"the sales configuration (SALES_FILE) cannot be read: {error}",
+        ) from None
     counted = await report.full_report(
         held.engine, journey=journey, since=start, until=end, sla=sla
     )

@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from temporalio.client import WorkflowExecution
     from temporalio.common import SearchAttributeKey
 
+    from models.handoff import SlaPolicy
     from starter.services.operations import JourneyAction, JourneyRun
 
 # Each command imports what it uses inside its function: `journeys status`
@@ -117,6 +118,18 @@ async def _with_engine(action: Callable[[AsyncEngine], Awaitable[T]]) -> T:
         return await action(engine)
     finally:
         await engine.dispose()
+
+
+def _hand_off_slas() -> SlaPolicy:
+    """The SLAs of the sales configuration (`SALES_FILE`); one it cannot read ends the command."""
+    from models.settings import get_settings
+    from rules.sales import SalesConfig
+
+    try:
+        return SalesConfig.load(get_settings().sales_file).sla
+    except (OSError, ValueError) as error:
+        typer.echo(f"error: {error}; fix SALES_FILE (the sales hand-off configuration)", err=True)
+        raise typer.Exit(1) from None
 
 
 def _moment(text: str | None, option: str, parse: Callable[[str], datetime]) -> datetime | None:
@@ -792,8 +805,6 @@ async def report(
     the hand-offs of the period whose deadline has passed, without a breach.
     Days to opportunity: from the lead to the period's new opportunities.
     """
-    from models.settings import get_settings
-    from rules.sales import SalesConfig
     from starter.services import report as funnel
 
     try:
@@ -806,7 +817,7 @@ async def report(
     end = _moment(until, "--until", funnel.parse_since)
     if start is not None and end is not None and end <= start:
         raise typer.BadParameter("must be after --since", param_hint="--until")
-    sla = SalesConfig.load(get_settings().sales_file).sla
+    sla = _hand_off_slas()
     counted = await _with_engine(
         lambda engine: funnel.full_report(engine, journey=journey, since=start, until=end, sla=sla)
     )
