@@ -47,6 +47,7 @@ from models.tables import (
     JourneyRun,
     MessageLog,
     Notification,
+    PipelineTransition,
     SlaBreach,
     Suppression,
 )
@@ -279,9 +280,9 @@ class ContactActivities:
         and the contact's tombstone (its id and the time of erasure).
 
         Deleted: the contact row, its consent history, events, message log,
-        CRM tasks, sales notifications, SLA breaches, deals and their changes, and
-        the outbox files of its messages and notifications. Its email address and
-        phone number stay suppressed as hashes (a re-import is not mailed), no
+        CRM tasks, sales notifications, SLA breaches, deals and their changes, pipeline
+        stage history, and the outbox files of its messages and notifications. Its email
+        address and phone number stay suppressed as hashes (a re-import is not mailed), no
         longer linked to the id.
         """
         with bound_contextvars(contact_id=contact_id):
@@ -322,6 +323,7 @@ class ContactActivities:
                     SlaBreach,
                     Deal,
                     DealStageChange,
+                    PipelineTransition,
                 ):
                     result = await session.exec(
                         delete(table).where(col(table.contact_id) == contact_id)

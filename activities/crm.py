@@ -30,7 +30,9 @@ from models.crm import (
 )
 from models.db import lock_contact, session_factory
 from models.onboarding import TagRequest
+from models.pipeline import PipelineStage
 from models.tables import Contact, CrmTask, Notification, SlaBreach
+from rules.pipeline import record_transition
 
 log = structlog.stdlib.get_logger(__name__)
 
@@ -135,6 +137,15 @@ async def open_crm_task(
     return task, created
 
 
+def _churn_cause(journey: str | None, request: ChurnRiskRequest) -> str:
+    """The journey that marked the risk, and the subscription if one lapsed:
+    `renewal-countdown (sub_1)`, `churn-prevention`."""
+    marked_by = journey or "churn risk"
+    if request.subscription_id is None:
+        return marked_by
+    return f"{marked_by} ({request.subscription_id})"
+
+
 class CrmActivities:
     """Activities that update the CRM; built once in the worker with the database engine."""
 
@@ -162,13 +173,19 @@ class CrmActivities:
 
     @activity.defn(name="mark_churn_risk")
     async def mark_churn_risk(self, request: ChurnRiskRequest) -> ChurnRiskResult:
-        """Tag the contact `stage_churn-risk` (once; other tags are kept).
+        """Tag the contact `stage_churn-risk` and move it to the `churn_risk` pipeline stage
+        (once; other tags are kept).
+
+        The tag and the transition are written together, so a contact already
+        tagged records no second transition; one marked again after the risk
+        cleared (the tag was removed) records a new one.
 
         Raises:
             ApplicationError: non-retryable `ContactNotFound` when the contact
                 does not exist.
         """
-        now = activity.info().current_attempt_scheduled_time
+        info = activity.info()
+        now = info.current_attempt_scheduled_time
         with bound_contextvars(
             contact_id=request.contact_id, subscription_id=request.subscription_id
         ):
@@ -182,6 +199,14 @@ class CrmActivities:
                 contact.tags = sorted({*contact.tags, CHURN_RISK_TAG})
                 contact.updated_at = now
                 session.add(contact)
+                await record_transition(
+                    session,
+                    contact,
+                    PipelineStage.CHURN_RISK,
+                    cause=_churn_cause(info.workflow_type, request),
+                    at=info.scheduled_time,
+                    key=f"{info.workflow_id}/{info.workflow_run_id}/{info.activity_id}/churn_risk",
+                )
                 await session.commit()
             log.info("contact marked churn risk", tag=CHURN_RISK_TAG)
             return ChurnRiskResult(tagged=True)

@@ -47,12 +47,14 @@ Scope = Literal[
     "contacts:export",
     "journeys:read",
     "journeys:write",
+    "reports:read",
     "codec:decode",
     "codec:encode",
 ]
 """What an API key may do: send events, read / write / erase / export contacts (an access
-request's whole record), read the journey catalogue, enrol and steer journeys, decode /
-encode Temporal payloads at the codec endpoint (`/codec/…`)."""
+request's whole record), read the journey catalogue, enrol and steer journeys, read the
+report (funnel and pipeline figures, nothing about one contact), decode / encode Temporal
+payloads at the codec endpoint (`/codec/…`)."""
 ALL_SCOPES: frozenset[Scope] = frozenset(get_args(Scope))
 
 LOCAL_MASTER_KEY_ID = "local-development"

@@ -8,6 +8,7 @@ are committed together.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime
 
 from sqlmodel import select
@@ -15,6 +16,14 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from models.pipeline import PipelineStage
 from models.tables import Contact, PipelineTransition
+
+SOURCE_TAG_PREFIX = "src_"
+"""Tags naming where a contact came from (seed 000's convention), e.g. `src_webinar_q4`."""
+
+
+def source_tags(tags: Iterable[str]) -> list[str]:
+    """The contact's `src_` tags, in the order given."""
+    return [tag for tag in tags if tag.startswith(SOURCE_TAG_PREFIX)]
 
 
 async def record_transition(

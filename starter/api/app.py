@@ -1,6 +1,6 @@
 """The HTTP gateway: FastAPI app for backend services, served by `journeys api`.
 
-Routes: `POST /v1/events`, `/v1/contacts/…` (bearer keys with scopes),
+Routes: `POST /v1/events`, `/v1/contacts/…`, `GET /v1/report` (bearer keys with scopes),
 `/codec/decode` and `/codec/encode` (the Temporal UI's remote codec),
 `/u/{token}` (one-click unsubscribe), `/k/{token}` (keep me subscribed),
 `/webhooks/email` and `/webhooks/sms` (signed provider events, inbound SMS keywords),
@@ -48,6 +48,7 @@ from starter.api import (
     events,
     journeys,
     keep_subscribed,
+    report,
     sms_webhook,
     unsubscribe,
     webhooks,
@@ -113,6 +114,7 @@ def create_app(
         events.router,
         contacts.router,
         journeys.router,
+        report.router,
         unsubscribe.router,
         keep_subscribed.router,
         webhooks.router,

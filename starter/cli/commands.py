@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from temporalio.client import WorkflowExecution
     from temporalio.common import SearchAttributeKey
 
+    from models.handoff import SlaPolicy
     from starter.api.schemas import DealView
     from starter.services.operations import JourneyAction, JourneyRun
 
@@ -118,6 +119,28 @@ async def _with_engine(action: Callable[[AsyncEngine], Awaitable[T]]) -> T:
         return await action(engine)
     finally:
         await engine.dispose()
+
+
+def _hand_off_slas() -> SlaPolicy:
+    """The SLAs of the sales configuration (`SALES_FILE`); one it cannot read ends the command."""
+    from models.settings import get_settings
+    from rules.sales import SalesConfig
+
+    try:
+        return SalesConfig.load(get_settings().sales_file).sla
+    except (OSError, ValueError) as error:
+        typer.echo(f"error: {error}; fix SALES_FILE (the sales hand-off configuration)", err=True)
+        raise typer.Exit(1) from None
+
+
+def _moment(text: str | None, option: str, parse: Callable[[str], datetime]) -> datetime | None:
+    """An optional date option parsed by `parse`; a bad one is a usage error naming `option`."""
+    if text is None:
+        return None
+    try:
+        return parse(text)
+    except ValueError as error:
+        raise typer.BadParameter(str(error), param_hint=option) from None
 
 
 def _key_values(items: list[str] | None, option: str) -> dict[str, str]:
@@ -790,12 +813,22 @@ def deal_line(deal: DealView) -> str:
 @app.command()
 @run_async
 async def report(
-    journey: Annotated[str | None, typer.Option(help="Only this journey.")] = None,
+    journey: Annotated[
+        str | None, typer.Option(help="Only this journey's funnel (and no pipeline section).")
+    ] = None,
     since: Annotated[
         str | None,
         typer.Option(
-            help="Only runs started, messages written and email events since then: an ISO "
-            "date or datetime (2025-03-01, 2025-03-01T09:00:00+01:00); no offset means UTC."
+            help="Start of the period: runs started, messages written, email events and "
+            "pipeline moves from then on. An ISO date or datetime (2025-03-01, "
+            "2025-03-01T09:00:00+01:00); no offset means UTC."
+        ),
+    ] = None,
+    until: Annotated[
+        str | None,
+        typer.Option(
+            help="End of the period (exclusive), as --since; default: now. The pipeline "
+            "figures are measured as of this moment."
         ),
     ] = None,
     output_format: Annotated[
@@ -807,7 +840,16 @@ async def report(
     ] = None,
     as_json: JsonFlag = False,
 ) -> None:
-    """Funnel per journey and step: entered, sent, opened, clicked, converted, exit reasons."""
+    """Funnel per journey and step (entered, sent, opened, clicked, converted, exit reasons),
+    and the pipeline against seed 002's targets, overall and per `src_` source.
+
+    Pipeline rates (lead → MQL, MQL → SQL, SQL → opportunity, recycled → MQL
+    again): of the contacts that first moved to the first stage in the period,
+    the share that moved to the second by the end of the period. First touch:
+    from the hand-off (the MQL move) to the first `rep_contacted`. SLA shares:
+    the hand-offs of the period whose deadline has passed, without a breach.
+    Days to opportunity: from the lead to the period's new opportunities.
+    """
     from starter.services import report as funnel
 
     try:
@@ -816,12 +858,13 @@ async def report(
         raise typer.BadParameter(
             f"expected table, json or html, got {output_format!r}", param_hint="--format"
         ) from None
-    try:
-        start = None if since is None else funnel.parse_since(since)
-    except ValueError as error:
-        raise typer.BadParameter(str(error), param_hint="--since") from None
+    start = _moment(since, "--since", funnel.parse_since)
+    end = _moment(until, "--until", funnel.parse_since)
+    if start is not None and end is not None and end <= start:
+        raise typer.BadParameter("must be after --since", param_hint="--until")
+    sla = _hand_off_slas()
     counted = await _with_engine(
-        lambda engine: funnel.funnel_report(engine, journey=journey, since=start)
+        lambda engine: funnel.full_report(engine, journey=journey, since=start, until=end, sla=sla)
     )
     typer.echo(funnel.render(counted, chosen), file=output)
     if output is not None:

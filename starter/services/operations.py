@@ -32,6 +32,7 @@ from models.journeys import (
     JourneyState,
     enrolment_options,
 )
+from models.pipeline import PipelineStage
 from models.policy import SECONDS_PER_DAY
 from models.settings import accelerated_clock_refusal
 from models.tables import ConsentChange, Contact, ContactEvent, MessageLog, utc_now
@@ -39,6 +40,7 @@ from models.tables import JourneyRun as JourneyRunRow
 from rules.consent import ConsentOrigin, apply_event, consent_history, record_change, set_consent
 from rules.erasure import erased_at
 from rules.opt_outs import SUPPRESSING_EVENTS, suppression_scope
+from rules.pipeline import record_transition, source_tags
 
 if TYPE_CHECKING:  # the Temporal client loads only in the operations that talk to Temporal
     from temporalio.client import Client, WorkflowExecution, WorkflowHandle
@@ -181,10 +183,26 @@ async def upsert_contact(engine: AsyncEngine, profile: ContactProfile, *, key: b
         contact.updated_at = now
         session.add(contact)
         if existing is None:
+            await _record_lead(session, contact)
             await _apply_earlier_opt_outs(session, contact, key=key)
         await session.commit()
         await session.refresh(contact)
         return contact
+
+
+async def _record_lead(session: AsyncSession, contact: Contact) -> None:
+    """The new contact enters the pipeline as a `lead` when it is created; the cause names
+    its `src_` tags."""
+    sources = source_tags(contact.tags)
+    cause = f"created ({', '.join(sources)})" if sources else "created"
+    await record_transition(
+        session,
+        contact,
+        PipelineStage.LEAD,
+        cause=cause,
+        at=contact.created_at,
+        key=f"{contact.id}/lead",
+    )
 
 
 async def _apply_earlier_opt_outs(session: AsyncSession, contact: Contact, *, key: bytes) -> None:

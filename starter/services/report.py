@@ -24,6 +24,12 @@ Step figures (`StepFunnel`):
 - `converted` / `exited`: runs (started since `since`) that exited at this
   step with a conversion reason / per exit reason.
 
+With `until`, only what happened before it counts (the period is `[since, until)`).
+
+Without a journey filter the report also has a pipeline section (seed 002's
+funnel and SLA figures with their targets, overall and per source); see
+`starter/services/pipeline_report.py` for its definitions.
+
 Steps come in the order of the journey's plan (every plan step is listed, even
 with nothing counted), after `enrolled` (runs that exited before their first
 step) and before steps the plan does not name (journeys whose plan depends on
@@ -33,17 +39,22 @@ their input, renamed steps), which come in the order they were first written.
 from __future__ import annotations
 
 import html
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
 
 from pydantic import BaseModel, Field
-from sqlalchemy import JSON, Select, distinct, func, select, type_coerce
+from sqlalchemy import JSON, ColumnElement, Select, distinct, func, select, type_coerce
 from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.orm import Mapped
 from sqlmodel import col
 
+from models.handoff import SlaPolicy
 from models.journeys import JourneyStatus
 from models.messages import DeliveryStatus
-from models.tables import ContactEvent, JourneyRun, MessageLog
+from models.tables import ContactEvent, JourneyRun, MessageLog, utc_now
+from starter.services import pipeline_report
+from starter.services.pipeline_report import DuplicateRate, PipelineSection, ViolationsByRep
 
 CONVERSION_REASONS = frozenset(
     {"purchased", "converted", "checkout_started", "renewed", "usage_recovered", "reactivated"}
@@ -54,6 +65,13 @@ recovered (churn prevention), or they came back (`reactivated`: re-engagement's 
 
 ENROLLED = "enrolled"
 """The step a run is at before its first step (see `workflows/toolkit/journey.py`)."""
+
+DUPLICATE_RATE: DuplicateRate | None = None
+"""The pipeline section's duplicate rate: dedupe's `duplicate_rate(engine, since, until)`
+(issue 17 part 2). None until it is wired here; the report then says it is not available."""
+SLA_VIOLATIONS_BY_REP: ViolationsByRep | None = None
+"""The pipeline section's SLA violations per rep: sla's `sla_violations_by_rep(engine, since,
+until)` (issue 17 part 3). None until it is wired here."""
 
 OPENED = "email_opened"
 CLICKED = "email_clicked"
@@ -167,34 +185,76 @@ class FunnelReport(BaseModel):
     Attributes:
         since: Only runs started, messages written and events that occurred
             from then on; none for all time.
+        until: And before then; none for up to now.
         journeys: In the order of the journey registry, then by name.
+        pipeline: The pipeline section; none in a report of one journey.
     """
 
     since: datetime | None = None
+    until: datetime | None = None
     journeys: list[JourneyFunnel] = Field(default_factory=list)
+    pipeline: PipelineSection | None = None
 
 
 def parse_since(text: str) -> datetime:
-    """Parse `--since`: an ISO 8601 date or datetime; one without an offset is UTC.
+    """Parse `--since` (or `--until`): an ISO 8601 date or datetime; one without an offset
+    is UTC.
 
     Raises:
         ValueError: `text` is neither.
     """
     try:
-        parsed = datetime.fromisoformat(text)
-    except ValueError:
+        return _as_utc(datetime.fromisoformat(text))
+    except (ValueError, OverflowError):  # OverflowError: out of range in UTC (year 9999-…)
         raise ValueError(
             f"expected an ISO date or datetime (2025-03-01, 2025-03-01T09:00:00Z), got {text!r}"
         ) from None
-    return _as_utc(parsed)
 
 
 def _as_utc(moment: datetime) -> datetime:
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
+async def full_report(
+    engine: AsyncEngine,
+    *,
+    journey: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    sla: SlaPolicy,
+    now: datetime | None = None,
+) -> FunnelReport:
+    """The report `journeys report` and `GET /v1/report` give: the funnel of every journey
+    (or of `journey`), and without `journey` the pipeline section.
+
+    Args:
+        engine: The journeys database.
+        journey: Only this journey's funnel, and no pipeline section.
+        since: Start of the period (a naive datetime is UTC); none for all time.
+        until: End of the period, exclusive (a naive datetime is UTC); none for up to now.
+        sla: The hand-off SLAs the pipeline section holds hand-offs to.
+        now: The time of the report (default: the clock's).
+    """
+    report = await funnel_report(engine, journey=journey, since=since, until=until)
+    if journey is None:
+        report.pipeline = await pipeline_report.pipeline_section(
+            engine,
+            since=report.since,
+            until=report.until,
+            now=now or utc_now(),
+            sla=sla,
+            duplicate_rate=DUPLICATE_RATE,
+            sla_violations_by_rep=SLA_VIOLATIONS_BY_REP,
+        )
+    return report
+
+
 async def funnel_report(
-    engine: AsyncEngine, *, journey: str | None = None, since: datetime | None = None
+    engine: AsyncEngine,
+    *,
+    journey: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
 ) -> FunnelReport:
     """Count the funnel of every journey (or of `journey`) from the database.
 
@@ -203,15 +263,19 @@ async def funnel_report(
         journey: Only this journey type.
         since: Only runs started, messages written and events that occurred
             from then on (a naive datetime is UTC).
+        until: And before then (a naive datetime is UTC).
 
     Returns:
-        The report; without any activity, one with no journeys.
+        The report (without its pipeline section); without any activity, one with no journeys.
     """
-    since = None if since is None else _as_utc(since)
+    period = _Period(
+        since=None if since is None else _as_utc(since),
+        until=None if until is None else _as_utc(until),
+    )
     async with engine.connect() as connection:
-        runs = (await connection.execute(_run_counts(journey, since))).all()
-        messages = (await connection.execute(_message_counts(journey, since))).all()
-        engagement = (await connection.execute(_engagement_counts(journey, since))).all()
+        runs = (await connection.execute(_run_counts(journey, period))).all()
+        messages = (await connection.execute(_message_counts(journey, period))).all()
+        engagement = (await connection.execute(_engagement_counts(journey, period))).all()
 
     tally = _Tally()
     for journey_type, step, status, reason, count in runs:
@@ -245,12 +309,21 @@ async def funnel_report(
         else:
             at_step.clicked += contacts
 
-    return FunnelReport(since=since, journeys=tally.funnels())
+    return FunnelReport(since=period.since, until=period.until, journeys=tally.funnels())
 
 
-def _run_counts(
-    journey: str | None, since: datetime | None
-) -> Select[str, str, str, str | None, int]:
+@dataclass(frozen=True)
+class _Period:
+    since: datetime | None
+    until: datetime | None
+
+    def conditions(self, moment: Mapped[datetime]) -> list[ColumnElement[bool]]:
+        """Where-clauses keeping the rows whose `moment` is in `[since, until)`."""
+        clauses = [] if self.since is None else [moment >= self.since]
+        return clauses if self.until is None else [*clauses, moment < self.until]
+
+
+def _run_counts(journey: str | None, period: _Period) -> Select[str, str, str, str | None, int]:
     """Runs per journey, step, status and exit reason."""
     keys = (
         col(JourneyRun.journey),
@@ -261,25 +334,19 @@ def _run_counts(
     statement = select(*keys, func.count()).group_by(*keys)
     if journey is not None:
         statement = statement.where(col(JourneyRun.journey) == journey)
-    if since is not None:
-        statement = statement.where(col(JourneyRun.started_at) >= since)
-    return statement
+    return statement.where(*period.conditions(col(JourneyRun.started_at)))
 
 
-def _message_counts(
-    journey: str | None, since: datetime | None
-) -> Select[str, str, str, int, datetime]:
+def _message_counts(journey: str | None, period: _Period) -> Select[str, str, str, int, datetime]:
     """Messages per journey, step and status, with when the step's first one was written."""
     keys = (col(MessageLog.journey), col(MessageLog.step), col(MessageLog.status))
     statement = select(*keys, func.count(), func.min(col(MessageLog.created_at))).group_by(*keys)
     if journey is not None:
         statement = statement.where(col(MessageLog.journey) == journey)
-    if since is not None:
-        statement = statement.where(col(MessageLog.created_at) >= since)
-    return statement
+    return statement.where(*period.conditions(col(MessageLog.created_at)))
 
 
-def _engagement_counts(journey: str | None, since: datetime | None) -> Select[str, str, str, int]:
+def _engagement_counts(journey: str | None, period: _Period) -> Select[str, str, str, int]:
     """Distinct contacts per email event type (opened, clicked), journey and step."""
     properties = type_coerce(col(ContactEvent.properties), JSON)
     keys = (
@@ -295,9 +362,7 @@ def _engagement_counts(journey: str | None, since: datetime | None) -> Select[st
     )
     if journey is not None:
         statement = statement.where(keys[1] == journey)
-    if since is not None:
-        statement = statement.where(col(ContactEvent.occurred_at) >= since)
-    return statement
+    return statement.where(*period.conditions(col(ContactEvent.occurred_at)))
 
 
 class _Tally:
@@ -401,6 +466,8 @@ def render_table(report: FunnelReport) -> str:
             cells = [step_id.ljust(widths[0])]
             cells += [count.rjust(width) for count, width in zip(counts, widths[1:], strict=False)]
             lines.append("  ".join([*cells, exited]))
+    if report.pipeline is not None:
+        lines += ["", *pipeline_report.render_table(report.pipeline)]
     return "\n".join(lines)
 
 
@@ -423,6 +490,7 @@ def render_html(report: FunnelReport) -> str:
             "<body>",
             f"<h1>{_escape(_title(report))}</h1>",
             *(sections or ["<p>No journey activity.</p>"]),
+            *([] if report.pipeline is None else [pipeline_report.render_html(report.pipeline)]),
             "</body>",
             "</html>",
         ]
@@ -513,9 +581,15 @@ def _svg_chart(funnel: JourneyFunnel) -> str:
 
 
 def _title(report: FunnelReport) -> str:
-    if report.since is None:
-        return "Journey funnel, all time"
-    return f"Journey funnel since {report.since:%Y-%m-%d %H:%M} UTC"
+    since, until = report.since, report.until
+    if until is None:
+        return (
+            "Journey funnel, all time"
+            if since is None
+            else f"Journey funnel since {since:%Y-%m-%d %H:%M} UTC"
+        )
+    start = "all time" if since is None else f"{since:%Y-%m-%d %H:%M}"
+    return f"Journey funnel {start} – {until:%Y-%m-%d %H:%M} UTC"
 
 
 def _heading(funnel: JourneyFunnel) -> str:
