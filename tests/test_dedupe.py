@@ -116,6 +116,13 @@ async def test_a_new_lead_with_a_known_email_is_merged_into_the_contact_with_its
     rate = await dedupe.duplicate_rate(engine, since, datetime.now(UTC))
     assert (rate.duplicates, rate.leads, rate.rate) == (1, 2, 0.5)
 
+    # Erasing the survivor erases its aliases too: the lead's id takes nothing any more.
+    assert (await gateway.http.delete(f"/v1/contacts/{ada}")).status_code == 200
+    refused = await gateway.http.post("/v1/events", json={"contact_id": lead, "type": "x"})
+    assert refused.status_code == 410, refused.text
+    assert (await gateway.http.put(f"/v1/contacts/{lead}", json={})).status_code == 410
+    assert await dedupe.alias_targets(engine, [lead]) == {}  # the link between the ids is gone
+
 
 def dedupe_warning(alias: str, contact_id: str) -> str:
     from starter.api.events import merged_contact
