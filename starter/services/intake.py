@@ -6,6 +6,9 @@ properties its type's model does not take (`models/event_properties.py`) before
 it gets here, with the field named; the link and the webhooks make events of
 other types.
 
+0. An event sent under the id of a lead merged into another contact (an alias,
+   `starter/services/dedupe.py`) goes to that contact; its result says which
+   (`merged_from`, and the workflow id).
 1. An event of an erased contact (one with a tombstone) is refused as
    `erased` and goes nowhere: it must not start `contact-{id}` again. An
    event whose id the contact already has a receipt for is a `duplicate`
