@@ -19,7 +19,7 @@ from models.settings import Settings
 from models.tables import ConsentChange, ContactEvent, ContactMerge, EventReceipt, MessageLog
 from starter.services import dedupe, operations
 from tests.cli import cli_environment, journeys
-from tests.factories import rows_of
+from tests.factories import add_contact, rows_of
 from tests.gateway import Gateway, gateway_settings, serving_gateway
 from tests.test_api import contact_state, journey_state, new_id
 
@@ -282,3 +282,30 @@ async def test_cli_merges_and_lists_merges_with_the_duplicate_rate(
     assert "duplicate rate: 33.3% (1 duplicates found on entry of 3 leads; target ≤ 2%)" in (
         table.stdout
     )
+
+
+async def test_a_merge_keeps_one_copy_of_an_event_both_hold_and_moves_the_rest(
+    database: AsyncEngine,
+) -> None:
+    """On SQLite and PostgreSQL: an event id both contacts hold stays the survivor's once
+    (unique per contact), the others move with the batch key the survivor's absorb reads."""
+    await add_contact(database, "sv", email="sv@example.com")
+    await add_contact(database, "ls", email="ls@example.com", phone="+14155550111")
+    at = datetime(2026, 12, 1, tzinfo=UTC)
+    async with session_factory(database)() as session:
+        for contact_id, event_id in (("sv", "shared"), ("ls", "shared"), ("ls", "own")):
+            session.add(
+                ContactEvent(
+                    contact_id=contact_id, event_id=event_id, type="pricing_page_viewed",
+                    occurred_at=at, properties={}, batch_key="b",
+                )
+            )  # fmt: skip
+        await session.commit()
+
+    outcome = await dedupe.merge_contacts(database, "sv", "ls", actor="cli:test")
+    assert outcome.merge.moved == {"events": 1}
+    stored = {(row.event_id, row.batch_key) for row in await rows_of(database, ContactEvent, "sv")}
+    assert stored == {("shared", "b"), ("own", "merge/ls")}
+    survivor = await operations.get_contact(database, "sv")
+    assert (survivor.email, survivor.phone) == ("sv@example.com", "+14155550111")
+    assert await dedupe.alias_targets(database, ["ls", "sv"]) == {"ls": "sv"}
