@@ -17,6 +17,7 @@ from pathlib import Path
 import structlog
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel import col, delete, select
+from sqlmodel.ext.asyncio.session import AsyncSession
 from structlog.contextvars import bound_contextvars
 from temporalio import activity
 from temporalio.client import Client, WorkflowExecutionStatus
@@ -38,6 +39,7 @@ from models.nurture import NurtureProfile, NurtureProfileRequest
 from models.tables import (
     ConsentChange,
     Contact,
+    ContactAlias,
     ContactEvent,
     CrmTask,
     Deal,
@@ -336,6 +338,7 @@ class ContactActivities:
                 ).all():
                     suppression.contact_id = None
                     session.add(suppression)
+                rows["contact_aliases"] = await _tombstone_aliases(session, contact_id)
                 if contact is not None:
                     await session.delete(contact)
                 rows["contacts"] = int(contact is not None)
@@ -393,6 +396,19 @@ class ContactActivities:
         """Destroy the contact's data key: its Temporal histories can no longer be read."""
         key_id = await self._keys.destroy(contact_id)
         log.info("data key destroyed", contact_id=contact_id, key_id=key_id)
+
+
+async def _tombstone_aliases(session: AsyncSession, contact_id: str) -> int:
+    """Delete the ids merged into the contact (its aliases), each with a tombstone of its
+    own: events sent under one are refused as the contact's are. Returns how many."""
+    aliases = (
+        await session.exec(select(ContactAlias).where(ContactAlias.contact_id == contact_id))
+    ).all()
+    for alias in aliases:
+        if await erased_at(session, alias.alias) is None:
+            session.add(ErasedContact(contact_id=alias.alias))
+        await session.delete(alias)
+    return len(aliases)
 
 
 async def _is_running(client: Client, workflow_id: str) -> bool:

@@ -150,6 +150,10 @@ class Settings(BaseSettings):
         api_cors_origins: Browser origins allowed to call the API (none: CORS off).
         api_erasure_wait_seconds: How long `DELETE /v1/contacts/{id}` waits for
             the erasure to finish before answering 202 (it goes on regardless).
+        dedupe_match_domain_name: A new lead also matches an existing contact with the
+            same first name (case-insensitive) and the same company email domain (not a
+            free-mail domain, `rules/dedupe.py`), when exactly one contact matches; off by
+            default: matching is by email address only (see `starter/services/dedupe.py`).
         event_max_future_seconds: Clock skew tolerated on `occurred_at`; events
             further in the future are rejected.
         temporal_retry_after_seconds: `Retry-After` of a 503 while Temporal is
@@ -229,6 +233,7 @@ class Settings(BaseSettings):
     api_max_body_bytes: int = Field(default=1_048_576, ge=1_024)
     api_cors_origins: list[str] = Field(default_factory=list)
     api_erasure_wait_seconds: float = Field(default=10.0, ge=0)
+    dedupe_match_domain_name: bool = False
     event_max_future_seconds: float = Field(default=300.0, ge=0)
     temporal_retry_after_seconds: int = Field(default=5, ge=1)
     suppression_hash_secret: SecretStr = SecretStr(DEVELOPMENT_SUPPRESSION_HASH_SECRET)

@@ -475,3 +475,48 @@ class DataKey(SQLModel, table=True):
         default_factory=utc_now, sa_column=Column(UTCDateTime(), nullable=False)
     )
     destroyed_at: datetime | None = _timestamp()
+
+
+class ContactAlias(SQLModel, table=True):
+    """Another id of a contact: a lead merged into it (`starter/services/dedupe.py`).
+
+    Events, upserts and merges addressed to `alias` land on `contact_id` (the
+    survivor). Erasure of the survivor deletes its aliases and tombstones them.
+    """
+
+    __tablename__ = "contact_aliases"
+
+    alias: str = Field(primary_key=True, max_length=64)
+    contact_id: str = Field(max_length=64, index=True)
+    created_at: datetime = Field(
+        default_factory=utc_now, sa_column=Column(UTCDateTime(), nullable=False)
+    )
+
+
+class ContactMerge(SQLModel, table=True):
+    """The audit row of one merge: a lead (`loser_id`) folded into `survivor_id`.
+
+    Attributes:
+        survivor_id: The contact that stays.
+        loser_id: The id merged into it (now an alias of the survivor).
+        matched_by: `email` or `domain+name` (found on entry), or `request`.
+        actor: Who: the API key's name (`api:<name>`) or the CLI user (`cli:<user>`).
+        merged_at: When.
+        loser_created_at: When the loser was created as a contact (a merge on request);
+            None for a lead merged on entry (it entered at `merged_at`).
+        moved: Rows moved to the survivor, per table.
+        signalled_at: When the contact workflows were told (the survivor absorbed the
+            loser's scored actions, the loser's journeys ended); None until then.
+    """
+
+    __tablename__ = "contact_merges"
+
+    id: int | None = Field(default=None, primary_key=True)
+    survivor_id: str = Field(max_length=64, index=True)
+    loser_id: str = Field(max_length=64, unique=True)
+    matched_by: str = Field(max_length=16)
+    actor: str = Field(max_length=100)
+    merged_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False, index=True))
+    loser_created_at: datetime | None = _timestamp()
+    moved: dict[str, int] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    signalled_at: datetime | None = _timestamp()

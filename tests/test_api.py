@@ -289,9 +289,13 @@ async def test_contacts_upsert_read_and_erase(
         assert bad.status_code == 422, fields
         assert bad.json()["detail"][0]["loc"][:2] == ["body", field]
         assert says in bad.text
-    taken = await gateway.http.put(
-        f"/v1/contacts/{new_id('other')}", json={"email": "KIM.LEE@example.com"}
-    )
+    other = new_id("other")  # a new lead with the address is merged (tests/test_dedupe.py)
+    merged = await gateway.http.put(f"/v1/contacts/{other}", json={"email": "KIM.LEE@example.com"})
+    assert merged.status_code == 200, merged.text
+    assert (merged.json()["id"], merged.json()["merged_from"]) == (contact_id, other)
+    third = new_id("third")
+    await put_contact(gateway, third)
+    taken = await gateway.http.put(f"/v1/contacts/{third}", json={"email": "KIM.LEE@example.com"})
     assert taken.status_code == 409
     assert contact_id in taken.json()["detail"]
     assert (await gateway.http.get("/v1/contacts/nobody-here")).status_code == 404

@@ -313,6 +313,9 @@ async def test_contact_upserts_are_stored_as_given_or_refused_naming_the_field(
             if response.status_code == 409:  # generated addresses may repeat
                 assert "already belongs to contact" in response.json()["detail"]
                 return
+            if response.status_code == 200 and response.json()["merged_from"] is not None:
+                assert response.json()["matched_by"] in ("email", "alias")  # a repeated
+                return  # address: the new id was merged into its contact (test_dedupe.py)
             assert response.status_code == 200, response.text
             stored = http.get(path).json()
             for name in ("email", "phone", "first_name", "company", "timezone"):

@@ -80,6 +80,7 @@ with workflow.unsafe.imports_passed_through():
     from models.handoff import LeadBand, LeadSlaInput
     from models.journeys import ExitRequest, JourneyInput
     from models.lead_score import ScoreBreakdown, ScoredAction
+    from models.merges import MERGED_REASON, AbsorbRequest, MergeNotice
     from models.messages import SUNSET_TAG
     from rules.opt_outs import suppression_scope
     from rules.scoring import (
@@ -185,6 +186,8 @@ class ContactWorkflow:
         self._inactivity_handled_for: datetime | None = None
         self._sunset_since: datetime | None = None
         self._retag = False
+        self._absorbed: set[str] = set()
+        self._merged_into: str | None = None
         if contact_input.carry is not None:
             self._restore(contact_input.carry)
 
@@ -229,6 +232,28 @@ class ContactWorkflow:
         self._sunset_since = self._sunset_since or workflow.now()
         self._retag = True
 
+    @workflow.signal
+    async def absorb(self, request: AbsorbRequest) -> None:
+        """A contact was merged into this one: its scored actions and tags count here from now
+        on (the run loop rescores: CRM, search attributes, hand-off); no journey is triggered.
+        A second request for the same loser changes nothing."""
+        if request.loser in self._absorbed or self._erase is not None:
+            return
+        self._absorbed.add(request.loser)
+        if self._model is None:
+            await self._load_model()
+        for action in request.actions:
+            add_action(self._scoring_model(), self._actions, action)
+        self._tags |= set(request.tags[: max(MAX_TAGS - len(self._tags), 0)])
+        self._contact_exists = True  # the merge found the survivor in the CRM
+        self._retag = True
+
+    @workflow.signal
+    def merged_into(self, notice: MergeNotice) -> None:
+        """This contact was merged into another: its journeys exit (`merged`), events not
+        processed yet go to the survivor, and the workflow ends."""
+        self._merged_into = self._merged_into or notice.survivor
+
     @workflow.query
     def state(self) -> ContactState:
         """The contact's score, band, journeys and counters."""
@@ -270,6 +295,7 @@ class ContactWorkflow:
                         or self._erase is not None
                         or self._cycle_due()
                         or self._retag
+                        or self._merged_into is not None
                     ),
                     timeout=timeout,
                     timeout_summary="Rescore: decay or dormancy" if timeout else None,
@@ -280,6 +306,8 @@ class ContactWorkflow:
                 await self._ready_to_retag()
             if self._erase is not None:
                 return await self._erase_contact(self._erase)
+            if self._merged_into is not None:
+                return await self._end_merged(self._merged_into)
             while self._pending and self._erase is None and not self._may_continue_as_new():
                 await self._process(self._next_batch())
             if self._erase is None:
@@ -710,6 +738,19 @@ class ContactWorkflow:
         self._actions, self._tags, self._fit_fields, self._breakdown = {}, set(), {}, {}
         self._erased = True
         self._publish()
+        return self.state()
+
+    async def _end_merged(self, survivor: str) -> ContactState:
+        """Merged into `survivor`: every journey exits with `merged`; events not processed
+        yet are handed to the survivor's workflow (its own id on them)."""
+        await self._exit_journeys(MERGED_REASON, marketing_only=False)
+        if self._pending:
+            events = [e.model_copy(update={"contact_id": survivor}) for e in self._pending]
+            self._pending.clear()
+            for start in range(0, len(events), MAX_EVENT_BATCH):
+                batch = EventBatch(events=events[start : start + MAX_EVENT_BATCH])
+                await self._signal(f"contact-{survivor}", "events", batch)
+        workflow.logger.info("contact merged into another: journeys ended, workflow ends")
         return self.state()
 
     def _may_continue_as_new(self) -> bool:

@@ -13,10 +13,11 @@ from models.ids import ContactId
 from models.settings import ApiKey
 from rules.scoring import ScoringModel
 from runtime.temporal import unavailable_as_error
-from starter.api.dependencies import ServicesDep, require
+from starter.api.dependencies import Services, ServicesDep, require
 from starter.api.events import issues
 from starter.api.schemas import (
     ConsentChangeView,
+    ContactUpsertView,
     ContactView,
     DealView,
     EnrolmentIn,
@@ -24,10 +25,12 @@ from starter.api.schemas import (
     ErasureView,
     JourneyActionIn,
     JourneyActionView,
+    MergeIn,
+    MergeView,
     MessageView,
     Problem,
 )
-from starter.services import deals, export, operations
+from starter.services import deals, dedupe, export, operations
 from starter.services.operations import JourneyRun
 
 router = APIRouter(prefix="/v1/contacts", tags=["contacts"])
@@ -50,25 +53,81 @@ _IN_PROGRESS: Responses = {
 
 @router.put(
     "/{contact_id}",
-    response_model=ContactView,
-    summary="Create or update a contact",
-    responses=_CONFLICT | _GONE,
+    response_model=ContactUpsertView,
+    summary="Create or update a contact (a duplicate lead is merged)",
+    responses=_CONFLICT | _GONE | _UNAVAILABLE,
 )
 async def put_contact(
     contact_id: ContactIdPath,
     fields: ContactFields,
     held: ServicesDep,
-    _key: Annotated[ApiKey, Depends(require("contacts:write"))],
-) -> ContactView:
+    key: Annotated[ApiKey, Depends(require("contacts:write"))],
+) -> ContactUpsertView:
     """Fields given replace the stored ones; tags and attributes are added; consent
     changes are recorded with their source and time. An erased contact's id is
-    refused (410)."""
+    refused (410).
+
+    A new id whose lead matches an existing contact (same email address; same company
+    domain and first name with `DEDUPE_MATCH_DOMAIN_NAME`) is merged into it instead:
+    the answer is that contact, with `merged_from` and `matched_by`, and the id given
+    becomes its alias (events and `PUT`s sent under it land on it)."""
     profile = ContactProfile.model_validate(
         {**fields.model_dump(exclude_unset=True), "id": contact_id}
     )
-    return ContactView.of(
-        await operations.upsert_contact(held.engine, profile, key=held.settings.suppression_key())
+    entry = await dedupe.enter_contact(
+        held.engine,
+        profile,
+        key=held.settings.suppression_key(),
+        match_domain_name=held.settings.dedupe_match_domain_name,
+        actor=f"api:{key.name}",
     )
+    if entry.merged_from is not None:
+        await _finish_merges(held, entry.contact.id)
+    return ContactUpsertView(
+        **ContactView.of(entry.contact).model_dump(),
+        merged_from=entry.merged_from,
+        matched_by=entry.matched_by,
+    )
+
+
+async def _finish_merges(held: Services, survivor: str) -> None:
+    """Tell the contact workflows of the survivor's new merges (503 if Temporal is down)."""
+    with unavailable_as_error():
+        await dedupe.finish_merges(
+            held.temporal,
+            held.engine,
+            survivor,
+            scoring=ScoringModel.load(held.settings.scoring_file),
+            task_queue=held.settings.task_queue,
+            day_seconds=held.settings.day_seconds,
+        )
+
+
+@router.post(
+    "/{contact_id}/merge",
+    response_model=MergeView,
+    summary="Merge another contact into this one",
+    responses=_NOT_FOUND
+    | {409: {"model": Problem, "description": "The other contact was merged elsewhere."}}
+    | _GONE
+    | {422: {"model": Problem, "description": "A contact merged into itself."}}
+    | _UNAVAILABLE,
+)
+async def merge_contact(
+    contact_id: ContactIdPath,
+    body: MergeIn,
+    held: ServicesDep,
+    key: Annotated[ApiKey, Depends(require("contacts:write"))],
+) -> MergeView:
+    """`{"from": "<loser>"}` is merged into this contact (the survivor): its events,
+    messages, tasks, notifications, consent history and pipeline transitions move here,
+    its journeys end with reason `merged`, the survivor's go on, and its score counts
+    here. The same merge again answers `already merged` and changes nothing."""
+    outcome = await dedupe.merge_contacts(
+        held.engine, contact_id, body.loser, actor=f"api:{key.name}"
+    )
+    await _finish_merges(held, contact_id)
+    return MergeView.of(outcome.merge, already=outcome.already_merged)
 
 
 @router.get("/{contact_id}", response_model=ContactView, responses=_NOT_FOUND | _GONE)

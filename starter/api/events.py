@@ -36,7 +36,7 @@ from starter.api.schemas import (
     Problem,
     ValidationIssue,
 )
-from starter.services.intake import accept_events
+from starter.services.intake import IntakeResult, accept_events
 
 router = APIRouter(tags=["events"])
 
@@ -117,6 +117,25 @@ def unknown_contact(contact_id: str) -> str:
         f"contact {contact_id!r} does not exist yet: the event is kept and scored, but starts "
         f"no journey; create the contact first (PUT /v1/contacts/{contact_id})"
     )
+
+
+def merged_contact(alias: str, contact_id: str) -> str:
+    """The warning of an event sent under the id of a lead merged into another contact."""
+    return (
+        f"contact {alias!r} was merged into {contact_id!r}: the event went to {contact_id!r} "
+        "(use that id from now on)"
+    )
+
+
+def _warnings(contact_id: str, outcome: IntakeResult) -> list[str]:
+    """What to know about an event taken: its contact merged into another (the one whose
+    workflow, `contact-<id>`, took it), or unknown."""
+    warnings = [] if outcome.contact_known else [unknown_contact(contact_id)]
+    if outcome.merged_from is not None:
+        warnings.insert(
+            0, merged_contact(outcome.merged_from, outcome.workflow_id.removeprefix("contact-"))
+        )
+    return warnings
 
 
 def _decode(raw: bytes) -> tuple[list[Any], bool]:
@@ -226,7 +245,7 @@ async def post_events(
                 event_id=event.event_id,
                 status=outcome.status,
                 workflow_id=outcome.workflow_id,
-                warnings=[] if outcome.contact_known else [unknown_contact(event.contact_id)],
+                warnings=_warnings(event.contact_id, outcome),
             )
         )
     results.sort(key=lambda result: result.index)

@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 from models.deals import plain_amount
 from models.events import EventProperties, UtcTime
 from models.ids import ContactId
-from models.tables import ConsentChange, Contact, MessageLog
+from models.tables import ConsentChange, Contact, ContactMerge, MessageLog
 from starter.services.deals import DealRecord
 
 EventType = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,63}$")]
@@ -324,3 +324,54 @@ class Problem(BaseModel):
     fields, one issue per field)."""
 
     detail: str | list[ValidationIssue]
+
+
+class ContactUpsertView(ContactView):
+    """The contact a `PUT` wrote: the one asked for, or the one its lead was merged into.
+
+    Attributes:
+        merged_from: The id given, when it landed on another contact (then `id` is the
+            survivor's); None for a plain create or update.
+        matched_by: How: `email` or `domain+name` (a new lead merged now: the id given is
+            an alias of the survivor from now on), `alias` (merged earlier).
+    """
+
+    merged_from: str | None = None
+    matched_by: Literal["email", "domain+name", "alias"] | None = None
+
+
+class MergeIn(BaseModel):
+    """`POST /v1/contacts/{survivor}/merge`: the contact to merge into the survivor."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    loser: ContactId = Field(alias="from", description="The contact merged away.")
+
+
+class MergeView(BaseModel):
+    """A merge's audit row: who was merged into whom, how, by whom, when, what moved.
+
+    Attributes:
+        status: `merged` now, or `already merged` (the same merge before: nothing changed).
+    """
+
+    status: Literal["merged", "already merged"]
+    survivor: str
+    loser: str
+    matched_by: str
+    actor: str
+    merged_at: datetime
+    moved: dict[str, int]
+
+    @classmethod
+    def of(cls, merge: ContactMerge, *, already: bool = False) -> MergeView:
+        """The view of an audit row."""
+        return cls(
+            status="already merged" if already else "merged",
+            survivor=merge.survivor_id,
+            loser=merge.loser_id,
+            matched_by=merge.matched_by,
+            actor=merge.actor,
+            merged_at=merge.merged_at,
+            moved=merge.moved,
+        )

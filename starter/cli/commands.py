@@ -270,10 +270,11 @@ async def contact_upsert(
     ] = None,
     as_json: JsonFlag = False,
 ) -> None:
-    """Create or update a contact."""
+    """Create or update a contact; a new id whose email (or, with DEDUPE_MATCH_DOMAIN_NAME,
+    company domain and first name) matches a contact is merged into it."""
     from models.contacts import ConsentUpdate, ContactProfile
     from models.settings import get_settings
-    from starter.services import operations
+    from starter.services import dedupe
 
     profile = ContactProfile(
         id=contact_id,
@@ -291,15 +292,155 @@ async def contact_upsert(
         tags=tag or [],
         attributes=_key_values(attribute, "--attribute"),
     )
-    contact = await _with_engine(
-        lambda engine: operations.upsert_contact(
-            engine, profile, key=get_settings().suppression_key()
+    settings = get_settings()
+
+    async def enter(engine: AsyncEngine) -> dedupe.Entry:
+        entry = await dedupe.enter_contact(
+            engine,
+            profile,
+            key=settings.suppression_key(),
+            match_domain_name=settings.dedupe_match_domain_name,
+            actor=_cli_actor(),
         )
-    )
+        if entry.merged_from is not None:
+            await _finish_merges(engine, entry.contact.id)
+        return entry
+
+    entry = await _with_engine(enter)
     if as_json:
-        _print_json(contact.model_dump(mode="json"))
+        _print_json(
+            {
+                **entry.contact.model_dump(mode="json"),
+                "merged_from": entry.merged_from,
+                "matched_by": entry.matched_by,
+            }
+        )
+    elif entry.merged_from is None:
+        typer.echo(f"contact {entry.contact.id} saved")
     else:
-        typer.echo(f"contact {contact.id} saved")
+        typer.echo(
+            f"contact {entry.merged_from} merged into {entry.contact.id} "
+            f"(matched by {entry.matched_by}); {entry.contact.id} saved"
+        )
+
+
+def _cli_actor() -> str:
+    """Who runs a CLI merge, for its audit row: `cli:<login name>`."""
+    import getpass
+
+    try:
+        return f"cli:{getpass.getuser()}"
+    except OSError:  # no login name (a container without a user entry)
+        return "cli"
+
+
+async def _finish_merges(engine: AsyncEngine, survivor: str) -> None:
+    """Tell the contact workflows of the survivor's new merges (see `dedupe.finish_merges`)."""
+    from models.settings import get_settings
+    from rules.scoring import ScoringModel
+    from runtime.temporal import connect
+    from starter.services import dedupe
+
+    settings = get_settings()
+    await dedupe.finish_merges(
+        await connect(),
+        engine,
+        survivor,
+        scoring=ScoringModel.load(settings.scoring_file),
+        task_queue=settings.task_queue,
+        day_seconds=settings.day_seconds,
+    )
+
+
+@contact_app.command("merge")
+@run_async
+async def contact_merge(
+    survivor: ContactArgument,
+    loser: Annotated[
+        str, typer.Argument(help="The contact merged into SURVIVOR.", callback=_contact_id)
+    ],
+    as_json: JsonFlag = False,
+) -> None:
+    """Merge LOSER into SURVIVOR: events, messages, tasks, consent history move; LOSER's
+    journeys end (`merged`), SURVIVOR's go on; LOSER's id becomes an alias of SURVIVOR."""
+    from starter.services import dedupe
+
+    async def merge(engine: AsyncEngine) -> dedupe.MergeOutcome:
+        outcome = await dedupe.merge_contacts(engine, survivor, loser, actor=_cli_actor())
+        await _finish_merges(engine, survivor)
+        return outcome
+
+    outcome = await _with_engine(merge)
+    if as_json:
+        _print_json(_merge_row(outcome.merge, already=outcome.already_merged))
+        return
+    if outcome.already_merged:
+        typer.echo(f"contact {loser} was already merged into {survivor}: nothing changed")
+        return
+    moved = ", ".join(f"{count} {table}" for table, count in outcome.merge.moved.items())
+    typer.echo(f"contact {loser} merged into {survivor}" + (f" (moved: {moved})" if moved else ""))
+
+
+def _merge_row(merge: Any, *, already: bool = False) -> dict[str, Any]:
+    from starter.api.schemas import MergeView
+
+    return MergeView.of(merge, already=already).model_dump(mode="json")
+
+
+@contact_app.command("merges")
+@run_async
+async def contact_merges(
+    since: Annotated[
+        str | None, typer.Option(help="From this ISO date or datetime (UTC without an offset).")
+    ] = None,
+    until: Annotated[
+        str | None, typer.Option(help="Until this ISO date or datetime (excluded); default now.")
+    ] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """The merges (audit rows) and the duplicate rate of the period (seed 002: at most 2%)."""
+    from datetime import UTC
+
+    from starter.services import dedupe
+    from starter.services.report import parse_since
+
+    try:
+        start = datetime(1970, 1, 1, tzinfo=UTC) if since is None else parse_since(since)
+    except ValueError as error:
+        raise typer.BadParameter(str(error), param_hint="--since") from None
+    try:
+        end = datetime.now(UTC) if until is None else parse_since(until)
+    except ValueError as error:
+        raise typer.BadParameter(str(error), param_hint="--until") from None
+
+    async def read(engine: AsyncEngine) -> tuple[list[Any], dedupe.DuplicateRate]:
+        merges = await dedupe.list_merges(engine, since=start, until=end)
+        return merges, await dedupe.duplicate_rate(engine, start, end)
+
+    merges, rate = await _with_engine(read)
+    if as_json:
+        _print_json(
+            {
+                "merges": [_merge_row(merge) for merge in merges],
+                "duplicate_rate": {
+                    "duplicates": rate.duplicates,
+                    "leads": rate.leads,
+                    "rate": rate.rate,
+                    "target": rate.target,
+                },
+            }
+        )
+        return
+    for merge in merges:
+        typer.echo(
+            f"{merge.merged_at:%Y-%m-%d %H:%M:%S} {merge.loser_id} → {merge.survivor_id} "
+            f"({merge.matched_by}, {merge.actor})"
+        )
+    shown = "n/a" if rate.rate is None else f"{rate.rate:.1%}"
+    typer.echo(
+        f"duplicate rate: {shown} ({rate.duplicates} duplicates found on entry of "
+        f"{rate.leads} leads; target ≤ {rate.target:.0%})"
+    )
 
 
 @contact_app.command("consent")

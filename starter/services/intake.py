@@ -6,6 +6,9 @@ properties its type's model does not take (`models/event_properties.py`) before
 it gets here, with the field named; the link and the webhooks make events of
 other types.
 
+0. An event sent under the id of a lead merged into another contact (an alias,
+   `starter/services/dedupe.py`) goes to that contact; its result says which
+   (`merged_from`, and the workflow id).
 1. An event of an erased contact (one with a tombstone) is refused as
    `erased` and goes nowhere: it must not start `contact-{id}` again. An
    event whose id the contact already has a receipt for is a `duplicate`
@@ -40,8 +43,8 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Literal
 
@@ -55,6 +58,7 @@ from models.db import session_factory
 from models.events import BehaviorEvent
 from models.tables import Contact, ErasedContact, EventReceipt, utc_now
 from runtime.temporal import TemporalUnavailable, unavailable_as_error
+from starter.services.dedupe import alias_targets
 from starter.services.operations import apply_suppressing_event, erased_contact, signal_contact
 
 SIGNALS_IN_FLIGHT = 32
@@ -75,12 +79,15 @@ class IntakeResult:
         contact_known: Whether the contact exists in the CRM (if not, the event
             is kept but starts no journey).
         detail: Why, for a conflict or an erased contact.
+        merged_from: The id the event was sent under, when that id is an alias of the
+            contact it went to (a lead merged into it, `starter/services/dedupe.py`).
     """
 
     status: IntakeStatus
     workflow_id: str
     contact_known: bool
     detail: str | None = None
+    merged_from: str | None = None
 
 
 def event_digest(event: BehaviorEvent) -> str:
@@ -124,8 +131,11 @@ async def accept_events(
         TemporalUnavailable: some events could not be handed over; none of
             those is acknowledged.
     """
+    sent_to = [event.contact_id for event in events]
+    erased = await _tombstones(engine, set(sent_to))
+    events = await _resolve_aliases(engine, events, erased=erased)
     contact_ids = {event.contact_id for event in events}
-    erased = await _tombstones(engine, contact_ids)
+    erased.update(await _tombstones(engine, contact_ids - set(sent_to)))
     known = await _receipts(engine, events)
     contacts = await _existing_contacts(engine, contact_ids)
     results: list[IntakeResult | None] = [None] * len(events)
@@ -173,7 +183,27 @@ async def accept_events(
             raise failure
     if failures:
         raise failures[0]
-    return [result for result in results if result is not None]
+    return [
+        result
+        if result.status == "erased" or sent == event.contact_id
+        else replace(result, merged_from=sent)
+        for result, sent, event in zip(results, sent_to, events, strict=True)
+        if result is not None
+    ]
+
+
+async def _resolve_aliases(
+    engine: AsyncEngine, events: Sequence[BehaviorEvent], *, erased: Mapping[str, datetime]
+) -> list[BehaviorEvent]:
+    """The events, those sent under an alias addressed to the contact it was merged into
+    (an erased id stays as it is: it is refused)."""
+    aliases = await alias_targets(engine, {e.contact_id for e in events} - set(erased))
+    return [
+        event.model_copy(update={"contact_id": aliases[event.contact_id]})
+        if event.contact_id in aliases
+        else event
+        for event in events
+    ]
 
 
 def _repeated(event: BehaviorEvent, digest: str, contact_known: bool) -> IntakeResult:

@@ -144,47 +144,10 @@ async def upsert_contact(engine: AsyncEngine, profile: ContactProfile, *, key: b
         InvalidRequest: the contact would hold more than `MAX_CONTACT_TAGS` tags or
             `MAX_CONTACT_ATTRIBUTES` attributes.
     """
-    now = utc_now()
     async with session_factory(engine)() as session:
         await lock_contact(session, profile.id)
         await refuse_if_erased(session, profile.id)
-        if profile.email is not None:
-            owner = (
-                await session.exec(
-                    select(Contact.id).where(
-                        Contact.email == profile.email, Contact.id != profile.id
-                    )
-                )
-            ).first()
-            if owner is not None:
-                raise Conflict(
-                    f"email address already belongs to contact {owner!r}; "
-                    "update that contact instead of creating a duplicate"
-                )
-        existing = await session.get(Contact, profile.id)
-        contact = existing or Contact(id=profile.id)
-        tags = sorted(set(contact.tags) | set(profile.tags))
-        attributes = {**contact.attributes, **profile.attributes}
-        for name, count, limit in (
-            ("tags", len(tags), MAX_CONTACT_TAGS),
-            ("attributes", len(attributes), MAX_CONTACT_ATTRIBUTES),
-        ):
-            if count > limit:
-                raise InvalidRequest(
-                    f"contact {profile.id!r} would hold {count} {name}; at most {limit}"
-                )
-        for field in ("email", "phone", "first_name", "company", "timezone"):
-            value = getattr(profile, field)
-            if value is not None:
-                setattr(contact, field, value)
-        for channel in ("email", "sms"):
-            await _apply_consent(session, contact, channel, getattr(profile, f"{channel}_consent"))
-        contact.tags, contact.attributes = tags, attributes
-        contact.updated_at = now
-        session.add(contact)
-        if existing is None:
-            await _record_lead(session, contact)
-            await _apply_earlier_opt_outs(session, contact, key=key)
+        contact = await upsert_in(session, profile, key=key)
         await session.commit()
         await session.refresh(contact)
         return contact
@@ -205,7 +168,63 @@ async def _record_lead(session: AsyncSession, contact: Contact) -> None:
     )
 
 
-async def _apply_earlier_opt_outs(session: AsyncSession, contact: Contact, *, key: bytes) -> None:
+async def upsert_in(session: AsyncSession, profile: ContactProfile, *, key: bytes) -> Contact:
+    """`upsert_contact` inside the caller's transaction (locked, tombstone checked; no commit).
+
+    Raises:
+        Conflict: the email address (normalised) belongs to another contact.
+        InvalidRequest: too many tags or attributes.
+    """
+    now = utc_now()
+    if profile.email is not None:
+        owner = (
+            await session.exec(
+                select(Contact.id).where(Contact.email == profile.email, Contact.id != profile.id)
+            )
+        ).first()
+        if owner is not None:
+            raise Conflict(
+                f"email address already belongs to contact {owner!r}; "
+                "update that contact instead of creating a duplicate"
+            )
+    existing = await session.get(Contact, profile.id)
+    contact = existing or Contact(id=profile.id)
+    tags = sorted(set(contact.tags) | set(profile.tags))
+    attributes = {**contact.attributes, **profile.attributes}
+    check_limits(profile.id, tags=tags, attributes=attributes)
+    for field in ("email", "phone", "first_name", "company", "timezone"):
+        value = getattr(profile, field)
+        if value is not None:
+            setattr(contact, field, value)
+    await apply_consents(session, contact, profile)
+    contact.tags, contact.attributes = tags, attributes
+    contact.updated_at = now
+    session.add(contact)
+    if existing is None:
+        await _record_lead(session, contact)
+        await apply_earlier_opt_outs(session, contact, key=key)
+    return contact
+
+
+def check_limits(contact_id: str, *, tags: list[str], attributes: dict[str, str]) -> None:
+    """Raise `InvalidRequest` if the contact would hold too many tags or attributes."""
+    for name, count, limit in (
+        ("tags", len(tags), MAX_CONTACT_TAGS),
+        ("attributes", len(attributes), MAX_CONTACT_ATTRIBUTES),
+    ):
+        if count > limit:
+            raise InvalidRequest(
+                f"contact {contact_id!r} would hold {count} {name}; at most {limit}"
+            )
+
+
+async def apply_consents(session: AsyncSession, contact: Contact, profile: ContactProfile) -> None:
+    """Set (and record in the history) the consent changes the profile gives, per channel."""
+    for channel in ("email", "sms"):
+        await _apply_consent(session, contact, channel, getattr(profile, f"{channel}_consent"))
+
+
+async def apply_earlier_opt_outs(session: AsyncSession, contact: Contact, *, key: bytes) -> None:
     """Suppress (and withdraw consent) as the events stored before the contact existed say."""
     stored = await session.exec(
         select(ContactEvent)
