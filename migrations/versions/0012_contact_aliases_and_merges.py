@@ -1,7 +1,7 @@
 """dedupe: contact aliases and the merge audit
 
-Revision ID: 0011_dedupe
-Revises: 0010
+Revision ID: 0012
+Revises: 0011
 Create Date: 2026-12-06 13:00:00
 """
 
@@ -14,8 +14,8 @@ from alembic import op
 
 import models.tables
 
-revision: str = "0011_dedupe"
-down_revision: str | None = "0010"
+revision: str = "0012"
+down_revision: str | None = "0011"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

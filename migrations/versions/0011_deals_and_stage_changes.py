@@ -1,6 +1,6 @@
 """deals: a deal per qualified lead, and the history of its changes
 
-Revision ID: 0011_deals
+Revision ID: 0011
 Revises: 0010
 Create Date: 2026-12-06 13:00:00
 """
@@ -14,7 +14,7 @@ from alembic import op
 
 import models.tables
 
-revision: str = "0011_deals"
+revision: str = "0011"
 down_revision: str | None = "0010"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
