@@ -49,6 +49,7 @@ from models.tables import (
     Suppression,
 )
 from rules.consent import apply_event, reachable_channels, suppress_addresses
+from rules.email_domains import fit_fields
 from rules.erasure import erased_at
 from rules.opt_outs import suppression_scope
 from rules.scoring import ScoringModel
@@ -102,7 +103,8 @@ class ContactActivities:
 
         Returns:
             The events accepted now (or by an earlier attempt of this batch),
-            whether the contact exists (or was erased), its attributes, the scoring
+            whether the contact exists (or was erased), its attributes with its
+            `email_type` (never the address or its domain), the scoring
             model's fingerprint, the channels marketing can still reach it on and
             the events derived from the batch.
         """
@@ -167,7 +169,7 @@ class ContactActivities:
             return IngestResult(
                 accepted_event_ids=accepted,
                 contact_exists=contact is not None,
-                fit_fields=dict(contact.attributes) if contact is not None else {},
+                fit_fields=fit_fields(contact.attributes, contact.email) if contact else {},
                 scoring_digest=self._scoring_digest,
                 reachable_channels=reachable,
                 derived_events=derived,

@@ -184,7 +184,8 @@ class IngestResult(BaseModel):
         contact_exists: Whether the contact is in the CRM (journeys start only then).
         contact_erased: The contact was erased (it has a tombstone): nothing
             was stored, and the workflow must end without acting.
-        fit_fields: The contact's attributes, for fit rules.
+        fit_fields: The contact's attributes, for fit rules, with its derived
+            `email_type` (`corporate` / `free`; never the address or its domain).
         scoring_digest: Fingerprint of the worker's scoring model.
         reachable_channels: The channels marketing can still reach the contact
             on after the batch (an address, consent, no suppression); a
