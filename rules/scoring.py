@@ -33,6 +33,7 @@ timer until then instead of polling.
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Iterable, Mapping
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -308,8 +309,16 @@ class ScoringModel(BaseModel):
         return self.rank(band) >= self.rank(self.handoff_band)
 
     def digest(self) -> str:
-        """A short fingerprint of the model, to notice that it changed."""
-        return hashlib.sha256(self.model_dump_json().encode()).hexdigest()[:16]
+        """A short fingerprint of the model, to notice that it changed.
+
+        Fields added with scoring profiles count only when set: a model without
+        them keeps the fingerprint it had before they existed, so a contact
+        workflow replaying its history (which compares a recorded fingerprint
+        with one of the recorded model) does not load the model once more.
+        """
+        data = _without_unset(self.model_dump(mode="json"))
+        text = json.dumps(data, separators=(",", ":"), ensure_ascii=False)
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
 
     @classmethod
     def load(cls, path: str | Path) -> ScoringModel:
@@ -327,6 +336,33 @@ class ScoringModel(BaseModel):
                 message names the file and each problem.
         """
         return load_toml(cls, path, "scoring model")
+
+
+FIELDS_SINCE_PROFILES: Mapping[str, object] = MappingProxyType(
+    {
+        "when": {},
+        "one_of": None,
+        "min": None,
+        "max": None,
+        "mql_rule": MqlRule.BAND.value,
+        "key_behaviors": [],
+        "inactivity": None,
+    }
+)
+"""Fields of the model added with scoring profiles, and their defaults (see `digest`)."""
+
+
+def _without_unset(data: Any) -> Any:
+    """`data` (a dumped model) without the `FIELDS_SINCE_PROFILES` left at their defaults."""
+    if isinstance(data, list):
+        return [_without_unset(item) for item in data]
+    if not isinstance(data, dict):
+        return data
+    return {
+        key: _without_unset(value)
+        for key, value in data.items()
+        if key not in FIELDS_SINCE_PROFILES or value != FIELDS_SINCE_PROFILES[key]
+    }
 
 
 def _require_aware(now: datetime) -> None:

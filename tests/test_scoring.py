@@ -551,3 +551,21 @@ def test_fit_fields_carry_the_email_type_never_the_address() -> None:
     assert "acme" not in repr(fields)
     # Without an address, a stored email_type attribute stands.
     assert fit_fields({"email_type": "free"}, None) == {"email_type": "free"}
+
+
+def test_a_model_from_before_profiles_keeps_its_fingerprint() -> None:
+    """Recorded contact histories compare a recorded fingerprint with that of the recorded
+    model: the fields profiles added must not change it (or a replay loads the model again)."""
+    before_profiles = ScoringModel.model_validate(
+        {
+            "handoff_band": "MQL",
+            "fit": [{"field": "job_title", "equals": "VP", "points": 30}],
+            "actions": {
+                "email_opened": {"points": 1, "decay_points": 1, "decay_days": 30, "tag": "act_x"}
+            },
+            "bands": [{"name": "Cold", "min_score": 0}, {"name": "MQL", "min_score": 26}],
+        }
+    )
+    assert before_profiles.digest() == "b42280449b2c6084"  # as the worker computed it then
+    with_a_key_behaviour = before_profiles.model_copy(update={"key_behaviors": ["email_opened"]})
+    assert with_a_key_behaviour.digest() != before_profiles.digest()
