@@ -182,7 +182,8 @@ class ContactActivities:
 
     @activity.defn(name="update_lead_score")
     async def update_lead_score(self, update: LeadScoreUpdate) -> None:
-        """Write the score, band, breakdown and tags to the contact (other tags are kept).
+        """Write the score (total, fit, behaviour), band, breakdown and tags to the contact
+        (other tags are kept).
 
         Writers of the contact's tags take turns (`lock_contact`): a journey tagging the
         contact meanwhile (onboarding's adoption) is not overwritten by a stale read.
@@ -195,6 +196,7 @@ class ContactActivities:
                 log.info("score not written: contact does not exist", contact_id=update.contact_id)
                 return
             contact.lead_score = update.score
+            contact.fit_score, contact.behavior_score = update.fit, update.behavior
             contact.lifecycle_stage = update.band
             contact.score_breakdown = dict(update.breakdown)
             contact.tags = sorted((set(contact.tags) - set(update.removed_tags)) | set(update.tags))
