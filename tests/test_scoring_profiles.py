@@ -28,6 +28,7 @@ from models.pipeline import RecycleNotice
 from models.search_attributes import BEHAVIOR_SCORE, FIT_SCORE, LEAD_SCORE, LIFECYCLE_STAGE
 from models.settings import PROJECT_ROOT, Settings
 from models.tables import Contact
+from tests.cli import cli_environment, journeys
 from tests.contact_kit import Contacts, journey_when
 from tests.factories import add_lead
 from tests.kit import kit_settings
@@ -78,8 +79,13 @@ async def status_of(client: Client, workflow_id: str) -> WorkflowExecutionStatus
 
 
 async def test_a_fit_60_lead_is_handed_off_only_at_70_with_a_key_behaviour(
-    contacts: Contacts, worker: Worker, engine: AsyncEngine, time_skipping_env: WorkflowEnvironment
+    contacts: Contacts,
+    worker: Worker,
+    engine: AsyncEngine,
+    settings: Settings,
+    time_skipping_env: WorkflowEnvironment,
 ) -> None:
+    """The CRM, the search attributes and `journeys contact show` have all three scores."""
     client = time_skipping_env.client
     await add_lead(engine, "fit60", attributes=FIT_60)
     for event_type in ("email_opened", "email_clicked", "content_downloaded"):
@@ -101,6 +107,15 @@ async def test_a_fit_60_lead_is_handed_off_only_at_70_with_a_key_behaviour(
     found = (await contacts.handle("fit60").describe()).typed_search_attributes
     assert (found.get(LEAD_SCORE), found.get(FIT_SCORE), found.get(BEHAVIOR_SCORE)) == (97, 60, 37)
     assert found.get(LIFECYCLE_STAGE) == "MQL"
+
+    env = cli_environment(settings, time_skipping_env.client.service_client.config.target_host)
+    shown = await journeys("contact", "show", "fit60", env=env)
+    assert shown.returncode == 0, shown.stderr
+    assert shown.stdout.startswith("fit60: score 97 (fit 60, behaviour 37), band MQL, owner sdr-")
+    as_json = (await journeys("contact", "show", "fit60", "--json", env=env)).json()
+    assert (as_json["lead_score"], as_json["fit_score"], as_json["behavior_score"]) == (97, 60, 37)
+    missing = await journeys("contact", "show", "ghost", env=env)
+    assert (missing.returncode, "'ghost' does not exist" in missing.stderr) == (1, True)
 
 
 async def test_an_unsubscribe_costs_50_and_a_soft_bounce_10(
