@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from models.contact_workflow import LeadScoreUpdate
 from models.events import CANONICAL_EVENT_TYPES
 from models.lead_score import ScoredAction
 from models.settings import PROJECT_ROOT
@@ -569,3 +570,13 @@ def test_a_model_from_before_profiles_keeps_its_fingerprint() -> None:
     assert before_profiles.digest() == "b42280449b2c6084"  # as the worker computed it then
     with_a_key_behaviour = before_profiles.model_copy(update={"key_behaviors": ["email_opened"]})
     assert with_a_key_behaviour.digest() != before_profiles.digest()
+
+
+def test_a_crm_update_scheduled_before_fit_and_behaviour_takes_them_from_its_breakdown() -> None:
+    older = {"contact_id": "ada", "score": 70, "band": "SQL", "tags": []}
+    update = LeadScoreUpdate.model_validate(
+        {**older, "breakdown": {"fit": 30, "trial_started": 40}}
+    )
+    assert (update.fit, update.behavior) == (30, 40)
+    without_fit = LeadScoreUpdate.model_validate({**older, "breakdown": {"trial_started": 70}})
+    assert (without_fit.fit, without_fit.behavior) == (0, 70)
