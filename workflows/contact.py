@@ -188,6 +188,7 @@ class ContactWorkflow:
         self._awaiting_key_behavior = False
         self._key_behavior_at: datetime | None = None
         self._recycled_at: datetime | None = None
+        self._recycle_unscored = False
         self._band: str | None = None
         self._breakdown: dict[str, int] = {}
         self._tags: set[str] = set()
@@ -258,7 +259,7 @@ class ContactWorkflow:
         `notice.recycled_at` (the rescore after this signal moves its band and tags)."""
         if self._recycled_at is None or notice.recycled_at > self._recycled_at:
             self._recycled_at = notice.recycled_at
-        self._retag = True
+        self._retag = self._recycle_unscored = True
 
     @workflow.query
     def state(self) -> ContactState:
@@ -316,6 +317,9 @@ class ContactWorkflow:
                 await self._ready_to_retag()
             if self._erase is not None:
                 return await self._erase_contact(self._erase)
+            if self._recycle_unscored:  # the band falls before the events that came with it
+                self._recycle_unscored = False
+                await self._rescore()
             while self._pending and self._erase is None and not self._may_continue_as_new():
                 await self._process(self._next_batch())
             if self._erase is None:
