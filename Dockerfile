@@ -25,7 +25,8 @@ RUN --mount=type=cache,target=/root/.cache/uv \
     uv sync --frozen --no-dev --no-install-project
 
 # Then the project itself (README.md is needed: pyproject's `readme`).
-COPY README.md alembic.ini worker.py scoring.toml sales.toml churn.toml onboarding.toml deals.toml ./
+COPY README.md alembic.ini worker.py scoring.toml scoring.seed-002.toml sales.toml churn.toml \
+    onboarding.toml deals.toml ./
 COPY workflows/ workflows/
 COPY activities/ activities/
 COPY models/ models/

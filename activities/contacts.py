@@ -55,6 +55,7 @@ from models.tables import (
 )
 from rules.consent import apply_event, reachable_channels, suppress_addresses
 from rules.deals import DealConfig, apply_deal_events
+from rules.email_domains import fit_fields
 from rules.erasure import erased_at
 from rules.opt_outs import suppression_scope
 from rules.scoring import ScoringModel
@@ -113,7 +114,8 @@ class ContactActivities:
 
         Returns:
             The events accepted now (or by an earlier attempt of this batch),
-            whether the contact exists (or was erased), its attributes, the scoring
+            whether the contact exists (or was erased), its attributes with its
+            `email_type` (never the address or its domain), the scoring
             model's fingerprint, the channels marketing can still reach it on and
             the events derived from the batch.
         """
@@ -183,7 +185,7 @@ class ContactActivities:
             return IngestResult(
                 accepted_event_ids=accepted,
                 contact_exists=contact is not None,
-                fit_fields=dict(contact.attributes) if contact is not None else {},
+                fit_fields=fit_fields(contact.attributes, contact.email) if contact else {},
                 scoring_digest=self._scoring_digest,
                 reachable_channels=reachable,
                 derived_events=derived,
@@ -196,7 +198,8 @@ class ContactActivities:
 
     @activity.defn(name="update_lead_score")
     async def update_lead_score(self, update: LeadScoreUpdate) -> None:
-        """Write the score, band, breakdown and tags to the contact (other tags are kept).
+        """Write the score (total, fit, behaviour), band, breakdown and tags to the contact
+        (other tags are kept).
 
         Writers of the contact's tags take turns (`lock_contact`): a journey tagging the
         contact meanwhile (onboarding's adoption) is not overwritten by a stale read.
@@ -209,6 +212,7 @@ class ContactActivities:
                 log.info("score not written: contact does not exist", contact_id=update.contact_id)
                 return
             contact.lead_score = update.score
+            contact.fit_score, contact.behavior_score = update.fit, update.behavior
             contact.lifecycle_stage = update.band
             contact.score_breakdown = dict(update.breakdown)
             contact.tags = sorted((set(contact.tags) - set(update.removed_tags)) | set(update.tags))

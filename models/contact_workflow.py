@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 from models.events import BehaviorEvent
 from models.ids import ContactId
@@ -37,6 +37,8 @@ class ContactCarryOver(BaseModel):
         inactivity_handled_for: The `last_active_at` whose 30 days of inactivity already
             started a re-engagement or win-back journey (one per inactive period).
         sunset_since: When the contact was sunset (no marketing), if it is.
+        key_behavior_at: When the latest key behaviour of the scoring profile happened.
+        recycled_at: When the lead was recycled, until it requalifies.
     """
 
     model_config = ConfigDict(frozen=True)
@@ -55,6 +57,8 @@ class ContactCarryOver(BaseModel):
     last_active_at: datetime | None = None
     inactivity_handled_for: datetime | None = None
     sunset_since: datetime | None = None
+    key_behavior_at: datetime | None = None
+    recycled_at: datetime | None = None
 
 
 class ContactInput(BaseModel):
@@ -119,9 +123,15 @@ class ContactState(BaseModel):
 
     Attributes:
         contact_id: The contact.
-        score: Current lead score.
+        score: Current lead score (total: fit plus behaviour).
+        fit: Its fit points (who the contact is).
+        behavior: Its behaviour points (what the contact did, inactivity included).
+        awaiting_key_behavior: The total reaches the hand-off band, but the lead is held
+            below it until a key behaviour (seed 002's MQL rule, or after a recycling).
+        key_behavior_at: When the latest key behaviour happened, if any.
+        recycled_at: When the lead was recycled, until it requalifies.
         band: Current band (lifecycle stage).
-        breakdown: Current points per event type (and `fit`).
+        breakdown: Current points per event type (and `fit`, `inactive_<n>d`).
         journeys: Journeys that may be running: workflow id → journey type.
         events_accepted: Events accepted over the contact's life.
         duplicates_dropped: Duplicate events dropped over the contact's life.
@@ -135,6 +145,11 @@ class ContactState(BaseModel):
     contact_id: str
     score: int
     band: str | None
+    fit: int = 0
+    behavior: int = 0
+    awaiting_key_behavior: bool = False
+    key_behavior_at: datetime | None = None
+    recycled_at: datetime | None = None
     breakdown: dict[str, int] = Field(default_factory=dict)
     journeys: dict[str, str] = Field(default_factory=dict)
     events_accepted: int = 0
@@ -184,7 +199,8 @@ class IngestResult(BaseModel):
         contact_exists: Whether the contact is in the CRM (journeys start only then).
         contact_erased: The contact was erased (it has a tombstone): nothing
             was stored, and the workflow must end without acting.
-        fit_fields: The contact's attributes, for fit rules.
+        fit_fields: The contact's attributes, for fit rules, with its derived
+            `email_type` (`corporate` / `free`; never the address or its domain).
         scoring_digest: Fingerprint of the worker's scoring model.
         reachable_channels: The channels marketing can still reach the contact
             on after the batch (an address, consent, no suppression); a
@@ -209,9 +225,12 @@ class LeadScoreUpdate(BaseModel):
 
     Attributes:
         contact_id: The contact.
-        score: Lead score.
+        score: Lead score (total).
+        fit: Fit points; an update scheduled before they existed takes them from
+            `breakdown` (its `fit` entry).
+        behavior: Behaviour points; likewise the rest of the score.
         band: Band (lifecycle stage).
-        breakdown: Points per event type (and `fit`).
+        breakdown: Points per event type (and `fit`, `inactive_<n>d`).
         tags: Tags the workflow manages (`stage_…`, `act_…`, `src_…`,
             `int_…`, `eng_…`); they are added.
         removed_tags: Tags the workflow set before and no longer holds (a
@@ -222,10 +241,21 @@ class LeadScoreUpdate(BaseModel):
 
     contact_id: ContactId
     score: int
+    fit: int
+    behavior: int
     band: str
     breakdown: dict[str, int]
     tags: list[str]
     removed_tags: list[str] = Field(default_factory=list)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _parts_of_an_older_update(cls, data: Any) -> Any:
+        """An update scheduled by a worker from before fit and behaviour: derive them."""
+        if isinstance(data, dict) and "fit" not in data and "score" in data:
+            fit = dict(data.get("breakdown") or {}).get("fit", 0)
+            data = {**data, "fit": fit, "behavior": data["score"] - fit}
+        return data
 
 
 class LeadStatus(BaseModel):

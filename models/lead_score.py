@@ -28,10 +28,15 @@ class ScoreBreakdown(BaseModel):
     """A contact's score and how it is made up (what the rep sees).
 
     Attributes:
-        total: Action points plus fit points.
-        band: Name of the band `total` falls in.
+        total: `fit_points` plus `behavior_points`.
+        band: Name of the band the lead stands in (`total`'s, or the one below
+            the hand-off band while `awaiting_key_behavior`).
         by_event_type: Current points per event type (only types that score).
-        fit_points: Points from fit rules.
+        fit_points: Points from fit rules (who the contact is).
+        behavior_points: Points from actions and inactivity (what it did).
+        inactivity_points: The inactivity rule's part of `behavior_points`.
+        awaiting_key_behavior: The total reaches the hand-off band, but the
+            lead is held below it until a key behaviour (see `rules.scoring`).
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -40,3 +45,6 @@ class ScoreBreakdown(BaseModel):
     band: str
     by_event_type: dict[str, int]
     fit_points: int
+    behavior_points: int
+    inactivity_points: int = 0
+    awaiting_key_behavior: bool = False

@@ -75,6 +75,8 @@ class Contact(SQLModel, table=True):
         default_factory=dict, sa_column=Column(JSON, nullable=False, server_default="{}")
     )
     lead_score: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
+    fit_score: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
+    behavior_score: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
     lifecycle_stage: str | None = Field(default=None, max_length=64, index=True)
     score_breakdown: dict[str, int] = Field(
         default_factory=dict, sa_column=Column(JSON, nullable=False, server_default="{}")

@@ -120,6 +120,23 @@ async def test_single_event_reaches_the_contact_workflow_and_a_retry_is_processe
     await contact_state(dev_env.client, contact_id, lambda s: s.events_accepted == 2)
 
 
+async def test_a_contact_shows_its_total_fit_and_behaviour_scores(
+    gateway: Gateway, dev_env: WorkflowEnvironment, engine: AsyncEngine
+) -> None:
+    """The default profile (seed 000) has no fit rules: the total is all behaviour."""
+    contact_id = new_id("scores")
+    await put_contact(gateway, contact_id)
+    event = {"contact_id": contact_id, "type": "pricing_page_viewed"}
+    assert (await gateway.http.post("/v1/events", json=event)).status_code == 202
+    await contact_state(dev_env.client, contact_id, lambda s: s.score == 10)
+    for _ in range(100):  # the state query answers before the CRM write
+        shown = (await gateway.http.get(f"/v1/contacts/{contact_id}")).json()
+        if shown["lead_score"] == 10:
+            break
+        await asyncio.sleep(0.1)
+    assert (shown["lead_score"], shown["fit_score"], shown["behavior_score"]) == (10, 0, 10)
+
+
 async def test_batch_reports_each_event_and_loses_none_of_the_good_ones(
     gateway: Gateway, dev_env: WorkflowEnvironment, engine: AsyncEngine
 ) -> None:

@@ -43,7 +43,11 @@ DOCKERIGNORE = (ROOT / ".dockerignore").read_text()
 
 # DESIGN.md, "Custom search attributes".
 KEYWORD_ATTRIBUTES = ("ContactId", "Journey", "JourneyStep", "LifecycleStage")
-SEARCH_ATTRIBUTES = {**dict.fromkeys(KEYWORD_ATTRIBUTES, "Keyword"), "LeadScore": "Int"}
+INT_ATTRIBUTES = ("LeadScore", "FitScore", "BehaviorScore")
+SEARCH_ATTRIBUTES = {
+    **dict.fromkeys(KEYWORD_ATTRIBUTES, "Keyword"),
+    **dict.fromkeys(INT_ATTRIBUTES, "Int"),
+}
 LISTENS = {"temporal": 7233, "temporal-ui": 8080, "api": 8000}  # port inside the container
 TEMPORAL_ADDRESS = f"temporal:{LISTENS['temporal']}"
 POSTGRES_PORT = 5432

@@ -365,7 +365,8 @@ async def test_export_returns_everything_held_and_erased_contacts_are_gone(
     assert [(m["journey"], m["step"], m["status"]) for m in document["messages"]] == [
         ("welcome-series", "day0", "sent")
     ]
-    assert document["score"]["current"]["score"] == 10
+    current = document["score"]["current"]
+    assert (current["score"], current["fit"], current["behavior"]) == (10, 0, 10)
     assert document["score"]["history"] == [
         {"event_id": "e2", "type": "pricing_page_viewed",
          "occurred_at": document["events"][1]["occurred_at"], "points": 10},

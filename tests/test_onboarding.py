@@ -410,7 +410,13 @@ async def test_a_rescore_does_not_overwrite_a_tag_written_meanwhile(
         suppression_key=settings.suppression_key(),
     )
     rescored = LeadScoreUpdate(
-        contact_id="ob-race", score=10, band="Warming", breakdown={}, tags=["stage_warming"]
+        contact_id="ob-race",
+        score=10,
+        fit=0,
+        behavior=10,
+        band="Warming",
+        breakdown={},
+        tags=["stage_warming"],
     )
     async with session_factory(engine)() as session:  # the journey, tagging the contact
         await lock_contact(session, "ob-race")

@@ -30,8 +30,8 @@ async def test_setup_creates_the_namespace_and_attributes_once(
     assert first.returncode == 0, first.stderr
     assert f"namespace {env['TEMPORAL_NAMESPACE']}: created" in first.stdout
     assert (
-        "search attributes: added ContactId, Journey, JourneyStep, LifecycleStage, LeadScore"
-        in first.stdout
+        "search attributes: added ContactId, Journey, JourneyStep, LifecycleStage, LeadScore, "
+        "FitScore, BehaviorScore" in first.stdout
     )
     again = await journeys("setup", env=env)
     assert again.returncode == 0, again.stderr

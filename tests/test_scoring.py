@@ -1,4 +1,5 @@
-"""Lead scoring: the default model, decay, bands, next change, fit, prune, bad files."""
+"""Lead scoring: both profiles (seed 000's default, seed 002's), decay, bands, fit, the MQL
+rule, recycling, next change, prune, bad files. Figures are computed by hand from the seeds."""
 
 from __future__ import annotations
 
@@ -7,16 +8,22 @@ from pathlib import Path
 
 import pytest
 
+from models.contact_workflow import LeadScoreUpdate
 from models.events import CANONICAL_EVENT_TYPES
 from models.lead_score import ScoredAction
 from models.settings import PROJECT_ROOT
+from rules.email_domains import email_type, fit_fields, free_mail_domains
 from rules.scoring import (
     ActionRule,
+    FitRule,
+    MqlRule,
     ScoringModel,
     band_for,
     contribution,
     next_change,
+    next_inactivity_change,
     prune,
+    sales_qualified,
     score,
     stage_tag,
 )
@@ -269,7 +276,26 @@ min_score = 76
 @pytest.mark.parametrize(
     ("content", "problem"),
     [
-        ("[actions.email_opened]\npoints = -1\n" + BANDS, "actions.email_opened.points"),
+        ("[actions.email_opened]\npoints = 0\n" + BANDS, "points must not be 0"),
+        (
+            '[actions.email_opened]\npoints = 1\n[[fit]]\nfield = "x"\nequals = "a"\nmin = 1\n'
+            "points = 1\n" + BANDS,
+            "exactly one of equals, one_of, or min/max",
+        ),
+        (
+            '[actions.email_opened]\npoints = 1\n[[fit]]\nfield = "x"\nmin = 9\nmax = 1\n'
+            "points = 1\n" + BANDS,
+            "min 9.0 is above max 1.0",
+        ),
+        (
+            'mql_rule = "band-and-key-behavior"\nhandoff_band = "Hot"\n'
+            "[actions.email_opened]\npoints = 1\n" + BANDS,
+            "needs handoff_band and at least one key_behaviors",
+        ),
+        (
+            'handoff_band = "Cold"\n[actions.email_opened]\npoints = 1\n' + BANDS,
+            "is the first band",
+        ),
         (
             "[actions.email_opened]\npoints = 1\ndecay_points = 1\n" + BANDS,
             "decay_days is missing",
@@ -295,3 +321,262 @@ def test_malformed_file_raises_value_error_naming_the_file(
     with pytest.raises(ValueError, match=problem) as excinfo:
         ScoringModel.load(path)
     assert str(path) in str(excinfo.value)
+
+
+# --- seed 000 (the default profile): key behaviours and recycling -----------------------
+
+
+def test_default_profile_hands_off_on_the_band_alone_and_names_its_key_behaviours(
+    model: ScoringModel,
+) -> None:
+    assert (model.mql_rule, model.handoff_band, model.inactivity) == (MqlRule.BAND, "MQL", None)
+    assert set(model.key_behaviors) == {
+        "pricing_page_viewed",
+        "demo_requested",
+        "webinar_attended",
+        "trial_started",
+    }
+    # Two replies and a click: 43, MQL, with no key behaviour at all.
+    replies = [act("email_replied"), act("email_replied"), act("email_clicked")]
+    qualified = sales_qualified(model, key_behavior_at=None, recycled_at=None)
+    result = score(model, replies, T0, qualified=qualified)
+    assert (result.total, result.band, result.awaiting_key_behavior) == (43, "MQL", False)
+    assert (result.fit_points, result.behavior_points) == (0, 43)
+
+
+def test_a_recycled_default_lead_is_held_below_mql_until_a_key_behaviour_after_it(
+    model: ScoringModel,
+) -> None:
+    recycled_at = T0 + DAY
+    demo = act("demo_requested", T0)
+    trial = act("trial_started", T0)
+    # 25 + 30 = 55: SQL, but the key behaviours came before the recycling: Warming.
+    before = sales_qualified(model, key_behavior_at=T0, recycled_at=recycled_at)
+    held = score(model, [demo, trial], T0 + 2 * DAY, qualified=before)
+    assert (held.total, held.band, held.awaiting_key_behavior) == (55, "Warming", True)
+    assert stage_tag(held.band) == "stage_warming"
+    # A pricing visit after it: 65, SQL again.
+    after = sales_qualified(model, key_behavior_at=T0 + 2 * DAY, recycled_at=recycled_at)
+    visit = act("pricing_page_viewed", T0 + 2 * DAY)
+    again = score(model, [demo, trial, visit], T0 + 2 * DAY, qualified=after)
+    assert (again.total, again.band, again.awaiting_key_behavior) == (65, "SQL", False)
+    # Below the hand-off band, nothing is held.
+    low = score(model, [act("email_clicked")], T0, qualified=False)
+    assert (low.total, low.band, low.awaiting_key_behavior) == (3, "Cold", False)
+
+
+# --- seed 002 -------------------------------------------------------------------------
+
+SEED_002_ACTIONS = [
+    ("email_opened", 2),
+    ("email_clicked", 5),
+    ("content_downloaded", 10),
+    ("webinar_attended", 25),
+    ("pricing_page_viewed", 20),
+    ("demo_requested", 40),
+    ("unsubscribed", -50),
+]
+
+
+@pytest.fixture(scope="module")
+def seed_002() -> ScoringModel:
+    return ScoringModel.load(PROJECT_ROOT / "scoring.seed-002.toml")
+
+
+@pytest.mark.parametrize(("event_type", "points"), SEED_002_ACTIONS)
+def test_seed_002_behaviour_points_do_not_decay(
+    seed_002: ScoringModel, event_type: str, points: int
+) -> None:
+    assert event_type in CANONICAL_EVENT_TYPES
+    result = score(seed_002, [act(event_type)], T0 + 1000 * DAY)
+    assert result.by_event_type == {event_type: points}
+    assert (result.behavior_points, result.fit_points) == (points, 0)
+
+
+def test_seed_002_bands_mql_rule_and_inactivity(seed_002: ScoringModel) -> None:
+    assert [(b.name, b.min_score) for b in seed_002.bands] == [
+        ("Cold", 0),
+        ("Warming", 40),
+        ("MQL", 70),
+    ]
+    assert (seed_002.mql_rule, seed_002.handoff_band) == (MqlRule.BAND_AND_KEY_BEHAVIOR, "MQL")
+    assert seed_002.key_behaviors == ["pricing_page_viewed", "webinar_attended", "demo_requested"]
+    assert seed_002.inactivity is not None
+    assert (seed_002.inactivity.days, seed_002.inactivity.points) == (90, -15)
+
+
+@pytest.mark.parametrize(
+    ("fields", "fit"),
+    [
+        ({}, 0),
+        ({"job_title": "CEO"}, 30),
+        ({"job_title": "  vice   president "}, 30),  # case and spaces do not matter
+        ({"job_title": "Manager"}, 20),
+        ({"job_title": "Intern"}, 0),
+        ({"industry": "software"}, 20),
+        ({"company_size": "50"}, 20),
+        ({"company_size": "500"}, 20),
+        ({"company_size": "1,200"}, 0),
+        ({"company_size": "49"}, 0),
+        ({"company_size": "50-500"}, 0),  # not a number: no match
+        ({"region": "East China"}, 10),
+        ({"email_type": "corporate"}, 10),
+        ({"email_type": "free"}, -10),
+        # Everything: 30 + 20 + 20 + 10 + 10.
+        (
+            {
+                "job_title": "Director",
+                "industry": "Manufacturing",
+                "company_size": "120",
+                "region": "East China",
+                "email_type": "corporate",
+            },
+            90,
+        ),
+    ],
+)
+def test_seed_002_fit_points(seed_002: ScoringModel, fields: dict[str, str], fit: int) -> None:
+    assert score(seed_002, [], T0, contact_fields=fields).fit_points == fit
+
+
+FIT_60 = {"job_title": "VP", "company_size": "120", "email_type": "corporate"}  # 30 + 20 + 10
+
+
+def test_seed_002_needs_70_and_a_key_behaviour_for_mql(seed_002: ScoringModel) -> None:
+    reading = [act("email_opened"), act("email_clicked"), act("content_downloaded")]
+    no_key = sales_qualified(seed_002, key_behavior_at=None, recycled_at=None)
+    # 60 + 2 + 5 + 10 = 77: at least 70, no key behaviour → Warming, not handed off.
+    held = score(seed_002, reading, T0, contact_fields=FIT_60, qualified=no_key)
+    assert (held.fit_points, held.behavior_points, held.total) == (60, 17, 77)
+    assert (held.band, held.awaiting_key_behavior) == ("Warming", True)
+    assert not seed_002.sales_ready(held.band)
+    # A pricing visit: 97, MQL.
+    key = sales_qualified(seed_002, key_behavior_at=T0, recycled_at=None)
+    mql = score(
+        seed_002,
+        [*reading, act("pricing_page_viewed")],
+        T0,
+        contact_fields=FIT_60,
+        qualified=key,
+    )
+    assert (mql.fit_points, mql.behavior_points, mql.total, mql.band) == (60, 37, 97, "MQL")
+    # A key behaviour below 70 is not enough either: 30 + 20 - 10 (free mail) + 20 = 60.
+    free = {**FIT_60, "email_type": "free"}
+    low = score(seed_002, [act("pricing_page_viewed")], T0, contact_fields=free, qualified=key)
+    assert (low.total, low.band, low.awaiting_key_behavior) == (60, "Warming", False)
+
+
+def test_seed_002_soft_bounce_costs_10_a_hard_one_nothing(seed_002: ScoringModel) -> None:
+    soft = seed_002.rule_for("email_bounced", {"bounce_type": "soft"})
+    assert soft is not None and soft.points == -10
+    assert seed_002.rule_for("email_bounced", {"bounce_type": "hard"}) is None
+    assert seed_002.rule_for("email_bounced", {}) is None
+    assert seed_002.rule_for("email_opened", {"anything": "at all"}) is not None
+
+
+def test_seed_002_unsubscribe_takes_50_and_totals_may_fall_below_0(
+    seed_002: ScoringModel,
+) -> None:
+    result = score(
+        seed_002,
+        [act("email_clicked"), act("unsubscribed")],
+        T0,
+        contact_fields={"email_type": "free"},
+    )
+    assert (result.fit_points, result.behavior_points, result.total) == (-10, -45, -55)
+    assert result.band == "Cold"
+    # A penalty is kept (never pruned): it is worth points forever.
+    assert prune(seed_002, [act("unsubscribed", T0 - 1000 * DAY)], T0) == [
+        act("unsubscribed", T0 - 1000 * DAY)
+    ]
+
+
+def test_seed_002_ninety_days_without_activity_cost_15_until_the_next_activity(
+    seed_002: ScoringModel,
+) -> None:
+    click = [act("email_clicked")]
+    day_89 = score(seed_002, click, T0 + 89 * DAY, inactive_since=T0)
+    day_90 = score(seed_002, click, T0 + 90 * DAY, inactive_since=T0)
+    assert (day_89.behavior_points, day_89.inactivity_points) == (5, 0)
+    assert (day_90.behavior_points, day_90.inactivity_points, day_90.total) == (-10, -15, -10)
+    # Once, not every 90 days.
+    assert score(seed_002, click, T0 + 400 * DAY, inactive_since=T0).behavior_points == -10
+    assert next_inactivity_change(seed_002, T0, T0 + DAY) == T0 + 90 * DAY
+    assert next_inactivity_change(seed_002, T0, T0 + 90 * DAY) is None
+    assert next_inactivity_change(seed_002, None, T0) is None
+
+
+def test_the_default_profile_has_no_inactivity_points(model: ScoringModel) -> None:
+    assert score(model, [], T0 + 400 * DAY, inactive_since=T0).inactivity_points == 0
+    assert next_inactivity_change(model, T0, T0) is None
+
+
+def test_a_negative_action_decays_towards_0() -> None:
+    rule = ActionRule(points=-10, decay_points=4, decay_days=7)
+    assert [contribution(rule, T0, T0 + days * DAY) for days in (0, 7, 14, 21)] == [-10, -6, -2, 0]
+
+
+def test_a_fit_range_may_be_open_ended() -> None:
+    big = FitRule(field="company_size", min=1000, points=5)
+    assert big.matches({"company_size": "5000"}) and not big.matches({"company_size": "999"})
+    assert not big.matches({})
+
+
+@pytest.mark.parametrize(
+    ("address", "kind"),
+    [
+        ("ada@gmail.com", "free"),
+        ("ada@QQ.com", "free"),
+        ("wang@163.com", "free"),
+        ("ada@outlook.com", "free"),
+        ("ada@mail.yahoo.co.jp", "free"),  # a subdomain of a listed domain
+        ("ada@acme.com", "corporate"),
+        ("ada@gmail.com.acme.io", "corporate"),
+        ("ada@", None),
+        ("not-an-address", None),
+        (None, None),
+    ],
+)
+def test_email_type_from_the_domain(address: str | None, kind: str | None) -> None:
+    assert email_type(address) == kind
+
+
+def test_the_free_mail_list_holds_the_well_known_providers() -> None:
+    assert {"gmail.com", "qq.com", "163.com", "outlook.com", "yahoo.com"} <= free_mail_domains()
+    assert len(free_mail_domains()) >= 30
+
+
+def test_fit_fields_carry_the_email_type_never_the_address() -> None:
+    fields = fit_fields({"industry": "Software"}, "ada@acme.com")
+    assert fields == {"industry": "Software", "email_type": "corporate"}
+    assert "acme" not in repr(fields)
+    # Without an address, a stored email_type attribute stands.
+    assert fit_fields({"email_type": "free"}, None) == {"email_type": "free"}
+
+
+def test_a_model_from_before_profiles_keeps_its_fingerprint() -> None:
+    """Recorded contact histories compare a recorded fingerprint with that of the recorded
+    model: the fields profiles added must not change it (or a replay loads the model again)."""
+    before_profiles = ScoringModel.model_validate(
+        {
+            "handoff_band": "MQL",
+            "fit": [{"field": "job_title", "equals": "VP", "points": 30}],
+            "actions": {
+                "email_opened": {"points": 1, "decay_points": 1, "decay_days": 30, "tag": "act_x"}
+            },
+            "bands": [{"name": "Cold", "min_score": 0}, {"name": "MQL", "min_score": 26}],
+        }
+    )
+    assert before_profiles.digest() == "b42280449b2c6084"  # as the worker computed it then
+    with_a_key_behaviour = before_profiles.model_copy(update={"key_behaviors": ["email_opened"]})
+    assert with_a_key_behaviour.digest() != before_profiles.digest()
+
+
+def test_a_crm_update_scheduled_before_fit_and_behaviour_takes_them_from_its_breakdown() -> None:
+    older = {"contact_id": "ada", "score": 70, "band": "SQL", "tags": []}
+    update = LeadScoreUpdate.model_validate(
+        {**older, "breakdown": {"fit": 30, "trial_started": 40}}
+    )
+    assert (update.fit, update.behavior) == (30, 40)
+    without_fit = LeadScoreUpdate.model_validate({**older, "breakdown": {"trial_started": 70}})
+    assert (without_fit.fit, without_fit.behavior) == (0, 70)

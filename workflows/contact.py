@@ -7,9 +7,11 @@ event creates it). For each batch of new events it:
    `REMEMBERED_EVENT_IDS`), then, in the ingest activity, ids already stored
    in the database (older retries); the ingest also writes the suppression of
    an `unsubscribed` / hard `email_bounced` contact at once;
-2. scores the events (`scoring.toml`: points, decay, bands) and keeps the
-   score current: `LeadScore` / `LifecycleStage` search attributes and the CRM
-   (score, breakdown, `stage_…`, `act_…`, `src_…`, `int_…`, `eng_…` tags);
+2. scores the events (the scoring profile, `scoring.toml` by default: fit and
+   behaviour points, decay, bands, the MQL rule) and keeps the score current:
+   `LeadScore` / `FitScore` / `BehaviorScore` / `LifecycleStage` search
+   attributes and the CRM (total, fit, behaviour, breakdown, `stage_…`,
+   `act_…`, `src_…`, `int_…`, `eng_…` tags);
 3. starts the journey the event triggers (each journey declares its
    `trigger`; the table comes from `workflows.catalog`) and forwards each
    event to the journeys concerned by its type;
@@ -18,7 +20,10 @@ event creates it). For each batch of new events it:
    channel (the email link, an SMS STOP, a hard bounce) those left with no
    channel that reaches the contact (see `_exit_unreachable_journeys`);
 5. hands a lead to sales when it enters the hand-off band (`lead-sla-{id}`),
-   raises the priority when it moves up, and ends its weekly nurture;
+   raises the priority when it moves up, and ends its weekly nurture; a lead
+   the `recycled` signal recycled is held below the hand-off band until a key
+   behaviour after the recycling, and on re-entering it `recycling-{id}` exits
+   with `requalified`;
 6. keeps the contact's inactivity timer: it runs from the last contact-initiated
    event (`models.events.is_contact_initiated`: opens, clicks, replies, visits,
    purchases…; never our deliveries, bounces, renewal schedules or rep contacts),
@@ -47,8 +52,10 @@ import re
 from collections import deque
 from collections.abc import Callable
 from datetime import datetime, timedelta
+from typing import Any
 
 from temporalio import workflow
+from temporalio.common import SearchAttributeUpdate
 from temporalio.exceptions import FailureError
 
 from workflows.toolkit import Journey, activity_classes, start_journey
@@ -82,12 +89,15 @@ with workflow.unsafe.imports_passed_through():
     from models.lead_score import ScoreBreakdown, ScoredAction
     from models.merges import MERGED_REASON, AbsorbRequest, MergeNotice
     from models.messages import SUNSET_TAG
+    from models.pipeline import RecycleNotice
     from rules.opt_outs import suppression_scope
     from rules.scoring import (
         ActionKey,
         ScoringModel,
         add_action,
         next_change,
+        next_inactivity_change,
+        sales_qualified,
         score,
         stage_tag,
         worth_points,
@@ -125,6 +135,14 @@ DERIVED_EVENTS_PATCH = "derived-usage-events"
 """Events the ingest derives (a usage drop or recovery, `rules/usage.py`) are routed like
 the others: they trigger and are forwarded, they are not scored. Runs from before it never
 had any."""
+SCORE_PARTS_PATCH = "fit-and-behavior-search-attributes"
+"""The `FitScore` and `BehaviorScore` search attributes are upserted with `LeadScore`; runs
+from before it upserted the total and the band only."""
+REQUALIFIED_PATCH = "recycling-exits-requalified"
+"""A recycled lead re-entering the hand-off band tells `recycling-{id}` to exit with
+`requalified`; guarded for safety, though runs before it were never recycled."""
+RECYCLING = "recycling"
+REQUALIFIED = "requalified"
 JOURNEYS_BEFORE_THE_CATALOG = frozenset(
     {"welcome-series", "pricing-abandon", "renewal-countdown", "nurture", "lead-sla"}
 )
@@ -166,6 +184,12 @@ class ContactWorkflow:
         self._actions: dict[ActionKey, ScoredAction] = {}
         self._journeys: dict[str, str] = {}
         self._score = 0
+        self._fit = 0
+        self._behavior = 0
+        self._awaiting_key_behavior = False
+        self._key_behavior_at: datetime | None = None
+        self._recycled_at: datetime | None = None
+        self._recycle_unscored = False
         self._band: str | None = None
         self._breakdown: dict[str, int] = {}
         self._tags: set[str] = set()
@@ -254,12 +278,25 @@ class ContactWorkflow:
         processed yet go to the survivor, and the workflow ends."""
         self._merged_into = self._merged_into or notice.survivor
 
+    @workflow.signal
+    def recycled(self, notice: RecycleNotice) -> None:
+        """The lead was recycled: hold it below the hand-off band until a key behaviour after
+        `notice.recycled_at` (the rescore after this signal moves its band and tags)."""
+        if self._recycled_at is None or notice.recycled_at > self._recycled_at:
+            self._recycled_at = notice.recycled_at
+        self._retag = self._recycle_unscored = True
+
     @workflow.query
     def state(self) -> ContactState:
-        """The contact's score, band, journeys and counters."""
+        """The contact's score (total, fit, behaviour), band, journeys and counters."""
         return ContactState(
             contact_id=self._contact_id,
             score=self._score,
+            fit=self._fit,
+            behavior=self._behavior,
+            awaiting_key_behavior=self._awaiting_key_behavior,
+            key_behavior_at=self._key_behavior_at,
+            recycled_at=self._recycled_at,
             band=self._band,
             breakdown=self._breakdown,
             journeys=self._journeys,
@@ -308,6 +345,9 @@ class ContactWorkflow:
                 return await self._erase_contact(self._erase)
             if self._merged_into is not None:
                 return await self._end_merged(self._merged_into)
+            if self._recycle_unscored:  # the band falls before the events that came with it
+                self._recycle_unscored = False
+                await self._rescore()
             while self._pending and self._erase is None and not self._may_continue_as_new():
                 await self._process(self._next_batch())
             if self._erase is None:
@@ -382,10 +422,14 @@ class ContactWorkflow:
         if self._last_event_at is None or event.occurred_at > self._last_event_at:
             self._last_event_at = event.occurred_at
         self._note_activity(event)
-        add_action(
-            model, self._actions, ScoredAction(event_type=event.type, occurred_at=event.occurred_at)
-        )
-        rule = model.actions.get(event.type)
+        if model.is_key_behavior(event.type) and (
+            self._key_behavior_at is None or event.occurred_at > self._key_behavior_at
+        ):
+            self._key_behavior_at = event.occurred_at
+        rule = model.rule_for(event.type, event.properties)
+        if rule is not None:
+            action = ScoredAction(event_type=event.type, occurred_at=event.occurred_at)
+            add_action(model, self._actions, action)
         new_tags = {rule.tag} if rule is not None and rule.tag else set()
         for prefix, keys in (("src_", ("source", "utm_source")), ("int_", ("interest", "topic"))):
             value = next((event.properties[key] for key in keys if event.properties.get(key)), None)
@@ -522,12 +566,25 @@ class ContactWorkflow:
         self._actions = {
             key: action for key, action in self._actions.items() if worth_points(model, action, now)
         }
-        result = score(model, self._actions.values(), now, contact_fields=self._fit_fields)
+        result = score(
+            model,
+            self._actions.values(),
+            now,
+            contact_fields=self._fit_fields,
+            inactive_since=self._inactive_since(),
+            qualified=sales_qualified(
+                model, key_behavior_at=self._key_behavior_at, recycled_at=self._recycled_at
+            ),
+        )
         tags = self._managed_tags(model, result, now)
         self._next_rescore_at = self._next_rescore(model, now)
         breakdown = dict(result.by_event_type)
         if result.fit_points:
             breakdown["fit"] = result.fit_points
+        if result.inactivity_points and model.inactivity is not None:
+            breakdown[model.inactivity.key] = result.inactivity_points
+        self._fit, self._behavior = result.fit_points, result.behavior_points
+        self._awaiting_key_behavior = result.awaiting_key_behavior
         changed = (result.total, result.band, breakdown) != (
             self._score,
             self._band,
@@ -543,12 +600,7 @@ class ContactWorkflow:
             breakdown,
             tags,
         )
-        workflow.upsert_search_attributes(
-            [
-                search_attributes.LEAD_SCORE.value_set(result.total),
-                search_attributes.LIFECYCLE_STAGE.value_set(result.band),
-            ]
-        )
+        self._upsert_score(result)
         self._publish()
         if not self._contact_exists:
             return
@@ -557,6 +609,8 @@ class ContactWorkflow:
             LeadScoreUpdate(
                 contact_id=self._contact_id,
                 score=result.total,
+                fit=result.fit_points,
+                behavior=result.behavior_points,
                 band=result.band,
                 breakdown=breakdown,
                 tags=sorted(tags),
@@ -570,6 +624,21 @@ class ContactWorkflow:
             await self._hand_off_if_rising(
                 model, previous_band, LeadBand(band=result.band, score=result.total)
             )
+
+    @staticmethod
+    def _upsert_score(result: ScoreBreakdown) -> None:
+        """Publish the score as search attributes: total and band (fit and behaviour too in
+        runs with `SCORE_PARTS_PATCH`)."""
+        updates: list[SearchAttributeUpdate[Any]] = [
+            search_attributes.LEAD_SCORE.value_set(result.total),
+            search_attributes.LIFECYCLE_STAGE.value_set(result.band),
+        ]
+        if workflow.patched(SCORE_PARTS_PATCH):
+            updates += [
+                search_attributes.FIT_SCORE.value_set(result.fit_points),
+                search_attributes.BEHAVIOR_SCORE.value_set(result.behavior_points),
+            ]
+        workflow.upsert_search_attributes(updates)
 
     def _managed_tags(self, model: ScoringModel, result: ScoreBreakdown, now: datetime) -> set[str]:
         """Accumulated action/source/interest tags, plus the current stage and engagement."""
@@ -585,13 +654,18 @@ class ContactWorkflow:
         return tags
 
     def _next_rescore(self, model: ScoringModel, now: datetime) -> datetime | None:
-        """The next decay boundary, or the moment the contact turns dormant.
+        """The next decay boundary, the moment the inactivity points apply (a profile with
+        an `[inactivity]` rule), or the moment the contact turns dormant.
 
         Wake-ups for decay are at least `RESCORE_GRANULARITY` apart, so hundreds
         of actions decaying minutes apart cost a few wake-ups.
         """
-        candidates = [m for m in [next_change(model, self._actions.values(), now)] if m]
         inactive_since = self._inactive_since()
+        changes = (
+            next_change(model, self._actions.values(), now),
+            next_inactivity_change(model, inactive_since, now),
+        )
+        candidates = [moment for moment in changes if moment is not None]
         if inactive_since is not None and inactive_since + DORMANT_AFTER > now:
             candidates.append(inactive_since + DORMANT_AFTER)
         if not candidates:
@@ -608,11 +682,17 @@ class ContactWorkflow:
     async def _hand_off_if_rising(
         self, model: ScoringModel, previous: str | None, band: LeadBand
     ) -> None:
-        """Entering the hand-off band: start lead-sla, end nurture. Moving up: raise priority."""
+        """Entering the hand-off band: start lead-sla, end nurture (and recycling, for a
+        recycled lead). Moving up: raise priority."""
         if not model.sales_ready(band.band):
             return
         if previous is not None and model.rank(band.band) <= model.rank(previous):
             return
+        if self._recycled_at is not None and workflow.patched(REQUALIFIED_PATCH):
+            self._recycled_at = None  # requalified: no longer recycled
+            await self._signal(
+                f"{RECYCLING}-{self._contact_id}", "exit", ExitRequest(reason=REQUALIFIED)
+            )
         if await self._signal(f"lead-sla-{self._contact_id}", "band_changed", band):
             return
         await self._start(
@@ -785,6 +865,8 @@ class ContactWorkflow:
                     last_active_at=self._last_active_at,
                     inactivity_handled_for=self._inactivity_handled_for,
                     sunset_since=self._sunset_since,
+                    key_behavior_at=self._key_behavior_at,
+                    recycled_at=self._recycled_at,
                 )
             }
         )
@@ -807,14 +889,20 @@ class ContactWorkflow:
         )
         self._inactivity_handled_for = carry.inactivity_handled_for
         self._sunset_since = carry.sunset_since
+        self._key_behavior_at, self._recycled_at = carry.key_behavior_at, carry.recycled_at
 
     def _publish(self) -> None:
         """Current details for the Temporal UI: score, breakdown, journeys, next rescore."""
         band = self._band or "unscored"
         lines = [
-            f"**Contact** `{self._contact_id}` · score **{self._score}** · {band}",
+            f"**Contact** `{self._contact_id}` · score **{self._score}** "
+            f"(fit {self._fit}, behaviour {self._behavior}) · {band}",
             f"Events: {self._accepted} accepted, {self._duplicates} duplicates dropped",
         ]
+        if self._awaiting_key_behavior:
+            lines.append("Held below the hand-off band until a key behaviour")
+        if self._recycled_at is not None:
+            lines.append(f"Recycled {self._recycled_at:%Y-%m-%d %H:%M} UTC")
         if self._breakdown:
             parts = ", ".join(f"{kind} {points}" for kind, points in self._breakdown.items())
             lines.append(f"Breakdown: {parts}")

@@ -161,7 +161,9 @@ class ContactView(BaseModel):
     sms_consent: ConsentView
     tags: list[str]
     attributes: dict[str, str]
-    lead_score: int
+    lead_score: int = Field(description="The total: fit_score plus behavior_score.")
+    fit_score: int = Field(description="Fit points: who the contact is (scoring profile).")
+    behavior_score: int = Field(description="Behaviour points: what the contact did.")
     lifecycle_stage: str | None
     score_breakdown: dict[str, int]
     owner_id: str | None
@@ -184,6 +186,8 @@ class ContactView(BaseModel):
                     "tags",
                     "attributes",
                     "lead_score",
+                    "fit_score",
+                    "behavior_score",
                     "lifecycle_stage",
                     "score_breakdown",
                     "owner_id",

@@ -443,6 +443,31 @@ async def contact_merges(
     )
 
 
+@contact_app.command("show")
+@run_async
+async def contact_show(contact_id: ContactArgument, as_json: JsonFlag = False) -> None:
+    """Show a contact as the CRM holds it: score (total, fit, behaviour), band, owner, tags."""
+    from starter.api.schemas import ContactView
+    from starter.services import operations
+
+    contact = ContactView.of(
+        await _with_engine(lambda engine: operations.get_contact(engine, contact_id))
+    )
+    if as_json:
+        _print_json(contact.model_dump(mode="json"))
+        return
+    typer.echo(
+        f"{contact.id}: score {contact.lead_score} (fit {contact.fit_score}, behaviour "
+        f"{contact.behavior_score}), band {contact.lifecycle_stage or 'unscored'}, "
+        f"owner {contact.owner_id or NOTHING}"
+    )
+    if contact.score_breakdown:
+        parts = ", ".join(f"{kind} {points}" for kind, points in contact.score_breakdown.items())
+        typer.echo(f"breakdown: {parts}")
+    if contact.tags:
+        typer.echo(f"tags: {', '.join(contact.tags)}")
+
+
 @contact_app.command("consent")
 @run_async
 async def contact_consent(

@@ -86,7 +86,9 @@ async def _of_contact(context: ExportContext, table: type[SQLModel], order: Any)
 async def profile(context: ExportContext) -> Json:
     """The contact row: identity, time zone, tags, attributes, owner (consent apart)."""
     return context.contact.model_dump(
-        mode="json", exclude=_CONSENT_FIELDS | {"lead_score", "lifecycle_stage", "score_breakdown"}
+        mode="json",
+        exclude=_CONSENT_FIELDS
+        | {"lead_score", "fit_score", "behavior_score", "lifecycle_stage", "score_breakdown"},
     )
 
 
@@ -159,11 +161,14 @@ async def deals(context: ExportContext) -> list[Json]:
 async def score(context: ExportContext) -> Json:
     """The current score, band and breakdown, and the events that scored (module docstring)."""
     contact = context.contact
-    rules = context.scoring.actions
+    model = context.scoring
     rows = await _of_contact(context, ContactEvent, col(ContactEvent.occurred_at))
+    scored = [(row, model.rule_for(row.type, row.properties)) for row in rows]
     return {
         "current": {
             "score": contact.lead_score,
+            "fit": contact.fit_score,
+            "behavior": contact.behavior_score,
             "band": contact.lifecycle_stage,
             "breakdown": contact.score_breakdown,
         },
@@ -172,10 +177,10 @@ async def score(context: ExportContext) -> Json:
                 "event_id": row.event_id,
                 "type": row.type,
                 "occurred_at": _iso(row.occurred_at),
-                "points": rules[row.type].points,
+                "points": rule.points,
             }
-            for row in rows
-            if row.type in rules
+            for row, rule in scored
+            if rule is not None
         ],
     }
 
