@@ -12,6 +12,7 @@ only: events already stored or in a workflow's history are never re-validated.
 | `cart_updated`     | `CartProperties`     | `cart_id`, `items` (≤ 50), `total`, `currency`    |
 | `checkout_started` | `CheckoutProperties` | nothing; a cart id or cart contents, if given     |
 | `purchased`        | `PurchaseProperties` | nothing; a cart id, if given                      |
+| `meeting_held`     | `MeetingHeldProperties` | `kind`: `demo` or `deep-dive`                  |
 
 Types not in the table keep free-form properties (bounded by
 `models.events.EventProperties`). Each model decides whether keys it does not
@@ -28,6 +29,7 @@ from pydantic import BaseModel, ValidationError
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from models.carts import CartProperties, CheckoutProperties, PurchaseProperties
+from models.handoff import MeetingHeldProperties
 from models.onboarding import FeatureUsedProperties
 from models.usage import UsageReported, UsageSignal
 
@@ -39,6 +41,7 @@ PROPERTIES: Mapping[str, type[BaseModel]] = {
     "usage_reported": UsageReported,
     "usage_dropped": UsageSignal,
     "usage_recovered": UsageSignal,
+    "meeting_held": MeetingHeldProperties,
 }
 """Event type → the model its `properties` must satisfy."""
 
