@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
+import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -23,6 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel import SQLModel
 from temporalio.api.sdk.v1 import WorkflowMetadata
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
+from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
@@ -32,7 +34,7 @@ from models.handoff import LeadBand, LeadSlaInput
 from models.journeys import ExitRequest, JourneyState, JourneyStatus
 from models.pipeline import RecyclingInput
 from models.settings import Settings
-from models.tables import Contact, CrmTask, Notification, SlaBreach
+from models.tables import Contact, ContactEvent, CrmTask, Notification, SlaBreach
 from tests.factories import add_lead, event_now, rows_of
 from workflows import journeys as journeys_package
 from workflows.journeys.lead_sla import LeadSla
@@ -143,6 +145,25 @@ async def settled(handle: Handle, done: Callable[[JourneyState], bool]) -> Journ
             return state
         await asyncio.sleep(0.05)
     raise AssertionError(f"journey never reached the expected state: {state}")
+
+
+async def add_events(
+    engine: AsyncEngine, contact_id: str, events: list[tuple[str, datetime]]
+) -> None:
+    """Store events of the contact as the contact workflow's ingest does."""
+    async with session_factory(engine)() as session:
+        session.add_all(
+            ContactEvent(
+                contact_id=contact_id,
+                event_id=f"evt-{uuid.uuid4()}",
+                type=event_type,
+                occurred_at=occurred_at,
+                properties={},
+                batch_key="test",
+            )
+            for event_type, occurred_at in events
+        )
+        await session.commit()
 
 
 def near(actual: datetime, expected: datetime) -> bool:
@@ -553,3 +574,206 @@ async def test_a_hand_off_for_a_contact_not_in_the_crm_exits_and_says_why(
     assert result.exit_reason is not None
     assert result.exit_reason.startswith("hand-off failed")
     assert "ls-nobody" in result.exit_reason
+
+
+# --- SQL follow-up (seed 002, step 5: 72 h from SQL to the first demo or deep-dive) ----------
+
+
+async def test_qualified_at_1_h_without_a_meeting_reminds_at_37_warns_at_71_breaches_at_73_h(
+    time_skipping_env: WorkflowEnvironment,
+    settings: Settings,
+    engine: AsyncEngine,
+    make_worker: Callable[[Client], Worker],
+) -> None:
+    env = time_skipping_env
+    await add_lead(engine, "ls-sql")
+    async with make_worker(env.client):
+        handle, handed_off = await start(env, settings, "ls-sql")
+        await sleep_until(env, handed_off + timedelta(minutes=2))
+        await handle.signal(LeadSla.event, await event_now(env, "ls-sql", "rep_contacted"))
+        await sleep_until(env, handed_off + timedelta(hours=1))
+        await handle.signal(LeadSla.event, await event_now(env, "ls-sql", "lead_qualified"))
+        result = await handle.result()
+        closed_at = (await handle.describe()).close_time
+
+    owner = await owner_of(engine, "ls-sql")
+    sql_at = handed_off + timedelta(hours=1)
+    due = sql_at + timedelta(hours=72)
+    assert result.status == JourneyStatus.COMPLETED
+    assert result.actions_done == [
+        "handoff",
+        "sql_follow_up-reminder",
+        "sql_follow_up-warning",
+        "sql_follow_up-breach",
+    ]
+    assert closed_at is not None and near(closed_at, due)
+    [breach] = await rows_of(engine, SlaBreach, "ls-sql")
+    assert (breach.sla, breach.owner_id) == ("sql_follow_up", owner)
+    assert near(breach.due_at, due) and near(breach.breached_at, due)
+    notifications = await rows_of(engine, Notification, "ls-sql")
+    assert [(n.kind, n.recipient_id) for n in notifications] == [
+        ("hand_off", owner),
+        ("sla_reminder", owner),
+        ("sla_warning", owner),
+        ("sla_warning", MANAGER),
+        ("sla_escalation", MANAGER),
+    ]
+    for notification, moment in zip(
+        notifications[1:],
+        (sql_at + timedelta(hours=36), due - timedelta(hours=2), due - timedelta(hours=2), due),
+        strict=True,
+    ):
+        assert near(notification.created_at, moment), (notification, moment)
+    assert notifications[1].title.startswith("Reminder: SQL follow-up SLA for Ada (Acme) due ")
+    [escalation] = [t for t in await rows_of(engine, CrmTask, "ls-sql") if t.assignee_id == MANAGER]
+    assert escalation.title == "SQL follow-up SLA breached: Ada (Acme)"
+
+
+async def test_a_deep_dive_after_the_reminder_meets_the_sql_follow_up_and_completes(
+    time_skipping_env: WorkflowEnvironment,
+    settings: Settings,
+    engine: AsyncEngine,
+    make_worker: Callable[[Client], Worker],
+) -> None:
+    env = time_skipping_env
+    await add_lead(engine, "ls-demo")
+    async with make_worker(env.client):
+        handle, handed_off = await start(env, settings, "ls-demo")
+        await handle.signal(LeadSla.event, await event_now(env, "ls-demo", "rep_contacted"))
+        await handle.signal(LeadSla.event, await event_now(env, "ls-demo", "lead_qualified"))
+        await sleep_until(env, handed_off + timedelta(hours=40))
+        await handle.signal(
+            LeadSla.event, await event_now(env, "ls-demo", "meeting_held", kind="deep-dive")
+        )
+        result = await handle.result()
+        closed_at = (await handle.describe()).close_time
+
+    assert result.status == JourneyStatus.COMPLETED
+    assert result.actions_done == ["handoff", "sql_follow_up-reminder"]
+    assert closed_at is not None and near(closed_at, handed_off + timedelta(hours=40))
+    assert await rows_of(engine, SlaBreach, "ls-demo") == []
+
+
+# --- 14 days without interaction after MQL (seed 002, step 6) -------------------------------
+
+
+async def test_an_interaction_on_day_10_puts_the_recycling_off_to_day_24(
+    time_skipping_env: WorkflowEnvironment,
+    settings: Settings,
+    engine: AsyncEngine,
+    make_worker: Callable[[Client], Worker],
+    recycling_stand_in: None,
+) -> None:
+    env = time_skipping_env
+    await add_lead(engine, "ls-quiet")
+    async with make_worker(env.client):
+        handle, handed_off = await start(env, settings, "ls-quiet")
+        await handle.signal(LeadSla.event, await event_now(env, "ls-quiet", "rep_contacted"))
+        # The contact clicks on day 10: stored as the contact workflow stores events;
+        # the journey is not told (`listens_to` stays as it was) and reads it on day 14.
+        await add_events(engine, "ls-quiet", [("email_clicked", handed_off + timedelta(days=10))])
+        await sleep_until(env, handed_off + timedelta(days=15))
+        at_15_days = await handle.query(LeadSla.state)
+        result = await handle.result()
+        closed_at = (await handle.describe()).close_time
+        recycling = await recycling_run(env, "ls-quiet")
+
+    assert at_15_days.status == JourneyStatus.RUNNING
+    assert at_15_days.next_wake_at is not None
+    assert near(at_15_days.next_wake_at, handed_off + timedelta(days=24))
+    assert (result.status, result.exit_reason) == (JourneyStatus.EXITED, "recycled")
+    assert closed_at is not None and near(closed_at, handed_off + timedelta(days=24))
+    assert recycling.input.reason == "no-interaction"
+    assert (await scheduled_activities(handle)).count("last_interaction") == 2
+
+
+async def test_qualified_on_day_5_after_the_breach_is_not_recycled_and_its_sql_follow_up_runs(
+    time_skipping_env: WorkflowEnvironment,
+    settings: Settings,
+    engine: AsyncEngine,
+    make_worker: Callable[[Client], Worker],
+    recycling_stand_in: None,
+) -> None:
+    env = time_skipping_env
+    await add_lead(engine, "ls-late-sql")
+    async with make_worker(env.client):
+        handle, handed_off = await start(env, settings, "ls-late-sql")
+        await handle.signal(LeadSla.event, await event_now(env, "ls-late-sql", "rep_contacted"))
+        await sleep_until(env, handed_off + timedelta(days=5))
+        await handle.signal(LeadSla.event, await event_now(env, "ls-late-sql", "lead_qualified"))
+        await sleep_until(env, handed_off + timedelta(days=6))
+        await handle.signal(
+            LeadSla.event, await event_now(env, "ls-late-sql", "meeting_held", kind="demo")
+        )
+        result = await handle.result()
+        closed_at = (await handle.describe()).close_time
+        with pytest.raises(RPCError):
+            await recycling_run(env, "ls-late-sql")
+
+    assert result.status == JourneyStatus.COMPLETED
+    assert result.actions_done == [
+        "handoff",
+        "qualification-reminder",
+        "qualification-warning",
+        "qualification-breach",
+    ]
+    assert closed_at is not None and near(closed_at, handed_off + timedelta(days=6))
+    assert "last_interaction" not in await scheduled_activities(handle)
+
+
+async def test_a_disqualification_ends_the_journey_without_recycling_it(
+    time_skipping_env: WorkflowEnvironment,
+    settings: Settings,
+    engine: AsyncEngine,
+    make_worker: Callable[[Client], Worker],
+) -> None:
+    env = time_skipping_env
+    await add_lead(engine, "ls-dq")
+    async with make_worker(env.client):
+        handle, handed_off = await start(env, settings, "ls-dq")
+        await handle.signal(LeadSla.event, await event_now(env, "ls-dq", "rep_contacted"))
+        await sleep_until(env, handed_off + timedelta(hours=3))
+        await handle.signal(
+            LeadSla.event, await event_now(env, "ls-dq", "lead_disqualified", reason="no-budget")
+        )
+        result = await handle.result()
+        closed_at = (await handle.describe()).close_time
+
+    assert (result.status, result.actions_done) == (JourneyStatus.COMPLETED, ["handoff"])
+    assert closed_at is not None and near(closed_at, handed_off + timedelta(hours=3))
+
+
+# --- ownership lock (seed 002: 7 days from the hand-off) --------------------------------------
+
+
+async def test_a_second_hand_off_on_day_3_keeps_the_owner_one_on_day_8_routes_the_lead_again(
+    time_skipping_env: WorkflowEnvironment,
+    settings: Settings,
+    engine: AsyncEngine,
+    make_worker: Callable[[Client], Worker],
+) -> None:
+    env = time_skipping_env
+    await add_lead(engine, "ls-lock")
+    owners = []
+    async with make_worker(env.client):
+        _, first_at = await start(env, settings, "ls-lock")
+        for day in (0, 3, 8):
+            if day:
+                await sleep_until(env, first_at + timedelta(days=day))
+                await start(env, settings, "ls-lock")
+            handle = env.client.get_workflow_handle_for(LeadSla.run, "lead-sla-ls-lock")
+            await settled(handle, lambda s: "handoff" in s.actions_done)
+            owners.append(await owner_of(engine, "ls-lock"))
+            await handle.signal(LeadSla.exit, ExitRequest(reason="test over"))
+            await handle.result()
+
+    first, second, third = owners
+    assert first in ROUND_ROBIN
+    assert second == first  # inside the 7 days: the owner is kept
+    assert third in ROUND_ROBIN and third != first  # after: routed again, the other rep's turn
+    follow_ups = [
+        t.assignee_id
+        for t in await rows_of(engine, CrmTask, "ls-lock")
+        if t.kind == CrmTaskKind.LEAD_FOLLOW_UP
+    ]
+    assert follow_ups == [first, first, third]
