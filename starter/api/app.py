@@ -48,6 +48,7 @@ from starter.api import (
     events,
     journeys,
     keep_subscribed,
+    sla,
     sms_webhook,
     unsubscribe,
     webhooks,
@@ -118,6 +119,7 @@ def create_app(
         webhooks.router,
         sms_webhook.router,
         codec.router,
+        sla.router,
     ):
         app.include_router(router)
     app.add_api_route("/healthz", healthz, methods=["GET"], tags=["health"])
