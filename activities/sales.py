@@ -2,18 +2,23 @@
 
 A hand-off gives the lead an owner — the one it has while the ownership lock
 lasts, else the least recently assigned of the reps its territory (or the
-round-robin pool) allows — opens a follow-up task as urgent as the lead's band,
-and notifies the owner with what they need for the first call: score and its
-breakdown, the last actions, the source. SLA reminders go to the owner; a
-breached SLA is recorded (and counted once, on the SDK meter's
-`journeys_sla_breaches` by `sla`), and a task opened and a notification sent
-for the owner's manager. An account alert (a stalled onboarding) opens a task
-and notifies the customer's owner, or the customer-success queue.
+round-robin pool) allows — moves it to the `mql` pipeline stage, opens a
+follow-up task as urgent as the lead's band and a BANT/CHAMP checklist task
+(budget, pain, decision chain, timeline, next step), and notifies the owner
+with what they need for the first call: score and its breakdown, the last
+actions, the source. SLA reminders go to the owner, a warning before due to
+the owner and their manager (seed 002: "SLA预警"); a breached SLA is recorded
+(and counted once, on the SDK meter's `journeys_sla_breaches` by `sla`), and a
+task opened and a notification sent for the owner's manager. An account alert
+(a stalled onboarding) opens a task and notifies the customer's owner, or the
+customer-success queue.
 
-Every activity is idempotent on its key: its task is `{key}/task`, its
-notification `{key}/notify`. The notification's row is written `pending`
-before the notifier is called and marked `sent` after, so a retry that finds
-it sent notifies nobody. Notifications go to chat: they name the contact by
+Every activity is idempotent on its key: its task is `{key}/task` (the
+checklist `{key}/checklist`, the MQL transition `{key}/mql`), its
+notification `{key}/notify` (a warning's copy to the manager
+`{key}/notify-manager`). The notification's row is written `pending` before
+the notifier is called and marked `sent` after, so a retry that finds it sent
+notifies nobody. Notifications go to chat: they name the contact by
 id, first name and company, never by email address or phone number.
 """
 
@@ -44,16 +49,21 @@ from models.crm import (
     TaskPriority,
 )
 from models.db import session_factory
+from models.events import BehaviorEvent, is_contact_initiated
 from models.handoff import (
     HandOff,
     HandOffRequest,
+    InteractionQuery,
+    LastInteraction,
     LeadBand,
     PriorityRequest,
     SlaKind,
     SlaNotice,
     SlaPolicy,
 )
+from models.pipeline import PipelineStage
 from models.tables import Contact, ContactEvent, CrmTask, Notification, RepAssignment, SlaBreach
+from rules.pipeline import record_transition
 from rules.sales import Rep, SalesConfig, SalesPerson
 
 log = structlog.stdlib.get_logger(__name__)
@@ -67,12 +77,25 @@ SOURCE_TAG_PREFIX = "src_"
 SLA_BREACHES_METRIC = "journeys_sla_breaches"
 """Counter of the SLA breaches recorded, by `sla` (`first_touch`, `qualification`)."""
 
+REP_INTERACTIONS = frozenset({"rep_contacted", "meeting_held"})
+"""Reps' events that count as an interaction with the lead (besides contact-initiated ones)."""
+CHECKLIST = ("Budget", "Pain", "Decision chain", "Timeline", "Next step")
+"""The BANT/CHAMP checklist the owner fills in before qualifying (seed 002, step 4)."""
+
 _NEVER = datetime.min.replace(tzinfo=UTC)
-_SLA_NAMES = {SlaKind.FIRST_TOUCH: "First-touch", SlaKind.QUALIFICATION: "Qualification"}
+_SLA_NAMES = {
+    SlaKind.FIRST_TOUCH: "First-touch",
+    SlaKind.QUALIFICATION: "Qualification",
+    SlaKind.SQL_FOLLOW_UP: "SQL follow-up",
+}
 _SLA_TODO = {
     SlaKind.FIRST_TOUCH: "Contact the lead and record it (`rep_contacted`).",
     SlaKind.QUALIFICATION: (
         "Qualify or disqualify the lead (`lead_qualified` / `lead_disqualified`)."
+    ),
+    SlaKind.SQL_FOLLOW_UP: (
+        "Hold the first demo or deep-dive meeting and record it "
+        "(`meeting_held`, kind `demo` or `deep-dive`)."
     ),
 }
 
@@ -147,10 +170,11 @@ class SalesActivities:
             lead = await self._lead(request.contact_id)
             task = await find_by_key(self._sessions, CrmTask, f"{key}/task")
             if task is None:
-                owner = await self._assign_owner(request.contact_id)
+                owner = await self._assign_owner(request.contact_id, key=key, band=band)
                 task, _ = await self._open_follow_up(key, lead, band, owner)
             else:  # a retry: the task names the owner
                 owner = self._rep(task.assignee_id)
+            checklist, _ = await self._open_checklist(key, lead, owner)
             await self._notify(
                 owner,
                 key=key,
@@ -160,6 +184,7 @@ class SalesActivities:
                 lines=[
                     *_lead_lines(lead, band),
                     _task_line(task),
+                    _task_line(checklist),
                     f"SLA: first touch within {_duration(sla.first_touch)}, "
                     f"qualification within {_duration(sla.qualification)}",
                 ],
@@ -219,6 +244,62 @@ class SalesActivities:
                     _SLA_TODO[notice.sla],
                 ],
             )
+
+    @activity.defn(name="warn_sla")
+    async def warn_sla(self, notice: SlaNotice) -> None:
+        """Warn the owner and their manager that an SLA is due soon (seed 002: 2 hours before);
+        once per key."""
+        with bound_contextvars(
+            idempotency_key=notice.idempotency_key, contact_id=notice.contact_id
+        ):
+            owner = self._rep(notice.owner_id)
+            contact = await self._contact(notice.contact_id)
+            sla = _SLA_NAMES[notice.sla]
+            title = f"Warning: {sla} SLA for {_who(contact)} due {_when(notice.due_at)}"
+            lines = [
+                _contact_line(contact),
+                f"{sla} SLA due {_when(notice.due_at)}; owner {owner.name} ({owner.id})",
+                _SLA_TODO[notice.sla],
+            ]
+            for to, suffix in (
+                (owner, "notify"),
+                (self._config.manager_of(owner), "notify-manager"),
+            ):
+                await self._notify(
+                    to,
+                    key=notice.idempotency_key,
+                    kind="sla_warning",
+                    contact_id=notice.contact_id,
+                    title=title,
+                    lines=lines,
+                    suffix=suffix,
+                )
+
+    @activity.defn(name="last_interaction")
+    async def last_interaction(self, query: InteractionQuery) -> LastInteraction:
+        """The lead's last interaction since `query.since`: a contact-initiated event or a
+        rep's (`REP_INTERACTIONS`), from the events stored.
+
+        Returns:
+            When it occurred, or none.
+        """
+        newest_first = (
+            select(ContactEvent)
+            .where(
+                ContactEvent.contact_id == query.contact_id,
+                col(ContactEvent.occurred_at) >= query.since,
+            )
+            .order_by(col(ContactEvent.occurred_at).desc(), col(ContactEvent.id).desc())
+        )
+        async with self._sessions() as session:
+            events = await session.stream_scalars(newest_first)
+            try:
+                async for event in events:
+                    if _interaction(event):
+                        return LastInteraction(at=event.occurred_at)
+            finally:
+                await events.close()
+        return LastInteraction()
 
     @activity.defn(name="escalate_sla_breach")
     async def escalate_sla_breach(self, notice: SlaNotice) -> None:
@@ -367,8 +448,9 @@ class SalesActivities:
                 await events.close()
         return _Lead(contact=contact, recent=recent, utm=utm or {})
 
-    async def _assign_owner(self, contact_id: str) -> Rep:
-        """The current owner while the ownership lock lasts, else the next candidate in turn.
+    async def _assign_owner(self, contact_id: str, *, key: str, band: LeadBand) -> Rep:
+        """The current owner while the ownership lock lasts, else the next candidate in turn;
+        the contact moves to the `mql` pipeline stage in the same transaction (`{key}/mql`).
 
         The next in turn is the candidate assigned least recently; candidates
         never assigned come first, ties go in configured order.
@@ -381,7 +463,16 @@ class SalesActivities:
                 raise contact_not_found(contact_id)
             current = self._config.rep(contact.owner_id) if contact.owner_id else None
             assigned_at = contact.owner_assigned_at
+            await record_transition(
+                session,
+                contact,
+                PipelineStage.MQL,
+                cause=f"hand-off ({band.band}, score {band.score})",
+                at=now,
+                key=f"{key}/mql",
+            )
             if current is not None and assigned_at is not None and now - assigned_at < lock:
+                await session.commit()
                 log.info("owner kept", owner_id=current.id, assigned_at=assigned_at.isoformat())
                 return current
             candidates = self._config.candidates(contact.attributes)
@@ -425,6 +516,28 @@ class SalesActivities:
             now=info.current_attempt_scheduled_time,
         )
 
+    async def _open_checklist(self, key: str, lead: _Lead, owner: Rep) -> tuple[CrmTask, bool]:
+        """Open the owner's BANT/CHAMP checklist task (`{key}/checklist`), due with the
+        qualification SLA."""
+        info = activity.info()
+        return await open_crm_task(
+            self._sessions,
+            CrmTaskRequest(
+                idempotency_key=f"{key}/checklist",
+                contact_id=lead.contact.id,
+                kind=CrmTaskKind.LEAD_CHECKLIST,
+                assignee_role=AssigneeRole.SALES_REP,
+                assignee_id=owner.id,
+                title=f"Qualification checklist (BANT/CHAMP): {_who(lead.contact)}",
+                details="\n".join(
+                    [_contact_line(lead.contact), *(f"{item}: ?" for item in CHECKLIST)]
+                ),
+                due_at=info.scheduled_time + self._config.sla.qualification,
+                priority=TaskPriority.NORMAL,
+            ),
+            now=info.current_attempt_scheduled_time,
+        )
+
     async def _notify(
         self,
         to: SalesPerson,
@@ -434,8 +547,9 @@ class SalesActivities:
         contact_id: str,
         title: str,
         lines: Sequence[str],
+        suffix: str = "notify",
     ) -> None:
-        """Notify `to` once per key (`{key}/notify`): row `pending`, notifier, row `sent`.
+        """Notify `to` once per key (`{key}/{suffix}`): row `pending`, notifier, row `sent`.
 
         A retry that finds the row pending sends what the row holds.
 
@@ -447,7 +561,7 @@ class SalesActivities:
         row, _ = await insert_once(
             self._sessions,
             Notification(
-                idempotency_key=f"{key}/notify",
+                idempotency_key=f"{key}/{suffix}",
                 contact_id=contact_id,
                 recipient_id=to.id,
                 kind=kind,
@@ -497,6 +611,21 @@ class SalesActivities:
                 )
             )
             await session.commit()
+
+
+def _interaction(event: ContactEvent) -> bool:
+    """Whether a stored event is an interaction: the contact's own act or a rep's."""
+    if event.type in REP_INTERACTIONS:
+        return True
+    return is_contact_initiated(
+        BehaviorEvent(
+            event_id=event.event_id,
+            contact_id=event.contact_id,
+            type=event.type,
+            occurred_at=event.occurred_at,
+            properties=event.properties,
+        )
+    )
 
 
 def _last_assigned(assignment: RepAssignment | None) -> datetime:

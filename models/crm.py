@@ -22,6 +22,7 @@ class CrmTaskKind(StrEnum):
     RENEWAL_ESCALATION = "renewal_escalation"
     LEAD_FOLLOW_UP = "lead_follow_up"
     LEAD_CALL = "lead_call"
+    LEAD_CHECKLIST = "lead_checklist"
     SLA_ESCALATION = "sla_escalation"
     CHURN_RISK = "churn_risk"
     ONBOARDING_STALLED = "onboarding_stalled"

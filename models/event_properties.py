@@ -16,6 +16,7 @@ only: events already stored or in a workflow's history are never re-validated.
 | `deal_stage_changed` | `DealStageChangedProperties` | `stage`; a `deal_id`, if given            |
 | `deal_won`         | `DealWonProperties`  | nothing; a `deal_id`, the amount signed, if given |
 | `deal_lost`        | `DealLostProperties` | nothing; a `deal_id`, the `reason`, if given      |
+| `meeting_held`     | `MeetingHeldProperties` | `kind`: `demo` or `deep-dive`                  |
 
 Types not in the table keep free-form properties (bounded by
 `models.events.EventProperties`). Each model decides whether keys it does not
@@ -38,6 +39,7 @@ from models.deals import (
     DealWonProperties,
     LeadQualifiedProperties,
 )
+from models.handoff import MeetingHeldProperties
 from models.onboarding import FeatureUsedProperties
 from models.usage import UsageReported, UsageSignal
 
@@ -53,6 +55,7 @@ PROPERTIES: Mapping[str, type[BaseModel]] = {
     "deal_stage_changed": DealStageChangedProperties,
     "deal_won": DealWonProperties,
     "deal_lost": DealLostProperties,
+    "meeting_held": MeetingHeldProperties,
 }
 """Event type → the model its `properties` must satisfy."""
 

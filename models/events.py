@@ -30,6 +30,7 @@ CANONICAL_EVENT_TYPES = frozenset(
         "renewal_scheduled",
         "renewed",
         "rep_contacted",
+        "meeting_held",
         "cart_updated",
         "usage_reported",
         "usage_dropped",

@@ -9,13 +9,46 @@ from __future__ import annotations
 
 from datetime import timedelta
 from enum import StrEnum
-from typing import Annotated
+from typing import Annotated, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 from models.events import InUtc
 from models.ids import ContactId, PersonId
 from models.journeys import KEPT_BY_THE_JOURNEY, JourneyInput
+
+
+class SlaKind(StrEnum):
+    """Which SLA a notice is about."""
+
+    FIRST_TOUCH = "first_touch"
+    QUALIFICATION = "qualification"
+    SQL_FOLLOW_UP = "sql_follow_up"
+
+
+class SlaAlerts(BaseModel):
+    """What the owner hears before one SLA is due: a reminder, a warning, both or neither.
+
+    Attributes:
+        reminder: Remind the owner once `reminder_fraction` of the SLA has
+            elapsed (0.5: at half time).
+        warn_before_minutes: Warn the owner and their manager this long
+            before the due time (seed 002: 120, two hours before); none: no
+            warning. It must be shorter than the SLA (a warning before the
+            SLA starts is refused when the configuration is loaded).
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    reminder: bool = True
+    warn_before_minutes: float | None = Field(default=None, gt=0)
+
+    @property
+    def warn_before(self) -> timedelta | None:
+        """The warning's lead time as a duration, if there is a warning."""
+        if self.warn_before_minutes is None:
+            return None
+        return timedelta(minutes=self.warn_before_minutes)
 
 
 class SlaPolicy(BaseModel):
@@ -29,6 +62,14 @@ class SlaPolicy(BaseModel):
             SLA has elapsed (0.5: at half time).
         ownership_days: A lead handed off again within this time keeps its
             owner (seed 002: ownership locked for 7 days).
+        sql_follow_up_hours: After `lead_qualified` (SQL), the first demo or
+            deep-dive meeting (`meeting_held`) must be held within this time
+            (seed 002: 72 hours).
+        no_interaction_days: A lead handed off and not qualified that shows
+            no interaction for this long (since the hand-off) is recycled
+            (seed 002: 14 days).
+        alerts: Per SLA, the reminder and the warning before due; an SLA not
+            listed gets a reminder only (today's behaviour).
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -37,6 +78,45 @@ class SlaPolicy(BaseModel):
     qualification_hours: float = Field(default=48, gt=0)
     reminder_fraction: float = Field(default=0.5, gt=0, lt=1)
     ownership_days: float = Field(default=7, ge=0)
+    sql_follow_up_hours: float = Field(default=72, gt=0)
+    no_interaction_days: float = Field(default=14, gt=0)
+    alerts: dict[SlaKind, SlaAlerts] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _warnings_fall_after_the_start(self) -> Self:
+        for kind, alerts in self.alerts.items():
+            warn_before, due = alerts.warn_before, self.due(kind)
+            if warn_before is not None and warn_before >= due:
+                raise ValueError(
+                    f"alerts.{kind}: warn_before_minutes = {alerts.warn_before_minutes:g} is not "
+                    f"shorter than the {kind} SLA ({due.total_seconds() / 60:g} min), so the "
+                    f"warning would come before the SLA starts; lower it or leave it out"
+                )
+        return self
+
+    def alerts_for(self, kind: SlaKind) -> SlaAlerts:
+        """The reminder and warning of SLA `kind` (a reminder only when not configured)."""
+        return self.alerts.get(kind, SlaAlerts())
+
+    def due(self, kind: SlaKind) -> timedelta:
+        """SLA `kind` as a duration from its start."""
+        match kind:
+            case SlaKind.FIRST_TOUCH:
+                return self.first_touch
+            case SlaKind.QUALIFICATION:
+                return self.qualification
+            case SlaKind.SQL_FOLLOW_UP:
+                return self.sql_follow_up
+
+    @property
+    def sql_follow_up(self) -> timedelta:
+        """The SQL follow-up SLA as a duration (from the qualification)."""
+        return timedelta(hours=self.sql_follow_up_hours)
+
+    @property
+    def no_interaction(self) -> timedelta:
+        """How long a handed-off lead may go without interaction before it is recycled."""
+        return timedelta(days=self.no_interaction_days)
 
     @property
     def first_touch(self) -> timedelta:
@@ -133,13 +213,6 @@ class PriorityRequest(BaseModel):
     band: LeadBand
 
 
-class SlaKind(StrEnum):
-    """Which SLA a notice is about."""
-
-    FIRST_TOUCH = "first_touch"
-    QUALIFICATION = "qualification"
-
-
 class SlaNotice(BaseModel):
     """An SLA reminder to the owner, or a breach escalated to their manager.
 
@@ -158,3 +231,43 @@ class SlaNotice(BaseModel):
     owner_id: PersonId
     sla: SlaKind
     due_at: InUtc
+
+
+class InteractionQuery(BaseModel):
+    """Ask for a lead's last interaction since a moment (the 14-day watch after MQL).
+
+    Attributes:
+        contact_id: The lead.
+        since: Only interactions from then on count (the hand-off).
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    contact_id: ContactId
+    since: InUtc
+
+
+class LastInteraction(BaseModel):
+    """A lead's last interaction: a contact-initiated event or a rep's (`REP_INTERACTIONS`).
+
+    Attributes:
+        at: When it occurred; none when there was none since the moment asked.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    at: InUtc | None = None
+
+
+class MeetingHeldProperties(BaseModel):
+    """The properties of a `meeting_held` event (it meets the SQL follow-up SLA).
+
+    Other keys (notes, attendees) are kept as given.
+
+    Attributes:
+        kind: `demo` or `deep-dive` (seed 002: the first demo or in-depth talk).
+    """
+
+    model_config = ConfigDict(extra="allow")
+
+    kind: Literal["demo", "deep-dive"]

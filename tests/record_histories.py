@@ -222,6 +222,27 @@ async def lead_sla_reminded_contacted_qualified(
     return handle
 
 
+async def lead_sla_warned_qualified_demo_held(
+    env: WorkflowEnvironment, settings: Settings
+) -> WorkflowHandle:  # type: ignore[type-arg]
+    """Hand-off, contacted at 3 min, qualification reminder at 24 h and warning at 46 h,
+    qualified at 47 h, the SQL follow-up's reminder at 83 h, a demo at 90 h."""
+    handle = await env.client.start_workflow(
+        "lead-sla",
+        LeadSlaInput(contact_id="replay-9", band=LeadBand(band="MQL", score=30)),
+        id="lead-sla-replay-9",
+        task_queue=settings.task_queue,
+    )
+    await env.sleep(timedelta(minutes=3))
+    await handle.signal("event", await _event(env, "replay-9", "rep_contacted"))
+    await env.sleep(timedelta(hours=47) - timedelta(minutes=3))
+    await handle.signal("event", await _event(env, "replay-9", "lead_qualified"))
+    await env.sleep(timedelta(hours=43))
+    await handle.signal("event", await _event(env, "replay-9", "meeting_held", kind="demo"))
+    await handle.result()
+    return handle
+
+
 async def contact_scored_handed_off_erased(
     env: WorkflowEnvironment, settings: Settings
 ) -> WorkflowHandle:  # type: ignore[type-arg]
@@ -290,6 +311,7 @@ SCENARIOS: dict[str, Scenario] = {
     "nurture-handed-to-sales": nurture_handed_to_sales,
     "welcome-series-routed-to-nurture": welcome_routed_to_nurture,
     "lead-sla-reminded-contacted-qualified": lead_sla_reminded_contacted_qualified,
+    "lead-sla-warned-qualified-demo-held": lead_sla_warned_qualified_demo_held,
     "contact-scored-handed-off-erased": contact_scored_handed_off_erased,
     "welcome-series-logged-skipped-exited": welcome_logged_skipped_exited,
     "contact-unsubscribed-by-email-shredded": contact_unsubscribed_by_email_shredded,
@@ -322,6 +344,7 @@ async def record(
         "replay-6",
         "replay-7",
         "replay-8",
+        "replay-9",
     ):
         await add_contact(engine, contact_id, first_name="Replay")
     written = []

@@ -464,7 +464,8 @@ async def test_crm_gets_score_band_and_seed_tags_and_an_mql_is_handed_to_sales(
         "int_email-marketing",
     }
     assert [(t.kind, t.priority, t.assignee_id) for t in tasks] == [
-        ("lead_follow_up", "normal", "sdr-ines")
+        ("lead_follow_up", "normal", "sdr-ines"),
+        ("lead_checklist", "normal", "sdr-ines"),
     ]
     notification = settings.outbox_dir / "notifications" / "lead-sla-lead"
     assert any(notification.rglob("*.json"))
@@ -480,6 +481,7 @@ async def test_crm_gets_score_band_and_seed_tags_and_an_mql_is_handed_to_sales(
     assert "stage_sql" in contact.tags and "stage_mql" not in contact.tags
     assert [(t.kind, t.priority) for t in tasks] == [
         ("lead_follow_up", "normal"),
+        ("lead_checklist", "normal"),
         ("lead_follow_up", "high"),
     ]
     description = await contacts.handle("lead").describe()

@@ -47,6 +47,7 @@ def test_the_table_names_a_model_for_the_events_journeys_read() -> None:
         "deal_stage_changed",
         "deal_won",
         "deal_lost",
+        "meeting_held",
     }
     assert problems("website_visited", {"anything": [1, {"x": None}]}) == []
 
@@ -178,3 +179,12 @@ async def test_journeys_event_refuses_a_bad_cart_in_one_line_before_sending_anyt
 
     assert refused.returncode == 2, refused
     assert refused.stderr == "error: properties.currency: Field required\n"
+
+
+def test_a_meeting_held_is_a_demo_or_a_deep_dive() -> None:
+    assert problems("meeting_held", {"kind": "demo", "notes": "went well"}) == []
+    assert problems("meeting_held", {"kind": "deep-dive"}) == []
+    assert problems("meeting_held", {"kind": "lunch"}) == [
+        (("properties", "kind"), "Input should be 'demo' or 'deep-dive'")
+    ]
+    assert problems("meeting_held", {}) == [(("properties", "kind"), "Field required")]

@@ -290,7 +290,7 @@ async def test_kit_renewal_countdown_reminders_tasks_and_churn_risk(
     assert (timeline.status, timeline.exit_reason) == ("exited", "churn-risk")
 
 
-async def test_kit_lead_sla_first_touch_met_qualification_breached(
+async def test_kit_lead_sla_first_touch_met_qualification_breached_then_sql_and_a_demo(
     journey_kit: JourneyKit,
 ) -> None:
     timeline = await journey_kit.simulate(
@@ -298,7 +298,11 @@ async def test_kit_lead_sla_first_touch_met_qualification_breached(
             "lead-sla",
             contact=sample_contact(),
             options={"band": {"band": "MQL", "score": 30}},
-            events=[at("3m", "rep_contacted")],  # before the 5-minute reminder
+            events=[
+                at("3m", "rep_contacted"),  # before the 5-minute reminder
+                at("3d", "lead_qualified"),  # after the qualification breach
+                at("3d1h", "meeting_held", kind="demo"),  # meets the SQL follow-up
+            ],
         )
     )
 
@@ -306,8 +310,11 @@ async def test_kit_lead_sla_first_touch_met_qualification_breached(
         ("action", "hand_off_lead", "Day 0 + 00:00"),
         ("event", "rep_contacted", "Day 0 + 00:03"),
         ("action", "remind_sla", "Day 1 + 00:00"),
+        ("action", "warn_sla", "Day 1 + 22:00"),
         ("action", "escalate_sla_breach", "Day 2 + 00:00"),
-        ("completed", "", "Day 2 + 00:00"),
+        ("event", "lead_qualified", "Day 3 + 00:00"),
+        ("event", "meeting_held", "Day 3 + 01:00"),
+        ("completed", "", "Day 3 + 01:00"),
     ]
 
 

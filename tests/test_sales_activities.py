@@ -18,14 +18,33 @@ from activities.providers import DeliveryError, OutboxNotifier, RepNotification
 from activities.sales import SalesActivities
 from models.crm import AccountAlert, AssigneeRole, CrmTaskKind, TaskPriority
 from models.db import session_factory
-from models.handoff import HandOff, HandOffRequest, LeadBand, PriorityRequest, SlaKind, SlaNotice
+from models.handoff import (
+    HandOff,
+    HandOffRequest,
+    InteractionQuery,
+    LastInteraction,
+    LeadBand,
+    PriorityRequest,
+    SlaAlerts,
+    SlaKind,
+    SlaNotice,
+)
+from models.pipeline import PipelineStage
 from models.settings import PROJECT_ROOT, Settings
-from models.tables import Contact, CrmTask, Notification, RepAssignment, SlaBreach
+from models.tables import (
+    Contact,
+    CrmTask,
+    Notification,
+    PipelineTransition,
+    RepAssignment,
+    SlaBreach,
+)
 from rules.sales import Rep, SalesConfig, SalesPerson, Territory
 from tests.factories import add_lead
 
 T0 = datetime(2026, 3, 4, 9, 0, tzinfo=UTC)
 MINUTE = timedelta(minutes=1)
+HOUR = timedelta(hours=1)
 DAY = timedelta(days=1)
 
 CONFIG = SalesConfig(
@@ -102,6 +121,11 @@ async def rows(engine: AsyncEngine, table: type[Row]) -> list[Row]:
         return list((await session.exec(select(table))).all())
 
 
+async def follow_ups(engine: AsyncEngine) -> list[CrmTask]:
+    """The tasks besides the hand-off's BANT/CHAMP checklists."""
+    return [task for task in await rows(engine, CrmTask) if task.kind != CrmTaskKind.LEAD_CHECKLIST]
+
+
 async def contact(engine: AsyncEngine, contact_id: str) -> Contact:
     async with session_factory(engine)() as session:
         found = await session.get(Contact, contact_id)
@@ -129,7 +153,7 @@ async def test_a_territory_lead_goes_to_the_territory_rep(
 
     result = await at(T0).run(sales.hand_off_lead, hand_off("emea"))
 
-    [task] = await rows(engine, CrmTask)
+    [task] = await follow_ups(engine)
     assert result == HandOff(
         owner_id="sdr-ines",
         owner_name="Inès Moreau",
@@ -212,7 +236,7 @@ async def test_the_task_is_as_urgent_as_the_band(
 
     result = await at(T0).run(sales.hand_off_lead, hand_off("ada", band, 70))
 
-    [task] = await rows(engine, CrmTask)
+    [task] = await follow_ups(engine)
     assert (task.id, task.idempotency_key) == (result.task_id, "lead-sla-ada-1/handoff/task")
     assert (task.kind, task.priority, task.title, task.due_at) == (
         kind,
@@ -285,6 +309,8 @@ async def test_the_owner_is_notified_with_score_breakdown_last_actions_and_sourc
         "Source: utm_source=newsletter, utm_medium=email, utm_campaign=march <address>, "
         "src_webinar, src_partner\n"
         f"Task #{result.task_id}: Priority follow-up (high), due 2026-03-04 09:10 UTC\n"
+        f"Task #{result.task_id + 1}: Qualification checklist (BANT/CHAMP): Ada (Acme) "
+        "(normal), due 2026-03-06 09:00 UTC\n"
         "SLA: first touch within 10 min, qualification within 48 h"
     )
     content = json.dumps(sent)
@@ -336,7 +362,7 @@ async def test_a_retried_hand_off_assigns_opens_and_notifies_once(
     again = await at(T0, attempt=T0 + 2 * MINUTE).run(sales.hand_off_lead, hand_off("ada"))
 
     assert again == first
-    assert [task.id for task in await rows(engine, CrmTask) if task.contact_id == "ada"] == [
+    assert [task.id for task in await follow_ups(engine) if task.contact_id == "ada"] == [
         first.task_id
     ]
     assert [sent.contact_id for sent in notifier.sent] == ["ada", "bob"]
@@ -369,7 +395,7 @@ async def test_a_transient_notifier_failure_is_retried_later_and_sent_once(
 
     result = await at(T0, attempt=T0 + MINUTE).run(sales.hand_off_lead, hand_off("ada"))
 
-    [task] = await rows(engine, CrmTask)
+    [task] = await follow_ups(engine)
     assert (result.owner_id, result.task_id) == ("sdr-mia", task.id)
     assert len(notifier.sent) == 1
     [sent] = await rows(engine, Notification)
@@ -653,3 +679,140 @@ def test_a_broken_sales_config_names_the_problem(
 
     assert str(path) in str(raised.value)
     assert problem in str(raised.value)
+
+
+# --- MQL transition and checklist (seed 002, step 4) ------------------------------------------
+
+
+async def test_a_hand_off_records_the_mql_transition_and_opens_the_checklist_once_per_key(
+    engine: AsyncEngine, sales: SalesActivities
+) -> None:
+    await add_lead(engine, "ada")
+
+    first = await at(T0).run(sales.hand_off_lead, hand_off("ada", "SQL", 74))
+    await at(T0, attempt=T0 + MINUTE).run(sales.hand_off_lead, hand_off("ada", "SQL", 74))
+
+    [transition] = await rows(engine, PipelineTransition)
+    assert (transition.idempotency_key, transition.stage, transition.previous_stage) == (
+        "lead-sla-ada-1/handoff/mql",
+        PipelineStage.MQL,
+        None,
+    )
+    assert (transition.cause, transition.occurred_at) == ("hand-off (SQL, score 74)", T0)
+    assert (await contact(engine, "ada")).pipeline_stage == PipelineStage.MQL
+    [checklist] = [t for t in await rows(engine, CrmTask) if t.kind == CrmTaskKind.LEAD_CHECKLIST]
+    assert checklist.idempotency_key == "lead-sla-ada-1/handoff/checklist"
+    assert (checklist.assignee_role, checklist.assignee_id) == (
+        AssigneeRole.SALES_REP,
+        first.owner_id,
+    )
+    assert checklist.title == "Qualification checklist (BANT/CHAMP): Ada (Acme)"
+    assert checklist.details == (
+        "Contact: Ada (Acme) · id ada\n"
+        "Budget: ?\nPain: ?\nDecision chain: ?\nTimeline: ?\nNext step: ?"
+    )
+    assert checklist.due_at == T0 + 2 * DAY  # with the qualification SLA
+
+
+async def test_a_second_hand_off_inside_the_lock_keeps_the_owner_and_records_mql_again(
+    engine: AsyncEngine, sales: SalesActivities
+) -> None:
+    await add_lead(engine, "ada")
+
+    first = await at(T0).run(sales.hand_off_lead, hand_off("ada"))
+    again = await at(T0 + 3 * DAY).run(sales.hand_off_lead, hand_off("ada", run=2))
+
+    assert again.owner_id == first.owner_id
+    assert [t.idempotency_key for t in await rows(engine, PipelineTransition)] == [
+        "lead-sla-ada-1/handoff/mql",
+        "lead-sla-ada-2/handoff/mql",
+    ]
+    checklists = [t for t in await rows(engine, CrmTask) if t.kind == CrmTaskKind.LEAD_CHECKLIST]
+    assert [t.assignee_id for t in checklists] == [first.owner_id, first.owner_id]
+
+
+# --- warning before due (seed 002: "SLA预警", 2 hours before) ---------------------------------
+
+
+async def test_a_warning_goes_to_the_owner_and_the_manager_once(
+    engine: AsyncEngine, sales: SalesActivities, notifier: RecordingNotifier
+) -> None:
+    await add_lead(engine, "ada", owner_id="sdr-mia", owner_assigned_at=T0)
+    warning = notice(SlaKind.SQL_FOLLOW_UP, step="sql_follow_up-warning")
+
+    await at(T0 + 8 * MINUTE).run(sales.warn_sla, warning)
+    await at(T0 + 8 * MINUTE, attempt=T0 + 9 * MINUTE).run(sales.warn_sla, warning)
+
+    assert [(s.kind, s.recipient_id, s.idempotency_key) for s in notifier.sent] == [
+        ("sla_warning", "sdr-mia", "lead-sla-ada-1/sql_follow_up-warning/notify"),
+        ("sla_warning", "mgr-sam", "lead-sla-ada-1/sql_follow_up-warning/notify-manager"),
+    ]
+    [to_owner, _] = notifier.sent
+    assert to_owner.title == "Warning: SQL follow-up SLA for Ada (Acme) due 2026-03-04 09:10 UTC"
+    assert to_owner.text == (
+        "Contact: Ada (Acme) · id ada\n"
+        "SQL follow-up SLA due 2026-03-04 09:10 UTC; owner Mia Chen (sdr-mia)\n"
+        "Hold the first demo or deep-dive meeting and record it "
+        "(`meeting_held`, kind `demo` or `deep-dive`)."
+    )
+    assert await rows(engine, SlaBreach) == []
+
+
+def test_a_warning_not_shorter_than_its_sla_is_refused_at_load(tmp_path: Path) -> None:
+    text = (PROJECT_ROOT / "sales.toml").read_text()
+    path = tmp_path / "sales.toml"
+    path.write_text(
+        text.replace(
+            "[sla.alerts.first_touch]\n", "[sla.alerts.first_touch]\nwarn_before_minutes = 120\n"
+        )
+    )
+
+    with pytest.raises(ValueError) as refused:
+        SalesConfig.load(path)
+
+    message = str(refused.value)
+    assert str(path) in message
+    assert (
+        "alerts.first_touch: warn_before_minutes = 120 is not shorter than the first_touch "
+        "SLA (10 min)" in message
+    )
+    assert "lower it or leave it out" in message
+
+
+def test_the_shipped_configuration_warns_2_hours_before_qualification_and_sql_follow_up() -> None:
+    sla = SalesConfig.load(PROJECT_ROOT / "sales.toml").sla
+
+    assert sla.alerts_for(SlaKind.FIRST_TOUCH) == SlaAlerts(reminder=True)
+    assert sla.alerts_for(SlaKind.QUALIFICATION).warn_before == 2 * HOUR
+    assert sla.alerts_for(SlaKind.SQL_FOLLOW_UP).warn_before == 2 * HOUR
+    assert (sla.sql_follow_up, sla.no_interaction) == (72 * HOUR, 14 * DAY)
+
+
+# --- the 14-day watch: last interaction --------------------------------------------------------
+
+
+async def test_the_last_interaction_is_the_latest_contact_or_rep_event_since_the_hand_off(
+    engine: AsyncEngine, sales: SalesActivities
+) -> None:
+    await add_lead(
+        engine,
+        "ada",
+        events=[
+            ("email_clicked", T0 - DAY, {}),  # before the hand-off
+            ("website_visited", T0 + DAY, {}),
+            ("meeting_held", T0 + 2 * DAY, {"kind": "demo"}),  # a rep's interaction
+            ("email_delivered", T0 + 3 * DAY, {}),  # our system's, not an interaction
+            ("usage_reported", T0 + 4 * DAY, {"value": 0}),  # no use
+        ],
+    )
+    await add_lead(engine, "bob", events=[("email_bounced", T0 + DAY, {})])
+
+    ada = await at(T0 + 14 * DAY).run(
+        sales.last_interaction, InteractionQuery(contact_id="ada", since=T0)
+    )
+    bob = await at(T0 + 14 * DAY).run(
+        sales.last_interaction, InteractionQuery(contact_id="bob", since=T0)
+    )
+
+    assert ada == LastInteraction(at=T0 + 2 * DAY)
+    assert bob == LastInteraction(at=None)

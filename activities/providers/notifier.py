@@ -24,7 +24,7 @@ from models.ids import ContactId, PersonId
 from models.settings import Settings
 
 NotificationKind = Literal[
-    "hand_off", "priority", "sla_reminder", "sla_escalation", "account_alert"
+    "hand_off", "priority", "sla_reminder", "sla_warning", "sla_escalation", "account_alert"
 ]
 """What a notification is about."""
 

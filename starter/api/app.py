@@ -49,6 +49,7 @@ from starter.api import (
     journeys,
     keep_subscribed,
     report,
+    sla,
     sms_webhook,
     unsubscribe,
     webhooks,
@@ -120,6 +121,7 @@ def create_app(
         webhooks.router,
         sms_webhook.router,
         codec.router,
+        sla.router,
     ):
         app.include_router(router)
     app.add_api_route("/healthz", healthz, methods=["GET"], tags=["health"])

@@ -42,6 +42,8 @@ contact_app = typer.Typer(help="Manage contacts.", no_args_is_help=True)
 app.add_typer(contact_app, name="contact")
 keys_app = typer.Typer(help="Data keys of the payload codec.", no_args_is_help=True)
 app.add_typer(keys_app, name="keys")
+sla_app = typer.Typer(help="Sales hand-off SLAs.", no_args_is_help=True)
+app.add_typer(sla_app, name="sla")
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -1035,3 +1037,36 @@ async def report(
     typer.echo(funnel.render(counted, chosen), file=output)
     if output is not None:
         typer.echo(f"report written to {output.name}", err=True)
+
+
+@sla_app.command("violations")
+@run_async
+async def sla_violations(
+    since: Annotated[
+        str | None,
+        typer.Option(
+            help="Only SLAs breached since then: an ISO date or datetime (2025-03-01, "
+            "2025-03-01T09:00:00+01:00); no offset means UTC."
+        ),
+    ] = None,
+    until: Annotated[
+        str | None, typer.Option(help="Only SLAs breached before then (same format).")
+    ] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """SLA violations per rep and per SLA (first touch, qualification, SQL follow-up)."""
+    from starter.services import report, sla
+
+    bounds = {}
+    for name, text in (("since", since), ("until", until)):
+        try:
+            bounds[name] = None if text is None else report.parse_since(text)
+        except ValueError as error:
+            raise typer.BadParameter(str(error), param_hint=f"--{name}") from None
+    counted = await _with_engine(
+        lambda engine: sla.sla_violations_by_rep(engine, bounds["since"], bounds["until"])
+    )
+    if as_json:
+        _print_json(_dump(counted))
+    else:
+        typer.echo(sla.render_table(counted))

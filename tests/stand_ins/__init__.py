@@ -1,0 +1,1 @@
+"""STAND-INS for journeys other branches build, used only inside one test's worker."""
