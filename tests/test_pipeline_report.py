@@ -32,14 +32,13 @@ import httpx
 import pytest
 from pydantic import SecretStr
 from sqlalchemy.ext.asyncio import AsyncEngine
-from sqlmodel import col, func, select
 from temporalio.client import Client
 
 from models.db import session_factory
 from models.handoff import SlaPolicy
 from models.pipeline import PipelineStage
 from models.settings import ApiKey, Settings
-from models.tables import Contact, ContactEvent, SlaBreach
+from models.tables import Contact, ContactEvent, ContactMerge, SlaBreach
 from rules.pipeline import record_transition, source_tags
 from rules.pipeline_targets import SEED_002_TARGETS, Target
 from runtime.temporal import SERVICE_RETRY, connect
@@ -116,6 +115,20 @@ class Script:
             )
             await session.commit()
 
+    async def duplicate_on_entry(self, survivor: str, lead: str, at: datetime) -> None:
+        """A lead found to be `survivor` on entry: the audit row the entry merge writes."""
+        async with session_factory(self.engine)() as session:
+            session.add(
+                ContactMerge(
+                    survivor_id=survivor,
+                    loser_id=lead,
+                    matched_by="email",
+                    actor="api:test",
+                    merged_at=at,
+                )
+            )
+            await session.commit()
+
     async def breach(self, contact_id: str, handoff: datetime, sla: str, owner: str) -> None:
         """The breach `escalate_sla_breach` records at the deadline."""
         due = handoff + (SLA.first_touch if sla == "first_touch" else SLA.qualification)
@@ -163,6 +176,7 @@ async def write_march_2026(engine: AsyncEngine) -> AsyncEngine:
     await script.lead("u01", march(4))
     await script.lead("u02", march(4, 11))
 
+    await script.duplicate_on_entry("w01", "w01-again", march(9))
     await script.hand_off("w01", march(4), touch_after=4)
     await script.touch("w01", march(4, 10))  # a later touch: not the first
     await script.move("w01", stage.SQL, march(6))
@@ -258,8 +272,6 @@ async def test_every_figure_overall_matches_the_scenario(
         "median_days_to_opportunity": "≤ 14 days",
         "recycled_to_mql": "≥ 5%",
     }
-    # Not wired in this branch: the places are there, empty.
-    assert (section.duplicate_rate, section.sla_violations_by_rep) == (None, None)
 
 
 async def test_every_figure_per_source_matches_the_scenario(march_2026: AsyncEngine) -> None:
@@ -313,43 +325,19 @@ async def test_without_an_end_the_figures_are_measured_now(march_2026: AsyncEngi
     assert list(section.by_source) == ["src_ads", "src_partner", "src_webinar", "unknown"]
 
 
-async def test_the_wired_figures_of_other_parts_get_their_place_and_mark(
+async def test_duplicates_and_violations_per_rep_come_from_the_merges_and_breaches(
     march_2026: AsyncEngine,
 ) -> None:
-    async def duplicate_rate(
-        engine: AsyncEngine, since: datetime | None, until: datetime | None
-    ) -> float | None:
-        assert (since, until) == (SINCE, UNTIL)
-        return 0.025
+    section = await march_section(march_2026)
 
-    async def sla_violations_by_rep(
-        engine: AsyncEngine, since: datetime | None, until: datetime | None
-    ) -> dict[str, int]:
-        """Breaches per owner in the period, from `sla_breaches`."""
-        async with engine.connect() as connection:
-            rows = await connection.execute(
-                select(col(SlaBreach.owner_id), func.count())
-                .where(col(SlaBreach.breached_at) >= since, col(SlaBreach.breached_at) < until)
-                .group_by(col(SlaBreach.owner_id))
-            )
-            return {owner: count for owner, count in rows.all()}
-
-    section = await pipeline_section(
-        march_2026,
-        since=SINCE,
-        until=UNTIL,
-        now=NOW,
-        sla=SLA,
-        duplicate_rate=duplicate_rate,
-        sla_violations_by_rep=sla_violations_by_rep,
-    )
-
-    assert section.duplicate_rate is not None
-    assert (section.duplicate_rate.value, section.duplicate_rate.target) == (2.5, "≤ 2%")
-    assert section.duplicate_rate.met is False
+    # 20 contacts created in March, and w01's duplicate found on entry on 03-09.
+    assert summary({"duplicate_rate": section.duplicate_rate}) == {
+        "duplicate_rate": (4.8, 21, 1, False)
+    }
+    # w04's first-touch breach falls on 04-01 00:05, after the period.
     assert section.sla_violations_by_rep == {"sdr-leo": 3, "sdr-mia": 3}
     assert pipeline_report.render_table(section)[-2:] == [
-        "duplicate rate: 2.5% ✗ (target ≤ 2%)",
+        "duplicate rate: 4.8% (1/21) ✗ (target ≤ 2%)",
         "SLA violations per rep: sdr-leo 3, sdr-mia 3",
     ]
 
@@ -407,8 +395,8 @@ async def test_table_shows_each_figure_per_source_with_its_target_and_mark(
         "  16.5 days (n=2) ✗  -",
         "recycled → MQL again            ≥ 5%       33.3% (1/3) ✓    0% (0/1) ✗"
         "       100% (1/1) ✓       0% (0/1) ✗",
-        "duplicate rate: not available (dedupe's duplicate_rate is not wired)",
-        "SLA violations per rep: not available (sla_violations_by_rep is not wired)",
+        "duplicate rate: 4.8% (1/21) ✗ (target ≤ 2%)",
+        "SLA violations per rep: sdr-leo 3, sdr-mia 3",
     ]
 
 
@@ -428,9 +416,7 @@ async def test_html_section_marks_met_and_unmet_cells(march_2026: AsyncEngine) -
         ("", "-"),
     ]
     assert "<td>40–60%</td>" in row.group()
-    assert "<p>duplicate rate: not available (dedupe&#x27;s duplicate_rate is not wired)</p>" in (
-        section
-    )
+    assert "<p>duplicate rate: 4.8% (1/21) ✗ (target ≤ 2%)</p>" in section
 
 
 async def test_cli_json_has_the_pipeline_section_and_refuses_a_bad_until(

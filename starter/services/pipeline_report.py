@@ -34,9 +34,9 @@ from __future__ import annotations
 
 import html
 import statistics
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from pydantic import BaseModel
 from sqlalchemy import select
@@ -48,19 +48,16 @@ from models.pipeline import PipelineStage
 from models.tables import Contact, ContactEvent, PipelineTransition, SlaBreach
 from rules.pipeline import source_tags
 from rules.pipeline_targets import SEED_002_TARGETS, Unit
+from starter.services import dedupe
+from starter.services.sla import sla_violations_by_rep
 
 UNKNOWN_SOURCE = "unknown"
 """The source of a contact without a `src_` tag."""
 FIRST_TOUCH_EVENT = "rep_contacted"
 """The event that is a rep's first touch of a handed-off lead."""
 
-DuplicateRate = Callable[[AsyncEngine, datetime | None, datetime | None], Awaitable[float | None]]
-"""dedupe's `duplicate_rate(engine, since, until)`: duplicates as a share of the leads that
-came in during the period (0.015 is 1.5%), None without leads."""
-ViolationsByRep = Callable[
-    [AsyncEngine, datetime | None, datetime | None], Awaitable[Mapping[str, int]]
-]
-"""sla's `sla_violations_by_rep(engine, since, until)`: SLA violations per rep id."""
+_BEGINNING = datetime(1970, 1, 1, tzinfo=UTC)
+"""The start of a period that has none (the duplicate rate needs one)."""
 
 _RATES = (
     ("lead_to_mql", "lead → MQL", PipelineStage.LEAD, PipelineStage.MQL),
@@ -107,10 +104,10 @@ class PipelineSection(BaseModel):
         qualification_hours: The qualification SLA.
         overall: Every figure over all contacts, by key.
         by_source: The same per `src_` tag (and `unknown`), sources in name order.
-        duplicate_rate: Duplicates among the period's leads (dedupe's figure); none
-            until `report.DUPLICATE_RATE` is wired.
-        sla_violations_by_rep: SLA violations per rep (sla's figure); none until
-            `report.SLA_VIOLATIONS_BY_REP` is wired.
+        duplicate_rate: Duplicates found on entry among the period's leads
+            (`starter/services/dedupe.py: duplicate_rate`).
+        sla_violations_by_rep: SLA violations per rep in the period, most first
+            (`starter/services/sla.py: sla_violations_by_rep`).
     """
 
     since: datetime | None
@@ -120,8 +117,8 @@ class PipelineSection(BaseModel):
     qualification_hours: float
     overall: dict[str, Figure]
     by_source: dict[str, dict[str, Figure]]
-    duplicate_rate: Figure | None = None
-    sla_violations_by_rep: dict[str, int] | None = None
+    duplicate_rate: Figure
+    sla_violations_by_rep: dict[str, int]
 
 
 @dataclass(frozen=True)
@@ -181,8 +178,6 @@ async def pipeline_section(
     until: datetime | None,
     now: datetime,
     sla: SlaPolicy,
-    duplicate_rate: DuplicateRate | None = None,
-    sla_violations_by_rep: ViolationsByRep | None = None,
 ) -> PipelineSection:
     """Count the pipeline section of `[since, until)` from the database.
 
@@ -192,8 +187,6 @@ async def pipeline_section(
         until: End of the period (aware, exclusive), or None: up to `now`.
         now: The time of the report (the end when `until` is None).
         sla: The hand-off SLAs (the sales configuration's).
-        duplicate_rate: dedupe's figure, when wired.
-        sla_violations_by_rep: sla's figure, when wired.
     """
     period = Period(since=since, as_of=until or now)
     histories = await _histories(engine, period)
@@ -213,31 +206,28 @@ async def pipeline_section(
             source: _figures(by_source[source], period, sla)
             for source in sorted(by_source, key=lambda name: (name == UNKNOWN_SOURCE, name))
         },
-        duplicate_rate=await _duplicate_rate(engine, since, until, duplicate_rate),
-        sla_violations_by_rep=(
-            dict(sorted((await sla_violations_by_rep(engine, since, until)).items()))
-            if sla_violations_by_rep is not None
-            else None
-        ),
+        duplicate_rate=await _duplicate_rate(engine, period),
+        sla_violations_by_rep=await _violations_by_rep(engine, period),
     )
 
 
-async def _duplicate_rate(
-    engine: AsyncEngine,
-    since: datetime | None,
-    until: datetime | None,
-    duplicate_rate: DuplicateRate | None,
-) -> Figure | None:
-    if duplicate_rate is None:
-        return None
-    share = await duplicate_rate(engine, since, until)
+async def _duplicate_rate(engine: AsyncEngine, period: Period) -> Figure:
+    """Duplicates found on entry / leads entered in the period (seed 002: ≤ 2%)."""
+    found = await dedupe.duplicate_rate(engine, period.since or _BEGINNING, period.as_of)
     return _figure(
         "duplicate_rate",
         "duplicate rate",
-        None if share is None else share * 100,
+        None if found.rate is None else found.rate * 100,
         "%",
-        cohort=None,
+        cohort=found.leads,
+        reached=found.duplicates,
     )
+
+
+async def _violations_by_rep(engine: AsyncEngine, period: Period) -> dict[str, int]:
+    """SLA breaches per rep in the period, most first."""
+    found = await sla_violations_by_rep(engine, period.since, period.as_of)
+    return {rep.owner_id: rep.total for rep in found.reps}
 
 
 async def _histories(engine: AsyncEngine, period: Period) -> list[_History]:
@@ -437,20 +427,12 @@ def _header(section: PipelineSection) -> list[str]:
 
 def extras(section: PipelineSection) -> list[str]:
     """The lines for the figures other parts compute: duplicate rate, violations per rep."""
-    duplicate = (
-        "duplicate rate: not available (dedupe's duplicate_rate is not wired)"
-        if section.duplicate_rate is None
-        else f"duplicate rate: {cell(section.duplicate_rate)}"
-        f" (target {section.duplicate_rate.target})"
-    )
-    if section.sla_violations_by_rep is None:
-        violations = "SLA violations per rep: not available (sla_violations_by_rep is not wired)"
-    else:
-        per_rep = ", ".join(
-            f"{rep} {count}" for rep, count in section.sla_violations_by_rep.items()
-        )
-        violations = f"SLA violations per rep: {per_rep or 'none'}"
-    return [duplicate, violations]
+    duplicate = section.duplicate_rate
+    per_rep = ", ".join(f"{rep} {count}" for rep, count in section.sla_violations_by_rep.items())
+    return [
+        f"duplicate rate: {cell(duplicate)} (target {duplicate.target})",
+        f"SLA violations per rep: {per_rep or 'none'}",
+    ]
 
 
 def render_table(section: PipelineSection) -> list[str]:

@@ -54,7 +54,7 @@ from models.journeys import JourneyStatus
 from models.messages import DeliveryStatus
 from models.tables import ContactEvent, JourneyRun, MessageLog, utc_now
 from starter.services import pipeline_report
-from starter.services.pipeline_report import DuplicateRate, PipelineSection, ViolationsByRep
+from starter.services.pipeline_report import PipelineSection
 
 CONVERSION_REASONS = frozenset(
     {"purchased", "converted", "checkout_started", "renewed", "usage_recovered", "reactivated"}
@@ -65,13 +65,6 @@ recovered (churn prevention), or they came back (`reactivated`: re-engagement's 
 
 ENROLLED = "enrolled"
 """The step a run is at before its first step (see `workflows/toolkit/journey.py`)."""
-
-DUPLICATE_RATE: DuplicateRate | None = None
-"""The pipeline section's duplicate rate: dedupe's `duplicate_rate(engine, since, until)`
-(issue 17 part 2). None until it is wired here; the report then says it is not available."""
-SLA_VIOLATIONS_BY_REP: ViolationsByRep | None = None
-"""The pipeline section's SLA violations per rep: sla's `sla_violations_by_rep(engine, since,
-until)` (issue 17 part 3). None until it is wired here."""
 
 OPENED = "email_opened"
 CLICKED = "email_clicked"
@@ -243,8 +236,6 @@ async def full_report(
             until=report.until,
             now=now or utc_now(),
             sla=sla,
-            duplicate_rate=DUPLICATE_RATE,
-            sla_violations_by_rep=SLA_VIOLATIONS_BY_REP,
         )
     return report
 

@@ -10,7 +10,7 @@ per SLA over a period (by when the SLA was breached); `journeys sla violations`,
 from __future__ import annotations
 
 from collections import defaultdict
-from datetime import datetime
+from datetime import UTC, datetime
 
 from pydantic import BaseModel
 from sqlalchemy import func
@@ -19,7 +19,6 @@ from sqlmodel import col, select
 
 from models.handoff import SlaKind
 from models.tables import SlaBreach
-from starter.services.report import parse_since
 
 
 class RepViolations(BaseModel):
@@ -89,7 +88,9 @@ async def sla_violations_by_rep(
 
 def _utc(moment: datetime | None) -> datetime | None:
     """`moment` in UTC; a naive one is taken as UTC, as the report's `--since` is."""
-    return None if moment is None else parse_since(moment.isoformat())
+    if moment is None:
+        return None
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
 def render_table(violations: SlaViolations) -> str:
