@@ -12,6 +12,7 @@ only: events already stored or in a workflow's history are never re-validated.
 | `cart_updated`     | `CartProperties`     | `cart_id`, `items` (≤ 50), `total`, `currency`    |
 | `checkout_started` | `CheckoutProperties` | nothing; a cart id or cart contents, if given     |
 | `purchased`        | `PurchaseProperties` | nothing; a cart id, if given                      |
+| `lead_disqualified` | `LeadDisqualifiedProperties` | nothing; a `reason` (text), if given |
 
 Types not in the table keep free-form properties (bounded by
 `models.events.EventProperties`). Each model decides whether keys it does not
@@ -29,6 +30,7 @@ from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from models.carts import CartProperties, CheckoutProperties, PurchaseProperties
 from models.onboarding import FeatureUsedProperties
+from models.recycling import LeadDisqualifiedProperties
 from models.usage import UsageReported, UsageSignal
 
 PROPERTIES: Mapping[str, type[BaseModel]] = {
@@ -39,6 +41,7 @@ PROPERTIES: Mapping[str, type[BaseModel]] = {
     "usage_reported": UsageReported,
     "usage_dropped": UsageSignal,
     "usage_recovered": UsageSignal,
+    "lead_disqualified": LeadDisqualifiedProperties,
 }
 """Event type → the model its `properties` must satisfy."""
 

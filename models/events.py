@@ -36,6 +36,7 @@ CANONICAL_EVENT_TYPES = frozenset(
         "usage_recovered",
         "subscription_confirmed",
         "feature_used",
+        "lead_disqualified",
     }
 )
 """Event types the journeys and the lead score understand.
