@@ -43,6 +43,7 @@ def test_the_table_names_a_model_for_the_events_journeys_read() -> None:
         "usage_reported",
         "usage_dropped",
         "usage_recovered",
+        "lead_disqualified",
     }
     assert problems("website_visited", {"anything": [1, {"x": None}]}) == []
 

@@ -81,7 +81,7 @@ REVIEW_STEPS = tuple(
     PlanStep(
         f"review-{number}",
         day=REVIEW_EVERY_DAYS * number,
-        title=f"Review task {number}/{REVIEWS} for the owner: re-qualify or keep recycled",
+        title=f"Review task {number}/{REVIEWS} (owner or sales queue): re-qualify or keep recycled",
     )
     for number in range(1, REVIEWS + 1)
 )
@@ -108,8 +108,8 @@ class Recycling(Journey):
     listens_to = frozenset({DISQUALIFIED})
     reentry_days = 0
     started_by = (
-        "a `lead_disqualified` with reason `no-budget`, `no-project` or `bad-timing`; the sales "
-        "hand-off, after 14 days without interaction after MQL (`no-interaction`)"
+        "when its `reason` is `no-budget`, `no-project` or `bad-timing`; the sales hand-off, "
+        "after 14 days without interaction after MQL (`no-interaction`); again if recycled again"
     )
     exit_reasons = (
         ("requalified", "the contact workflow: a key behaviour put the lead back in hand-off"),
