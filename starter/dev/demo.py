@@ -9,17 +9,20 @@ contact workflows drop as duplicates: nothing is enrolled or sent twice.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import typer
 from temporalio.client import Client
+from temporalio.service import RPCError
 
 from models.contacts import ConsentUpdate, ContactProfile
 from models.db import create_engine
 from models.events import BehaviorEvent
-from models.journeys import JourneyInput
+from models.journeys import JourneyInput, JourneyState
 from models.nurture import NurtureInput
 from models.renewals import RenewalInput
 from models.settings import Settings
@@ -28,8 +31,8 @@ from starter.services.operations import OperationError, enroll, upsert_contact
 
 SUMMARY = (
     "welcome series for three sample contacts, a pricing-page follow-up, weekly nurture, "
-    "a renewal countdown, onboarding, an abandoned cart, a usage drop, re-engagement and "
-    "win-back"
+    "a renewal countdown, onboarding, an abandoned cart, a usage drop, re-engagement, "
+    "win-back and a recycled lead"
 )
 """What the demo shows, as `make run` announces it."""
 
@@ -84,6 +87,10 @@ DEMO_DORMANT = (
 """A subscriber and a customer whose last activity was 31 days ago: the contact workflow's
 inactivity timer (30 real days) starts re-engagement (Rosa: three emails over 14 demo
 days, then the sunset) and win-back (Kai: the offer) as soon as their events arrive."""
+FIRST_STEP_WAIT = 30.0
+"""Seconds a story waits for the journey it comes after (`DemoStory.after`)."""
+FIRST_STEP_POLL = 0.2
+"""Seconds between two looks at that journey's state."""
 DORMANT_FOR_DAYS = 31
 """How many days ago the dormant contacts last did something (30 make them dormant)."""
 DEMO_LEAD = ContactProfile(
@@ -111,6 +118,15 @@ DEMO_AT_RISK = ContactProfile(
     timezone="America/Chicago",
     email_consent=_DEMO_CONSENT,
 )
+DEMO_RECYCLED = ContactProfile(
+    id="demo-mei",
+    email="mei@example.com",
+    first_name="Mei",
+    company="Hollerith Tabulating",
+    timezone="Asia/Singapore",
+    email_consent=_DEMO_CONSENT,
+)
+"""A lead handed off to sales, then disqualified for no budget: recycled."""
 DEMO_CART = {
     "cart_id": "demo-cart",
     "items": [
@@ -136,6 +152,10 @@ class DemoStory:
         shows: What the events start, as `make run` prints it.
         days_apart: The events happened this many days apart, the last one last.
         days_ago: The last one happened this many days ago (0: now).
+        after: A journey whose first step must be done before the events are sent
+            (a disqualification comes after the hand-off), e.g. `lead-sla-demo-mei`.
+        first: The number of its first event in the ids (`demo-mei-demo-3`): a second
+            story of a contact goes on from its first story's numbers.
     """
 
     contact: ContactProfile
@@ -143,11 +163,13 @@ class DemoStory:
     shows: str
     days_apart: int = 0
     days_ago: int = 0
+    after: str | None = None
+    first: int = 1
 
     def behavior_events(self, now: datetime) -> list[BehaviorEvent]:
         """The events, with the same ids on every run (a restart sends duplicates only)."""
         last_at = now - timedelta(days=self.days_ago)
-        last = len(self.events)
+        last = self.first + len(self.events) - 1
         return [
             BehaviorEvent(
                 event_id=f"{self.contact.id}-demo-{number}",
@@ -156,7 +178,7 @@ class DemoStory:
                 occurred_at=last_at - timedelta(days=self.days_apart * (last - number)),
                 properties=properties,
             )
-            for number, (event_type, properties) in enumerate(self.events, start=1)
+            for number, (event_type, properties) in enumerate(self.events, start=self.first)
         ]
 
 
@@ -211,6 +233,22 @@ DEMO_STORIES = (
         shows="a customer quiet for 31 days → win-back-demo-kai (and onboarding, for the purchase)",
         days_ago=DORMANT_FOR_DAYS,
     ),
+    DemoStory(
+        DEMO_RECYCLED,
+        (("webinar_attended", {"topic": "automation"}), ("demo_requested", {})),
+        # +15, +25 = 40: MQL hands off
+        shows=f"score 40, MQL → sales hand-off lead-sla-{DEMO_RECYCLED.id}",
+    ),
+    DemoStory(
+        DEMO_RECYCLED,
+        (("lead_disqualified", {"reason": "no-budget"}),),
+        shows=(
+            f"disqualified, no budget → recycling-{DEMO_RECYCLED.id}: stage recycled, "
+            "emails on Days 30, 60 and 90, a review every 90 days"
+        ),
+        after=f"lead-sla-{DEMO_RECYCLED.id}",
+        first=3,
+    ),
 )
 """The demo contacts whose events go through their contact workflow, with what they show."""
 
@@ -248,7 +286,15 @@ async def run_demo(client: Client, settings: Settings, *, day_seconds: int) -> N
     """Upsert the demo contacts, enrol the demo journeys and send the stories' events."""
     engine = create_engine(settings.database_url)
     try:
-        for profile in (*DEMO_CONTACTS, *DEMO_DORMANT, DEMO_LEAD, DEMO_BUYER, DEMO_AT_RISK):
+        profiles = (
+            *DEMO_CONTACTS,
+            *DEMO_DORMANT,
+            DEMO_LEAD,
+            DEMO_BUYER,
+            DEMO_AT_RISK,
+            DEMO_RECYCLED,
+        )
+        for profile in profiles:
             await upsert_contact(engine, profile, key=settings.suppression_key())
         for journey, journey_input in demo_enrolments(day_seconds):
             try:
@@ -260,6 +306,8 @@ async def run_demo(client: Client, settings: Settings, *, day_seconds: int) -> N
                 typer.echo(f"  {error} (kept from an earlier run)")
         now = datetime.now(UTC)
         for story in DEMO_STORIES:
+            if story.after is not None:
+                await _first_step_done(client, story.after)
             events = story.behavior_events(now)
             results = await accept_events(  # one batch, as a service sends a backlog
                 client,
@@ -274,3 +322,15 @@ async def run_demo(client: Client, settings: Settings, *, day_seconds: int) -> N
             typer.echo(f"  {story.contact.id}: {shown}")
     finally:
         await engine.dispose()
+
+
+async def _first_step_done(client: Client, workflow_id: str) -> None:
+    """Wait (up to `FIRST_STEP_WAIT`) until the journey has done its first step."""
+    handle = client.get_workflow_handle(workflow_id, result_type=JourneyState)
+    for _ in range(int(FIRST_STEP_WAIT / FIRST_STEP_POLL)):
+        with contextlib.suppress(RPCError):  # not started yet
+            state = await handle.query("state", result_type=JourneyState)
+            if state.actions_done or state.steps_done:
+                return
+        await asyncio.sleep(FIRST_STEP_POLL)
+    typer.echo(f"  {workflow_id} has not done its first step; going on")
