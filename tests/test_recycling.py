@@ -162,7 +162,7 @@ async def test_only_a_recyclable_reason_starts_recycling(
     contacts: Contacts,
     engine: AsyncEngine,
     worker: Worker,
-    properties: dict[str, str],
+    properties: dict[str, Any],
     recycles: bool,
 ) -> None:
     lead = f"dara-{properties.get('reason', 'none').replace(' ', '-').lower()}"
@@ -272,7 +272,7 @@ async def test_touches_on_days_30_60_90_and_a_review_every_90_days_for_a_year(
     ],
 )
 async def test_a_qualification_purchase_final_disqualification_or_unsubscribe_ends_it(
-    journey_kit: JourneyKit, event: str, properties: dict[str, str]
+    journey_kit: JourneyKit, event: str, properties: dict[str, Any]
 ) -> None:
     timeline = await journey_kit.simulate(
         Simulation(
