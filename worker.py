@@ -194,6 +194,8 @@ def build_worker(
             crm.create_crm_task,
             crm.mark_churn_risk,
             crm.tag_contact,
+            crm.recycle_lead,
+            crm.open_recycled_review,
             journey_log.record_journey_run,
             journey_log.journey_entered,
             contacts.ingest_events,

@@ -1,21 +1,23 @@
-"""CRM activities: tasks for the account team, and contact tags.
+"""CRM activities: tasks for the account team, contact tags, and recycling a lead.
 
 The database is the CRM of record. Every activity is idempotent: a task is
 opened once per idempotency key (`{workflow_id}/{step}`), however often the
 request is retried, and tagging a contact that has the tag changes nothing.
+Recycling a lead (seed 002, step 6) records its move to `recycled` once per key
+and cancels its open sales-queue tasks; its owner is kept.
 The module's functions (`open_crm_task`, `insert_once`…) are shared with the
 sales activities.
 """
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import TypeVar
 
 import structlog
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
-from sqlmodel import select
+from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 from structlog.contextvars import bound_contextvars
 from temporalio import activity
@@ -23,18 +25,24 @@ from temporalio.exceptions import ApplicationError
 
 from models.crm import (
     CHURN_RISK_TAG,
+    AssigneeRole,
     ChurnRiskRequest,
     ChurnRiskResult,
+    CrmTaskKind,
     CrmTaskRequest,
     CrmTaskResult,
 )
 from models.db import lock_contact, session_factory
 from models.onboarding import TagRequest
 from models.pipeline import PipelineStage
-from models.tables import Contact, CrmTask, Notification, SlaBreach
+from models.recycling import SALES_QUEUE_TASKS, RecycledReview, RecycleRequest, RecycleResult
+from models.tables import Contact, ContactEvent, CrmTask, Notification, SlaBreach
 from rules.pipeline import record_transition
 
 log = structlog.stdlib.get_logger(__name__)
+
+REVIEW_ACTIONS = 10
+"""How many of a recycled lead's actions since it was recycled its review task lists."""
 
 KeyedRow = TypeVar("KeyedRow", CrmTask, Notification, SlaBreach)
 """A table whose rows are unique per `idempotency_key`."""
@@ -237,3 +245,123 @@ class CrmActivities:
                     await session.commit()
             log.info("contact tagged", tags=added)
             return added
+
+    @activity.defn(name="recycle_lead")
+    async def recycle_lead(self, request: RecycleRequest) -> RecycleResult:
+        """Recycle a lead: pipeline stage `recycled` (cause: the reason), tag `stage_recycled`,
+        its open sales-queue tasks cancelled with the reason; its owner is kept.
+
+        Returns:
+            Whether the transition was recorded now, the owner, the tasks cancelled.
+
+        Raises:
+            ApplicationError: non-retryable `ContactNotFound` when the contact
+                does not exist.
+        """
+        with bound_contextvars(
+            idempotency_key=request.idempotency_key, contact_id=request.contact_id
+        ):
+            async with self._sessions() as session:
+                await lock_contact(session, request.contact_id)  # tag writers take turns
+                contact = await session.get(Contact, request.contact_id, with_for_update=True)
+                if contact is None:
+                    raise contact_not_found(request.contact_id)
+                recorded = await record_transition(
+                    session,
+                    contact,
+                    PipelineStage.RECYCLED,
+                    cause=request.reason,
+                    at=request.recycled_at,
+                    key=f"{request.idempotency_key}/stage",
+                )
+                cancelled = await _cancel_sales_tasks(session, request) if recorded else []
+                owner_id = contact.owner_id
+                await session.commit()
+            log.info("lead recycled", reason=request.reason, recorded=recorded, cancelled=cancelled)
+            return RecycleResult(recorded=recorded, owner_id=owner_id, cancelled_tasks=cancelled)
+
+    @activity.defn(name="open_recycled_review")
+    async def open_recycled_review(self, review: RecycledReview) -> CrmTaskResult:
+        """Open the review task of a recycled lead: for its owner, else the sales queue (a
+        sales-rep task nobody is assigned), with its score and its actions since recycling.
+
+        Returns:
+            The task, and whether this call opened it.
+
+        Raises:
+            ApplicationError: non-retryable `ContactNotFound` when the contact
+                does not exist.
+        """
+        now = activity.info().current_attempt_scheduled_time
+        with bound_contextvars(
+            idempotency_key=review.idempotency_key, contact_id=review.contact_id
+        ):
+            async with self._sessions() as session:
+                contact = await session.get(Contact, review.contact_id)
+                if contact is None:
+                    raise contact_not_found(review.contact_id)
+                since = await session.exec(
+                    select(ContactEvent)
+                    .where(
+                        ContactEvent.contact_id == review.contact_id,
+                        col(ContactEvent.occurred_at) > review.recycled_at,
+                    )
+                    .order_by(col(ContactEvent.occurred_at).desc(), col(ContactEvent.id).desc())
+                    .limit(REVIEW_ACTIONS)
+                )
+                actions = list(since.all())
+            task, created = await open_crm_task(
+                self._sessions,
+                CrmTaskRequest(
+                    idempotency_key=review.idempotency_key,
+                    contact_id=review.contact_id,
+                    kind=CrmTaskKind.RECYCLED_REVIEW,
+                    assignee_role=AssigneeRole.SALES_REP,
+                    assignee_id=contact.owner_id,
+                    title=f"Review recycled lead {contact.id}: re-qualify or keep recycled",
+                    details="\n".join(_review_lines(review, contact, actions))[:2000],
+                    due_at=review.due_at,
+                ),
+                now=now,
+            )
+            log.info("recycled lead review", task_id=task.id, owner_id=contact.owner_id)
+            return CrmTaskResult(task_id=row_id(task), created=created)
+
+
+async def _cancel_sales_tasks(session: AsyncSession, request: RecycleRequest) -> list[int]:
+    """Cancel the lead's open sales-queue tasks (`SALES_QUEUE_TASKS`), noting why."""
+    open_tasks = await session.exec(
+        select(CrmTask).where(
+            CrmTask.contact_id == request.contact_id,
+            CrmTask.status == "open",
+            col(CrmTask.kind).in_(sorted(SALES_QUEUE_TASKS)),
+        )
+    )
+    note = f"Cancelled: the lead was recycled ({request.reason}) on {_day(request.recycled_at)}."
+    cancelled = []
+    for task in open_tasks.all():
+        task.status = "cancelled"
+        task.details = f"{task.details}\n\n{note}".strip()[-2000:]
+        session.add(task)
+        cancelled.append(row_id(task))
+    return cancelled
+
+
+def _review_lines(
+    review: RecycledReview, contact: Contact, actions: list[ContactEvent]
+) -> list[str]:
+    """What the reviewer needs: why and when it was recycled, the score, what it did since."""
+    last = review.review == review.of
+    return [
+        "Review the score and behaviour: re-qualify the lead, or keep it recycled.",
+        f"Recycled on {_day(review.recycled_at)} ({review.reason}); review {review.review} "
+        f"of {review.of}{' (the last one: the long-cycle sequence ends)' if last else ''}.",
+        f"Score: {contact.lead_score} ({contact.lifecycle_stage or 'no band'})",
+        f"Actions since recycling: {len(actions)}{'+' if len(actions) == REVIEW_ACTIONS else ''}"
+        + ("" if actions else " (none)"),
+        *(f"• {event.type} · {_day(event.occurred_at)}" for event in actions),
+    ]
+
+
+def _day(moment: datetime) -> str:
+    return f"{moment.astimezone(UTC):%Y-%m-%d}"

@@ -26,6 +26,7 @@ class CrmTaskKind(StrEnum):
     SLA_ESCALATION = "sla_escalation"
     CHURN_RISK = "churn_risk"
     ONBOARDING_STALLED = "onboarding_stalled"
+    RECYCLED_REVIEW = "recycled_review"
 
 
 class AssigneeRole(StrEnum):

@@ -17,6 +17,7 @@ only: events already stored or in a workflow's history are never re-validated.
 | `deal_won`         | `DealWonProperties`  | nothing; a `deal_id`, the amount signed, if given |
 | `deal_lost`        | `DealLostProperties` | nothing; a `deal_id`, the `reason`, if given      |
 | `meeting_held`     | `MeetingHeldProperties` | `kind`: `demo` or `deep-dive`                  |
+| `lead_disqualified` | `LeadDisqualifiedProperties` | nothing; a `reason` (text), if given |
 
 Types not in the table keep free-form properties (bounded by
 `models.events.EventProperties`). Each model decides whether keys it does not
@@ -41,6 +42,7 @@ from models.deals import (
 )
 from models.handoff import MeetingHeldProperties
 from models.onboarding import FeatureUsedProperties
+from models.recycling import LeadDisqualifiedProperties
 from models.usage import UsageReported, UsageSignal
 
 PROPERTIES: Mapping[str, type[BaseModel]] = {
@@ -56,6 +58,7 @@ PROPERTIES: Mapping[str, type[BaseModel]] = {
     "deal_won": DealWonProperties,
     "deal_lost": DealLostProperties,
     "meeting_held": MeetingHeldProperties,
+    "lead_disqualified": LeadDisqualifiedProperties,
 }
 """Event type → the model its `properties` must satisfy."""
 

@@ -41,6 +41,7 @@ CANONICAL_EVENT_TYPES = frozenset(
         "deal_stage_changed",
         "deal_won",
         "deal_lost",
+        "lead_disqualified",
     }
 )
 """Event types the journeys and the lead score understand.

@@ -4,6 +4,10 @@
 hand-off, a qualification, a deal, a recycling, a churn risk), inside that
 writer's own session and transaction, so the stage and the work that caused it
 are committed together.
+
+The tag `stage_recycled` follows the stage: a lead gets it when it is recycled,
+and loses it when it moves on (MQL again, SQL, customer…). A writer that may move a recycled
+lead takes the contact's lock first (`models.db.lock_contact`), as tag writers do.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from models.pipeline import PipelineStage
+from models.recycling import RECYCLED_TAG
 from models.tables import Contact, PipelineTransition
 
 SOURCE_TAG_PREFIX = "src_"
@@ -65,5 +70,12 @@ async def record_transition(
         )
     )
     contact.pipeline_stage = stage
+    contact.tags = _stage_tags(contact.tags, stage)
     session.add(contact)
     return True
+
+
+def _stage_tags(tags: list[str], stage: PipelineStage) -> list[str]:
+    """The contact's tags with `stage_recycled` while (and only while) it is recycled."""
+    others = [tag for tag in tags if tag != RECYCLED_TAG]
+    return sorted([*others, RECYCLED_TAG]) if stage == PipelineStage.RECYCLED else others

@@ -5,7 +5,7 @@ serialization context carries the workflow id):
 
 - `contact-{id}`, `welcome-series-{id}`, `pricing-abandon-{id}`, `nurture-{id}`,
   `lead-sla-{id}`, `churn-prevention-{id}`, `re-engagement-{id}`, `win-back-{id}`,
-  `onboarding-{id}` → the contact's key;
+  `onboarding-{id}`, `recycling-{id}` → the contact's key;
 - `renewal-countdown-{contact}-{subscription}`, `abandoned-cart-{contact}-{cart}`
   → the contact's key. Both ids may
   hold hyphens, so every left part of the id up to a hyphen (and the whole id:
@@ -70,6 +70,7 @@ CONTACT_WORKFLOW_PREFIXES = (
     "re-engagement",
     "win-back",
     "onboarding",
+    "recycling",
 )
 """Workflow types whose id is `{type}-{contact_id}`."""
 PER_ITEM_PREFIXES = ("renewal-countdown", "abandoned-cart")

@@ -44,6 +44,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
+from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
 from models.contacts import ContactProfile
@@ -91,6 +92,7 @@ __all__ = [
     "message_rows",
     "read_outbox",
     "recording_histories",
+    "save_history",
     "sample_contact",
     "sent_days",
     "text_body",
@@ -153,12 +155,17 @@ class JourneyKit:
     async def save_history(self, timeline: Timeline, name: str) -> Path | None:
         """Save the simulated journey's history as `tests/histories/{name}.json` for the replay
         test, when the run records histories (`RECORD_HISTORIES=1`); returns the file written."""
-        if not recording_histories():
-            return None
-        handle = self.env.client.get_workflow_handle(timeline.workflow_id)
-        path = HISTORIES / f"{name}.json"
-        path.write_text((await handle.fetch_history()).to_json())
-        return path
+        return await save_history(self.env.client, timeline.workflow_id, name)
+
+
+async def save_history(client: Client, workflow_id: str, name: str) -> Path | None:
+    """Save a workflow's history as `tests/histories/{name}.json` for the replay test, when
+    the run records histories (`RECORD_HISTORIES=1`); returns the file written."""
+    if not recording_histories():
+        return None
+    path = HISTORIES / f"{name}.json"
+    path.write_text((await client.get_workflow_handle(workflow_id).fetch_history()).to_json())
+    return path
 
 
 @asynccontextmanager

@@ -43,6 +43,7 @@ SHIPPED = [
     "onboarding",
     "pricing-abandon",
     "re-engagement",
+    "recycling",
     "renewal-countdown",
     "welcome-series",
     "win-back",
@@ -185,6 +186,7 @@ def test_the_trigger_table_comes_from_the_journeys() -> None:
 
     assert table == {
         "cart_updated": "abandoned-cart",
+        "lead_disqualified": "recycling",
         "pricing_page_viewed": "pricing-abandon",
         "purchased": "onboarding",
         "renewal_scheduled": "renewal-countdown",

@@ -124,12 +124,13 @@ async def test_dev_stack_runs_demo_stops_cleanly_and_restarts_without_duplicates
             ("pricing-abandon", 4),  # demo-grace, demo-lin, demo-mei, and demo-sam (the API)
             ("renewal-countdown", 1),
             ("nurture", 1),  # demo-grace, on the automation track
-            ("lead-sla", 2),  # demo-lin and demo-mei
+            ("lead-sla", 3),  # demo-lin, demo-mei and demo-omar
             ("abandoned-cart", 1),  # demo-grace's cart, once however often the demo restarts
             ("churn-prevention", 1),  # demo-ravi's usage drop
             ("re-engagement", 1),  # demo-rosa, quiet for 31 journey days
             ("win-back", 1),  # demo-kai, a customer quiet for 31 journey days
             ("onboarding", 3),  # demo-noor's purchase, demo-kai's, and demo-mei's won deal
+            ("recycling", 1),  # demo-omar, handed off then disqualified for no budget
         ]
         assert {journey for journey, _ in demo_runs} == set(catalog.journey_names())
         for journey, runs in demo_runs:
@@ -151,15 +152,19 @@ async def test_dev_stack_runs_demo_stops_cleanly_and_restarts_without_duplicates
         await stop_stack(process)
 
     with sqlite3.connect(tmp_path / ".data" / "journeys.db") as db:
-        assert db.execute("select count(*) from contacts").fetchone() == (9,)
+        assert db.execute("select count(*) from contacts").fetchone() == (10,)
         # demo-lin's 4, demo-sam's 1 (the API), demo-grace's cart, demo-noor's 3, demo-ravi's
         # 5 usage reports and the drop derived from them, demo-rosa's visit, demo-kai's
-        # purchase, demo-mei's 3 + 6 and the purchase derived from her won deal
-        assert db.execute("select count(*) from events").fetchone() == (27,)
+        # purchase, demo-mei's 3 + 6 and the purchase derived from her won deal, demo-omar's 2 + 1
+        assert db.execute("select count(*) from events").fetchone() == (30,)
         stages = db.execute(
             "select stage from pipeline_transitions where contact_id = 'demo-mei' order by id"
         )
         assert [stage for (stage,) in stages][-3:] == ["sql", "opportunity", "customer"]
+        [(omar_stage, omar_tags)] = db.execute(
+            "select pipeline_stage, tags from contacts where id = 'demo-omar'"
+        )
+        assert omar_stage == "recycled" and "stage_recycled" in json.loads(omar_tags)
         [(ravi_tags,)] = db.execute("select tags from contacts where id = 'demo-ravi'")
         assert "stage_churn-risk" in json.loads(ravi_tags)
         keys = [row[0] for row in db.execute("select idempotency_key from message_log")]

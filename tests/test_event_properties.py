@@ -48,6 +48,7 @@ def test_the_table_names_a_model_for_the_events_journeys_read() -> None:
         "deal_won",
         "deal_lost",
         "meeting_held",
+        "lead_disqualified",
     }
     assert problems("website_visited", {"anything": [1, {"x": None}]}) == []
 

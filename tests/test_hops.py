@@ -192,11 +192,11 @@ async def test_subscribed_to_day0_and_unsubscribed_to_exit_take_these_hops(
         activities=(),
         local_activities=1,  # ingest_events: store the event (and suppress)
         # the signal: stores it and signals every marketing journey at once (nurture,
-        # pricing-abandon, abandoned-cart, churn-prevention and onboarding too, not running
-        # here: one by one, each took a workflow task; the one to abandoned-cart is sorted
-        # before welcome-series' exit)
+        # pricing-abandon, abandoned-cart, churn-prevention, onboarding and recycling too, not
+        # running here: one by one, each took a workflow task; the one to abandoned-cart is
+        # sorted before welcome-series' exit)
         workflow_tasks=1,
-        events=15,  # re-engagement's exit signal comes before welcome-series' (by id)
+        events=16,  # re-engagement's and recycling's exit signals come before welcome-series'
     )
     # ...then in the welcome series: from the exit signal to its close.
     events = await history(client, welcome)

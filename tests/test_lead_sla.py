@@ -11,12 +11,10 @@ from __future__ import annotations
 
 import asyncio
 import json
-import sys
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
@@ -36,7 +34,6 @@ from models.pipeline import RecyclingInput
 from models.settings import Settings
 from models.tables import Contact, ContactEvent, CrmTask, Notification, SlaBreach
 from tests.factories import add_lead, event_now, rows_of
-from workflows import journeys as journeys_package
 from workflows.journeys.lead_sla import LeadSla
 
 Handle = WorkflowHandle[LeadSla, JourneyState]
@@ -50,23 +47,6 @@ CLOSE = timedelta(seconds=30)
 
 
 # --- helpers ---------------------------------------------------------------------------
-
-
-STAND_INS = Path(__file__).parent / "stand_ins"
-STAND_IN_MODULE = "workflows.journeys.recycling"
-
-
-@pytest.fixture
-def recycling_stand_in(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """STAND-IN: the `recycling` journey is built on another branch; until it is merged, the
-    catalog finds `tests/stand_ins/recycling.py` as `workflows/journeys/recycling.py`, and the
-    worker built in the test runs it. The lead deletes this fixture and the stand-in when
-    merging the real journey."""
-    from tests.stand_ins import recycling
-
-    monkeypatch.setattr(journeys_package, "__path__", [*journeys_package.__path__, str(STAND_INS)])
-    monkeypatch.setitem(sys.modules, STAND_IN_MODULE, recycling)
-    yield
 
 
 @dataclass(frozen=True)
@@ -279,7 +259,6 @@ async def test_no_touch_breaches_at_10_min_no_verdict_warns_at_46_h_breaches_at_
     settings: Settings,
     engine: AsyncEngine,
     make_worker: Callable[[Client], Worker],
-    recycling_stand_in: None,
 ) -> None:
     env = time_skipping_env
     await add_lead(engine, "ls-idle")
@@ -662,7 +641,6 @@ async def test_an_interaction_on_day_10_puts_the_recycling_off_to_day_24(
     settings: Settings,
     engine: AsyncEngine,
     make_worker: Callable[[Client], Worker],
-    recycling_stand_in: None,
 ) -> None:
     env = time_skipping_env
     await add_lead(engine, "ls-quiet")
@@ -692,7 +670,6 @@ async def test_qualified_on_day_5_after_the_breach_is_not_recycled_and_its_sql_f
     settings: Settings,
     engine: AsyncEngine,
     make_worker: Callable[[Client], Worker],
-    recycling_stand_in: None,
 ) -> None:
     env = time_skipping_env
     await add_lead(engine, "ls-late-sql")

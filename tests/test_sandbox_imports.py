@@ -41,6 +41,7 @@ from models.contact_workflow import ContactInput
 from models.handoff import LeadBand, LeadSlaInput
 from models.journeys import JourneyInput
 from models.messages import ServiceSms
+from models.pipeline import RecyclingInput
 from models.renewals import RenewalInput
 from models.settings import Settings
 from worker import WORKFLOW_RUNNER
@@ -71,6 +72,7 @@ SPECIAL_INPUTS: dict[str, Callable[[str], JourneyInput]] = {
     "lead-sla": lambda contact_id: LeadSlaInput(
         contact_id=contact_id, band=LeadBand(band="MQL", score=30)
     ),
+    "recycling": lambda contact_id: RecyclingInput(contact_id=contact_id, reason="no-budget"),
 }
 """Inputs of the journeys that need more than a contact id."""
 

@@ -744,7 +744,8 @@ class ContactWorkflow:
     async def _start_inactivity_journey(self) -> None:
         """At `DORMANT_AFTER` without a contact-initiated event, once per inactive period:
         win-back for a customer, re-engagement for anyone else, if marketing email reaches
-        them (consent, address, no suppression, as the last ingest found)."""
+        them (consent, address, no suppression, as the last ingest found). Not for a
+        recycled lead: the recycling journey is its long-cycle sequence."""
         since = self._last_active_at
         if since is None or since == self._inactivity_handled_for or not self._contact_exists:
             return
@@ -752,6 +753,8 @@ class ContactWorkflow:
             return
         self._inactivity_handled_for = since
         journey = WIN_BACK if self._is_customer() else RE_ENGAGEMENT
+        if self._recycled_at is not None:
+            return
         if "email" not in self._reachable or not self._knows(journey):
             return
         journey_input = JourneyInput(

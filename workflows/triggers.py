@@ -5,13 +5,14 @@ A journey started by an event says so in its class::
     trigger = Trigger("renewal_scheduled", input_from=renewal_input)
 
 `input_from` turns the event and the contact's journey clock (`day_seconds`)
-into the journey's input; by default the input is the contact id and the
-clock. The contact workflow starts the journey when the event arrives (see
-`workflows/contact.py`); the table it uses, event type → journey, is built
-from the journeys (`workflows.catalog.triggers`), and one event type starts
-at most one journey. Events are also forwarded to every journey concerned by
-their type (`Journey.concerned_by`); the contact workflow does that, not the
-triggers.
+into the journey's input, or None when this event does not start the journey
+(recycling: a disqualification for a reason that does not recycle the lead);
+by default the input is the contact id and the clock. The contact workflow
+starts the journey when the event arrives (see `workflows/contact.py`); the
+table it uses, event type → journey, is built from the journeys
+(`workflows.catalog.triggers`), and one event type starts at most one journey.
+Events are also forwarded to every journey concerned by their type
+(`Journey.concerned_by`); the contact workflow does that, not the triggers.
 """
 
 from __future__ import annotations
@@ -39,18 +40,20 @@ class Trigger:
     Attributes:
         event_type: The event that starts it.
         input_from: Builds the journey's input from the event and the contact's
-            journey clock; raises `ValidationError` when the event lacks what
-            the journey needs (the event is still scored).
+            journey clock; returns None when the event does not start the
+            journey (by rule, quietly); raises `ValidationError` when the event
+            lacks what the journey needs (logged; the event is still scored).
         journey: The journey started; filled in by the trigger table from the
             journey that declares the trigger.
     """
 
     event_type: str
-    input_from: Callable[[BehaviorEvent, int], JourneyInput] = contact_and_clock
+    input_from: Callable[[BehaviorEvent, int], JourneyInput | None] = contact_and_clock
     journey: str = ""
 
     def input_for(self, event: BehaviorEvent, day_seconds: int) -> JourneyInput | None:
-        """The journey's input, or None (logged) when the event cannot start it."""
+        """The journey's input, or None when the event does not start it (logged when it
+        cannot: its properties lack what the journey needs)."""
         try:
             return self.input_from(event, day_seconds)
         except ValidationError as error:

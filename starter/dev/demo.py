@@ -10,28 +10,29 @@ contact workflows drop as duplicates: nothing is enrolled or sent twice.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import typer
-from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio.client import Client
+from temporalio.service import RPCError
 
 from models.contacts import ConsentUpdate, ContactProfile
 from models.db import create_engine
 from models.events import BehaviorEvent
-from models.journeys import JourneyInput
+from models.journeys import JourneyInput, JourneyState
 from models.nurture import NurtureInput
 from models.renewals import RenewalInput
 from models.settings import Settings
 from starter.services.intake import accept_events
-from starter.services.operations import OperationError, enroll, get_contact, upsert_contact
+from starter.services.operations import OperationError, enroll, upsert_contact
 
 SUMMARY = (
     "welcome series for three sample contacts, a pricing-page follow-up, weekly nurture, "
     "a renewal countdown, onboarding, an abandoned cart, a usage drop, re-engagement, "
-    "win-back and a lead from MQL to a won deal"
+    "win-back, a lead from MQL to a won deal and a recycled lead"
 )
 """What the demo shows, as `make run` announces it."""
 
@@ -86,6 +87,10 @@ DEMO_DORMANT = (
 """A subscriber and a customer whose last activity was 31 days ago: the contact workflow's
 inactivity timer (30 real days) starts re-engagement (Rosa: three emails over 14 demo
 days, then the sunset) and win-back (Kai: the offer) as soon as their events arrive."""
+FIRST_STEP_WAIT = 30.0
+"""Seconds a story waits for the journey it comes after (`DemoStory.after`)."""
+FIRST_STEP_POLL = 0.2
+"""Seconds between two looks at that journey's state."""
 DORMANT_FOR_DAYS = 31
 """How many days ago the dormant contacts last did something (30 make them dormant)."""
 DEMO_LEAD = ContactProfile(
@@ -130,8 +135,15 @@ DEMO_DEAL = {
     "competitors": ["Mailchimp", "HubSpot"],
 }
 """What the rep records when qualifying demo-mei (`lead_qualified`)."""
-HAND_OFF_WAIT_SECONDS = 30.0
-"""How long the demo waits for demo-mei's hand-off to give her an owner before her deal."""
+DEMO_RECYCLED = ContactProfile(
+    id="demo-omar",
+    email="omar@example.com",
+    first_name="Omar",
+    company="Hollerith Tabulating",
+    timezone="Asia/Singapore",
+    email_consent=_DEMO_CONSENT,
+)
+"""A lead handed off to sales, then disqualified for no budget: recycled."""
 DEMO_CART = {
     "cart_id": "demo-cart",
     "items": [
@@ -158,8 +170,8 @@ class DemoStory:
         days_apart: The events happened this many days apart, the last one last.
         days_ago: The last one happened this many days ago (0: now).
         part: Names the story in its event ids (a contact may have several stories).
-        after_hand_off: Sent once the sales hand-off gave the contact an owner (the
-            rep's events: first touch, qualification, the deal).
+        after: A journey whose first step must be done before the events are sent
+            (the rep's events come after the hand-off), e.g. `lead-sla-demo-mei`.
     """
 
     contact: ContactProfile
@@ -168,7 +180,7 @@ class DemoStory:
     days_apart: int = 0
     days_ago: int = 0
     part: str = "demo"
-    after_hand_off: bool = False
+    after: str | None = None
 
     def behavior_events(self, now: datetime) -> list[BehaviorEvent]:
         """The events, with the same ids on every run (a restart sends duplicates only)."""
@@ -261,7 +273,23 @@ DEMO_STORIES = (
             f"onboarding-{DEMO_DEAL_LEAD.id}"
         ),
         part="deal",
-        after_hand_off=True,
+        after=f"lead-sla-{DEMO_DEAL_LEAD.id}",
+    ),
+    DemoStory(
+        DEMO_RECYCLED,
+        (("webinar_attended", {"topic": "automation"}), ("demo_requested", {})),
+        # +15, +25 = 40: MQL hands off
+        shows=f"score 40, MQL → sales hand-off lead-sla-{DEMO_RECYCLED.id}",
+    ),
+    DemoStory(
+        DEMO_RECYCLED,
+        (("lead_disqualified", {"reason": "no-budget"}),),
+        shows=(
+            f"disqualified, no budget → recycling-{DEMO_RECYCLED.id}: stage recycled, "
+            "emails on Days 30, 60 and 90, a review every 90 days"
+        ),
+        after=f"lead-sla-{DEMO_RECYCLED.id}",
+        part="recycle",
     ),
 )
 """The demo contacts whose events go through their contact workflow, with what they show."""
@@ -300,8 +328,16 @@ async def run_demo(client: Client, settings: Settings, *, day_seconds: int) -> N
     """Upsert the demo contacts, enrol the demo journeys and send the stories' events."""
     engine = create_engine(settings.database_url)
     try:
-        profiles = (*DEMO_CONTACTS, *DEMO_DORMANT, DEMO_LEAD, DEMO_BUYER, DEMO_AT_RISK)
-        for profile in (*profiles, DEMO_DEAL_LEAD):
+        profiles = (
+            *DEMO_CONTACTS,
+            *DEMO_DORMANT,
+            DEMO_LEAD,
+            DEMO_BUYER,
+            DEMO_AT_RISK,
+            DEMO_DEAL_LEAD,
+            DEMO_RECYCLED,
+        )
+        for profile in profiles:
             await upsert_contact(engine, profile, key=settings.suppression_key())
         for journey, journey_input in demo_enrolments(day_seconds):
             try:
@@ -313,8 +349,8 @@ async def run_demo(client: Client, settings: Settings, *, day_seconds: int) -> N
                 typer.echo(f"  {error} (kept from an earlier run)")
         now = datetime.now(UTC)
         for story in DEMO_STORIES:
-            if story.after_hand_off and not await _owner_assigned(engine, story.contact.id):
-                typer.echo(f"  {story.contact.id}: no owner yet; its deal will have none")
+            if story.after is not None:
+                await _first_step_done(client, story.after)
             events = story.behavior_events(now)
             results = await accept_events(  # one batch, as a service sends a backlog
                 client,
@@ -331,10 +367,13 @@ async def run_demo(client: Client, settings: Settings, *, day_seconds: int) -> N
         await engine.dispose()
 
 
-async def _owner_assigned(engine: AsyncEngine, contact_id: str) -> bool:
-    """Whether the contact has an owner, waiting up to `HAND_OFF_WAIT_SECONDS` for one."""
-    for _ in range(int(HAND_OFF_WAIT_SECONDS * 5)):
-        if (await get_contact(engine, contact_id)).owner_id is not None:
-            return True
-        await asyncio.sleep(0.2)
-    return False
+async def _first_step_done(client: Client, workflow_id: str) -> None:
+    """Wait (up to `FIRST_STEP_WAIT`) until the journey has done its first step."""
+    handle = client.get_workflow_handle(workflow_id, result_type=JourneyState)
+    for _ in range(int(FIRST_STEP_WAIT / FIRST_STEP_POLL)):
+        with contextlib.suppress(RPCError):  # not started yet
+            state = await handle.query("state", result_type=JourneyState)
+            if state.actions_done or state.steps_done:
+                return
+        await asyncio.sleep(FIRST_STEP_POLL)
+    typer.echo(f"  {workflow_id} has not done its first step; going on")

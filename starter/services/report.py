@@ -58,10 +58,12 @@ from starter.services.pipeline_report import PipelineSection
 
 CONVERSION_REASONS = frozenset(
     {"purchased", "converted", "checkout_started", "renewed", "usage_recovered", "reactivated"}
+    | {"requalified", "lead_qualified"}
 )
 """Exit reasons that count as a conversion: the contact bought (`purchased`;
 `converted` is how pricing-abandon says it), started checkout, renewed, their usage
-recovered (churn prevention), or they came back (`reactivated`: re-engagement's goal)."""
+recovered (churn prevention), or they came back (`reactivated`: re-engagement's goal);
+a recycled lead became MQL again (`requalified`) or a rep qualified it (`lead_qualified`)."""
 
 ENROLLED = "enrolled"
 """The step a run is at before its first step (see `workflows/toolkit/journey.py`)."""
