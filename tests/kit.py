@@ -42,6 +42,7 @@ from dataclasses import dataclass
 from datetime import time
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio.client import Client
@@ -182,6 +183,19 @@ def sent_days(timeline: Timeline) -> list[tuple[str, int]]:
     """(step, journey day) of every message sent, in order: `[("day0", 0), ("day1", 1)]`."""
     return [
         (entry.step or "", (entry.at - timeline.enrolled_at).days)
+        for entry in timeline.entries
+        if entry.kind == "sent"
+    ]
+
+
+def sent_local_days(timeline: Timeline, timezone: str) -> list[tuple[str, int]]:
+    """(step, calendar days after the enrolment's date) of every message sent, in the
+    contact's time zone: a journey that sends at a local hour on Day N (the nurture's
+    slots) is on Day N whatever the hour of the enrolment."""
+    zone = ZoneInfo(timezone)
+    enrolled = timeline.enrolled_at.astimezone(zone).date()
+    return [
+        (entry.step or "", (entry.at.astimezone(zone).date() - enrolled).days)
         for entry in timeline.entries
         if entry.kind == "sent"
     ]

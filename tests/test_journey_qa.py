@@ -38,6 +38,7 @@ from tests.kit import (
     running_kit,
     sample_contact,
     sent_days,
+    sent_local_days,
 )
 from tests.test_providers_smtp import RecordingHandler, parse, smtp_server
 from workflows.catalog import journey_names
@@ -245,10 +246,12 @@ async def test_kit_welcome_series_purchase_on_day_3_exits_before_day_4(
 
 
 async def test_kit_nurture_four_weekly_emails(journey_kit: JourneyKit) -> None:
-    timeline = await journey_kit.simulate(Simulation("nurture", contact=sample_contact()))
+    contact = sample_contact()
+    timeline = await journey_kit.simulate(Simulation("nurture", contact=contact))
 
-    # A Cold contact without interests: the general track's three emails, then the roundup.
-    assert sent_days(timeline) == [
+    # A Cold contact without interests: the general track's three emails, then the roundup,
+    # on the enrolment's weekday (at the slot's local hour, whatever the enrolment's).
+    assert sent_local_days(timeline, contact.timezone or "UTC") == [
         ("general.sender-checklist", 7),
         ("general.customer-story", 14),
         ("general.pre-send-checklist", 21),
