@@ -55,6 +55,19 @@ def contact_not_found(contact_id: str) -> ApplicationError:
     )
 
 
+async def locked_contact(session: AsyncSession, contact_id: str) -> Contact:
+    """The contact, locked until the transaction ends: its tag writers take turns.
+
+    Raises:
+        ApplicationError: non-retryable `ContactNotFound` when it does not exist.
+    """
+    await lock_contact(session, contact_id)
+    contact = await session.get(Contact, contact_id, with_for_update=True)
+    if contact is None:
+        raise contact_not_found(contact_id)
+    return contact
+
+
 def row_id(row: KeyedRow) -> int:
     """The id of a stored row."""
     assert row.id is not None, "row not stored"
@@ -198,10 +211,7 @@ class CrmActivities:
             contact_id=request.contact_id, subscription_id=request.subscription_id
         ):
             async with self._sessions() as session:
-                await lock_contact(session, request.contact_id)  # tag writers take turns
-                contact = await session.get(Contact, request.contact_id, with_for_update=True)
-                if contact is None:
-                    raise contact_not_found(request.contact_id)
+                contact = await locked_contact(session, request.contact_id)
                 if CHURN_RISK_TAG in contact.tags:
                     return ChurnRiskResult(tagged=False)
                 contact.tags = sorted({*contact.tags, CHURN_RISK_TAG})
@@ -233,10 +243,7 @@ class CrmActivities:
         now = activity.info().current_attempt_scheduled_time
         with bound_contextvars(contact_id=request.contact_id):
             async with self._sessions() as session:
-                await lock_contact(session, request.contact_id)  # tag writers take turns
-                contact = await session.get(Contact, request.contact_id, with_for_update=True)
-                if contact is None:
-                    raise contact_not_found(request.contact_id)
+                contact = await locked_contact(session, request.contact_id)
                 added = sorted(set(request.tags) - set(contact.tags))
                 if added:
                     contact.tags = sorted({*contact.tags, *added})
@@ -262,10 +269,7 @@ class CrmActivities:
             idempotency_key=request.idempotency_key, contact_id=request.contact_id
         ):
             async with self._sessions() as session:
-                await lock_contact(session, request.contact_id)  # tag writers take turns
-                contact = await session.get(Contact, request.contact_id, with_for_update=True)
-                if contact is None:
-                    raise contact_not_found(request.contact_id)
+                contact = await locked_contact(session, request.contact_id)
                 recorded = await record_transition(
                     session,
                     contact,

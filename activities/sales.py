@@ -37,7 +37,14 @@ from structlog.contextvars import bound_contextvars
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities.crm import contact_not_found, find_by_key, insert_once, open_crm_task, row_id
+from activities.crm import (
+    contact_not_found,
+    find_by_key,
+    insert_once,
+    locked_contact,
+    open_crm_task,
+    row_id,
+)
 from activities.providers.errors import DeliveryError, provider_text
 from activities.providers.notifier import NotificationKind, Notifier, RepNotification
 from models.crm import (
@@ -458,9 +465,7 @@ class SalesActivities:
         now = activity.info().current_attempt_scheduled_time
         lock = timedelta(days=self._config.sla.ownership_days)
         async with self._sessions() as session:
-            contact = await session.get(Contact, contact_id, with_for_update=True)
-            if contact is None:
-                raise contact_not_found(contact_id)
+            contact = await locked_contact(session, contact_id)  # the MQL move retags it
             current = self._config.rep(contact.owner_id) if contact.owner_id else None
             assigned_at = contact.owner_assigned_at
             await record_transition(

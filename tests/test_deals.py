@@ -27,21 +27,17 @@ from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio.testing import ActivityEnvironment, WorkflowEnvironment
 
-from activities.contacts import ContactActivities
-from models.contact_workflow import IngestRequest, IngestResult
-from models.db import session_factory
 from models.event_properties import check_properties
 from models.events import BehaviorEvent
 from models.settings import PROJECT_ROOT, Settings
-from models.tables import Contact, ContactEvent, Deal, DealStageChange, PipelineTransition
+from models.tables import ContactEvent, Deal, DealStageChange, PipelineTransition
 from rules.deals import DealConfig
-from rules.scoring import ScoringModel
-from runtime.keys import key_store
 from starter.client import AsyncJourneysClient
 from tests.cli import journeys
 from tests.contact_kit import journey_when
 from tests.factories import add_contact, add_lead, rows_of
 from tests.gateway import FULL_KEY, gateway_settings, serving_gateway
+from tests.ingest import Ingest
 
 NOW = datetime(2026, 11, 30, 9, 0, tzinfo=UTC)
 HOUR = timedelta(hours=1)
@@ -126,30 +122,11 @@ def test_a_malformed_deal_property_is_refused_naming_the_field(
 # --- the ingest ------------------------------------------------------------------------------
 
 
-class Ingest:
-    """Runs the real `ingest_events` activity for contact `dana` on a database."""
+class DealIngest(Ingest):
+    """The real ingest for contact `dana`, and what it wrote."""
 
     def __init__(self, engine: AsyncEngine, settings: Settings) -> None:
-        self.engine = engine
-        self.activities = ContactActivities(
-            engine=engine,
-            scoring=ScoringModel.load(settings.scoring_file),
-            outbox_dir=settings.outbox_dir,
-            keys=key_store(settings, engine=engine),
-            suppression_key=settings.suppression_key(),
-            deal_config=CONFIG,
-        )
-        self.batches = 0
-
-    async def __call__(self, *events: BehaviorEvent, batch_key: str | None = None) -> IngestResult:
-        self.batches += 1
-        request = IngestRequest(
-            batch_key=batch_key or f"run/{self.batches}", contact_id="dana", events=list(events)
-        )
-        result: IngestResult = await ActivityEnvironment().run(
-            self.activities.ingest_events, request
-        )
-        return result
+        super().__init__(engine, settings, "dana", deal_config=CONFIG)
 
     async def deals(self) -> list[Deal]:
         return await rows_of(self.engine, Deal, "dana")
@@ -163,17 +140,11 @@ class Ingest:
         rows = await rows_of(self.engine, PipelineTransition, "dana")
         return [(row.previous_stage, row.stage, row.cause) for row in rows]
 
-    async def contact(self) -> Contact:
-        async with session_factory(self.engine)() as session:
-            contact = await session.get(Contact, "dana")
-        assert contact is not None
-        return contact
-
 
 @pytest.fixture
-async def ingest(database: AsyncEngine, settings: Settings) -> Ingest:
+async def ingest(database: AsyncEngine, settings: Settings) -> DealIngest:
     await add_lead(database, "dana", first_name="Dana", owner_id="sdr-ines", tags=["stage_mql"])
-    return Ingest(database, settings)
+    return DealIngest(database, settings)
 
 
 _count = iter(range(1_000_000))
@@ -190,7 +161,7 @@ def event(event_type: str, at: datetime = NOW, **properties: Any) -> BehaviorEve
 
 
 async def test_lead_qualified_opens_a_deal_owned_by_the_contacts_owner_and_makes_it_sql(
-    ingest: Ingest,
+    ingest: DealIngest,
 ) -> None:
     qualified = event("lead_qualified", **QUALIFIED)
     result = await ingest(qualified)
@@ -221,7 +192,7 @@ async def test_lead_qualified_opens_a_deal_owned_by_the_contacts_owner_and_makes
     )
 
 
-async def test_a_bare_lead_qualified_opens_a_deal_at_the_first_stage(ingest: Ingest) -> None:
+async def test_a_bare_lead_qualified_opens_a_deal_at_the_first_stage(ingest: DealIngest) -> None:
     await ingest(event("lead_qualified"))
 
     deal = await ingest.deal()
@@ -236,7 +207,7 @@ async def test_a_bare_lead_qualified_opens_a_deal_at_the_first_stage(ingest: Ing
 
 
 async def test_the_deal_moves_through_its_stages_and_the_opportunity_stage_counts_once(
-    ingest: Ingest,
+    ingest: DealIngest,
 ) -> None:
     await ingest(event("lead_qualified", **QUALIFIED))
     deal_id = (await ingest.deal()).id
@@ -261,7 +232,7 @@ async def test_the_deal_moves_through_its_stages_and_the_opportunity_stage_count
 
 
 async def test_a_deal_opened_at_the_opportunity_stage_makes_the_contact_an_opportunity_at_once(
-    ingest: Ingest,
+    ingest: DealIngest,
 ) -> None:
     await ingest(event("lead_qualified", stage="proposal"))
 
@@ -270,7 +241,7 @@ async def test_a_deal_opened_at_the_opportunity_stage_makes_the_contact_an_oppor
 
 
 async def test_deal_won_closes_it_makes_a_customer_and_derives_the_purchase_once(
-    ingest: Ingest,
+    ingest: DealIngest,
 ) -> None:
     await ingest(event("lead_qualified", **QUALIFIED), event("deal_stage_changed", stage="demo"))
     won = event("deal_won", NOW + HOUR, amount="11500.50", currency="EUR")
@@ -302,7 +273,7 @@ async def test_deal_won_closes_it_makes_a_customer_and_derives_the_purchase_once
 
 
 async def test_deal_lost_closes_it_with_its_reason_and_a_new_qualification_opens_another(
-    ingest: Ingest,
+    ingest: DealIngest,
 ) -> None:
     await ingest(event("lead_qualified"))
     await ingest(event("lead_qualified"))  # a deal is open: no second one
@@ -323,7 +294,7 @@ async def test_deal_lost_closes_it_with_its_reason_and_a_new_qualification_opens
 
 
 async def test_events_naming_no_open_deal_or_an_unknown_stage_change_nothing(
-    ingest: Ingest,
+    ingest: DealIngest,
 ) -> None:
     assert (await ingest(event("deal_won"))).derived_events == []  # no deal yet
     await ingest(event("deal_stage_changed", stage="demo"))
@@ -341,7 +312,7 @@ async def test_events_naming_no_open_deal_or_an_unknown_stage_change_nothing(
     assert [stage for _, stage, _ in await ingest.stages()] == ["sql"]
 
 
-async def test_a_plain_purchase_makes_a_customer_once(ingest: Ingest) -> None:
+async def test_a_plain_purchase_makes_a_customer_once(ingest: DealIngest) -> None:
     await ingest(event("purchased"), event("purchased", NOW + HOUR))
 
     assert await ingest.stages() == [(None, "customer", "purchased")]
@@ -350,7 +321,7 @@ async def test_a_plain_purchase_makes_a_customer_once(ingest: Ingest) -> None:
     assert len(await ingest.deals()) == 1
 
 
-async def test_erasure_deletes_the_contacts_deals_and_their_history(ingest: Ingest) -> None:
+async def test_erasure_deletes_the_contacts_deals_and_their_history(ingest: DealIngest) -> None:
     await ingest(event("lead_qualified", **QUALIFIED), event("deal_won"))
 
     erased = await ActivityEnvironment().run(ingest.activities.erase_contact, "dana")
@@ -364,7 +335,7 @@ async def test_deal_events_of_a_contact_that_does_not_exist_change_nothing(
     database: AsyncEngine, settings: Settings
 ) -> None:
     await add_contact(database, "someone-else")
-    ingest = Ingest(database, settings)
+    ingest = DealIngest(database, settings)
 
     result = await ingest(event("lead_qualified"), event("deal_won"))
 

@@ -347,9 +347,12 @@ async def test_export_returns_everything_held_and_erased_contacts_are_gone(
     document = answer.json()
     assert list(document) == [
         "contact_id", "exported_at", "profile", "consent", "consent_history", "suppressions",
-        "events", "messages", "tasks", "notifications", "sla_breaches", "deals", "score",
-        "journeys",
+        "events", "messages", "tasks", "notifications", "sla_breaches", "deals", "pipeline",
+        "score", "journeys",
     ]  # fmt: skip
+    assert [(move["stage"], move["cause"]) for move in document["pipeline"]] == [
+        ("lead", "created (src_x)")
+    ]
     assert document["profile"]["email"] == f"{contact_id}@example.com"
     assert document["profile"]["attributes"] == {"region": "EMEA"}
     assert document["consent"]["email"]["granted"] is True

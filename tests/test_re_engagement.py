@@ -396,3 +396,44 @@ async def test_a_contact_enrolled_directly_is_sunset_too(
         "best-content",
         "last-chance",
     ]
+
+
+async def test_a_quiet_recycled_lead_gets_its_long_cycle_sequence_not_re_engagement(
+    contacts: Contacts,
+    worker: Worker,
+    engine: AsyncEngine,
+    time_skipping_env: WorkflowEnvironment,
+) -> None:
+    """Recycling is a recycled lead's long-cycle sequence: 30 quiet days start no
+    re-engagement (whose sunset would stop recycling's Day-60 and Day-90 emails)."""
+    env = time_skipping_env
+    await add_contact(engine, "rex", first_name="Rex")
+    await contacts.send("rex", "email_opened")
+    disqualified = await contacts.send("rex", "lead_disqualified", reason="no-budget")
+    await contacts.state_when("rex", lambda s: s.recycled_at is not None)
+
+    await sleep_until(env, disqualified.occurred_at + DORMANT_AFTER + timedelta(hours=1))
+    recycling = await journey_when(env.client, "recycling-rex", lambda s: s.messages_sent == 1)
+    await tags_when(engine, "rex", lambda tags: DORMANT_TAG in tags)  # the timer has fired
+    state = await contacts.state_when("rex", lambda s: s.recycled_at is not None)
+    assert recycling.status == JourneyStatus.RUNNING
+    assert "re-engagement-rex" not in state.journeys
+    assert [journey for journey, _, _ in await sent(engine, "rex")] == ["recycling"]
+
+
+async def test_a_customer_by_a_won_deal_gets_win_back_when_quiet(
+    contacts: Contacts,
+    worker: Worker,
+    engine: AsyncEngine,
+    time_skipping_env: WorkflowEnvironment,
+) -> None:
+    """The purchase derived from `deal_won` makes a customer, as a sent `purchased` does."""
+    env = time_skipping_env
+    await add_contact(engine, "signed", first_name="Sig", company="Acme")
+    await contacts.send("signed", "lead_qualified", amount="9000", currency="EUR")
+    won = await contacts.send("signed", "deal_won")
+    await journey_when(env.client, "onboarding-signed", lambda s: s.messages_sent >= 1)
+    await sleep_until(env, won.occurred_at + DORMANT_AFTER + DAY)
+    state = await contacts.state_when("signed", lambda s: "win-back-signed" in s.journeys)
+    assert "re-engagement-signed" not in state.journeys
+    assert "act_purchased" in (await contact_row(engine, "signed")).tags

@@ -14,20 +14,16 @@ from typing import Any
 
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
-from temporalio.testing import ActivityEnvironment
 
-from activities.contacts import ContactActivities
-from models.contact_workflow import IngestRequest, IngestResult
 from models.crm import CHURN_RISK_TAG
 from models.db import session_factory
 from models.events import BehaviorEvent
 from models.settings import PROJECT_ROOT, Settings
 from models.tables import Contact, ContactEvent
 from models.usage import UsageSignal
-from rules.scoring import ScoringModel
 from rules.usage import Reading, UsageRule, derived_event_id, judge, trailing_average
-from runtime.keys import key_store
 from tests.factories import add_contact, rows_of
+from tests.ingest import Ingest
 
 NOW = datetime(2026, 11, 30, 9, 0, tzinfo=UTC)
 WEEK = timedelta(days=7)
@@ -148,30 +144,11 @@ def test_derived_ids_are_made_from_the_reports_and_stay_within_128_characters() 
 # --- the ingest ----------------------------------------------------------------------------
 
 
-class Ingest:
-    """Runs the real `ingest_events` activity on a database."""
+class UsageIngest(Ingest):
+    """The real ingest for contact `cara`, and what it wrote."""
 
     def __init__(self, engine: AsyncEngine, settings: Settings) -> None:
-        self.engine = engine
-        self.activities = ContactActivities(
-            engine=engine,
-            scoring=ScoringModel.load(settings.scoring_file),
-            outbox_dir=settings.outbox_dir,
-            keys=key_store(settings, engine=engine),
-            suppression_key=settings.suppression_key(),
-            usage_rule=RULE,
-        )
-        self.batches = 0
-
-    async def __call__(self, *events: BehaviorEvent, batch_key: str | None = None) -> IngestResult:
-        self.batches += 1
-        request = IngestRequest(
-            batch_key=batch_key or f"run/{self.batches}", contact_id="cara", events=list(events)
-        )
-        result: IngestResult = await ActivityEnvironment().run(
-            self.activities.ingest_events, request
-        )
-        return result
+        super().__init__(engine, settings, "cara", usage_rule=RULE)
 
     async def derived_rows(self) -> list[tuple[str, str]]:
         rows = await rows_of(self.engine, ContactEvent, "cara")
@@ -182,16 +159,13 @@ class Ingest:
         ]
 
     async def tags(self) -> list[str]:
-        async with session_factory(self.engine)() as session:
-            contact = await session.get(Contact, "cara")
-        assert contact is not None
-        return contact.tags
+        return (await self.contact()).tags
 
 
 @pytest.fixture
-async def ingest(database: AsyncEngine, settings: Settings) -> Ingest:
+async def ingest(database: AsyncEngine, settings: Settings) -> UsageIngest:
     await add_contact(database, "cara", first_name="Cara")
-    return Ingest(database, settings)
+    return UsageIngest(database, settings)
 
 
 def four_weeks_of(*values: float) -> list[BehaviorEvent]:
@@ -199,7 +173,7 @@ def four_weeks_of(*values: float) -> list[BehaviorEvent]:
 
 
 async def test_the_ingest_derives_a_drop_once_even_when_its_batch_is_retried(
-    ingest: Ingest,
+    ingest: UsageIngest,
 ) -> None:
     history = await ingest(*four_weeks_of(100, 120, 80, 100))
     assert history.derived_events == []
@@ -230,7 +204,7 @@ async def test_the_ingest_derives_a_drop_once_even_when_its_batch_is_retried(
 
 
 async def test_a_batch_of_reports_is_judged_in_order_and_other_metrics_stay_apart(
-    ingest: Ingest,
+    ingest: UsageIngest,
 ) -> None:
     seats = [report(10, NOW - (4 - i) * WEEK, metric="active_seats", n=1) for i in range(4)]
     result = await ingest(*four_weeks_of(100, 100, 100), report(30), *seats)
@@ -241,7 +215,7 @@ async def test_a_batch_of_reports_is_judged_in_order_and_other_metrics_stay_apar
 
 
 async def test_a_recovery_clears_the_churn_flag_and_a_low_report_during_the_drop_derives_nothing(
-    ingest: Ingest,
+    ingest: UsageIngest,
 ) -> None:
     await ingest(*four_weeks_of(100, 100, 100, 100), report(40))
     await _tag(ingest.engine, CHURN_RISK_TAG, "act_clicked-pricing")
@@ -259,7 +233,7 @@ async def test_a_recovery_clears_the_churn_flag_and_a_low_report_during_the_drop
     assert [event.type for event in again.derived_events] == ["usage_dropped"]
 
 
-async def test_renewed_clears_the_churn_flag(ingest: Ingest) -> None:
+async def test_renewed_clears_the_churn_flag(ingest: UsageIngest) -> None:
     await _tag(ingest.engine, CHURN_RISK_TAG, "stage_customer")
     await ingest(_event("website_visited"))
     assert CHURN_RISK_TAG in await ingest.tags()
@@ -269,7 +243,7 @@ async def test_renewed_clears_the_churn_flag(ingest: Ingest) -> None:
 
 
 async def test_a_report_without_a_metric_or_a_numeric_value_derives_nothing(
-    ingest: Ingest,
+    ingest: UsageIngest,
 ) -> None:
     await ingest(*four_weeks_of(100, 100))
     broken = [

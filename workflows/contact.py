@@ -143,6 +143,10 @@ REQUALIFIED_PATCH = "recycling-exits-requalified"
 `requalified`; guarded for safety, though runs before it were never recycled."""
 RECYCLING = "recycling"
 REQUALIFIED = "requalified"
+DERIVED_PURCHASE_PATCH = "derived-purchase-makes-customer"
+"""The purchase derived from a won deal makes the contact a customer (`act_purchased`: win-back,
+not re-engagement, when it goes quiet) and counts as its activity, as a `purchased` it sent
+does. Runs from before it only routed it."""
 JOURNEYS_BEFORE_THE_CATALOG = frozenset(
     {"welcome-series", "pricing-abandon", "renewal-countdown", "nurture", "lead-sla"}
 )
@@ -414,6 +418,8 @@ class ContactWorkflow:
                 await self._route(event)
         if ingest.derived_events and workflow.patched(DERIVED_EVENTS_PATCH):
             for event in ingest.derived_events:
+                if event.type == "purchased" and workflow.patched(DERIVED_PURCHASE_PATCH):
+                    self._note_activity(event)  # a won deal: a customer, as a purchase makes
                 await self._route(event)
 
     def _score_event(self, event: BehaviorEvent) -> None:

@@ -36,6 +36,7 @@ from models.tables import (
     JourneyRun,
     MessageLog,
     Notification,
+    PipelineTransition,
     SlaBreach,
     Suppression,
     utc_now,
@@ -147,6 +148,12 @@ async def sla_breaches(context: ExportContext) -> list[Json]:
     return _rows(rows, drop={"idempotency_key"})
 
 
+async def pipeline(context: ExportContext) -> list[Json]:
+    """The contact's pipeline stages, oldest first: stage, the one before, cause, time."""
+    rows = await _of_contact(context, PipelineTransition, col(PipelineTransition.id))
+    return _rows(rows, drop={"idempotency_key"})
+
+
 async def deals(context: ExportContext) -> list[Json]:
     """The contact's deals, each with its changes (opened, moved, won, lost)."""
     return [
@@ -218,6 +225,7 @@ SECTIONS: tuple[tuple[str, Section], ...] = (
     ("notifications", notifications),
     ("sla_breaches", sla_breaches),
     ("deals", deals),
+    ("pipeline", pipeline),
     ("score", score),
     ("journeys", journeys),
 )
