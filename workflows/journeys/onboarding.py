@@ -161,6 +161,7 @@ class Onboarding(Journey):
     title = "Onboarding"
     category = MessageCategory.MARKETING
     trigger = Trigger("purchased")
+    started_by = "a won deal (`deal_won` derives the purchase)"
     listens_to = frozenset({FEATURE_USED})
     plan = (
         WELCOME,
