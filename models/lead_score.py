@@ -29,7 +29,7 @@ class ScoreBreakdown(BaseModel):
 
     Attributes:
         total: `fit_points` plus `behavior_points`.
-        band: Name of the band the lead stands in (`total`'s, or the one below
+        band: Name of the band the lead is in (`total`'s, or the one below
             the hand-off band while `awaiting_key_behavior`).
         by_event_type: Current points per event type (only types that score).
         fit_points: Points from fit rules (who the contact is).

@@ -19,7 +19,7 @@ from models.journeys import JourneyInput
 
 
 class PipelineStage(StrEnum):
-    """Where a contact stands in the pipeline (seed 002's lead statuses, and beyond)."""
+    """How far a contact has come in the pipeline (seed 002's lead statuses, and beyond)."""
 
     LEAD = "lead"
     MQL = "mql"

@@ -39,7 +39,7 @@ import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from datetime import time
+from datetime import datetime, time, timedelta
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -157,6 +157,13 @@ class JourneyKit:
         """Save the simulated journey's history as `tests/histories/{name}.json` for the replay
         test, when the run records histories (`RECORD_HISTORIES=1`); returns the file written."""
         return await save_history(self.env.client, timeline.workflow_id, name)
+
+
+async def sleep_until(env: WorkflowEnvironment, moment: datetime) -> None:
+    """Skip the time-skipping server's clock to `moment` (nothing when it is past)."""
+    remaining = moment - await env.get_current_time()
+    if remaining > timedelta(0):
+        await env.sleep(remaining)
 
 
 async def save_history(client: Client, workflow_id: str, name: str) -> Path | None:

@@ -31,7 +31,7 @@ from models.tables import Contact, CrmTask, MessageLog, Notification
 from starter.services.report import funnel_report
 from tests.contact_kit import Contacts
 from tests.factories import add_contact, add_lead, rows_of
-from tests.kit import HISTORIES, recording_histories
+from tests.kit import save_history
 from tests.outbox import read_outbox, text_body
 
 WEEK = timedelta(days=7)
@@ -229,7 +229,9 @@ async def test_a_lapsed_renewal_joins_churn_prevention_and_renewed_clears_the_fl
     result = await lee.journey_when(lambda s: s.status != JourneyStatus.RUNNING)
     assert (result.status, result.exit_reason) == (JourneyStatus.EXITED, "renewed")
     assert CHURN_RISK_TAG not in await lee.tags()
-    await save_history(time_skipping_env, "renewal-countdown-lee-pro", "renewal-countdown-lapsed")
+    await save_history(
+        time_skipping_env.client, "renewal-countdown-lee-pro", "renewal-countdown-lapsed"
+    )
 
 
 async def test_a_usage_drop_records_the_histories_the_replay_test_replays(
@@ -244,13 +246,6 @@ async def test_a_usage_drop_records_the_histories_the_replay_test_replays(
     result = await hal.journey_when(lambda s: s.status != JourneyStatus.RUNNING)
     assert result.exit_reason == "usage_recovered"
     await save_history(
-        time_skipping_env, "churn-prevention-hist", "churn-prevention-alerted-recovered"
+        time_skipping_env.client, "churn-prevention-hist", "churn-prevention-alerted-recovered"
     )
-    await save_history(time_skipping_env, "contact-hist", "contact-usage-dropped-recovered")
-
-
-async def save_history(env: WorkflowEnvironment, workflow_id: str, name: str) -> None:
-    """Write the workflow's history to `tests/histories/` when recording (`RECORD_HISTORIES=1`)."""
-    if recording_histories():
-        history = await env.client.get_workflow_handle(workflow_id).fetch_history()
-        (HISTORIES / f"{name}.json").write_text(history.to_json())
+    await save_history(time_skipping_env.client, "contact-hist", "contact-usage-dropped-recovered")

@@ -34,6 +34,7 @@ from models.pipeline import RecyclingInput
 from models.settings import Settings
 from models.tables import Contact, ContactEvent, CrmTask, Notification, SlaBreach
 from tests.factories import add_lead, event_now, rows_of
+from tests.kit import sleep_until
 from workflows.journeys.lead_sla import LeadSla
 
 Handle = WorkflowHandle[LeadSla, JourneyState]
@@ -81,11 +82,6 @@ async def start(
         task_queue=settings.task_queue,
     )
     return handle, (await handle.describe()).start_time
-
-
-async def sleep_until(env: WorkflowEnvironment, moment: datetime) -> None:
-    """Skip the server's clock to `moment` (a time after the hand-off)."""
-    await env.sleep(moment - await env.get_current_time())
 
 
 async def owner_of(engine: AsyncEngine, contact_id: str) -> str | None:

@@ -32,26 +32,12 @@ from starter.services.report import funnel_report
 from tests.contact_kit import Contacts, journey_when
 from tests.factories import add_contact, message_rows, rows_of
 from tests.gateway import Gateway, gateway_settings, serving_gateway
-from tests.kit import HISTORIES, recording_histories
+from tests.kit import save_history, sleep_until
 from tests.outbox import read_outbox, text_body
 from tests.test_api import journey_state, new_id, put_contact
 from workflows.contact import DORMANT_AFTER, DORMANT_TAG
 
 DAY = timedelta(days=1)
-
-
-async def save_history(client: Client, workflow_id: str, name: str) -> None:
-    """Write the workflow's history for the replay test when recording (`RECORD_HISTORIES=1`)."""
-    if recording_histories():
-        history = await client.get_workflow_handle(workflow_id).fetch_history()
-        (HISTORIES / f"{name}.json").write_text(history.to_json())
-
-
-async def sleep_until(env: WorkflowEnvironment, moment: datetime) -> None:
-    """Skip the server's clock to `moment`."""
-    remaining = moment - await env.get_current_time()
-    if remaining > timedelta(0):
-        await env.sleep(remaining)
 
 
 async def contact_row(engine: AsyncEngine, contact_id: str) -> Contact:

@@ -47,6 +47,7 @@ from rules.templates import ContactFields, LinkContext, TemplateCatalog
 from starter.cli import commands as cli
 from starter.services.operations import OperationError, enroll, journey_input_for
 from tests.factories import add_contact
+from tests.kit import sleep_until
 from tests.local_activities import local_activity_types
 from tests.outbox import read_outbox, text_body
 from workflows.journeys.renewal_countdown import RenewalCountdown
@@ -82,10 +83,6 @@ async def start(
         task_queue=settings.task_queue,
     )
     return handle, renewal_date
-
-
-async def sleep_until(env: WorkflowEnvironment, when: datetime) -> None:
-    await env.sleep(when - await env.get_current_time())
 
 
 async def signal(
