@@ -45,10 +45,11 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from sqlalchemy.ext.asyncio import AsyncEngine
-from temporalio.client import Client
+from temporalio.client import Client, WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
 
 from models.contacts import ContactProfile
+from models.journeys import JourneyState
 from models.settings import Settings
 from starter.qa.contacts import SAMPLE
 from starter.qa.simulate import (
@@ -164,6 +165,14 @@ async def sleep_until(env: WorkflowEnvironment, moment: datetime) -> None:
     remaining = moment - await env.get_current_time()
     if remaining > timedelta(0):
         await env.sleep(remaining)
+
+
+async def journey_run(client: Client, workflow_id: str) -> WorkflowHandle[Any, JourneyState]:
+    """The handle of a running journey's current run. Its `result()` outlasts the
+    time-skipping server's empty long polls, where a handle without a run id raises
+    "No completion event found" when a long journey's wait for its end runs out."""
+    run_id = (await client.get_workflow_handle(workflow_id).describe()).run_id
+    return client.get_workflow_handle(workflow_id, run_id=run_id, result_type=JourneyState)
 
 
 async def save_history(client: Client, workflow_id: str, name: str) -> Path | None:

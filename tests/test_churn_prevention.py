@@ -31,7 +31,7 @@ from models.tables import Contact, CrmTask, MessageLog, Notification
 from starter.services.report import funnel_report
 from tests.contact_kit import Contacts
 from tests.factories import add_contact, add_lead, rows_of
-from tests.kit import save_history
+from tests.kit import journey_run, save_history
 from tests.outbox import read_outbox, text_body
 
 WEEK = timedelta(days=7)
@@ -212,9 +212,7 @@ async def test_a_lapsed_renewal_joins_churn_prevention_and_renewed_clears_the_fl
         "renewal_scheduled", subscription_id="pro", renewal_date=(now + 2 * DAY).isoformat()
     )
     await time_skipping_env.sleep(3 * DAY)
-    countdown = time_skipping_env.client.get_workflow_handle(
-        "renewal-countdown-lee-pro", result_type=JourneyState
-    )
+    countdown = await journey_run(time_skipping_env.client, "renewal-countdown-lee-pro")
     lapsed = await countdown.result()
     assert (lapsed.status, lapsed.exit_reason) == (JourneyStatus.EXITED, "churn-risk")
 

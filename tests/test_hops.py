@@ -30,6 +30,7 @@ from models.settings import Settings
 from models.tables import MessageLog
 from tests.factories import add_contact
 from tests.gateway import Gateway, gateway_settings, serving_gateway
+from tests.kit import journey_run
 from tests.local_activities import is_local_activity
 
 
@@ -182,7 +183,7 @@ async def test_subscribed_to_day0_and_unsubscribed_to_exit_take_these_hops(
     )
 
     await post(gateway, contact_id, "unsubscribed")
-    await client.get_workflow_handle(welcome).result()
+    await (await journey_run(client, welcome)).result()
 
     # unsubscribed, in the contact workflow: from the signal to the welcome series' exit.
     events = await history(client, contact)

@@ -42,6 +42,7 @@ from tests.kit import (
     add_contact,
     at,
     event_now,
+    journey_run,
     read_outbox,
     running_kit,
     sample_contact,
@@ -103,11 +104,9 @@ async def send_events(kit: JourneyKit, events: list[BehaviorEvent]) -> None:
 
 async def started_journey(kit: JourneyKit, workflow_id: str) -> WorkflowHandle[Any, JourneyState]:
     """The handle of `workflow_id` once the contact workflow has started it."""
-    handle = kit.env.client.get_workflow_handle(workflow_id, result_type=JourneyState)
     for _ in range(200):
         try:
-            await handle.describe()
-            return handle
+            return await journey_run(kit.env.client, workflow_id)
         except RPCError as error:
             if error.status != RPCStatusCode.NOT_FOUND:
                 raise

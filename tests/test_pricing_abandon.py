@@ -25,6 +25,7 @@ from models.journeys import JourneyInput, JourneyState, JourneyStatus
 from models.settings import Settings
 from starter.services.operations import OperationError, enroll
 from tests.factories import add_contact, message_rows
+from tests.kit import journey_run
 from tests.outbox import read_outbox, text_body
 from worker import build_worker
 from workflows.journeys.onboarding import Onboarding
@@ -234,7 +235,7 @@ async def test_purchase_on_day_1_exits_converted_without_sms_and_starts_onboardi
         exited = await settled(handle)
         exited_at = await env.get_current_time()
         result = await handle.result()
-        onboarding = env.client.get_workflow_handle("onboarding-pa-late", result_type=JourneyState)
+        onboarding = await journey_run(env.client, "onboarding-pa-late")
         onboarding_result = await onboarding.result()
         onboarding_info = await onboarding.describe()
 
