@@ -522,3 +522,43 @@ class ContactMerge(SQLModel, table=True):
     loser_created_at: datetime | None = _timestamp()
     moved: dict[str, int] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
     signalled_at: datetime | None = _timestamp()
+
+
+class ExperimentExposure(SQLModel, table=True):
+    """A contact's arm in an experiment, recorded once, when it was first assigned.
+
+    Attributes:
+        experiment: The experiment's name (`models/experiments.py`).
+        contact_id: The contact.
+        arm: Its arm: a declared arm or `holdout`.
+        journey: The journey that declares the experiment.
+        workflow_id: The run that recorded it (the journey, or `contact-{id}` at the trigger).
+        exposed_at: When (the conversion window counts from here).
+    """
+
+    __tablename__ = "experiment_exposures"
+    __table_args__ = (UniqueConstraint("experiment", "contact_id"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    experiment: str = Field(max_length=64, index=True)
+    contact_id: str = Field(max_length=64, index=True)
+    arm: str = Field(max_length=32)
+    journey: str = Field(max_length=64)
+    workflow_id: str = Field(max_length=200)
+    exposed_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
+
+
+class ExperimentDecision(SQLModel, table=True):
+    """The audit row of an experiment stopped: who, when, and the winner (None: control).
+
+    From `decided_at` on, every new entrant gets `winner` (or control) and no exposure.
+    """
+
+    __tablename__ = "experiment_decisions"
+
+    id: int | None = Field(default=None, primary_key=True)
+    experiment: str = Field(max_length=64, unique=True)
+    winner: str | None = Field(default=None, max_length=32)
+    decided_by: str = Field(max_length=100)
+    decided_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
+    note: str | None = Field(default=None, max_length=500)

@@ -11,10 +11,9 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping
-from typing import Final
 
-HOLDOUT: Final = "holdout"
-"""The arm of the contacts held out (they get nothing, or never enter)."""
+from models.experiments import HOLDOUT
+
 _SCALE = 2**64
 
 

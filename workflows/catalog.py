@@ -19,11 +19,13 @@ from __future__ import annotations
 import inspect
 import pkgutil
 import sys
+from dataclasses import replace
 from functools import cache
 from typing import TYPE_CHECKING, cast
 
 from temporalio import workflow
 
+from models.experiments import Experiment
 from models.journeys import JourneyDescription, JourneyExit, PlannedStep, enrolment_options
 from workflows import journeys as journeys_package
 from workflows.triggers import Trigger, trigger_table
@@ -126,6 +128,54 @@ def triggers() -> dict[str, Trigger]:
     return trigger_table(
         (journey.name, journey.trigger) for journey in all_journeys() if journey.trigger
     )
+
+
+class UnknownExperiment(LookupError):
+    """No experiment of that name: the message lists the declared ones."""
+
+    def __init__(self, name: str) -> None:
+        """Name the experiment asked for and the declared ones."""
+        self.name = name
+        self.known = sorted(experiments())
+        super().__init__(
+            f"unknown experiment {name!r}; declared: {', '.join(self.known) or 'none'} "
+            "(an experiment is declared in its journey's `experiments`)"
+        )
+
+
+class ExperimentClash(ValueError):
+    """Two experiments declared with one name."""
+
+
+def experiments() -> dict[str, Experiment]:
+    """Every experiment the journeys declare, by name, each naming its journey.
+
+    Raises:
+        ExperimentClash: two declarations share a name.
+    """
+    found: dict[str, Experiment] = {}
+    for journey in all_journeys():
+        for declared in journey.experiments:
+            other = found.get(declared.name)
+            if other is not None:
+                raise ExperimentClash(
+                    f"{other.journey} and {journey.name} both declare experiment "
+                    f"{declared.name!r}; experiment names are unique: rename one"
+                )
+            found[declared.name] = replace(declared, journey=journey.name)
+    return found
+
+
+def experiment(name: str) -> Experiment:
+    """The experiment called `name`, naming its journey.
+
+    Raises:
+        UnknownExperiment: no journey declares it.
+    """
+    declared = experiments().get(name)
+    if declared is None:
+        raise UnknownExperiment(name)
+    return declared
 
 
 ANY_ACTIVITY = "any event the contact initiates (an open, a click, a visit, a purchase…)"

@@ -7,7 +7,10 @@ Day 4 Email 4: Common mistake to avoid
 Day 7 Email 5: Soft CTA + resource offer
 [Exit to Nurture Sequence or Sales Sequence based on engagement]
 
-Days count from enrolment. Exits at once, at any step, on `unsubscribed`
+Days count from enrolment. Email 1's subject line is an A/B test
+(`welcome-subject`: the template `day0` against `day0@b`), judged on purchases
+within 14 days, with 10% of the subscribers held out of the series to measure
+what the whole series adds. Exits at once, at any step, on `unsubscribed`
 or `purchased`. After the last email the contact is routed on its lead band
 as the CRM records it: at or above the hand-off band (MQL) → the sales
 hand-off (`lead-sla`), unless it was already handed off; below → the weekly
@@ -16,6 +19,8 @@ nurture.
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from temporalio import workflow
 
 from workflows.toolkit import CRM_TIMEOUT, Journey, PlanStep, activity_classes, start_journey
@@ -23,6 +28,7 @@ from workflows.toolkit.retries import UNTIL_DONE_RETRY_POLICY
 from workflows.triggers import Trigger
 
 with workflow.unsafe.imports_passed_through():
+    from models.experiments import Experiment, Goal, HoldoutLevel
     from models.handoff import LeadBand, LeadSlaInput
     from models.journeys import JourneyInput, JourneyState
     from models.messages import Channel, MessageCategory
@@ -44,8 +50,26 @@ class WelcomeSeries(Journey):
     exit_on = frozenset({"purchased"})
     trigger = Trigger("subscribed")
     started_by = "once per contact, for good"
+    experiments = (
+        Experiment(
+            "welcome-subject",
+            title="Email 1's subject: the lead magnet is ready (a) or the 3-step plan (b)",
+            arms={"a": 50, "b": 50},
+            goal=Goal("purchased", window=timedelta(days=14)),
+            holdout_percent=10,
+            holdout_level=HoldoutLevel.JOURNEY,
+            baseline_rate=0.05,
+            minimum_detectable_effect=0.03,
+        ),
+    )
     emails = (
-        PlanStep("day0", day=0, title="Email 1: Welcome + lead magnet delivery", channel=EMAIL),
+        PlanStep(
+            "day0",
+            day=0,
+            title="Email 1: Welcome + lead magnet delivery",
+            channel=EMAIL,
+            experiment="welcome-subject",
+        ),
         PlanStep("day1", day=1, title="Email 2: Value story + quick win", channel=EMAIL),
         PlanStep("day2", day=2, title="Email 3: Introduction + why we're different", channel=EMAIL),
         PlanStep("day4", day=4, title="Email 4: Common mistake to avoid", channel=EMAIL),

@@ -36,6 +36,7 @@ with workflow.unsafe.imports_passed_through():
     from pydantic import JsonValue
 
     from models.events import BehaviorEvent
+    from models.experiments import Experiment
     from models.journeys import (
         ContactMemo,
         ExitRequest,
@@ -101,6 +102,9 @@ class Journey:
     run again for the contact, but at most once per that many days; the
     workflow stays open for the window so a new trigger inside it does not
     restart the journey (0: again as soon as it has ended)."""
+    experiments: ClassVar[tuple[Experiment, ...]] = ()
+    """The journey's A/B tests (`models/experiments.py`): `split` assigns a contact's arm,
+    and a plan step naming one sends its arm's template."""
     input_model: ClassVar[type[JourneyInput]] = JourneyInput
     """The journey's input model (a subclass of `JourneyInput` for extra fields): its
     fields are the enrolment options of the CLI (`--option`) and the gateway."""

@@ -33,6 +33,8 @@ class PlanStep:
             `day=0, after=timedelta(minutes=30)`; scaled like days).
         channel: The channel of the message the step sends; None: it sends none.
         template: The message's template; default `{journey}/{id}` (see `resolved`).
+        experiment: The experiment this step is the message of (declared in the journey's
+            `experiments`): each arm but control sends `{template}@{arm}`.
     """
 
     id: str
@@ -42,6 +44,7 @@ class PlanStep:
     after: timedelta = field(default=timedelta(0), kw_only=True)
     channel: Channel | None = field(default=None, kw_only=True)
     template: str | None = field(default=None, kw_only=True)
+    experiment: str | None = field(default=None, kw_only=True)
 
     @property
     def label(self) -> str:
