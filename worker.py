@@ -36,6 +36,7 @@ from temporalio.workflow import SandboxImportNotificationPolicy
 
 from activities.contacts import ContactActivities
 from activities.crm import CrmActivities
+from activities.experiments import ExperimentActivities
 from activities.journeys import JourneyLogActivities
 from activities.messaging import MessagingActivities
 from activities.onboarding import OnboardingActivities
@@ -165,6 +166,7 @@ def build_worker(
     )
     crm = CrmActivities(engine=engine)
     journey_log = JourneyLogActivities(engine=engine)
+    experiments = ExperimentActivities(engine=engine)
     contacts = ContactActivities(
         engine=engine,
         scoring=ScoringModel.load(settings.scoring_file),
@@ -197,6 +199,7 @@ def build_worker(
             crm.recycle_lead,
             crm.open_recycled_review,
             journey_log.record_journey_run,
+            experiments.assign_arm,
             journey_log.journey_entered,
             contacts.ingest_events,
             contacts.scoring_model,

@@ -46,6 +46,7 @@ from models.tables import (
     DealStageChange,
     ErasedContact,
     EventReceipt,
+    ExperimentExposure,
     JourneyRun,
     MessageLog,
     Notification,
@@ -330,6 +331,7 @@ class ContactActivities:
                     Deal,
                     DealStageChange,
                     PipelineTransition,
+                    ExperimentExposure,
                 ):
                     result = await session.exec(
                         delete(table).where(col(table.contact_id) == contact_id)

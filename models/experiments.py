@@ -46,8 +46,8 @@ class HoldoutLevel(StrEnum):
     """Where the holdout share is held out.
 
     `step`: the contact enters the journey, and the experiment's message is not sent
-    to it. `journey`: the contact never enters; the contact workflow decides it when
-    the journey's trigger arrives.
+    to it. `journey`: the contact never enters; it is decided when the journey is
+    about to start (its trigger arrived, or another journey starts it).
     """
 
     STEP = "step"
@@ -181,11 +181,14 @@ class ArmRequest(BaseModel):
         experiment: The experiment's name.
         contact_id: The contact.
         journey: The journey that declares it.
-        workflow_id: The run that asks (the journey, or the contact workflow at the trigger).
+        workflow_id: The run that asks (the journey, or the workflow about to start it).
         arms: The declared arms and weights (the first is control).
         holdout_percent: The holdout share, in percent.
-        at_trigger: Asked by the contact workflow when the journey's trigger arrives
-            (a journey-level holdout is decided there); False: asked inside the journey.
+        holdout_at_entry: The holdout is journey-level: decided when the journey is about
+            to start.
+        at_entry: Asked by the workflow about to start the journey (the contact workflow,
+            at the trigger); False: asked inside the journey.
+        at: When (workflow time): the exposure's time if this records it.
     """
 
     model_config = ConfigDict(frozen=True)
@@ -196,7 +199,37 @@ class ArmRequest(BaseModel):
     workflow_id: str
     arms: dict[str, int]
     holdout_percent: float = 0
-    at_trigger: bool = False
+    holdout_at_entry: bool = False
+    at_entry: bool = False
+    at: datetime
+
+    @property
+    def control(self) -> str:
+        """The control arm: the first."""
+        return next(iter(self.arms))
+
+    @classmethod
+    def of(
+        cls,
+        experiment: Experiment,
+        *,
+        contact_id: str,
+        workflow_id: str,
+        at: datetime,
+        at_entry: bool = False,
+    ) -> ArmRequest:
+        """The request for a contact's arm in a declared experiment."""
+        return cls(
+            experiment=experiment.name,
+            contact_id=contact_id,
+            journey=experiment.journey,
+            workflow_id=workflow_id,
+            arms=experiment.arms,
+            holdout_percent=experiment.holdout_percent,
+            holdout_at_entry=experiment.holdout_level == HoldoutLevel.JOURNEY,
+            at_entry=at_entry,
+            at=at,
+        )
 
 
 class ArmAssignment(BaseModel):

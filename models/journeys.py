@@ -29,6 +29,7 @@ class JourneyCarryOver(BaseModel):
         events: Recent events, for `wait_for`.
         waits: Deadlines of the relative waits begun so far (journey time since
             Day 0), by wait key (`Journey.wait`), so the next run resumes them.
+        arms: The contact's arm per experiment (`Journey.split`), kept for the journey.
     """
 
     model_config = ConfigDict(frozen=True)
@@ -41,6 +42,7 @@ class JourneyCarryOver(BaseModel):
     recent_event_ids: list[str] = Field(default_factory=list)
     events: list[BehaviorEvent] = Field(default_factory=list)
     waits: dict[str, timedelta] = Field(default_factory=dict)
+    arms: dict[str, str] = Field(default_factory=dict)
 
 
 class JourneyInput(BaseModel):
@@ -227,6 +229,7 @@ class JourneyState(BaseModel):
         actions_done: Steps done with `Journey.run_once` (CRM tasks,
             escalations…), in order.
         exit_reason: Why it exited (`unsubscribed`, `purchased`, an operator reason).
+        arms: The contact's arm in each experiment of the journey split so far.
     """
 
     journey: str
@@ -240,6 +243,7 @@ class JourneyState(BaseModel):
     steps_done: list[str] = Field(default_factory=list)
     actions_done: list[str] = Field(default_factory=list)
     exit_reason: str | None = None
+    arms: dict[str, str] = Field(default_factory=dict)
 
 
 class JourneyEntry(BaseModel):

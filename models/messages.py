@@ -24,7 +24,9 @@ class DeliveryStatus(StrEnum):
     `pending` (written before the provider call) and `deferred` (quiet hours or
     frequency cap: the journey waits and asks again) are not final; every other
     value is. `cancelled`: a deferred message the journey no longer sends (it
-    exited, or an event called the message off).
+    exited, or an event called the message off). `held_out`: an experiment's
+    message not sent to a contact in its holdout (a journey's outcome; the message
+    log has no row for it).
     """
 
     PENDING = "pending"
@@ -34,6 +36,7 @@ class DeliveryStatus(StrEnum):
     SKIPPED_NO_CONSENT = "skipped_no_consent"
     SKIPPED_NO_ADDRESS = "skipped_no_address"
     SKIPPED_SUNSET = "skipped_sunset"
+    HELD_OUT = "held_out"
     CANCELLED = "cancelled"
     FAILED = "failed"
 

@@ -79,9 +79,26 @@ async def test_every_shipped_journey_passes_its_preview_checks(
         assert all(Path(path).is_file() for path in result["files"])
         if result["channel"] == "email":
             assert result["subject"] and result["preview"] and result["postal_address"]
-    # The sample and the empty sample, for every message the journey sends.
+    # The sample and the empty sample, for every message the journey sends (each arm's).
     assert {r["contact"] for r in results} <= {"sample", "sample-empty"}
-    assert len(results) == 2 * len({r["step"] for r in results})
+    assert len(results) == 2 * len({(r["step"], r["template"]) for r in results})
+
+
+async def test_preview_renders_each_arm_of_an_experiment_message(
+    settings: Settings, tmp_path: Path
+) -> None:
+    done = await qa(settings, "preview", "welcome-series", "--step", "day0", "--out", str(tmp_path))
+
+    assert done.returncode == 0, done.stderr
+    [control, variant] = done.stdout.split("welcome-series/day0@b [email] for sample: ok")
+    assert "Your Email Marketing Playbook is ready!" in control
+    assert "Ada, here's your 3-step plan for Email Marketing Playbook" in variant
+    assert {path.name for path in (tmp_path / "sample").iterdir()} == {
+        "day0.txt",
+        "day0.html",
+        "day0@b.txt",
+        "day0@b.html",
+    }
 
 
 async def test_preview_summary_names_links_footer_and_the_fallbacks_of_the_empty_sample(
@@ -183,6 +200,11 @@ async def test_simulate_welcome_series_five_emails_on_days_0_1_2_4_7_then_nurtur
     ]
     # The sample lives in Los Angeles and starts at 10:00 local.
     assert all(e["local"].endswith(("10:00 PST", "10:00 PDT")) for e in timeline["entries"])
+    # Its arm in the Day-0 subject test: enrolled directly, it was never drawn for the
+    # journey's holdout, so it gets control and does not count in the experiment.
+    [split] = [e for e in timeline["entries"] if e["kind"] == "split"]
+    assert split["detail"] == "welcome-subject: arm a"
+    assert split["reason"] == "entered without the holdout draw: control, not counted"
     assert [e["detail"] for e in timeline["entries"] if e["kind"] == "started"] == [
         "nurture-sample"
     ]

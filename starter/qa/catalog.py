@@ -45,23 +45,36 @@ def journey_class(name: str) -> type[Journey]:
 
 
 def message_steps(journey: type[Journey]) -> list[MessageStep]:
-    """The steps of `journey` that send a message, in plan order (`Journey.message_steps`)."""
+    """The messages of `journey`, in plan order (`Journey.message_steps`); a step that is an
+    experiment's message once per arm's template (`day0`, `day0@b`)."""
     return [
-        MessageStep(id=step.id, template=step.template, channel=step.channel)
+        MessageStep(id=step.id, template=template, channel=step.channel)
         for step in journey.message_steps()
         if step.template and step.channel
+        for template in journey.step_templates(step)
     ]
 
 
-def message_step(journey: type[Journey], step_id: str) -> MessageStep:
-    """The message step `step_id` of `journey`.
+def step_messages(journey: type[Journey], name: str) -> list[MessageStep]:
+    """The messages of step `name` (each arm's, for an experiment's message), or the one
+    arm's message its template names (`day0@b`).
 
     Raises:
         UnknownStep: naming the steps that send a message.
     """
     steps = message_steps(journey)
-    found = next((step for step in steps if step.id == step_id), None)
-    if found is None:
-        known = ", ".join(step.id for step in steps) or "none"
-        raise UnknownStep(f"{journey.name} sends no message at step {step_id!r}; steps: {known}")
+    found = [step for step in steps if name in (step.id, step.template.rsplit("/", 1)[-1])]
+    if not found:
+        known = ", ".join(dict.fromkeys(step.id for step in steps)) or "none"
+        raise UnknownStep(f"{journey.name} sends no message at step {name!r}; steps: {known}")
     return found
+
+
+def message_step(journey: type[Journey], name: str) -> MessageStep:
+    """The message of step `name` (control's, for an experiment's message), or the arm's
+    message its template names (`day0@b`).
+
+    Raises:
+        UnknownStep: naming the steps that send a message.
+    """
+    return step_messages(journey, name)[0]

@@ -69,7 +69,12 @@ async def _contacts(engine: AsyncEngine, contact_id: str | None) -> list[Contact
 
 async def preview(
     journey: JourneyName,
-    step: Annotated[str | None, typer.Option(help="Only this step, e.g. day4.")] = None,
+    step: Annotated[
+        str | None,
+        typer.Option(
+            help="Only this step (every arm of an A/B message), e.g. day4; or one arm: day0@b."
+        ),
+    ] = None,
     contact: ContactOption = None,
     sample: SampleFlag = False,
     out: Annotated[
@@ -90,7 +95,7 @@ async def preview(
     from activities.messaging import MessagingActivities
     from activities.providers import OutboxEmailProvider, OutboxSmsProvider
     from models.settings import get_settings
-    from starter.qa.catalog import journey_class, message_step, message_steps
+    from starter.qa.catalog import journey_class, message_steps, step_messages
     from starter.qa.preview import ChecksFailed, preview_journey
     from starter.qa.templates import load_catalog
 
@@ -98,7 +103,7 @@ async def preview(
         raise typer.BadParameter("give --contact or --sample, not both", param_hint="--sample")
     settings = get_settings()
     chosen = journey_class(journey)
-    steps = [message_step(chosen, step)] if step else message_steps(chosen)
+    steps = step_messages(chosen, step) if step else message_steps(chosen)
     folder = out or Path(".data/preview") / journey
     templates = load_catalog(settings.templates_dir, chosen, steps)
     async with _engine(settings, migrated=contact is not None) as engine:
@@ -126,7 +131,7 @@ async def preview(
     if failed:
         raise ChecksFailed(
             "\n".join(
-                f"preview failed: {r.journey}/{r.step} (contact {r.contact}): {problem}"
+                f"preview failed: {r.template} (contact {r.contact}): {problem}"
                 for r in failed
                 for problem in r.problems
             )
@@ -142,9 +147,7 @@ def _print_previews(journey: str, results: list[StepPreview], folder: Path) -> N
         typer.echo(f"{journey} sends no messages to contacts: nothing to preview")
     for result in results:
         verdict = "ok" if result.ok else "FAILED"
-        typer.echo(
-            f"{result.journey}/{result.step} [{result.channel}] for {result.contact}: {verdict}"
-        )
+        typer.echo(f"{result.template} [{result.channel}] for {result.contact}: {verdict}")
         if result.subject is not None:
             typer.echo(f"  subject:        {result.subject}")
             typer.echo(f"  preview:        {result.preview}")
@@ -260,7 +263,12 @@ async def simulate(
 
 
 async def test_send(
-    target: Annotated[str, typer.Argument(help="<journey>/<step>, e.g. welcome-series/day0.")],
+    target: Annotated[
+        str,
+        typer.Argument(
+            help="<journey>/<step>, e.g. welcome-series/day0 (one A/B arm: .../day0@b)."
+        ),
+    ],
     to: Annotated[str, typer.Option(help="Send it here (an email address or E.164 number).")],
     contact: ContactOption = None,
     sample: SampleFlag = False,

@@ -152,7 +152,7 @@ def preview_step(
     except TemplateError as error:
         result.problems.append(f"does not render: {error}")
         return result
-    result.files = _write(composed, out / contact.id, step.id)
+    result.files = _write(composed, out / contact.id, step.template.rsplit("/", 1)[-1])
     marketing = journey.category == MessageCategory.MARKETING
     body = _check_email(result, composed, brand, marketing) or _check_sms(
         result, composed, brand, marketing
@@ -230,7 +230,8 @@ def _fallbacks(
 
 
 def _write(composed: ComposedMessage, folder: Path, step: str) -> list[str]:
-    """Write the rendered bodies: `<step>.txt` and `<step>.html`, or `<step>.sms.txt`."""
+    """Write the rendered bodies: `<step>.txt` and `<step>.html`, or `<step>.sms.txt`
+    (`step` is the template's name in its journey: `day0`, or an arm's `day0@b`)."""
     folder.mkdir(parents=True, exist_ok=True)
     if composed.email is not None:
         files = {f"{step}.txt": composed.email.text, f"{step}.html": composed.email.html}

@@ -45,6 +45,7 @@ from temporalio.testing import WorkflowEnvironment
 
 from models.contacts import ContactProfile
 from models.events import BehaviorEvent
+from models.experiments import ArmAssignment, ArmRequest
 from models.journeys import JourneyInput, JourneyRunRecord, JourneyState, JourneyStatus
 from models.messages import CancelRequest, DeliveryStatus, SendRequest, SendResult
 from models.settings import Settings
@@ -163,8 +164,8 @@ class TimelineEntry:
         day: Journey time from enrolment, `Day 2 + 00:30`.
         local: The contact's local time, `2026-03-04 10:30 PST`.
         kind: `sent`, `deferred`, `suppressed`, `skipped_no_consent`,
-            `skipped_no_address`, `failed`, `cancelled`, `event`, `action`,
-            `started`, `exited` or `completed`.
+            `skipped_no_address`, `failed`, `cancelled`, `event`, `split` (the
+            contact's arm in an experiment), `action`, `started`, `exited` or `completed`.
         step: The journey step, where there is one.
         detail: What: the channel and template, the event type, the activity,
             the journey started.
@@ -301,6 +302,9 @@ def _entries_of(record: ActivityRecord, *, workflow_id: str, contact_id: str) ->
         ]
     if isinstance(argument, CancelRequest):
         return [_Raw(record.at, "cancelled", reason=argument.reason)]
+    if isinstance(argument, ArmRequest) and isinstance(result, ArmAssignment):
+        detail = f"{argument.experiment}: arm {result.arm}"
+        return [_Raw(argument.at, "split", detail=detail, reason=result.reason)]
     return [_Raw(record.at, "action", detail=record.activity_type)]
 
 

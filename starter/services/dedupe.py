@@ -56,6 +56,7 @@ from models.tables import (
     ContactMerge,
     CrmTask,
     EventReceipt,
+    ExperimentExposure,
     JourneyRun,
     MessageLog,
     Notification,
@@ -91,6 +92,7 @@ LOSER_TAGS_LEFT_OUT = ("stage_", "eng_")
 _UNIQUE_PER_CONTACT: tuple[tuple[Any, str], ...] = (
     (ContactEvent, "event_id"),
     (EventReceipt, "event_id"),
+    (ExperimentExposure, "experiment"),
 )
 _MOVED_TABLES: tuple[Any, ...] = (
     ContactEvent,
@@ -103,6 +105,7 @@ _MOVED_TABLES: tuple[Any, ...] = (
     PipelineTransition,
     JourneyRun,
     Suppression,
+    ExperimentExposure,
 )
 
 
@@ -312,7 +315,8 @@ async def _move_rows(session: AsyncSession, *, loser: str, survivor: str) -> dic
     """Give the survivor the loser's rows; per table, how many moved.
 
     An event (or receipt) id both hold stays the survivor's (the loser's copy is
-    dropped: the same event, already counted). Moved events get the batch key
+    dropped: the same event, already counted); an experiment both were exposed to keeps
+    the survivor's arm. Moved events get the batch key
     `merge/<loser>`, by which `finish_merges` finds what the survivor must absorb.
     Consent changes keep their `change_key`; one the survivor already holds is dropped.
     """

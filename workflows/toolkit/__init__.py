@@ -10,6 +10,7 @@
 - `carry_over`: continue-as-new with the journey's progress;
 - `retries`: the retry policies and timeouts of every workflow's activities;
 - `starting`: starting a journey from another workflow;
+- `experiments`: the contact's arm in each of the journey's experiments;
 - `account`: the account team's side (churn-risk flag, a task and notification for the owner);
 - `plan_check`: the worker's check of a journey's code against its plan;
 - `journey`: `Journey`, composing them.

@@ -16,6 +16,7 @@ from temporalio import workflow
 if TYPE_CHECKING:
     from activities.contacts import ContactActivities
     from activities.crm import CrmActivities
+    from activities.experiments import ExperimentActivities
     from activities.journeys import JourneyLogActivities
     from activities.messaging import MessagingActivities
     from activities.onboarding import OnboardingActivities
@@ -34,6 +35,13 @@ def crm() -> type[CrmActivities]:
     with workflow.unsafe.imports_passed_through():
         from activities.crm import CrmActivities
     return CrmActivities
+
+
+def experiments() -> type[ExperimentActivities]:
+    """`ExperimentActivities`: a contact's arm in an experiment."""
+    with workflow.unsafe.imports_passed_through():
+        from activities.experiments import ExperimentActivities
+    return ExperimentActivities
 
 
 def journey_log() -> type[JourneyLogActivities]:

@@ -29,6 +29,7 @@ def carry_over(
     inbox: Inbox,
     results: Mapping[str, SendResult],
     actions: Mapping[str, datetime],
+    arms: Mapping[str, str],
 ) -> JourneyCarryOver:
     """The progress handed to the next run."""
     return JourneyCarryOver(
@@ -40,6 +41,7 @@ def carry_over(
         recent_event_ids=inbox.recent_ids,
         events=inbox.carried(lambda: workflow.patched(CARRIED_EVENT_BYTES_PATCH)),
         waits=clock.waits,
+        arms=dict(arms),
     )
 
 

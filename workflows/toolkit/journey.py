@@ -13,13 +13,14 @@ The toolkit provides the rest: the `event`, `exit`, `pause`, `resume` and
 `skip_wait` signals, the `state` query, search attributes and current details
 for the Temporal UI (`progress`), idempotency keys, the journey clock
 (`clock`), the inbox of events (`inbox`), sending with deferrals (`sending`),
-the run log (`run_log`), the re-entry window (`reentry`) and continue-as-new
-(`carry_over`).
+the arms of its experiments (`experiments`), the run log (`run_log`), the
+re-entry window (`reentry`) and continue-as-new (`carry_over`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Collection, Mapping
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, ClassVar, NoReturn
 
@@ -28,6 +29,7 @@ from temporalio.exceptions import ApplicationError
 
 from workflows.toolkit import carry_over, progress, reentry, run_log
 from workflows.toolkit.clock import JourneyClock
+from workflows.toolkit.experiments import Arms
 from workflows.toolkit.inbox import Inbox
 from workflows.toolkit.plan import PlanStep, find_step, journey_time
 from workflows.toolkit.sending import Sender
@@ -36,7 +38,7 @@ with workflow.unsafe.imports_passed_through():
     from pydantic import JsonValue
 
     from models.events import BehaviorEvent
-    from models.experiments import Experiment
+    from models.experiments import HOLDOUT, Experiment, HoldoutLevel
     from models.journeys import (
         ContactMemo,
         ExitRequest,
@@ -52,17 +54,29 @@ if TYPE_CHECKING:
 
 
 class _DerivedTemplates:
-    """`Journey.templates`: every (template, channel) of the journey's `message_steps()`."""
+    """`Journey.templates`: every (template, channel) of the journey's `message_steps()`,
+    with each experiment arm's variant (`day0@b`)."""
 
     def __get__(self, instance: object, owner: type[Journey]) -> frozenset[tuple[str, Channel]]:
         return frozenset(
-            (step.template or "", step.channel or Channel.EMAIL) for step in owner.message_steps()
+            (template, step.channel or Channel.EMAIL)
+            for step in owner.message_steps()
+            for template in owner.step_templates(step)
         )
 
 
 def _plan_error(message: str) -> ApplicationError:
     """The failure of a run whose code names a step its plan lacks (not retried)."""
     return ApplicationError(message, type="PlanError", non_retryable=True)
+
+
+def _held_out(idempotency_key: str) -> SendResult:
+    """The outcome of an experiment's message for a contact in its holdout: not sent."""
+    return SendResult(
+        status=DeliveryStatus.HELD_OUT,
+        idempotency_key=idempotency_key,
+        reason="held out of the experiment",
+    )
 
 
 class _Exited(Exception):
@@ -167,6 +181,33 @@ class Journey:
         return tuple(step.resolved(cls.name) for step in cls.declared_steps() if step.channel)
 
     @classmethod
+    def declared_experiment(cls, name: str) -> Experiment | None:
+        """The experiment `name` of `experiments`, naming this journey; None if undeclared."""
+        declared = next((e for e in cls.experiments if e.name == name), None)
+        return None if declared is None else replace(declared, journey=cls.name)
+
+    @classmethod
+    def entry_holdouts(cls) -> tuple[Experiment, ...]:
+        """The experiments whose holdout keeps contacts out of the journey (journey-level)."""
+        return tuple(
+            replace(declared, journey=cls.name)
+            for declared in cls.experiments
+            if declared.holdout_level == HoldoutLevel.JOURNEY and declared.holdout_percent
+        )
+
+    @classmethod
+    def step_templates(cls, step: PlanStep) -> tuple[str, ...]:
+        """The templates a message step (with its template named) may send: its own, and
+        `{template}@{arm}` for each arm but control of the experiment it names."""
+        template = step.template or ""
+        declared = cls.declared_experiment(step.experiment) if step.experiment else None
+        if declared is None:
+            return (template,)
+        return tuple(
+            dict.fromkeys(declared.variant_template(template, arm) for arm in declared.arms)
+        )
+
+    @classmethod
     def channels(cls) -> frozenset[str]:
         """The channels the journey sends on (from `message_steps`)."""
         return frozenset(str(step.channel) for step in cls.message_steps())
@@ -189,6 +230,7 @@ class Journey:
         self._clock = JourneyClock()
         self._inbox = Inbox()
         self._sender = Sender()
+        self._arms = Arms()
         self._step = "enrolled"
         self._status = JourneyStatus.RUNNING
         self._exit_reason: str | None = None
@@ -317,12 +359,15 @@ class Journey:
             return recorded
         await self._checkpoint()
         self._enter_step(step)
+        template = await self._template_of(planned)
+        if template is None:
+            return self._record_result(step, _held_out(self.idempotency_key(step)))
         request = SendRequest(
             idempotency_key=self.idempotency_key(step),
             contact_id=self._contact_id,
             journey=self.name,
             step=step,
-            template=planned.template or "",
+            template=template,
             channel=planned.channel or Channel.EMAIL,
             category=self.category,
             quiet_hours_exempt=quiet_hours_exempt,
@@ -333,9 +378,36 @@ class Journey:
         result = await self._sender.deliver(
             request, called_off=lambda: self.received(unless), wait_until=self._wait_until_time
         )
-        self._results[step] = result
+        return self._record_result(step, result)
+
+    async def split(self, experiment: str) -> str:
+        """The contact's arm in `experiment` (declared in `experiments`): control, another
+        arm, or `holdout`.
+
+        Assigned once from the contact id and the experiment's name (the same on
+        replay and on re-entry), recorded as the contact's exposure, and kept for
+        the rest of the journey, also across continue-as-new. After the
+        experiment is stopped, a new entrant gets the winner, or control.
+
+        Raises:
+            ApplicationError: (non-retryable, `PlanError`) the journey declares no
+                experiment `experiment`.
+        """
+        declared = self.declared_experiment(experiment)
+        if declared is None:
+            known = ", ".join(e.name for e in self.experiments) or "none"
+            raise _plan_error(
+                f"journey {self.name} splits on experiment {experiment!r}, which it does not "
+                f"declare (declared: {known})"
+            )
+        arm = await self._arms.assign(declared, contact_id=self._contact_id)
         self.publish_progress()
-        return result
+        return arm
+
+    @property
+    def arms(self) -> Mapping[str, str]:
+        """The contact's arm in each experiment split so far in this journey."""
+        return dict(self._arms.arms)
 
     async def run_once(self, step: str, action: Callable[[], Awaitable[object]]) -> bool:
         """Run a side effect other than a message (a CRM task, an escalation…) for `step`, once.
@@ -481,6 +553,7 @@ class Journey:
             plan=self.journey_plan(),
             results=self._results,
             actions=self._actions,
+            arms=self._arms.arms,
         )
         workflow.set_current_details(details)
 
@@ -490,7 +563,9 @@ class Journey:
         Journeys whose input changes while they run (e.g. a moved renewal date)
         keep `journey_input` up to date, so the new run starts with it.
         """
-        carried = carry_over.carry_over(self._clock, self._inbox, self._results, self._actions)
+        carried = carry_over.carry_over(
+            self._clock, self._inbox, self._results, self._actions, self._arms.arms
+        )
         return self._input.model_copy(update={"carry": carried})
 
     # --- signals and queries every journey has --------------------------------
@@ -544,6 +619,7 @@ class Journey:
             steps_done=list(self._results),
             actions_done=list(self._actions),
             exit_reason=self._exit_reason,
+            arms=dict(self._arms.arms),
         )
 
     # --- the run ---------------------------------------------------------------
@@ -589,6 +665,7 @@ class Journey:
         carry_over.restore(journey_input.carry, self._clock, self._inbox)
         self._results = dict(journey_input.carry.results)
         self._actions = dict(journey_input.carry.actions)
+        self._arms.restore(journey_input.carry.arms)
         if self._results:
             self._step = list(self._results)[-1]
 
@@ -637,6 +714,23 @@ class Journey:
             problem = "is not in its plan" if planned is None else "has no channel in its plan"
             raise _plan_error(f"journey {self.name} sends step {step!r}, which {problem}")
         return planned.resolved(self.name)
+
+    async def _template_of(self, planned: PlanStep) -> str | None:
+        """The template a message step sends: its own, or its experiment arm's variant;
+        None for a contact held out of the message."""
+        template = planned.template or ""
+        if planned.experiment is None:
+            return template
+        arm = await self.split(planned.experiment)
+        declared = self.declared_experiment(planned.experiment)
+        assert declared is not None  # split refuses an undeclared experiment
+        return None if arm == HOLDOUT else declared.variant_template(template, arm)
+
+    def _record_result(self, step: str, result: SendResult) -> SendResult:
+        """Remember a step's outcome (carried over; shown in the UI)."""
+        self._results[step] = result
+        self.publish_progress()
+        return result
 
     def _plan_step(self, step: str) -> PlanStep:
         """The plan step `step` (of `journey_plan()`).

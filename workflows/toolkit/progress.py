@@ -28,8 +28,10 @@ def render_details(
     plan: tuple[PlanStep, ...],
     results: Mapping[str, SendResult],
     actions: Mapping[str, datetime],
+    arms: Mapping[str, str],
 ) -> str:
-    """The current details: the status line, what comes next, and every step with a mark."""
+    """The current details: the status line, what comes next, every step with a mark (a
+    step that is an experiment's message with the contact's arm), and the arms."""
     lines = [f"**{title}** · contact `{contact_id}` · {status}", ""]
     if status == JourneyStatus.EXITED:
         lines.append(f"Exited at step `{step}`: **{exit_reason}**")
@@ -38,17 +40,33 @@ def render_details(
         lines.append(f"Next: **{upcoming}** at {next_wake_at:%Y-%m-%d %H:%M:%S} UTC")
     lines.append("")
     for planned in plan:
+        label = planned.label + _arm_note(planned, arms)
         result = results.get(planned.id)
         if result is not None:
             mark = "✅" if result.status == DeliveryStatus.SENT else "⚠️"
-            lines.append(f"- {mark} {planned.label} ({result.status})")
+            lines.append(f"- {mark} {label} ({result.status})")
         elif planned.id in actions:
-            lines.append(f"- ✅ {planned.label} (done)")
+            lines.append(f"- ✅ {label} (done)")
         elif planned == next_step:
-            lines.append(f"- ⏳ {planned.label} (next)")
+            lines.append(f"- ⏳ {label} (next)")
         else:
-            lines.append(f"- ▫️ {planned.label}")
+            lines.append(f"- ▫️ {label}")
+    if arms:
+        lines += [
+            "",
+            "Experiments: " + ", ".join(f"`{name}` arm **{arm}**" for name, arm in arms.items()),
+        ]
     return "\n".join(lines)
+
+
+def _arm_note(step: PlanStep, arms: Mapping[str, str]) -> str:
+    """` · A/B welcome-subject: arm b` for an experiment's message step (`not split yet`
+    before the contact's arm is known)."""
+    if step.experiment is None:
+        return ""
+    return f" · A/B `{step.experiment}`: " + (
+        f"arm **{arms[step.experiment]}**" if step.experiment in arms else "not split yet"
+    )
 
 
 def identity_attributes(

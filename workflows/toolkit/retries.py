@@ -33,6 +33,8 @@ CRM_TIMEOUT = timedelta(seconds=30)
 CRM_RETRY_POLICY = about_two_hours("ContactNotFound", "UnknownRep")
 """Retries of a CRM or sales update: about two hours of attempts, then the step is logged
 as failed."""
+SPLIT_TIMEOUT = timedelta(seconds=10)
+"""One attempt at assigning an experiment's arm (a short database write, run locally)."""
 UNTIL_DONE_TIMEOUT = timedelta(seconds=60)
 """One attempt at a contact activity (ingest, score, erase)."""
 UNTIL_DONE_RETRY_POLICY = RetryPolicy(

@@ -2,16 +2,23 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from temporalio import workflow
 from temporalio.common import WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.workflow import ParentClosePolicy
 
+from workflows.toolkit.experiments import assign_arm, patch_id
 from workflows.toolkit.run_log import entered_before
 
 with workflow.unsafe.imports_passed_through():
+    from models.experiments import HOLDOUT, ArmRequest
     from models.journeys import JourneyInput
     from workflows import catalog
+
+if TYPE_CHECKING:
+    from workflows.toolkit.journey import Journey
 
 
 async def start_journey(journey: str, journey_input: JourneyInput, *, why: str) -> bool:
@@ -25,7 +32,8 @@ async def start_journey(journey: str, journey_input: JourneyInput, *, why: str) 
     journey-run log says so (it outlives Temporal's retention of the closed
     workflow), and `REJECT_DUPLICATE` covers a run that has not logged itself
     yet. One with a re-entry window is started again when its previous run
-    has ended.
+    has ended. A contact drawn into the holdout of one of its experiments with
+    a journey-level holdout does not enter it (`held_out`).
 
     Args:
         journey: The journey to start, by name (e.g. `nurture`).
@@ -33,12 +41,16 @@ async def start_journey(journey: str, journey_input: JourneyInput, *, why: str) 
         why: Shown in its summary, e.g. `bought after pricing-abandon`.
 
     Returns:
-        True if it started; False if it is running (or done, for a once-only journey).
+        True if it started; False if it is running (or done, for a once-only journey),
+        or the contact is held out of it.
     """
     declared = catalog.journey_class(journey)
     workflow_id = declared.workflow_id_for(journey_input)
     if declared.reentry_days is None and await entered_before(workflow_id):
         workflow.logger.info("%s ran before (run log); not started again", workflow_id)
+        return False
+    if await held_out(declared, journey_input.contact_id):
+        workflow.logger.info("%s not started: the contact is in its holdout", workflow_id)
         return False
     try:
         await workflow.start_child_workflow(
@@ -57,3 +69,22 @@ async def start_journey(journey: str, journey_input: JourneyInput, *, why: str) 
         return False
     workflow.logger.info("started %s (%s)", workflow_id, why)
     return True
+
+
+async def held_out(journey: type[Journey], contact_id: str) -> bool:
+    """Whether the contact is drawn into the holdout of one of the journey's experiments
+    with a journey-level holdout (the draw is recorded as its exposure; each experiment's
+    draw is guarded by its patch, `experiment-{name}`)."""
+    for declared in journey.entry_holdouts():
+        if not workflow.patched(patch_id(declared.name)):
+            continue
+        request = ArmRequest.of(
+            declared,
+            contact_id=contact_id,
+            workflow_id=workflow.info().workflow_id,
+            at=workflow.now(),
+            at_entry=True,
+        )
+        if await assign_arm(request) == HOLDOUT:
+            return True
+    return False
