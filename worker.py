@@ -111,13 +111,15 @@ def load_templates(
 
 
 def _require_template(templates: TemplateCatalog, journey: type[Journey], step: PlanStep) -> None:
-    """Check that the template of a journey's plan step exists.
+    """Check that the template of a journey's plan step exists (each arm's, for an
+    experiment's message).
 
     Raises:
         TemplateError: naming the journey, the template, its file and the step.
     """
+    needed = [(template, str(step.channel)) for template in journey.step_templates(step)]
     try:
-        templates.require(journey.name, [(step.template or "", str(step.channel))])
+        templates.require(journey.name, needed)
     except TemplateError as error:
         raise TemplateError(f"{error} (plan step {step.id!r})") from None
 

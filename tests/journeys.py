@@ -1,19 +1,28 @@
 """Journeys used only by tests: two emails a minute apart (frequency caps); texts and emails
 in turn (an SMS STOP stops the texts, not the emails); a send of a step not in the plan; a
-relative wait."""
+relative wait; an A/B test with a step-level holdout (and the same test reweighted)."""
 
 from __future__ import annotations
+
+from dataclasses import replace
+from datetime import timedelta
 
 from temporalio import workflow
 
 from workflows.toolkit import Journey, PlanStep
 
 with workflow.unsafe.imports_passed_through():
+    from models.experiments import Experiment, Goal
     from models.journeys import JourneyInput, JourneyState
     from models.messages import Channel, MessageCategory
 
 EMAIL, SMS = Channel.EMAIL, Channel.SMS
-WELCOME_DAY1, WELCOME_DAY2 = "welcome-series/day1", "welcome-series/day2"
+WELCOME_DAY0, WELCOME_DAY1, WELCOME_DAY2 = (
+    "welcome-series/day0",
+    "welcome-series/day1",
+    "welcome-series/day2",
+)
+OFFER = "test-offer"
 PRICING_SMS = "pricing-abandon/day2"
 
 
@@ -117,3 +126,83 @@ class RelativeWait(Journey):
         await self.send("first")
         await self.wait(hours=6, label="Wait 6 hours")
         await self.send("second")
+
+
+OFFER_TEST = Experiment(
+    "test-offer",
+    arms={"a": 1, "b": 1},
+    goal=Goal("purchased", window=timedelta(days=7)),
+    holdout_percent=20,
+)
+"""An A/B test of two messages with a 20% step-level holdout (arm b sends `…/day0@b`)."""
+
+
+@workflow.defn(name="test-ab")
+class OfferTest(Journey):
+    """Day 0 offer and Day 1 reminder in the contact's arm of `test-offer`; Day 2 thanks."""
+
+    name = "test-ab"
+    category = MessageCategory.TRANSACTIONAL  # no quiet hours: the test checks the times
+    title = "Test A/B"
+    reentry_days = 0
+    experiments = (OFFER_TEST,)
+    plan = (
+        PlanStep(
+            "offer", day=0, title="Offer", channel=EMAIL, template=WELCOME_DAY0, experiment=OFFER
+        ),
+        PlanStep(
+            "reminder",
+            day=1,
+            title="Reminder",
+            channel=EMAIL,
+            template=WELCOME_DAY0,
+            experiment=OFFER,
+        ),
+        PlanStep("thanks", day=2, title="Thanks", channel=EMAIL, template=WELCOME_DAY2),
+    )
+
+    @workflow.run
+    async def run(self, journey_input: JourneyInput) -> JourneyState:
+        """Run the three sends."""
+        return await self.run_journey(journey_input)
+
+    async def steps(self) -> None:
+        """Offer, reminder (both in the arm), thanks, a day apart."""
+        await self.send("offer")
+        await self.wait_until_day(1)
+        await self.send("reminder")
+        await self.wait_until_day(2)
+        await self.send("thanks")
+
+
+@workflow.defn(name="test-ab-reweighted")
+class ReweightedOfferTest(OfferTest):
+    """`test-ab` after its weights changed to 1:99."""
+
+    name = "test-ab-reweighted"
+    experiments = (replace(OFFER_TEST, arms={"a": 1, "b": 99}),)
+
+    @workflow.run
+    async def run(self, journey_input: JourneyInput) -> JourneyState:
+        """Run the three sends."""
+        return await self.run_journey(journey_input)
+
+
+@workflow.defn(name="test-ab-undeclared")
+class SplitsAnUndeclaredExperiment(Journey):
+    """Splits on an experiment whose name is computed and that it does not declare."""
+
+    name = "test-ab-undeclared"
+    category = MessageCategory.TRANSACTIONAL
+    title = "Test undeclared experiment"
+    plan = (PlanStep("day0", day=0, title="Email", channel=EMAIL, template=WELCOME_DAY1),)
+
+    @workflow.run
+    async def run(self, journey_input: JourneyInput) -> JourneyState:
+        """Run the split."""
+        return await self.run_journey(journey_input)
+
+    async def steps(self) -> None:
+        """A split on `test-nope`, then the email."""
+        await self.split("-".join(("test", "nope")))
+        await self.send("day0")

@@ -6,7 +6,8 @@ from collections import Counter
 
 import pytest
 
-from rules.experiment_split import HOLDOUT, assign_arm, split_point
+from models.experiments import HOLDOUT
+from rules.experiment_split import assign_arm, split_point
 from rules.experiment_stats import sample_ratio_mismatch
 
 CONTACTS = [f"contact-{number}" for number in range(20_000)]

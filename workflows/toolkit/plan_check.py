@@ -5,7 +5,9 @@ id. These checks read the literal step ids of `self.send("…")` and
 `self.run_once("…", …)` in the journey class's source (with `ast`): an id
 that is not in the plan, or a send of a step that has no channel, is refused
 with the journey and the step named. So is a literal `self.leave("…")` reason
-the journey does not declare in `exit_reasons` (what the catalogue lists).
+the journey does not declare in `exit_reasons` (what the catalogue lists), and
+an experiment that a plan step or a literal `self.split("…")` names but the
+journey does not declare in `experiments`.
 Ids built at run time (f-strings, variables) cannot be read from the source:
 `Journey.send` checks those when it runs and fails the workflow
 (non-retryable `PlanError`) naming the step.
@@ -25,6 +27,8 @@ STEP_CALLS = frozenset({"send", "run_once"})
 """The `Journey` methods whose first argument is a plan step id."""
 LEAVE = "leave"
 """The `Journey` method whose first argument is an exit reason."""
+SPLIT = "split"
+"""The `Journey` method whose first argument is an experiment's name."""
 
 
 class PlanError(ValueError):
@@ -33,8 +37,9 @@ class PlanError(ValueError):
 
 @dataclass(frozen=True)
 class StepCall:
-    """A call of `self.send("…")`, `self.run_once("…", …)` or `self.leave("…")` with a literal
-    first argument (`step`: the step id, or the exit reason for `leave`)."""
+    """A call of `self.send("…")`, `self.run_once("…", …)`, `self.leave("…")` or
+    `self.split("…")` with a literal first argument (`step`: the step id; the exit reason
+    for `leave`, the experiment for `split`)."""
 
     method: str
     step: str
@@ -47,7 +52,7 @@ def step_calls(source: str) -> Iterator[StepCall]:
         if not (
             isinstance(node, ast.Call)
             and isinstance(node.func, ast.Attribute)
-            and node.func.attr in STEP_CALLS | {LEAVE}
+            and node.func.attr in STEP_CALLS | {LEAVE, SPLIT}
             and isinstance(node.func.value, ast.Name)
             and node.func.value.id == "self"
             and node.args
@@ -64,12 +69,22 @@ def check_plan(journey: type[Journey]) -> None:
     Raises:
         PlanError: naming the journey, the step and the line (within its class)
             of a `send` or `run_once` of a step that is not declared, of a
-            `send` of a step that has no channel, or of a `leave` for a reason
-            not in its `exit_reasons`.
+            `send` of a step that has no channel, of a `leave` for a reason
+            not in its `exit_reasons`, or of a `split` (or a plan step naming an
+            experiment) for an experiment not in its `experiments`.
     """
     declared = {step.id: step for step in journey.declared_steps()}
     reasons = {reason for reason, _ in journey.exit_reasons} | journey.exit_events()
+    _check_experiment_steps(journey)
     for call in _calls_of(journey):
+        if call.method == SPLIT:
+            if journey.declared_experiment(call.step) is None:
+                raise PlanError(
+                    f"journey {journey.name}: split({call.step!r}) (line {call.line} of "
+                    f"{journey.__name__}) names an experiment it does not declare; add "
+                    f"Experiment({call.step!r}, …) to its experiments"
+                )
+            continue
         if call.method == LEAVE:
             if call.step not in reasons:
                 raise PlanError(
@@ -91,6 +106,24 @@ def check_plan(journey: type[Journey]) -> None:
                 f"{journey.__name__}) sends a plan step without a channel; give "
                 f"PlanStep({call.step!r}, …) a channel (and a template if not "
                 f"{journey.name}/{call.step})"
+            )
+
+
+def _check_experiment_steps(journey: type[Journey]) -> None:
+    """Refuse a plan step that names an undeclared experiment, or sends no message."""
+    for step in journey.declared_steps():
+        if step.experiment is None:
+            continue
+        if journey.declared_experiment(step.experiment) is None:
+            raise PlanError(
+                f"journey {journey.name}: plan step {step.id!r} is the message of experiment "
+                f"{step.experiment!r}, which it does not declare; add "
+                f"Experiment({step.experiment!r}, …) to its experiments"
+            )
+        if step.channel is None:
+            raise PlanError(
+                f"journey {journey.name}: plan step {step.id!r} names experiment "
+                f"{step.experiment!r} but sends no message; give it a channel"
             )
 
 
