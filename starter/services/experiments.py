@@ -703,7 +703,8 @@ def _comparison_text(comparison: Comparison) -> str:
 
 
 def _p(value: float) -> str:
-    return f"{value:.3g}" if value >= 0.0001 else "< 0.0001"
+    """A p-value with three significant digits: `0.0405`, `1.22e-05`."""
+    return f"{value:.3g}"
 
 
 def _days(window: timedelta) -> str:
