@@ -25,11 +25,9 @@ statsmodels 0.15.0 / scipy for these counts and written here:
 from __future__ import annotations
 
 import html.parser
-import itertools
 import xml.etree.ElementTree as ElementTree
-from collections.abc import Iterable
 from dataclasses import replace
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -37,7 +35,7 @@ from sqlmodel import SQLModel, select
 
 from models.db import session_factory
 from models.experiments import ExperimentStatus, Goal
-from models.tables import ContactEvent, ExperimentDecision, ExperimentExposure, MessageLog
+from models.tables import ExperimentDecision
 from starter.services.experiments import (
     AlreadyStopped,
     ArmReport,
@@ -50,79 +48,13 @@ from starter.services.experiments import (
     render_table,
     stop_experiment,
 )
+from tests.experiments import T0, add_rows, event, exposure, message, population
 from workflows import catalog
 
-T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
-"""When the scenario's first contact is exposed."""
 LATER = T0 + timedelta(days=30)
 """A report's moment with every window of the scenario closed."""
 WELCOME = catalog.experiment("welcome-subject")
 CLOSE = 1e-12
-
-_ids = itertools.count()
-
-
-def exposure(experiment: str, contact: str, arm: str, at: datetime) -> ExperimentExposure:
-    """An exposure as `assign_arm` records it."""
-    return ExperimentExposure(
-        experiment=experiment,
-        contact_id=contact,
-        arm=arm,
-        journey="welcome-series",
-        workflow_id=f"welcome-series-{contact}",
-        exposed_at=at,
-    )
-
-
-def event(
-    contact: str, event_type: str, at: datetime, *, journey: str | None = None, step: str = "day0"
-) -> ContactEvent:
-    """An event of the contact; with `journey`, about that journey's `step` message."""
-    properties = {} if journey is None else {"journey": journey, "step": step}
-    return ContactEvent(
-        contact_id=contact,
-        event_id=f"evt-{next(_ids)}",
-        type=event_type,
-        occurred_at=at,
-        properties=properties,
-        batch_key="test",
-    )
-
-
-def message(contact: str, status: str, *, step: str = "day0") -> MessageLog:
-    """A welcome-series message-log row of `step` for the contact."""
-    return MessageLog(
-        idempotency_key=f"welcome-series-{contact}/{step}/{next(_ids)}",
-        contact_id=contact,
-        journey="welcome-series",
-        step=step,
-        channel="email",
-        template=f"welcome-series/{step}",
-        status=status,
-        created_at=T0,
-        updated_at=T0,
-    )
-
-
-async def add_rows(engine: AsyncEngine, rows: Iterable[SQLModel]) -> None:
-    async with session_factory(engine)() as session:
-        session.add_all(list(rows))
-        await session.commit()
-
-
-def population(
-    arm: str, exposed: int, converted: int, *, experiment: str = "welcome-subject"
-) -> list[SQLModel]:
-    """`exposed` contacts of `arm` exposed a minute apart from T0; the first `converted`
-    purchase a day after their exposure."""
-    rows: list[SQLModel] = []
-    for number in range(exposed):
-        contact = f"{arm}-{number:03}"
-        at = T0 + timedelta(minutes=number)
-        rows.append(exposure(experiment, contact, arm, at))
-        if number < converted:
-            rows.append(event(contact, "purchased", at + timedelta(days=1)))
-    return rows
 
 
 def engaged(arm: str, event_type: str, contacts: int) -> list[SQLModel]:
@@ -340,22 +272,22 @@ async def test_the_goal_window_counts_from_the_exposure(engine: AsyncEngine) -> 
     await add_rows(
         engine,
         [
-            exposure("welcome-subject", "inside", "a", T0),
+            exposure("inside", "a", T0),
             event("inside", "purchased", T0 + window - second),
-            exposure("welcome-subject", "at-the-edge", "a", T0),
+            exposure("at-the-edge", "a", T0),
             event("at-the-edge", "purchased", T0 + window),
-            exposure("welcome-subject", "too-late", "a", T0),
+            exposure("too-late", "a", T0),
             event("too-late", "purchased", T0 + window + second),
-            exposure("welcome-subject", "before", "a", T0),
+            exposure("before", "a", T0),
             event("before", "purchased", T0 - second),
             event("before", "purchased", T0 + window + second),
-            exposure("welcome-subject", "pending", "b", now - timedelta(days=1)),
+            exposure("pending", "b", now - timedelta(days=1)),
             event("pending", "purchased", now - timedelta(hours=1)),
-            exposure("welcome-subject", "closed-b", "b", T0),
+            exposure("closed-b", "b", T0),
             # after the report's moment: neither the exposure nor the purchase count yet
-            exposure("welcome-subject", "pending-2", "b", now - timedelta(days=2)),
+            exposure("pending-2", "b", now - timedelta(days=2)),
             event("pending-2", "purchased", now + second),
-            exposure("welcome-subject", "tomorrow", "b", now + timedelta(days=1)),
+            exposure("tomorrow", "b", now + timedelta(days=1)),
         ],
     )
 
@@ -381,9 +313,9 @@ async def test_a_goal_on_the_message_counts_only_events_about_it(engine: AsyncEn
     await add_rows(
         engine,
         [
-            exposure("welcome-subject", "day0-click", "a", T0),
+            exposure("day0-click", "a", T0),
             event("day0-click", "email_clicked", T0 + timedelta(hours=1), journey="welcome-series"),
-            exposure("welcome-subject", "day1-click", "a", T0),
+            exposure("day1-click", "a", T0),
             event(
                 "day1-click",
                 "email_clicked",
@@ -391,9 +323,9 @@ async def test_a_goal_on_the_message_counts_only_events_about_it(engine: AsyncEn
                 journey="welcome-series",
                 step="day1",
             ),
-            exposure("welcome-subject", "other-journey", "a", T0),
+            exposure("other-journey", "a", T0),
             event("other-journey", "email_clicked", T0 + timedelta(hours=1), journey="nurture"),
-            exposure("welcome-subject", "no-properties", "a", T0),
+            exposure("no-properties", "a", T0),
             event("no-properties", "email_clicked", T0 + timedelta(hours=1)),
         ],
     )
