@@ -927,7 +927,7 @@ def render_html(reports: Sequence[ExperimentReport]) -> str:
 
 
 _STYLE = (
-    "p.verdict{font-weight:bold}ul.warnings li{color:#9b2c2c}"
+    "p.verdict{font-weight:bold}ul.warnings li{color:#9b2c2c}td.versus{white-space:normal}"
     "svg line.interval{stroke:#3e7cb1;stroke-width:3}svg circle{fill:#1f2933}"
     "svg line.axis{stroke:#9aa5b1}svg line.control{stroke:#e76f51;stroke-dasharray:4 3}"
 )
@@ -944,7 +944,7 @@ def _html_section(report: ExperimentReport) -> str:
         numbers = "".join(f'<td class="n">{_escape(count)}</td>' for count in counts)
         rows.append(
             f'<tr><th scope="row">{_escape(name)}</th>{numbers}'
-            f"<td>{_escape(rate)}</td><td>{_escape(versus)}</td></tr>"
+            f'<td>{_escape(rate)}</td><td class="versus">{_escape(versus)}</td></tr>'
         )
     footer = _footer_lines(report)
     warnings = [f"<li>{_escape(line)}</li>" for line in footer if line.startswith("warning: ")]
