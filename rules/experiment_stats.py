@@ -115,12 +115,12 @@ def two_proportion_test(
     return TestResult(z, 2 * (1 - _STANDARD_NORMAL.cdf(abs(z))))
 
 
-def sample_ratio_mismatch(observed: Sequence[int], weights: Sequence[int]) -> TestResult:
+def sample_ratio_mismatch(observed: Sequence[int], weights: Sequence[float]) -> TestResult:
     """Pearson's chi-square test of the exposures per arm against the split's weights.
 
     Args:
         observed: Exposures per arm.
-        weights: The arms' weights, in the same order (positive integers).
+        weights: The arms' weights or shares, in the same order (positive numbers).
 
     Raises:
         ValueError: fewer than two arms, lengths differ, a weight is not positive, or

@@ -1,6 +1,7 @@
 """The HTTP gateway: FastAPI app for backend services, served by `journeys api`.
 
-Routes: `POST /v1/events`, `/v1/contacts/…`, `GET /v1/report` (bearer keys with scopes),
+Routes: `POST /v1/events`, `/v1/contacts/…`, `GET /v1/report`, `/v1/experiments/…`
+(bearer keys with scopes),
 `/codec/decode` and `/codec/encode` (the Temporal UI's remote codec),
 `/u/{token}` (one-click unsubscribe), `/k/{token}` (keep me subscribed),
 `/webhooks/email` and `/webhooks/sms` (signed provider events, inbound SMS keywords),
@@ -46,6 +47,7 @@ from starter.api import (
     codec,
     contacts,
     events,
+    experiments,
     journeys,
     keep_subscribed,
     report,
@@ -116,6 +118,7 @@ def create_app(
         contacts.router,
         journeys.router,
         report.router,
+        experiments.router,
         unsubscribe.router,
         keep_subscribed.router,
         webhooks.router,

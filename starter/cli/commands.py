@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, ParamSpec, TypeVar
 
 import typer
+from typer.core import TyperGroup
 
 from models.ids import id_refusal
 from starter.dev.defaults import DEMO_DAY_SECONDS, TEMPORAL_PORT, UI_PORT
@@ -28,6 +29,7 @@ if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncEngine
     from temporalio.client import WorkflowExecution
     from temporalio.common import SearchAttributeKey
+    from typer._click import Context as ClickContext
 
     from models.handoff import SlaPolicy
     from starter.api.schemas import DealView
@@ -44,6 +46,26 @@ keys_app = typer.Typer(help="Data keys of the payload codec.", no_args_is_help=T
 app.add_typer(keys_app, name="keys")
 sla_app = typer.Typer(help="Sales hand-off SLAs.", no_args_is_help=True)
 app.add_typer(sla_app, name="sla")
+
+
+class _ReportOrCommand(TyperGroup):
+    """A group whose optional argument is not a sub-command: `journeys experiments NAME`
+    reports NAME, `journeys experiments stop NAME` runs `stop` (so no experiment can be
+    reported by the name of a sub-command, here `stop`). Options may follow NAME."""
+
+    allow_interspersed_args = True
+
+    def parse_args(self, ctx: ClickContext, args: list[str]) -> list[str]:
+        """Hand a leading sub-command name (and what follows) to the sub-command."""
+        if args and args[0] in self.commands:
+            super(TyperGroup, self).parse_args(ctx, [])  # the group's own options: defaults
+            ctx._protected_args, ctx.args = args[:1], args[1:]
+            return ctx.args
+        return super().parse_args(ctx, args)
+
+
+experiments_app = typer.Typer(cls=_ReportOrCommand)
+app.add_typer(experiments_app, name="experiments")
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -1070,3 +1092,141 @@ async def sla_violations(
         _print_json(_dump(counted))
     else:
         typer.echo(sla.render_table(counted))
+
+
+@experiments_app.callback(invoke_without_command=True)
+@run_async
+async def experiments(
+    ctx: typer.Context,
+    name: Annotated[
+        str | None,
+        typer.Argument(
+            metavar="NAME", help="One experiment, e.g. welcome-subject: its full report."
+        ),
+    ] = None,
+    output_format: Annotated[
+        str, typer.Option("--format", help="table, json or html (a standalone page).")
+    ] = "table",
+    baseline: Annotated[
+        float | None,
+        typer.Option(
+            help="Control's expected conversion rate for the minimum sample, e.g. 0.05 "
+            "(default: the experiment's declaration)."
+        ),
+    ] = None,
+    mde: Annotated[
+        float | None,
+        typer.Option(
+            help="Minimum detectable effect: the smallest absolute difference of rates worth "
+            "finding, e.g. 0.03 for 3 points (default: the declaration's)."
+        ),
+    ] = None,
+    output: Annotated[
+        typer.FileTextWrite | None,
+        typer.Option(help="Write the report to this file instead of stdout.", encoding="utf-8"),
+    ] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """A/B tests and holdouts: per arm exposed, sent, opened, clicked, converted, the
+    conversion rate with its 95% interval, the difference to control and its p-value; the
+    split check, the minimum sample and the verdict (no winner until the data allows one).
+
+    Without NAME: every declared experiment, one line each (html: every full report).
+    Rates count the contacts whose conversion window has closed; those still inside
+    it are shown as pending. `journeys experiments stop NAME` ends one.
+    """
+    if ctx.invoked_subcommand is not None:
+        return
+    from datetime import UTC
+
+    from starter.services import experiments as results
+
+    try:
+        chosen = results.ExperimentFormat("json" if as_json else output_format)
+    except ValueError:
+        raise typer.BadParameter(
+            f"expected table, json or html, got {output_format!r}", param_hint="--format"
+        ) from None
+    now = datetime.now(UTC)
+    if name is None and chosen != results.ExperimentFormat.HTML:
+        if baseline is not None or mde is not None:
+            raise typer.BadParameter("give NAME with --baseline / --mde", param_hint="NAME")
+        summaries = await _with_engine(lambda engine: results.experiments_overview(engine, now=now))
+        text = (
+            json.dumps([_dump(summary) for summary in summaries], indent=2)
+            if chosen == results.ExperimentFormat.JSON
+            else results.render_overview_table(summaries)
+        )
+    else:
+        reports = await _with_engine(
+            lambda engine: _experiment_reports(engine, name, now, baseline=baseline, mde=mde)
+        )
+        text = results.render_html(reports) if name is None else results.render(reports[0], chosen)
+    typer.echo(text, file=output)
+    if output is not None:
+        typer.echo(f"report written to {output.name}", err=True)
+
+
+async def _experiment_reports(
+    engine: AsyncEngine,
+    name: str | None,
+    now: datetime,
+    *,
+    baseline: float | None,
+    mde: float | None,
+) -> list[Any]:
+    """The report of experiment `name`, or of every declared one (by name)."""
+    from starter.services import experiments as results
+    from starter.services import operations
+    from workflows import catalog
+
+    declared = [catalog.experiment(name)] if name else list(catalog.experiments().values())
+    try:
+        return [
+            await results.experiment_report(
+                engine, experiment, now=now, baseline_rate=baseline, minimum_detectable_effect=mde
+            )
+            for experiment in sorted(declared, key=lambda experiment: experiment.name)
+        ]
+    except operations.InvalidRequest as error:
+        raise typer.BadParameter(str(error), param_hint="--baseline / --mde") from None
+
+
+@experiments_app.command("stop")
+@run_async
+async def experiments_stop(
+    name: Annotated[str, typer.Argument(help="The experiment, e.g. welcome-subject.")],
+    winner: Annotated[
+        str | None,
+        typer.Option(help="The arm every new entrant gets from now on (default: control)."),
+    ] = None,
+    by: Annotated[
+        str | None, typer.Option(help="Who decides, for the audit (default: cli:<login name>).")
+    ] = None,
+    note: Annotated[str | None, typer.Option(help="Why, for the audit.")] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Stop an experiment: every new entrant gets the winning arm (or control) from now on;
+    contacts already in it keep their arm. Recorded with who and when; it stops once."""
+    from datetime import UTC
+
+    from starter.services import experiments as results
+
+    decision = await _with_engine(
+        lambda engine: results.stop_experiment(
+            engine,
+            name,
+            winner=winner,
+            decided_by=by or _cli_actor(),
+            note=note,
+            now=datetime.now(UTC),
+        )
+    )
+    if as_json:
+        _print_json({"experiment": name, **_dump(decision)})
+        return
+    chosen = f"winner {decision.winner}" if decision.winner else "no winner: control"
+    typer.echo(
+        f"experiment {name} stopped by {decision.decided_by} ({chosen}); new entrants get "
+        f"{decision.winner or 'control'} from now on"
+    )

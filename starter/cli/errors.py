@@ -37,8 +37,13 @@ def explain(error: BaseException) -> tuple[int, list[str]] | None:
     lines = _lines(error)
     if lines is None:
         return None
-    refused = isinstance(error, _loaded("pydantic", "ValidationError"))
-    return (USAGE if refused else 1), lines
+    refused = (
+        _loaded("pydantic", "ValidationError"),
+        _loaded("workflows.catalog", "UnknownExperiment"),
+        _loaded("starter.services.experiments", "UnknownArm"),
+        _loaded("starter.services.experiments", "AlreadyStopped"),
+    )
+    return (USAGE if isinstance(error, refused) else 1), lines
 
 
 def _loaded(module: str, name: str) -> type[BaseException]:
@@ -85,6 +90,7 @@ def _lines(error: BaseException) -> list[str] | None:
         _loaded("rules.templates", "TemplateError"),
         _loaded("workflows.toolkit.plan_check", "PlanError"),
         _loaded("workflows.triggers", "TriggerClash"),
+        _loaded("workflows.catalog", "UnknownExperiment"),
         _loaded("models.settings", "UnsafeSettings"),
     )
     if isinstance(error, expected):

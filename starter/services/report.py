@@ -39,6 +39,7 @@ their input, renamed steps), which come in the order they were first written.
 from __future__ import annotations
 
 import html
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -471,19 +472,31 @@ def render_html(report: FunnelReport) -> str:
     text in it is HTML-escaped.
     """
     sections = [_html_journey(funnel) for funnel in report.journeys]
+    return html_page(
+        _title(report),
+        [
+            *(sections or ["<p>No journey activity.</p>"]),
+            *([] if report.pipeline is None else [pipeline_report.render_html(report.pipeline)]),
+        ],
+    )
+
+
+def html_page(title: str, body: Sequence[str], *, style: str = "") -> str:
+    """A standalone HTML page (no scripts, stylesheets or images): `title` as its title and
+    heading (escaped here), then `body`, already HTML; `style` adds CSS rules to the
+    reports' own."""
     return "\n".join(
         [
             "<!DOCTYPE html>",
             '<html lang="en">',
             "<head>",
             '<meta charset="utf-8">',
-            f"<title>{_escape(_title(report))}</title>",
-            f"<style>{_STYLE}</style>",
+            f"<title>{_escape(title)}</title>",
+            f"<style>{_STYLE}{style}</style>",
             "</head>",
             "<body>",
-            f"<h1>{_escape(_title(report))}</h1>",
-            *(sections or ["<p>No journey activity.</p>"]),
-            *([] if report.pipeline is None else [pipeline_report.render_html(report.pipeline)]),
+            f"<h1>{_escape(title)}</h1>",
+            *body,
             "</body>",
             "</html>",
         ]
