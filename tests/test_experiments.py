@@ -42,10 +42,10 @@ from tests.journeys import (
 from tests.kit import journey_run, save_history, sleep_until
 from tests.outbox import read_outbox
 from worker import build_worker
+from workflows import catalog
 from workflows.journeys.welcome_series import WelcomeSeries
 
-WELCOME_SUBJECT = WelcomeSeries.declared_experiment("welcome-subject")
-assert WELCOME_SUBJECT is not None
+WELCOME_SUBJECT = catalog.experiment("welcome-subject")
 SUBJECTS = {
     "a": "Your Email Marketing Playbook is ready! 📥",
     "b": "Ada, here's your 3-step plan for Email Marketing Playbook",

@@ -163,6 +163,7 @@ def test_the_details_show_what_is_done_next_and_remaining() -> None:
             "day1": SendResult(status=DeliveryStatus.SUPPRESSED, idempotency_key="k1"),
         },
         actions={"route": T0},
+        arms={},
     )
     assert details.splitlines() == [
         "**Welcome series** · contact `c1` · running",
@@ -188,9 +189,36 @@ def test_the_details_of_an_exited_journey_say_where_and_why() -> None:
         plan=PLAN[:2],
         results={},
         actions={},
+        arms={},
     )
     assert "Exited at step `day1`: **purchased**" in details
     assert details.endswith("- ▫️ Day 0 → Email 1\n- ▫️ Day 1 → Email 2")
+
+
+def test_the_details_show_the_arm_of_an_experiment_message_and_every_arm() -> None:
+    plan = (
+        PlanStep("day0", day=0, title="Email 1", channel=Channel.EMAIL, experiment="subject"),
+        PlanStep("day1", day=1, title="Email 2", channel=Channel.EMAIL, experiment="offer"),
+    )
+    details = render_details(
+        title="Welcome series",
+        contact_id="c1",
+        status=JourneyStatus.RUNNING,
+        step="day0",
+        exit_reason=None,
+        next_step=plan[1],
+        next_wake_at=T0 + timedelta(days=1),
+        plan=plan,
+        results={"day0": SendResult(status=DeliveryStatus.SENT, idempotency_key="k0")},
+        actions={},
+        arms={"subject": "b"},
+    )
+    assert details.splitlines()[-4:] == [
+        "- ✅ Day 0 → Email 1 · A/B `subject`: arm **b** (sent)",
+        "- ⏳ Day 1 → Email 2 · A/B `offer`: not split yet (next)",
+        "",
+        "Experiments: `subject` arm **b**",
+    ]
 
 
 # --- re-entry, retries ------------------------------------------------------------------
