@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 from temporalio.client import Client
 
-from starter.dev.demo import DEMO_STORIES
+from starter.dev.demo import DEMO_LEAD, DEMO_STORIES, DEMO_SUBSCRIBERS, subject_arm
 from tests.cli import JOURNEYS
 from workflows import catalog
 
@@ -120,16 +120,20 @@ async def test_dev_stack_runs_demo_stops_cleanly_and_restarts_without_duplicates
         assert f"Local API key:  {key}" in printed  # the same key again
         client = await Client.connect(f"127.0.0.1:{temporal_port}")
         demo_runs = [
-            ("welcome-series", 4),
+            ("welcome-series", 13),  # 3 enrolled, demo-lin, 9 of 10 subscribers (1 held out)
             ("pricing-abandon", 4),  # demo-grace, demo-lin, demo-mei, and demo-sam (the API)
             ("renewal-countdown", 1),
-            ("nurture", 1),  # demo-grace, on the automation track
+            # demo-grace, on the automation track; then each subscriber whose welcome series
+            # ends (7 demo days: 14 s here) and routes it to nurture: at least 1
+            ("nurture", 1),
             ("lead-sla", 3),  # demo-lin, demo-mei and demo-omar
             ("abandoned-cart", 1),  # demo-grace's cart, once however often the demo restarts
             ("churn-prevention", 1),  # demo-ravi's usage drop
             ("re-engagement", 1),  # demo-rosa, quiet for 31 journey days
             ("win-back", 1),  # demo-kai, a customer quiet for 31 journey days
-            ("onboarding", 3),  # demo-noor's purchase, demo-kai's, and demo-mei's won deal
+            # demo-noor's purchase, demo-kai's, demo-mei's won deal, and two subscribers' (one
+            # in the subject test's arm b, one held out of the welcome series)
+            ("onboarding", 5),
             ("recycling", 1),  # demo-omar, handed off then disqualified for no budget
         ]
         assert {journey for journey, _ in demo_runs} == set(catalog.journey_names())
@@ -139,7 +143,10 @@ async def test_dev_stack_runs_demo_stops_cleanly_and_restarts_without_duplicates
                 if count.count >= runs:
                     break
                 await asyncio.sleep(0.2)
-            assert count.count == runs, journey
+            if journey == "nurture":
+                assert count.count >= runs, journey
+            else:
+                assert count.count == runs, journey
         for _ in range(100):  # demo-noor's feature_used events may still be on their way
             if "act_adopted_campaign-sent" in demo_noor_tags(tmp_path):
                 break
@@ -152,11 +159,18 @@ async def test_dev_stack_runs_demo_stops_cleanly_and_restarts_without_duplicates
         await stop_stack(process)
 
     with sqlite3.connect(tmp_path / ".data" / "journeys.db") as db:
-        assert db.execute("select count(*) from contacts").fetchone() == (10,)
+        assert db.execute("select count(*) from contacts").fetchone() == (20,)
         # demo-lin's 4, demo-sam's 1 (the API), demo-grace's cart, demo-noor's 3, demo-ravi's
         # 5 usage reports and the drop derived from them, demo-rosa's visit, demo-kai's
-        # purchase, demo-mei's 3 + 6 and the purchase derived from her won deal, demo-omar's 2 + 1
-        assert db.execute("select count(*) from events").fetchone() == (30,)
+        # purchase, demo-mei's 3 + 6 and the purchase derived from her won deal, demo-omar's
+        # 2 + 1, the ten subscribers' sign-ups and five opens, clicks and purchases
+        assert db.execute("select count(*) from events").fetchone() == (45,)
+        # The subject test: every subscriber drawn once, demo-lin too (her sign-up), in the
+        # arm the split gives; the journeys enrolled directly were never drawn.
+        exposures = dict(db.execute("select contact_id, arm from experiment_exposures"))
+        assert exposures == {
+            contact.id: subject_arm(contact) for contact in (*DEMO_SUBSCRIBERS, DEMO_LEAD)
+        }
         stages = db.execute(
             "select stage from pipeline_transitions where contact_id = 'demo-mei' order by id"
         )
@@ -169,6 +183,26 @@ async def test_dev_stack_runs_demo_stops_cleanly_and_restarts_without_duplicates
         assert "stage_churn-risk" in json.loads(ravi_tags)
         keys = [row[0] for row in db.execute("select idempotency_key from message_log")]
     assert len(keys) == len(set(keys))
+    # `journeys experiments` reports the subject test: the demo's opens, clicks and purchases
+    # (each still inside its 14-day window, so pending, not yet in a rate).
+    reported = await asyncio.create_subprocess_exec(
+        str(JOURNEYS), "experiments", "welcome-subject", "--format", "json",
+        cwd=tmp_path, stdout=asyncio.subprocess.PIPE,
+        env={key: value for key, value in os.environ.items() if key != "DATABASE_URL"},
+    )  # fmt: skip
+    report = json.loads((await reported.communicate())[0])
+    arms = {arm["arm"]: arm for arm in report["arms"]}
+    engaged = {
+        arm: (arms[arm]["exposed"], arms[arm]["opened"], arms[arm]["clicked"])
+        for arm in ("a", "b", "holdout")
+    }
+    drawn = [subject_arm(contact) for contact in (*DEMO_SUBSCRIBERS, DEMO_LEAD)]
+    assert engaged == {
+        "a": (drawn.count("a"), 1, 0),
+        "b": (drawn.count("b"), 1, 1),
+        "holdout": (drawn.count("holdout"), 0, 0),
+    }
+    assert {arm: arms[arm]["converted_pending"] for arm in arms} == {"a": 0, "b": 1, "holdout": 1}
     assert demo_mei_deal(tmp_path) == ("won", "sdr-ines", "proposal")
     adopted = demo_noor_tags(tmp_path)
     assert "act_adopted_contact-import" in adopted and "act_adopted_campaign-sent" in adopted

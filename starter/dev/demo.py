@@ -22,17 +22,20 @@ from temporalio.service import RPCError
 from models.contacts import ConsentUpdate, ContactProfile
 from models.db import create_engine
 from models.events import BehaviorEvent
+from models.experiments import HOLDOUT
 from models.journeys import JourneyInput, JourneyState
 from models.nurture import NurtureInput
 from models.renewals import RenewalInput
 from models.settings import Settings
+from rules.experiment_split import assign_arm
 from starter.services.intake import accept_events
 from starter.services.operations import OperationError, enroll, upsert_contact
 
 SUMMARY = (
     "welcome series for three sample contacts, a pricing-page follow-up, weekly nurture, "
     "a renewal countdown, onboarding, an abandoned cart, a usage drop, re-engagement, "
-    "win-back, a lead from MQL to a won deal and a recycled lead"
+    "win-back, a lead from MQL to a won deal, a recycled lead, and ten subscribers in the "
+    "welcome series' Day-0 subject A/B test (10% held out)"
 )
 """What the demo shows, as `make run` announces it."""
 
@@ -154,6 +157,43 @@ DEMO_CART = {
     "currency": "USD",
 }
 """The cart demo-grace leaves."""
+SUBJECT_TEST = "welcome-subject"
+"""The welcome series' Day-0 subject A/B test (`workflows/journeys/welcome_series.py`)."""
+DEMO_SUBSCRIBERS = tuple(
+    ContactProfile(
+        id=f"demo-list-{number:02d}",
+        email=f"list{number:02d}@example.com",
+        first_name=first_name,
+        timezone="Europe/Dublin",
+        email_consent=_DEMO_CONSENT,
+    )
+    for number, first_name in enumerate(
+        ("Alan", "Barbara", "Claude", "Dorothy", "Edsger", "Frances", "Gordon", "Hedy", "Ivan")
+        + ("Jean",),
+        start=1,
+    )
+)
+"""Ten sign-ups through the `subscribed` trigger: each is drawn for the welcome series'
+holdout and, if not held out, split on its Day-0 subject line (`journeys experiments`)."""
+
+
+def subject_arm(contact: ContactProfile) -> str:
+    """The demo subscriber's arm in the subject test, as the worker will draw it (the split
+    is deterministic)."""
+    from workflows import catalog
+
+    declared = catalog.experiment(SUBJECT_TEST)
+    return assign_arm(
+        declared.name, contact.id, declared.arms, holdout_percent=declared.holdout_percent
+    )
+
+
+def _first_in(arm: str) -> ContactProfile:
+    return next(contact for contact in DEMO_SUBSCRIBERS if subject_arm(contact) == arm)
+
+
+DAY0_EMAIL = {"journey": "welcome-series", "step": "day0"}
+"""The properties of an open or a click of the Day-0 email, as the provider's webhook sends."""
 DEMO_WEEKLY_USAGE = (120, 110, 130, 120, 40)
 """demo-ravi's `campaigns_sent`, one report a week, the last one now: 40 is a third of the
 4-week average (120), a drop (`churn.toml`: below 50%)."""
@@ -291,6 +331,38 @@ DEMO_STORIES = (
         after=f"lead-sla-{DEMO_RECYCLED.id}",
         part="recycle",
     ),
+    *(
+        DemoStory(
+            subscriber,
+            (("subscribed", {"source": "leadmagnet_email-guide"}),),
+            shows=(
+                "held out of the welcome series: the subject test's 10%"
+                if subject_arm(subscriber) == HOLDOUT
+                else f"welcome-series-{subscriber.id}, subject line {subject_arm(subscriber)}"
+            ),
+        )
+        for subscriber in DEMO_SUBSCRIBERS
+    ),
+    DemoStory(
+        _first_in("b"),
+        (("email_opened", DAY0_EMAIL), ("email_clicked", DAY0_EMAIL), ("purchased", {})),
+        shows="opened and clicked the Day-0 email (subject b), then bought: a conversion",
+        part="engaged",
+        after=f"welcome-series-{_first_in('b').id}",
+    ),
+    DemoStory(
+        _first_in("a"),
+        (("email_opened", DAY0_EMAIL),),
+        shows="opened the Day-0 email (subject a)",
+        part="engaged",
+        after=f"welcome-series-{_first_in('a').id}",
+    ),
+    DemoStory(
+        _first_in(HOLDOUT),
+        (("purchased", {}),),
+        shows="bought without the welcome series: the holdout's conversion",
+        part="engaged",
+    ),
 )
 """The demo contacts whose events go through their contact workflow, with what they show."""
 
@@ -336,6 +408,7 @@ async def run_demo(client: Client, settings: Settings, *, day_seconds: int) -> N
             DEMO_AT_RISK,
             DEMO_DEAL_LEAD,
             DEMO_RECYCLED,
+            *DEMO_SUBSCRIBERS,
         )
         for profile in profiles:
             await upsert_contact(engine, profile, key=settings.suppression_key())
@@ -347,11 +420,10 @@ async def run_demo(client: Client, settings: Settings, *, day_seconds: int) -> N
                 typer.echo(f"  enrolled {journey_input.contact_id} → {workflow_id}")
             except OperationError as error:
                 typer.echo(f"  {error} (kept from an earlier run)")
-        now = datetime.now(UTC)
         for story in DEMO_STORIES:
             if story.after is not None:
                 await _first_step_done(client, story.after)
-            events = story.behavior_events(now)
+            events = story.behavior_events(datetime.now(UTC))  # after what came before
             results = await accept_events(  # one batch, as a service sends a backlog
                 client,
                 engine,

@@ -112,6 +112,7 @@ async def run_dev(
                 f"  Sent messages:  {settings.outbox_dir.resolve()}/  (one .eml per message)\n"
                 "  Message log:    .venv/bin/journeys messages --json\n"
                 "  Journey status: .venv/bin/journeys status demo-ada\n"
+                "  A/B test:       .venv/bin/journeys experiments welcome-subject\n"
                 f"  HTTP API:       {api_url}/docs\n"
                 f"  Local API key:  {key.key.get_secret_value()}  (kept in {LOCAL_KEY_FILE})\n"
                 f"  Send an event:  curl -X POST {api_url}/v1/events "
