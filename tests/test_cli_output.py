@@ -50,12 +50,14 @@ def test_status_lines_name_the_next_step_or_say_there_is_none() -> None:
     waiting = journey_line(_run(JourneyStatus.RUNNING))
     exited = journey_line(_run(JourneyStatus.EXITED, exit_reason="unsubscribed"))
     unread = journey_line(JourneyRun(workflow_id="w", run_id="r", execution_status="FAILED"))
+    split = journey_line(_run(JourneyStatus.RUNNING, arms={"welcome-subject": "b"}))
 
     assert named.endswith("step day1, 2 sent, next: day2 at 2026-03-02 09:00:00Z")
     assert unnamed.endswith("step day1, 2 sent, next: wake-up at 2026-03-02 09:00:00Z")
     assert waiting.endswith("step day1, 2 sent, no next step scheduled")
     assert exited.endswith("step day1, 2 sent, exited: unsubscribed")
     assert unread.endswith("(no state reported)")
+    assert split.endswith("step day1, 2 sent, A/B welcome-subject: b, no next step scheduled")
     for line in (named, unnamed, waiting, exited, unread):
         assert "None" not in line
 

@@ -884,13 +884,15 @@ def _when(moment: datetime) -> str:
 def journey_line(run: JourneyRun) -> str:
     """One journey of `status`, as a person reads it: step, sends, what comes next, why it ended.
 
-    Example: `welcome-series-kim  RUNNING  step day1, 2 sent, next: day2 at 2026-03-02 09:00:00Z`.
+    Example: `welcome-series-kim  RUNNING  step day1, 2 sent, A/B welcome-subject: b, next: day2
+    at 2026-03-02 09:00:00Z`.
     """
     line = f"{run.workflow_id:40} {run.execution_status:12}"
     state = run.state
     if state is None:
         return f"{line} (no state reported)"
     parts = [f"step {state.step}", f"{state.messages_sent} sent"]
+    parts += [f"A/B {experiment}: {arm}" for experiment, arm in state.arms.items()]
     if state.status == "paused":
         parts.append("PAUSED")
     if state.next_wake_at is not None:
