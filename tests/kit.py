@@ -46,6 +46,7 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio.client import Client, WorkflowHandle
+from temporalio.service import RPCError, RPCStatusCode
 from temporalio.testing import WorkflowEnvironment
 
 from models.contacts import ContactProfile
@@ -173,6 +174,17 @@ async def journey_run(client: Client, workflow_id: str) -> WorkflowHandle[Any, J
     "No completion event found" when a long journey's wait for its end runs out."""
     run_id = (await client.get_workflow_handle(workflow_id).describe()).run_id
     return client.get_workflow_handle(workflow_id, run_id=run_id, result_type=JourneyState)
+
+
+async def workflow_exists(client: Client, workflow_id: str) -> bool:
+    """Whether the server knows a workflow of that id (running or closed)."""
+    try:
+        await client.get_workflow_handle(workflow_id).describe()
+    except RPCError as error:
+        if error.status == RPCStatusCode.NOT_FOUND:
+            return False
+        raise
+    return True
 
 
 async def save_history(client: Client, workflow_id: str, name: str) -> Path | None:

@@ -17,7 +17,6 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel import SQLModel, select
 from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.common import RawValue
-from temporalio.service import RPCError, RPCStatusCode
 from temporalio.testing import WorkflowEnvironment
 
 from models.contact_workflow import ContactInput, ContactState
@@ -33,6 +32,7 @@ from starter.dev.toolchain import start_dev_server
 from tests.cli import cli_environment, journeys
 from tests.factories import message_rows, rows_of
 from tests.gateway import FULL_KEY, READ_ONLY_KEY, Gateway, gateway_settings, serving_gateway
+from tests.kit import workflow_exists
 from tests.test_api import contact_state, journey_state, new_id, put_contact
 
 Row = TypeVar("Row", bound=SQLModel)
@@ -42,16 +42,6 @@ Row = TypeVar("Row", bound=SQLModel)
 async def gateway(dev_env: WorkflowEnvironment, settings: Settings) -> AsyncIterator[Gateway]:
     async with serving_gateway(dev_env.client, gateway_settings(settings)) as served:
         yield served
-
-
-async def exists(client: Client, workflow_id: str) -> bool:
-    try:
-        await client.get_workflow_handle(workflow_id).describe()
-    except RPCError as error:
-        if error.status == RPCStatusCode.NOT_FOUND:
-            return False
-        raise
-    return True
 
 
 async def stored(engine: AsyncEngine, table: type[Row], key: str) -> Row | None:
@@ -192,7 +182,7 @@ async def test_a_contact_workflow_started_after_crypto_shredding_cannot_even_rea
     again = await gateway.http.delete(f"/v1/contacts/{contact_id}")  # answered from the tombstone
     assert again.json() == {"contact_id": contact_id, "status": "erased"}
     assert (
-        not await exists(client, f"contact-{contact_id}")
+        not await workflow_exists(client, f"contact-{contact_id}")
         or (await client.get_workflow_handle(f"contact-{contact_id}").describe()).status
         != WorkflowExecutionStatus.RUNNING
     )
@@ -305,7 +295,7 @@ async def test_a_once_per_contact_journey_stays_once_when_temporal_no_longer_kno
             assert again.status_code == 202, again.text
             state = await contact_state(client, contact_id, lambda s: welcome in s.journeys)
             assert state.events_accepted == 1  # a new contact workflow took the subscription
-            assert not await exists(client, welcome), "the welcome series started again"
+            assert not await workflow_exists(client, welcome), "the welcome series started again"
             enrolled = await gateway.http.post(f"/v1/contacts/{contact_id}/journeys/welcome-series")
             assert enrolled.status_code == 409
             assert "runs once per contact" in enrolled.json()["detail"]

@@ -19,9 +19,8 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel import select
 from temporalio.api.sdk.v1 import WorkflowMetadata
-from temporalio.client import Client, WorkflowFailureError
+from temporalio.client import WorkflowFailureError, WorkflowHandle
 from temporalio.exceptions import ApplicationError
-from temporalio.service import RPCError, RPCStatusCode
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Replayer, Worker
 
@@ -39,7 +38,7 @@ from tests.journeys import (
     ReweightedOfferTest,
     SplitsAnUndeclaredExperiment,
 )
-from tests.kit import journey_run, save_history, sleep_until
+from tests.kit import journey_run, save_history, sleep_until, workflow_exists
 from tests.outbox import read_outbox
 from worker import build_worker
 from workflows import catalog
@@ -100,16 +99,6 @@ async def stop(engine: AsyncEngine, experiment: str, winner: str | None, at: dat
         await session.commit()
 
 
-async def workflow_exists(client: Client, workflow_id: str) -> bool:
-    try:
-        await client.get_workflow_handle(workflow_id).describe()
-    except RPCError as error:
-        if error.status == RPCStatusCode.NOT_FOUND:
-            return False
-        raise
-    return True
-
-
 @pytest.fixture
 async def ab_worker(
     time_skipping_env: WorkflowEnvironment, settings: Settings, engine: AsyncEngine
@@ -137,6 +126,20 @@ async def enrol(
         task_queue=settings.task_queue,
     )
     return await handle.result()
+
+
+async def offer_sent(
+    env: WorkflowEnvironment, settings: Settings, contact_id: str, *, history_limit: int = 10_000
+) -> WorkflowHandle[OfferTest, JourneyState]:
+    """Start `test-ab` for the contact; returns once its Day-0 offer (the split) is done."""
+    handle = await env.client.start_workflow(
+        OfferTest.run,
+        JourneyInput(contact_id=contact_id, history_limit=history_limit),
+        id=f"test-ab-{contact_id}",
+        task_queue=settings.task_queue,
+    )
+    await journey_when(env.client, handle.id, lambda s: "offer" in s.steps_done)
+    return handle
 
 
 # --- the welcome series: journey-level holdout at the trigger ----------------------------
@@ -278,13 +281,7 @@ async def test_a_winner_goes_to_new_entrants_while_a_journey_in_progress_keeps_i
     for contact_id in (in_progress, newcomer, held_out):
         await add_contact(engine, contact_id)
     start = await env.get_current_time()
-    running = await env.client.start_workflow(
-        OfferTest.run,
-        JourneyInput(contact_id=in_progress, history_limit=20),  # continues as new on the way
-        id=f"test-ab-{in_progress}",
-        task_queue=settings.task_queue,
-    )
-    await journey_when(env.client, running.id, lambda s: "offer" in s.steps_done)
+    running = await offer_sent(env, settings, in_progress, history_limit=20)  # continues as new
 
     await sleep_until(env, start + DAY / 2)
     await stop(engine, "test-offer", "b", await env.get_current_time())
@@ -333,13 +330,7 @@ async def test_pausing_a_journey_keeps_its_exposure_as_it_was(
     contact_id = contact_in("b", OFFER_TEST, "ab-pause")
     await add_contact(engine, contact_id)
     start = await env.get_current_time()
-    handle = await env.client.start_workflow(
-        OfferTest.run,
-        JourneyInput(contact_id=contact_id),
-        id=f"test-ab-{contact_id}",
-        task_queue=settings.task_queue,
-    )
-    await journey_when(env.client, handle.id, lambda s: "offer" in s.steps_done)
+    handle = await offer_sent(env, settings, contact_id)
     [before] = await exposures(engine, "test-offer")
 
     await sleep_until(env, start + DAY / 2)

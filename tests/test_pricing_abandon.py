@@ -25,7 +25,7 @@ from models.journeys import JourneyInput, JourneyState, JourneyStatus
 from models.settings import Settings
 from starter.services.operations import OperationError, enroll
 from tests.factories import add_contact, message_rows
-from tests.kit import journey_run
+from tests.kit import journey_run, workflow_exists
 from tests.outbox import read_outbox, text_body
 from worker import build_worker
 from workflows.journeys.onboarding import Onboarding
@@ -108,16 +108,6 @@ def pricing_emails(settings: Settings, contact_id: str) -> dict[str, datetime]:
 
 def sms_files(settings: Settings, contact_id: str) -> list[Path]:
     return sorted((settings.outbox_dir / f"pricing-abandon-{contact_id}").rglob("*.sms.txt"))
-
-
-async def workflow_exists(client: Client, workflow_id: str) -> bool:
-    try:
-        await client.get_workflow_handle(workflow_id).describe()
-    except RPCError as error:
-        if error.status == RPCStatusCode.NOT_FOUND:
-            return False
-        raise
-    return True
 
 
 def near(actual: datetime, expected: datetime) -> bool:

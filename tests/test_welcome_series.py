@@ -22,6 +22,7 @@ from models.journeys import JourneyInput, JourneyState, JourneyStatus
 from models.settings import Settings
 from models.tables import Contact, MessageLog, Notification
 from tests.factories import add_contact
+from tests.kit import workflow_exists
 from tests.outbox import read_outbox, text_body
 from workflows.journeys.welcome_series import WelcomeSeries
 
@@ -200,16 +201,6 @@ async def run_past_day_7(
     return final, children
 
 
-async def exists(client: Client, workflow_id: str) -> bool:
-    try:
-        await client.get_workflow_handle(workflow_id).describe()
-    except RPCError as error:
-        if error.status == RPCStatusCode.NOT_FOUND:
-            return False
-        raise
-    return True
-
-
 async def end_routed_journeys(client: Client, contact_id: str) -> None:
     """Terminate the journeys the routing may have started for the contact.
 
@@ -254,7 +245,7 @@ async def test_a_cold_contact_goes_to_the_weekly_nurture_on_the_same_clock(
             nurture_info = await nurture.describe()
             nurture_state = await settled(nurture, lambda s: s.next_wake_at is not None)
             nurture_input = await started_with(env.client, "nurture-ws-cold")
-            lead_sla_started = await exists(env.client, "lead-sla-ws-cold")
+            lead_sla_started = await workflow_exists(env.client, "lead-sla-ws-cold")
         finally:
             await end_routed_journeys(env.client, "ws-cold")
 
@@ -292,7 +283,7 @@ async def test_a_sales_ready_lead_without_owner_is_handed_to_sales(
             lead_sla = env.client.get_workflow_handle("lead-sla-ws-mql")
             lead_sla_info = await lead_sla.describe()
             handed_off = await settled(lead_sla, lambda s: "handoff" in s.actions_done)
-            nurture_started = await exists(env.client, "nurture-ws-mql")
+            nurture_started = await workflow_exists(env.client, "nurture-ws-mql")
         finally:
             await end_routed_journeys(env.client, "ws-mql")
 
@@ -329,7 +320,7 @@ async def test_a_lead_already_owned_by_sales_is_not_routed(
         try:
             result, children = await run_past_day_7(env, settings, "ws-owned")
             started = [
-                await exists(env.client, f"{journey}-ws-owned")
+                await workflow_exists(env.client, f"{journey}-ws-owned")
                 for journey in ("lead-sla", "nurture")
             ]
         finally:
