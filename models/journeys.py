@@ -58,6 +58,9 @@ class JourneyInput(BaseModel):
             (or earlier, when the server suggests it).
         reentry_days: Overrides the journey's re-entry window (journeys a
             contact may run again, e.g. pricing-abandon's 30 days).
+        arms: The contact's arm in experiments with a journey-level holdout, drawn when
+            the journey was about to start (`start_journey`): the journey takes them
+            instead of asking again.
         carry: Progress from the previous run; set by the toolkit only.
     """
 
@@ -67,6 +70,7 @@ class JourneyInput(BaseModel):
     day_seconds: int = Field(default=SECONDS_PER_DAY, ge=1, le=SECONDS_PER_DAY)
     history_limit: int = Field(default=10_000, ge=20)
     reentry_days: float | None = Field(default=None, gt=0)
+    arms: dict[str, str] = Field(default_factory=dict)
     carry: JourneyCarryOver | None = None
 
 

@@ -2,8 +2,10 @@
 
 The arm comes from the `assign_arm` local activity (`activities/experiments.py`),
 which records the exposure; its result is in the history, so a replay gets the
-same arm. A run that continues as new carries its arms over, so a journey in
-progress keeps its arm even if the experiment is stopped meanwhile.
+same arm. An experiment with a journey-level holdout was drawn before the journey
+started (`starting.draw_at_entry`), and its arm came in the journey's input. A run
+that continues as new carries its arms over, so a journey in progress keeps its
+arm even if the experiment is stopped meanwhile.
 
 Adding an experiment to a shipped journey must not change what its recorded runs
 did: the split is guarded by the patch `experiment-{name}`, and a run recorded

@@ -634,6 +634,7 @@ class Journey:
         self._contact_id = journey_input.contact_id
         self._day = timedelta(seconds=journey_input.day_seconds)
         self._clock.start(workflow.now())
+        self._arms.restore(journey_input.arms)
         if journey_input.carry is not None:
             self._restore(journey_input)
         workflow.upsert_search_attributes(

@@ -32,8 +32,9 @@ async def start_journey(journey: str, journey_input: JourneyInput, *, why: str) 
     journey-run log says so (it outlives Temporal's retention of the closed
     workflow), and `REJECT_DUPLICATE` covers a run that has not logged itself
     yet. One with a re-entry window is started again when its previous run
-    has ended. A contact drawn into the holdout of one of its experiments with
-    a journey-level holdout does not enter it (`held_out`).
+    has ended. For its experiments with a journey-level holdout the contact is
+    drawn first (`draw_at_entry`): held out, it does not enter; otherwise the
+    journey starts with its arms in its input.
 
     Args:
         journey: The journey to start, by name (e.g. `nurture`).
@@ -49,9 +50,12 @@ async def start_journey(journey: str, journey_input: JourneyInput, *, why: str) 
     if declared.reentry_days is None and await entered_before(workflow_id):
         workflow.logger.info("%s ran before (run log); not started again", workflow_id)
         return False
-    if await held_out(declared, journey_input.contact_id):
+    arms = await draw_at_entry(declared, journey_input.contact_id)
+    if HOLDOUT in arms.values():
         workflow.logger.info("%s not started: the contact is in its holdout", workflow_id)
         return False
+    if arms:
+        journey_input = journey_input.model_copy(update={"arms": {**journey_input.arms, **arms}})
     try:
         await workflow.start_child_workflow(
             declared.name,
@@ -71,10 +75,11 @@ async def start_journey(journey: str, journey_input: JourneyInput, *, why: str) 
     return True
 
 
-async def held_out(journey: type[Journey], contact_id: str) -> bool:
-    """Whether the contact is drawn into the holdout of one of the journey's experiments
-    with a journey-level holdout (the draw is recorded as its exposure; each experiment's
-    draw is guarded by its patch, `experiment-{name}`)."""
+async def draw_at_entry(journey: type[Journey], contact_id: str) -> dict[str, str]:
+    """The contact's arm in each of the journey's experiments with a journey-level holdout,
+    drawn (and recorded as its exposure) as the journey is about to start; each draw is
+    guarded by the experiment's patch, `experiment-{name}`. Stops at a holdout."""
+    arms: dict[str, str] = {}
     for declared in journey.entry_holdouts():
         if not workflow.patched(patch_id(declared.name)):
             continue
@@ -85,6 +90,7 @@ async def held_out(journey: type[Journey], contact_id: str) -> bool:
             at=workflow.now(),
             at_entry=True,
         )
-        if await assign_arm(request) == HOLDOUT:
-            return True
-    return False
+        arms[declared.name] = await assign_arm(request)
+        if arms[declared.name] == HOLDOUT:
+            break
+    return arms
