@@ -74,9 +74,9 @@ class JourneyInput(BaseModel):
     carry: JourneyCarryOver | None = None
 
 
-NOT_OPTIONS = frozenset({"contact_id", "carry"})
+NOT_OPTIONS = frozenset({"contact_id", "carry", "arms"})
 """Input fields that are not enrolment options: the contact is the enrolment's own, the
-carry-over the toolkit's."""
+carry-over and the arms drawn at entry the toolkit's (an operator cannot pick an arm)."""
 KEPT_BY_THE_JOURNEY: dict[str, Any] = {"readOnly": True}
 """`json_schema_extra` of an input field the journey itself keeps up to date (not an
 enrolment option): `Field(default=…, json_schema_extra=KEPT_BY_THE_JOURNEY)`."""

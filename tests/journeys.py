@@ -131,10 +131,11 @@ class RelativeWait(Journey):
 OFFER_TEST = Experiment(
     "test-offer",
     arms={"a": 1, "b": 1},
-    goal=Goal("purchased", window=timedelta(days=7)),
+    goal=Goal("offer_redeemed", window=timedelta(days=7)),
     holdout_percent=20,
 )
-"""An A/B test of two messages with a 20% step-level holdout (arm b sends `…/day0@b`)."""
+"""An A/B test of two messages with a 20% step-level holdout (arm b sends `…/day0@b`); its
+goal, `offer_redeemed`, starts no journey."""
 
 
 @workflow.defn(name="test-ab")

@@ -50,8 +50,10 @@ from temporalio.service import RPCError, RPCStatusCode
 from temporalio.testing import WorkflowEnvironment
 
 from models.contacts import ContactProfile
+from models.experiments import HOLDOUT
 from models.journeys import JourneyState
 from models.settings import Settings
+from rules.experiment_split import assign_arm
 from starter.qa.contacts import SAMPLE
 from starter.qa.simulate import (
     Recorder,
@@ -65,6 +67,7 @@ from starter.qa.simulate import (
 from tests.factories import add_contact, add_lead, event_now, message_rows
 from tests.outbox import html_body, read_outbox, text_body
 from worker import build_worker
+from workflows import catalog
 
 HISTORIES = Path(__file__).parent / "histories"
 """Where `tests/test_replay.py` finds the histories it replays."""
@@ -174,6 +177,17 @@ async def journey_run(client: Client, workflow_id: str) -> WorkflowHandle[Any, J
     "No completion event found" when a long journey's wait for its end runs out."""
     run_id = (await client.get_workflow_handle(workflow_id).describe()).run_id
     return client.get_workflow_handle(workflow_id, run_id=run_id, result_type=JourneyState)
+
+
+def enters_welcome_series(contact_id: str) -> bool:
+    """Whether a `subscribed` event starts the welcome series for this contact id: the
+    Day-0 subject test (`welcome-subject`) holds 10% of sign-ups out of the series, drawn
+    from the id. Tests about something else pick ids that enter."""
+    declared = catalog.experiment("welcome-subject")
+    drawn = assign_arm(
+        declared.name, contact_id, declared.arms, holdout_percent=declared.holdout_percent
+    )
+    return drawn != HOLDOUT
 
 
 async def workflow_exists(client: Client, workflow_id: str) -> bool:

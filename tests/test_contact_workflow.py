@@ -245,25 +245,29 @@ async def test_erasure_ends_every_journey_deletes_personal_data_and_keeps_a_hash
     client = dev_env.client
     contacts = Contacts(dev_env, settings, engine)
     async with make_worker(client):
-        await add_contact(engine, "erase", email="erase.me@example.com", phone="+15035550199")
+        await add_contact(engine, "erase-me", email="erase.me@example.com", phone="+15035550199")
         await add_contact(engine, "erase-keep", email="keep.me@example.com")
-        await contacts.send("erase", "subscribed", source="leadmagnet-erase")
-        await contacts.send("erase", "pricing_page_viewed")
+        await contacts.send("erase-me", "subscribed", source="leadmagnet-erase")
+        await contacts.send("erase-me", "pricing_page_viewed")
         await contacts.send("erase-keep", "subscribed", source="leadmagnet-keep")
-        await journey_when(client, "welcome-series-erase", lambda s: s.messages_sent == 1)
-        assert (settings.outbox_dir / "welcome-series-erase" / "day0.eml").exists()
-        before = await history_payloads(client, "contact-erase")
+        await journey_when(client, "welcome-series-erase-me", lambda s: s.messages_sent == 1)
+        assert (settings.outbox_dir / "welcome-series-erase-me" / "day0.eml").exists()
+        before = await history_payloads(client, "contact-erase-me")
         assert PERSONAL in b"".join(p.data for p in await decoded(client, before))
 
-        assert await forget_contact(client, engine, "erase", task_queue=settings.task_queue)
+        assert await forget_contact(client, engine, "erase-me", task_queue=settings.task_queue)
 
-        for workflow_id in ("welcome-series-erase", "pricing-abandon-erase"):
+        for workflow_id in ("welcome-series-erase-me", "pricing-abandon-erase-me"):
             ended = await client.get_workflow_handle(workflow_id).describe()
             assert ended.status == WorkflowExecutionStatus.COMPLETED, workflow_id  # exited
         assert (
-            await contacts.handle("erase").describe()
+            await contacts.handle("erase-me").describe()
         ).status == WorkflowExecutionStatus.COMPLETED
-        for workflow_id in ("contact-erase", "welcome-series-erase", "pricing-abandon-erase"):
+        for workflow_id in (
+            "contact-erase-me",
+            "welcome-series-erase-me",
+            "pricing-abandon-erase-me",
+        ):
             stored = await history_payloads(client, workflow_id)
             plain = [p.data for p in stored if not is_encrypted(p)]
             odd = [data for data in plain if not PATCH_MARKER.fullmatch(data)]
@@ -276,13 +280,13 @@ async def test_erasure_ends_every_journey_deletes_personal_data_and_keeps_a_hash
             with pytest.raises(Exception, match="encoding"):  # a plain client cannot either
                 await pydantic_data_converter.decode(stored[:1], [ContactInput])
         with pytest.raises(ValidationError, match=ERASED_TEXT):  # a key never stored
-            await contacts.handle("erase").result()
+            await contacts.handle("erase-me").result()
         kept = await decoded(client, await history_payloads(client, "contact-erase-keep"))
         assert b"leadmagnet-keep" in b"".join(p.data for p in kept)
         async with session_factory(engine)() as session:
-            assert await session.get(Contact, "erase") is None
+            assert await session.get(Contact, "erase-me") is None
             for table in (ContactEvent, MessageLog):
-                rows = await session.exec(select(table).where(col(table.contact_id) == "erase"))
+                rows = await session.exec(select(table).where(col(table.contact_id) == "erase-me"))
                 assert rows.all() == [], table.__tablename__
             suppressions = (await session.exec(select(Suppression))).all()
         assert sorted((row.channel, row.contact_id) for row in suppressions) == [
@@ -293,7 +297,7 @@ async def test_erasure_ends_every_journey_deletes_personal_data_and_keeps_a_hash
             Suppression.hash_address("erase.me@example.com", key=settings.suppression_key()),
             Suppression.hash_address("+15035550199", key=settings.suppression_key()),
         }
-        assert not (settings.outbox_dir / "welcome-series-erase").exists()
+        assert not (settings.outbox_dir / "welcome-series-erase-me").exists()
 
         # A re-import under a new id is not mailed: the hash still matches.
         await add_contact(engine, "erase-again", email="Erase.Me@example.com")

@@ -50,6 +50,8 @@ APP_TABLES = {
     "crm_tasks",
     "events",
     "erased_contacts",
+    "experiment_decisions",
+    "experiment_exposures",
     "event_receipts",
     "journey_runs",
     "message_log",

@@ -30,6 +30,7 @@ from models.journeys import JourneyInput, JourneyState
 from models.settings import Settings
 from models.tables import ExperimentDecision, ExperimentExposure, MessageLog
 from rules.experiment_split import assign_arm
+from starter.services.experiments import experiment_report
 from tests.contact_kit import Contacts, journey_when
 from tests.factories import add_contact
 from tests.journeys import (
@@ -347,6 +348,44 @@ async def test_pausing_a_journey_keeps_its_exposure_as_it_was(
         "welcome-series/day0@b",
         "welcome-series/day0@b",
     ]
+
+
+async def test_a_goal_event_counts_for_the_arm_inside_its_window_and_not_after_it(
+    time_skipping_env: WorkflowEnvironment,
+    engine: AsyncEngine,
+    settings: Settings,
+    contacts: Contacts,
+    ab_worker: Worker,
+) -> None:
+    """`test-offer`'s goal, `offer_redeemed`, counts within 7 days of the exposure; the
+    holdout's goal events count too (its incremental-effect baseline)."""
+    env = time_skipping_env
+    in_time, too_late = (
+        contact_in("a", OFFER_TEST, "ab-goal"),
+        contact_in("b", OFFER_TEST, "ab-goal"),
+    )
+    held_out = contact_in(HOLDOUT, OFFER_TEST, "ab-goal")
+    start = await env.get_current_time()
+    for contact_id in (in_time, too_late, held_out):
+        await add_contact(engine, contact_id)
+        await offer_sent(env, settings, contact_id)
+
+    await sleep_until(env, start + 3 * DAY)
+    await contacts.send(held_out, "offer_redeemed")
+    await sleep_until(env, start + 6 * DAY + DAY / 2)
+    await contacts.send(in_time, "offer_redeemed")
+    await sleep_until(env, start + 7 * DAY + DAY / 2)
+    await contacts.send(too_late, "offer_redeemed")
+    await contacts.send(too_late, "offer_redeemed")  # a second one, later still
+    for contact_id in (in_time, too_late, held_out):
+        await contacts.state_when(contact_id, lambda s: s.events_accepted >= 1)
+    await contacts.state_when(too_late, lambda s: s.events_accepted == 2)
+    declared = OfferTest.declared_experiment("test-offer")
+    assert declared is not None
+    report = await experiment_report(engine, declared, now=start + 10 * DAY)
+
+    counted = {arm.arm: (arm.exposed, arm.closed, arm.converted) for arm in report.arms}
+    assert counted == {"a": (1, 1, 1), "b": (1, 1, 0), HOLDOUT: (1, 1, 1)}
 
 
 async def test_a_split_on_an_undeclared_experiment_fails_the_run_naming_it(

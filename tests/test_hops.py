@@ -165,12 +165,14 @@ async def test_subscribed_to_day0_and_unsubscribed_to_exit_take_these_hops(
     assert hops(events, 0, child) == Hops(
         activities=(),
         # ingest_events (store the event), scoring_model (the model, once per run),
-        # journey_entered (has this contact had a welcome series?)
-        local_activities=3,
-        workflow_tasks=1,  # the signal: stores, scores and starts the child at once
-        # 16 with the markers of the patches that make re-engagement and win-back known to
-        # the run (`journey-<name>`): history events, not round trips
-        events=16,
+        # journey_entered (has this contact had a welcome series?), assign_arm (the draw
+        # for the subject test's holdout, which hands the arm to the welcome series)
+        local_activities=4,
+        workflow_tasks=1,  # the signal: stores, scores, draws and starts the child at once
+        # 19 with the markers of the patches that make re-engagement and win-back known to
+        # the run (`journey-<name>`) and the subject test's (`experiment-welcome-subject`,
+        # with its search-attribute upsert): history events, not round trips
+        events=19,
     )
     # ...then in the welcome series: from its start to the Day-0 send.
     events = await history(client, welcome)
