@@ -104,6 +104,7 @@ async def test_step_queries_follow_the_journeys_as_they_advance(
         assert unknown.returncode == 1 and "unknown journey" in unknown.stderr
 
         status = await journeys("status", ahead, env=env)
-        assert "step day1, 2 sent, next: day2 at " in status.stdout
+        # enrolled directly, never drawn for the subject test: control, shown with its arm
+        assert "step day1, 2 sent, A/B welcome-subject: a, next: day2 at " in status.stdout
         assert "None" not in status.stdout
         assert "welcome-series/day1 sent" in status.stdout  # last messages

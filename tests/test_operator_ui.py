@@ -302,7 +302,8 @@ async def test_operator_sees_summary_progress_and_pending_timer(
             plan = details.locator("li")
             await expect(plan).to_have_text(
                 [
-                    f"✅ {day0.label} (sent)",
+                    # enrolled directly, never drawn for the subject test: control, shown
+                    f"✅ {day0.label} · A/B welcome-subject: arm a (sent)",
                     f"⏳ {day1.label} (next)",
                     *(f"▫️ {_rendered(step.label)}" for step in later),
                 ],

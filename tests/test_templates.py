@@ -90,6 +90,7 @@ def write_message(directory: Path, name: str, **overrides: str | None) -> Path:
 def test_real_catalogue_lists_the_welcome_series(catalog: TemplateCatalog) -> None:
     assert [name for name in catalog.names if name.startswith("welcome-series/")] == [
         "welcome-series/day0",
+        "welcome-series/day0@b",  # arm b of the Day-0 subject test
         "welcome-series/day1",
         "welcome-series/day2",
         "welcome-series/day4",
@@ -156,7 +157,7 @@ def test_unknown_template_name_lists_the_known_ones(catalog: TemplateCatalog) ->
 
     message = str(raised.value)
     assert "'welcome-series/day3'" in message
-    assert "welcome-series/day0, welcome-series/day1" in message
+    assert "welcome-series/day0, welcome-series/day0@b, welcome-series/day1" in message
     assert "welcome-series/day7" in message
 
 
