@@ -71,6 +71,10 @@ P = ParamSpec("P")
 T = TypeVar("T")
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON.")]
+ReportFile = Annotated[
+    typer.FileTextWrite | None,
+    typer.Option(help="Write the report to this file instead of stdout.", encoding="utf-8"),
+]
 
 
 def _contact_id(value: str | None) -> str | None:
@@ -1026,10 +1030,7 @@ async def report(
     output_format: Annotated[
         str, typer.Option("--format", help="table, json or html (a standalone page).")
     ] = "table",
-    output: Annotated[
-        typer.FileTextWrite | None,
-        typer.Option(help="Write the report to this file instead of stdout.", encoding="utf-8"),
-    ] = None,
+    output: ReportFile = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Funnel per journey and step (entered, sent, opened, clicked, converted, exit reasons),
@@ -1123,10 +1124,7 @@ async def experiments(
             "finding, e.g. 0.03 for 3 points (default: the declaration's)."
         ),
     ] = None,
-    output: Annotated[
-        typer.FileTextWrite | None,
-        typer.Option(help="Write the report to this file instead of stdout.", encoding="utf-8"),
-    ] = None,
+    output: ReportFile = None,
     as_json: JsonFlag = False,
 ) -> None:
     """A/B tests and holdouts: per arm exposed, sent, opened, clicked, converted, the
