@@ -24,6 +24,7 @@ sends every new entrant to the winner, or to control.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -141,7 +142,7 @@ class Experiment:
         return template if arm in (self.control, HOLDOUT) else f"{template}@{arm}"
 
 
-def check_weights(experiment: str, arms: dict[str, int]) -> None:
+def check_weights(experiment: str, arms: Mapping[str, int]) -> None:
     """Refuse arms without names, arms named `holdout`, weights that are not positive
     integers, and weights that sum to zero (with the reason).
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Mapping
 
-from models.experiments import HOLDOUT
+from models.experiments import HOLDOUT, check_weights
 
 _SCALE = 2**64
 
@@ -40,19 +40,11 @@ def assign_arm(
         holdout_percent: The share held out, in percent of every contact (0–100).
 
     Raises:
-        ValueError: no arms, a weight that is not a positive integer, an arm named
-            `holdout`, or a holdout share outside [0, 100).
+        ValueError: fewer than two arms, a weight that is not a positive integer, an
+            arm named `holdout` (`models.experiments.check_weights`), or a holdout share
+            outside [0, 100).
     """
-    if not weights:
-        raise ValueError(f"experiment {experiment!r} has no arms")
-    for arm, weight in weights.items():
-        if arm == HOLDOUT:
-            raise ValueError(f"experiment {experiment!r}: {HOLDOUT!r} is not a name for an arm")
-        if not isinstance(weight, int) or isinstance(weight, bool) or weight <= 0:
-            raise ValueError(
-                f"experiment {experiment!r}: arm {arm!r} has weight {weight!r}; "
-                "weights are positive integers"
-            )
+    check_weights(experiment, weights)
     if not 0 <= holdout_percent < 100:
         raise ValueError(
             f"experiment {experiment!r}: holdout {holdout_percent}% is not in [0, 100)"

@@ -58,7 +58,7 @@ def test_two_experiments_split_independently() -> None:
 @pytest.mark.parametrize(
     ("weights", "holdout", "message"),
     [
-        ({}, 0, "has no arms"),
+        ({}, 0, "needs at least two arms"),
         ({"a": 0, "b": 1}, 0, "weights are positive integers"),
         ({"a": 1.5, "b": 1}, 0, "weights are positive integers"),
         ({"holdout": 1, "b": 1}, 0, "not a name for an arm"),

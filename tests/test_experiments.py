@@ -89,6 +89,11 @@ async def templates_sent(engine: AsyncEngine, contact_id: str) -> list[tuple[str
         return [(row.step, row.template, row.status) for row in found.all()]
 
 
+async def experiment_templates(engine: AsyncEngine, contact_id: str) -> list[str]:
+    """The templates of the contact's `test-ab` messages that belong to the experiment."""
+    return [t for step, t, _ in await templates_sent(engine, contact_id) if step != "thanks"]
+
+
 async def stop(engine: AsyncEngine, experiment: str, winner: str | None, at: datetime) -> None:
     """Stop the experiment as `journeys experiments stop` does: its decision row."""
     async with session_factory(engine)() as session:
@@ -293,15 +298,17 @@ async def test_a_winner_goes_to_new_entrants_while_a_journey_in_progress_keeps_i
     assert kept.arms == {"test-offer": "a"}
     described = await env.client.get_workflow_handle(running.id).describe()
     assert described.run_id != running.first_execution_run_id  # it continued as new
-    assert [t for s, t, _ in await templates_sent(engine, in_progress) if s != "thanks"] == [
+    assert await experiment_templates(engine, in_progress) == [
         "welcome-series/day0",
         "welcome-series/day0",
     ]
     # After the stop everyone new gets the winner, the holdout too, and nobody is counted.
     assert newcomer_run.arms == held_out_run.arms == {"test-offer": "b"}
     for contact_id in (newcomer, held_out):
-        sent = [t for s, t, _ in await templates_sent(engine, contact_id) if s != "thanks"]
-        assert sent == ["welcome-series/day0@b", "welcome-series/day0@b"]
+        assert await experiment_templates(engine, contact_id) == [
+            "welcome-series/day0@b",
+            "welcome-series/day0@b",
+        ]
     assert [e.contact_id for e in await exposures(engine, "test-offer")] == [in_progress]
 
 
@@ -344,7 +351,7 @@ async def test_pausing_a_journey_keeps_its_exposure_as_it_was(
     assert (after.id, after.arm, after.exposed_at) == (before.id, "b", before.exposed_at)
     assert abs(after.exposed_at - start) < timedelta(minutes=1)
     assert ended.arms == {"test-offer": "b"}
-    assert [t for s, t, _ in await templates_sent(engine, contact_id) if s != "thanks"] == [
+    assert await experiment_templates(engine, contact_id) == [
         "welcome-series/day0@b",
         "welcome-series/day0@b",
     ]
