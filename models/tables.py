@@ -84,6 +84,11 @@ class Contact(SQLModel, table=True):
     owner_id: str | None = Field(default=None, max_length=64, index=True)
     owner_assigned_at: datetime | None = _timestamp()
     pipeline_stage: str | None = Field(default=None, max_length=32, index=True)
+    segments_due_at: datetime | None = Field(
+        default=None, sa_column=Column(UTCDateTime(), nullable=True, index=True)
+    )
+    """When the contact's segments must be evaluated again: now after a profile change
+    the segment refresh did not see, or when a time window of a rule next lapses."""
     created_at: datetime = Field(
         default_factory=utc_now, sa_column=Column(UTCDateTime(), nullable=False)
     )
@@ -562,3 +567,82 @@ class ExperimentDecision(SQLModel, table=True):
     decided_by: str = Field(max_length=100)
     decided_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
     note: str | None = Field(default=None, max_length=500)
+
+
+class SegmentDefinition(SQLModel, table=True):
+    """A segment defined through the API (those in the segments file are not stored here).
+
+    Attributes:
+        name: The segment's name (`models/segments.py`), unique across file and API.
+        title: What it is, for people.
+        rule: Its rule, as `models.segments.SegmentRule` dumps it (JSON).
+        defined_by: Who defined it last (`api:<key name>`, `cli:<user>`).
+        created_at: When it was first defined.
+        updated_at: When its rule last changed.
+    """
+
+    __tablename__ = "segments"
+
+    name: str = Field(primary_key=True, max_length=64)
+    title: str = Field(default="", max_length=200)
+    rule: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    defined_by: str = Field(max_length=100)
+    created_at: datetime = Field(
+        default_factory=utc_now, sa_column=Column(UTCDateTime(), nullable=False)
+    )
+    updated_at: datetime = Field(
+        default_factory=utc_now, sa_column=Column(UTCDateTime(), nullable=False)
+    )
+
+
+class SegmentMember(SQLModel, table=True):
+    """A contact in a segment now, since `entered_at` (one row per segment and contact).
+
+    A segment's count is the count of its rows; leaving deletes the row (the
+    `segment_changes` row keeps the history).
+    """
+
+    __tablename__ = "segment_members"
+
+    segment: str = Field(primary_key=True, max_length=64)
+    contact_id: str = Field(primary_key=True, max_length=64, index=True)
+    entered_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
+
+
+class SegmentChange(SQLModel, table=True):
+    """A contact entering or leaving a segment, with when (append-only history).
+
+    Attributes:
+        segment: The segment.
+        contact_id: The contact.
+        change: `entered` or `left`.
+        occurred_at: When the membership changed.
+        event_id: The id of the `segment_entered` / `segment_left` event told to the
+            contact workflow, when a journey follows the segment; None otherwise.
+        delivered_at: When that event was handed to Temporal; None until then (the
+            segment sweep delivers what is left).
+    """
+
+    __tablename__ = "segment_changes"
+
+    id: int | None = Field(default=None, primary_key=True)
+    segment: str = Field(max_length=64, index=True)
+    contact_id: str = Field(max_length=64, index=True)
+    change: str = Field(max_length=8)
+    occurred_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False, index=True))
+    event_id: str | None = Field(default=None, max_length=128)
+    delivered_at: datetime | None = _timestamp()
+
+
+class SegmentEvaluation(SQLModel, table=True):
+    """The definition of a segment whose membership was last computed over every contact.
+
+    A segment whose rule digest differs (new, or changed) is evaluated over all
+    contacts by the next sweep; until then its members are those of the old rule.
+    """
+
+    __tablename__ = "segment_evaluations"
+
+    segment: str = Field(primary_key=True, max_length=64)
+    digest: str = Field(max_length=64)
+    evaluated_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
