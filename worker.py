@@ -43,12 +43,14 @@ from activities.onboarding import OnboardingActivities
 from activities.providers import EmailProvider, SmsProvider
 from activities.providers.notifier import Notifier, notifier_from_settings
 from activities.sales import SalesActivities
+from activities.segments import SegmentActivities
 from models.db import create_engine, migrate
 from models.settings import Settings, UnsafeSettings, get_settings, refuse_unsafe_settings
 from rules.deals import DealConfig
 from rules.onboarding import OnboardingConfig
 from rules.sales import SalesConfig
 from rules.scoring import ScoringModel
+from rules.segment_membership import file_segments
 from rules.sms_keywords import REPLY_TEMPLATES
 from rules.templates import TemplateCatalog, TemplateError
 from rules.usage import UsageRule
@@ -59,6 +61,7 @@ from runtime.shutdown import wait_for_shutdown_signal
 from runtime.temporal import connect
 from workflows import catalog
 from workflows.contact import ContactWorkflow
+from workflows.segment_sweep import SegmentSweep
 from workflows.sms_keywords import SmsKeywordReply
 from workflows.toolkit import Journey, PlanStep
 from workflows.toolkit.plan_check import check_plan
@@ -124,6 +127,26 @@ def _require_template(templates: TemplateCatalog, journey: type[Journey], step: 
         raise TemplateError(f"{error} (plan step {step.id!r})") from None
 
 
+def check_followed_segments(settings: Settings) -> frozenset[str]:
+    """The segments journeys follow, each checked to be defined in the segments file.
+
+    Raises:
+        ValueError: the segments file is invalid, or a journey follows a segment it lacks.
+    """
+    defined = file_segments(settings.segments_file)
+    followed = catalog.followed_segments()
+    for journey in catalog.all_journeys():
+        named = {journey.segment_exit, journey.trigger.segment if journey.trigger else None}
+        missing = sorted(name for name in named - {None} - set(defined) if name)
+        if missing:
+            raise ValueError(
+                f"journey {journey.name} follows segment {', '.join(missing)}, which "
+                f"{settings.segments_file} does not define: a journey follows a segment "
+                "reviewed like code; define it there"
+            )
+    return followed
+
+
 def build_worker(
     client: Client,
     settings: Settings,
@@ -153,8 +176,9 @@ def build_worker(
     Raises:
         TemplateError: a message template is missing, malformed or lacks a fallback,
             or a journey sends a template that does not exist.
-        ValueError: the scoring model, the sales, the churn or the onboarding configuration is
-            invalid (the message names the file).
+        ValueError: the scoring model, the sales, the churn, the onboarding configuration or
+            the segments file is invalid (the message names the file), or a journey follows a
+            segment the file does not define.
     """
     journeys = list(catalog.all_journeys() if journeys is None else journeys)
     catalog.triggers()  # two journeys on one event type: refused here, not at the first event
@@ -186,10 +210,18 @@ def build_worker(
     onboarding = OnboardingActivities(
         engine=engine, config=OnboardingConfig.load(settings.onboarding_file)
     )
+    segments = SegmentActivities(
+        engine=engine,
+        client=client,
+        segments_file=settings.segments_file,
+        followed=check_followed_segments(settings),
+        task_queue=settings.task_queue,
+        day_seconds=settings.day_seconds,
+    )
     return Worker(
         client,
         task_queue=settings.task_queue,
-        workflows=[ContactWorkflow, SmsKeywordReply, *journeys],
+        workflows=[ContactWorkflow, SmsKeywordReply, SegmentSweep, *journeys],
         workflow_runner=WORKFLOW_RUNNER,
         activities=[
             messaging.send_message,
@@ -220,6 +252,8 @@ def build_worker(
             sales.last_interaction,
             sales.alert_account_owner,
             onboarding.onboarding_start,
+            segments.refresh_segments,
+            segments.sweep_segments,
         ],
         graceful_shutdown_timeout=GRACEFUL_SHUTDOWN,
     )

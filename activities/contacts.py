@@ -34,7 +34,6 @@ from models.contact_workflow import (
     LeadStatus,
 )
 from models.db import lock_contact, session_factory
-from models.events import BehaviorEvent
 from models.nurture import NurtureProfile, NurtureProfileRequest
 from models.tables import (
     ConsentChange,
@@ -144,7 +143,7 @@ class ContactActivities:
                 for event in request.events:
                     batch = earlier.get(event.event_id)
                     if batch is None:
-                        session.add(_row(event, request.batch_key))
+                        session.add(ContactEvent.of(event, request.batch_key))
                         earlier[event.event_id] = request.batch_key
                     elif batch != request.batch_key or event.event_id in accepted:
                         continue
@@ -423,17 +422,6 @@ async def _is_running(client: Client, workflow_id: str) -> bool:
     except RPCError:
         return False  # never existed
     return description.status == WorkflowExecutionStatus.RUNNING
-
-
-def _row(event: BehaviorEvent, batch_key: str) -> ContactEvent:
-    return ContactEvent(
-        contact_id=event.contact_id,
-        event_id=event.event_id,
-        type=event.type,
-        occurred_at=event.occurred_at,
-        properties=event.properties,
-        batch_key=batch_key,
-    )
 
 
 def _delete_files(files: list[Path], root: Path) -> int:

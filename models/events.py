@@ -50,6 +50,11 @@ Other snake_case types are accepted and stored; they score nothing.
 """
 
 
+SEGMENT_ENTERED = "segment_entered"
+SEGMENT_LEFT = "segment_left"
+"""The events of entering and leaving a segment a journey follows (`properties.segment`;
+`rules/segment_membership.py`)."""
+
 NOT_CONTACT_INITIATED = frozenset(
     {
         "email_delivered",  # our message reached the inbox (the provider's webhook)
@@ -62,6 +67,8 @@ NOT_CONTACT_INITIATED = frozenset(
         "deal_stage_changed",  # our sales team's record of the deal
         "deal_won",  # our sales team's record (the derived `purchased` is the contact's)
         "deal_lost",  # our sales team's record of the deal
+        SEGMENT_ENTERED,  # the contact met a segment's rule
+        SEGMENT_LEFT,  # the contact no longer meets it
     }
 )
 """Event types that report what we or our systems did, not something the contact did.

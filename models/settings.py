@@ -134,6 +134,11 @@ class Settings(BaseSettings):
             (TOML, see `rules/onboarding.py`).
         deals_file: The deal stages and the one that makes a contact an
             opportunity (TOML, see `rules/deals.py`).
+        segments_file: The segments reviewed like code (TOML, see
+            `models/segments.py`); others are defined through the API.
+        segment_sweep_seconds: How often the segment sweep runs (a Temporal
+            Schedule): profile changes and lapsing time windows reach
+            segments within this, and new segments are evaluated.
         notifier: How the sales team is notified: `outbox` (JSON files in
             `outbox_dir/notifications`) or `slack` (a Slack-compatible
             incoming webhook).
@@ -223,6 +228,8 @@ class Settings(BaseSettings):
     churn_file: Path = PROJECT_ROOT / "churn.toml"
     onboarding_file: Path = PROJECT_ROOT / "onboarding.toml"
     deals_file: Path = PROJECT_ROOT / "deals.toml"
+    segments_file: Path = PROJECT_ROOT / "segments.toml"
+    segment_sweep_seconds: int = Field(default=60, ge=1, le=86_400)
     notifier: Literal["outbox", "slack"] = "outbox"
     slack_webhook_url: SecretStr | None = None
     day_seconds: int = Field(default=86_400, ge=1)

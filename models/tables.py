@@ -16,6 +16,8 @@ from sqlalchemy import JSON, Column, DateTime, Numeric, TypeDecorator, UniqueCon
 from sqlalchemy.engine import Dialect
 from sqlmodel import Field, SQLModel
 
+from models.events import BehaviorEvent
+
 
 class UTCDateTime(TypeDecorator[datetime]):
     """A timestamp stored in UTC and always read back timezone-aware.
@@ -117,6 +119,28 @@ class ContactEvent(SQLModel, table=True):
     received_at: datetime = Field(
         default_factory=utc_now, sa_column=Column(UTCDateTime(), nullable=False)
     )
+
+    @classmethod
+    def of(cls, event: BehaviorEvent, batch_key: str) -> ContactEvent:
+        """The row that stores `event`, written by the batch `batch_key`."""
+        return cls(
+            contact_id=event.contact_id,
+            event_id=event.event_id,
+            type=event.type,
+            occurred_at=event.occurred_at,
+            properties=event.properties,
+            batch_key=batch_key,
+        )
+
+    def behavior_event(self) -> BehaviorEvent:
+        """The behaviour event the row holds."""
+        return BehaviorEvent(
+            event_id=self.event_id,
+            contact_id=self.contact_id,
+            type=self.type,
+            occurred_at=self.occurred_at,
+            properties=self.properties,
+        )
 
 
 class EventReceipt(SQLModel, table=True):

@@ -52,7 +52,7 @@ from models.pipeline import PipelineStage
 from models.tables import Contact, ContactEvent, Deal, DealStageChange
 from models.toml_files import load_toml
 from rules.pipeline import record_transition
-from rules.usage import derived_event_id, stored_event
+from rules.usage import derived_event_id
 
 log = structlog.stdlib.get_logger(__name__)
 
@@ -257,7 +257,7 @@ class _Deals:
             )
         )
         row = rows.first()
-        return stored_event(row) if row is not None else None
+        return row.behavior_event() if row is not None else None
 
     def _stage(self, stage: str | None, event: BehaviorEvent) -> str | None:
         """`stage` if configured; None (logged) otherwise."""
@@ -345,4 +345,4 @@ class _Deals:
             batch_key=self._batch_key,
         )
         self._session.add(row)
-        return stored_event(row)
+        return row.behavior_event()

@@ -196,7 +196,7 @@ async def _stored_signal(session: AsyncSession, report: BehaviorEvent) -> Behavi
         )
     )
     row = rows.first()
-    return stored_event(row) if row is not None else None
+    return row.behavior_event() if row is not None else None
 
 
 async def _new_signal(
@@ -221,7 +221,7 @@ async def _new_signal(
         batch_key=batch_key,
     )
     session.add(row)
-    return stored_event(row)
+    return row.behavior_event()
 
 
 async def _history(
@@ -268,14 +268,3 @@ async def _open_drop(
         if row.properties.get("metric") == metric:
             return UsageSignal.model_validate(row.properties) if row.type == USAGE_DROPPED else None
     return None
-
-
-def stored_event(row: ContactEvent) -> BehaviorEvent:
-    """The behaviour event a stored row holds."""
-    return BehaviorEvent(
-        event_id=row.event_id,
-        contact_id=row.contact_id,
-        type=row.type,
-        occurred_at=row.occurred_at,
-        properties=row.properties,
-    )

@@ -18,8 +18,8 @@ from models.events import BehaviorEvent
 from models.journeys import JourneyState
 from models.policy import SECONDS_PER_DAY
 from models.settings import Settings
+from runtime.contact_signals import contact_workflow_id, signal_contact
 from starter.services.intake import accept_events
-from starter.services.operations import contact_workflow_id, signal_contact
 
 Handle = WorkflowHandle[Any, ContactState]
 

@@ -33,8 +33,9 @@ from models.search_attributes import LEAD_SCORE, LIFECYCLE_STAGE
 from models.settings import Settings
 from models.tables import Contact, ContactEvent, CrmTask, MessageLog, Suppression
 from runtime.codec import ERASED_TEXT, is_encrypted
+from runtime.contact_signals import contact_workflow_id, signal_contact
 from starter.services.intake import accept_events
-from starter.services.operations import contact_workflow_id, forget_contact, signal_contact
+from starter.services.operations import forget_contact
 from tests.contact_kit import Contacts, journey, journey_when
 from tests.factories import add_contact, add_lead, event_now
 from workflows.contact import RESCORE_GRANULARITY

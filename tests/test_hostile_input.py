@@ -46,9 +46,9 @@ from models.settings import Settings
 from models.tables import ContactEvent, Suppression
 from rules.templates import ContactFields as TemplateContact
 from rules.templates import LinkContext, TemplateCatalog
+from runtime.contact_signals import signal_contact
 from starter.api.events import to_behavior_event
 from starter.api.webhooks import SIGNATURE_HEADER, sign_webhook
-from starter.services.operations import signal_contact
 from tests.factories import add_contact, message_rows, rows_of
 from tests.gateway import WEBHOOK_SECRET, Gateway, gateway_settings, serving_gateway
 from tests.hostile import (

@@ -25,10 +25,11 @@ from typing import TYPE_CHECKING, cast
 
 from temporalio import workflow
 
+from models.events import BehaviorEvent
 from models.experiments import Experiment
 from models.journeys import JourneyDescription, JourneyExit, PlannedStep, enrolment_options
 from workflows import journeys as journeys_package
-from workflows.triggers import Trigger, trigger_table
+from workflows.triggers import Trigger, trigger_key, trigger_table
 
 if TYPE_CHECKING:
     from types import ModuleType
@@ -130,6 +131,22 @@ def triggers() -> dict[str, Trigger]:
     )
 
 
+def trigger_for(event: BehaviorEvent) -> Trigger | None:
+    """The trigger `event` fires, if any (`workflows/triggers.py: trigger_key`)."""
+    return triggers().get(trigger_key(event))
+
+
+def followed_segments() -> frozenset[str]:
+    """The segments journeys follow: entering starts one (`Trigger.on_segment`), or leaving
+    ends one (`segment_exit`). Their changes reach the contact workflows as events."""
+    return frozenset(
+        name
+        for journey in all_journeys()
+        for name in (journey.trigger.segment if journey.trigger else None, journey.segment_exit)
+        if name
+    )
+
+
 class UnknownExperiment(LookupError):
     """No experiment of that name: the message lists the declared ones."""
 
@@ -194,7 +211,7 @@ def describe(name: str) -> JourneyDescription:
         title=journey.title,
         summary=(inspect.getdoc(journey) or "").split("\n", 1)[0],
         category=str(journey.category),
-        trigger=journey.trigger.event_type if journey.trigger else None,
+        trigger=journey.trigger.key if journey.trigger else None,
         started_by=journey.started_by,
         options=enrolment_options(journey.input_model),
         plan=[PlannedStep(id=step.id, label=step.label) for step in journey.plan],

@@ -32,7 +32,12 @@ event creates it). For each batch of new events it:
    (`act_purchased`, or a `stage_customer…` tag) starts `win-back`, anyone else
    `re-engagement`, if marketing email still reaches them. Any contact-initiated
    event ends the journeys that declare `exit_on_activity` (re-engagement:
-   `reactivated`) and lifts a sunset (see `sunset`).
+   `reactivated`) and lifts a sunset (see `sunset`);
+7. keeps the contact's segments current: after new events or a change of score it
+   evaluates them (`activities/segments.py: refresh_segments`) and routes the
+   `segment_entered` / `segment_left` events of the segments journeys follow, which
+   start (`Trigger.on_segment`) or end (`segment_exit`) them. Changes with time alone
+   or with a profile update come from the segment sweep, as signalled events.
 
 Decay is re-evaluated on a durable timer set to the next instant a point
 decays (or the contact turns dormant), so a lead that cools drops a band on
@@ -90,6 +95,7 @@ with workflow.unsafe.imports_passed_through():
     from models.merges import MERGED_REASON, AbsorbRequest, MergeNotice
     from models.messages import SUNSET_TAG
     from models.pipeline import RecycleNotice
+    from models.segments import SegmentRefresh
     from rules.opt_outs import suppression_scope
     from rules.scoring import (
         ActionKey,
@@ -141,6 +147,10 @@ from before it upserted the total and the band only."""
 REQUALIFIED_PATCH = "recycling-exits-requalified"
 """A recycled lead re-entering the hand-off band tells `recycling-{id}` to exit with
 `requalified`; guarded for safety, though runs before it were never recycled."""
+SEGMENTS_PATCH = "segment-membership"
+"""After a batch of events or a change of score, the contact's segments are evaluated (a
+local activity) and the entering or leaving of a segment a journey follows is routed as
+an event (it starts or ends that journey). Runs from before it kept no segments."""
 RECYCLING = "recycling"
 REQUALIFIED = "requalified"
 DERIVED_PURCHASE_PATCH = "derived-purchase-makes-customer"
@@ -216,6 +226,8 @@ class ContactWorkflow:
         self._retag = False
         self._absorbed: set[str] = set()
         self._merged_into: str | None = None
+        self._segments_stale = False
+        self._segment_refreshes = 0
         if contact_input.carry is not None:
             self._restore(contact_input.carry)
 
@@ -356,6 +368,7 @@ class ContactWorkflow:
                 await self._process(self._next_batch())
             if self._erase is None:
                 await self._rescore()
+                await self._refresh_segments()
                 await self._start_inactivity_journey()
                 if self._may_continue_as_new():
                     workflow.continue_as_new(self._carry_over())
@@ -411,6 +424,7 @@ class ContactWorkflow:
         if ingest.scoring_digest != self._model_digest:
             await self._load_model()
         accepted = set(ingest.accepted_event_ids)
+        self._segments_stale = self._segments_stale or bool(accepted)
         self._duplicates += len(batch) - len(accepted)
         for event in batch:
             if event.event_id in accepted:
@@ -456,7 +470,7 @@ class ContactWorkflow:
         if is_contact_initiated(event) and self._timer_patched():
             await self._reactivate()
         started: str | None = None
-        trigger = catalog.triggers().get(event.type)
+        trigger = catalog.trigger_for(event)
         if trigger is not None and self._contact_exists and self._knows(trigger.journey):
             journey_input = trigger.input_for(event, self._input.day_seconds)
             if journey_input is not None:
@@ -610,6 +624,7 @@ class ContactWorkflow:
         self._publish()
         if not self._contact_exists:
             return
+        self._segments_stale = True
         await workflow.execute_activity_method(
             activity_classes.contacts().update_lead_score,
             LeadScoreUpdate(
@@ -712,6 +727,31 @@ class ContactWorkflow:
                 "exit",
                 ExitRequest(reason="handed-to-sales"),
             )
+
+    # --- segments ------------------------------------------------------------------------
+
+    async def _refresh_segments(self) -> None:
+        """After new events or a new score: evaluate the contact's segments, and route the
+        events of the followed segments it entered or left (see `SEGMENTS_PATCH`)."""
+        if not self._segments_stale or not self._contact_exists:
+            return
+        self._segments_stale = False
+        if not workflow.patched(SEGMENTS_PATCH):
+            return
+        self._segment_refreshes += 1
+        refresh = SegmentRefresh(
+            contact_id=self._contact_id,
+            refresh_key=f"{workflow.info().run_id}/segments/{self._segment_refreshes}",
+        )
+        events = await workflow.execute_local_activity_method(
+            activity_classes.segments().refresh_segments,
+            refresh,
+            start_to_close_timeout=UNTIL_DONE_TIMEOUT,
+            retry_policy=UNTIL_DONE_RETRY_POLICY,
+            summary="Evaluate the contact's segments",
+        )
+        for event in events:
+            await self._route(event)
 
     # --- inactivity: re-engagement, win-back, sunset -----------------------------------
 

@@ -3,6 +3,7 @@
 A journey started by an event says so in its class::
 
     trigger = Trigger("renewal_scheduled", input_from=renewal_input)
+    trigger = Trigger.on_segment("hot-pricing-visitors")   # on entering a segment
 
 `input_from` turns the event and the contact's journey clock (`day_seconds`)
 into the journey's input, or None when this event does not start the journey
@@ -24,7 +25,7 @@ from pydantic import ValidationError
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
-    from models.events import BehaviorEvent
+    from models.events import SEGMENT_ENTERED, BehaviorEvent
     from models.journeys import JourneyInput
 
 
@@ -45,11 +46,27 @@ class Trigger:
             lacks what the journey needs (logged; the event is still scored).
         journey: The journey started; filled in by the trigger table from the
             journey that declares the trigger.
+        segment: For `Trigger.on_segment`: the segment whose entering starts it.
     """
 
     event_type: str
     input_from: Callable[[BehaviorEvent, int], JourneyInput | None] = contact_and_clock
     journey: str = ""
+    segment: str | None = None
+
+    @classmethod
+    def on_segment(
+        cls,
+        segment: str,
+        input_from: Callable[[BehaviorEvent, int], JourneyInput | None] = contact_and_clock,
+    ) -> Trigger:
+        """Start the journey when a contact enters `segment` (its `segment_entered` event)."""
+        return cls(SEGMENT_ENTERED, input_from, segment=segment)
+
+    @property
+    def key(self) -> str:
+        """What the trigger table knows it by: the event type, and the segment if any."""
+        return f"{self.event_type}:{self.segment}" if self.segment else self.event_type
 
     def input_for(self, event: BehaviorEvent, day_seconds: int) -> JourneyInput | None:
         """The journey's input, or None when the event does not start it (logged when it
@@ -72,18 +89,24 @@ class TriggerClash(ValueError):
 
 
 def trigger_table(declared: Iterable[tuple[str, Trigger]]) -> dict[str, Trigger]:
-    """Triggers by event type, each naming its journey, from (journey, trigger) pairs.
+    """Triggers by `Trigger.key`, each naming its journey, from (journey, trigger) pairs.
 
     Raises:
-        TriggerClash: two journeys are started by one event type.
+        TriggerClash: two journeys are started by one event type (or one segment).
     """
     table: dict[str, Trigger] = {}
     for journey, trigger in declared:
-        other = table.get(trigger.event_type)
+        other = table.get(trigger.key)
         if other is not None:
             raise TriggerClash(
-                f"{other.journey} and {journey} are both triggered by {trigger.event_type!r}; "
+                f"{other.journey} and {journey} are both triggered by {trigger.key!r}; "
                 "an event type starts one journey: change the trigger of one of them"
             )
-        table[trigger.event_type] = replace(trigger, journey=journey)
+        table[trigger.key] = replace(trigger, journey=journey)
     return table
+
+
+def trigger_key(event: BehaviorEvent) -> str:
+    """The trigger-table key of an event: its type (with the segment, for a segment entry)."""
+    segment = event.properties.get("segment") if event.type == SEGMENT_ENTERED else None
+    return f"{event.type}:{segment}" if isinstance(segment, str) else event.type

@@ -67,6 +67,7 @@ from models.tables import (
 )
 from rules.dedupe import company_domain, same_name
 from rules.scoring import ActionKey, ScoringModel, add_action, worth_points
+from runtime.contact_signals import signal_contact
 from starter.services.operations import (
     Conflict,
     InvalidRequest,
@@ -75,7 +76,6 @@ from starter.services.operations import (
     check_limits,
     contact_in,
     refuse_if_erased,
-    signal_contact,
     upsert_in,
 )
 
@@ -442,8 +442,8 @@ async def finish_merges(
     """
     from temporalio.service import RPCError, RPCStatusCode
 
+    from runtime.contact_signals import contact_workflow_id
     from runtime.temporal import unavailable_as_error
-    from starter.services.operations import contact_workflow_id
 
     async with session_factory(engine)() as session:
         pending = (

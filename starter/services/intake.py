@@ -57,9 +57,10 @@ from models.contact_workflow import EventBatch
 from models.db import session_factory
 from models.events import BehaviorEvent
 from models.tables import Contact, ErasedContact, EventReceipt, utc_now
+from runtime.contact_signals import signal_contact
 from runtime.temporal import TemporalUnavailable, unavailable_as_error
 from starter.services.dedupe import alias_targets
-from starter.services.operations import apply_suppressing_event, erased_contact, signal_contact
+from starter.services.operations import apply_suppressing_event, erased_contact
 
 SIGNALS_IN_FLIGHT = 32
 """Contacts signalled concurrently for one batch."""

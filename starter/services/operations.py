@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from models.contact_workflow import ContactInput, ContactState, EraseRequest, JourneyEnrolment
+from models.contact_workflow import EraseRequest, JourneyEnrolment
 from models.contacts import (
     MAX_CONTACT_ATTRIBUTES,
     MAX_CONTACT_TAGS,
@@ -33,7 +33,6 @@ from models.journeys import (
     enrolment_options,
 )
 from models.pipeline import PipelineStage
-from models.policy import SECONDS_PER_DAY
 from models.settings import accelerated_clock_refusal
 from models.tables import ConsentChange, Contact, ContactEvent, MessageLog, utc_now
 from models.tables import JourneyRun as JourneyRunRow
@@ -41,14 +40,14 @@ from rules.consent import ConsentOrigin, apply_event, consent_history, record_ch
 from rules.erasure import erased_at
 from rules.opt_outs import SUPPRESSING_EVENTS, suppression_scope
 from rules.pipeline import record_transition, source_tags
+from runtime.contact_signals import CONTACT_WORKFLOW, signal_contact
 
 if TYPE_CHECKING:  # the Temporal client loads only in the operations that talk to Temporal
-    from temporalio.client import Client, WorkflowExecution, WorkflowHandle
+    from temporalio.client import Client, WorkflowExecution
 
     from workflows.toolkit import Journey
 
 QUERY_TIMEOUT = timedelta(seconds=5)
-CONTACT_WORKFLOW = "contact"
 """Workflow type of the contact workflow (`workflows/contact.py`)."""
 
 
@@ -445,37 +444,6 @@ async def apply_suppressing_event(engine: AsyncEngine, event: BehaviorEvent, *, 
             return
         await apply_event(session, contact, event, key=key)
         await session.commit()
-
-
-def contact_workflow_id(contact_id: str) -> str:
-    """`contact-{contact_id}`."""
-    return f"{CONTACT_WORKFLOW}-{contact_id}"
-
-
-async def signal_contact(
-    client: Client,
-    contact_id: str,
-    signal: str,
-    arg: BaseModel,
-    *,
-    task_queue: str,
-    day_seconds: int = SECONDS_PER_DAY,
-) -> WorkflowHandle[Any, ContactState]:
-    """Signal `contact-{contact_id}`, starting it if needed (signal-with-start).
-
-    Returns once Temporal has accepted the signal: from then on it is durable.
-    `day_seconds` is the clock of the journeys a new contact workflow starts.
-    """
-    return await client.start_workflow(
-        CONTACT_WORKFLOW,
-        ContactInput(contact_id=contact_id, day_seconds=day_seconds),
-        id=contact_workflow_id(contact_id),
-        task_queue=task_queue,
-        result_type=ContactState,
-        start_signal=signal,
-        start_signal_args=[arg],
-        static_summary=f"Contact {contact_id}: events, lead score, journeys",
-    )
 
 
 async def forget_contact(

@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from activities.messaging import MessagingActivities
     from activities.onboarding import OnboardingActivities
     from activities.sales import SalesActivities
+    from activities.segments import SegmentActivities
 
 
 def contacts() -> type[ContactActivities]:
@@ -70,3 +71,10 @@ def sales() -> type[SalesActivities]:
     with workflow.unsafe.imports_passed_through():
         from activities.sales import SalesActivities
     return SalesActivities
+
+
+def segments() -> type[SegmentActivities]:
+    """`SegmentActivities`: segment membership and the segment sweep."""
+    with workflow.unsafe.imports_passed_through():
+        from activities.segments import SegmentActivities
+    return SegmentActivities

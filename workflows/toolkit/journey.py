@@ -37,7 +37,7 @@ from workflows.toolkit.sending import Sender
 with workflow.unsafe.imports_passed_through():
     from pydantic import JsonValue
 
-    from models.events import BehaviorEvent
+    from models.events import SEGMENT_LEFT, BehaviorEvent
     from models.experiments import HOLDOUT, Experiment, HoldoutLevel
     from models.journeys import (
         ContactMemo,
@@ -107,6 +107,10 @@ class Journey:
     listens_to: ClassVar[frozenset[str]] = frozenset()
     """Other event types the journey acts on; the contact workflow forwards it
     these and the `exit_on` ones (and no others)."""
+    segment_exit: ClassVar[str | None] = None
+    """A segment (`segments.toml`) whose leaving ends the journey at once, at any step,
+    with the reason `segment_left`; the contact workflow forwards the journey that
+    segment's `segment_left` events. Usually the segment of `Trigger.on_segment`."""
     exit_on_activity: ClassVar[str | None] = None
     """The reason the journey ends with, at any step, when the contact does anything
     (any contact-initiated event, `models.events.is_contact_initiated`), e.g.
@@ -158,8 +162,11 @@ class Journey:
 
     @classmethod
     def exit_events(cls) -> frozenset[str]:
-        """Event types that end the journey: `exit_on`, and `unsubscribed` for marketing."""
-        return cls.exit_on | {"unsubscribed"} if cls.is_marketing() else cls.exit_on
+        """Event types that end the journey: `exit_on`, `unsubscribed` for marketing, and
+        `segment_left` for one with a `segment_exit`."""
+        marketing = frozenset({"unsubscribed"}) if cls.is_marketing() else frozenset()
+        segment = frozenset({SEGMENT_LEFT}) if cls.segment_exit else frozenset()
+        return cls.exit_on | marketing | segment
 
     @classmethod
     def concerned_by(cls, event_type: str) -> bool:
@@ -306,11 +313,14 @@ class Journey:
         return self.plan
 
     def ends_journey(self, event: BehaviorEvent) -> bool:
-        """Whether `event` ends the journey at once: its type is in `exit_events()`.
+        """Whether `event` ends the journey at once: its type is in `exit_events()` (for
+        `segment_left`, leaving the journey's `segment_exit`).
 
         Journeys override it to look at the properties too (renewal-countdown:
         `renewed` for another subscription of the contact does not end it).
         """
+        if event.type == SEGMENT_LEFT:
+            return event.properties.get("segment") == self.segment_exit
         return event.type in self.exit_events()
 
     # --- what a journey writes -------------------------------------------------
