@@ -21,7 +21,18 @@ from datetime import timedelta
 
 import structlog
 from sqlalchemy.ext.asyncio import AsyncEngine
-from temporalio.client import Client
+from temporalio.client import (
+    Client,
+    Schedule,
+    ScheduleActionStartWorkflow,
+    ScheduleAlreadyRunningError,
+    ScheduleIntervalSpec,
+    ScheduleOverlapPolicy,
+    SchedulePolicy,
+    ScheduleSpec,
+    ScheduleUpdate,
+    ScheduleUpdateInput,
+)
 from temporalio.runtime import (
     LogForwardingConfig,
     LoggingConfig,
@@ -61,7 +72,7 @@ from runtime.shutdown import wait_for_shutdown_signal
 from runtime.temporal import connect
 from workflows import catalog
 from workflows.contact import ContactWorkflow
-from workflows.segment_sweep import SegmentSweep
+from workflows.segment_sweep import SEGMENT_SWEEP, SegmentSweep
 from workflows.sms_keywords import SmsKeywordReply
 from workflows.toolkit import Journey, PlanStep
 from workflows.toolkit.plan_check import check_plan
@@ -259,6 +270,35 @@ def build_worker(
     )
 
 
+def segment_sweep_schedule(settings: Settings) -> Schedule:
+    """The schedule of the segment sweep: every `segment_sweep_seconds`, one pass at a time."""
+    return Schedule(
+        action=ScheduleActionStartWorkflow(
+            SEGMENT_SWEEP, id=SEGMENT_SWEEP, task_queue=settings.task_queue
+        ),
+        spec=ScheduleSpec(
+            intervals=[
+                ScheduleIntervalSpec(every=timedelta(seconds=settings.segment_sweep_seconds))
+            ]
+        ),
+        policy=SchedulePolicy(overlap=ScheduleOverlapPolicy.SKIP),
+    )
+
+
+async def schedule_segment_sweep(client: Client, settings: Settings) -> None:
+    """Create the `segment-sweep` schedule, or give the existing one this worker's settings."""
+    schedule = segment_sweep_schedule(settings)
+    try:
+        await client.create_schedule(SEGMENT_SWEEP, schedule)
+    except ScheduleAlreadyRunningError:
+
+        def updated(_: ScheduleUpdateInput) -> ScheduleUpdate:
+            return ScheduleUpdate(schedule=schedule)
+
+        await client.get_schedule_handle(SEGMENT_SWEEP).update(updated)
+    log.info("segment sweep scheduled", every_seconds=settings.segment_sweep_seconds)
+
+
 @asynccontextmanager
 async def running_worker(
     client: Client, settings: Settings, *, templates: TemplateCatalog | None = None
@@ -328,6 +368,7 @@ async def run_worker(settings: Settings) -> None:
     refuse_unsafe_settings(settings)
     templates = load_templates(settings)
     client = await connect(runtime=worker_runtime(settings), keys=key_store(settings))
+    await schedule_segment_sweep(client, settings)
     async with running_worker(client, settings, templates=templates):
         await wait_for_shutdown_signal()
 

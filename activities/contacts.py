@@ -50,6 +50,8 @@ from models.tables import (
     MessageLog,
     Notification,
     PipelineTransition,
+    SegmentChange,
+    SegmentMember,
     SlaBreach,
     Suppression,
 )
@@ -331,6 +333,8 @@ class ContactActivities:
                     DealStageChange,
                     PipelineTransition,
                     ExperimentExposure,
+                    SegmentMember,
+                    SegmentChange,
                 ):
                     result = await session.exec(
                         delete(table).where(col(table.contact_id) == contact_id)

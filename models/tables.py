@@ -12,8 +12,19 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any, Literal
 
-from sqlalchemy import JSON, Column, DateTime, Numeric, TypeDecorator, UniqueConstraint
+from sqlalchemy import (
+    JSON,
+    Column,
+    Connection,
+    DateTime,
+    Numeric,
+    TypeDecorator,
+    UniqueConstraint,
+    event,
+    inspect,
+)
 from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import Mapper
 from sqlmodel import Field, SQLModel
 
 from models.events import BehaviorEvent
@@ -89,14 +100,39 @@ class Contact(SQLModel, table=True):
     segments_due_at: datetime | None = Field(
         default=None, sa_column=Column(UTCDateTime(), nullable=True, index=True)
     )
-    """When the contact's segments must be evaluated again: now after a profile change
-    the segment refresh did not see, or when a time window of a rule next lapses."""
+    """When the contact's segments must be evaluated again (by the segment sweep): set to
+    now on creation and by every write of the contact's fields (`_segments_due_on_change`), and by a
+    refresh to the next moment a time window of a rule lapses (None: nothing pending)."""
     created_at: datetime = Field(
         default_factory=utc_now, sa_column=Column(UTCDateTime(), nullable=False)
     )
     updated_at: datetime = Field(
         default_factory=utc_now, sa_column=Column(UTCDateTime(), nullable=False)
     )
+
+
+SEGMENT_NEUTRAL_FIELDS = frozenset({"segments_due_at", "updated_at"})
+"""Contact fields no segment rule reads."""
+
+
+@event.listens_for(Contact, "before_insert")
+def _segments_due_on_creation(
+    mapper: Mapper[Contact], connection: Connection, target: Contact
+) -> None:
+    """A new contact's segments are due now (unless its writer said when)."""
+    if target.segments_due_at is None:
+        target.segments_due_at = utc_now()
+
+
+@event.listens_for(Contact, "before_update")
+def _segments_due_on_change(
+    mapper: Mapper[Contact], connection: Connection, target: Contact
+) -> None:
+    """A contact written with a field a rule may read: its segments are due now, unless the
+    writer set when (the segment refresh itself)."""
+    changed = {attr.key for attr in inspect(target).attrs if attr.history.has_changes()}
+    if "segments_due_at" not in changed and changed - SEGMENT_NEUTRAL_FIELDS:
+        target.segments_due_at = utc_now()
 
 
 class ContactEvent(SQLModel, table=True):

@@ -6,3 +6,5 @@ TEMPORAL_PORT = 7233
 UI_PORT = 8233
 DEMO_DAY_SECONDS = 15
 """One demo "day" lasts 15 s: the seven-day welcome series runs in under two minutes."""
+DEMO_SEGMENT_SWEEP_SECONDS = 10
+"""The demo's segment sweep runs this often, so time windows and profile edits show soon."""

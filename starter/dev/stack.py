@@ -29,7 +29,12 @@ from runtime.keys import key_store
 from runtime.shutdown import wait_for_shutdown_signal
 from runtime.temporal import SERVICE_RETRY, connect
 from starter.dev import demo
-from starter.dev.defaults import DEMO_DAY_SECONDS, TEMPORAL_PORT, UI_PORT
+from starter.dev.defaults import (
+    DEMO_DAY_SECONDS,
+    DEMO_SEGMENT_SWEEP_SECONDS,
+    TEMPORAL_PORT,
+    UI_PORT,
+)
 from starter.dev.toolchain import start_dev_server
 from starter.services.operations import OperationError
 
@@ -59,7 +64,7 @@ async def run_dev(
 ) -> None:
     """Run the local stack until Ctrl-C (see the module docstring)."""
     from starter.api.server import running_api  # FastAPI loads only for the commands that serve it
-    from worker import running_worker  # the journeys load only for the command that runs them
+    from worker import running_worker, schedule_segment_sweep  # the journeys load here only
 
     busy = [port for port in (temporal_port, ui_port, settings.api_port) if _port_in_use(port)]
     if busy:
@@ -77,6 +82,7 @@ async def run_dev(
             "allow_accelerated_clock": True,
             "codec_cors_origins": [*settings.codec_cors_origins, *ui_origins],
             "codec_loopback_without_key": True,  # the dev UI sends no credentials
+            "segment_sweep_seconds": DEMO_SEGMENT_SWEEP_SECONDS,
         }
     )
     keys = key_store(settings)
@@ -100,6 +106,7 @@ async def run_dev(
         return await connect(target_host=address, lazy=True, retry=SERVICE_RETRY, keys=keys)
 
     try:
+        await schedule_segment_sweep(env.client, settings)
         async with (
             running_worker(env.client, settings),
             running_api(settings, temporal=gateway_client) as api_url,

@@ -61,6 +61,8 @@ from models.tables import (
     MessageLog,
     Notification,
     PipelineTransition,
+    SegmentChange,
+    SegmentMember,
     SlaBreach,
     Suppression,
     utc_now,
@@ -106,6 +108,7 @@ _MOVED_TABLES: tuple[Any, ...] = (
     JourneyRun,
     Suppression,
     ExperimentExposure,
+    SegmentChange,
 )
 
 
@@ -316,7 +319,8 @@ async def _move_rows(session: AsyncSession, *, loser: str, survivor: str) -> dic
 
     An event (or receipt) id both hold stays the survivor's (the loser's copy is
     dropped: the same event, already counted); an experiment both were exposed to keeps
-    the survivor's arm. Moved events get the batch key
+    the survivor's arm. The loser's segment memberships end with it (their history moves;
+    the survivor's segments are due again, as after any write). Moved events get the batch key
     `merge/<loser>`, by which `finish_merges` finds what the survivor must absorb.
     Consent changes keep their `change_key`; one the survivor already holds is dropped.
     """
@@ -342,6 +346,7 @@ async def _move_rows(session: AsyncSession, *, loser: str, survivor: str) -> dic
         .where(col(ContactAlias.contact_id) == loser)
         .values(contact_id=survivor)
     )
+    await session.exec(delete(SegmentMember).where(col(SegmentMember.contact_id) == loser))
     return moved
 
 
