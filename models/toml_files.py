@@ -32,8 +32,12 @@ def load_toml(model: type[Model], path: str | Path, what: str) -> Model:
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(part) for part in err['loc']) or '(top level)'}: {err['msg']}"
-            for err in exc.errors()
-        )
-        raise ValueError(f"{path}: invalid {what}: {problems}") from exc
+        raise ValueError(f"{path}: invalid {what}: {validation_problems(exc)}") from exc
+
+
+def validation_problems(error: ValidationError) -> str:
+    """Each problem of a validation error, with where: `segments.hot.event: …; …`."""
+    return "; ".join(
+        f"{'.'.join(str(part) for part in err['loc']) or '(top level)'}: {err['msg']}"
+        for err in error.errors()
+    )

@@ -288,3 +288,41 @@ async def member_page(
     return list(
         (await session.exec(query.order_by(col(SegmentMember.contact_id)).limit(limit))).all()
     )
+
+
+@dataclass(frozen=True)
+class Preview:
+    """How many contacts a rule matches now, and a few of them (nothing is recorded)."""
+
+    count: int
+    contacts: int
+    sample: list[str]
+
+
+async def preview_rule(
+    session: AsyncSession, rule: Condition, now: datetime, *, sample_size: int, page: int = 1_000
+) -> Preview:
+    """Evaluate a rule over every contact, page by page, recording nothing."""
+    count, seen = 0, 0
+    sample: list[str] = []
+    after = ""
+    while True:
+        contacts = list(
+            (
+                await session.exec(
+                    select(Contact)
+                    .where(col(Contact.id) > after)
+                    .order_by(col(Contact.id))
+                    .limit(page)
+                )
+            ).all()
+        )
+        if not contacts:
+            return Preview(count=count, contacts=seen, sample=sample)
+        for facts in await load_facts(session, contacts, [rule], now):
+            if matches(rule, facts, now):
+                count += 1
+                if len(sample) < sample_size:
+                    sample.append(facts.contact_id)
+        seen += len(contacts)
+        after = contacts[-1].id

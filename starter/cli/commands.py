@@ -66,6 +66,8 @@ class _ReportOrCommand(TyperGroup):
 
 experiments_app = typer.Typer(cls=_ReportOrCommand)
 app.add_typer(experiments_app, name="experiments")
+segments_app = typer.Typer(cls=_ReportOrCommand)
+app.add_typer(segments_app, name="segments")
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -1230,3 +1232,70 @@ async def experiments_stop(
         f"experiment {name} stopped by {decision.decided_by} ({chosen}); new entrants get "
         f"{decision.winner or 'control'} from now on"
     )
+
+
+@segments_app.callback(invoke_without_command=True)
+@run_async
+async def segments(
+    ctx: typer.Context,
+    name: Annotated[
+        str | None,
+        typer.Argument(metavar="NAME", help="One segment, e.g. hot-pricing-visitors: its members."),
+    ] = None,
+    after: Annotated[
+        str | None, typer.Option(help="Members after this contact id (the next page).")
+    ] = None,
+    limit: Annotated[int, typer.Option(min=1, max=1000, help="Members per page.")] = 50,
+    as_json: JsonFlag = False,
+) -> None:
+    """Segments (`segments.toml` and the API): each with its rule and how many contacts it
+    has now. With NAME: that segment and a page of its members, since when.
+    `journeys segments preview RULE` counts a rule before it is saved.
+    """
+    if ctx.invoked_subcommand is not None:
+        return
+    from models.settings import get_settings
+    from starter.services import segments as segment_service
+
+    path = get_settings().segments_file
+    if name is None:
+        summaries = await _with_engine(
+            lambda engine: segment_service.segment_summaries(engine, path)
+        )
+        if as_json:
+            _print_json([_dump(summary) for summary in summaries])
+            return
+        typer.echo(segment_service.render_table(summaries))
+        return
+    members = await _with_engine(
+        lambda engine: segment_service.segment_members(engine, path, name, after=after, limit=limit)
+    )
+    if as_json:
+        _print_json(_dump(members))
+        return
+    typer.echo(segment_service.render_members(members))
+
+
+@segments_app.command("preview")
+@run_async
+async def segments_preview(
+    rule: Annotated[
+        str,
+        typer.Argument(
+            help="The rule, in JSON or as a TOML inline table, "
+            "e.g. '{ has_tag = \"int_pricing\" }'."
+        ),
+    ],
+    as_json: JsonFlag = False,
+) -> None:
+    """How many contacts a rule matches now, with a sample, before it is saved (nothing is
+    recorded; the rule syntax is in segments.toml)."""
+    from starter.services import segments as segment_service
+
+    condition = segment_service.parse_rule(rule)
+    found = await _with_engine(lambda engine: segment_service.preview(engine, condition))
+    if as_json:
+        _print_json({"matches": found.count, "contacts": found.contacts, "sample": found.sample})
+        return
+    sample = ", ".join(found.sample) or "none"
+    typer.echo(f"{found.count} of {found.contacts} contacts match; e.g. {sample}")
