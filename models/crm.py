@@ -27,6 +27,7 @@ class CrmTaskKind(StrEnum):
     CHURN_RISK = "churn_risk"
     ONBOARDING_STALLED = "onboarding_stalled"
     RECYCLED_REVIEW = "recycled_review"
+    FIRST_PURCHASE_CALL = "first_purchase_call"
 
 
 class AssigneeRole(StrEnum):

@@ -71,6 +71,7 @@ CONTACT_WORKFLOW_PREFIXES = (
     "win-back",
     "onboarding",
     "recycling",
+    "first-purchase",
 )
 """Workflow types whose id is `{type}-{contact_id}`."""
 PER_ITEM_PREFIXES = ("renewal-countdown", "abandoned-cart")

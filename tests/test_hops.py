@@ -199,7 +199,9 @@ async def test_subscribed_to_day0_and_unsubscribed_to_exit_take_these_hops(
         # running here: one by one, each took a workflow task; the one to abandoned-cart is
         # sorted before welcome-series' exit)
         workflow_tasks=1,
-        events=16,  # re-engagement's and recycling's exit signals come before welcome-series'
+        # re-engagement's, recycling's and first-purchase's exit signals come before
+        # welcome-series'
+        events=17,
     )
     # ...then in the welcome series: from the exit signal to its close.
     events = await history(client, welcome)

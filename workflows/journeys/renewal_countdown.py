@@ -48,17 +48,13 @@ from datetime import UTC, datetime, timedelta
 from enum import IntEnum
 
 from temporalio import workflow
-from temporalio.exceptions import ActivityError
 
 from workflows.toolkit import (
-    CRM_RETRY_POLICY,
-    CRM_TIMEOUT,
     Journey,
     PlanStep,
-    activity_classes,
     start_journey,
 )
-from workflows.toolkit.account import mark_churn_risk
+from workflows.toolkit.account import mark_churn_risk, open_crm_task
 from workflows.triggers import Trigger
 
 with workflow.unsafe.imports_passed_through():
@@ -372,26 +368,18 @@ class RenewalCountdown(Journey):
         due_in_days: float,
         priority: TaskPriority,
     ) -> None:
-        request = CrmTaskRequest(
-            idempotency_key=self.idempotency_key(step),
-            contact_id=self.contact_id,
-            kind=kind,
-            assignee_role=assignee_role,
-            title=title,
-            details=details,
-            due_at=workflow.now() + self.day * due_in_days,
-            priority=priority,
-        )
-        try:
-            await workflow.execute_activity_method(
-                activity_classes.crm().create_crm_task,
-                request,
-                start_to_close_timeout=CRM_TIMEOUT,
-                retry_policy=CRM_RETRY_POLICY,
-                summary=f"CRM task for {assignee_role}: {title}",
+        await open_crm_task(
+            CrmTaskRequest(
+                idempotency_key=self.idempotency_key(step),
+                contact_id=self.contact_id,
+                kind=kind,
+                assignee_role=assignee_role,
+                title=title,
+                details=details,
+                due_at=workflow.now() + self.day * due_in_days,
+                priority=priority,
             )
-        except ActivityError as error:
-            workflow.logger.warning("CRM task %s failed: %s", step, error.cause or error)
+        )
 
     async def _lapse(self) -> None:
         """Flag the churn risk and, since `LAPSE_JOINS_CHURN_PREVENTION_PATCH`, start

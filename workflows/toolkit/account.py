@@ -1,4 +1,5 @@
-"""The account team's side of a journey: flag a customer at churn risk, alert their owner.
+"""The account team's side of a journey: open a CRM task, flag a customer at churn risk,
+alert their owner.
 
 Both run the CRM / sales activity with the CRM retry policy; a failure that
 outlasts it is logged and the journey goes on (a task is no reason to stop
@@ -14,7 +15,23 @@ from workflows.toolkit import activity_classes
 from workflows.toolkit.retries import CRM_RETRY_POLICY, CRM_TIMEOUT
 
 with workflow.unsafe.imports_passed_through():
-    from models.crm import AccountAlert, ChurnRiskRequest
+    from models.crm import AccountAlert, ChurnRiskRequest, CrmTaskRequest
+
+
+async def open_crm_task(request: CrmTaskRequest) -> None:
+    """Open a task for someone on the account team (once per `request.idempotency_key`)."""
+    try:
+        await workflow.execute_activity_method(
+            activity_classes.crm().create_crm_task,
+            request,
+            start_to_close_timeout=CRM_TIMEOUT,
+            retry_policy=CRM_RETRY_POLICY,
+            summary=f"CRM task for {request.assignee_role}: {request.title}",
+        )
+    except ActivityError as error:
+        workflow.logger.warning(
+            "CRM task %s failed: %s", request.idempotency_key, error.cause or error
+        )
 
 
 async def mark_churn_risk(contact_id: str, *, subscription_id: str | None = None) -> None:
