@@ -76,8 +76,9 @@ class SegmentActivities:
 
     @activity.defn(name="refresh_segments")
     async def refresh_segments(self, request: SegmentRefresh) -> list[BehaviorEvent]:
-        """Evaluate the contact's segments now; the events of followed segments it entered
-        or left (stored as the contact's events, delivered by this answer)."""
+        """Evaluate the contact's segments at the workflow's time; the events of followed
+        segments it entered or left (stored as the contact's events, delivered by this
+        answer)."""
         async with self._sessions() as session:
             stored = await _stored_events(session, request)
             if stored:
@@ -86,7 +87,7 @@ class SegmentActivities:
             segments = await defined_segments(session, self._file)
             if contact is None or not segments:
                 return []
-            now = utc_now()
+            now = request.at
             refreshed = await refresh_memberships(
                 session,
                 [contact],

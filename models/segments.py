@@ -28,6 +28,7 @@ from enum import StrEnum
 from typing import Annotated, Any, Literal
 
 from pydantic import (
+    AwareDatetime,
     BaseModel,
     ConfigDict,
     Field,
@@ -275,12 +276,14 @@ class SegmentRefresh(BaseModel):
     Attributes:
         contact_id: The contact.
         refresh_key: `{run_id}/{n}`: a retried refresh returns the events it stored.
+        at: The moment of the evaluation: the workflow's time.
     """
 
     model_config = ConfigDict(frozen=True)
 
     contact_id: str
     refresh_key: str
+    at: AwareDatetime
 
 
 class SweepResult(BaseModel):

@@ -742,6 +742,7 @@ class ContactWorkflow:
         refresh = SegmentRefresh(
             contact_id=self._contact_id,
             refresh_key=f"{workflow.info().run_id}/segments/{self._segment_refreshes}",
+            at=workflow.now(),
         )
         events = await workflow.execute_local_activity_method(
             activity_classes.segments().refresh_segments,
