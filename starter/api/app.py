@@ -44,6 +44,7 @@ from models.settings import Settings
 from runtime.keys import KeyStore, key_store
 from runtime.temporal import SERVICE_RETRY, TemporalUnavailable, connect, unavailable_as_error
 from starter.api import (
+    broadcasts,
     codec,
     contacts,
     events,
@@ -119,6 +120,7 @@ def create_app(
         journeys.router,
         report.router,
         experiments.router,
+        broadcasts.router,
         unsubscribe.router,
         keep_subscribed.router,
         webhooks.router,
