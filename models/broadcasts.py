@@ -87,15 +87,24 @@ def message_key(name: str, occurrence: str, contact_id: str) -> str:
     return f"{PREFIX}{name}/{occurrence}/{contact_id}"
 
 
+OCCURRENCE_FORMAT = "%Y%m%dT%H%M%SZ"
+"""A scheduled run's occurrence id: its UTC time, safe in a message key and an outbox path."""
+
+
 def occurrence_of(when: datetime) -> str:
-    """The occurrence id of a scheduled run at `when`: its UTC time, to the second."""
-    return when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    """The occurrence id of a scheduled run at `when`, e.g. `20260701T100000Z`."""
+    return when.astimezone(UTC).strftime(OCCURRENCE_FORMAT)
+
+
+def occurrence_time(occurrence: str) -> datetime:
+    """When a scheduled occurrence was due (UTC)."""
+    return datetime.strptime(occurrence, OCCURRENCE_FORMAT).replace(tzinfo=UTC)
 
 
 def occurrence_from_workflow_id(name: str, workflow_id_: str) -> str:
-    """The occurrence a workflow id names: what a schedule appended, or `once`."""
-    suffix = workflow_id_.removeprefix(f"{PREFIX}{name}")
-    return suffix.removeprefix("-") or ONCE
+    """The occurrence a workflow id names: the time a schedule appended, or `once`."""
+    suffix = workflow_id_.removeprefix(f"{PREFIX}{name}").removeprefix("-")
+    return occurrence_of(datetime.fromisoformat(suffix)) if suffix else ONCE
 
 
 def local_start(wall: datetime) -> datetime:

@@ -699,7 +699,7 @@ class BroadcastRecipient(SQLModel, table=True):
 
     Attributes:
         broadcast: The broadcast's name.
-        occurrence: `once`, or the schedule's time of the run (e.g. `2026-07-01T10:00:00Z`).
+        occurrence: `once`, or the schedule's time of the run (e.g. `20260701T100000Z`).
         contact_id: The contact.
         due_at: When it may be sent (its local time, or later: deferred by quiet hours or
             a frequency cap).

@@ -38,6 +38,7 @@ with workflow.unsafe.imports_passed_through():
         Tally,
         local_start,
         occurrence_from_workflow_id,
+        occurrence_time,
         wall_time,
     )
 
@@ -154,7 +155,7 @@ class BroadcastWorkflow:
         """When the occurrence starts, and its wall-clock time if each contact's zone counts."""
         plan = self._plan
         if plan.send_at is None:  # a schedule's run: its time is its occurrence
-            scheduled = datetime.fromisoformat(self._progress.occurrence)
+            scheduled = occurrence_time(self._progress.occurrence)
             return scheduled, wall_time(scheduled) if plan.local_time else None
         if not plan.local_time:
             return plan.send_at, None
