@@ -45,6 +45,7 @@ from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 from temporalio.workflow import SandboxImportNotificationPolicy
 
+from activities.broadcasts import BroadcastActivities
 from activities.contacts import ContactActivities
 from activities.crm import CrmActivities
 from activities.experiments import ExperimentActivities
@@ -71,6 +72,7 @@ from runtime.logs import configure_logging
 from runtime.shutdown import wait_for_shutdown_signal
 from runtime.temporal import connect
 from workflows import catalog
+from workflows.broadcast import BroadcastWorkflow
 from workflows.contact import ContactWorkflow
 from workflows.segment_sweep import SEGMENT_SWEEP, SegmentSweep
 from workflows.sms_keywords import SmsKeywordReply
@@ -201,6 +203,7 @@ def build_worker(
         email_provider=email_provider,
         sms_provider=sms_provider,
     )
+    broadcasts = BroadcastActivities(engine=engine, messaging=messaging, templates=templates)
     crm = CrmActivities(engine=engine)
     journey_log = JourneyLogActivities(engine=engine)
     experiments = ExperimentActivities(engine=engine)
@@ -232,12 +235,16 @@ def build_worker(
     return Worker(
         client,
         task_queue=settings.task_queue,
-        workflows=[ContactWorkflow, SmsKeywordReply, SegmentSweep, *journeys],
+        workflows=[ContactWorkflow, SmsKeywordReply, SegmentSweep, BroadcastWorkflow, *journeys],
         workflow_runner=WORKFLOW_RUNNER,
         activities=[
             messaging.send_message,
             messaging.cancel_messages,
             messaging.send_service_sms,
+            broadcasts.snapshot_audience,
+            broadcasts.send_broadcast_batch,
+            broadcasts.cancel_broadcast_rest,
+            broadcasts.record_broadcast_status,
             crm.create_crm_task,
             crm.mark_churn_risk,
             crm.tag_contact,

@@ -199,7 +199,17 @@ class MessagingActivities:
                 exist; retryable (with the provider's `Retry-After`) when the
                 provider failed transiently.
         """
-        now = activity.info().current_attempt_scheduled_time
+        return await self.send(request, now=activity.info().current_attempt_scheduled_time)
+
+    async def send(self, request: SendRequest, *, now: datetime) -> SendResult:
+        """`send_message` with the policy clock at `now`: the one send path.
+
+        The send activity and the broadcasts' batch activity (`activities/broadcasts.py`)
+        both send through it, inside an activity (for its attempt and metric meter).
+
+        Raises:
+            ApplicationError: as `send_message`.
+        """
         with bound_contextvars(
             idempotency_key=request.idempotency_key,
             contact_id=request.contact_id,

@@ -99,6 +99,7 @@ class Settings(BaseSettings):
         quiet_hours_end: Local time it may be sent again.
         email_cap_per_day: Marketing emails per contact per rolling 24 h, all journeys.
         email_cap_per_week: Marketing emails per contact per rolling 7 days.
+        broadcast_rate: Sends per second of a broadcast that names no rate (BROADCAST_RATE).
         public_base_url: Base URL of the gateway, for unsubscribe links.
         unsubscribe_secret: HMAC key signing unsubscribe tokens; the built-in
             default is refused where real contacts get messages (see
@@ -207,6 +208,7 @@ class Settings(BaseSettings):
     quiet_hours_end: time = time(8, 0)
     email_cap_per_day: int = Field(default=2, ge=1)
     email_cap_per_week: int = Field(default=5, ge=1)
+    broadcast_rate: int = Field(default=20, ge=1, le=1000)
     public_base_url: str = "http://localhost:8000"
     unsubscribe_secret: SecretStr = SecretStr(DEVELOPMENT_UNSUBSCRIBE_SECRET)
     production: bool = False

@@ -706,3 +706,75 @@ class SegmentEvaluation(SQLModel, table=True):
     segment: str = Field(primary_key=True, max_length=64)
     digest: str = Field(max_length=64)
     evaluated_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
+
+
+class Broadcast(SQLModel, table=True):
+    """A message to a segment's members: once at a time, or on a schedule (`models/broadcasts.py`).
+
+    Attributes:
+        name: The broadcast's name: its workflow id is `broadcast-{name}` (one-off) or
+            `broadcast-{name}-{occurrence}` (its schedule's runs); its messages are logged
+            under the journey `broadcast:{name}`.
+        segment: Whose current members get it (`segment_members`), snapshot at each start.
+        template: The template sent, e.g. `broadcasts/monthly-update`.
+        channel: `email` or `sms`.
+        category: `marketing` (consent, suppressions, quiet hours, caps).
+        send_at: A one-off's time (UTC); with `local_time`, the wall-clock time it shows
+            in each contact's time zone (stored as if it were UTC).
+        schedule: A recurring broadcast's cron expression (None: one-off).
+        local_time: Each contact gets it at the given wall-clock time in its own zone.
+        rate: Sends per second at most.
+        status: `scheduled`, `running`, `paused`, `cancelled` or `done`.
+        created_by: Who created it (`api:<key name>`, `cli:<user>`).
+        created_at: When.
+        updated_at: When its status last changed.
+    """
+
+    __tablename__ = "broadcasts"
+
+    name: str = Field(primary_key=True, max_length=48)
+    segment: str = Field(max_length=64, index=True)
+    template: str = Field(max_length=200)
+    channel: str = Field(default="email", max_length=16)
+    category: str = Field(default="marketing", max_length=16)
+    send_at: datetime | None = _timestamp()
+    schedule: str | None = Field(default=None, max_length=100)
+    local_time: bool = False
+    rate: int
+    status: str = Field(max_length=16, index=True)
+    created_by: str = Field(max_length=100)
+    created_at: datetime = Field(
+        default_factory=utc_now, sa_column=Column(UTCDateTime(), nullable=False)
+    )
+    updated_at: datetime = Field(
+        default_factory=utc_now, sa_column=Column(UTCDateTime(), nullable=False)
+    )
+
+
+class BroadcastRecipient(SQLModel, table=True):
+    """One contact of one occurrence of a broadcast: the audience snapshot and its progress.
+
+    Written once when the occurrence starts (the segment's members then), so the audience
+    never changes under a running broadcast and never crosses a workflow boundary.
+
+    Attributes:
+        broadcast: The broadcast's name.
+        occurrence: `once`, or the schedule's time of the run (e.g. `20260701T100000Z`).
+        contact_id: The contact.
+        due_at: When it may be sent (its local time, or later: deferred by quiet hours or
+            a frequency cap).
+        status: `queued`, `deferred`, `sent`, `refused` (consent, suppression, no address,
+            sunset, contact gone), `failed` (the provider refused it) or `cancelled`.
+        reason: Why, for a status other than `queued` and `sent`.
+        updated_at: When the status last changed.
+    """
+
+    __tablename__ = "broadcast_recipients"
+
+    broadcast: str = Field(primary_key=True, max_length=48)
+    occurrence: str = Field(primary_key=True, max_length=32)
+    contact_id: str = Field(primary_key=True, max_length=64)
+    due_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False, index=True))
+    status: str = Field(max_length=16, index=True)
+    reason: str | None = Field(default=None, max_length=500)
+    updated_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))

@@ -36,6 +36,7 @@ def cli_environment(settings: Settings, temporal_address: str) -> dict[str, str]
         "DATABASE_URL": settings.database_url,
         "TASK_QUEUE": settings.task_queue,
         "OUTBOX_DIR": str(settings.outbox_dir),
+        "SEGMENTS_FILE": str(settings.segments_file),
         "ALLOW_ACCELERATED_CLOCK": str(settings.allow_accelerated_clock).lower(),
         "LOG_FORMAT": "json",
     }

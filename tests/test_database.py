@@ -42,6 +42,8 @@ from tests.factories import add_contact, rows_of
 from tests.postgres import PostgresCluster, postgres_unavailable
 
 APP_TABLES = {
+    "broadcasts",
+    "broadcast_recipients",
     "contact_aliases",
     "contact_merges",
     "consent_changes",

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from pydantic import ValidationError
@@ -131,7 +132,7 @@ def test_inactivity_counts_only_for_a_contact_known_the_whole_window() -> None:
     assert next_lapse([dormant], active, NOW) == NOW + timedelta(days=28)
 
 
-async def _contact(engine: AsyncEngine, contact_id: str, **fields: object) -> None:
+async def _contact(engine: AsyncEngine, contact_id: str, **fields: Any) -> None:
     async with session_factory(engine)() as session:
         session.add(Contact(id=contact_id, **fields))
         await session.commit()

@@ -44,6 +44,7 @@ from models.settings import Settings
 from runtime.keys import KeyStore, key_store
 from runtime.temporal import SERVICE_RETRY, TemporalUnavailable, connect, unavailable_as_error
 from starter.api import (
+    broadcasts,
     codec,
     contacts,
     events,
@@ -122,6 +123,7 @@ def create_app(
         experiments.router,
         segments.preview_router,
         segments.router,
+        broadcasts.router,
         unsubscribe.router,
         keep_subscribed.router,
         webhooks.router,

@@ -21,6 +21,7 @@ import typer
 from typer.core import TyperGroup
 
 from models.ids import id_refusal
+from starter.cli import broadcasts as broadcast_commands
 from starter.dev.defaults import DEMO_DAY_SECONDS, TEMPORAL_PORT, UI_PORT
 from starter.qa import commands as qa_commands
 
@@ -137,6 +138,7 @@ def run_async(function: Callable[P, Coroutine[Any, Any, T]]) -> Callable[P, T]:
 
 
 qa_commands.register(app, run_async)
+broadcast_commands.register(app, run_async)
 
 
 async def _with_engine(action: Callable[[AsyncEngine], Awaitable[T]]) -> T:

@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 from temporalio.client import Client
@@ -30,6 +30,9 @@ from models.settings import Settings
 from rules.experiment_split import assign_arm
 from starter.services.intake import accept_events
 from starter.services.operations import OperationError, enroll, upsert_contact
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncEngine
 
 SUMMARY = (
     "welcome series for three sample contacts, a pricing-page follow-up, weekly nurture, "
@@ -435,8 +438,36 @@ async def run_demo(client: Client, settings: Settings, *, day_seconds: int) -> N
             count = f"{len(events)} event{'s' if len(events) > 1 else ''}"
             shown = f"{count} → {results[-1].workflow_id} ({story.shows})"
             typer.echo(f"  {story.contact.id}: {shown}")
+        await _demo_broadcast(client, engine, settings)
     finally:
         await engine.dispose()
+
+
+DEMO_BROADCAST = "demo-monthly-update"
+DEMO_BROADCAST_SEGMENT = "email-subscribers"
+"""The demo broadcast's audience: a segment of the segments file."""
+
+
+async def _demo_broadcast(client: Client, engine: AsyncEngine, settings: Settings) -> None:
+    """The monthly update to the demo segment's members, 30 s from now (once per `.data`)."""
+    from starter.services.broadcasts import BroadcastCreate, create_broadcast
+
+    request = BroadcastCreate(
+        name=DEMO_BROADCAST,
+        segment=DEMO_BROADCAST_SEGMENT,
+        template="broadcasts/monthly-update",
+        at=datetime.now(UTC) + timedelta(seconds=30),
+    )
+    try:
+        await create_broadcast(
+            engine, client, settings, request, created_by="demo", now=datetime.now(UTC)
+        )
+        typer.echo(
+            f"  broadcast {DEMO_BROADCAST} → segment {DEMO_BROADCAST_SEGMENT} in 30 s "
+            f"(`journeys broadcast status {DEMO_BROADCAST}`)"
+        )
+    except OperationError as error:
+        typer.echo(f"  broadcast {DEMO_BROADCAST}: {error}")
 
 
 async def _first_step_done(client: Client, workflow_id: str) -> None:
