@@ -38,6 +38,7 @@ from models.tables import (
 from rules.segment_membership import (
     Refreshed,
     defined_segments,
+    evaluate_everyone,
     forget_segment,
     refresh_memberships,
     segment_event,
@@ -134,35 +135,21 @@ class SegmentActivities:
         self, segment: Segment, now: datetime, result: SweepResult
     ) -> None:
         """A new or changed segment: every contact, page by page; then its digest."""
-        after = ""
-        while True:
-            async with self._sessions() as session:
-                page = list(
-                    (
-                        await session.exec(
-                            select(Contact)
-                            .where(col(Contact.id) > after)
-                            .order_by(col(Contact.id))
-                            .limit(SWEEP_PAGE)
-                            .with_for_update()
-                        )
-                    ).all()
-                )
-                if not page:
-                    await session.merge(
-                        SegmentEvaluation(
-                            segment=segment.name, digest=segment.digest(), evaluated_at=now
-                        )
-                    )
-                    await session.commit()
-                    return
-                refreshed = await refresh_memberships(
-                    session, page, [segment], now, followed=self._followed, every_segment=False
-                )
-                await session.commit()
-            _count(refreshed, result)
-            after = page[-1].id
-            activity.heartbeat(segment.name, after)
+        evaluated = await evaluate_everyone(
+            self._sessions,
+            segment,
+            now,
+            followed=self._followed,
+            page=SWEEP_PAGE,
+            progress=lambda after: activity.heartbeat(segment.name, after),
+        )
+        result.entered += evaluated.entered
+        result.left += evaluated.left
+        async with self._sessions() as session:
+            await session.merge(
+                SegmentEvaluation(segment=segment.name, digest=segment.digest(), evaluated_at=now)
+            )
+            await session.commit()
 
     async def _refresh_due(
         self, segments: Sequence[Segment], now: datetime, result: SweepResult

@@ -16,7 +16,7 @@ contact), and `journeys segments preview` (evaluating, recording nothing).
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from functools import lru_cache
@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Literal
 
 from sqlalchemy import ColumnElement, and_, delete, func, not_, or_
+from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -305,24 +306,62 @@ async def preview_rule(
     """Evaluate a rule over every contact, page by page, recording nothing."""
     count, seen = 0, 0
     sample: list[str] = []
-    after = ""
-    while True:
-        contacts = list(
-            (
-                await session.exec(
-                    select(Contact)
-                    .where(col(Contact.id) > after)
-                    .order_by(col(Contact.id))
-                    .limit(page)
-                )
-            ).all()
-        )
-        if not contacts:
-            return Preview(count=count, contacts=seen, sample=sample)
+    contacts = await next_page(session, after="", size=page)
+    while contacts:
         for facts in await load_facts(session, contacts, [rule], now):
             if matches(rule, facts, now):
                 count += 1
                 if len(sample) < sample_size:
                     sample.append(facts.contact_id)
         seen += len(contacts)
+        contacts = await next_page(session, after=contacts[-1].id, size=page)
+    return Preview(count=count, contacts=seen, sample=sample)
+
+
+async def next_page(
+    session: AsyncSession, *, after: str, size: int, for_update: bool = False
+) -> list[Contact]:
+    """The next `size` contacts in id order after `after` ("" for the first page)."""
+    query = select(Contact).where(col(Contact.id) > after).order_by(col(Contact.id)).limit(size)
+    return list((await session.exec(query.with_for_update() if for_update else query)).all())
+
+
+@dataclass
+class Evaluated:
+    """What evaluating a segment over every contact changed."""
+
+    contacts: int = 0
+    entered: int = 0
+    left: int = 0
+
+
+async def evaluate_everyone(
+    sessions: async_sessionmaker[AsyncSession],
+    segment: Segment,
+    now: datetime,
+    *,
+    followed: frozenset[str],
+    page: int,
+    progress: Callable[[str], None] = lambda _: None,
+) -> Evaluated:
+    """Evaluate a new or changed segment over every contact, a page per transaction;
+    `progress` is told the last contact id of each page (the sweep heartbeats with it)."""
+    evaluated = Evaluated()
+    after = ""
+    while True:
+        async with sessions() as session:
+            contacts = await next_page(session, after=after, size=page, for_update=True)
+            if not contacts:
+                return evaluated
+            refreshed = await refresh_memberships(
+                session, contacts, [segment], now, followed=followed, every_segment=False
+            )
+            await session.commit()
+        evaluated.contacts += len(contacts)
+        for change in refreshed.changes:
+            if change.change == "entered":
+                evaluated.entered += 1
+            else:
+                evaluated.left += 1
         after = contacts[-1].id
+        progress(after)

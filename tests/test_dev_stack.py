@@ -96,6 +96,7 @@ async def test_dev_stack_runs_demo_stops_cleanly_and_restarts_without_duplicates
             assert contact.json()["first_name"] == "Ada"
         assert str(tmp_path / ".data" / "outbox") in printed
         assert printed.count("enrolled demo-") == 6
+        assert "segments: dormant-subscribers" in printed
         assert "demo-lin: 4 events → contact-demo-lin" in printed
         for story in DEMO_STORIES:
             assert f"{story.contact.id}: {len(story.events)} event" in printed
@@ -120,7 +121,8 @@ async def test_dev_stack_runs_demo_stops_cleanly_and_restarts_without_duplicates
         assert f"Local API key:  {key}" in printed  # the same key again
         client = await Client.connect(f"127.0.0.1:{temporal_port}")
         demo_runs = [
-            ("welcome-series", 13),  # 3 enrolled, demo-lin, 9 of 10 subscribers (1 held out)
+            # 3 enrolled, demo-lin, demo-fay, 9 of 10 subscribers (1 held out)
+            ("welcome-series", 14),
             ("pricing-abandon", 4),  # demo-grace, demo-lin, demo-mei, and demo-sam (the API)
             ("renewal-countdown", 1),
             # demo-grace, on the automation track; then each subscriber whose welcome series
@@ -135,6 +137,8 @@ async def test_dev_stack_runs_demo_stops_cleanly_and_restarts_without_duplicates
             # in the subject test's arm b, one held out of the welcome series)
             ("onboarding", 5),
             ("recycling", 1),  # demo-omar, handed off then disqualified for no budget
+            # demo-fay and demo-lin: subscribed over a week ago, nothing bought (the segment)
+            ("first-purchase", 2),
         ]
         assert {journey for journey, _ in demo_runs} == set(catalog.journey_names())
         for journey, runs in demo_runs:
@@ -159,7 +163,7 @@ async def test_dev_stack_runs_demo_stops_cleanly_and_restarts_without_duplicates
         await stop_stack(process)
 
     with sqlite3.connect(tmp_path / ".data" / "journeys.db") as db:
-        assert db.execute("select count(*) from contacts").fetchone() == (20,)
+        assert db.execute("select count(*) from contacts").fetchone() == (21,)
         # demo-lin's 4, demo-sam's 1 (the API), demo-grace's cart, demo-noor's 3, demo-ravi's
         # 5 usage reports and the drop derived from them, demo-rosa's visit, demo-kai's
         # purchase, demo-mei's 3 + 6 and the purchase derived from her won deal, demo-omar's

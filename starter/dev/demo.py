@@ -37,8 +37,9 @@ if TYPE_CHECKING:
 SUMMARY = (
     "welcome series for three sample contacts, a pricing-page follow-up, weekly nurture, "
     "a renewal countdown, onboarding, an abandoned cart, a usage drop, re-engagement, "
-    "win-back, a lead from MQL to a won deal, a recycled lead, and ten subscribers in the "
-    "welcome series' Day-0 subject A/B test (10% held out)"
+    "win-back, a lead from MQL to a won deal, a recycled lead, a sign-up who has not bought "
+    "after a week (a segment starts first-purchase), ten subscribers in the welcome series' "
+    "Day-0 subject A/B test (10% held out), and a broadcast to a segment"
 )
 """What the demo shows, as `make run` announces it."""
 
@@ -93,6 +94,16 @@ DEMO_DORMANT = (
 """A subscriber and a customer whose last activity was 31 days ago: the contact workflow's
 inactivity timer (30 real days) starts re-engagement (Rosa: three emails over 14 demo
 days, then the sunset) and win-back (Kai: the offer) as soon as their events arrive."""
+DEMO_NEWCOMER = ContactProfile(
+    id="demo-fay",
+    email="fay@example.com",
+    first_name="Fay",
+    timezone="Europe/Dublin",
+    email_consent=_DEMO_CONSENT,
+)
+"""Subscribed 8 days ago and bought nothing: in the segment `signed-up-no-purchase` as soon
+as the event arrives, which starts first-purchase."""
+NEWCOMER_DAYS = 8
 FIRST_STEP_WAIT = 30.0
 """Seconds a story waits for the journey it comes after (`DemoStory.after`)."""
 FIRST_STEP_POLL = 0.2
@@ -293,6 +304,13 @@ DEMO_STORIES = (
         days_ago=DORMANT_FOR_DAYS,
     ),
     DemoStory(
+        DEMO_NEWCOMER,
+        (("subscribed", {"source": "leadmagnet_email-guide"}),),
+        shows="subscribed 8 days ago, nothing bought: segment signed-up-no-purchase → "
+        "first-purchase-demo-fay",
+        days_ago=NEWCOMER_DAYS,
+    ),
+    DemoStory(
         DEMO_DEAL_LEAD,
         (
             ("pricing_page_viewed", {"utm_source": "ads", "utm_campaign": "q4-launch"}),
@@ -411,6 +429,7 @@ async def run_demo(client: Client, settings: Settings, *, day_seconds: int) -> N
             DEMO_AT_RISK,
             DEMO_DEAL_LEAD,
             DEMO_RECYCLED,
+            DEMO_NEWCOMER,
             *DEMO_SUBSCRIBERS,
         )
         for profile in profiles:
@@ -438,9 +457,21 @@ async def run_demo(client: Client, settings: Settings, *, day_seconds: int) -> N
             count = f"{len(events)} event{'s' if len(events) > 1 else ''}"
             shown = f"{count} → {results[-1].workflow_id} ({story.shows})"
             typer.echo(f"  {story.contact.id}: {shown}")
+        await _show_segments(engine, settings)
         await _demo_broadcast(client, engine, settings)
     finally:
         await engine.dispose()
+
+
+async def _show_segments(engine: AsyncEngine, settings: Settings) -> None:
+    """The segments and their members so far (the sweep adds contacts without events)."""
+    from starter.services.segments import segment_summaries
+
+    counts = ", ".join(
+        f"{summary.name} {summary.members}"
+        for summary in await segment_summaries(engine, settings.segments_file)
+    )
+    typer.echo(f"  segments: {counts} (kept current: `journeys segments`)")
 
 
 DEMO_BROADCAST = "demo-monthly-update"

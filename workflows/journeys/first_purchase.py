@@ -44,6 +44,10 @@ class FirstPurchase(Journey):
     trigger = Trigger.on_segment(SEGMENT)
     segment_exit = SEGMENT
     exit_on = frozenset({"purchased"})
+    started_by = (
+        "entering the segment `signed-up-no-purchase` (subscribed over 7 days ago, nothing "
+        "bought; `segment_left` is leaving it); once per contact"
+    )
     plan = (
         PlanStep("offer", day=0, title="Email 1: 15% off the first year", channel=EMAIL),
         PlanStep("favourites", day=2, title="Email 2: What teams like yours use", channel=EMAIL),
