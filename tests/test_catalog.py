@@ -38,6 +38,7 @@ from workflows.triggers import Trigger, TriggerClash, trigger_table
 SHIPPED = [
     "abandoned-cart",
     "churn-prevention",
+    "first-purchase",
     "lead-sla",
     "nurture",
     "onboarding",
@@ -190,6 +191,7 @@ def test_the_trigger_table_comes_from_the_journeys() -> None:
         "pricing_page_viewed": "pricing-abandon",
         "purchased": "onboarding",
         "renewal_scheduled": "renewal-countdown",
+        "segment_entered:signed-up-no-purchase": "first-purchase",
         "subscribed": "welcome-series",
         "usage_dropped": "churn-prevention",
     }

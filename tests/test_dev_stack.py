@@ -13,7 +13,13 @@ from pathlib import Path
 import httpx
 from temporalio.client import Client
 
-from starter.dev.demo import DEMO_LEAD, DEMO_STORIES, DEMO_SUBSCRIBERS, subject_arm
+from starter.dev.demo import (
+    DEMO_LEAD,
+    DEMO_NEWCOMER,
+    DEMO_STORIES,
+    DEMO_SUBSCRIBERS,
+    subject_arm,
+)
 from tests.cli import JOURNEYS
 from workflows import catalog
 
@@ -137,8 +143,7 @@ async def test_dev_stack_runs_demo_stops_cleanly_and_restarts_without_duplicates
             # in the subject test's arm b, one held out of the welcome series)
             ("onboarding", 5),
             ("recycling", 1),  # demo-omar, handed off then disqualified for no budget
-            # demo-fay and demo-lin: subscribed over a week ago, nothing bought (the segment)
-            ("first-purchase", 2),
+            ("first-purchase", 1),  # demo-fay: subscribed 8 days ago, nothing bought (a segment)
         ]
         assert {journey for journey, _ in demo_runs} == set(catalog.journey_names())
         for journey, runs in demo_runs:
@@ -167,13 +172,15 @@ async def test_dev_stack_runs_demo_stops_cleanly_and_restarts_without_duplicates
         # demo-lin's 4, demo-sam's 1 (the API), demo-grace's cart, demo-noor's 3, demo-ravi's
         # 5 usage reports and the drop derived from them, demo-rosa's visit, demo-kai's
         # purchase, demo-mei's 3 + 6 and the purchase derived from her won deal, demo-omar's
-        # 2 + 1, the ten subscribers' sign-ups and five opens, clicks and purchases
-        assert db.execute("select count(*) from events").fetchone() == (45,)
+        # 2 + 1, the ten subscribers' sign-ups and five opens, clicks and purchases, demo-fay's
+        # sign-up and her entering the segment first-purchase follows (`segment_entered`)
+        assert db.execute("select count(*) from events").fetchone() == (47,)
         # The subject test: every subscriber drawn once, demo-lin too (her sign-up), in the
         # arm the split gives; the journeys enrolled directly were never drawn.
         exposures = dict(db.execute("select contact_id, arm from experiment_exposures"))
         assert exposures == {
-            contact.id: subject_arm(contact) for contact in (*DEMO_SUBSCRIBERS, DEMO_LEAD)
+            contact.id: subject_arm(contact)
+            for contact in (*DEMO_SUBSCRIBERS, DEMO_LEAD, DEMO_NEWCOMER)
         }
         stages = db.execute(
             "select stage from pipeline_transitions where contact_id = 'demo-mei' order by id"
@@ -200,7 +207,7 @@ async def test_dev_stack_runs_demo_stops_cleanly_and_restarts_without_duplicates
         arm: (arms[arm]["exposed"], arms[arm]["opened"], arms[arm]["clicked"])
         for arm in ("a", "b", "holdout")
     }
-    drawn = [subject_arm(contact) for contact in (*DEMO_SUBSCRIBERS, DEMO_LEAD)]
+    drawn = [subject_arm(contact) for contact in (*DEMO_SUBSCRIBERS, DEMO_LEAD, DEMO_NEWCOMER)]
     assert engaged == {
         "a": (drawn.count("a"), 1, 0),
         "b": (drawn.count("b"), 1, 1),
