@@ -11,13 +11,19 @@ import pytest
 from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel import col, select
+from temporalio.testing import ActivityEnvironment
 
+from activities.contacts import ContactActivities
 from models.db import session_factory
 from models.segments import Condition, ScoreKind, Segment, SegmentFile
+from models.settings import Settings
 from models.tables import Contact, ContactEvent, SegmentChange, SegmentMember
 from models.toml_files import load_toml
+from rules.scoring import ScoringModel
 from rules.segment_membership import preview_rule, refresh_memberships
 from rules.segments import ACTIVITY, ContactFacts, WindowCount, WindowKey, matches, next_lapse
+from runtime.keys import key_store
+from starter.services.dedupe import merge_contacts
 
 NOW = datetime(2026, 12, 6, 12, 0, tzinfo=UTC)
 PRICING_TWICE = {"event": "pricing_page_viewed", "at_least": 2, "within": "14d"}
@@ -218,3 +224,42 @@ async def test_a_preview_counts_without_recording(database: AsyncEngine) -> None
         members = (await session.exec(select(SegmentMember))).all()
     assert (found.count, found.contacts, found.sample) == (3, 5, ["c2", "c3"])
     assert members == []
+
+
+async def _memberships(engine: AsyncEngine, contact_id: str) -> tuple[list[str], list[str]]:
+    """The segments the contact is in now, and its recorded changes."""
+    async with session_factory(engine)() as session:
+        members = await session.exec(
+            select(SegmentMember.segment).where(col(SegmentMember.contact_id) == contact_id)
+        )
+        changes = await session.exec(
+            select(SegmentChange.change).where(col(SegmentChange.contact_id) == contact_id)
+        )
+        return list(members.all()), list(changes.all())
+
+
+async def test_erasure_forgets_memberships_and_a_merge_moves_their_history(
+    settings: Settings, engine: AsyncEngine
+) -> None:
+    everyone = Segment(name="everyone", rule=rule({"attribute": "seats", "exists": False}))
+    for contact_id in ("ada", "bob", "cy"):
+        await _contact(engine, contact_id)
+    await _refresh(engine, [everyone], NOW)
+    contacts = ContactActivities(
+        engine=engine,
+        scoring=ScoringModel.load(settings.scoring_file),
+        outbox_dir=settings.outbox_dir,
+        keys=key_store(settings, engine=engine),
+        suppression_key=settings.suppression_key(),
+    )
+
+    erased = await ActivityEnvironment().run(contacts.erase_contact, "ada")
+    assert (erased.rows_deleted["segment_members"], erased.rows_deleted["segment_changes"]) == (
+        1,
+        1,
+    )
+    assert await _memberships(engine, "ada") == ([], [])
+
+    await merge_contacts(engine, "bob", "cy", actor="test")
+    assert await _memberships(engine, "cy") == ([], [])
+    assert await _memberships(engine, "bob") == (["everyone"], ["entered", "entered"])
