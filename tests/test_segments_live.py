@@ -178,3 +178,35 @@ async def test_first_purchase_starts_on_entering_its_segment_and_ends_on_leaving
             )
         ).all()
     assert list(steps) == ["offer"]
+
+
+async def test_a_segment_defined_through_the_api_is_evaluated_by_the_sweep_and_removed(
+    gateway: Gateway, engine: AsyncEngine, start_sweep: Callable[[], Awaitable[None]]
+) -> None:
+    contact_id = new_id("vip")
+    await put_contact(gateway, contact_id, tags=["vip"])
+    http = gateway.http
+    rule = {"all": [{"has_tag": "vip"}, {"consent": "email"}]}
+
+    preview = await http.post("/v1/segments:preview", json={"rule": rule})
+    assert preview.status_code == 200, preview.text
+    assert (preview.json()["matches"], preview.json()["sample"]) == (1, [contact_id])
+    bad = await http.put("/v1/segments/vips", json={"rule": {"has_tag": "vip", "band": "hot"}})
+    assert bad.status_code == 422 and "exactly one of" in bad.text
+    file_segment = await http.put("/v1/segments/email-subscribers", json={"rule": rule})
+    assert file_segment.status_code == 409 and "segments.toml" in file_segment.text
+
+    created = await http.put("/v1/segments/vips", json={"title": "VIPs", "rule": rule})
+    assert created.status_code == 201, created.text
+    assert (created.json()["members"], created.json()["evaluated"]) == (0, False)
+    await start_sweep()
+    await _until_changes(engine, contact_id, "vips", ["entered"])
+    page = (await http.get("/v1/segments/vips", params={"limit": 10})).json()
+    assert (page["members"], page["evaluated"], page["source"]) == (1, True, "api")
+    assert [member["contact_id"] for member in page["page"]] == [contact_id]
+
+    assert (await http.delete("/v1/segments/vips")).status_code == 204
+    async with asyncio.timeout(30):
+        while await _is_member(engine, "vips", contact_id):
+            await asyncio.sleep(0.2)
+    assert (await http.get("/v1/segments/vips")).status_code == 404
