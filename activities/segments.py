@@ -25,7 +25,7 @@ from temporalio import activity
 from temporalio.client import Client
 
 from models.contact_workflow import EventBatch
-from models.db import session_factory
+from models.db import lock_for_writing, session_factory
 from models.events import SEGMENT_ENTERED, SEGMENT_LEFT, BehaviorEvent
 from models.segments import Segment, SegmentRefresh, SweepResult
 from models.tables import (
@@ -81,6 +81,7 @@ class SegmentActivities:
         segments it entered or left (stored as the contact's events, delivered by this
         answer)."""
         async with self._sessions() as session:
+            await lock_for_writing(session)
             stored = await _stored_events(session, request)
             if stored:
                 return stored  # a retry: the first attempt committed these
@@ -157,6 +158,7 @@ class SegmentActivities:
         """The contacts whose segments are due, every segment, page by page."""
         while True:
             async with self._sessions() as session:
+                await lock_for_writing(session)
                 page = list(
                     (
                         await session.exec(

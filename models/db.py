@@ -181,3 +181,17 @@ async def lock_contact(session: AsyncSession, contact_id: str) -> None:
             "UPDATE erased_contacts SET erased_at = erased_at WHERE contact_id = :contact_id"
         )
     await connection.execute(text(statement), {"space": _CONTACT_LOCKS, "contact_id": contact_id})
+
+
+async def lock_for_writing(session: AsyncSession) -> None:
+    """Make `session`'s transaction the writer before it reads what it will write.
+
+    SQLite: take the database's write lock now (a write that changes nothing), so
+    two processes cannot both read, decide and then write the same rows. PostgreSQL:
+    nothing; there the rows read `FOR UPDATE` are locked.
+    """
+    connection = await session.connection()
+    if connection.dialect.name != "postgresql":
+        await connection.execute(
+            text("UPDATE erased_contacts SET erased_at = erased_at WHERE contact_id = ''")
+        )

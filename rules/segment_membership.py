@@ -28,6 +28,7 @@ from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from models.db import lock_for_writing
 from models.events import (
     NOT_CONTACT_INITIATED,
     PRODUCT_USAGE,
@@ -350,6 +351,7 @@ async def evaluate_everyone(
     after = ""
     while True:
         async with sessions() as session:
+            await lock_for_writing(session)
             contacts = await next_page(session, after=after, size=page, for_update=True)
             if not contacts:
                 return evaluated
