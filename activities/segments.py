@@ -6,8 +6,9 @@
   under the refresh's key so a retry returns them again.
 - `sweep_segments` (the `segment-sweep` workflow, on a Temporal Schedule): drops the
   members of segments no longer defined; evaluates a new or changed segment over
-  every contact; evaluates the contacts that are due (`segments_due_at`: a profile
-  change through the API, the CLI or an import, or a time window lapsing); and hands
+  every contact (recording members, starting no journey); evaluates the contacts that
+  are due (`segments_due_at`: a profile change through the API, the CLI or an import,
+  or a time window lapsing); and hands
   the events of followed segments not delivered yet to the contact workflows.
 """
 
@@ -140,7 +141,6 @@ class SegmentActivities:
             self._sessions,
             segment,
             now,
-            followed=self._followed,
             page=SWEEP_PAGE,
             progress=lambda after: activity.heartbeat(segment.name, after),
         )

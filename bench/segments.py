@@ -174,9 +174,7 @@ async def segment_figures(stack: Stack, population: int, samples: int) -> list[F
     await _populate(stack, population)
     now = datetime.now(UTC)
     began = time.perf_counter()
-    evaluated = await evaluate_everyone(
-        session_factory(stack.engine), segment, now, followed=frozenset(), page=PAGE
-    )
+    evaluated = await evaluate_everyone(session_factory(stack.engine), segment, now, page=PAGE)
     evaluation = time.perf_counter() - began
     began = time.perf_counter()
     await _read_pages(stack, segment, now)

@@ -341,12 +341,16 @@ async def evaluate_everyone(
     segment: Segment,
     now: datetime,
     *,
-    followed: frozenset[str],
     page: int,
     progress: Callable[[str], None] = lambda _: None,
 ) -> Evaluated:
     """Evaluate a new or changed segment over every contact, a page per transaction;
-    `progress` is told the last contact id of each page (the sweep heartbeats with it)."""
+    `progress` is told the last contact id of each page (the sweep heartbeats with it).
+
+    Membership is recorded, with its changes, but no `segment_entered` / `segment_left`
+    event is made: a new segment (or a new rule) starts no journey for the many contacts
+    it finds at once. Journeys follow a contact entering or leaving afterwards, through
+    its events, its profile or time passing."""
     evaluated = Evaluated()
     after = ""
     while True:
@@ -356,7 +360,7 @@ async def evaluate_everyone(
             if not contacts:
                 return evaluated
             refreshed = await refresh_memberships(
-                session, contacts, [segment], now, followed=followed, every_segment=False
+                session, contacts, [segment], now, followed=frozenset(), every_segment=False
             )
             await session.commit()
         evaluated.contacts += len(contacts)

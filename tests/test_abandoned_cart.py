@@ -251,7 +251,7 @@ async def _send(
 
 async def _final(kit: JourneyKit, workflow_id: str) -> JourneyState:
     """The journey's state once closed (time skipped a week at most)."""
-    handle = kit.env.client.get_workflow_handle_for(AbandonedCart.run, workflow_id)
+    handle = kit.env.client.get_workflow_handle(workflow_id, result_type=JourneyState)
     for _ in range(100):
         try:
             description = await handle.describe()
@@ -261,7 +261,8 @@ async def _final(kit: JourneyKit, workflow_id: str) -> JourneyState:
             await asyncio.sleep(0.05)
             continue
         if description.status != WorkflowExecutionStatus.RUNNING:
-            return await handle.result()
+            final: JourneyState = await handle.result()
+            return final
         await kit.env.sleep(timedelta(days=1))
     raise AssertionError(f"{workflow_id} never ended")
 

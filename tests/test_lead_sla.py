@@ -734,7 +734,9 @@ async def test_a_second_hand_off_on_day_3_keeps_the_owner_one_on_day_8_routes_th
             if day:
                 await sleep_until(env, first_at + timedelta(days=day))
                 await start(env, settings, "ls-lock")
-            handle = env.client.get_workflow_handle_for(LeadSla.run, "lead-sla-ls-lock")
+            handle: Handle = env.client.get_workflow_handle(
+                "lead-sla-ls-lock", result_type=JourneyState
+            )
             await settled(handle, lambda s: "handoff" in s.actions_done)
             owners.append(await owner_of(engine, "ls-lock"))
             await handle.signal(LeadSla.exit, ExitRequest(reason="test over"))

@@ -2,9 +2,11 @@
 a person to talk to (seed 003's new-user nurture: "registered, no order after 7 days").
 
 Started when the contact enters the segment `signed-up-no-purchase` (`segments.toml`:
-subscribed more than 7 days ago, nothing bought), by the contact workflow or the
-segment sweep, which notices a week passing without any event. Ends at once when the
-contact leaves the segment (it buys: `act_purchased`), or on `purchased` itself.
+subscribed 7 to 30 days ago, nothing bought), by the contact workflow or the segment
+sweep, which notices a week passing without any event. Contacts already in the segment
+when it is first evaluated do not start it (a deploy does not mail every old sign-up).
+Ends at once when the contact leaves the segment (it buys: `act_purchased`), or on
+`purchased` itself.
 
 Day 0  Email 1: A welcome offer: 15% off the first year, code FIRST15
 Day 2  Email 2: What teams like theirs use most (the favourites)
@@ -45,7 +47,7 @@ class FirstPurchase(Journey):
     segment_exit = SEGMENT
     exit_on = frozenset({"purchased"})
     started_by = (
-        "entering the segment `signed-up-no-purchase` (subscribed over 7 days ago, nothing "
+        "entering the segment `signed-up-no-purchase` (subscribed 7 to 30 days ago, nothing "
         "bought; `segment_left` is leaving it); once per contact"
     )
     plan = (
