@@ -355,6 +355,12 @@ def snapshot_environment(stack: Stack) -> dict[str, str]:
     return env
 
 
+SWEEP_OUT_OF_THE_WAY = 86_400
+"""The workers' segment sweep runs once a day: its first pass over the segments file would
+otherwise hold the database while other figures are measured (the segment figures
+evaluate a segment of their own)."""
+
+
 def product_environment(stack: Stack, base: dict[str, str]) -> dict[str, str]:
     """`base` plus the settings that point a product process (worker, CLI) at the stack."""
     settings = stack.settings
@@ -371,6 +377,7 @@ def product_environment(stack: Stack, base: dict[str, str]) -> dict[str, str]:
         "EMAIL_CAP_PER_DAY": str(settings.email_cap_per_day),
         "EMAIL_CAP_PER_WEEK": str(settings.email_cap_per_week),
         "ALLOW_ACCELERATED_CLOCK": "true",
+        "SEGMENT_SWEEP_SECONDS": str(SWEEP_OUT_OF_THE_WAY),
         "LOG_FORMAT": "json",
     }
 
