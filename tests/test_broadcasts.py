@@ -29,6 +29,7 @@ from starter.services.broadcasts import (
 from starter.services.operations import InvalidRequest
 from starter.services.report import funnel_report
 from tests.cli import cli_environment, journeys
+from tests.gateway import READ_ONLY_KEY, gateway_settings, serving_gateway
 from tests.segment_kit import evaluate_segment, segments_file_with
 
 TEMPLATE = "broadcasts/monthly-update"
@@ -223,3 +224,29 @@ async def test_the_cli_refuses_a_bad_schedule_and_a_bad_time_in_one_line(
         assert result.returncode != 0
         assert len(result.stderr.strip().splitlines()) == 1, result.stderr
         assert result.stderr.startswith("error: bad "), result.stderr
+
+
+async def test_the_http_api_creates_lists_and_cancels_and_refuses_bad_input(
+    dev_env: WorkflowEnvironment, settings: Settings, engine: AsyncEngine
+) -> None:
+    await _segment(engine, settings, 3)
+    later = (datetime.now(UTC) + timedelta(hours=1)).isoformat()
+    body = {"name": "http", "segment": "members", "template": TEMPLATE, "at": later}
+    async with serving_gateway(dev_env.client, gateway_settings(settings)) as gateway:
+        http = gateway.http
+        unknown = await http.post("/v1/broadcasts", json={**body, "segment": "nobody-here"})
+        assert unknown.status_code == 422 and "unknown segment" in unknown.text
+        created = await http.post("/v1/broadcasts", json=body)
+        assert created.status_code == 201, created.text
+        assert (created.json()["segment"], created.json()["status"]) == ("members", "scheduled")
+        again = await http.post("/v1/broadcasts", json=body)
+        assert again.status_code == 409, again.text
+        listed = await http.get("/v1/broadcasts")
+        assert [view["name"] for view in listed.json()] == ["http"]
+        reader = {"Authorization": f"Bearer {READ_ONLY_KEY}"}
+        refused = await http.post("/v1/broadcasts/http:cancel", headers=reader)
+        assert refused.status_code == 403, refused.text
+        cancelled = await http.post("/v1/broadcasts/http:cancel")
+        assert cancelled.status_code == 200, cancelled.text
+        assert (await http.get("/v1/broadcasts/http")).json()["status"] == "cancelled"
+        assert (await http.get("/v1/broadcasts/nope")).status_code == 404
