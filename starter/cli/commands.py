@@ -21,6 +21,7 @@ import typer
 from typer.core import TyperGroup
 
 from models.ids import id_refusal
+from starter.cli import imports
 from starter.dev.defaults import DEMO_DAY_SECONDS, TEMPORAL_PORT, UI_PORT
 from starter.qa import commands as qa_commands
 
@@ -135,6 +136,7 @@ def run_async(function: Callable[P, Coroutine[Any, Any, T]]) -> Callable[P, T]:
 
 
 qa_commands.register(app, run_async)
+imports.register(app, run_async)
 
 
 async def _with_engine(action: Callable[[AsyncEngine], Awaitable[T]]) -> T:

@@ -57,7 +57,12 @@ from models.db import lock_contact, session_factory
 from models.events import BehaviorEvent
 from models.tables import Contact, ContactAlias, ErasedContact, utc_now
 from starter.services.dedupe import enter_in, fold_in_lead
-from starter.services.operations import OperationError, erased_contact, upsert_in
+from starter.services.operations import (
+    InvalidRequest,
+    OperationError,
+    erased_contact,
+    upsert_in,
+)
 
 if TYPE_CHECKING:  # Temporal loads only for imports that trigger journeys or merge
     from temporalio.client import Client
@@ -80,7 +85,7 @@ _TRUE = frozenset({"yes", "y", "true", "1", "granted"})
 _FALSE = frozenset({"no", "n", "false", "0", "withdrawn"})
 
 
-class ImportRefused(OperationError):
+class ImportRefused(InvalidRequest):
     """The file as a whole cannot be imported (unreadable, unmapped columns, bad options)."""
 
 
@@ -666,6 +671,10 @@ class ImportOptions:
     trigger: str | None = None
     dry_run: bool = False
 
+    def __post_init__(self) -> None:
+        if self.trigger is not None and self.trigger not in TRIGGERS:
+            raise ImportRefused(f"trigger takes {', '.join(TRIGGERS)}, not {self.trigger!r}")
+
 
 async def run_import(
     engine: AsyncEngine,
@@ -685,12 +694,10 @@ async def run_import(
         progress: Told the rows done after each batch.
 
     Raises:
-        ImportRefused: a trigger asked for without a way to reach Temporal.
+        ImportRefused: merges or a trigger without a way to reach Temporal.
         TemporalUnavailable: Temporal could not be reached for the triggers or merges
             (the contacts are imported; running the file again finishes them).
     """
-    if options.trigger is not None and options.trigger not in TRIGGERS:
-        raise ImportRefused(f"--trigger takes {', '.join(TRIGGERS)}, not {options.trigger!r}")
     report = ImportReport(dry_run=options.dry_run)
     groups = group_rows(rows, options.mapping, report)
     created: list[str] = []
