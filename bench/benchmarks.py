@@ -26,6 +26,7 @@ from bench.bare_input import BareInput
 from bench.baseline import BARE_WORKFLOW
 from bench.cli_read import cli_read
 from bench.codec import codec_cost
+from bench.contact_import import import_rate
 from bench.peer import EMAILS, PeerInput, peer_workflow_id
 from bench.peer_activities import PEER_JOURNEY
 from bench.report import Figure, Target, held_to, percentile
@@ -74,6 +75,7 @@ class Sizes:
         others: Other contacts with a running journey meanwhile (unsubscribe-to-exit).
         roundtrips: Payloads converted and back, per kind and converter (codec).
         cli_runs: Timed runs of each CLI read command (cli-read).
+        import_rows: Contacts in the imported file (contact-import).
     """
 
     journeys: int = 150
@@ -84,6 +86,7 @@ class Sizes:
     others: int = 1_000
     roundtrips: int = 2_000
     cli_runs: int = 10
+    import_rows: int = 100_000
 
 
 QUICK = Sizes(
@@ -95,6 +98,7 @@ QUICK = Sizes(
     others=10,
     roundtrips=200,
     cli_runs=1,
+    import_rows=500,
 )
 """The smoke test's sizes: every figure, on one shared stack, in under two minutes."""
 
@@ -969,6 +973,7 @@ BENCHMARKS: dict[str, Callable[[Stack, Sizes], Awaitable[list[Figure]]]] = {
     "unsubscribe": unsubscribe_to_exit,
     "codec": lambda stack, sizes: codec_cost(stack, sizes.roundtrips),
     "cli-read": lambda stack, sizes: cli_read(stack, sizes.cli_runs),
+    "contact-import": lambda stack, sizes: import_rate(stack, sizes.import_rows),
 }
 """Every benchmark, in the issue's order, by the name `--only` takes (`throughput` also
 reports worker CPU per journey and the history figures, item 5, from the journeys it

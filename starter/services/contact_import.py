@@ -53,13 +53,14 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from models.contacts import ConsentUpdate, ContactProfile, normalise_phone
-from models.db import lock_contact, session_factory
+from models.db import lock_contact, lock_contacts, session_factory
 from models.events import BehaviorEvent
 from models.tables import Contact, ContactAlias, ErasedContact, utc_now
 from starter.services.dedupe import enter_in, fold_in_lead
 from starter.services.operations import (
     InvalidRequest,
     OperationError,
+    contact_in,
     erased_contact,
     upsert_in,
 )
@@ -559,11 +560,10 @@ async def _enter_group(
     profile = group.profile
     if profile.id in batch.tombstones:
         raise erased_contact(profile.id, batch.tombstones[profile.id])
-    await lock_contact(session, profile.id)
     survivor_id = batch.aliases.get(profile.id)
     if survivor_id is not None:
         async with session.begin_nested():
-            return await _fill_alias(session, survivor_id, profile, batch)
+            return await _fill_alias(session, survivor_id, profile)
     existing = batch.contacts.get(profile.id)
     before, updated_at = _snapshot(existing), existing.updated_at if existing else None
     if existing is None and batch.may_merge(profile, by_domain_name=options.match_domain_name):
@@ -588,16 +588,10 @@ async def _enter_group(
     return Entered(outcome, contact.id)
 
 
-async def _fill_alias(
-    session: AsyncSession, survivor_id: str, profile: ContactProfile, batch: Batch
-) -> Entered:
+async def _fill_alias(session: AsyncSession, survivor_id: str, profile: ContactProfile) -> Entered:
     """A row under an id merged before fills its contact's empty fields (as the merge did)."""
-    if survivor_id in batch.tombstones:
-        raise erased_contact(survivor_id, batch.tombstones[survivor_id])
     await lock_contact(session, survivor_id)
-    survivor = batch.contacts.get(survivor_id) or await session.get(Contact, survivor_id)
-    if survivor is None:
-        raise OperationError(f"contact {profile.id!r} was merged into {survivor_id!r}, now gone")
+    survivor = await contact_in(session, survivor_id)
     before, updated_at = _snapshot(survivor), survivor.updated_at
     await fold_in_lead(session, survivor, profile)
     outcome: Outcome = "updated" if _snapshot(survivor) != before else "unchanged"
@@ -627,7 +621,6 @@ async def _alias_others(
             if other in batch.tombstones:
                 raise erased_contact(other, batch.tombstones[other])
             async with session.begin_nested():
-                await lock_contact(session, other)
                 entry = await enter_in(
                     session,
                     lead,
@@ -730,6 +723,7 @@ async def _enter_batch(
     emails = {group.profile.email for group in groups if group.profile.email}
     entered = []
     async with session_factory(engine)() as session:
+        await lock_contacts(session, ids)  # before reading: an erasure is seen, or waits
         batch = await Batch.load(session, ids, emails)
         with session.no_autoflush:  # the batch's rows are written together, at its end
             for group in groups:
