@@ -92,8 +92,8 @@ async def test_the_cli_imports_the_good_rows_and_reports_each_bad_one_by_line(
     file = tmp_path / "contacts.csv"
     file.write_text(bad_rows_csv(prefix), encoding="utf-8")
     env = cli_environment(settings, dev_env.client.service_client.config.target_host)
-    args = ("import", "contacts", str(file), "--map", "Job Title=attr:job_title")
-    args += ("--tag", "src_import", "--default-region", "FR", "--json")
+    args = [*("import", "contacts", str(file), "--map", "Job Title=attr:job_title")]
+    args += ["--tag", "src_import", "--default-region", "FR", "--json"]
 
     first = await journeys(*args, env=env)
 
@@ -152,11 +152,16 @@ async def test_the_cli_prints_the_report_and_refuses_an_unmapped_column(
     env = cli_environment(settings, "127.0.0.1:1")
 
     refused = await journeys("import", "contacts", str(file), env=env)
+    tried = await journeys(
+        "import", "contacts", str(file), "--map", "Notes=-", "--dry-run", env=env
+    )
+    assert await contacts_of(engine, "kim") == {}
     skipped = await journeys("import", "contacts", str(file), "--map", "Notes=-", env=env)
 
     assert refused.returncode == 1
     assert refused.stderr.startswith("error: column(s) 'Notes' map to nothing")
     assert refused.stderr.count("\n") == 1
+    assert tried.stdout.startswith("dry run, nothing written: 1 rows: 1 created, 0 updated")
     assert skipped.returncode == 0, skipped.stderr
     assert skipped.stdout == "1 rows: 1 created, 0 updated, 0 unchanged, 0 merged, 0 refused\n"
     assert skipped.stderr == ""  # no progress bar when stderr is not a terminal
