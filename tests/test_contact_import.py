@@ -180,6 +180,8 @@ async def test_the_api_imports_merges_by_email_and_streams_progress(
         for row in [
             {"id": lead, "email": f"{known.upper()}@EXAMPLE.COM", "first_name": "Kimberly"},
             {"id": f"{lead}-2", "email": f"{lead}-2@example.com", "tags": ["vip", "src_x"]},
+            {"id": f"{lead}-3", "email": f"{lead}-3@Bücher.de"},  # an IDN domain
+            {"id": f"{lead}-4", "email": f"zoë-{lead}@bücher.de"},  # not ASCII before the @
         ]
     )
     headers = {"Content-Type": "application/x-ndjson"}
@@ -188,11 +190,15 @@ async def test_the_api_imports_merges_by_email_and_streams_progress(
 
     assert answer.status_code == 200, answer.text
     report = answer.json()
-    assert (report["created"], report["merged"], report["refused"]) == (1, 1, 0)
+    assert (report["created"], report["merged"], report["refused"]) == (2, 1, 1)
+    assert report["refusals"][0]["line"] == 4
+    assert "the part before the @-sign is not ASCII" in report["refusals"][0]["reason"]
     assert report["merges"] == [{"line": 1, "contact_id": lead, "into": known, "into_line": None}]
     kim = (await gateway.http.get(f"/v1/contacts/{known}")).json()
     assert kim["first_name"] == "Kim"  # the existing contact's own value wins
     assert (await gateway.http.get(f"/v1/contacts/{lead}-2")).json()["tags"] == ["src_x", "vip"]
+    idn = (await gateway.http.get(f"/v1/contacts/{lead}-3")).json()["email"]
+    assert idn == f"{lead}-3@xn--bcher-kva.de"  # the domain in ASCII, as SMTP takes it
 
     streamed = await gateway.http.post(
         "/v1/contacts:import", params={"stream": "true"}, content=ndjson, headers=headers
@@ -200,10 +206,10 @@ async def test_the_api_imports_merges_by_email_and_streams_progress(
 
     lines = [json.loads(line) for line in streamed.text.splitlines()]
     assert streamed.headers["content-type"].startswith("application/x-ndjson")
-    assert lines[0] == {"progress": {"done": 2, "total": 2}}
+    assert lines[0] == {"progress": {"done": 4, "total": 4}}
     report = lines[-1]["report"]
-    counts = {k: report[k] for k in ("created", "updated", "unchanged", "merged")}
-    assert counts == {"created": 0, "updated": 0, "unchanged": 2, "merged": 0}
+    counts = {k: report[k] for k in ("created", "updated", "unchanged", "merged", "refused")}
+    assert counts == {"created": 0, "updated": 0, "unchanged": 3, "merged": 0, "refused": 1}
 
 
 @pytest.mark.parametrize(
