@@ -126,10 +126,9 @@ def _print(report: ImportReport, *, as_json: bool) -> None:
     if as_json:
         typer.echo(json.dumps(report.as_dict(), indent=2))
         return
-    counts = ", ".join(
-        f"{getattr(report, outcome)} {outcome}"
-        for outcome in ("created", "updated", "unchanged", "merged", "refused")
-    )
+    from starter.services.contact_import import OUTCOMES
+
+    counts = ", ".join(f"{getattr(report, outcome)} {outcome}" for outcome in OUTCOMES)
     prefix = "dry run, nothing written: " if report.dry_run else ""
     typer.echo(f"{prefix}{report.rows} rows: {counts}")
     if report.triggered:

@@ -70,6 +70,8 @@ if TYPE_CHECKING:  # Temporal loads only for imports that trigger journeys or me
 
 ImportFormat = Literal["csv", "ndjson"]
 Outcome = Literal["created", "updated", "unchanged", "merged", "refused"]
+OUTCOMES: tuple[Outcome, ...] = ("created", "updated", "unchanged", "merged", "refused")
+"""Each row is counted under one of these, in the report's order."""
 BATCH_ROWS = 500
 """Contacts entered per transaction."""
 TRIGGERS = ("subscribed",)
@@ -171,9 +173,6 @@ class ImportReport:
             "refusals": [vars(r) for r in sorted(self.refusals, key=lambda r: r.line)],
             "merges": [vars(m) for m in sorted(self.merges, key=lambda m: m.line)],
         }
-
-
-OUTCOMES: tuple[Outcome, ...] = ("created", "updated", "unchanged", "merged", "refused")
 
 
 @dataclass(frozen=True)
