@@ -29,6 +29,8 @@ The rules, in the order they apply:
    is `unchanged` (not even its `updated_at` moves); a created or changed one gets
    `segments_due_at = now` (the segment sweep re-evaluates it). Suppressions stay as
    they are: an address suppressed before is not mailed, whatever consent the file gives.
+   The merges are then told to the contact workflows (`dedupe.finish_merges`), as after
+   a `PUT`.
 5. **Journeys.** None start unless asked: `trigger="subscribed"` hands one
    `subscribed` event per *created* contact to the intake, with the event id
    `import-subscribed-<contact id>`, so a second run starts nothing twice.
