@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +19,14 @@ from temporalio.testing import WorkflowEnvironment
 
 from models.db import session_factory
 from models.settings import Settings
-from models.tables import ConsentChange, Contact, ContactAlias, ErasedContact
+from models.tables import (
+    ConsentChange,
+    Contact,
+    ContactAlias,
+    ContactEvent,
+    ErasedContact,
+    Suppression,
+)
 from starter.services.contact_import import (
     ColumnMap,
     EntryOptions,
@@ -266,6 +274,46 @@ async def test_trigger_subscribed_starts_the_welcome_series_of_new_contacts_once
         assert not await workflow_exists(dev_env.client, f"welcome-series-{contact_id}")
 
 
+def options_for(columns: list[str]) -> ImportOptions:
+    """Import options as the CLI builds them, for a file without Temporal work to do."""
+    return ImportOptions(
+        mapping=ColumnMap.build(columns, {}),
+        entry=EntryOptions(key=b"k" * 32, match_domain_name=False, actor="tests"),
+        task_queue="unused",
+        day_seconds=86_400,
+        scoring_file=Path("scoring.toml"),
+    )
+
+
+async def test_an_unsubscribe_stored_before_the_import_suppresses_the_imported_contact(
+    database: AsyncEngine,
+) -> None:
+    async with session_factory(database)() as session:  # as the contact workflow stored it
+        session.add(
+            ContactEvent(
+                contact_id="early", event_id="u1", type="unsubscribed",
+                occurred_at=datetime(2026, 10, 1, tzinfo=UTC), batch_key="ingest-1",
+            )
+        )  # fmt: skip
+        await session.commit()
+    text = (
+        "id,email,email_consent,email_consent_source,email_consent_at\n"
+        f"early,early@example.com,yes,form:fair,{CONSENT_AT}\n"
+    )
+    columns, rows = read_rows(text, "csv")
+
+    report = await run_import(database, rows, options_for(columns))
+
+    assert report.created == 1
+    contact = (await contacts_of(database, "early"))["early"]
+    assert contact.email_consent is False  # granted by the file, withdrawn by the opt-out
+    history = [(c.granted, c.source) for c in await consent_history(database, "early")]
+    assert history == [(True, "form:fair"), (False, "event")]
+    async with session_factory(database)() as session:
+        suppressed = await session.exec(select(Suppression.channel))
+        assert sorted(suppressed.all()) == ["email"]
+
+
 @pytest.mark.parametrize("file_format", ["csv", "ndjson"])
 async def test_a_second_run_changes_nothing_on_either_database(
     database: AsyncEngine, file_format: str
@@ -283,14 +331,7 @@ async def test_a_second_run_changes_nothing_on_either_database(
     counts = []
     for _ in range(2):
         columns, parsed = read_rows(text, "csv" if file_format == "csv" else "ndjson")
-        options = ImportOptions(
-            mapping=ColumnMap.build(columns, {}),
-            entry=EntryOptions(key=b"k" * 32, match_domain_name=False, actor="tests"),
-            task_queue="unused",
-            day_seconds=86_400,
-            scoring_file=Path("scoring.toml"),
-        )
-        report = await run_import(database, parsed, options)
+        report = await run_import(database, parsed, options_for(columns))
         counts.append((report.created, report.updated, report.unchanged))
 
     assert counts == [(5, 0, 0), (0, 0, 5)]
