@@ -5,7 +5,7 @@ Options: `--quick` (the smoke test's sizes, every benchmark on one shared stack)
 `--reference` (also write the committed reference, `bench/reference/`, and the
 README's table from it) and one option per size (`--journeys`, `--samples`,
 `--wakeups`, `--parked`, `--unsubscribes`, `--others`, `--roundtrips`,
-`--cli_runs`). Progress goes to stderr, the markdown table to stdout.
+`--cli_runs`, `--import_rows`). Progress goes to stderr, the markdown table to stdout.
 """
 
 from __future__ import annotations

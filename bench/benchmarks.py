@@ -26,6 +26,7 @@ from bench.bare_input import BareInput
 from bench.baseline import BARE_WORKFLOW
 from bench.cli_read import cli_read
 from bench.codec import codec_cost
+from bench.contact_import import import_rate
 from bench.peer import EMAILS, PeerInput, peer_workflow_id
 from bench.peer_activities import PEER_JOURNEY
 from bench.report import Figure, Target, held_to, percentile
@@ -76,6 +77,7 @@ class Sizes:
         roundtrips: Payloads converted and back, per kind and converter (codec).
         cli_runs: Timed runs of each CLI read command (cli-read).
         population: Contacts a new segment is evaluated over (segments).
+        import_rows: Contacts in the imported file (contact-import).
     """
 
     journeys: int = 150
@@ -87,6 +89,7 @@ class Sizes:
     roundtrips: int = 2_000
     cli_runs: int = 10
     population: int = 100_000
+    import_rows: int = 100_000
 
 
 QUICK = Sizes(
@@ -99,6 +102,7 @@ QUICK = Sizes(
     roundtrips=200,
     cli_runs=1,
     population=2_000,
+    import_rows=500,
 )
 """The smoke test's sizes: every figure, on one shared stack, in under two minutes."""
 
@@ -974,6 +978,7 @@ BENCHMARKS: dict[str, Callable[[Stack, Sizes], Awaitable[list[Figure]]]] = {
     "codec": lambda stack, sizes: codec_cost(stack, sizes.roundtrips),
     "cli-read": lambda stack, sizes: cli_read(stack, sizes.cli_runs),
     "segments": lambda stack, sizes: segment_figures(stack, sizes.population, sizes.samples),
+    "contact-import": lambda stack, sizes: import_rate(stack, sizes.import_rows),
 }
 """Every benchmark, in the issue's order, by the name `--only` takes (`throughput` also
 reports worker CPU per journey and the history figures, item 5, from the journeys it

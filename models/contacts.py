@@ -7,6 +7,7 @@ from functools import lru_cache
 from typing import Annotated
 from zoneinfo import available_timezones
 
+import phonenumbers
 from email_validator import EmailNotValidError, validate_email
 from pydantic import (
     AfterValidator,
@@ -37,6 +38,39 @@ def _normalise_email(value: str) -> str:
     return result.ascii_email.lower()
 
 
+def normalise_phone(value: str, *, region: str | None = None) -> str:
+    """The phone number in E.164 (`+33612345678`), if it is a valid number.
+
+    Parsed with `phonenumbers`: spaces, dots, dashes and brackets may separate the
+    digits. Without `region` the number must be in international format (a leading `+`
+    and the country code); with it (ISO 3166 code, e.g. `FR`) a national number
+    (`06 12 34 56 78`) is read as a number of that country.
+
+    Raises:
+        ValueError: not a phone number, or not a valid one (e.g. `+1000000`).
+    """
+    try:
+        number = phonenumbers.parse(value, region)
+    except phonenumbers.NumberParseException:
+        hint = (
+            "give it in international format (+ and the country code, e.g. +33612345678)"
+            if region is None
+            else f"give it in international format or as a national number of {region}"
+        )
+        raise ValueError(f"{value!r} is not a phone number: {hint}") from None
+    if not phonenumbers.is_valid_number(number):
+        raise ValueError(
+            f"{value!r} is not a valid phone number of {_number_country(number)}: "
+            "check the country code and the digits"
+        )
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+
+
+def _number_country(number: phonenumbers.PhoneNumber) -> str:
+    region = phonenumbers.region_code_for_number(number)
+    return region if region else f"country code +{number.country_code}"
+
+
 @lru_cache(maxsize=1)
 def _iana_time_zones() -> frozenset[str]:
     return frozenset(available_timezones())
@@ -62,6 +96,12 @@ def _single_line(value: str) -> str:
 EmailAddress = Annotated[
     str, StringConstraints(strip_whitespace=True, max_length=320), AfterValidator(_normalise_email)
 ]
+PhoneNumber = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, min_length=1, max_length=64),
+    AfterValidator(normalise_phone),
+]
+"""A valid phone number in international format, stored in E.164."""
 TimeZoneName = Annotated[str, AfterValidator(_known_timezone)]
 AttributeName = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,63}$")]
 SingleLine = AfterValidator(_single_line)
@@ -109,7 +149,9 @@ class ContactFields(BaseModel):
     Attributes:
         email: Validated and normalised on entry (lower case, the domain in
             ASCII); the part before the @-sign must be ASCII.
-        phone: E.164 phone number, e.g. `+14155550123`.
+        phone: A valid number in international format, e.g. `+1 415 555 0123`,
+            stored in E.164 (`+14155550123`); national formats are refused (the
+            import reads them with `--default-region`).
         first_name: For personalisation; templates fall back when absent. One
             line (no control characters), like every text field: it may end
             up in a subject line.
@@ -127,7 +169,7 @@ class ContactFields(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     email: EmailAddress | None = None
-    phone: Annotated[str, StringConstraints(pattern=r"^\+[1-9][0-9]{6,14}$")] | None = None
+    phone: PhoneNumber | None = None
     first_name: PersonName | None = None
     company: CompanyName | None = None
     timezone: TimeZoneName | None = None

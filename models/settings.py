@@ -153,6 +153,8 @@ class Settings(BaseSettings):
             `[{"name": "billing", "key": "…", "scopes": ["events:write"]}]`.
         api_max_batch_events: Most events in one `POST /v1/events` batch.
         api_max_body_bytes: Larger request bodies are refused with 413.
+        api_import_max_bytes: The same for `POST /v1/contacts:import` (a file of
+            contacts; 100,000 rows of CSV are about 10 MB).
         api_cors_origins: Browser origins allowed to call the API (none: CORS off).
         api_erasure_wait_seconds: How long `DELETE /v1/contacts/{id}` waits for
             the erasure to finish before answering 202 (it goes on regardless).
@@ -240,6 +242,7 @@ class Settings(BaseSettings):
     api_keys: list[ApiKey] = Field(default_factory=list)
     api_max_batch_events: int = Field(default=500, ge=1, le=500)
     api_max_body_bytes: int = Field(default=1_048_576, ge=1_024)
+    api_import_max_bytes: int = Field(default=33_554_432, ge=1_024)
     api_cors_origins: list[str] = Field(default_factory=list)
     api_erasure_wait_seconds: float = Field(default=10.0, ge=0)
     dedupe_match_domain_name: bool = False

@@ -304,7 +304,8 @@ async def test_contacts_upsert_read_and_erase(
     for fields, field, says in [
         ({"timezone": "Mars/Olympus"}, "timezone", "not an IANA time zone"),
         ({"email": "not-an-address"}, "email", "@"),
-        ({"phone": "555-0100"}, "phone", "pattern"),
+        ({"phone": "555-0100"}, "phone", "international format"),
+        ({"phone": "+1000000"}, "phone", "not a valid phone number"),
         ({"email_consent": {"granted": True}}, "email_consent", "Field required"),
     ]:
         bad = await gateway.http.put(f"/v1/contacts/{contact_id}", json=fields)

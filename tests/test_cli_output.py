@@ -169,6 +169,18 @@ async def test_the_cli_refuses_a_bad_contact_id_with_the_rule(settings: Settings
         assert refused.stderr == f"error: {REFUSAL}\n", command
 
 
+async def test_the_cli_refuses_an_invalid_phone_number_in_one_line(settings: Settings) -> None:
+    refused = await journeys(
+        "contact", "upsert", "ok-id", "--phone", "+1000000", env=_env(settings)
+    )
+
+    assert refused.returncode == 2
+    assert refused.stderr == (
+        "error: phone: '+1000000' is not a valid phone number of country code +1: "
+        "check the country code and the digits\n"
+    )
+
+
 async def test_the_api_refuses_a_bad_contact_id_with_the_same_rule(
     dev_env: WorkflowEnvironment, settings: Settings
 ) -> None:

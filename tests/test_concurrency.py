@@ -79,13 +79,13 @@ async def test_a_put_racing_a_delete_lands_before_the_erasure_or_is_refused(
     for _ in range(ROUNDS):
         contact_id = new_id("race")
         path = f"/v1/contacts/{contact_id}"
-        created = await gateway.http.put(path, json={"phone": "+1000000"})
+        created = await gateway.http.put(path, json={"phone": "+14155550100"})
         assert created.status_code == 200, created.text
         erasing = asyncio.create_task(gateway.http.delete(path))
         puts: list[httpx.Response] = []
         while not erasing.done() or not puts:  # PUTs all the way through the erasure
             puts += await at_once(
-                *(gateway.http.put(path, json={"phone": f"+100000{n}"}) for n in range(2))
+                *(gateway.http.put(path, json={"phone": f"+1415555010{n}"}) for n in range(2))
             )
         assert (await erasing).status_code == 200
         for put in puts:

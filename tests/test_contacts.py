@@ -9,7 +9,7 @@ import pytest
 from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from models.contacts import ConsentUpdate, ContactProfile
+from models.contacts import ConsentUpdate, ContactProfile, normalise_phone
 from models.db import session_factory
 from models.events import BehaviorEvent
 from models.settings import DEVELOPMENT_SUPPRESSION_HASH_SECRET
@@ -55,20 +55,41 @@ def test_unknown_timezone_is_refused(name: str) -> None:
     assert "is not an IANA time zone name" in str(raised.value)
 
 
-@pytest.mark.parametrize("phone", ["+14155550123", "+33612345678"])
-def test_e164_phone_is_accepted(phone: str) -> None:
-    assert ContactProfile(id="ada", phone=phone).phone == phone
+@pytest.mark.parametrize(
+    ("phone", "e164"),
+    [
+        ("+14155550123", "+14155550123"),
+        ("+33612345678", "+33612345678"),
+        ("+1 415 555 0123", "+14155550123"),
+        ("+1-415-555-0123", "+14155550123"),
+        ("+44 (20) 7946 0958", "+442079460958"),
+    ],
+)
+def test_international_phone_is_accepted_in_e164(phone: str, e164: str) -> None:
+    assert ContactProfile(id="ada", phone=phone).phone == e164
 
 
 @pytest.mark.parametrize(
-    "phone",
-    ["4155550123", "+1 415 555 0123", "+1-415-555-0123", "+0123456789", "+1234567890123456"],
+    ("phone", "reason"),
+    [
+        ("4155550123", "international format"),  # national: no country to read it in
+        ("+0123456789", "international format"),
+        ("+1234567890123456", "not a valid phone number"),
+        ("+1000000", "not a valid phone number"),  # the old pattern took it
+        ("+33 1 23", "not a valid phone number"),
+    ],
 )
-def test_non_e164_phone_is_refused(phone: str) -> None:
+def test_invalid_phone_is_refused(phone: str, reason: str) -> None:
     with pytest.raises(ValidationError) as raised:
         ContactProfile(id="ada", phone=phone)
 
     assert _error_fields(raised.value) == [("phone",)]
+    assert reason in str(raised.value)
+
+
+def test_national_phone_is_read_in_the_region_given() -> None:
+    assert normalise_phone("06 12 34 56 78", region="FR") == "+33612345678"
+    assert normalise_phone("+1 415 555 0123", region="FR") == "+14155550123"
 
 
 @pytest.mark.parametrize("contact_id", ["ada", "user_42", "crm.0001-a", "A" * 64])

@@ -9,7 +9,8 @@ Routes: `POST /v1/events`, `/v1/contacts/…`, `GET /v1/report`, `/v1/experiment
 OpenAPI at `/openapi.json`, docs at `/docs`.
 
 Cross-cutting rules, applied here once:
-- a body larger than `api_max_body_bytes` gets 413, before it is read whole;
+- a body larger than `api_max_body_bytes` gets 413, before it is read whole
+  (`api_import_max_bytes` for a contact import);
 - Temporal or the database unreachable → 503 with `Retry-After`, never 2xx;
 - malformed JSON → 400, invalid fields → 422 naming the field;
 - one access-log line per request with the route template (never the path's
@@ -49,6 +50,7 @@ from starter.api import (
     contacts,
     events,
     experiments,
+    imports,
     journeys,
     keep_subscribed,
     report,
@@ -117,6 +119,7 @@ def create_app(
     )
     for router in (
         events.router,
+        imports.router,
         contacts.router,
         journeys.router,
         report.router,
@@ -150,7 +153,11 @@ def create_app(
         )
     if settings.codec_cors_origins:
         app.add_middleware(CodecCors, origins=settings.codec_cors_origins)
-    app.add_middleware(BodySizeLimit, max_bytes=settings.api_max_body_bytes)
+    app.add_middleware(
+        BodySizeLimit,
+        max_bytes=settings.api_max_body_bytes,
+        larger={imports.PATH: settings.api_import_max_bytes},
+    )
     app.add_middleware(AccessLog)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app
@@ -281,20 +288,25 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
 
 
 class BodySizeLimit:
-    """Refuse request bodies over `max_bytes` with 413 (declared or streamed)."""
+    """Refuse request bodies over `max_bytes` with 413 (declared or streamed); the paths in
+    `larger` have a limit of their own."""
 
-    def __init__(self, app: ASGIApp, *, max_bytes: int) -> None:
+    def __init__(
+        self, app: ASGIApp, *, max_bytes: int, larger: dict[str, int] | None = None
+    ) -> None:
         self.app = app
-        self.max_bytes = max_bytes
+        self.default_max_bytes = max_bytes
+        self.larger = larger or {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        max_bytes = self.larger.get(scope["path"], self.default_max_bytes)
         declared = dict(scope["headers"]).get(b"content-length")
-        if declared is not None and (not declared.isdigit() or int(declared) > self.max_bytes):
+        if declared is not None and (not declared.isdigit() or int(declared) > max_bytes):
             response = JSONResponse(
-                {"detail": f"request body is larger than {self.max_bytes} bytes"},
+                {"detail": f"request body is larger than {max_bytes} bytes"},
                 status_code=status.HTTP_413_CONTENT_TOO_LARGE,
             )
             await response(scope, receive, send)
@@ -305,10 +317,10 @@ class BodySizeLimit:
             nonlocal received
             message = await receive()
             received += len(message.get("body", b""))
-            if received > self.max_bytes:
+            if received > max_bytes:
                 raise HTTPException(
                     status.HTTP_413_CONTENT_TOO_LARGE,
-                    f"request body is larger than {self.max_bytes} bytes",
+                    f"request body is larger than {max_bytes} bytes",
                 )
             return message
 

@@ -22,6 +22,7 @@ from typer.core import TyperGroup
 
 from models.ids import id_refusal
 from starter.cli import broadcasts as broadcast_commands
+from starter.cli import imports
 from starter.dev.defaults import DEMO_DAY_SECONDS, TEMPORAL_PORT, UI_PORT
 from starter.qa import commands as qa_commands
 
@@ -139,6 +140,7 @@ def run_async(function: Callable[P, Coroutine[Any, Any, T]]) -> Callable[P, T]:
 
 qa_commands.register(app, run_async)
 broadcast_commands.register(app, run_async)
+imports.register(app, run_async)
 
 
 async def _with_engine(action: Callable[[AsyncEngine], Awaitable[T]]) -> T:

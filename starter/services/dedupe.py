@@ -200,7 +200,7 @@ async def enter_contact(
     async with session_factory(engine)() as session:
         await lock_contact(session, profile.id)
         await refuse_if_erased(session, profile.id)
-        entry = await _enter(
+        entry = await enter_in(
             session, profile, key=key, by_domain_name=match_domain_name, actor=actor
         )
         await session.commit()
@@ -208,9 +208,11 @@ async def enter_contact(
         return entry
 
 
-async def _enter(
+async def enter_in(
     session: AsyncSession, profile: ContactProfile, *, key: bytes, by_domain_name: bool, actor: str
 ) -> Entry:
+    """`enter_contact` inside the caller's transaction (the id locked and its tombstone
+    checked by the caller; no commit)."""
     survivor_id = await alias_target(session, profile.id)
     if survivor_id is not None:
         await lock_contact(session, survivor_id)
@@ -223,7 +225,7 @@ async def _enter(
             found, matched_by = match
             await lock_contact(session, found)
             survivor = await contact_in(session, found)
-            await _fold_in_lead(session, survivor, profile)
+            await fold_in_lead(session, survivor, profile)
             await _record_merge(
                 session, survivor, profile.id, matched_by=matched_by, actor=actor, created_at=None
             )
@@ -238,11 +240,9 @@ async def _find_match(
     """The existing contact a new lead duplicates (`rules/dedupe.py`), and how it matched."""
     if profile.email is None:
         return None
-    by_email = (
-        await session.exec(
-            select(Contact.id).where(func.lower(Contact.email) == profile.email.lower())
-        )
-    ).first()
+    # Addresses are stored normalised (`models.contacts.EmailAddress`): the index serves this.
+    found = await session.exec(select(Contact.id).where(Contact.email == profile.email))
+    by_email = found.first()
     if by_email is not None:
         return by_email, "email"
     domain = company_domain(profile.email)
@@ -281,7 +281,7 @@ def _add_tags_and_attributes(
     survivor.tags, survivor.attributes = merged_tags, merged_attributes
 
 
-async def _fold_in_lead(session: AsyncSession, survivor: Contact, lead: ContactProfile) -> None:
+async def fold_in_lead(session: AsyncSession, survivor: Contact, lead: ContactProfile) -> None:
     """A new lead's fields, tags, attributes and consent changes, onto the survivor."""
     _fill_empty(
         survivor, {f: getattr(lead, f) for f in ("phone", "first_name", "company", "timezone")}
