@@ -44,6 +44,7 @@ CODEC = [
     "codec_roundtrip_event_batch",
     "codec_bytes_event_batch",
 ]
+SEGMENTS = ["segment_evaluation", "segment_count", "event_to_segment_p50", "event_to_segment_p99"]
 IMPORT = ["contact_import_rate", "contact_reimport_rate"]
 FIGURES = [
     "throughput",
@@ -62,6 +63,7 @@ FIGURES = [
     "unsubscribe_to_exit_p99",
     *CODEC,
     *CLI_READS,
+    *SEGMENTS,
     *IMPORT,
 ]
 TARGETS = {
@@ -73,10 +75,12 @@ TARGETS = {
     "memory_rss_parked": "< 1 GiB with 10,000 parked",
     "unsubscribe_to_exit_p99": "≤ 3× bare and < 300 ms",
     **dict.fromkeys(CLI_READS, "< 1 s"),
+    "segment_count": "< 100 ms",
+    "event_to_segment_p99": "< 1,000 ms",
     **dict.fromkeys(IMPORT, "≥ 167 rows/s (100,000 in < 10 min)"),
 }
-NO_PEER = {*CODEC, *CLI_READS, *IMPORT}
-"""Figures without a peer value: the peer has no codec, no CLI and no import."""
+NO_PEER = {*CODEC, *CLI_READS, *SEGMENTS, *IMPORT}
+"""Figures without a peer value: the peer has no codec, no CLI, no segments and no import."""
 MEMORY_GROWTH = {"memory_per_1000_parked", "memory_per_cached_workflow"}
 """RSS growth figures: at a quick run's few dozen parked journeys they are within the
 allocator's noise and may come out at or below 0 (a full run parks thousands)."""

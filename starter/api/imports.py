@@ -85,21 +85,13 @@ async def import_contacts(
     file_format = _format(request.headers.get("content-type", ""))
     text = _text(await request.body())
     columns, rows = importer.read_rows(text, file_format)
-    options = importer.ImportOptions(
-        mapping=importer.ColumnMap.build(
-            columns,
-            importer.parse_mapping(mapping or []),
-            tags=tag or [],
-            default_region=default_region,
-        ),
-        entry=importer.EntryOptions(
-            key=held.settings.suppression_key(),
-            match_domain_name=held.settings.dedupe_match_domain_name,
-            actor=f"api:{key.name}"[:100],
-        ),
-        task_queue=held.settings.task_queue,
-        day_seconds=held.settings.day_seconds,
-        scoring_file=held.settings.scoring_file,
+    options = importer.ImportOptions.of(
+        held.settings,
+        columns,
+        mapping=mapping or [],
+        tags=tag or [],
+        default_region=default_region,
+        actor=f"api:{key.name}",
         trigger=trigger,
         dry_run=dry_run,
     )

@@ -7,11 +7,13 @@ the database, Temporal and the service load inside the commands.
 from __future__ import annotations
 
 import json
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Callable, Coroutine
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
+
+from starter.cli.support import cli_actor, with_engine
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncEngine
@@ -34,27 +36,6 @@ def register(app: typer.Typer, run_async: RunAsync) -> None:
             run_async(_control(action))
         )
     app.add_typer(group, name="broadcast")
-
-
-async def _with_engine(action: Callable[[AsyncEngine], Awaitable[T]]) -> T:
-    from models.db import create_engine, migrate
-    from models.settings import get_settings
-
-    engine = create_engine(get_settings().database_url)
-    try:
-        await migrate(engine)
-        return await action(engine)
-    finally:
-        await engine.dispose()
-
-
-def _actor() -> str:
-    import getpass
-
-    try:
-        return f"cli:{getpass.getuser()}"
-    except OSError:
-        return "cli"
 
 
 def _time(value: str | None) -> datetime | None:
@@ -114,10 +95,10 @@ async def create(
 
     async def act(engine: AsyncEngine) -> BroadcastView:
         return await create_broadcast(
-            engine, client, get_settings(), request, created_by=_actor(), now=datetime.now(UTC)
+            engine, client, get_settings(), request, created_by=cli_actor(), now=datetime.now(UTC)
         )
 
-    _print([await _with_engine(act)], as_json)
+    _print([await with_engine(act)], as_json)
 
 
 async def status(
@@ -130,7 +111,7 @@ async def status(
     async def act(engine: AsyncEngine) -> list[BroadcastView]:
         return await list_broadcasts(engine, name)
 
-    _print(await _with_engine(act), as_json)
+    _print(await with_engine(act), as_json)
 
 
 def _control(action: str) -> Callable[..., Coroutine[Any, Any, None]]:
@@ -143,7 +124,7 @@ def _control(action: str) -> Callable[..., Coroutine[Any, Any, None]]:
         async def act(engine: AsyncEngine) -> BroadcastView:
             return await control_broadcast(engine, client, name, action, now=datetime.now(UTC))
 
-        _print([await _with_engine(act)], as_json)
+        _print([await with_engine(act)], as_json)
 
     command.__doc__ = f"{action.capitalize()} a broadcast (and its schedule)."
     return command

@@ -11,7 +11,7 @@ import asyncio
 import json
 import os
 import sys
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Callable, Coroutine
 from datetime import datetime
 from functools import wraps
 from pathlib import Path
@@ -23,6 +23,7 @@ from typer.core import TyperGroup
 from models.ids import id_refusal
 from starter.cli import broadcasts as broadcast_commands
 from starter.cli import imports
+from starter.cli.support import cli_actor, with_engine
 from starter.dev.defaults import DEMO_DAY_SECONDS, TEMPORAL_PORT, UI_PORT
 from starter.qa import commands as qa_commands
 
@@ -141,18 +142,6 @@ def run_async(function: Callable[P, Coroutine[Any, Any, T]]) -> Callable[P, T]:
 qa_commands.register(app, run_async)
 broadcast_commands.register(app, run_async)
 imports.register(app, run_async)
-
-
-async def _with_engine(action: Callable[[AsyncEngine], Awaitable[T]]) -> T:
-    from models.db import create_engine, migrate
-    from models.settings import get_settings
-
-    engine = create_engine(get_settings().database_url)
-    try:
-        await migrate(engine)
-        return await action(engine)
-    finally:
-        await engine.dispose()
 
 
 def _hand_off_slas() -> SlaPolicy:
@@ -334,13 +323,13 @@ async def contact_upsert(
             profile,
             key=settings.suppression_key(),
             match_domain_name=settings.dedupe_match_domain_name,
-            actor=_cli_actor(),
+            actor=cli_actor(),
         )
         if entry.merged_from is not None:
             await _finish_merges(engine, entry.contact.id)
         return entry
 
-    entry = await _with_engine(enter)
+    entry = await with_engine(enter)
     if as_json:
         _print_json(
             {
@@ -356,16 +345,6 @@ async def contact_upsert(
             f"contact {entry.merged_from} merged into {entry.contact.id} "
             f"(matched by {entry.matched_by}); {entry.contact.id} saved"
         )
-
-
-def _cli_actor() -> str:
-    """Who runs a CLI merge, for its audit row: `cli:<login name>`."""
-    import getpass
-
-    try:
-        return f"cli:{getpass.getuser()}"
-    except OSError:  # no login name (a container without a user entry)
-        return "cli"
 
 
 async def _finish_merges(engine: AsyncEngine, survivor: str) -> None:
@@ -400,11 +379,11 @@ async def contact_merge(
     from starter.services import dedupe
 
     async def merge(engine: AsyncEngine) -> dedupe.MergeOutcome:
-        outcome = await dedupe.merge_contacts(engine, survivor, loser, actor=_cli_actor())
+        outcome = await dedupe.merge_contacts(engine, survivor, loser, actor=cli_actor())
         await _finish_merges(engine, survivor)
         return outcome
 
-    outcome = await _with_engine(merge)
+    outcome = await with_engine(merge)
     if as_json:
         _print_json(_merge_row(outcome.merge, already=outcome.already_merged))
         return
@@ -451,7 +430,7 @@ async def contact_merges(
         merges = await dedupe.list_merges(engine, since=start, until=end)
         return merges, await dedupe.duplicate_rate(engine, start, end)
 
-    merges, rate = await _with_engine(read)
+    merges, rate = await with_engine(read)
     if as_json:
         _print_json(
             {
@@ -485,7 +464,7 @@ async def contact_show(contact_id: ContactArgument, as_json: JsonFlag = False) -
     from starter.services import operations
 
     contact = ContactView.of(
-        await _with_engine(lambda engine: operations.get_contact(engine, contact_id))
+        await with_engine(lambda engine: operations.get_contact(engine, contact_id))
     )
     if as_json:
         _print_json(contact.model_dump(mode="json"))
@@ -512,7 +491,7 @@ async def contact_consent(
     from starter.api.schemas import ConsentChangeView
     from starter.services import operations
 
-    rows = await _with_engine(lambda engine: operations.consent_changes(engine, contact_id))
+    rows = await with_engine(lambda engine: operations.consent_changes(engine, contact_id))
     if as_json:
         _print_json([ConsentChangeView.of(row).model_dump(mode="json") for row in rows])
         return
@@ -622,7 +601,7 @@ async def enroll(
     )
     client = await connect()
     settings = get_settings()
-    workflow_id = await _with_engine(
+    workflow_id = await with_engine(
         lambda engine: operations.enroll(
             client, engine, journey, journey_input, task_queue=settings.task_queue
         )
@@ -680,7 +659,7 @@ async def event(
         if clock_refusal:
             raise operations.InvalidRequest(clock_refusal)
     client = await connect()
-    [result] = await _with_engine(
+    [result] = await with_engine(
         lambda engine: accept_events(
             client,
             engine,
@@ -715,7 +694,7 @@ async def forget(contact_id: ContactArgument) -> None:
     from starter.services import operations
 
     client = await connect()
-    await _with_engine(
+    await with_engine(
         lambda engine: operations.forget_contact(
             client, engine, contact_id, task_queue=get_settings().task_queue
         )
@@ -749,7 +728,7 @@ async def export_command(
         from runtime.temporal import connect
 
         temporal = await connect()
-    document = await _with_engine(
+    document = await with_engine(
         lambda engine: export_contact(
             engine,
             contact_id,
@@ -923,7 +902,7 @@ async def status(contact_id: ContactArgument, as_json: JsonFlag = False) -> None
 
     runs = await operations.journey_runs(await connect(), contact_id)
     recent = (
-        await _with_engine(lambda engine: operations.message_log(engine, contact_id=contact_id))
+        await with_engine(lambda engine: operations.message_log(engine, contact_id=contact_id))
     )[-LAST_MESSAGES:]
     if as_json:
         _print_json(
@@ -955,7 +934,7 @@ async def messages(
     """List the message log (one row per message)."""
     from starter.services import operations
 
-    rows = await _with_engine(
+    rows = await with_engine(
         lambda engine: operations.message_log(engine, contact_id=contact_id, journey=journey)
     )
     if as_json:
@@ -988,7 +967,7 @@ async def deals(
         raise typer.BadParameter(
             f"expected open, won or lost, got {status!r}", param_hint="--status"
         ) from None
-    records = await _with_engine(
+    records = await with_engine(
         lambda engine: list_deals(engine, contact_id=contact_id, status=wanted)
     )
     views = [DealView.of(record) for record in records]
@@ -1062,7 +1041,7 @@ async def report(
     if start is not None and end is not None and end <= start:
         raise typer.BadParameter("must be after --since", param_hint="--until")
     sla = _hand_off_slas()
-    counted = await _with_engine(
+    counted = await with_engine(
         lambda engine: funnel.full_report(engine, journey=journey, since=start, until=end, sla=sla)
     )
     typer.echo(funnel.render(counted, chosen), file=output)
@@ -1094,7 +1073,7 @@ async def sla_violations(
             bounds[name] = None if text is None else report.parse_since(text)
         except ValueError as error:
             raise typer.BadParameter(str(error), param_hint=f"--{name}") from None
-    counted = await _with_engine(
+    counted = await with_engine(
         lambda engine: sla.sla_violations_by_rep(engine, bounds["since"], bounds["until"])
     )
     if as_json:
@@ -1157,14 +1136,14 @@ async def experiments(
     if name is None and chosen != results.ExperimentFormat.HTML:
         if baseline is not None or mde is not None:
             raise typer.BadParameter("give NAME with --baseline / --mde", param_hint="NAME")
-        summaries = await _with_engine(lambda engine: results.experiments_overview(engine, now=now))
+        summaries = await with_engine(lambda engine: results.experiments_overview(engine, now=now))
         text = (
             json.dumps([_dump(summary) for summary in summaries], indent=2)
             if chosen == results.ExperimentFormat.JSON
             else results.render_overview_table(summaries)
         )
     else:
-        reports = await _with_engine(
+        reports = await with_engine(
             lambda engine: _experiment_reports(engine, name, now, baseline=baseline, mde=mde)
         )
         text = results.render_html(reports) if name is None else results.render(reports[0], chosen)
@@ -1218,12 +1197,12 @@ async def experiments_stop(
 
     from starter.services import experiments as results
 
-    decision = await _with_engine(
+    decision = await with_engine(
         lambda engine: results.stop_experiment(
             engine,
             name,
             winner=winner,
-            decided_by=by or _cli_actor(),
+            decided_by=by or cli_actor(),
             note=note,
             now=datetime.now(UTC),
         )
@@ -1263,7 +1242,7 @@ async def segments(
 
     path = get_settings().segments_file
     if name is None:
-        summaries = await _with_engine(
+        summaries = await with_engine(
             lambda engine: segment_service.segment_summaries(engine, path)
         )
         if as_json:
@@ -1271,7 +1250,7 @@ async def segments(
             return
         typer.echo(segment_service.render_table(summaries))
         return
-    members = await _with_engine(
+    members = await with_engine(
         lambda engine: segment_service.segment_members(engine, path, name, after=after, limit=limit)
     )
     if as_json:
@@ -1297,7 +1276,7 @@ async def segments_preview(
     from starter.services import segments as segment_service
 
     condition = segment_service.parse_rule(rule)
-    found = await _with_engine(lambda engine: segment_service.preview(engine, condition))
+    found = await with_engine(lambda engine: segment_service.preview(engine, condition))
     if as_json:
         _print_json({"matches": found.count, "contacts": found.contacts, "sample": found.sample})
         return

@@ -74,21 +74,13 @@ async def import_contacts(
     settings = get_settings()
     text = _read(file)
     columns, rows = importer.read_rows(text, file_format or _format_of(file))
-    options = importer.ImportOptions(
-        mapping=importer.ColumnMap.build(
-            columns,
-            importer.parse_mapping(mapping or []),
-            tags=tag or [],
-            default_region=default_region,
-        ),
-        entry=importer.EntryOptions(
-            key=settings.suppression_key(),
-            match_domain_name=settings.dedupe_match_domain_name,
-            actor=f"import:{file.name}"[:100],
-        ),
-        task_queue=settings.task_queue,
-        day_seconds=settings.day_seconds,
-        scoring_file=settings.scoring_file,
+    options = importer.ImportOptions.of(
+        settings,
+        columns,
+        mapping=mapping or [],
+        tags=tag or [],
+        default_region=default_region,
+        actor=f"import:{file.name}",
         trigger=trigger,
         dry_run=dry_run,
     )

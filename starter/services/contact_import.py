@@ -57,6 +57,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from models.contacts import ConsentUpdate, ContactProfile, normalise_phone
 from models.db import lock_contact, lock_contacts, session_factory
 from models.events import BehaviorEvent
+from models.settings import Settings
 from models.tables import Contact, ContactAlias, ErasedContact, utc_now
 from starter.services.dedupe import enter_in, fold_in_lead
 from starter.services.operations import (
@@ -668,6 +669,40 @@ class ImportOptions:
     def __post_init__(self) -> None:
         if self.trigger is not None and self.trigger not in TRIGGERS:
             raise ImportRefused(f"trigger takes {', '.join(TRIGGERS)}, not {self.trigger!r}")
+
+    @classmethod
+    def of(
+        cls,
+        settings: Settings,
+        columns: Sequence[str],
+        *,
+        mapping: Sequence[str],
+        tags: Sequence[str],
+        default_region: str | None,
+        actor: str,
+        trigger: str | None,
+        dry_run: bool,
+    ) -> ImportOptions:
+        """The options of an import asked for by the CLI or the API, under `settings`.
+
+        Raises:
+            ImportRefused: a mapping names no field, or a column is mapped to nothing.
+        """
+        return cls(
+            mapping=ColumnMap.build(
+                columns, parse_mapping(mapping), tags=tags, default_region=default_region
+            ),
+            entry=EntryOptions(
+                key=settings.suppression_key(),
+                match_domain_name=settings.dedupe_match_domain_name,
+                actor=actor[:100],
+            ),
+            task_queue=settings.task_queue,
+            day_seconds=settings.day_seconds,
+            scoring_file=settings.scoring_file,
+            trigger=trigger,
+            dry_run=dry_run,
+        )
 
 
 async def run_import(
