@@ -7,6 +7,7 @@ import asyncio
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -19,7 +20,7 @@ from temporalio.worker import Worker
 from models.broadcasts import BroadcastProgress, journey_label, workflow_id
 from models.db import session_factory
 from models.settings import Settings
-from models.tables import Contact, MessageLog
+from models.tables import BroadcastRecipient, Contact, MessageLog
 from starter.services.broadcasts import (
     BroadcastCreate,
     control_broadcast,
@@ -31,6 +32,7 @@ from starter.services.report import funnel_report
 from tests.cli import cli_environment, journeys
 from tests.gateway import READ_ONLY_KEY, gateway_settings, serving_gateway
 from tests.segment_kit import evaluate_segment, segments_file_with
+from worker import build_worker
 
 TEMPLATE = "broadcasts/monthly-update"
 
@@ -250,3 +252,51 @@ async def test_the_http_api_creates_lists_and_cancels_and_refuses_bad_input(
         assert cancelled.status_code == 200, cancelled.text
         assert (await http.get("/v1/broadcasts/http")).json()["status"] == "cancelled"
         assert (await http.get("/v1/broadcasts/nope")).status_code == 404
+
+
+async def test_a_local_time_reaches_each_contact_at_that_time_in_its_own_zone(
+    dev_env: WorkflowEnvironment, settings: Settings, engine: AsyncEngine
+) -> None:
+    """10:00 "in each contact's time zone": the run starts when that time comes in UTC+14
+    and sends there at once; a contact in UTC+13 is due one hour later, not before."""
+    east_now = datetime.now(ZoneInfo("Etc/GMT-14"))
+    awake = settings.model_copy(  # quiet hours far from now there
+        update={
+            "quiet_hours_start": (east_now + timedelta(hours=6)).time(),
+            "quiet_hours_end": (east_now + timedelta(hours=7)).time(),
+        }
+    )
+    async with session_factory(engine)() as session:
+        for contact_id, zone in (("east", "Etc/GMT-14"), ("west", "Etc/GMT-13")):
+            session.add(
+                Contact(
+                    id=contact_id,
+                    email=f"{contact_id}@example.com",
+                    email_consent=True,
+                    timezone=zone,
+                    tags=["member"],
+                )
+            )
+        await session.commit()
+    assert await evaluate_segment(engine, settings.segments_file, "members") == 2
+    client = dev_env.client
+    async with build_worker(client, awake, engine):
+        wall = (datetime.now(ZoneInfo("Etc/GMT-14")) + timedelta(seconds=3)).replace(
+            tzinfo=None, microsecond=0
+        )
+        await _create(engine, client, awake, name="local", at=wall)
+
+        async def east_sent() -> bool:
+            return [row.contact_id for row in await _logged(engine, "local")] == ["east"]
+
+        await _until(east_sent, within=30)
+        async with session_factory(engine)() as session:
+            rows = {
+                row.contact_id: row
+                for row in (await session.exec(select(BroadcastRecipient))).all()
+            }
+        await control_broadcast(engine, client, "local", "cancel", now=datetime.now(UTC))
+    east_due = wall.replace(tzinfo=ZoneInfo("Etc/GMT-14"))
+    assert rows["east"].status == "sent"
+    assert (rows["west"].status, rows["west"].due_at) == ("queued", east_due + timedelta(hours=1))
+    assert [row.contact_id for row in await _logged(engine, "local")] == ["east"]
