@@ -311,6 +311,7 @@ def test_every_journey_declares_whether_it_is_marketing() -> None:
         "abandoned-cart": MessageCategory.MARKETING,
         "churn-prevention": MessageCategory.MARKETING,  # offers; the owner's task is not mail
         "recycling": MessageCategory.MARKETING,  # a long-cycle sequence; the review is a task
+        "first-purchase": MessageCategory.MARKETING,  # an offer; the call is a task
     }
     # Marketing journeys exit on an unsubscribe by their category, not by a list entry.
     assert "unsubscribed" not in WelcomeSeries.exit_on
