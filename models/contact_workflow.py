@@ -25,6 +25,9 @@ class ContactCarryOver(BaseModel):
         journeys: Journeys of the contact that may be running: workflow id → journey type.
         score: Last published score.
         band: Last published band.
+        breakdown: Last published points per kind (the `state` query shows them at once).
+        fit: Last published fit points.
+        behavior: Last published behaviour points.
         tags: Tags last written to the CRM by the workflow.
         fit_fields: Contact attributes the fit rules read.
         last_event_at: When the last accepted event happened.
@@ -48,6 +51,9 @@ class ContactCarryOver(BaseModel):
     journeys: dict[str, str] = Field(default_factory=dict)
     score: int = 0
     band: str | None = None
+    breakdown: dict[str, int] = Field(default_factory=dict)
+    fit: int = 0
+    behavior: int = 0
     tags: list[str] = Field(default_factory=list)
     fit_fields: dict[str, str] = Field(default_factory=dict)
     last_event_at: datetime | None = None

@@ -11,6 +11,7 @@ from models.db import session_factory
 from models.settings import PROJECT_ROOT
 from models.tables import Contact, utc_now
 from rules.segment_membership import file_segments, refresh_memberships
+from workflows import catalog
 
 SHIPPED_SEGMENTS = PROJECT_ROOT / "segments.toml"
 
@@ -34,3 +35,16 @@ async def evaluate_segment(engine: AsyncEngine, segments_file: Path, name: str) 
         )
         await session.commit()
     return len(refreshed.changes)
+
+
+def followed_segments_matching_nobody(directory: Path) -> Path:
+    """A segments file in `directory` whose segments, those journeys follow, match no
+    contact: for a test of another journey that a segment's journey would otherwise join
+    (first-purchase, a week after a sign-up)."""
+    path = directory / "segments.toml"
+    tables = "\n".join(
+        f'[segments.{name}]\nhas_tag = "tests-match-nobody"\n'
+        for name in sorted(catalog.followed_segments())
+    )
+    path.write_text(tables, encoding="utf-8")
+    return path

@@ -50,6 +50,7 @@ from tests.kit import (
     text_body,
     timeline_of,
 )
+from tests.segment_kit import followed_segments_matching_nobody
 from workflows.journeys.onboarding import Onboarding
 
 NOT_ADOPTED_SCHEDULE = [
@@ -296,31 +297,38 @@ async def test_features_used_before_the_purchase_count_from_the_start(
 
 
 async def test_a_buyer_who_finished_the_welcome_series_still_gets_onboarding(
-    journey_kit: JourneyKit,
+    time_skipping_env: WorkflowEnvironment, settings: Settings, engine: AsyncEngine, tmp_path: Path
 ) -> None:
-    await add_contact(journey_kit.engine, "ob-subscriber", first_name="Wren")
-    await send_events(
-        journey_kit, [await event_now(journey_kit.env, "ob-subscriber", "subscribed")]
+    """A week after the sign-up, a rescore could put the contact in first-purchase's segment,
+    whose offer would count against the caps onboarding's emails meet: here that segment
+    matches nobody."""
+    quiet = settings.model_copy(
+        update={"segments_file": followed_segments_matching_nobody(tmp_path)}
     )
-    welcome = await until_ended(
-        journey_kit, await started_journey(journey_kit, "welcome-series-ob-subscriber")
-    )
-    assert welcome.status == JourneyStatus.COMPLETED
-    # The nurture it routed to would complete after its parent closed, which leaves the Java
-    # test server's time skipping locked (sdk-java#2392): it ends here, while it waits.
-    await journey_kit.env.client.get_workflow_handle("nurture-ob-subscriber").terminate()
+    async with running_kit(time_skipping_env, quiet, engine) as journey_kit:
+        await add_contact(journey_kit.engine, "ob-subscriber", first_name="Wren")
+        await send_events(
+            journey_kit, [await event_now(journey_kit.env, "ob-subscriber", "subscribed")]
+        )
+        welcome = await until_ended(
+            journey_kit, await started_journey(journey_kit, "welcome-series-ob-subscriber")
+        )
+        assert welcome.status == JourneyStatus.COMPLETED
+        # The nurture it routed to would complete after its parent closed, which leaves the Java
+        # test server's time skipping locked (sdk-java#2392): it ends here, while it waits.
+        await journey_kit.env.client.get_workflow_handle("nurture-ob-subscriber").terminate()
 
-    result, timeline = await onboard_by_purchase(journey_kit, "ob-subscriber")
+        result, timeline = await onboard_by_purchase(journey_kit, "ob-subscriber")
 
-    assert result.status == JourneyStatus.COMPLETED
-    assert sent_days(timeline) == [
-        (step, day)
-        for step, day in NOT_ADOPTED_SCHEDULE
-        if step != "stalled-sms"  # no phone
-    ]
-    outbox = read_outbox(journey_kit.outbox)
-    assert "welcome-series-ob-subscriber/day7" in outbox
-    assert text_body(outbox["onboarding-ob-subscriber/welcome"]).startswith("Hey Wren!")
+        assert result.status == JourneyStatus.COMPLETED
+        assert sent_days(timeline) == [
+            (step, day)
+            for step, day in NOT_ADOPTED_SCHEDULE
+            if step != "stalled-sms"  # no phone
+        ]
+        outbox = read_outbox(journey_kit.outbox)
+        assert "welcome-series-ob-subscriber/day7" in outbox
+        assert text_body(outbox["onboarding-ob-subscriber/welcome"]).startswith("Hey Wren!")
 
 
 async def test_unsubscribe_ends_onboarding_at_once(journey_kit: JourneyKit) -> None:

@@ -907,6 +907,9 @@ class ContactWorkflow:
                     journeys=self._journeys,
                     score=self._score,
                     band=self._band,
+                    breakdown=self._breakdown,
+                    fit=self._fit,
+                    behavior=self._behavior,
                     tags=sorted(self._tags),
                     fit_fields=self._fit_fields,
                     last_event_at=self._last_event_at,
@@ -928,6 +931,11 @@ class ContactWorkflow:
         self._pending.extend(carry.pending)
         self._journeys = dict(carry.journeys)
         self._score, self._band = carry.score, carry.band
+        self._breakdown, self._fit, self._behavior = (
+            dict(carry.breakdown),
+            carry.fit,
+            carry.behavior,
+        )
         self._tags = set(carry.tags)
         self._fit_fields = dict(carry.fit_fields)
         self._last_event_at = carry.last_event_at
