@@ -17,6 +17,7 @@ CANONICAL_EVENT_TYPES = frozenset(
         "email_clicked",
         "email_replied",
         "email_bounced",
+        "email_complained",
         "unsubscribed",
         "website_visited",
         "pricing_page_viewed",
@@ -60,6 +61,7 @@ NOT_CONTACT_INITIATED = frozenset(
         "email_delivered",  # our message reached the inbox (the provider's webhook)
         "email_bounced",  # the receiving server refused our message
         "unsubscribed",  # the contact's act, but an opt-out, not engagement
+        "email_complained",  # a spam report: an opt-out, not engagement
         "renewal_scheduled",  # the billing system's schedule
         "rep_contacted",  # our sales rep's act
         "usage_dropped",  # derived by the ingest from usage reports

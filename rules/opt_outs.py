@@ -12,12 +12,19 @@ from typing import Any, Protocol
 
 from models.events import ALL_CHANNELS
 
-SUPPRESSING_EVENTS = {"unsubscribed": "unsubscribed", "email_bounced": "hard_bounce"}
+COMPLAINED = "email_complained"
+"""The event of a spam report (a provider's complaint notification)."""
+SUPPRESSING_EVENTS = {
+    "unsubscribed": "unsubscribed",
+    "email_bounced": "hard_bounce",
+    COMPLAINED: "complaint",
+}
 """Events that suppress the contact's addresses, with the reason recorded."""
 
 
 COMPLAINT = "complaint"
-"""The reason of an `unsubscribed` event that is a spam report: it stops service messages too."""
+"""The reason recorded for a spam report (`email_complained`, or an `unsubscribed` event with
+this reason): it stops service messages too."""
 
 
 class EventLike(Protocol):
@@ -60,8 +67,9 @@ def suppression_scope(event: EventLike) -> SuppressionScope | None:
     - `unsubscribed` without a channel (or with any other value): every
       channel, all marketing (a complaint, a service's opt-out);
     - a hard `email_bounced`: the email address only (not a soft bounce);
-    - a complaint (`unsubscribed` with `reason: complaint`) is recorded as such:
-      it stops service messages too (see `Suppression.stops_service_messages`).
+    - a complaint (`email_complained`, or `unsubscribed` with `reason: complaint`)
+      is recorded as such, on every channel: it stops service messages too (see
+      `Suppression.stops_service_messages`).
     """
     reason = SUPPRESSING_EVENTS.get(event.type)
     if reason is None:
@@ -70,6 +78,8 @@ def suppression_scope(event: EventLike) -> SuppressionScope | None:
         if event.properties.get("bounce_type") == "soft":
             return None
         return SuppressionScope(reason, frozenset({"email"}), withdraws_consent=False)
+    if event.type == COMPLAINED:
+        return SuppressionScope(COMPLAINT, ALL_CHANNELS, withdraws_consent=True)
     if event.properties.get("reason") == COMPLAINT:
         reason = COMPLAINT
     channel = event.properties.get("channel")

@@ -96,7 +96,7 @@ with workflow.unsafe.imports_passed_through():
     from models.messages import SUNSET_TAG
     from models.pipeline import RecycleNotice
     from models.segments import SegmentRefresh
-    from rules.opt_outs import suppression_scope
+    from rules.opt_outs import COMPLAINED, suppression_scope
     from rules.scoring import (
         ActionKey,
         ScoringModel,
@@ -123,6 +123,9 @@ BATCH_BYTES_PATCH = "event-batches-by-bytes"
 """Runs that formed a batch or a carry-over larger than `MAX_EVENTS_PAYLOAD_BYTES` before it
 was bounded replay unchanged."""
 CHANNEL_SCOPED_PATCH = "channel-scoped-unsubscribe"
+COMPLAINT_EVENT_PATCH = "complaint-event-suppresses"
+"""`email_complained` (a provider's spam report) ends journeys like an unsubscribe; before
+it, the type was a custom event that only scored."""
 """Runs that made every marketing journey exit on an unsubscribe from one channel replay so."""
 TOMBSTONE_PATCH = "erased-contact-tombstone"
 """A run started for an erased contact (its ingest finds the tombstone) erases again and ends;
@@ -461,6 +464,8 @@ class ContactWorkflow:
     async def _route(self, event: BehaviorEvent) -> None:
         """Suppression exits, trigger rules, then forwarding to the journeys concerned."""
         scope = suppression_scope(event)
+        if event.type == COMPLAINED and not workflow.patched(COMPLAINT_EVENT_PATCH):
+            scope = None
         if scope is not None:
             if scope.all_channels or not workflow.patched(CHANNEL_SCOPED_PATCH):
                 await self._exit_journeys(scope.reason, marketing_only=True)

@@ -4,17 +4,10 @@ The provider signs each request: header `Webhook-Signature: t=<unix time>,
 v1=<hex HMAC-SHA256 of "<t>.<raw body>" with EMAIL_WEBHOOK_SECRET>`. A missing
 or wrong signature, or one older than `SIGNATURE_TOLERANCE`, gets 401 and
 changes nothing. The body is `{"events": [...]}`; each names the provider's
-message id (the one it answered the send with, kept in the message log):
-
-| provider `type` | behaviour event |
-| --- | --- |
-| `delivered` | `email_delivered` (stored, scores nothing) |
-| `opened` | `email_opened` |
-| `clicked` | `email_clicked` (with `url`) |
-| `bounced` | `email_bounced` (with `bounce_type` `hard` / `soft`; hard suppresses) |
-| `complained` | `unsubscribed` (`reason: complaint`: a spam report stops all marketing) |
-
-The event id is the provider's, so a redelivered webhook is processed once.
+message id (the one it answered the send with, kept in the message log). This
+is the webhook of the generic `http` provider; each named provider has its own
+route, verified its own way. The `type`s and the events they become are
+`starter/services/delivery_notices.py`'s.
 """
 
 from __future__ import annotations
@@ -27,28 +20,22 @@ from typing import Annotated, Literal, TypeVar
 
 from fastapi import APIRouter, Header, HTTPException, Request, status
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, StringConstraints, ValidationError
-from sqlmodel import col, select
 
-from models.db import session_factory
-from models.events import BehaviorEvent, UtcTime
-from models.tables import MessageLog
+from models.events import UtcTime
 from starter.api.dependencies import ServicesDep
 from starter.api.schemas import Problem
-from starter.services.intake import accept_events
+from starter.services.delivery_notices import (
+    DeliveryNotice,
+    NoticeKind,
+    WebhookResult,
+    record_notices,
+)
 
 router = APIRouter(tags=["webhooks"])
 
 SIGNATURE_HEADER = "Webhook-Signature"
 SIGNATURE_TOLERANCE = 300
 """Seconds a signature stays valid (replayed old requests are refused)."""
-
-EVENT_TYPES = {
-    "delivered": "email_delivered",
-    "opened": "email_opened",
-    "clicked": "email_clicked",
-    "bounced": "email_bounced",
-    "complained": "unsubscribed",
-}
 
 
 class DeliveryEvent(BaseModel):
@@ -66,7 +53,7 @@ class DeliveryEvent(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
     id: Annotated[str, StringConstraints(pattern=r"^[^\x00-\x1f\x7f]{1,100}$")]
-    type: Literal["delivered", "opened", "clicked", "bounced", "complained"]
+    type: NoticeKind
     message_id: Annotated[str, StringConstraints(min_length=1, max_length=300)]
     occurred_at: UtcTime
     url: Annotated[str, StringConstraints(max_length=2_000)] | None = None
@@ -77,15 +64,6 @@ class DeliveryEvents(BaseModel):
     """The body of a webhook request."""
 
     events: list[DeliveryEvent] = Field(min_length=1, max_length=500)
-
-
-class WebhookResult(BaseModel):
-    """How many events were taken; the ids of those about messages we never sent (or whose
-    contact was erased)."""
-
-    accepted: int
-    duplicate: int
-    unknown_messages: list[str]
 
 
 def sign_webhook(body: bytes, secret: str, *, timestamp: int) -> str:
@@ -171,61 +149,15 @@ async def email_webhook(
         webhooks="email webhooks",
         body_name="a delivery-events",
     )
-    async with session_factory(held.engine)() as session:
-        messages = {
-            row.provider_message_id: row
-            for row in (
-                await session.exec(
-                    select(MessageLog).where(
-                        col(MessageLog.provider_message_id).in_(
-                            {event.message_id for event in posted.events}
-                        )
-                    )
-                )
-            ).all()
-        }
-    events = []
-    unknown = []
-    for delivery in posted.events:
-        message = messages.get(delivery.message_id)
-        if message is None:
-            unknown.append(delivery.id)
-            continue
-        properties: dict[str, str] = {
-            "message_id": delivery.message_id,
-            "journey": message.journey,
-            "step": message.step,
-        }
-        if delivery.url:
-            properties["url"] = delivery.url
-        if delivery.bounce_type:
-            properties["bounce_type"] = delivery.bounce_type
-        if delivery.type == "complained":
-            properties["reason"] = "complaint"
-        events.append(
-            BehaviorEvent(
-                event_id=f"email-webhook-{delivery.id}",
-                contact_id=message.contact_id,
-                type=EVENT_TYPES[delivery.type],
-                occurred_at=delivery.occurred_at,
-                properties=properties,
-            )
+    notices = [
+        DeliveryNotice(
+            event_id=event.id,
+            kind=event.type,
+            message_id=event.message_id,
+            occurred_at=event.occurred_at,
+            url=event.url,
+            bounce_type=event.bounce_type,
         )
-    results = await accept_events(
-        held.temporal,
-        held.engine,
-        events,
-        task_queue=held.settings.task_queue,
-        day_seconds=held.settings.day_seconds,
-        suppression_key=held.settings.suppression_key(),
-    )
-    erased = [
-        event.event_id.removeprefix("email-webhook-")
-        for event, result in zip(events, results, strict=True)
-        if result.status == "erased"
+        for event in posted.events
     ]
-    return WebhookResult(
-        accepted=sum(result.status == "accepted" for result in results),
-        duplicate=sum(result.status in ("duplicate", "conflict") for result in results),
-        unknown_messages=unknown + erased,
-    )
+    return await record_notices(held.temporal, held.engine, held.settings, notices, source="email")
