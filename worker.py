@@ -48,6 +48,7 @@ from temporalio.workflow import SandboxImportNotificationPolicy
 from activities.broadcasts import BroadcastActivities
 from activities.contacts import ContactActivities
 from activities.crm import CrmActivities
+from activities.deliverability import DeliverabilityActivities
 from activities.experiments import ExperimentActivities
 from activities.journeys import JourneyLogActivities
 from activities.messaging import MessagingActivities
@@ -57,6 +58,7 @@ from activities.providers.notifier import Notifier, notifier_from_settings
 from activities.sales import SalesActivities
 from activities.segments import SegmentActivities
 from models.db import create_engine, migrate
+from models.deliverability import GuardConfig
 from models.settings import Settings, UnsafeSettings, get_settings, refuse_unsafe_settings
 from rules.deals import DealConfig
 from rules.onboarding import OnboardingConfig
@@ -74,6 +76,7 @@ from runtime.temporal import connect
 from workflows import catalog
 from workflows.broadcast import BroadcastWorkflow
 from workflows.contact import ContactWorkflow
+from workflows.deliverability_guard import DELIVERABILITY_GUARD, DeliverabilityGuard
 from workflows.segment_sweep import SEGMENT_SWEEP, SegmentSweep
 from workflows.sms_keywords import SmsKeywordReply
 from workflows.toolkit import Journey, PlanStep
@@ -189,9 +192,9 @@ def build_worker(
     Raises:
         TemplateError: a message template is missing, malformed or lacks a fallback,
             or a journey sends a template that does not exist.
-        ValueError: the scoring model, the sales, the churn, the onboarding configuration or
-            the segments file is invalid (the message names the file), or a journey follows a
-            segment the file does not define.
+        ValueError: the scoring model, the sales, the churn, the onboarding, the
+            deliverability configuration or the segments file is invalid (the message names
+            the file), or a journey follows a segment the file does not define.
     """
     journeys = list(catalog.all_journeys() if journeys is None else journeys)
     catalog.triggers()  # two journeys on one event type: refused here, not at the first event
@@ -216,10 +219,12 @@ def build_worker(
         usage_rule=UsageRule.load(settings.churn_file),
         deal_config=DealConfig.load(settings.deals_file),
     )
+    notifier = notifier or notifier_from_settings(settings)
     sales = SalesActivities(
-        engine=engine,
-        config=SalesConfig.load(settings.sales_file),
-        notifier=notifier or notifier_from_settings(settings),
+        engine=engine, config=SalesConfig.load(settings.sales_file), notifier=notifier
+    )
+    deliverability = DeliverabilityActivities(
+        engine=engine, config=GuardConfig.load(settings.deliverability_file), notifier=notifier
     )
     onboarding = OnboardingActivities(
         engine=engine, config=OnboardingConfig.load(settings.onboarding_file)
@@ -235,7 +240,14 @@ def build_worker(
     return Worker(
         client,
         task_queue=settings.task_queue,
-        workflows=[ContactWorkflow, SmsKeywordReply, SegmentSweep, BroadcastWorkflow, *journeys],
+        workflows=[
+            ContactWorkflow,
+            SmsKeywordReply,
+            SegmentSweep,
+            DeliverabilityGuard,
+            BroadcastWorkflow,
+            *journeys,
+        ],
         workflow_runner=WORKFLOW_RUNNER,
         activities=[
             messaging.send_message,
@@ -272,38 +284,64 @@ def build_worker(
             onboarding.onboarding_start,
             segments.refresh_segments,
             segments.sweep_segments,
+            deliverability.check_deliverability,
         ],
         graceful_shutdown_timeout=GRACEFUL_SHUTDOWN,
     )
 
 
-def segment_sweep_schedule(settings: Settings) -> Schedule:
-    """The schedule of the segment sweep: every `segment_sweep_seconds`, one pass at a time."""
+def interval_schedule(workflow_name: str, *, every_seconds: int, task_queue: str) -> Schedule:
+    """A schedule starting the workflow `workflow_name` every `every_seconds`, one run at a time
+    (a run still going when the next is due makes the schedule skip that one)."""
     return Schedule(
-        action=ScheduleActionStartWorkflow(
-            SEGMENT_SWEEP, id=SEGMENT_SWEEP, task_queue=settings.task_queue
-        ),
-        spec=ScheduleSpec(
-            intervals=[
-                ScheduleIntervalSpec(every=timedelta(seconds=settings.segment_sweep_seconds))
-            ]
-        ),
+        action=ScheduleActionStartWorkflow(workflow_name, id=workflow_name, task_queue=task_queue),
+        spec=ScheduleSpec(intervals=[ScheduleIntervalSpec(every=timedelta(seconds=every_seconds))]),
         policy=SchedulePolicy(overlap=ScheduleOverlapPolicy.SKIP),
     )
 
 
-async def schedule_segment_sweep(client: Client, settings: Settings) -> None:
-    """Create the `segment-sweep` schedule, or give the existing one this worker's settings."""
-    schedule = segment_sweep_schedule(settings)
+async def put_schedule(client: Client, schedule_id: str, schedule: Schedule) -> None:
+    """Create the schedule, or give the existing one of this id `schedule`."""
     try:
-        await client.create_schedule(SEGMENT_SWEEP, schedule)
+        await client.create_schedule(schedule_id, schedule)
     except ScheduleAlreadyRunningError:
 
         def updated(_: ScheduleUpdateInput) -> ScheduleUpdate:
             return ScheduleUpdate(schedule=schedule)
 
-        await client.get_schedule_handle(SEGMENT_SWEEP).update(updated)
-    log.info("segment sweep scheduled", every_seconds=settings.segment_sweep_seconds)
+        await client.get_schedule_handle(schedule_id).update(updated)
+
+
+async def schedule_segment_sweep(client: Client, settings: Settings) -> None:
+    """Create the `segment-sweep` schedule, or give the existing one this worker's settings."""
+    every = settings.segment_sweep_seconds
+    await put_schedule(
+        client,
+        SEGMENT_SWEEP,
+        interval_schedule(SEGMENT_SWEEP, every_seconds=every, task_queue=settings.task_queue),
+    )
+    log.info("segment sweep scheduled", every_seconds=every)
+
+
+async def schedule_deliverability_guard(client: Client, settings: Settings) -> None:
+    """Create the `deliverability-guard` schedule, or give the existing one this worker's
+    settings."""
+    every = settings.deliverability_check_seconds
+    await put_schedule(
+        client,
+        DELIVERABILITY_GUARD,
+        interval_schedule(
+            DELIVERABILITY_GUARD, every_seconds=every, task_queue=settings.task_queue
+        ),
+    )
+    log.info("deliverability guard scheduled", every_seconds=every)
+
+
+async def schedule_upkeep(client: Client, settings: Settings) -> None:
+    """The schedules the worker's upkeep workflows run on: the segment sweep, the
+    deliverability guard."""
+    await schedule_segment_sweep(client, settings)
+    await schedule_deliverability_guard(client, settings)
 
 
 @asynccontextmanager
@@ -375,7 +413,7 @@ async def run_worker(settings: Settings) -> None:
     refuse_unsafe_settings(settings)
     templates = load_templates(settings)
     client = await connect(runtime=worker_runtime(settings), keys=key_store(settings))
-    await schedule_segment_sweep(client, settings)
+    await schedule_upkeep(client, settings)
     async with running_worker(client, settings, templates=templates):
         await wait_for_shutdown_signal()
 

@@ -12,6 +12,9 @@ Right before delivery, against the database, in this order:
    a sunset contact (tag `eng_sunset`: no response to re-engagement) gets no
    marketing (`skipped_sunset`) until it does something again; service messages
    go on (list hygiene, not an opt-out: consent and suppressions are untouched);
+   a marketing message of a journey whose sends are paused (the deliverability
+   guard's circuit breaker, or an operator: `rules/deliverability.py`) is deferred
+   by `pause_recheck` and asks again, until an operator resumes them;
 4. every journey message waits out the contact's quiet hours (unless exempt):
    deferred;
 5. marketing email fits under the frequency caps across all journeys, or is
@@ -80,6 +83,7 @@ from models.messages import (
 from models.policy import JourneyClock, MessagingPolicy
 from models.settings import Settings
 from models.tables import Contact, MessageLog
+from rules.deliverability import active_pause
 from rules.keep_subscribed import sign_keep_subscribed_token
 from rules.policy import frequency_cap_release, quiet_hours_end
 from rules.sms_keywords import SERVICE_SMS_JOURNEY
@@ -135,12 +139,15 @@ class MessagingActivities:
         unsubscribe_secret: str,
         suppression_key: bytes,
         accelerated_clock_allowed: bool = False,
+        pause_recheck: timedelta = timedelta(minutes=10),
     ) -> None:
         """Hold the shared resources the activities use.
 
         `suppression_key` is the suppression hash key (`Settings.suppression_key`).
         `accelerated_clock_allowed` (ALLOW_ACCELERATED_CLOCK): evaluate the policy in
         journey time for journeys on an accelerated clock; otherwise in real time.
+        `pause_recheck`: how long a marketing message of a journey whose sends are
+        paused is deferred before it asks again.
         """
         self._sessions = session_factory(engine)
         self._suppression_key = suppression_key
@@ -151,6 +158,7 @@ class MessagingActivities:
         self._unsubscribe_base_url = unsubscribe_base_url.rstrip("/")
         self._unsubscribe_secret = unsubscribe_secret
         self._accelerated_clock_allowed = accelerated_clock_allowed
+        self._pause_recheck = pause_recheck
 
     @classmethod
     def from_settings(
@@ -181,6 +189,7 @@ class MessagingActivities:
             unsubscribe_secret=settings.unsubscribe_secret.get_secret_value(),
             accelerated_clock_allowed=settings.allow_accelerated_clock,
             suppression_key=settings.suppression_key(),
+            pause_recheck=timedelta(seconds=settings.send_pause_recheck_seconds),
         )
 
     @activity.defn(name="send_message")
@@ -321,12 +330,18 @@ class MessagingActivities:
         return JourneyClock(origin=request.clock_origin, day_seconds=request.day_seconds)
 
     async def _held_back(self, attempt: _Attempt, contact: Contact) -> SendResult | None:
-        """The outcome when the message must not go out now: refused or in quiet hours."""
+        """The outcome when the message must not go out now: refused, its journey's sends
+        paused, or in quiet hours."""
         request = attempt.request
         refusal = await self._refusal(attempt.session, request, contact)
         if refusal is not None:
             status, reason = refusal
             return await _record(attempt, status, reason)
+        if request.category == MessageCategory.MARKETING:
+            pause = await active_pause(attempt.session, request.journey)
+            if pause is not None:
+                why = f"sends of {request.journey} paused by {pause.paused_by}; asked again"
+                return await _defer(attempt, attempt.now + self._pause_recheck, why)
         if request.quiet_hours_exempt:
             return None
         clock = attempt.clock

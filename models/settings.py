@@ -140,6 +140,12 @@ class Settings(BaseSettings):
         segment_sweep_seconds: How often the segment sweep runs (a Temporal
             Schedule): profile changes and lapsing time windows reach
             segments within this, and new segments are evaluated.
+        deliverability_file: The deliverability guard's limits, window and journey
+            owners (TOML, see `models/deliverability.py`).
+        deliverability_check_seconds: How often the deliverability guard runs (a
+            Temporal Schedule).
+        send_pause_recheck_seconds: How long a message of a journey whose sends are
+            paused waits before it asks again.
         notifier: How the sales team is notified: `outbox` (JSON files in
             `outbox_dir/notifications`) or `slack` (a Slack-compatible
             incoming webhook).
@@ -234,6 +240,9 @@ class Settings(BaseSettings):
     deals_file: Path = PROJECT_ROOT / "deals.toml"
     segments_file: Path = PROJECT_ROOT / "segments.toml"
     segment_sweep_seconds: int = Field(default=60, ge=1, le=86_400)
+    deliverability_file: Path = PROJECT_ROOT / "deliverability.toml"
+    deliverability_check_seconds: int = Field(default=300, ge=1, le=86_400)
+    send_pause_recheck_seconds: int = Field(default=600, ge=1, le=86_400)
     notifier: Literal["outbox", "slack"] = "outbox"
     slack_webhook_url: SecretStr | None = None
     day_seconds: int = Field(default=86_400, ge=1)

@@ -778,3 +778,63 @@ class BroadcastRecipient(SQLModel, table=True):
     status: str = Field(max_length=16, index=True)
     reason: str | None = Field(default=None, max_length=500)
     updated_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
+
+
+class SendPause(SQLModel, table=True):
+    """A journey's marketing sends stopped: by the deliverability guard's circuit breaker
+    (a bounce or complaint spike) or by an operator, until an operator resumes them.
+
+    Attributes:
+        journey: The journey paused.
+        paused_at: When.
+        paused_by: `deliverability-guard`, or the operator who paused it.
+        reason: Why, with the figures (`bounce rate 8.0% on day0 …`).
+        resumed_at: When an operator resumed the sends; none while paused.
+        resumed_by: Who resumed them.
+    """
+
+    __tablename__ = "send_pauses"
+
+    id: int | None = Field(default=None, primary_key=True)
+    journey: str = Field(max_length=64, index=True)
+    paused_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
+    paused_by: str = Field(max_length=100)
+    reason: str = Field(max_length=500)
+    resumed_at: datetime | None = _timestamp()
+    resumed_by: str | None = Field(default=None, max_length=100)
+
+
+class DeliverabilityAlert(SQLModel, table=True):
+    """A journey step's rate past its limit, as the deliverability guard found it.
+
+    One open alert per `key` (`journey/step/metric`): raised (and its owner notified)
+    when the rate passes the limit, cleared when a later check finds it back within.
+
+    Attributes:
+        key: `journey/step/metric`.
+        journey: The journey.
+        step: The step.
+        metric: `bounce`, `complaint`, `unsubscribe`, `open` or `click`.
+        rate: The rate when raised.
+        limit: The limit it passed.
+        sent: The emails it was measured on.
+        pauses: Whether it passed the pause limit.
+        raised_at: When.
+        notified_at: When the owner was notified; none until then.
+        cleared_at: When a check found the rate back within the limit.
+    """
+
+    __tablename__ = "deliverability_alerts"
+
+    id: int | None = Field(default=None, primary_key=True)
+    key: str = Field(max_length=200, index=True)
+    journey: str = Field(max_length=64, index=True)
+    step: str = Field(max_length=64)
+    metric: str = Field(max_length=16)
+    rate: float
+    limit: float
+    sent: int
+    pauses: bool = False
+    raised_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
+    notified_at: datetime | None = _timestamp()
+    cleared_at: datetime | None = _timestamp()

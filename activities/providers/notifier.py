@@ -1,4 +1,4 @@
-"""Notifications to the sales team: JSON files in the outbox, or a Slack-compatible webhook.
+"""Notifications to the sales team and journey owners: JSON files in the outbox, or Slack.
 
 A notifier takes a rendered `RepNotification` and delivers it, raising
 `DeliveryError` (permanent or transient, as the HTTP providers classify it)
@@ -24,7 +24,13 @@ from models.ids import ContactId, PersonId
 from models.settings import Settings
 
 NotificationKind = Literal[
-    "hand_off", "priority", "sla_reminder", "sla_warning", "sla_escalation", "account_alert"
+    "hand_off",
+    "priority",
+    "sla_reminder",
+    "sla_warning",
+    "sla_escalation",
+    "account_alert",
+    "deliverability",
 ]
 """What a notification is about."""
 
@@ -41,7 +47,7 @@ class RepNotification(BaseModel):
         recipient: How they are addressed (`SalesPerson.addressed`: a Slack
             mention or their name).
         kind: What it is about.
-        contact_id: The lead it is about.
+        contact_id: The lead it is about (none for a journey's deliverability).
         title: One line.
         text: The details, plain text (several lines).
     """
@@ -52,7 +58,7 @@ class RepNotification(BaseModel):
     recipient_id: PersonId
     recipient: str
     kind: NotificationKind
-    contact_id: ContactId
+    contact_id: ContactId | None = None
     title: Annotated[str, StringConstraints(min_length=1, max_length=200)]
     text: str
 

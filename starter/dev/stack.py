@@ -64,7 +64,7 @@ async def run_dev(
 ) -> None:
     """Run the local stack until Ctrl-C (see the module docstring)."""
     from starter.api.server import running_api  # FastAPI loads only for the commands that serve it
-    from worker import running_worker, schedule_segment_sweep  # the journeys load here only
+    from worker import running_worker, schedule_upkeep  # the journeys load here only
 
     busy = [port for port in (temporal_port, ui_port, settings.api_port) if _port_in_use(port)]
     if busy:
@@ -106,7 +106,7 @@ async def run_dev(
         return await connect(target_host=address, lazy=True, retry=SERVICE_RETRY, keys=keys)
 
     try:
-        await schedule_segment_sweep(env.client, settings)
+        await schedule_upkeep(env.client, settings)
         async with (
             running_worker(env.client, settings),
             running_api(settings, temporal=gateway_client) as api_url,

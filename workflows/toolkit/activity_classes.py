@@ -16,6 +16,7 @@ from temporalio import workflow
 if TYPE_CHECKING:
     from activities.contacts import ContactActivities
     from activities.crm import CrmActivities
+    from activities.deliverability import DeliverabilityActivities
     from activities.experiments import ExperimentActivities
     from activities.journeys import JourneyLogActivities
     from activities.messaging import MessagingActivities
@@ -36,6 +37,13 @@ def crm() -> type[CrmActivities]:
     with workflow.unsafe.imports_passed_through():
         from activities.crm import CrmActivities
     return CrmActivities
+
+
+def deliverability() -> type[DeliverabilityActivities]:
+    """`DeliverabilityActivities`: the deliverability guard's check."""
+    with workflow.unsafe.imports_passed_through():
+        from activities.deliverability import DeliverabilityActivities
+    return DeliverabilityActivities
 
 
 def experiments() -> type[ExperimentActivities]:
