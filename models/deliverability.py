@@ -207,6 +207,35 @@ class Breach(BaseModel):
         )
 
 
+class PauseView(BaseModel):
+    """A pause of a journey's marketing sends (`models.tables.SendPause`).
+
+    Attributes:
+        journey: The journey paused.
+        paused_at: When.
+        paused_by: `deliverability-guard`, or the operator.
+        reason: Why, with the figures.
+        resumed_at: When an operator resumed the sends; none while paused.
+        resumed_by: Who resumed them.
+    """
+
+    journey: str
+    paused_at: datetime
+    paused_by: str
+    reason: str
+    resumed_at: datetime | None = None
+    resumed_by: str | None = None
+
+    def describe(self) -> str:
+        """`sends paused 2026-12-06 23:10 UTC by deliverability-guard (…); resumed … by …`."""
+        text = (
+            f"sends paused {self.paused_at:%Y-%m-%d %H:%M} UTC by {self.paused_by} ({self.reason})"
+        )
+        if self.resumed_at is None:
+            return text + "; still paused"
+        return text + f"; resumed {self.resumed_at:%Y-%m-%d %H:%M} UTC by {self.resumed_by}"
+
+
 class GuardResult(BaseModel):
     """What one check found and did.
 

@@ -9,12 +9,11 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, Depends
 from pydantic import BaseModel, ConfigDict, Field
 
-from models.deliverability import GuardConfig
+from models.deliverability import GuardConfig, PauseView
 from models.settings import ApiKey
 from starter.api.dependencies import ServicesDep, require
 from starter.services.deliverability import (
     DeliverabilityStatus,
-    PauseView,
     deliverability_status,
     pause_journey_sends,
     resume_journey_sends,
@@ -59,12 +58,12 @@ async def pause(
     journey: str,
     held: ServicesDep,
     key: Annotated[ApiKey, Depends(require("journeys:write"))],
-    body: Annotated[PauseIn, Body()] = PauseIn(),
+    body: Annotated[PauseIn | None, Body()] = None,
 ) -> PauseView:
     """Its marketing messages wait (deferred, asked again) until the sends are resumed.
     Needs `journeys:write`."""
     return await pause_journey_sends(
-        held.engine, journey, actor=f"api:{key.name}", reason=body.reason
+        held.engine, journey, actor=f"api:{key.name}", reason=body.reason if body else ""
     )
 
 

@@ -16,7 +16,8 @@ from starter.cli.support import cli_actor, with_engine
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncEngine
 
-    from starter.services.deliverability import DeliverabilityStatus, PauseView
+    from models.deliverability import PauseView
+    from starter.services.deliverability import DeliverabilityStatus
 
 RunAsync = Callable[[Callable[..., Coroutine[Any, Any, None]]], Callable[..., None]]
 JourneyArgument = Annotated[str, typer.Argument(help="The journey, e.g. welcome-series.")]

@@ -14,8 +14,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel import col, select
 
 from models.db import session_factory
-from models.deliverability import GuardConfig, Metric
-from models.tables import DeliverabilityAlert, SendPause
+from models.deliverability import GuardConfig, Metric, PauseView
+from models.tables import DeliverabilityAlert
 from rules.deliverability import active_pauses, breaches, measure, pause_sends, resume_sends
 from starter.services.operations import Conflict, NotFound
 from workflows.catalog import journey_names
@@ -37,22 +37,6 @@ class StepFigures(BaseModel):
     sent: int
     rates: dict[Metric, float | None]
     breached: list[Metric] = Field(default_factory=list)
-
-
-class PauseView(BaseModel):
-    """A pause of a journey's marketing sends."""
-
-    journey: str
-    paused_at: datetime
-    paused_by: str
-    reason: str
-    resumed_at: datetime | None = None
-    resumed_by: str | None = None
-
-    @classmethod
-    def of(cls, row: SendPause) -> PauseView:
-        """The view of a stored pause."""
-        return cls.model_validate(row, from_attributes=True)
 
 
 class AlertView(BaseModel):
@@ -126,7 +110,7 @@ async def deliverability_status(
             for step in steps
         ],
         alerts=[AlertView.model_validate(alert, from_attributes=True) for alert in alerts],
-        paused=[PauseView.of(pause) for pause in paused],
+        paused=[PauseView.model_validate(pause, from_attributes=True) for pause in paused],
     )
 
 
@@ -147,7 +131,7 @@ async def pause_journey_sends(
         )
     if pause is None:
         raise Conflict(f"the sends of {journey} are paused already")
-    return PauseView.of(pause)
+    return PauseView.model_validate(pause, from_attributes=True)
 
 
 async def resume_journey_sends(engine: AsyncEngine, journey: str, *, actor: str) -> PauseView:
@@ -160,7 +144,7 @@ async def resume_journey_sends(engine: AsyncEngine, journey: str, *, actor: str)
         pause = await resume_sends(session, journey, by=actor, at=_now())
     if pause is None:
         raise NotFound(f"the sends of {journey!r} are not paused")
-    return PauseView.of(pause)
+    return PauseView.model_validate(pause, from_attributes=True)
 
 
 def _now() -> datetime:

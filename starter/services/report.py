@@ -45,15 +45,26 @@ from datetime import UTC, datetime
 from enum import StrEnum
 
 from pydantic import BaseModel, Field
-from sqlalchemy import JSON, ColumnElement, Select, distinct, func, select, type_coerce
+from sqlalchemy import (
+    JSON,
+    ColumnElement,
+    Select,
+    and_,
+    distinct,
+    func,
+    or_,
+    select,
+    type_coerce,
+)
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.orm import Mapped
 from sqlmodel import col
 
+from models.deliverability import PauseView
 from models.handoff import SlaPolicy
 from models.journeys import JourneyStatus
 from models.messages import DeliveryStatus
-from models.tables import ContactEvent, JourneyRun, MessageLog, utc_now
+from models.tables import ContactEvent, JourneyRun, MessageLog, SendPause, utc_now
 from starter.services import pipeline_report
 from starter.services.pipeline_report import PipelineSection
 
@@ -163,6 +174,8 @@ class JourneyFunnel(BaseModel):
         exited: Runs that exited early, per exit reason (most frequent first).
         converted: Exited runs whose reason is in `CONVERSION_REASONS`.
         steps: Per step, in the order of the plan.
+        send_pauses: Pauses of its marketing sends (the deliverability guard's circuit
+            breaker, or an operator) in force or made in the period, oldest first.
     """
 
     journey: str
@@ -173,6 +186,7 @@ class JourneyFunnel(BaseModel):
     exited: dict[str, int] = Field(default_factory=dict)
     converted: int = 0
     steps: list[StepFunnel] = Field(default_factory=list)
+    send_pauses: list[PauseView] = Field(default_factory=list)
 
 
 class FunnelReport(BaseModel):
@@ -270,6 +284,7 @@ async def funnel_report(
         runs = (await connection.execute(_run_counts(journey, period))).all()
         messages = (await connection.execute(_message_counts(journey, period))).all()
         engagement = (await connection.execute(_engagement_counts(journey, period))).all()
+        pauses = (await connection.execute(_send_pauses(journey, period))).all()
 
     tally = _Tally()
     for journey_type, step, status, reason, count in runs:
@@ -303,6 +318,9 @@ async def funnel_report(
         else:
             at_step.clicked += contacts
 
+    for row in pauses:
+        tally.journey(row.journey).send_pauses.append(PauseView.model_validate(row._mapping))
+
     return FunnelReport(since=period.since, until=period.until, journeys=tally.funnels())
 
 
@@ -315,6 +333,32 @@ class _Period:
         """Where-clauses keeping the rows whose `moment` is in `[since, until)`."""
         clauses = [] if self.since is None else [moment >= self.since]
         return clauses if self.until is None else [*clauses, moment < self.until]
+
+
+_PAUSE_COLUMNS = (
+    col(SendPause.journey),
+    col(SendPause.paused_at),
+    col(SendPause.paused_by),
+    col(SendPause.reason),
+    col(SendPause.resumed_at),
+    col(SendPause.resumed_by),
+)
+
+
+def _send_pauses(
+    journey: str | None, period: _Period
+) -> Select[str, datetime, str, str, datetime | None, str | None]:
+    """Pauses in force, or made or ended in the period, oldest first."""
+    statement = select(*_PAUSE_COLUMNS).order_by(col(SendPause.paused_at))
+    if journey is not None:
+        statement = statement.where(col(SendPause.journey) == journey)
+    made, ended = (
+        period.conditions(col(SendPause.paused_at)),
+        period.conditions(cast("Mapped[datetime]", SendPause.resumed_at)),
+    )
+    if not made:
+        return statement
+    return statement.where(or_(col(SendPause.resumed_at).is_(None), and_(*made), and_(*ended)))
 
 
 def _run_counts(journey: str | None, period: _Period) -> Select[str, str, str, str | None, int]:
@@ -456,6 +500,7 @@ def render_table(report: FunnelReport) -> str:
         ]
         widths = [max(len(row[index]) for row in rows) for index in range(len(rows[0]))]
         lines += ["", _heading(funnel), _runs_summary(funnel)]
+        lines += [pause.describe() for pause in funnel.send_pauses]
         for step_id, *counts, exited in rows:
             cells = [step_id.ljust(widths[0])]
             cells += [count.rjust(width) for count, width in zip(counts, widths[1:], strict=False)]
@@ -539,6 +584,7 @@ def _html_journey(funnel: JourneyFunnel) -> str:
             "<section>",
             f"<h2>{_escape(_heading(funnel))}</h2>",
             f"<p>{_escape(_runs_summary(funnel))}</p>",
+            *(f'<p class="paused">{_escape(pause.describe())}</p>' for pause in funnel.send_pauses),
             "<table>",
             f"<thead><tr>{header}</tr></thead>",
             "<tbody>",
