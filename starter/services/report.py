@@ -43,6 +43,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
+from typing import cast
 
 from pydantic import BaseModel, Field
 from sqlalchemy import (
