@@ -3,8 +3,10 @@
 - `measure`: per journey and step, the emails sent in a window and how many of
   their contacts bounced, complained, unsubscribed, opened and clicked. An event
   counts for the step its `journey` / `step` properties name (what the provider
-  webhooks set); an `unsubscribed` without them (the unsubscribe link) counts for
-  the contact's last email sent before it in the window.
+  webhooks set) when the contact got an email of that step in the window (opens
+  and clicks: one sent before `settled_before`); an `unsubscribed` without them
+  (the unsubscribe link) counts for the contact's last email sent before it in
+  the window.
 - `breaches`: the rates past their limits. A high-side rate (bounce, complaint,
   unsubscribe) breaches at or above its limit, a low-side one (open, click)
   below it; a step is judged once it sent `min_sends` emails (opens and clicks:
@@ -19,9 +21,10 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 
-from sqlalchemy import JSON, case, distinct, func, type_coerce
+from sqlalchemy import JSON, and_, case, distinct, func, type_coerce
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
+from sqlmodel.sql.expression import Select
 
 from models.db import lock_for_writing
 from models.deliverability import (
@@ -58,7 +61,7 @@ async def measure(
     sent = await _sent_counts(session, since, settled_before, journeys)
     counts: dict[StepKey, dict[Metric, int]] = defaultdict(dict)
     for (journey, step, metric), contacts in (
-        await _event_counts(session, since, journeys)
+        await _event_counts(session, since, settled_before, journeys)
     ).items():
         counts[journey, step][metric] = contacts
     for key, contacts in (await _link_unsubscribes(session, since, journeys)).items():
@@ -194,10 +197,32 @@ async def _sent_counts(
 
 
 async def _event_counts(
-    session: AsyncSession, since: datetime, journeys: Sequence[str] | None
+    session: AsyncSession,
+    since: datetime,
+    settled_before: datetime,
+    journeys: Sequence[str] | None,
 ) -> dict[tuple[str, str, Metric], int]:
+    """Contacts per step and metric whose event is about an email of the step sent in the
+    window (opens and clicks: a settled one)."""
+    counts = {}
+    for metrics, sent_before in (
+        ([metric for metric in Metric if not metric.low_is_bad], None),
+        ([metric for metric in Metric if metric.low_is_bad], settled_before),
+    ):
+        statement = _contacts_per_step(metrics, since, sent_before, journeys)
+        for event_type, journey, step, contacts in await session.exec(statement):
+            counts[journey, step, _EVENT_METRICS[event_type]] = contacts
+    return counts
+
+
+def _contacts_per_step(
+    metrics: Sequence[Metric],
+    since: datetime,
+    sent_before: datetime | None,
+    journeys: Sequence[str] | None,
+) -> Select[str, str, str, int]:
     properties = type_coerce(col(ContactEvent.properties), JSON)
-    journey, step = properties["journey"].as_string(), properties["step"].as_string()
+    journey, step = col(MessageLog.journey), col(MessageLog.step)
     statement = (
         select(
             col(ContactEvent.type),
@@ -205,21 +230,28 @@ async def _event_counts(
             step,
             func.count(distinct(col(ContactEvent.contact_id))),
         )
+        .join(
+            MessageLog,
+            and_(
+                col(MessageLog.contact_id) == col(ContactEvent.contact_id),
+                journey == properties["journey"].as_string(),
+                step == properties["step"].as_string(),
+            ),
+        )
         .where(
-            col(ContactEvent.type).in_(_EVENT_METRICS),
+            col(ContactEvent.type).in_([metric.event_type for metric in metrics]),
             col(ContactEvent.occurred_at) >= since,
-            journey.is_not(None),
-            step.is_not(None),
+            col(MessageLog.channel) == Channel.EMAIL,
+            col(MessageLog.status) == DeliveryStatus.SENT,
+            col(MessageLog.sent_at) >= since,
         )
         .group_by(col(ContactEvent.type), journey, step)
     )
+    if sent_before is not None:
+        statement = statement.where(col(MessageLog.sent_at) < sent_before)
     if journeys is not None:
         statement = statement.where(journey.in_(journeys))
-    rows = await session.exec(statement)
-    return {
-        (journey_name, step_id, _EVENT_METRICS[event_type]): contacts
-        for event_type, journey_name, step_id, contacts in rows
-    }
+    return statement
 
 
 async def _link_unsubscribes(
