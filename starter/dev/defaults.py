@@ -8,3 +8,5 @@ DEMO_DAY_SECONDS = 15
 """One demo "day" lasts 15 s: the seven-day welcome series runs in under two minutes."""
 DEMO_SEGMENT_SWEEP_SECONDS = 10
 """The demo's segment sweep runs this often, so time windows and profile edits show soon."""
+DEMO_DELIVERABILITY_CHECK_SECONDS = 30
+"""The demo's deliverability guard runs this often (its details show in the UI)."""

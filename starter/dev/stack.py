@@ -31,6 +31,7 @@ from runtime.temporal import SERVICE_RETRY, connect
 from starter.dev import demo
 from starter.dev.defaults import (
     DEMO_DAY_SECONDS,
+    DEMO_DELIVERABILITY_CHECK_SECONDS,
     DEMO_SEGMENT_SWEEP_SECONDS,
     TEMPORAL_PORT,
     UI_PORT,
@@ -83,6 +84,7 @@ async def run_dev(
             "codec_cors_origins": [*settings.codec_cors_origins, *ui_origins],
             "codec_loopback_without_key": True,  # the dev UI sends no credentials
             "segment_sweep_seconds": DEMO_SEGMENT_SWEEP_SECONDS,
+            "deliverability_check_seconds": DEMO_DELIVERABILITY_CHECK_SECONDS,
         }
     )
     keys = key_store(settings)
