@@ -18,7 +18,6 @@ from models.deliverability import GuardConfig, Metric, PauseView
 from models.tables import DeliverabilityAlert
 from rules.deliverability import active_pauses, breaches, measure, pause_sends, resume_sends
 from starter.services.operations import Conflict, NotFound
-from workflows.catalog import journey_names
 
 
 class StepFigures(BaseModel):
@@ -123,7 +122,9 @@ async def pause_journey_sends(
         NotFound: no journey has this name.
         Conflict: its sends are paused already.
     """
-    if journey not in journey_names():
+    from workflows import catalog  # the journey files' names only
+
+    if journey not in catalog.journey_names():
         raise NotFound(f"no journey named {journey!r}")
     async with session_factory(engine)() as session:
         pause = await pause_sends(
