@@ -9,10 +9,16 @@ SDK's `RequestValidator` and a test auth token, and posted to the real gateway.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import uuid
+from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
 
+import httpx
 import pytest
+from pydantic import SecretStr
+from sqlalchemy.ext.asyncio import AsyncEngine
+from temporalio.testing import WorkflowEnvironment
+from twilio.request_validator import RequestValidator
 
 from activities.providers import (
     DeliveryError,
@@ -21,7 +27,11 @@ from activities.providers import (
     sms_provider_from_settings,
 )
 from models.settings import Settings
+from tests.factories import add_contact
 from tests.fake_twilio import ACCOUNT_SID, AUTH_TOKEN, FakeTwilio, TwilioReply
+from tests.gateway import Gateway, gateway_settings, serving_gateway
+from tests.test_api import new_id
+from tests.test_sms_keywords import contact, replied, sms_suppression
 
 NUMBER = "+14155550100"
 
@@ -175,3 +185,156 @@ def test_a_missing_or_contradictory_setting_is_named(changes: dict[str, str], na
 
     with pytest.raises(ValueError, match=named):
         sms_provider_from_settings(settings)
+
+
+# --- webhooks, through the real gateway and worker -----------------------------------
+
+PUBLIC_URL = "https://journeys.example.test"
+
+
+@pytest.fixture
+async def gateway(dev_env: WorkflowEnvironment, settings: Settings) -> AsyncIterator[Gateway]:
+    configured = gateway_settings(
+        settings, twilio_auth_token=SecretStr(AUTH_TOKEN), public_base_url=PUBLIC_URL
+    )
+    async with serving_gateway(dev_env.client, configured) as served:
+        yield served
+
+
+async def post_signed(
+    gateway: Gateway,
+    path: str,
+    form: dict[str, str],
+    *,
+    token: str | None = AUTH_TOKEN,
+    signed_url: str | None = None,
+) -> httpx.Response:
+    """POST `form` as Twilio does, signed for `signed_url` (default: the public URL)."""
+    headers = {}
+    if token is not None:
+        validator = RequestValidator(token)
+        headers["X-Twilio-Signature"] = validator.compute_signature(
+            signed_url or PUBLIC_URL + path, form
+        )
+    async with httpx.AsyncClient(base_url=gateway.url, timeout=30) as twilio:
+        return await twilio.post(path, data=form, headers=headers)
+
+
+def inbound_text(number: str, body: str) -> dict[str, str]:
+    """An inbound-message webhook's fields, as Twilio posts them."""
+    return {
+        "ToCountry": "US",
+        "SmsMessageSid": (sid := f"SM{uuid.uuid4().hex}"),
+        "NumMedia": "0",
+        "SmsSid": sid,
+        "SmsStatus": "received",
+        "Body": body,
+        "To": "+14155559999",
+        "NumSegments": "1",
+        "MessageSid": sid,
+        "AccountSid": ACCOUNT_SID,
+        "From": number,
+        "ApiVersion": "2010-04-01",
+    }
+
+
+def status_callback(number: str, sid: str, status: str, error: str | None) -> dict[str, str]:
+    """A status callback's fields, as Twilio posts them."""
+    form = {
+        "SmsSid": sid,
+        "SmsStatus": status,
+        "MessageStatus": status,
+        "To": number,
+        "MessageSid": sid,
+        "AccountSid": ACCOUNT_SID,
+        "From": "+14155559999",
+        "ApiVersion": "2010-04-01",
+    }
+    return form if error is None else form | {"ErrorCode": error}
+
+
+async def test_the_webhooks_are_not_found_until_the_auth_token_is_set(
+    dev_env: WorkflowEnvironment, settings: Settings
+) -> None:
+    async with serving_gateway(dev_env.client, gateway_settings(settings)) as unconfigured:
+        for path in ("/webhooks/twilio/inbound", "/webhooks/twilio/status"):
+            answer = await post_signed(unconfigured, path, inbound_text(NUMBER, "STOP"))
+            assert answer.status_code == 404, answer.text
+
+
+async def test_a_signed_stop_suppresses_and_is_answered_once_by_our_path(
+    gateway: Gateway, engine: AsyncEngine
+) -> None:
+    contact_id, number = new_id("twilio-stop"), "+14155550111"
+    await add_contact(engine, contact_id, phone=number, sms_consent=True)
+    stop = inbound_text(number, "Stop")
+    path = "/webhooks/twilio/inbound"
+
+    refused = [
+        await post_signed(gateway, path, stop, token=None),
+        await post_signed(gateway, path, stop, token="not-the-auth-token"),
+        await post_signed(gateway, path, stop, signed_url=f"{gateway.url}{path}"),
+        await _tampered(gateway, path, stop),
+    ]
+    assert [answer.status_code for answer in refused] == [401, 401, 401, 401]
+    assert await sms_suppression(engine, number) is None
+
+    for _ in range(2):  # a replay or a redelivery: answered once
+        taken = await post_signed(gateway, path, stop)
+        assert taken.status_code == 200, taken.text
+        assert taken.headers["content-type"].startswith("text/xml")
+        assert taken.text == '<?xml version="1.0" encoding="UTF-8"?><Response/>'
+
+    suppression = await sms_suppression(engine, number)
+    assert suppression is not None and suppression.reason == "sms_stop"
+    reply = await replied(gateway.settings.outbox_dir, {"id": stop["MessageSid"], "body": "Stop"})
+    assert f"To: {number}" in reply
+    assert len(list((gateway.settings.outbox_dir / "sms-keywords").iterdir())) == 1
+    assert not (await contact(engine, contact_id)).sms_consent
+
+
+async def _tampered(gateway: Gateway, path: str, form: dict[str, str]) -> httpx.Response:
+    """`form` signed, then changed in transit (another sender)."""
+    signature = RequestValidator(AUTH_TOKEN).compute_signature(PUBLIC_URL + path, form)
+    async with httpx.AsyncClient(base_url=gateway.url, timeout=30) as twilio:
+        return await twilio.post(
+            path, data=form | {"From": "+14155550199"}, headers={"X-Twilio-Signature": signature}
+        )
+
+
+async def test_a_malformed_signed_form_is_refused(gateway: Gateway) -> None:
+    answer = await post_signed(
+        gateway, "/webhooks/twilio/inbound", {"MessageSid": "SM1", "Body": "STOP"}
+    )
+
+    assert answer.status_code == 400
+    assert "From" in answer.json()["detail"]
+
+
+@pytest.mark.parametrize(
+    ("status", "error", "reason"),
+    [
+        ("undelivered", "21610", "sms_stop"),
+        ("failed", "30005", "invalid_recipient"),
+        ("undelivered", "30006", "invalid_recipient"),
+        ("undelivered", "30003", None),
+        ("delivered", None, None),
+    ],
+)
+async def test_a_status_callback_suppresses_only_a_number_that_is_gone(
+    gateway: Gateway, engine: AsyncEngine, status: str, error: str | None, reason: str | None
+) -> None:
+    number = f"+1415555{uuid.uuid4().int % 10_000:04d}"
+    path = "/webhooks/twilio/status"
+    callback = status_callback(number, f"SM{uuid.uuid4().hex}", status, error)
+
+    forged = await post_signed(gateway, path, callback, token="not-the-auth-token")
+    assert forged.status_code == 401
+    assert await sms_suppression(engine, number) is None
+
+    taken = await post_signed(gateway, path, callback)
+
+    assert taken.status_code == 200, taken.text
+    assert taken.json() == {"suppressed": reason is not None}
+    suppression = await sms_suppression(engine, number)
+    assert (suppression and suppression.reason) == reason
