@@ -26,12 +26,17 @@ from activities.providers import (
     TwilioSmsProvider,
     sms_provider_from_settings,
 )
+from activities.providers.twilio import OPTED_OUT
+from models.journeys import JourneyInput, JourneyState
 from models.settings import Settings
-from tests.factories import add_contact
+from tests.factories import add_contact, message_rows
 from tests.fake_twilio import ACCOUNT_SID, AUTH_TOKEN, FakeTwilio, TwilioReply
 from tests.gateway import Gateway, gateway_settings, serving_gateway
+from tests.journeys import TextsAndEmails
 from tests.test_api import new_id
 from tests.test_sms_keywords import contact, replied, sms_suppression
+from worker import build_worker
+from workflows import catalog
 
 NUMBER = "+14155550100"
 
@@ -338,3 +343,35 @@ async def test_a_status_callback_suppresses_only_a_number_that_is_gone(
     assert taken.json() == {"suppressed": reason is not None}
     suppression = await sms_suppression(engine, number)
     assert (suppression and suppression.reason) == reason
+
+
+async def test_a_journey_text_refused_as_unsubscribed_suppresses_the_number_as_a_stop(
+    time_skipping_env: WorkflowEnvironment, settings: Settings, engine: AsyncEngine
+) -> None:
+    await add_contact(engine, "opted-out", phone=NUMBER, sms_consent=True)
+    with FakeTwilio() as twilio:
+        twilio.answer(TwilioReply(400, OPTED_OUT, "Attempt to send to unsubscribed recipient"))
+        texting = settings.model_copy(
+            update={
+                "sms_provider": "twilio",
+                "twilio_account_sid": ACCOUNT_SID,
+                "twilio_auth_token": SecretStr(AUTH_TOKEN),
+                "twilio_from_number": "+14155559999",
+                "twilio_api_url": twilio.url,
+            }
+        )
+        journeys = [*catalog.all_journeys(), TextsAndEmails]
+        async with build_worker(time_skipping_env.client, texting, engine, journeys=journeys):
+            await time_skipping_env.client.execute_workflow(
+                TextsAndEmails.name,
+                JourneyInput(contact_id="opted-out"),
+                id=f"{TextsAndEmails.name}-opted-out",
+                task_queue=settings.task_queue,
+                result_type=JourneyState,
+            )
+
+    assert len(twilio.received) == 1, "the second text is not sent to a number that opted out"
+    statuses = {row.step: row.status for row in await message_rows(engine, "opted-out")}
+    assert (statuses["day0-sms"], statuses["day2-sms"]) == ("failed", "suppressed")
+    suppression = await sms_suppression(engine, NUMBER)
+    assert suppression is not None and suppression.reason == "sms_stop"  # a START lifts it
