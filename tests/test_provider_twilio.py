@@ -34,6 +34,7 @@ from tests.fake_twilio import ACCOUNT_SID, AUTH_TOKEN, FakeTwilio, TwilioReply
 from tests.gateway import Gateway, gateway_settings, serving_gateway
 from tests.journeys import TextsAndEmails
 from tests.test_api import new_id
+from tests.test_journey_qa import qa
 from tests.test_sms_keywords import contact, replied, sms_suppression
 from worker import build_worker
 from workflows import catalog
@@ -375,3 +376,23 @@ async def test_a_journey_text_refused_as_unsubscribed_suppresses_the_number_as_a
     assert (statuses["day0-sms"], statuses["day2-sms"]) == ("failed", "suppressed")
     suppression = await sms_suppression(engine, NUMBER)
     assert suppression is not None and suppression.reason == "sms_stop"  # a START lifts it
+
+
+async def test_test_send_goes_through_twilio(twilio: FakeTwilio, settings: Settings) -> None:
+    done = await qa(
+        settings,
+        "test-send",
+        "pricing-abandon/day2-sms",
+        "--to",
+        NUMBER,
+        SMS_PROVIDER="twilio",
+        TWILIO_ACCOUNT_SID=ACCOUNT_SID,
+        TWILIO_AUTH_TOKEN=AUTH_TOKEN,
+        TWILIO_FROM_NUMBER="+14155559999",
+        TWILIO_API_URL=twilio.url,
+    )
+
+    assert done.returncode == 0, done.stderr
+    assert "through twilio" in done.stdout
+    [form] = twilio.received
+    assert form["To"] == NUMBER and form["Body"].startswith("[TEST] ")
