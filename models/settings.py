@@ -135,9 +135,6 @@ class Settings(BaseSettings):
         vonage_api_key: Vonage API key (sms_provider `vonage`).
         vonage_api_secret: Vonage API secret.
         vonage_from: The sender: a Vonage number (E.164) or an alphanumeric sender id.
-        vonage_signature_secret: Key of Vonage's signed webhooks; the Vonage
-            webhooks refuse everything until it is set.
-        vonage_signature_method: The signature method chosen in Vonage's dashboard.
         vonage_api_url: Base URL of Vonage's SMS API (tests point it at loopback).
         provider_timeout_seconds: Time allowed for one provider call (connect,
             send, answer) before it counts as a transient failure.
@@ -250,8 +247,6 @@ class Settings(BaseSettings):
     vonage_api_key: str | None = None
     vonage_api_secret: SecretStr | None = None
     vonage_from: str | None = None
-    vonage_signature_secret: SecretStr | None = None
-    vonage_signature_method: Literal["md5hash", "md5", "sha1", "sha256", "sha512"] = "md5hash"
     vonage_api_url: str = "https://rest.nexmo.com"
     provider_timeout_seconds: float = 10.0
     scoring_file: Path = PROJECT_ROOT / "scoring.toml"

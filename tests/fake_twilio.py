@@ -82,7 +82,9 @@ class FakeTwilio(LoopbackServer):
     def answer(self, *replies: TwilioReply) -> None:
         self.replies.extend(replies)
 
-    def _answer(self, form: dict[str, str], auth: str | None, path: str) -> tuple[int, Any, dict]:
+    def _answer(
+        self, form: dict[str, str], auth: str | None, path: str
+    ) -> tuple[int, Any, dict[str, str]]:
         expected = "Basic " + base64.b64encode(f"{ACCOUNT_SID}:{AUTH_TOKEN}".encode()).decode()
         if auth != expected:
             return 401, error_body(401, 20003, "Authenticate"), {}

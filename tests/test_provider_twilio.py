@@ -64,8 +64,8 @@ def provider(twilio: FakeTwilio, **options: str) -> TwilioSmsProvider:
         twilio_account_sid=ACCOUNT_SID,
         twilio_auth_token=AUTH_TOKEN,
         twilio_api_url=twilio.url,
-        **({"twilio_from_number": "+14155559999"} | options),
-    )
+        twilio_from_number="+14155559999",
+    ).model_copy(update=options)
     built = sms_provider_from_settings(settings)
     assert isinstance(built, TwilioSmsProvider)
     return built
