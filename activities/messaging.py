@@ -83,6 +83,7 @@ from models.messages import (
 from models.policy import JourneyClock, MessagingPolicy
 from models.settings import Settings
 from models.tables import Contact, MessageLog
+from rules.consent import STOP_REASON
 from rules.deliverability import active_pause
 from rules.keep_subscribed import sign_keep_subscribed_token
 from rules.policy import frequency_cap_release, quiet_hours_end
@@ -555,7 +556,7 @@ class MessagingActivities:
                 request.channel,
                 address,
                 key=self._suppression_key,
-                reason="invalid_recipient",
+                reason=STOP_REASON if error.opted_out else "invalid_recipient",
                 contact_id=contact.id,
                 at=attempt.now,
             )

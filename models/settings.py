@@ -120,10 +120,22 @@ class Settings(BaseSettings):
             messages are POSTed to `{email_api_url}/emails`.
         email_api_key: Bearer token of the email API.
         sms_provider: How SMS is delivered: `outbox` (.sms.txt files in
-            outbox_dir) or `http` (a JSON SMS API).
+            outbox_dir), `http` (a JSON SMS API), `twilio` or `vonage`.
         sms_api_url: Base URL of the JSON SMS API (sms_provider `http`);
             messages are POSTed to `{sms_api_url}/messages`.
         sms_api_key: Bearer token of the SMS API.
+        twilio_account_sid: Twilio account SID (`AC…`; sms_provider `twilio`).
+        twilio_auth_token: Twilio auth token: the API's password and the key of
+            `X-Twilio-Signature`; the Twilio webhooks refuse everything until it is set.
+        twilio_from_number: The number texts are sent from (E.164), or
+        twilio_messaging_service_sid: the Messaging Service (`MG…`) that picks it.
+        twilio_status_callback_url: Where Twilio posts delivery statuses, e.g.
+            `{PUBLIC_BASE_URL}/webhooks/twilio/status` (none: not asked for).
+        twilio_api_url: Base URL of Twilio's REST API (tests point it at loopback).
+        vonage_api_key: Vonage API key (sms_provider `vonage`).
+        vonage_api_secret: Vonage API secret.
+        vonage_from: The sender: a Vonage number (E.164) or an alphanumeric sender id.
+        vonage_api_url: Base URL of Vonage's SMS API (tests point it at loopback).
         provider_timeout_seconds: Time allowed for one provider call (connect,
             send, answer) before it counts as a transient failure.
         scoring_file: The lead-scoring model (TOML, see `rules/scoring.py`).
@@ -229,9 +241,19 @@ class Settings(BaseSettings):
     smtp_use_tls: bool = False
     email_api_url: str | None = None
     email_api_key: SecretStr | None = None
-    sms_provider: Literal["outbox", "http"] = "outbox"
+    sms_provider: Literal["outbox", "http", "twilio", "vonage"] = "outbox"
     sms_api_url: str | None = None
     sms_api_key: SecretStr | None = None
+    twilio_account_sid: str | None = None
+    twilio_auth_token: SecretStr | None = None
+    twilio_from_number: str | None = None
+    twilio_messaging_service_sid: str | None = None
+    twilio_status_callback_url: str | None = None
+    twilio_api_url: str = "https://api.twilio.com"
+    vonage_api_key: str | None = None
+    vonage_api_secret: SecretStr | None = None
+    vonage_from: str | None = None
+    vonage_api_url: str = "https://rest.nexmo.com"
     provider_timeout_seconds: float = 10.0
     scoring_file: Path = PROJECT_ROOT / "scoring.toml"
     sales_file: Path = PROJECT_ROOT / "sales.toml"

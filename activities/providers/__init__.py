@@ -3,7 +3,7 @@
 - `messages`: `OutgoingEmail`, `OutgoingSms`, `build_mime`, the `EmailProvider`
   and `SmsProvider` protocols.
 - `errors`: `DeliveryError`, the one error providers raise (never retrying).
-- `outbox`, `smtp`, `http_api`: the providers.
+- `outbox`, `smtp`, `http_api`, `twilio`, `vonage`: the providers.
 - `factory`: the providers chosen by the settings.
 - `notifier`: `RepNotification`, the `Notifier` protocol, the outbox and Slack
   webhook notifiers and `notifier_from_settings`.
@@ -30,6 +30,8 @@ from activities.providers.notifier import (
 )
 from activities.providers.outbox import OutboxEmailProvider, OutboxSmsProvider
 from activities.providers.smtp import SmtpEmailProvider
+from activities.providers.twilio import TwilioSmsProvider
+from activities.providers.vonage import VonageSmsProvider
 
 __all__ = [
     "DeliveryError",
@@ -46,6 +48,8 @@ __all__ = [
     "SlackWebhookNotifier",
     "SmsProvider",
     "SmtpEmailProvider",
+    "TwilioSmsProvider",
+    "VonageSmsProvider",
     "build_mime",
     "email_provider_from_settings",
     "notifier_from_settings",

@@ -28,6 +28,9 @@ class DeliveryError(Exception):
             (`Retry-After`), when it said so.
         invalid_recipient: The provider refused the recipient address itself;
             the address should be suppressed. Always permanent.
+        opted_out: The recipient opted out at the provider (texted STOP to our
+            number, e.g. Twilio's 21610): suppressed as an SMS STOP is, so a
+            START texted later lifts it. Implies `invalid_recipient`.
         status_code: HTTP status or SMTP reply code, when the provider answered.
     """
 
@@ -38,6 +41,7 @@ class DeliveryError(Exception):
         permanent: bool,
         retry_after: timedelta | None = None,
         invalid_recipient: bool = False,
+        opted_out: bool = False,
         status_code: int | None = None,
     ) -> None:
         """Describe a failed delivery.
@@ -45,12 +49,13 @@ class DeliveryError(Exception):
         Raises:
             ValueError: `invalid_recipient` without `permanent`.
         """
-        if invalid_recipient and not permanent:
+        if (invalid_recipient or opted_out) and not permanent:
             raise ValueError("an invalid recipient is a permanent failure")
         super().__init__(message)
         self.permanent = permanent
         self.retry_after = retry_after
-        self.invalid_recipient = invalid_recipient
+        self.invalid_recipient = invalid_recipient or opted_out
+        self.opted_out = opted_out
         self.status_code = status_code
 
     def to_application_error(self) -> ApplicationError:

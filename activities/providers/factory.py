@@ -9,6 +9,8 @@ from activities.providers.http_api import HttpEmailProvider, HttpSmsProvider
 from activities.providers.messages import EmailProvider, SmsProvider
 from activities.providers.outbox import OutboxEmailProvider, OutboxSmsProvider
 from activities.providers.smtp import SmtpEmailProvider
+from activities.providers.twilio import TwilioSmsProvider
+from activities.providers.vonage import VonageSmsProvider
 from models.settings import Settings
 
 
@@ -55,7 +57,7 @@ def sms_provider_from_settings(
         http_client: Shared client for the `http` provider (default: one per request).
 
     Raises:
-        ValueError: `http` is chosen without `SMS_API_URL` or `SMS_API_KEY`.
+        ValueError: the chosen provider lacks a required setting (named in the message).
     """
     match settings.sms_provider:
         case "outbox":
@@ -65,6 +67,31 @@ def sms_provider_from_settings(
             return HttpSmsProvider(
                 url, key, client=http_client, timeout=settings.provider_timeout_seconds
             )
+        case "twilio":
+            return TwilioSmsProvider(
+                _required("twilio", "TWILIO_ACCOUNT_SID", settings.twilio_account_sid),
+                _required("twilio", "TWILIO_AUTH_TOKEN", _secret(settings.twilio_auth_token)),
+                from_number=settings.twilio_from_number or None,
+                messaging_service_sid=settings.twilio_messaging_service_sid or None,
+                status_callback_url=settings.twilio_status_callback_url,
+                api_url=settings.twilio_api_url,
+                timeout=settings.provider_timeout_seconds,
+            )
+        case "vonage":
+            return VonageSmsProvider(
+                _required("vonage", "VONAGE_API_KEY", settings.vonage_api_key),
+                _required("vonage", "VONAGE_API_SECRET", _secret(settings.vonage_api_secret)),
+                sender=_required("vonage", "VONAGE_FROM", settings.vonage_from),
+                api_url=settings.vonage_api_url,
+                client=http_client,
+                timeout=settings.provider_timeout_seconds,
+            )
+
+
+def _required(provider: str, setting: str, value: str | None) -> str:
+    if not value:
+        raise ValueError(f"SMS_PROVIDER={provider} needs {setting}")
+    return value
 
 
 def _api_settings(channel: str, url: str | None, key: SecretStr | None) -> tuple[str, str]:

@@ -87,6 +87,16 @@ def _error_details(response: httpx.Response) -> tuple[str | None, str]:
     return code, code or fallback
 
 
+@asynccontextmanager
+async def http_client(shared: httpx.AsyncClient | None) -> AsyncIterator[httpx.AsyncClient]:
+    """`shared` if given; else a short-lived client that never retries (closed after use)."""
+    if shared is not None:
+        yield shared
+        return
+    async with httpx.AsyncClient(transport=httpx.AsyncHTTPTransport(retries=0)) as client:
+        yield client
+
+
 class JsonApi:
     """POSTs JSON to one API with bearer auth and an Idempotency-Key; raises `DeliveryError`."""
 
@@ -132,7 +142,7 @@ class JsonApi:
             "Idempotency-Key": idempotency_key,
         }
         try:
-            async with self._http() as client:
+            async with http_client(self._client) as client:
                 response = await client.post(
                     f"{self.base_url}{path}", json=payload, headers=headers, timeout=self._timeout
                 )
@@ -144,14 +154,6 @@ class JsonApi:
         if response.status_code not in SUCCESS_STATUSES:
             raise delivery_error_from_response(response, api=self.api)
         return self._message_id(response)
-
-    @asynccontextmanager
-    async def _http(self) -> AsyncIterator[httpx.AsyncClient]:
-        if self._client is not None:
-            yield self._client
-            return
-        async with httpx.AsyncClient(transport=httpx.AsyncHTTPTransport(retries=0)) as client:
-            yield client
 
     def _message_id(self, response: httpx.Response) -> str:
         try:

@@ -62,6 +62,7 @@ from starter.api import (
     webhooks,
 )
 from starter.api.dependencies import Services, ServicesDep
+from starter.api.hooks import twilio as twilio_hooks
 from starter.services import operations
 
 log = structlog.stdlib.get_logger("journeys.api")
@@ -133,6 +134,7 @@ def create_app(
         keep_subscribed.router,
         webhooks.router,
         sms_webhook.router,
+        twilio_hooks.router,
         codec.router,
         sla.router,
     ):
