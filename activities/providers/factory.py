@@ -6,8 +6,10 @@ import httpx
 from pydantic import SecretStr
 
 from activities.providers.http_api import HttpEmailProvider, HttpSmsProvider
+from activities.providers.mailgun import MailgunEmailProvider
 from activities.providers.messages import EmailProvider, SmsProvider
 from activities.providers.outbox import OutboxEmailProvider, OutboxSmsProvider
+from activities.providers.resend import ResendEmailProvider
 from activities.providers.smtp import SmtpEmailProvider
 from models.settings import Settings
 
@@ -19,11 +21,12 @@ def email_provider_from_settings(
 
     Args:
         settings: Provider choice, endpoints, credentials and timeout.
-        http_client: Shared client for the `http` provider (default: one per request).
+        http_client: Shared client for the HTTP API providers (default: one per request).
 
     Raises:
         ValueError: the chosen provider lacks its settings (e.g. `http` without
-            `EMAIL_API_URL`), or they are contradictory.
+            `EMAIL_API_URL`, `resend` without `RESEND_API_KEY`), or they are
+            contradictory.
     """
     match settings.email_provider:
         case "outbox":
@@ -42,6 +45,21 @@ def email_provider_from_settings(
             url, key = _api_settings("EMAIL", settings.email_api_url, settings.email_api_key)
             return HttpEmailProvider(
                 url, key, client=http_client, timeout=settings.provider_timeout_seconds
+            )
+        case "resend":
+            return ResendEmailProvider(
+                _required("resend", "RESEND_API_KEY", _secret(settings.resend_api_key)),
+                base_url=settings.resend_api_url,
+                client=http_client,
+                timeout=settings.provider_timeout_seconds,
+            )
+        case "mailgun":
+            return MailgunEmailProvider(
+                _required("mailgun", "MAILGUN_API_KEY", _secret(settings.mailgun_api_key)),
+                domain=_required("mailgun", "MAILGUN_DOMAIN", settings.mailgun_domain),
+                base_url=settings.mailgun_api_url,
+                client=http_client,
+                timeout=settings.provider_timeout_seconds,
             )
 
 
@@ -74,6 +92,12 @@ def _api_settings(channel: str, url: str | None, key: SecretStr | None) -> tuple
     if not secret:
         raise ValueError(f"{channel}_PROVIDER=http needs {channel}_API_KEY (its bearer token)")
     return url, secret
+
+
+def _required(provider: str, setting: str, value: str | None) -> str:
+    if not value:
+        raise ValueError(f"EMAIL_PROVIDER={provider} needs {setting}")
+    return value
 
 
 def _secret(value: SecretStr | None) -> str | None:
