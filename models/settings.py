@@ -279,6 +279,13 @@ class Settings(BaseSettings):
     codec_cors_origins: list[str] = Field(default_factory=list)
     codec_loopback_without_key: bool = False
 
+    @field_validator("resend_webhook_secret")
+    @classmethod
+    def _check_svix_secret(cls, secret: SecretStr | None) -> SecretStr | None:
+        if secret is not None:
+            svix_key(secret.get_secret_value())
+        return secret
+
     @field_validator("payload_master_keys")
     @classmethod
     def _check_master_keys(cls, keys: dict[str, SecretStr]) -> dict[str, SecretStr]:
@@ -385,6 +392,21 @@ class Settings(BaseSettings):
                 FrequencyCap(limit=self.email_cap_per_week, window=timedelta(days=7)),
             ),
         )
+
+
+def svix_key(secret: str) -> bytes:
+    """The HMAC key of a Svix signing secret (Resend's webhooks): base64 after `whsec_`.
+
+    Raises:
+        ValueError: the secret is not `whsec_` and base64.
+    """
+    try:
+        key = base64.b64decode(secret.removeprefix("whsec_"), validate=True)
+    except binascii.Error:
+        key = b""
+    if not key:
+        raise ValueError("a Svix signing secret is `whsec_` followed by base64")
+    return key
 
 
 def accelerated_clock_refusal(day_seconds: int, *, allowed: bool, name: str) -> str | None:
