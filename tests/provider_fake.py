@@ -6,12 +6,27 @@ from __future__ import annotations
 import json
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qs
 
+from activities.providers import OutgoingEmail
 from tests.fake_api import LoopbackServer, Reply
+
+UNSUBSCRIBE_URL = "https://journeys.example.test/u/tok"
+
+
+def with_unsubscribe(email: OutgoingEmail) -> OutgoingEmail:
+    """`email` with the one-click unsubscribe headers the send activity adds."""
+    return replace(
+        email,
+        headers={
+            **email.headers,
+            "List-Unsubscribe": f"<{UNSUBSCRIBE_URL}>",
+            "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
+        },
+    )
 
 
 @dataclass(frozen=True)
