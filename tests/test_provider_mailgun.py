@@ -307,20 +307,24 @@ async def test_signed_mailgun_events_become_behaviour_events_once(
         event("failed", message_id, "ev-3", severity="temporary"),
         event("failed", f"<{message_id}>", "ev-4", severity="permanent"),
         event("unsubscribed", message_id, "ev-5"),
-        event("accepted", message_id, "ev-6"),
-        event("opened", "elsewhere@mg.other.test", "ev-7"),
+        event("delivered", message_id, "ev-6"),
+        event("complained", message_id, "ev-7"),
+        event("accepted", message_id, "ev-8"),
+        event("opened", "elsewhere@mg.other.test", "ev-9"),
     ]
     answers = [(await post(gateway, signed_body(e))).json() for e in others]
-    assert [answer["accepted"] for answer in answers] == [1, 1, 1, 1, 0, 0]
-    assert answers[-1]["unknown_messages"] == ["ev-7"]
+    assert [answer["accepted"] for answer in answers] == [1, 1, 1, 1, 1, 1, 0, 0]
+    assert answers[-1]["unknown_messages"] == ["ev-9"]
 
-    rows = await email_events(engine, contact_id, 5)
+    rows = await email_events(engine, contact_id, 7)
     assert [(r.event_id, r.type) for r in rows] == [
         ("mailgun-webhook-ev-1", "email_opened"),
         ("mailgun-webhook-ev-2", "email_clicked"),
         ("mailgun-webhook-ev-3", "email_bounced"),
         ("mailgun-webhook-ev-4", "email_bounced"),
         ("mailgun-webhook-ev-5", "unsubscribed"),
+        ("mailgun-webhook-ev-6", "email_delivered"),
+        ("mailgun-webhook-ev-7", "email_complained"),
     ]
     assert rows[1].properties["url"] == link
     assert [rows[2].properties["bounce_type"], rows[3].properties["bounce_type"]] == [

@@ -436,18 +436,23 @@ async def test_signed_resend_events_become_behaviour_events_once(
     bounced = await post(gateway, bounced_event, svix_id="msg_3")
     delayed = await post(gateway, event("email.delivery_delayed", email_id), svix_id="msg_4")
     unknown = await post(gateway, event("email.opened", "not-ours"), svix_id="msg_5")
-    assert [r.json()["accepted"] for r in (clicked, bounced, delayed)] == [1, 1, 0]
+    delivered = await post(gateway, event("email.delivered", email_id), svix_id="msg_6")
+    complained = await post(gateway, event("email.complained", email_id), svix_id="msg_7")
+    answers = [r.json()["accepted"] for r in (clicked, bounced, delayed, delivered, complained)]
+    assert answers == [1, 1, 0, 1, 1]
     assert unknown.json()["unknown_messages"] == ["msg_5"]
 
-    rows = await events_of(engine, contact_id, 3)
+    rows = await events_of(engine, contact_id, 5)
     assert [(r.type, r.event_id) for r in rows] == [
         ("email_bounced", "resend-webhook-msg_3"),
         ("email_clicked", "resend-webhook-msg_2"),
+        ("email_complained", "resend-webhook-msg_7"),
+        ("email_delivered", "resend-webhook-msg_6"),
         ("email_opened", "resend-webhook-msg_1"),
     ]
     assert rows[0].properties["bounce_type"] == "hard"
     assert rows[1].properties["url"] == link
-    assert rows[2].properties["step"] == "day0"
+    assert rows[4].properties["step"] == "day0"
 
 
 async def test_resend_webhook_is_off_without_its_secret(
