@@ -90,7 +90,8 @@ class Settings(BaseSettings):
             `sqlite:///path` or `postgresql://…` URL is mapped to its async driver.
         task_queue: Temporal task queue the worker polls and journeys run on.
         email_provider: How email is delivered: `outbox` (.eml files on disk),
-            `smtp` (an SMTP server) or `http` (a JSON email API).
+            `smtp` (an SMTP server), `http` (a JSON email API), `mailgun` or
+            `resend`.
         outbox_dir: Where the outbox provider writes one .eml file per message.
         templates_dir: Message assets (Liquid) and `brand.toml`.
         log_format: `json`, `console`, or `auto` (JSON unless stderr is a TTY).
@@ -119,6 +120,16 @@ class Settings(BaseSettings):
         email_api_url: Base URL of the JSON email API (email_provider `http`);
             messages are POSTed to `{email_api_url}/emails`.
         email_api_key: Bearer token of the email API.
+        resend_api_key: Resend API key (`re_…`, email_provider `resend`).
+        resend_api_url: Resend's API base URL (another only for tests).
+        resend_webhook_secret: Signing secret of the Resend webhook (`whsec_…`);
+            `/webhooks/resend` refuses everything until it is set.
+        mailgun_api_key: Mailgun API key (email_provider `mailgun`).
+        mailgun_domain: The Mailgun sending domain messages are sent from.
+        mailgun_api_url: Mailgun's API base URL: `https://api.mailgun.net`,
+            or `https://api.eu.mailgun.net` for a domain in the EU region.
+        mailgun_webhook_signing_key: Mailgun's HTTP webhook signing key;
+            `/webhooks/mailgun` refuses everything until it is set.
         sms_provider: How SMS is delivered: `outbox` (.sms.txt files in
             outbox_dir), `http` (a JSON SMS API), `twilio` or `vonage`.
         sms_api_url: Base URL of the JSON SMS API (sms_provider `http`);
@@ -219,7 +230,7 @@ class Settings(BaseSettings):
 
     database_url: str = "sqlite:///.data/journeys.db"
     task_queue: str = "journeys"
-    email_provider: Literal["outbox", "smtp", "http"] = "outbox"
+    email_provider: Literal["outbox", "smtp", "http", "mailgun", "resend"] = "outbox"
     outbox_dir: Path = Path(".data/outbox")
     templates_dir: Path = PROJECT_ROOT / "templates"
     log_format: Literal["auto", "json", "console"] = "auto"
@@ -241,6 +252,13 @@ class Settings(BaseSettings):
     smtp_use_tls: bool = False
     email_api_url: str | None = None
     email_api_key: SecretStr | None = None
+    resend_api_key: SecretStr | None = None
+    resend_api_url: str = "https://api.resend.com"
+    resend_webhook_secret: SecretStr | None = None
+    mailgun_api_key: SecretStr | None = None
+    mailgun_domain: str | None = None
+    mailgun_api_url: str = "https://api.mailgun.net"
+    mailgun_webhook_signing_key: SecretStr | None = None
     sms_provider: Literal["outbox", "http", "twilio", "vonage"] = "outbox"
     sms_api_url: str | None = None
     sms_api_key: SecretStr | None = None
@@ -291,6 +309,13 @@ class Settings(BaseSettings):
     codec_key_cache_seconds: float = Field(default=300.0, ge=0)
     codec_cors_origins: list[str] = Field(default_factory=list)
     codec_loopback_without_key: bool = False
+
+    @field_validator("resend_webhook_secret")
+    @classmethod
+    def _check_svix_secret(cls, secret: SecretStr | None) -> SecretStr | None:
+        if secret is not None:
+            svix_key(secret.get_secret_value())
+        return secret
 
     @field_validator("payload_master_keys")
     @classmethod
@@ -398,6 +423,21 @@ class Settings(BaseSettings):
                 FrequencyCap(limit=self.email_cap_per_week, window=timedelta(days=7)),
             ),
         )
+
+
+def svix_key(secret: str) -> bytes:
+    """The HMAC key of a Svix signing secret (Resend's webhooks): base64 after `whsec_`.
+
+    Raises:
+        ValueError: the secret is not `whsec_` and base64.
+    """
+    try:
+        key = base64.b64decode(secret.removeprefix("whsec_"), validate=True)
+    except binascii.Error:
+        key = b""
+    if not key:
+        raise ValueError("a Svix signing secret is `whsec_` followed by base64")
+    return key
 
 
 def accelerated_clock_refusal(day_seconds: int, *, allowed: bool, name: str) -> str | None:

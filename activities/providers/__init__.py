@@ -3,7 +3,7 @@
 - `messages`: `OutgoingEmail`, `OutgoingSms`, `build_mime`, the `EmailProvider`
   and `SmsProvider` protocols.
 - `errors`: `DeliveryError`, the one error providers raise (never retrying).
-- `outbox`, `smtp`, `http_api`, `twilio`, `vonage`: the providers.
+- `outbox`, `smtp`, `http_api`, `resend`, `mailgun`, `twilio`, `vonage`: the providers.
 - `factory`: the providers chosen by the settings.
 - `notifier`: `RepNotification`, the `Notifier` protocol, the outbox and Slack
   webhook notifiers and `notifier_from_settings`.
@@ -14,6 +14,7 @@ from __future__ import annotations
 from activities.providers.errors import DeliveryError
 from activities.providers.factory import email_provider_from_settings, sms_provider_from_settings
 from activities.providers.http_api import HttpEmailProvider, HttpSmsProvider
+from activities.providers.mailgun import MailgunEmailProvider
 from activities.providers.messages import (
     EmailProvider,
     OutgoingEmail,
@@ -29,6 +30,7 @@ from activities.providers.notifier import (
     notifier_from_settings,
 )
 from activities.providers.outbox import OutboxEmailProvider, OutboxSmsProvider
+from activities.providers.resend import ResendEmailProvider
 from activities.providers.smtp import SmtpEmailProvider
 from activities.providers.twilio import TwilioSmsProvider
 from activities.providers.vonage import VonageSmsProvider
@@ -38,6 +40,7 @@ __all__ = [
     "EmailProvider",
     "HttpEmailProvider",
     "HttpSmsProvider",
+    "MailgunEmailProvider",
     "Notifier",
     "OutboxEmailProvider",
     "OutboxNotifier",
@@ -45,6 +48,7 @@ __all__ = [
     "OutgoingEmail",
     "OutgoingSms",
     "RepNotification",
+    "ResendEmailProvider",
     "SlackWebhookNotifier",
     "SmsProvider",
     "SmtpEmailProvider",

@@ -6,8 +6,10 @@ import httpx
 from pydantic import SecretStr
 
 from activities.providers.http_api import HttpEmailProvider, HttpSmsProvider
+from activities.providers.mailgun import MailgunEmailProvider
 from activities.providers.messages import EmailProvider, SmsProvider
 from activities.providers.outbox import OutboxEmailProvider, OutboxSmsProvider
+from activities.providers.resend import ResendEmailProvider
 from activities.providers.smtp import SmtpEmailProvider
 from activities.providers.twilio import TwilioSmsProvider
 from activities.providers.vonage import VonageSmsProvider
@@ -21,11 +23,12 @@ def email_provider_from_settings(
 
     Args:
         settings: Provider choice, endpoints, credentials and timeout.
-        http_client: Shared client for the `http` provider (default: one per request).
+        http_client: Shared client for the HTTP API providers (default: one per request).
 
     Raises:
         ValueError: the chosen provider lacks its settings (e.g. `http` without
-            `EMAIL_API_URL`), or they are contradictory.
+            `EMAIL_API_URL`, `resend` without `RESEND_API_KEY`), or they are
+            contradictory.
     """
     match settings.email_provider:
         case "outbox":
@@ -44,6 +47,27 @@ def email_provider_from_settings(
             url, key = _api_settings("EMAIL", settings.email_api_url, settings.email_api_key)
             return HttpEmailProvider(
                 url, key, client=http_client, timeout=settings.provider_timeout_seconds
+            )
+        case "resend":
+            return ResendEmailProvider(
+                _required(
+                    "EMAIL_PROVIDER=resend", "RESEND_API_KEY", _secret(settings.resend_api_key)
+                ),
+                base_url=settings.resend_api_url,
+                client=http_client,
+                timeout=settings.provider_timeout_seconds,
+            )
+        case "mailgun":
+            return MailgunEmailProvider(
+                _required(
+                    "EMAIL_PROVIDER=mailgun", "MAILGUN_API_KEY", _secret(settings.mailgun_api_key)
+                ),
+                domain=_required(
+                    "EMAIL_PROVIDER=mailgun", "MAILGUN_DOMAIN", settings.mailgun_domain
+                ),
+                base_url=settings.mailgun_api_url,
+                client=http_client,
+                timeout=settings.provider_timeout_seconds,
             )
 
 
@@ -69,8 +93,10 @@ def sms_provider_from_settings(
             )
         case "twilio":
             return TwilioSmsProvider(
-                _required("twilio", "TWILIO_ACCOUNT_SID", settings.twilio_account_sid),
-                _required("twilio", "TWILIO_AUTH_TOKEN", _secret(settings.twilio_auth_token)),
+                _required("SMS_PROVIDER=twilio", "TWILIO_ACCOUNT_SID", settings.twilio_account_sid),
+                _required(
+                    "SMS_PROVIDER=twilio", "TWILIO_AUTH_TOKEN", _secret(settings.twilio_auth_token)
+                ),
                 from_number=settings.twilio_from_number or None,
                 messaging_service_sid=settings.twilio_messaging_service_sid or None,
                 status_callback_url=settings.twilio_status_callback_url,
@@ -79,19 +105,15 @@ def sms_provider_from_settings(
             )
         case "vonage":
             return VonageSmsProvider(
-                _required("vonage", "VONAGE_API_KEY", settings.vonage_api_key),
-                _required("vonage", "VONAGE_API_SECRET", _secret(settings.vonage_api_secret)),
-                sender=_required("vonage", "VONAGE_FROM", settings.vonage_from),
+                _required("SMS_PROVIDER=vonage", "VONAGE_API_KEY", settings.vonage_api_key),
+                _required(
+                    "SMS_PROVIDER=vonage", "VONAGE_API_SECRET", _secret(settings.vonage_api_secret)
+                ),
+                sender=_required("SMS_PROVIDER=vonage", "VONAGE_FROM", settings.vonage_from),
                 api_url=settings.vonage_api_url,
                 client=http_client,
                 timeout=settings.provider_timeout_seconds,
             )
-
-
-def _required(provider: str, setting: str, value: str | None) -> str:
-    if not value:
-        raise ValueError(f"SMS_PROVIDER={provider} needs {setting}")
-    return value
 
 
 def _api_settings(channel: str, url: str | None, key: SecretStr | None) -> tuple[str, str]:
@@ -101,6 +123,13 @@ def _api_settings(channel: str, url: str | None, key: SecretStr | None) -> tuple
     if not secret:
         raise ValueError(f"{channel}_PROVIDER=http needs {channel}_API_KEY (its bearer token)")
     return url, secret
+
+
+def _required(choice: str, setting: str, value: str | None) -> str:
+    """`value`, or a refusal naming the setting `choice` (`EMAIL_PROVIDER=resend`) needs."""
+    if not value:
+        raise ValueError(f"{choice} needs {setting}")
+    return value
 
 
 def _secret(value: SecretStr | None) -> str | None:

@@ -25,10 +25,11 @@ httpx never retries (`retries=0`, no redirects followed): Temporal owns retries.
 
 from __future__ import annotations
 
+import base64
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from email.utils import formataddr
-from typing import Any
+from typing import Any, Protocol
 
 import httpx
 
@@ -40,6 +41,14 @@ TRANSIENT_STATUSES = frozenset({408, 409, 429})
 """Statuses below 500 that are worth retrying."""
 INVALID_RECIPIENT_CODE = "invalid_recipient"
 """The `error.code` by which a 400/422 answer says the recipient is invalid."""
+
+
+class Classifier(Protocol):
+    """Turns an API's non-success answer (body read) into the `DeliveryError` to raise."""
+
+    def __call__(self, response: httpx.Response, *, api: str) -> DeliveryError:
+        """The error for `response`, naming `api` in its message."""
+        ...
 
 
 def delivery_error_from_response(response: httpx.Response, *, api: str) -> DeliveryError:
@@ -108,16 +117,23 @@ class JsonApi:
         api: str,
         client: httpx.AsyncClient | None = None,
         timeout: float = 10.0,
+        classify: Classifier = delivery_error_from_response,
+        basic_auth_user: str | None = None,
     ) -> None:
         """Configure the API.
 
         Args:
             base_url: `http(s)://host[:port][/prefix]`; paths are appended to it.
-            api_key: Sent as `Authorization: Bearer <api_key>`.
+            api_key: Sent as `Authorization: Bearer <api_key>`, or as the password
+                of basic auth when `basic_auth_user` is given.
             api: Name of the API in error messages.
             client: Shared client (its connection pool is reused); without one,
                 each request uses a short-lived client that never retries.
             timeout: Seconds allowed for connecting, sending and reading the answer.
+            classify: Turns a non-success answer into the `DeliveryError` to raise
+                (the API's own error codes; default: the generic rules above).
+            basic_auth_user: Authenticate with HTTP basic auth as this user
+                (Mailgun's `api`) instead of a bearer token.
 
         Raises:
             ValueError: `base_url` is not an absolute http(s) URL.
@@ -127,24 +143,46 @@ class JsonApi:
             raise ValueError(f"{api} URL must be an absolute http(s) URL, got {base_url!r}")
         self.base_url = base_url.rstrip("/")
         self.api = api
-        self._api_key = api_key
+        self._authorization = (
+            f"Bearer {api_key}"
+            if basic_auth_user is None
+            else "Basic " + base64.b64encode(f"{basic_auth_user}:{api_key}".encode()).decode()
+        )
         self._client = client
         self._timeout = timeout
+        self._classify = classify
 
     async def post(self, path: str, payload: Mapping[str, Any], *, idempotency_key: str) -> str:
-        """POST `payload` to `{base_url}{path}`; return the `id` of the success answer.
+        """POST `payload` as JSON to `{base_url}{path}` with an `Idempotency-Key`; return the
+        `id` of the success answer.
 
         Raises:
             DeliveryError: no answer in time, or not a success with an id.
         """
-        headers = {
-            "Authorization": f"Bearer {self._api_key}",
-            "Idempotency-Key": idempotency_key,
-        }
+        return await self.submit(path, headers={"Idempotency-Key": idempotency_key}, json=payload)
+
+    async def submit(
+        self,
+        path: str,
+        *,
+        headers: Mapping[str, str] | None = None,
+        json: Mapping[str, Any] | None = None,
+        data: Mapping[str, str | list[str]] | None = None,
+    ) -> str:
+        """POST a JSON (`json`) or form-encoded (`data`) body, authenticated, to
+        `{base_url}{path}`; return the `id` of the success answer.
+
+        Raises:
+            DeliveryError: no answer in time, or not a success with an id.
+        """
         try:
             async with http_client(self._client) as client:
                 response = await client.post(
-                    f"{self.base_url}{path}", json=payload, headers=headers, timeout=self._timeout
+                    f"{self.base_url}{path}",
+                    json=json,
+                    data=data,
+                    headers={"Authorization": self._authorization, **(headers or {})},
+                    timeout=self._timeout,
                 )
         except httpx.RequestError as error:
             raise DeliveryError(
@@ -152,7 +190,7 @@ class JsonApi:
                 permanent=False,
             ) from error
         if response.status_code not in SUCCESS_STATUSES:
-            raise delivery_error_from_response(response, api=self.api)
+            raise self._classify(response, api=self.api)
         return self._message_id(response)
 
     def _message_id(self, response: httpx.Response) -> str:
