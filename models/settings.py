@@ -90,7 +90,8 @@ class Settings(BaseSettings):
             `sqlite:///path` or `postgresql://…` URL is mapped to its async driver.
         task_queue: Temporal task queue the worker polls and journeys run on.
         email_provider: How email is delivered: `outbox` (.eml files on disk),
-            `smtp` (an SMTP server) or `http` (a JSON email API).
+            `smtp` (an SMTP server), `http` (a JSON email API), `postmark` or
+            `sendgrid` (their email APIs).
         outbox_dir: Where the outbox provider writes one .eml file per message.
         templates_dir: Message assets (Liquid) and `brand.toml`.
         log_format: `json`, `console`, or `auto` (JSON unless stderr is a TTY).
@@ -119,6 +120,20 @@ class Settings(BaseSettings):
         email_api_url: Base URL of the JSON email API (email_provider `http`);
             messages are POSTed to `{email_api_url}/emails`.
         email_api_key: Bearer token of the email API.
+        postmark_server_token: Postmark server API token (`X-Postmark-Server-Token`).
+        postmark_api_url: Base URL of Postmark's API (messages go to `/email`).
+        postmark_message_stream: Postmark message stream of every message (its
+            default transactional stream is `outbound`).
+        postmark_broadcast_stream: Postmark broadcast stream of marketing messages
+            (those with a List-Unsubscribe header); unset: they go to
+            `postmark_message_stream` too.
+        postmark_webhook_username: HTTP basic-auth user name Postmark's webhook URL
+            carries; `/webhooks/postmark` answers 404 until it and the password are set.
+        postmark_webhook_password: HTTP basic-auth password of Postmark's webhooks.
+        sendgrid_api_key: SendGrid API key (Mail Send permission), sent as a bearer token.
+        sendgrid_api_url: Base URL of SendGrid's API (messages go to `/v3/mail/send`).
+        sendgrid_webhook_public_key: The Signed Event Webhook's verification key,
+            base64 DER as SendGrid shows it; `/webhooks/sendgrid` answers 404 without.
         sms_provider: How SMS is delivered: `outbox` (.sms.txt files in
             outbox_dir) or `http` (a JSON SMS API).
         sms_api_url: Base URL of the JSON SMS API (sms_provider `http`);
@@ -201,7 +216,7 @@ class Settings(BaseSettings):
 
     database_url: str = "sqlite:///.data/journeys.db"
     task_queue: str = "journeys"
-    email_provider: Literal["outbox", "smtp", "http"] = "outbox"
+    email_provider: Literal["outbox", "smtp", "http", "postmark", "sendgrid"] = "outbox"
     outbox_dir: Path = Path(".data/outbox")
     templates_dir: Path = PROJECT_ROOT / "templates"
     log_format: Literal["auto", "json", "console"] = "auto"
@@ -223,6 +238,15 @@ class Settings(BaseSettings):
     smtp_use_tls: bool = False
     email_api_url: str | None = None
     email_api_key: SecretStr | None = None
+    postmark_server_token: SecretStr | None = None
+    postmark_api_url: str = "https://api.postmarkapp.com"
+    postmark_message_stream: str = Field(default="outbound", min_length=1)
+    postmark_broadcast_stream: str | None = None
+    postmark_webhook_username: SecretStr | None = Field(default=None, min_length=1)
+    postmark_webhook_password: SecretStr | None = Field(default=None, min_length=16)
+    sendgrid_api_key: SecretStr | None = None
+    sendgrid_api_url: str = "https://api.sendgrid.com"
+    sendgrid_webhook_public_key: str | None = None
     sms_provider: Literal["outbox", "http"] = "outbox"
     sms_api_url: str | None = None
     sms_api_key: SecretStr | None = None

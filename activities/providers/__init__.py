@@ -3,7 +3,8 @@
 - `messages`: `OutgoingEmail`, `OutgoingSms`, `build_mime`, the `EmailProvider`
   and `SmsProvider` protocols.
 - `errors`: `DeliveryError`, the one error providers raise (never retrying).
-- `outbox`, `smtp`, `http_api`: the providers.
+- `outbox`, `smtp`, `http_api`: the providers; `postmark`, `sendgrid`: those
+  services' email APIs.
 - `factory`: the providers chosen by the settings.
 - `notifier`: `RepNotification`, the `Notifier` protocol, the outbox and Slack
   webhook notifiers and `notifier_from_settings`.
@@ -29,6 +30,8 @@ from activities.providers.notifier import (
     notifier_from_settings,
 )
 from activities.providers.outbox import OutboxEmailProvider, OutboxSmsProvider
+from activities.providers.postmark import PostmarkEmailProvider
+from activities.providers.sendgrid import SendGridEmailProvider
 from activities.providers.smtp import SmtpEmailProvider
 
 __all__ = [
@@ -42,7 +45,9 @@ __all__ = [
     "OutboxSmsProvider",
     "OutgoingEmail",
     "OutgoingSms",
+    "PostmarkEmailProvider",
     "RepNotification",
+    "SendGridEmailProvider",
     "SlackWebhookNotifier",
     "SmsProvider",
     "SmtpEmailProvider",

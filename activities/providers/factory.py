@@ -8,6 +8,8 @@ from pydantic import SecretStr
 from activities.providers.http_api import HttpEmailProvider, HttpSmsProvider
 from activities.providers.messages import EmailProvider, SmsProvider
 from activities.providers.outbox import OutboxEmailProvider, OutboxSmsProvider
+from activities.providers.postmark import PostmarkEmailProvider
+from activities.providers.sendgrid import SendGridEmailProvider
 from activities.providers.smtp import SmtpEmailProvider
 from models.settings import Settings
 
@@ -19,11 +21,12 @@ def email_provider_from_settings(
 
     Args:
         settings: Provider choice, endpoints, credentials and timeout.
-        http_client: Shared client for the `http` provider (default: one per request).
+        http_client: Shared client for the HTTP providers (default: one per request).
 
     Raises:
         ValueError: the chosen provider lacks its settings (e.g. `http` without
-            `EMAIL_API_URL`), or they are contradictory.
+            `EMAIL_API_URL`, `postmark` without `POSTMARK_SERVER_TOKEN`), or they
+            are contradictory.
     """
     match settings.email_provider:
         case "outbox":
@@ -42,6 +45,22 @@ def email_provider_from_settings(
             url, key = _api_settings("EMAIL", settings.email_api_url, settings.email_api_key)
             return HttpEmailProvider(
                 url, key, client=http_client, timeout=settings.provider_timeout_seconds
+            )
+        case "postmark":
+            return PostmarkEmailProvider(
+                _required(settings.postmark_server_token, "POSTMARK_SERVER_TOKEN", "postmark"),
+                base_url=settings.postmark_api_url,
+                message_stream=settings.postmark_message_stream,
+                broadcast_stream=settings.postmark_broadcast_stream,
+                client=http_client,
+                timeout=settings.provider_timeout_seconds,
+            )
+        case "sendgrid":
+            return SendGridEmailProvider(
+                _required(settings.sendgrid_api_key, "SENDGRID_API_KEY", "sendgrid"),
+                base_url=settings.sendgrid_api_url,
+                client=http_client,
+                timeout=settings.provider_timeout_seconds,
             )
 
 
@@ -74,6 +93,13 @@ def _api_settings(channel: str, url: str | None, key: SecretStr | None) -> tuple
     if not secret:
         raise ValueError(f"{channel}_PROVIDER=http needs {channel}_API_KEY (its bearer token)")
     return url, secret
+
+
+def _required(value: SecretStr | None, setting: str, provider: str) -> str:
+    secret = _secret(value)
+    if not secret:
+        raise ValueError(f"EMAIL_PROVIDER={provider} needs {setting}")
+    return secret
 
 
 def _secret(value: SecretStr | None) -> str | None:

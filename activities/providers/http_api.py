@@ -87,15 +87,40 @@ def _error_details(response: httpx.Response) -> tuple[str | None, str]:
     return code, code or fallback
 
 
+def message_id_of(response: httpx.Response, *, api: str, field: str) -> str:
+    """The message id a success answer carries in its JSON `field`.
+
+    Raises:
+        DeliveryError: (permanent) the answer has none.
+    """
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    message_id = body.get(field) if isinstance(body, dict) else None
+    if not isinstance(message_id, str) or not message_id:
+        raise DeliveryError(
+            f"{api} answered HTTP {response.status_code} without a message id: "
+            f"{provider_text(response.text)}",
+            permanent=True,
+            status_code=response.status_code,
+        )
+    return message_id
+
+
 class JsonApi:
-    """POSTs JSON to one API with bearer auth and an Idempotency-Key; raises `DeliveryError`."""
+    """POSTs JSON to one API with its credentials; raises `DeliveryError`.
+
+    `send` is the transport every JSON provider shares (Postmark and SendGrid
+    too); `post` is the generic JSON API's call (Idempotency-Key, `{"id"}` answer).
+    """
 
     def __init__(
         self,
         base_url: str,
-        api_key: str,
         *,
         api: str,
+        auth: Mapping[str, str],
         client: httpx.AsyncClient | None = None,
         timeout: float = 10.0,
     ) -> None:
@@ -103,8 +128,9 @@ class JsonApi:
 
         Args:
             base_url: `http(s)://host[:port][/prefix]`; paths are appended to it.
-            api_key: Sent as `Authorization: Bearer <api_key>`.
             api: Name of the API in error messages.
+            auth: The headers that carry the credentials (e.g. `Authorization:
+                Bearer <api key>`), sent with every request.
             client: Shared client (its connection pool is reused); without one,
                 each request uses a short-lived client that never retries.
             timeout: Seconds allowed for connecting, sending and reading the answer.
@@ -117,9 +143,31 @@ class JsonApi:
             raise ValueError(f"{api} URL must be an absolute http(s) URL, got {base_url!r}")
         self.base_url = base_url.rstrip("/")
         self.api = api
-        self._api_key = api_key
+        self._auth = dict(auth)
         self._client = client
         self._timeout = timeout
+
+    async def send(
+        self, path: str, payload: Mapping[str, Any], *, headers: Mapping[str, str] | None = None
+    ) -> httpx.Response:
+        """POST `payload` to `{base_url}{path}` once; return whatever the API answered.
+
+        Raises:
+            DeliveryError: (transient) no answer in time, or no connection.
+        """
+        try:
+            async with self._http() as client:
+                return await client.post(
+                    f"{self.base_url}{path}",
+                    json=payload,
+                    headers={**self._auth, **(headers or {})},
+                    timeout=self._timeout,
+                )
+        except httpx.RequestError as error:
+            raise DeliveryError(
+                f"{self.api} unreachable: {type(error).__name__}: {provider_text(str(error))}",
+                permanent=False,
+            ) from error
 
     async def post(self, path: str, payload: Mapping[str, Any], *, idempotency_key: str) -> str:
         """POST `payload` to `{base_url}{path}`; return the `id` of the success answer.
@@ -127,23 +175,10 @@ class JsonApi:
         Raises:
             DeliveryError: no answer in time, or not a success with an id.
         """
-        headers = {
-            "Authorization": f"Bearer {self._api_key}",
-            "Idempotency-Key": idempotency_key,
-        }
-        try:
-            async with self._http() as client:
-                response = await client.post(
-                    f"{self.base_url}{path}", json=payload, headers=headers, timeout=self._timeout
-                )
-        except httpx.RequestError as error:
-            raise DeliveryError(
-                f"{self.api} unreachable: {type(error).__name__}: {provider_text(str(error))}",
-                permanent=False,
-            ) from error
+        response = await self.send(path, payload, headers={"Idempotency-Key": idempotency_key})
         if response.status_code not in SUCCESS_STATUSES:
             raise delivery_error_from_response(response, api=self.api)
-        return self._message_id(response)
+        return message_id_of(response, api=self.api, field="id")
 
     @asynccontextmanager
     async def _http(self) -> AsyncIterator[httpx.AsyncClient]:
@@ -152,21 +187,6 @@ class JsonApi:
             return
         async with httpx.AsyncClient(transport=httpx.AsyncHTTPTransport(retries=0)) as client:
             yield client
-
-    def _message_id(self, response: httpx.Response) -> str:
-        try:
-            body = response.json()
-        except ValueError:
-            body = None
-        message_id = body.get("id") if isinstance(body, dict) else None
-        if not isinstance(message_id, str) or not message_id:
-            raise DeliveryError(
-                f"{self.api} answered HTTP {response.status_code} without a message id: "
-                f"{provider_text(response.text)}",
-                permanent=True,
-                status_code=response.status_code,
-            )
-        return message_id
 
 
 class _JsonApiProvider:
@@ -188,7 +208,13 @@ class _JsonApiProvider:
         Raises:
             ValueError: `base_url` is not an absolute http(s) URL.
         """
-        self._api = JsonApi(base_url, api_key, api=self.api_label, client=client, timeout=timeout)
+        self._api = JsonApi(
+            base_url,
+            api=self.api_label,
+            auth={"Authorization": f"Bearer {api_key}"},
+            client=client,
+            timeout=timeout,
+        )
 
 
 class HttpEmailProvider(_JsonApiProvider):
