@@ -35,7 +35,6 @@ from __future__ import annotations
 import re
 import time
 from datetime import timedelta
-from email.utils import formataddr
 from typing import Any
 
 import httpx
