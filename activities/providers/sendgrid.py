@@ -89,7 +89,7 @@ class SendGridEmailProvider:
         response = await self._api.send("/v3/mail/send", payload(email))
         if response.status_code != httpx.codes.ACCEPTED:
             raise sendgrid_error(response)
-        message_id = response.headers.get(MESSAGE_ID_HEADER, "").strip()
+        message_id: str = response.headers.get(MESSAGE_ID_HEADER, "").strip()
         if not message_id:
             raise DeliveryError(
                 f"{API_LABEL} answered HTTP 202 without an {MESSAGE_ID_HEADER} header",
