@@ -17,6 +17,8 @@ from pathlib import Path
 from typing import Annotated, Literal, Self, get_args
 from urllib.parse import urlsplit
 
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.serialization import load_der_public_key
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -80,6 +82,23 @@ class ApiKey(BaseModel):
     name: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.-]{1,64}$")]
     key: SecretStr = Field(min_length=24)
     scopes: frozenset[Scope] = ALL_SCOPES
+
+
+@lru_cache(maxsize=8)
+def _p256_public_key(value: str) -> ec.EllipticCurvePublicKey:
+    """An ECDSA P-256 public key given as base64 DER (how SendGrid shows its webhook's key).
+
+    Raises:
+        ValueError: it is not one.
+    """
+    problem = "SENDGRID_WEBHOOK_PUBLIC_KEY must be the base64 DER P-256 key SendGrid shows"
+    try:
+        key = load_der_public_key(base64.b64decode("".join(value.split()), validate=True))
+    except (binascii.Error, ValueError):
+        raise ValueError(problem) from None
+    if not isinstance(key, ec.EllipticCurvePublicKey) or key.curve.name != "secp256r1":
+        raise ValueError(problem)
+    return key
 
 
 class Settings(BaseSettings):
@@ -318,6 +337,18 @@ class Settings(BaseSettings):
                 f"{sorted(self.payload_master_keys)}"
             )
         return self
+
+    @field_validator("sendgrid_webhook_public_key")
+    @classmethod
+    def _check_sendgrid_key(cls, value: str | None) -> str | None:
+        if value is not None:
+            _p256_public_key(value)
+        return value
+
+    def sendgrid_verification_key(self) -> ec.EllipticCurvePublicKey | None:
+        """The Signed Event Webhook's public key (SENDGRID_WEBHOOK_PUBLIC_KEY), if set."""
+        key = self.sendgrid_webhook_public_key
+        return None if key is None else _p256_public_key(key)
 
     def master_keys(self) -> tuple[str, dict[str, bytes]]:
         """The active master key's id, and every master key by id (raw bytes)."""

@@ -62,7 +62,7 @@ from starter.api import (
     webhooks,
 )
 from starter.api.dependencies import Services, ServicesDep
-from starter.api.hooks import postmark
+from starter.api.hooks import postmark, sendgrid
 from starter.services import operations
 
 log = structlog.stdlib.get_logger("journeys.api")
@@ -134,6 +134,7 @@ def create_app(
         webhooks.router,
         sms_webhook.router,
         postmark.router,
+        sendgrid.router,
         codec.router,
         sla.router,
     ):
