@@ -138,10 +138,7 @@ def _invalid(body: Any) -> tuple[str | None, str] | None:
             return f"personalizations.{p}.to", "The to array is required."
         for r, recipient in enumerate(recipients):
             if "@" not in str(recipient.get("email", "")):
-                return (
-                    f"personalizations.{p}.to.{r}.email",
-                    f"Does not contain a valid address: {recipient.get('email')}.",
-                )
+                return f"personalizations.{p}.to.{r}.email", "Does not contain a valid address."
     if "@" not in str((body.get("from") or {}).get("email", "")):
         return "from.email", "The from email does not contain a valid address."
     if not body.get("subject"):
