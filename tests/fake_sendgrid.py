@@ -83,14 +83,14 @@ class SendGridApi(LedgerServer):
 
             def do_POST(self) -> None:
                 raw = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                answered: tuple[int, dict[str, Any] | None, dict[str, str]]
                 try:
                     body = json.loads(raw)
                 except ValueError:
-                    status, answer, headers = 400, _errors((None, "Bad Request")), {}
+                    answered = 400, _errors((None, "Bad Request")), {}
                 else:
-                    status, answer, headers = api.answer(
-                        self.headers.get("Authorization"), self.path, body
-                    )
+                    answered = api.answer(self.headers.get("Authorization"), self.path, body)
+                status, answer, headers = answered
                 payload = b"" if answer is None else json.dumps(answer).encode()
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")

@@ -358,7 +358,7 @@ async def test_postmark_webhook_records_become_behaviour_events_once(
         assert refused.headers["www-authenticate"].startswith("Basic")
     assert (await post_record(postmark_gateway, b"{not json", good)).status_code == 400
 
-    records = [
+    records: list[dict[str, Any]] = [
         {"RecordType": "Delivery", "DeliveredAt": now, "Details": "250 OK", **message},
         opened,
         {"RecordType": "Click", "ReceivedAt": now, "OriginalLink": "https://x.test/p", **message},
