@@ -17,6 +17,8 @@ from pathlib import Path
 from typing import Annotated, Literal, Self, get_args
 from urllib.parse import urlsplit
 
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.serialization import load_der_public_key
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -82,6 +84,23 @@ class ApiKey(BaseModel):
     scopes: frozenset[Scope] = ALL_SCOPES
 
 
+@lru_cache(maxsize=8)
+def _p256_public_key(value: str) -> ec.EllipticCurvePublicKey:
+    """An ECDSA P-256 public key given as base64 DER (how SendGrid shows its webhook's key).
+
+    Raises:
+        ValueError: it is not one.
+    """
+    problem = "SENDGRID_WEBHOOK_PUBLIC_KEY must be the base64 DER P-256 key SendGrid shows"
+    try:
+        key = load_der_public_key(base64.b64decode("".join(value.split()), validate=True))
+    except (binascii.Error, ValueError):
+        raise ValueError(problem) from None
+    if not isinstance(key, ec.EllipticCurvePublicKey) or key.curve.name != "secp256r1":
+        raise ValueError(problem)
+    return key
+
+
 class Settings(BaseSettings):
     """Settings of the worker, CLI and gateway.
 
@@ -90,8 +109,8 @@ class Settings(BaseSettings):
             `sqlite:///path` or `postgresql://…` URL is mapped to its async driver.
         task_queue: Temporal task queue the worker polls and journeys run on.
         email_provider: How email is delivered: `outbox` (.eml files on disk),
-            `smtp` (an SMTP server), `http` (a JSON email API), `mailgun` or
-            `resend`.
+            `smtp` (an SMTP server), `http` (a JSON email API), `postmark`,
+            `sendgrid`, `mailgun` or `resend` (their email APIs).
         outbox_dir: Where the outbox provider writes one .eml file per message.
         templates_dir: Message assets (Liquid) and `brand.toml`.
         log_format: `json`, `console`, or `auto` (JSON unless stderr is a TTY).
@@ -120,6 +139,20 @@ class Settings(BaseSettings):
         email_api_url: Base URL of the JSON email API (email_provider `http`);
             messages are POSTed to `{email_api_url}/emails`.
         email_api_key: Bearer token of the email API.
+        postmark_server_token: Postmark server API token (`X-Postmark-Server-Token`).
+        postmark_api_url: Base URL of Postmark's API (messages go to `/email`).
+        postmark_message_stream: Postmark message stream of every message (its
+            default transactional stream is `outbound`).
+        postmark_broadcast_stream: Postmark broadcast stream of marketing messages
+            (those with a List-Unsubscribe header); unset: they go to
+            `postmark_message_stream` too.
+        postmark_webhook_username: HTTP basic-auth user name Postmark's webhook URL
+            carries; `/webhooks/postmark` answers 404 until it and the password are set.
+        postmark_webhook_password: HTTP basic-auth password of Postmark's webhooks.
+        sendgrid_api_key: SendGrid API key (Mail Send permission), sent as a bearer token.
+        sendgrid_api_url: Base URL of SendGrid's API (messages go to `/v3/mail/send`).
+        sendgrid_webhook_public_key: The Signed Event Webhook's verification key,
+            base64 DER as SendGrid shows it; `/webhooks/sendgrid` answers 404 without.
         resend_api_key: Resend API key (`re_…`, email_provider `resend`).
         resend_api_url: Resend's API base URL (another only for tests).
         resend_webhook_secret: Signing secret of the Resend webhook (`whsec_…`);
@@ -230,7 +263,9 @@ class Settings(BaseSettings):
 
     database_url: str = "sqlite:///.data/journeys.db"
     task_queue: str = "journeys"
-    email_provider: Literal["outbox", "smtp", "http", "mailgun", "resend"] = "outbox"
+    email_provider: Literal[
+        "outbox", "smtp", "http", "postmark", "sendgrid", "mailgun", "resend"
+    ] = "outbox"
     outbox_dir: Path = Path(".data/outbox")
     templates_dir: Path = PROJECT_ROOT / "templates"
     log_format: Literal["auto", "json", "console"] = "auto"
@@ -252,6 +287,15 @@ class Settings(BaseSettings):
     smtp_use_tls: bool = False
     email_api_url: str | None = None
     email_api_key: SecretStr | None = None
+    postmark_server_token: SecretStr | None = None
+    postmark_api_url: str = "https://api.postmarkapp.com"
+    postmark_message_stream: str = Field(default="outbound", min_length=1)
+    postmark_broadcast_stream: str | None = None
+    postmark_webhook_username: SecretStr | None = Field(default=None, min_length=1)
+    postmark_webhook_password: SecretStr | None = Field(default=None, min_length=16)
+    sendgrid_api_key: SecretStr | None = None
+    sendgrid_api_url: str = "https://api.sendgrid.com"
+    sendgrid_webhook_public_key: str | None = None
     resend_api_key: SecretStr | None = None
     resend_api_url: str = "https://api.resend.com"
     resend_webhook_secret: SecretStr | None = None
@@ -350,6 +394,18 @@ class Settings(BaseSettings):
                 f"{sorted(self.payload_master_keys)}"
             )
         return self
+
+    @field_validator("sendgrid_webhook_public_key")
+    @classmethod
+    def _check_sendgrid_key(cls, value: str | None) -> str | None:
+        if value is not None:
+            _p256_public_key(value)
+        return value
+
+    def sendgrid_verification_key(self) -> ec.EllipticCurvePublicKey | None:
+        """The Signed Event Webhook's public key (SENDGRID_WEBHOOK_PUBLIC_KEY), if set."""
+        key = self.sendgrid_webhook_public_key
+        return None if key is None else _p256_public_key(key)
 
     def master_keys(self) -> tuple[str, dict[str, bytes]]:
         """The active master key's id, and every master key by id (raw bytes)."""

@@ -28,6 +28,7 @@ from rules.templates import TemplateCatalog
 from starter.qa.contacts import ContactFileError, contact_from_file
 from starter.qa.simulate import ScheduledEvent, parse_event
 from tests.cli import Completed, cli_environment, journeys
+from tests.fake_postmark import PostmarkApi
 from tests.kit import (
     JourneyKit,
     Simulation,
@@ -420,6 +421,28 @@ async def test_test_send_through_smtp_on_loopback(settings: Settings) -> None:
     message = parse(envelope)
     assert message["Subject"] == "[TEST] Quick question about Northwind Campaigns"
     assert message["X-Journeys-Test"] == "1"
+
+
+async def test_test_send_through_postmark(settings: Settings) -> None:
+    with PostmarkApi() as api:
+        done = await qa(
+            settings,
+            "test-send",
+            "welcome-series/day0",
+            "--to",
+            "me@example.com",
+            **api.worker_environment(),
+        )
+
+    assert done.returncode == 0, done.stderr
+    assert "through postmark" in done.stdout
+    [body] = api.received
+    assert body["To"] == "me@example.com"
+    assert body["Subject"].startswith("[TEST] ")
+    headers = {header["Name"]: header["Value"] for header in body["Headers"]}
+    assert headers["X-Journeys-Test"] == "1"
+    assert headers["Message-ID"].startswith("<")
+    assert api.deliveries[0].message_id in done.stdout
 
 
 async def test_test_send_is_refused_for_a_suppressed_address(

@@ -3,7 +3,8 @@
 - `messages`: `OutgoingEmail`, `OutgoingSms`, `build_mime`, the `EmailProvider`
   and `SmsProvider` protocols.
 - `errors`: `DeliveryError`, the one error providers raise (never retrying).
-- `outbox`, `smtp`, `http_api`, `resend`, `mailgun`, `twilio`, `vonage`: the providers.
+- `outbox`, `smtp`, `http_api`: the providers; `postmark`, `sendgrid`, `resend`, `mailgun`:
+  those services' email APIs; `twilio`, `vonage`: their SMS APIs.
 - `factory`: the providers chosen by the settings.
 - `notifier`: `RepNotification`, the `Notifier` protocol, the outbox and Slack
   webhook notifiers and `notifier_from_settings`.
@@ -30,7 +31,9 @@ from activities.providers.notifier import (
     notifier_from_settings,
 )
 from activities.providers.outbox import OutboxEmailProvider, OutboxSmsProvider
+from activities.providers.postmark import PostmarkEmailProvider
 from activities.providers.resend import ResendEmailProvider
+from activities.providers.sendgrid import SendGridEmailProvider
 from activities.providers.smtp import SmtpEmailProvider
 from activities.providers.twilio import TwilioSmsProvider
 from activities.providers.vonage import VonageSmsProvider
@@ -47,8 +50,10 @@ __all__ = [
     "OutboxSmsProvider",
     "OutgoingEmail",
     "OutgoingSms",
+    "PostmarkEmailProvider",
     "RepNotification",
     "ResendEmailProvider",
+    "SendGridEmailProvider",
     "SlackWebhookNotifier",
     "SmsProvider",
     "SmtpEmailProvider",

@@ -9,7 +9,9 @@ from activities.providers.http_api import HttpEmailProvider, HttpSmsProvider
 from activities.providers.mailgun import MailgunEmailProvider
 from activities.providers.messages import EmailProvider, SmsProvider
 from activities.providers.outbox import OutboxEmailProvider, OutboxSmsProvider
+from activities.providers.postmark import PostmarkEmailProvider
 from activities.providers.resend import ResendEmailProvider
+from activities.providers.sendgrid import SendGridEmailProvider
 from activities.providers.smtp import SmtpEmailProvider
 from activities.providers.twilio import TwilioSmsProvider
 from activities.providers.vonage import VonageSmsProvider
@@ -23,12 +25,12 @@ def email_provider_from_settings(
 
     Args:
         settings: Provider choice, endpoints, credentials and timeout.
-        http_client: Shared client for the HTTP API providers (default: one per request).
+        http_client: Shared client for the HTTP providers (default: one per request).
 
     Raises:
         ValueError: the chosen provider lacks its settings (e.g. `http` without
-            `EMAIL_API_URL`, `resend` without `RESEND_API_KEY`), or they are
-            contradictory.
+            `EMAIL_API_URL`, `postmark` without `POSTMARK_SERVER_TOKEN`), or they
+            are contradictory.
     """
     match settings.email_provider:
         case "outbox":
@@ -66,6 +68,30 @@ def email_provider_from_settings(
                     "EMAIL_PROVIDER=mailgun", "MAILGUN_DOMAIN", settings.mailgun_domain
                 ),
                 base_url=settings.mailgun_api_url,
+                client=http_client,
+                timeout=settings.provider_timeout_seconds,
+            )
+        case "postmark":
+            return PostmarkEmailProvider(
+                _required(
+                    "EMAIL_PROVIDER=postmark",
+                    "POSTMARK_SERVER_TOKEN",
+                    _secret(settings.postmark_server_token),
+                ),
+                base_url=settings.postmark_api_url,
+                message_stream=settings.postmark_message_stream,
+                broadcast_stream=settings.postmark_broadcast_stream,
+                client=http_client,
+                timeout=settings.provider_timeout_seconds,
+            )
+        case "sendgrid":
+            return SendGridEmailProvider(
+                _required(
+                    "EMAIL_PROVIDER=sendgrid",
+                    "SENDGRID_API_KEY",
+                    _secret(settings.sendgrid_api_key),
+                ),
+                base_url=settings.sendgrid_api_url,
                 client=http_client,
                 timeout=settings.provider_timeout_seconds,
             )

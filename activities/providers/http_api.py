@@ -106,34 +106,61 @@ async def http_client(shared: httpx.AsyncClient | None) -> AsyncIterator[httpx.A
         yield client
 
 
+def message_id_of(response: httpx.Response, *, api: str, field: str) -> str:
+    """The message id a success answer carries in its JSON `field`.
+
+    Raises:
+        DeliveryError: (permanent) the answer has none.
+    """
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    message_id = body.get(field) if isinstance(body, dict) else None
+    if not isinstance(message_id, str) or not message_id:
+        raise DeliveryError(
+            f"{api} answered HTTP {response.status_code} without a message id: "
+            f"{provider_text(response.text)}",
+            permanent=True,
+            status_code=response.status_code,
+        )
+    return message_id
+
+
+def bearer(api_key: str) -> dict[str, str]:
+    """The header of bearer-token authentication."""
+    return {"Authorization": f"Bearer {api_key}"}
+
+
+def basic_auth(user: str, password: str) -> dict[str, str]:
+    """The header of HTTP basic authentication."""
+    return {"Authorization": "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()}
+
+
 class JsonApi:
-    """POSTs JSON to one API with bearer auth and an Idempotency-Key; raises `DeliveryError`."""
+    """POSTs to one API with its credentials; raises `DeliveryError`."""
 
     def __init__(
         self,
         base_url: str,
-        api_key: str,
         *,
         api: str,
+        auth: Mapping[str, str],
         client: httpx.AsyncClient | None = None,
         timeout: float = 10.0,
         classify: Classifier = delivery_error_from_response,
-        basic_auth_user: str | None = None,
     ) -> None:
         """Configure the API.
 
         Args:
             base_url: `http(s)://host[:port][/prefix]`; paths are appended to it.
-            api_key: Sent as `Authorization: Bearer <api_key>`, or as the password
-                of basic auth when `basic_auth_user` is given.
             api: Name of the API in error messages.
+            auth: The headers that carry the credentials (`bearer`, `basic_auth`, or the
+                API's own), sent with every request.
             client: Shared client (its connection pool is reused); without one,
                 each request uses a short-lived client that never retries.
             timeout: Seconds allowed for connecting, sending and reading the answer.
-            classify: Turns a non-success answer into the `DeliveryError` to raise
-                (the API's own error codes; default: the generic rules above).
-            basic_auth_user: Authenticate with HTTP basic auth as this user
-                (Mailgun's `api`) instead of a bearer token.
+            classify: Turns a non-success answer into the `DeliveryError` to raise.
 
         Raises:
             ValueError: `base_url` is not an absolute http(s) URL.
@@ -143,23 +170,39 @@ class JsonApi:
             raise ValueError(f"{api} URL must be an absolute http(s) URL, got {base_url!r}")
         self.base_url = base_url.rstrip("/")
         self.api = api
-        self._authorization = (
-            f"Bearer {api_key}"
-            if basic_auth_user is None
-            else "Basic " + base64.b64encode(f"{basic_auth_user}:{api_key}".encode()).decode()
-        )
+        self._auth = dict(auth)
         self._client = client
         self._timeout = timeout
         self._classify = classify
 
-    async def post(self, path: str, payload: Mapping[str, Any], *, idempotency_key: str) -> str:
-        """POST `payload` as JSON to `{base_url}{path}` with an `Idempotency-Key`; return the
-        `id` of the success answer.
+    async def send(
+        self,
+        path: str,
+        *,
+        headers: Mapping[str, str] | None = None,
+        json: Mapping[str, Any] | None = None,
+        data: Mapping[str, str | list[str]] | None = None,
+    ) -> httpx.Response:
+        """POST a JSON (`json`) or form-encoded (`data`) body to `{base_url}{path}` once;
+        return whatever the API answered.
 
         Raises:
-            DeliveryError: no answer in time, or not a success with an id.
+            DeliveryError: (transient) no answer in time, or no connection.
         """
-        return await self.submit(path, headers={"Idempotency-Key": idempotency_key}, json=payload)
+        try:
+            async with http_client(self._client) as client:
+                return await client.post(
+                    f"{self.base_url}{path}",
+                    json=json,
+                    data=data,
+                    headers={**self._auth, **(headers or {})},
+                    timeout=self._timeout,
+                )
+        except httpx.RequestError as error:
+            raise DeliveryError(
+                f"{self.api} unreachable: {type(error).__name__}: {provider_text(str(error))}",
+                permanent=False,
+            ) from error
 
     async def submit(
         self,
@@ -169,44 +212,23 @@ class JsonApi:
         json: Mapping[str, Any] | None = None,
         data: Mapping[str, str | list[str]] | None = None,
     ) -> str:
-        """POST a JSON (`json`) or form-encoded (`data`) body, authenticated, to
-        `{base_url}{path}`; return the `id` of the success answer.
+        """`send`, then the `id` of the success answer.
 
         Raises:
             DeliveryError: no answer in time, or not a success with an id.
         """
-        try:
-            async with http_client(self._client) as client:
-                response = await client.post(
-                    f"{self.base_url}{path}",
-                    json=json,
-                    data=data,
-                    headers={"Authorization": self._authorization, **(headers or {})},
-                    timeout=self._timeout,
-                )
-        except httpx.RequestError as error:
-            raise DeliveryError(
-                f"{self.api} unreachable: {type(error).__name__}: {provider_text(str(error))}",
-                permanent=False,
-            ) from error
+        response = await self.send(path, headers=headers, json=json, data=data)
         if response.status_code not in SUCCESS_STATUSES:
             raise self._classify(response, api=self.api)
-        return self._message_id(response)
+        return message_id_of(response, api=self.api, field="id")
 
-    def _message_id(self, response: httpx.Response) -> str:
-        try:
-            body = response.json()
-        except ValueError:
-            body = None
-        message_id = body.get("id") if isinstance(body, dict) else None
-        if not isinstance(message_id, str) or not message_id:
-            raise DeliveryError(
-                f"{self.api} answered HTTP {response.status_code} without a message id: "
-                f"{provider_text(response.text)}",
-                permanent=True,
-                status_code=response.status_code,
-            )
-        return message_id
+    async def post(self, path: str, payload: Mapping[str, Any], *, idempotency_key: str) -> str:
+        """`submit` a JSON `payload` with an `Idempotency-Key`.
+
+        Raises:
+            DeliveryError: no answer in time, or not a success with an id.
+        """
+        return await self.submit(path, headers={"Idempotency-Key": idempotency_key}, json=payload)
 
 
 class _JsonApiProvider:
@@ -228,7 +250,9 @@ class _JsonApiProvider:
         Raises:
             ValueError: `base_url` is not an absolute http(s) URL.
         """
-        self._api = JsonApi(base_url, api_key, api=self.api_label, client=client, timeout=timeout)
+        self._api = JsonApi(
+            base_url, api=self.api_label, auth=bearer(api_key), client=client, timeout=timeout
+        )
 
 
 class HttpEmailProvider(_JsonApiProvider):

@@ -36,7 +36,7 @@ from email.utils import formataddr
 import httpx
 
 from activities.providers.errors import DeliveryError, parse_retry_after, provider_text
-from activities.providers.http_api import JsonApi
+from activities.providers.http_api import JsonApi, basic_auth
 from activities.providers.messages import OutgoingEmail, header_text
 
 VARIABLE_HEADERS = (("journey", "X-Journey"), ("step", "X-Journey-Step"))
@@ -112,12 +112,11 @@ class MailgunEmailProvider:
         self.domain = domain
         self._api = JsonApi(
             base_url,
-            api_key,
             api="Mailgun",
+            auth=basic_auth("api", api_key),
             client=client,
             timeout=timeout,
             classify=mailgun_error,
-            basic_auth_user="api",
         )
 
     async def deliver(self, email: OutgoingEmail) -> str:

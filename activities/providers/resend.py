@@ -36,7 +36,7 @@ from email.utils import formataddr
 import httpx
 
 from activities.providers.errors import DeliveryError, parse_retry_after, provider_text
-from activities.providers.http_api import JsonApi
+from activities.providers.http_api import JsonApi, bearer
 from activities.providers.messages import OutgoingEmail, header_text
 
 IDEMPOTENCY_KEY_LIMIT = 256
@@ -126,7 +126,12 @@ class ResendEmailProvider:
             ValueError: `base_url` is not an absolute http(s) URL.
         """
         self._api = JsonApi(
-            base_url, api_key, api="Resend", client=client, timeout=timeout, classify=resend_error
+            base_url,
+            api="Resend",
+            auth=bearer(api_key),
+            client=client,
+            timeout=timeout,
+            classify=resend_error,
         )
 
     async def deliver(self, email: OutgoingEmail) -> str:

@@ -5,7 +5,7 @@ Routes: `POST /v1/events`, `/v1/contacts/…`, `GET /v1/report`, `/v1/experiment
 `/codec/decode` and `/codec/encode` (the Temporal UI's remote codec),
 `/u/{token}` (one-click unsubscribe), `/k/{token}` (keep me subscribed),
 `/webhooks/email` and `/webhooks/sms` (signed provider events, inbound SMS keywords),
-`/webhooks/resend`, `/webhooks/mailgun` (the named providers' signed events),
+`/webhooks/<provider>` (each named provider's webhooks, verified its way: `hooks/`),
 `/healthz` (liveness) and `/readyz` (Temporal and database reachable).
 OpenAPI at `/openapi.json`, docs at `/docs`.
 
@@ -63,8 +63,7 @@ from starter.api import (
     webhooks,
 )
 from starter.api.dependencies import Services, ServicesDep
-from starter.api.hooks import mailgun as mailgun_hook
-from starter.api.hooks import resend as resend_hook
+from starter.api.hooks import mailgun, postmark, resend, sendgrid
 from starter.api.hooks import twilio as twilio_hooks
 from starter.services import operations
 
@@ -138,8 +137,10 @@ def create_app(
         webhooks.router,
         sms_webhook.router,
         twilio_hooks.router,
-        resend_hook.router,
-        mailgun_hook.router,
+        resend.router,
+        mailgun.router,
+        postmark.router,
+        sendgrid.router,
         codec.router,
         sla.router,
     ):

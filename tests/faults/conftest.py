@@ -1,7 +1,8 @@
 """Fixtures of the fault tests: a restartable dev server, an email API, worker processes.
 
 Each test gets its own dev server (a database file in its tmp folder), its own
-task queue and SQLite file, an email API on loopback, and starts `journeys
+task queue and SQLite file, an email API on loopback (the generic JSON one; a test
+may override `email_api` with another `LedgerServer`, e.g. the Postmark fake), and starts `journeys
 worker` processes pointed at all three. Workers still running at the end are
 stopped; their logs stay in the test's tmp folder.
 
@@ -24,6 +25,7 @@ from models.db import create_engine, migrate
 from models.settings import Settings
 from runtime.keys import KeyStore, key_store
 from tests.cli import cli_environment
+from tests.fake_api import LedgerServer
 from tests.faults.email_api import EmailApi
 from tests.faults.stack import DevServer, WorkerProcess
 from tests.gateway import PRODUCTION_MASTER_KEYS, REAL_PROVIDER_ENVIRONMENT
@@ -68,16 +70,16 @@ def email_api() -> Iterator[EmailApi]:
 
 
 @pytest.fixture
-def worker_env(settings: Settings, dev_server: DevServer, email_api: EmailApi) -> dict[str, str]:
+def worker_env(
+    settings: Settings, dev_server: DevServer, email_api: LedgerServer
+) -> dict[str, str]:
     """Environment of a worker process: the test's server, database, queue and email API."""
     return {
         **cli_environment(settings, dev_server.address),
-        "EMAIL_PROVIDER": "http",
+        **email_api.worker_environment(),
         # A real provider: the start-up guard asks for secrets and keys of one's own.
         **REAL_PROVIDER_ENVIRONMENT,
         "PAYLOAD_KEYS_DATABASE_URL": settings.database_url,
-        "EMAIL_API_URL": email_api.url,
-        "EMAIL_API_KEY": "fault-tests-key",
         "PROVIDER_TIMEOUT_SECONDS": str(PROVIDER_TIMEOUT_SECONDS),
     }
 

@@ -26,7 +26,7 @@ from models.tables import MessageLog
 from rules.nurture import CONTENT_EMAILS, GENERAL
 from starter.services.operations import enroll
 from tests.factories import add_contact
-from tests.faults.email_api import EmailApi
+from tests.fake_api import LedgerServer
 from tests.kit import enters_welcome_series
 from workflows.journeys.nurture import ROUNDUP
 
@@ -109,7 +109,7 @@ async def wait_for_journeys(client: Client, contact_ids: list[str], *, within: f
 
 
 async def assert_each_email_delivered_once(
-    engine: AsyncEngine, email_api: EmailApi, contact_ids: list[str]
+    engine: AsyncEngine, email_api: LedgerServer, contact_ids: list[str]
 ) -> None:
     """The message log and the email API agree: every expected email, once, nothing else."""
     async with session_factory(engine)() as session:

@@ -1,20 +1,27 @@
-"""The email API fails in every way a real one does, then recovers: each email goes out once.
+"""Postmark fails in every way it documents, then recovers: each email goes out once.
 
-In order, for the requests of the first burst: HTTP 500s, then 429s asking to
-come back in `RETRY_AFTER` seconds, then answers slower than the worker's
-provider timeout (the API delivered, the worker does not know it). The sends
-are retried by Temporal with the same idempotency key until the API answers.
+The worker runs the real Postmark adapter (`EMAIL_PROVIDER=postmark`) against the
+Postmark fake (`tests/fake_postmark.py`). In order, for the requests of the first
+burst: HTTP 500s, then 429s asking to come back in `RETRY_AFTER` seconds, then
+answers slower than the worker's provider timeout (maintenance, 503, nothing
+delivered). Temporal retries the sends until Postmark takes them.
+
+Postmark has no idempotency key, so an answer lost after it *took* the message
+would send it twice (the README says so); that case is the generic JSON API's,
+whose `Idempotency-Key` stops the second copy (`test_worker_crash.py`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
+import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from models.settings import Settings
+from tests.fake_api import Fault
+from tests.fake_postmark import PostmarkApi
 from tests.faults.conftest import PROVIDER_TIMEOUT_SECONDS
-from tests.faults.email_api import EmailApi, Fault
 from tests.faults.fleet import (
     add_contacts,
     assert_each_email_delivered_once,
@@ -28,18 +35,25 @@ RETRY_AFTER = 5
 """Longer than the send retry policy's first intervals, so honouring it shows."""
 
 
-async def test_email_api_errors_rate_limits_and_timeouts_then_recovery(
+@pytest.fixture
+def email_api() -> Iterator[PostmarkApi]:
+    """The Postmark fake, as the workers' email API."""
+    with PostmarkApi() as api:
+        yield api
+
+
+async def test_postmark_errors_rate_limits_and_timeouts_then_recovery(
     dev_server: DevServer,
     settings: Settings,
     engine: AsyncEngine,
-    email_api: EmailApi,
+    email_api: PostmarkApi,
     worker_process: Callable[..., WorkerProcess],
 ) -> None:
     contacts = fleet(10)
     await add_contacts(engine, contacts)
     email_api.fail_next(len(contacts), Fault(status=500))
     email_api.fail_next(len(contacts), Fault(status=429, retry_after=RETRY_AFTER))
-    email_api.fail_next(len(contacts), Fault(delay=PROVIDER_TIMEOUT_SECONDS + 1.5))
+    email_api.fail_next(len(contacts), Fault(status=503, delay=PROVIDER_TIMEOUT_SECONDS + 1.5))
     await worker_process("worker").start()
 
     await enroll_all(dev_server.client, engine, contacts, task_queue=settings.task_queue)

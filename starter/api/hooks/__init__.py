@@ -1,1 +1,1 @@
-"""Webhook routes of the named email and SMS providers, one module per provider."""
+"""Webhook routes of the named email and SMS providers, one module each, verified their way."""
