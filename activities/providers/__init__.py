@@ -1,9 +1,10 @@
-"""Message delivery providers: outbox files, SMTP and JSON HTTP APIs; sales-team notifiers.
+"""Message delivery providers: outbox files, SMTP, Amazon SES, JSON HTTP APIs; notifiers.
 
 - `messages`: `OutgoingEmail`, `OutgoingSms`, `build_mime`, the `EmailProvider`
   and `SmsProvider` protocols.
 - `errors`: `DeliveryError`, the one error providers raise (never retrying).
-- `outbox`, `smtp`, `http_api`: the providers.
+- `outbox`, `smtp`, `ses`, `http_api`: the providers.
+- `dkim_signing`: `DkimSigner`, the DKIM signature of what SMTP and SES relay.
 - `factory`: the providers chosen by the settings.
 - `notifier`: `RepNotification`, the `Notifier` protocol, the outbox and Slack
   webhook notifiers and `notifier_from_settings`.
@@ -11,6 +12,7 @@
 
 from __future__ import annotations
 
+from activities.providers.dkim_signing import DkimSigner
 from activities.providers.errors import DeliveryError
 from activities.providers.factory import email_provider_from_settings, sms_provider_from_settings
 from activities.providers.http_api import HttpEmailProvider, HttpSmsProvider
@@ -29,10 +31,12 @@ from activities.providers.notifier import (
     notifier_from_settings,
 )
 from activities.providers.outbox import OutboxEmailProvider, OutboxSmsProvider
+from activities.providers.ses import SesEmailProvider
 from activities.providers.smtp import SmtpEmailProvider
 
 __all__ = [
     "DeliveryError",
+    "DkimSigner",
     "EmailProvider",
     "HttpEmailProvider",
     "HttpSmsProvider",
@@ -43,6 +47,7 @@ __all__ = [
     "OutgoingEmail",
     "OutgoingSms",
     "RepNotification",
+    "SesEmailProvider",
     "SlackWebhookNotifier",
     "SmsProvider",
     "SmtpEmailProvider",
