@@ -162,7 +162,7 @@ class Settings(BaseSettings):
         smtp_starttls: Upgrade the SMTP connection with STARTTLS (port 587).
         smtp_use_tls: Connect to SMTP with implicit TLS (port 465).
         ses_region: AWS region of Amazon SES (email_provider `ses`); unset:
-            the standard AWS chain's (AWS_REGION, the profile). Credentials
+            the standard AWS chain's (AWS_DEFAULT_REGION, the profile). Credentials
             always come from the standard AWS chain (AWS_ACCESS_KEY_ID /
             AWS_SECRET_ACCESS_KEY, AWS_PROFILE, an instance or task role).
         ses_endpoint_url: Another SES endpoint (a VPC endpoint; tests: moto).

@@ -89,7 +89,7 @@ class SesEmailProvider:
         """Create the SES client (credentials from the standard AWS chain).
 
         Args:
-            region: AWS region (default: the AWS chain's, e.g. AWS_REGION).
+            region: AWS region (default: the AWS chain's: AWS_DEFAULT_REGION, the profile).
             endpoint_url: Another endpoint (a VPC endpoint, or moto in tests).
             configuration_set: Configuration set every message is sent with.
             timeout: Seconds allowed for connecting and for SES's answer.
@@ -105,7 +105,9 @@ class SesEmailProvider:
         )
         session = boto3.session.Session(region_name=region)
         if not session.region_name:
-            raise ValueError("EMAIL_PROVIDER=ses needs SES_REGION (or AWS_REGION), e.g. eu-west-1")
+            raise ValueError(
+                "EMAIL_PROVIDER=ses needs SES_REGION (or AWS_DEFAULT_REGION), e.g. eu-west-1"
+            )
         self.region = session.region_name
         self._client: SESV2Client = session.client(
             "sesv2", endpoint_url=endpoint_url, config=config
