@@ -4,7 +4,8 @@ Routes: `POST /v1/events`, `/v1/contacts/…`, `GET /v1/report`, `/v1/experiment
 (bearer keys with scopes),
 `/codec/decode` and `/codec/encode` (the Temporal UI's remote codec),
 `/u/{token}` (one-click unsubscribe), `/k/{token}` (keep me subscribed),
-`/webhooks/email` and `/webhooks/sms` (signed provider events, inbound SMS keywords),
+`/webhooks/email`, `/webhooks/sms` and `/webhooks/<provider>` (signed provider events,
+inbound SMS keywords),
 `/healthz` (liveness) and `/readyz` (Temporal and database reachable).
 OpenAPI at `/openapi.json`, docs at `/docs`.
 
@@ -61,6 +62,7 @@ from starter.api import (
     webhooks,
 )
 from starter.api.dependencies import Services, ServicesDep
+from starter.api.hooks import ses as ses_hooks
 from starter.services import operations
 
 log = structlog.stdlib.get_logger("journeys.api")
@@ -131,6 +133,7 @@ def create_app(
         keep_subscribed.router,
         webhooks.router,
         sms_webhook.router,
+        ses_hooks.router,
         codec.router,
         sla.router,
     ):

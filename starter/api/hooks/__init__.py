@@ -1,0 +1,1 @@
+"""Provider webhook routes, one module per provider, each verified the provider's way."""
