@@ -101,6 +101,50 @@ def _p256_public_key(value: str) -> ec.EllipticCurvePublicKey:
     return key
 
 
+DKIM_SELECTOR_PATTERN = r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,62})(?:\.[A-Za-z0-9][A-Za-z0-9-]{0,62})*$"
+"""A DKIM selector: one or more DNS labels (RFC 6376 section 3.1)."""
+AMAZON_SNS_CERT_HOSTS = ("sns.*.amazonaws.com", "sns.*.amazonaws.com.cn")
+"""Where Amazon SNS serves its signing certificates (`*` is one DNS label: the region)."""
+
+
+class DkimKey(BaseModel):
+    """The DKIM key of one sending domain (a value of `DKIM_KEYS`).
+
+    Give the private key inline (`private_key`, PEM) or as a file
+    (`private_key_file`, e.g. a mounted secret), not both. RSA, PKCS#1 or
+    PKCS#8 PEM, at least 1024 bits (2048 recommended).
+
+    Attributes:
+        selector: The selector its public key is published under
+            (`<selector>._domainkey.<domain>` TXT).
+        private_key: The PEM text.
+        private_key_file: A file holding the PEM text.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    selector: Annotated[str, StringConstraints(pattern=DKIM_SELECTOR_PATTERN)]
+    private_key: SecretStr | None = None
+    private_key_file: Path | None = None
+
+    @model_validator(mode="after")
+    def _one_key_source(self) -> Self:
+        if (self.private_key is None) == (self.private_key_file is None):
+            raise ValueError("give either private_key (PEM) or private_key_file, exactly one")
+        return self
+
+    def pem(self) -> bytes:
+        """The private key's PEM text (read from `private_key_file` when given).
+
+        Raises:
+            OSError: the file cannot be read.
+        """
+        if self.private_key is not None:
+            return self.private_key.get_secret_value().encode()
+        assert self.private_key_file is not None  # _one_key_source
+        return self.private_key_file.read_bytes()
+
+
 class Settings(BaseSettings):
     """Settings of the worker, CLI and gateway.
 
@@ -109,8 +153,8 @@ class Settings(BaseSettings):
             `sqlite:///path` or `postgresql://…` URL is mapped to its async driver.
         task_queue: Temporal task queue the worker polls and journeys run on.
         email_provider: How email is delivered: `outbox` (.eml files on disk),
-            `smtp` (an SMTP server), `http` (a JSON email API), `postmark`,
-            `sendgrid`, `mailgun` or `resend` (their email APIs).
+            `smtp` (an SMTP server), `http` (a JSON email API), `ses` (Amazon SES v2,
+            raw messages), `postmark`, `sendgrid`, `mailgun` or `resend` (their email APIs).
         outbox_dir: Where the outbox provider writes one .eml file per message.
         templates_dir: Message assets (Liquid) and `brand.toml`.
         log_format: `json`, `console`, or `auto` (JSON unless stderr is a TTY).
@@ -136,6 +180,24 @@ class Settings(BaseSettings):
         smtp_password: SMTP login password.
         smtp_starttls: Upgrade the SMTP connection with STARTTLS (port 587).
         smtp_use_tls: Connect to SMTP with implicit TLS (port 465).
+        ses_region: AWS region of Amazon SES (email_provider `ses`); unset:
+            the standard AWS chain's (AWS_DEFAULT_REGION, the profile). Credentials
+            always come from the standard AWS chain (AWS_ACCESS_KEY_ID /
+            AWS_SECRET_ACCESS_KEY, AWS_PROFILE, an instance or task role).
+        ses_endpoint_url: Another SES endpoint (a VPC endpoint; tests: moto).
+        ses_configuration_set: Configuration set every message is sent with
+            (its event destination publishes to the SNS topic of the webhook).
+        ses_sns_topic_arns: SNS topics whose notifications `/webhooks/ses`
+            accepts; the endpoint answers 404 while empty.
+        ses_sns_cert_hosts: Hosts SNS signing certificates and subscription
+            URLs may come from (`*` is one DNS label); production refuses any
+            outside amazonaws.com.
+        ses_sns_ca_bundle: CA bundle (PEM file) trusted when fetching SNS
+            certificates and confirming subscriptions; unset: the system's.
+        dkim_keys: DKIM keys by sending domain, as JSON in DKIM_KEYS:
+            `{"acme.com": {"selector": "s1", "private_key_file": "/run/secrets/dkim.pem"}}`
+            (or `"private_key": "<PEM>"`); the `smtp` and `ses` providers sign
+            each message from that domain (or a subdomain) with it.
         email_api_url: Base URL of the JSON email API (email_provider `http`);
             messages are POSTed to `{email_api_url}/emails`.
         email_api_key: Bearer token of the email API.
@@ -264,7 +326,7 @@ class Settings(BaseSettings):
     database_url: str = "sqlite:///.data/journeys.db"
     task_queue: str = "journeys"
     email_provider: Literal[
-        "outbox", "smtp", "http", "postmark", "sendgrid", "mailgun", "resend"
+        "outbox", "smtp", "http", "ses", "postmark", "sendgrid", "mailgun", "resend"
     ] = "outbox"
     outbox_dir: Path = Path(".data/outbox")
     templates_dir: Path = PROJECT_ROOT / "templates"
@@ -285,6 +347,13 @@ class Settings(BaseSettings):
     smtp_password: SecretStr | None = None
     smtp_starttls: bool = False
     smtp_use_tls: bool = False
+    ses_region: str | None = None
+    ses_endpoint_url: str | None = None
+    ses_configuration_set: str | None = None
+    ses_sns_topic_arns: list[str] = Field(default_factory=list)
+    ses_sns_cert_hosts: list[str] = Field(default_factory=lambda: list(AMAZON_SNS_CERT_HOSTS))
+    ses_sns_ca_bundle: Path | None = None
+    dkim_keys: dict[str, DkimKey] = Field(default_factory=dict)
     email_api_url: str | None = None
     email_api_key: SecretStr | None = None
     postmark_server_token: SecretStr | None = None
@@ -380,6 +449,11 @@ class Settings(BaseSettings):
                 )
         return keys
 
+    @field_validator("dkim_keys")
+    @classmethod
+    def _lowercase_dkim_domains(cls, keys: dict[str, DkimKey]) -> dict[str, DkimKey]:
+        return {domain.strip().rstrip(".").lower(): key for domain, key in keys.items()}
+
     @model_validator(mode="after")
     def _check_active_master_key(self) -> Settings:
         active = self.payload_master_key_id
@@ -463,7 +537,22 @@ class Settings(BaseSettings):
             )
         if self.production and self.allow_accelerated_clock:
             refusals.append("ALLOW_ACCELERATED_CLOCK is on: journeys could skip real days")
+        refusals.append(self._sns_cert_hosts_refusal())
         return [f"{refusal} (refused because {why})" for refusal in refusals if refusal]
+
+    def _sns_cert_hosts_refusal(self) -> str | None:
+        """SNS signatures are only as good as the certificates' hosts: Amazon's own."""
+        foreign = [
+            host
+            for host in self.ses_sns_cert_hosts
+            if not host.lower().endswith((".amazonaws.com", ".amazonaws.com.cn"))
+        ]
+        if not foreign:
+            return None
+        return (
+            f"SES_SNS_CERT_HOSTS {foreign} are not Amazon's: anyone serving a certificate there "
+            "could forge SES notifications; leave SES_SNS_CERT_HOSTS unset"
+        )
 
     def suppression_key(self) -> bytes:
         """The key of the suppression list's address hashes."""

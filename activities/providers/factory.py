@@ -5,6 +5,7 @@ from __future__ import annotations
 import httpx
 from pydantic import SecretStr
 
+from activities.providers.dkim_signing import DkimSigner
 from activities.providers.http_api import HttpEmailProvider, HttpSmsProvider
 from activities.providers.mailgun import MailgunEmailProvider
 from activities.providers.messages import EmailProvider, SmsProvider
@@ -12,6 +13,7 @@ from activities.providers.outbox import OutboxEmailProvider, OutboxSmsProvider
 from activities.providers.postmark import PostmarkEmailProvider
 from activities.providers.resend import ResendEmailProvider
 from activities.providers.sendgrid import SendGridEmailProvider
+from activities.providers.ses import SesEmailProvider
 from activities.providers.smtp import SmtpEmailProvider
 from activities.providers.twilio import TwilioSmsProvider
 from activities.providers.vonage import VonageSmsProvider
@@ -29,8 +31,8 @@ def email_provider_from_settings(
 
     Raises:
         ValueError: the chosen provider lacks its settings (e.g. `http` without
-            `EMAIL_API_URL`, `postmark` without `POSTMARK_SERVER_TOKEN`), or they
-            are contradictory.
+            `EMAIL_API_URL`, `postmark` without `POSTMARK_SERVER_TOKEN`), they are
+            contradictory, or a `DKIM_KEYS` key is unusable.
     """
     match settings.email_provider:
         case "outbox":
@@ -44,6 +46,15 @@ def email_provider_from_settings(
                 starttls=settings.smtp_starttls,
                 use_tls=settings.smtp_use_tls,
                 timeout=settings.provider_timeout_seconds,
+                dkim=dkim_signer_from_settings(settings),
+            )
+        case "ses":
+            return SesEmailProvider(
+                region=settings.ses_region,
+                endpoint_url=settings.ses_endpoint_url,
+                configuration_set=settings.ses_configuration_set,
+                timeout=settings.provider_timeout_seconds,
+                dkim=dkim_signer_from_settings(settings),
             )
         case "http":
             url, key = _api_settings("EMAIL", settings.email_api_url, settings.email_api_key)
@@ -95,6 +106,15 @@ def email_provider_from_settings(
                 client=http_client,
                 timeout=settings.provider_timeout_seconds,
             )
+
+
+def dkim_signer_from_settings(settings: Settings) -> DkimSigner | None:
+    """The signer of `DKIM_KEYS` (None without keys).
+
+    Raises:
+        ValueError: a key is unreadable, not RSA or too short.
+    """
+    return DkimSigner(settings.dkim_keys) if settings.dkim_keys else None
 
 
 def sms_provider_from_settings(

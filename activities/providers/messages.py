@@ -127,6 +127,22 @@ def build_mime(email: OutgoingEmail) -> EmailMessage:
     return message
 
 
+def needs_smtputf8(email: OutgoingEmail) -> bool:
+    """Whether an address of `email` is not ASCII (the relay must take SMTPUTF8)."""
+    return not (email.from_address + email.to_address + email.reply_to).isascii()
+
+
+def wire_bytes(email: OutgoingEmail) -> bytes:
+    """`build_mime(email)` as it is handed to a relay (SMTP, SES raw) and DKIM-signed.
+
+    CRLF line endings; bodies in 7 bits (quoted-printable or base64), so no
+    relay re-encodes them on the way and breaks the signature; headers in
+    UTF-8 only where an address needs it (`needs_smtputf8`), else encoded words.
+    """
+    wire_policy = MIME_POLICY.clone(linesep="\r\n", cte_type="7bit", utf8=needs_smtputf8(email))
+    return build_mime(email).as_bytes(policy=wire_policy)
+
+
 @dataclass(frozen=True)
 class OutgoingSms:
     """A rendered text message, ready for a provider.

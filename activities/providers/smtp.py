@@ -6,8 +6,9 @@ import re
 
 import aiosmtplib
 
+from activities.providers.dkim_signing import DkimSigner
 from activities.providers.errors import DeliveryError, provider_text
-from activities.providers.messages import OutgoingEmail, build_mime
+from activities.providers.messages import OutgoingEmail, needs_smtputf8, wire_bytes
 
 INVALID_RECIPIENT_CODES = frozenset({550, 553})
 """RCPT reply codes that mean "no such mailbox" / "mailbox name not allowed"."""
@@ -18,10 +19,11 @@ _ENHANCED_STATUS = re.compile(r"^\s*([245])\.(\d{1,3})\.(\d{1,3})\b")
 class SmtpEmailProvider:
     """Sends email through an SMTP server (a relay, an ESP's SMTP endpoint, Mailpit…).
 
-    The message is `build_mime(email)`; its Message-ID is derived from the
-    idempotency key, so a retry after an ambiguous failure (connection lost
-    after the server accepted the data) sends the same Message-ID and
-    receivers or the ESP can drop the copy. SMTP itself has no idempotency.
+    The message is `wire_bytes(email)`, DKIM-signed when `dkim` holds a key
+    for the sender's domain. Its Message-ID is derived from the idempotency
+    key, so a retry after an ambiguous failure (connection lost after the
+    server accepted the data) sends the same Message-ID and receivers or the
+    ESP can drop the copy. SMTP itself has no idempotency.
 
     Errors (raised as `DeliveryError`; nothing is retried here):
         - connection refused or lost, timeouts: transient;
@@ -47,6 +49,7 @@ class SmtpEmailProvider:
         starttls: bool = False,
         use_tls: bool = False,
         timeout: float = 10.0,
+        dkim: DkimSigner | None = None,
     ) -> None:
         """Configure the server connection.
 
@@ -59,6 +62,7 @@ class SmtpEmailProvider:
                 when False, STARTTLS is never attempted.
             use_tls: Connect with implicit TLS (SMTPS).
             timeout: Seconds allowed for the connection and each SMTP command.
+            dkim: Signs each message whose sender's domain has a key.
 
         Raises:
             ValueError: both `starttls` and `use_tls`, or a username without a password.
@@ -74,6 +78,7 @@ class SmtpEmailProvider:
         self._starttls = starttls
         self._use_tls = use_tls
         self._timeout = timeout
+        self._dkim = dkim
 
     async def deliver(self, email: OutgoingEmail) -> str:
         """Send the message once; return its Message-ID.
@@ -81,11 +86,15 @@ class SmtpEmailProvider:
         Raises:
             DeliveryError: the server could not be reached or refused the message.
         """
+        message = wire_bytes(email)
+        if self._dkim is not None:
+            message = self._dkim.sign(message, sender=email.from_address)
         try:
             await aiosmtplib.send(
-                build_mime(email),
+                message,
                 sender=email.from_address,
                 recipients=[email.to_address],
+                mail_options=["SMTPUTF8"] if needs_smtputf8(email) else None,
                 hostname=self.host,
                 port=self.port,
                 username=self._username,

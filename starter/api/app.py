@@ -64,6 +64,7 @@ from starter.api import (
 )
 from starter.api.dependencies import Services, ServicesDep
 from starter.api.hooks import mailgun, postmark, resend, sendgrid
+from starter.api.hooks import ses as ses_hooks
 from starter.api.hooks import twilio as twilio_hooks
 from starter.services import operations
 
@@ -141,6 +142,7 @@ def create_app(
         mailgun.router,
         postmark.router,
         sendgrid.router,
+        ses_hooks.router,
         codec.router,
         sla.router,
     ):
