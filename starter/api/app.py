@@ -5,6 +5,8 @@ Routes: `POST /v1/events`, `/v1/contacts/…`, `GET /v1/report`, `/v1/experiment
 `/codec/decode` and `/codec/encode` (the Temporal UI's remote codec),
 `/u/{token}` (one-click unsubscribe), `/k/{token}` (keep me subscribed),
 `/webhooks/email` and `/webhooks/sms` (signed provider events, inbound SMS keywords),
+`/webhooks/twilio/inbound` and `/webhooks/twilio/status`, `/webhooks/vonage/inbound`
+and `/webhooks/vonage/status` (each SMS provider's own signed webhooks),
 `/healthz` (liveness) and `/readyz` (Temporal and database reachable).
 OpenAPI at `/openapi.json`, docs at `/docs`.
 
@@ -63,6 +65,7 @@ from starter.api import (
 )
 from starter.api.dependencies import Services, ServicesDep
 from starter.api.hooks import twilio as twilio_hooks
+from starter.api.hooks import vonage as vonage_hooks
 from starter.services import operations
 
 log = structlog.stdlib.get_logger("journeys.api")
@@ -135,6 +138,7 @@ def create_app(
         webhooks.router,
         sms_webhook.router,
         twilio_hooks.router,
+        vonage_hooks.router,
         codec.router,
         sla.router,
     ):
