@@ -58,6 +58,9 @@ request's whole record), read the journey catalogue, enrol and steer journeys, r
 report (funnel and pipeline figures, nothing about one contact), decode / encode Temporal
 payloads at the codec endpoint (`/codec/…`)."""
 ALL_SCOPES: frozenset[Scope] = frozenset(get_args(Scope))
+VonageSignatureMethod = Literal["md5hash", "md5", "sha1", "sha256", "sha512"]
+"""How Vonage signs its webhooks: `md5hash` (MD5 of the parameters and the secret), or an
+HMAC keyed with the secret, by its digest (see `starter/api/hooks/vonage.py`)."""
 
 LOCAL_MASTER_KEY_ID = "local-development"
 """Id of the built-in master key used when PAYLOAD_MASTER_KEYS is not set (local use only)."""
@@ -242,6 +245,11 @@ class Settings(BaseSettings):
         vonage_api_secret: Vonage API secret.
         vonage_from: The sender: a Vonage number (E.164) or an alphanumeric sender id.
         vonage_api_url: Base URL of Vonage's SMS API (tests point it at loopback).
+        vonage_signature_secret: The account's signature secret (Vonage dashboard):
+            the key of the `sig` on its inbound-SMS and delivery-receipt webhooks;
+            the Vonage webhooks refuse everything until it is set.
+        vonage_signature_method: The signature method chosen in the dashboard:
+            `md5hash` (Vonage's default), or HMAC with `md5`, `sha1`, `sha256`, `sha512`.
         provider_timeout_seconds: Time allowed for one provider call (connect,
             send, answer) before it counts as a transient failure.
         scoring_file: The lead-scoring model (TOML, see `rules/scoring.py`).
@@ -385,6 +393,8 @@ class Settings(BaseSettings):
     vonage_api_secret: SecretStr | None = None
     vonage_from: str | None = None
     vonage_api_url: str = "https://rest.nexmo.com"
+    vonage_signature_secret: SecretStr | None = None
+    vonage_signature_method: VonageSignatureMethod = "md5hash"
     provider_timeout_seconds: float = 10.0
     scoring_file: Path = PROJECT_ROOT / "scoring.toml"
     sales_file: Path = PROJECT_ROOT / "sales.toml"

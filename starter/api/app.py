@@ -66,6 +66,7 @@ from starter.api.dependencies import Services, ServicesDep
 from starter.api.hooks import mailgun, postmark, resend, sendgrid
 from starter.api.hooks import ses as ses_hooks
 from starter.api.hooks import twilio as twilio_hooks
+from starter.api.hooks import vonage as vonage_hooks
 from starter.services import operations
 
 log = structlog.stdlib.get_logger("journeys.api")
@@ -143,6 +144,7 @@ def create_app(
         postmark.router,
         sendgrid.router,
         ses_hooks.router,
+        vonage_hooks.router,
         codec.router,
         sla.router,
     ):

@@ -3,8 +3,8 @@
 - An inbound text goes to `starter/services/sms_keywords.py: handle_inbound`
   (STOP, START, HELP), keyed by the provider's message id: a replayed or
   redelivered request changes nothing and sends no second answer.
-- A delivery status that says the number opted out (Twilio 21610) suppresses it
-  as an SMS STOP (a START texted later lifts it); one that says the number does
+- A delivery status that says the number opted out (Twilio 21610, Vonage err-code
+  9) suppresses it as an SMS STOP (a START texted later lifts it); one that says the number does
   not exist or cannot take texts suppresses it as `invalid_recipient`. Writing a
   suppression twice changes nothing, so a replayed status is harmless too.
 """
