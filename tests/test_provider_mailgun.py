@@ -47,6 +47,7 @@ from tests.fake_api import Reply
 from tests.gateway import REAL_PROVIDER_LINKS, Gateway, gateway_settings, serving_gateway
 from tests.provider_fake import UNSUBSCRIBE_URL, ProviderFake, Request, with_unsubscribe
 from tests.test_api import journey_state, new_id, put_contact
+from tests.test_journey_qa import qa
 
 API_KEY = "key-" + "m" * 32
 DOMAIN = "mg.acme.test"
@@ -346,3 +347,24 @@ async def test_mailgun_webhook_is_off_without_its_key(
         404,
         "Mailgun webhooks are not configured",
     )
+
+
+async def test_test_send_goes_through_mailgun(settings: Settings, mailgun: FakeMailgun) -> None:
+    done = await qa(
+        settings,
+        "test-send",
+        "welcome-series/day0",
+        "--to",
+        "me@example.com",
+        EMAIL_PROVIDER="mailgun",
+        MAILGUN_API_URL=mailgun.url,
+        MAILGUN_API_KEY=API_KEY,
+        MAILGUN_DOMAIN=DOMAIN,
+    )
+
+    assert done.returncode == 0, done.stderr
+    assert "through mailgun" in done.stdout
+    [form] = mailgun.sent
+    assert form["to"] == ["me@example.com"]
+    assert form["subject"][0].startswith("[TEST] ")
+    assert form["h:X-Journeys-Test"] == ["1"]

@@ -47,6 +47,7 @@ from tests.fake_api import Fault
 from tests.fake_sendgrid import API_KEY, RATE_LIMIT_RESET_IN, SendGridApi
 from tests.gateway import REAL_PROVIDER_LINKS, Gateway, gateway_settings, serving_gateway
 from tests.test_api import contact_state, journey_state, new_id, put_contact
+from tests.test_journey_qa import qa
 
 SIGNING_KEY = ec.generate_private_key(ec.SECP256R1())
 OTHER_KEY = ec.generate_private_key(ec.SECP256R1())
@@ -352,3 +353,23 @@ async def test_sendgrid_webhook_is_off_without_its_public_key(
 
     assert response.status_code == 404
     assert response.json()["detail"] == "SendGrid webhooks are not configured"
+
+
+async def test_test_send_goes_through_sendgrid(settings: Settings, api: SendGridApi) -> None:
+    done = await qa(
+        settings,
+        "test-send",
+        "welcome-series/day0",
+        "--to",
+        "me@example.com",
+        EMAIL_PROVIDER="sendgrid",
+        SENDGRID_API_URL=api.url,
+        SENDGRID_API_KEY=API_KEY,
+    )
+
+    assert done.returncode == 0, done.stderr
+    assert "through sendgrid" in done.stdout
+    [body] = api.received
+    assert body["personalizations"][0]["to"] == [{"email": "me@example.com"}]
+    assert body["subject"].startswith("[TEST] ")
+    assert body["headers"]["X-Journeys-Test"] == "1"

@@ -34,6 +34,7 @@ from tests.factories import add_contact
 from tests.fake_api import LoopbackServer
 from tests.gateway import Gateway, gateway_settings, serving_gateway
 from tests.test_api import new_id
+from tests.test_journey_qa import qa
 from tests.test_sms_keywords import contact, replied, sms_suppression
 
 API_KEY, API_SECRET = "abcd1234", "tests-vonage-secret"
@@ -350,3 +351,23 @@ async def test_an_hmac_signature_method_is_checked_as_configured(
     assert (md5hash.status_code, sha512.status_code) == (401, 200), sha512.text
     suppression = await sms_suppression(engine, f"+{msisdn}")
     assert suppression is not None and suppression.reason == "invalid_recipient"
+
+
+async def test_test_send_goes_through_vonage(vonage: FakeVonage, settings: Settings) -> None:
+    done = await qa(
+        settings,
+        "test-send",
+        "pricing-abandon/day2-sms",
+        "--to",
+        "+14155550100",
+        SMS_PROVIDER="vonage",
+        VONAGE_API_KEY=API_KEY,
+        VONAGE_API_SECRET=API_SECRET,
+        VONAGE_FROM="+14155559999",
+        VONAGE_API_URL=vonage.url,
+    )
+
+    assert done.returncode == 0, done.stderr
+    assert "through vonage" in done.stdout
+    [form] = vonage.received
+    assert form["to"] == "14155550100" and form["text"].startswith("[TEST] ")
