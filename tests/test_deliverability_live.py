@@ -28,7 +28,7 @@ from models.tables import ContactEvent, MessageLog, Suppression
 from starter.api.webhooks import SIGNATURE_HEADER, sign_webhook
 from tests.cli import cli_environment, journeys
 from tests.factories import message_rows, rows_of
-from tests.gateway import WEBHOOK_SECRET, Gateway, gateway_settings, serving_gateway
+from tests.gateway import READ_ONLY_KEY, WEBHOOK_SECRET, Gateway, gateway_settings, serving_gateway
 from tests.kit import enters_welcome_series
 from workflows.deliverability_guard import DELIVERABILITY_GUARD, DeliverabilityGuard
 
@@ -203,3 +203,28 @@ def _notification(settings: Settings) -> dict[str, str]:
     [path] = (settings.outbox_dir / "notifications").rglob("*.json")
     note: dict[str, str] = json.loads(path.read_text())
     return note
+
+
+async def test_operators_see_and_steer_pauses_over_http(gateway: Gateway) -> None:
+    reader = {"Authorization": f"Bearer {READ_ONLY_KEY}"}
+    assert (await gateway.http.get("/v1/deliverability", headers=reader)).status_code == 403
+    assert (await gateway.http.put("/v1/deliverability/pauses/nurtur")).status_code == 404
+
+    paused = await gateway.http.put(
+        "/v1/deliverability/pauses/nurture", json={"reason": "moving the sending domain"}
+    )
+    again = await gateway.http.put("/v1/deliverability/pauses/nurture")
+    shown = await gateway.http.get("/v1/deliverability")
+    resumed = await gateway.http.delete("/v1/deliverability/pauses/nurture")
+    not_paused = await gateway.http.delete("/v1/deliverability/pauses/nurture")
+
+    assert paused.status_code == 201, paused.text
+    assert paused.json()["paused_by"] == "api:tests"
+    assert again.status_code == 409
+    assert shown.status_code == 200
+    assert [(view["journey"], view["reason"]) for view in shown.json()["paused"]] == [
+        ("nurture", "moving the sending domain")
+    ]
+    assert shown.json()["limits"] == {"bounce": 0.02}
+    assert (resumed.status_code, resumed.json()["resumed_by"]) == (200, "api:tests")
+    assert not_paused.status_code == 404
