@@ -45,15 +45,15 @@ import base64
 import binascii
 import hashlib
 import hmac
-import json
 from datetime import datetime
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Header, HTTPException, Request, status
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, StringConstraints, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, StringConstraints, TypeAdapter
 
 from models.events import UtcTime
 from starter.api.dependencies import ServicesDep
+from starter.api.hooks.bodies import json_body
 from starter.api.schemas import Problem
 from starter.services.delivery_notices import (
     DeliveryNotice,
@@ -219,22 +219,7 @@ def notice_of(record: PostmarkRecord) -> DeliveryNotice | None:
     )
 
 
-def parse_record(body: bytes) -> PostmarkRecord:
-    """The request body as a record.
-
-    Raises:
-        HTTPException: 400 when it is not JSON, 422 when it is not a record.
-    """
-    try:
-        data = json.loads(body)
-    except ValueError:
-        raise HTTPException(status.HTTP_400_BAD_REQUEST, "the body is not JSON") from None
-    try:
-        return PostmarkRecord.model_validate(data)
-    except ValidationError as error:
-        raise HTTPException(
-            status.HTTP_422_UNPROCESSABLE_CONTENT, f"not a Postmark webhook record: {error}"
-        ) from None
+_RECORD = TypeAdapter(PostmarkRecord)
 
 
 @router.post(
@@ -258,7 +243,8 @@ async def postmark_webhook(
     if username is None or password is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, "Postmark webhooks are not configured")
     check_credentials(authorization, username, password)
-    notice = notice_of(parse_record(await request.body()))
+    record = json_body(await request.body(), _RECORD, what="a Postmark webhook record")
+    notice = notice_of(record)
     if notice is None:
         return _NOTHING
     return await record_notices(held.temporal, held.engine, held.settings, [notice], source=SOURCE)

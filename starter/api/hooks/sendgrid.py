@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 import time
 from datetime import UTC, datetime
 from typing import Annotated, Literal
@@ -46,9 +45,10 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from fastapi import APIRouter, Header, HTTPException, Request, status
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, TypeAdapter, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, TypeAdapter
 
 from starter.api.dependencies import ServicesDep
+from starter.api.hooks.bodies import json_body
 from starter.api.schemas import Problem
 from starter.api.webhooks import SIGNATURE_TOLERANCE
 from starter.services.delivery_notices import (
@@ -171,24 +171,6 @@ def notice_of(event: SendGridEvent) -> DeliveryNotice | None:
     )
 
 
-def parse_events(body: bytes) -> list[SendGridEvent]:
-    """The request body as events.
-
-    Raises:
-        HTTPException: 400 when it is not JSON, 422 when it is not a list of events.
-    """
-    try:
-        data = json.loads(body)
-    except ValueError:
-        raise HTTPException(status.HTTP_400_BAD_REQUEST, "the body is not JSON") from None
-    try:
-        return _EVENTS.validate_python(data)
-    except ValidationError as error:
-        raise HTTPException(
-            status.HTTP_422_UNPROCESSABLE_CONTENT, f"not a list of SendGrid events: {error}"
-        ) from None
-
-
 @router.post(
     "/webhooks/sendgrid",
     response_model=WebhookResult,
@@ -211,7 +193,8 @@ async def sendgrid_webhook(
         raise HTTPException(status.HTTP_404_NOT_FOUND, "SendGrid webhooks are not configured")
     body = await request.body()
     verify_signature(key, signature, timestamp, body, now=time.time())
-    notices = [n for n in map(notice_of, parse_events(body)) if n is not None]
+    events = json_body(body, _EVENTS, what="a list of SendGrid events")
+    notices = [n for n in map(notice_of, events) if n is not None]
     if not notices:
         return WebhookResult(accepted=0, duplicate=0, unknown_messages=[])
     return await record_notices(held.temporal, held.engine, held.settings, notices, source=SOURCE)
