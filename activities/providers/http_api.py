@@ -51,6 +51,26 @@ class Classifier(Protocol):
         ...
 
 
+def answer_error(
+    response: httpx.Response, message: str, *, transient: bool, invalid_recipient: bool = False
+) -> DeliveryError:
+    """The `DeliveryError` of an API's non-success answer, as its classifier decided: a
+    transient one waits as long as the answer's `Retry-After` asks."""
+    if transient:
+        return DeliveryError(
+            message,
+            permanent=False,
+            retry_after=parse_retry_after(response.headers.get("Retry-After")),
+            status_code=response.status_code,
+        )
+    return DeliveryError(
+        message,
+        permanent=True,
+        invalid_recipient=invalid_recipient,
+        status_code=response.status_code,
+    )
+
+
 def delivery_error_from_response(response: httpx.Response, *, api: str) -> DeliveryError:
     """Classify an API's non-success answer (see the module docstring for the rules).
 
@@ -61,18 +81,11 @@ def delivery_error_from_response(response: httpx.Response, *, api: str) -> Deliv
     status = response.status_code
     code, text = _error_details(response)
     message = f"{api} answered HTTP {status}: {text}"
-    if status >= 500 or status in TRANSIENT_STATUSES:
-        return DeliveryError(
-            message,
-            permanent=False,
-            retry_after=parse_retry_after(response.headers.get("Retry-After")),
-            status_code=status,
-        )
-    return DeliveryError(
+    return answer_error(
+        response,
         message,
-        permanent=True,
+        transient=status >= 500 or status in TRANSIENT_STATUSES,
         invalid_recipient=status in (400, 422) and code == INVALID_RECIPIENT_CODE,
-        status_code=status,
     )
 
 

@@ -35,8 +35,8 @@ from email.utils import formataddr
 
 import httpx
 
-from activities.providers.errors import DeliveryError, parse_retry_after, provider_text
-from activities.providers.http_api import JsonApi, basic_auth
+from activities.providers.errors import DeliveryError, provider_text
+from activities.providers.http_api import JsonApi, answer_error, basic_auth
 from activities.providers.messages import OutgoingEmail, header_text
 
 VARIABLE_HEADERS = (("journey", "X-Journey"), ("step", "X-Journey-Step"))
@@ -54,18 +54,11 @@ def mailgun_error(response: httpx.Response, *, api: str) -> DeliveryError:
     status = response.status_code
     text = _error_text(response)
     message = f"{api} answered HTTP {status}: {text}"
-    if status >= 500 or status == 429:
-        return DeliveryError(
-            message,
-            permanent=False,
-            retry_after=parse_retry_after(response.headers.get("Retry-After")),
-            status_code=status,
-        )
-    return DeliveryError(
+    return answer_error(
+        response,
         message,
-        permanent=True,
+        transient=status >= 500 or status == 429,
         invalid_recipient=status == 400 and bool(_INVALID_TO.search(text)),
-        status_code=status,
     )
 
 

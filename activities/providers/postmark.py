@@ -41,8 +41,8 @@ from typing import Any
 
 import httpx
 
-from activities.providers.errors import DeliveryError, parse_retry_after, provider_text
-from activities.providers.http_api import JsonApi, message_id_of
+from activities.providers.errors import DeliveryError, provider_text
+from activities.providers.http_api import JsonApi, answer_error, message_id_of
 from activities.providers.messages import OutgoingEmail, header_text
 
 API_LABEL = "Postmark"
@@ -142,17 +142,15 @@ def postmark_error(response: httpx.Response) -> DeliveryError:
     code, text = _error_details(response)
     label = f"HTTP {status}" if code is None else f"HTTP {status} (ErrorCode {code})"
     message = f"{API_LABEL} answered {label}: {text}"
-    if status == httpx.codes.TOO_MANY_REQUESTS or status >= 500 or code == MAINTENANCE:
-        return DeliveryError(
-            message,
-            permanent=False,
-            retry_after=parse_retry_after(response.headers.get("Retry-After")),
-            status_code=status,
-        )
     invalid = code == INACTIVE_RECIPIENT or (
         code == INVALID_REQUEST and bool(_NAMES_TO_ADDRESS.search(text))
     )
-    return DeliveryError(message, permanent=True, invalid_recipient=invalid, status_code=status)
+    return answer_error(
+        response,
+        message,
+        transient=status == httpx.codes.TOO_MANY_REQUESTS or status >= 500 or code == MAINTENANCE,
+        invalid_recipient=invalid,
+    )
 
 
 def _error_details(response: httpx.Response) -> tuple[int | None, str]:
