@@ -215,6 +215,7 @@ async def test_funnel_since_counts_runs_messages_opens_and_conversions(
         "completed": 3,
         "exited": {"unsubscribed": 1},
         "converted": 0,
+        "send_pauses": [],
     }
     assert [step.step for step in welcome_funnel.steps] == [
         "day0",
@@ -243,6 +244,7 @@ async def test_funnel_since_counts_runs_messages_opens_and_conversions(
         "completed": 1,
         "exited": {"purchased": 1},
         "converted": 1,
+        "send_pauses": [],
     }
     assert [step.step for step in pricing.steps] == ["email", "day2-sms"]
     assert counts(step_of(pricing, "email")) == figures(
