@@ -337,6 +337,13 @@ async def schedule_deliverability_guard(client: Client, settings: Settings) -> N
     log.info("deliverability guard scheduled", every_seconds=every)
 
 
+async def sweep_segments_once(client: Client, settings: Settings) -> None:
+    """Run one segment sweep now and wait for it (a new segment's first, silent evaluation)."""
+    await client.execute_workflow(
+        SegmentSweep.run, id=f"{SEGMENT_SWEEP}-now", task_queue=settings.task_queue
+    )
+
+
 async def schedule_upkeep(client: Client, settings: Settings) -> None:
     """The schedules the worker's upkeep workflows run on: the segment sweep, the
     deliverability guard."""

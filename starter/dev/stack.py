@@ -65,7 +65,11 @@ async def run_dev(
 ) -> None:
     """Run the local stack until Ctrl-C (see the module docstring)."""
     from starter.api.server import running_api  # FastAPI loads only for the commands that serve it
-    from worker import running_worker, schedule_upkeep  # the journeys load here only
+    from worker import (
+        running_worker,
+        schedule_upkeep,
+        sweep_segments_once,
+    )  # the journeys load here only
 
     busy = [port for port in (temporal_port, ui_port, settings.api_port) if _port_in_use(port)]
     if busy:
@@ -108,11 +112,14 @@ async def run_dev(
         return await connect(target_host=address, lazy=True, retry=SERVICE_RETRY, keys=keys)
 
     try:
-        await schedule_upkeep(env.client, settings)
         async with (
             running_worker(env.client, settings),
             running_api(settings, temporal=gateway_client) as api_url,
         ):
+            # New segments are evaluated (silently) before the demo's events arrive, so an
+            # entry the demo makes (demo-fay's) is an entry, not an existing membership.
+            await sweep_segments_once(env.client, settings)
+            await schedule_upkeep(env.client, settings)
             typer.echo(f"Demo: {demo.SUMMARY} (1 journey day = {day_seconds} s)")
             await demo.run_demo(env.client, settings, day_seconds=day_seconds)
             typer.echo(
