@@ -98,7 +98,7 @@ class Journey:
     category: ClassVar[MessageCategory]
     """What the journey's messages are, declared by every journey: `MARKETING`
     (consent, quiet hours, caps; the journey exits at once on `unsubscribed`, a
-    hard bounce or an erasure) or `TRANSACTIONAL` (service messages: no marketing
+    spam complaint, a hard bounce or an erasure) or `TRANSACTIONAL` (service messages: no marketing
     consent needed, not capped, never to a hard-bounced, suppressed-for-all or
     erased address; the journey goes on after an unsubscribe)."""
     exit_on: ClassVar[frozenset[str]] = frozenset()
