@@ -89,14 +89,25 @@ def delivery_error_from_response(response: httpx.Response, *, api: str) -> Deliv
     )
 
 
-def _error_details(response: httpx.Response) -> tuple[str | None, str]:
-    """The machine error code (if any) and a short human text of an error answer."""
-    fallback = provider_text(response.text) or response.reason_phrase
+def error_body(response: httpx.Response) -> dict[str, Any]:
+    """An error answer's JSON object; empty when its body is not one."""
     try:
         body = response.json()
     except ValueError:
-        return None, fallback
-    error = body.get("error") if isinstance(body, dict) else None
+        return {}
+    return body if isinstance(body, dict) else {}
+
+
+def fallback_text(response: httpx.Response) -> str:
+    """An error answer's body (or its reason phrase), masked and cut, when it says nothing
+    more precise."""
+    return provider_text(response.text) or response.reason_phrase
+
+
+def _error_details(response: httpx.Response) -> tuple[str | None, str]:
+    """The machine error code (if any) and a short human text of an error answer."""
+    fallback = fallback_text(response)
+    error = error_body(response).get("error")
     if isinstance(error, str):
         return None, provider_text(error)
     if not isinstance(error, dict):

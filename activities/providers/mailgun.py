@@ -36,7 +36,13 @@ from email.utils import formataddr
 import httpx
 
 from activities.providers.errors import DeliveryError, provider_text
-from activities.providers.http_api import JsonApi, answer_error, basic_auth
+from activities.providers.http_api import (
+    JsonApi,
+    answer_error,
+    basic_auth,
+    error_body,
+    fallback_text,
+)
 from activities.providers.messages import OutgoingEmail, header_text
 
 VARIABLE_HEADERS = (("journey", "X-Journey"), ("step", "X-Journey-Step"))
@@ -63,13 +69,8 @@ def mailgun_error(response: httpx.Response, *, api: str) -> DeliveryError:
 
 
 def _error_text(response: httpx.Response) -> str:
-    fallback = provider_text(response.text) or response.reason_phrase
-    try:
-        body = response.json()
-    except ValueError:
-        return fallback
-    text = body.get("message") if isinstance(body, dict) else None
-    return provider_text(text) if isinstance(text, str) else fallback
+    text = error_body(response).get("message")
+    return provider_text(text) if isinstance(text, str) else fallback_text(response)
 
 
 class MailgunEmailProvider:

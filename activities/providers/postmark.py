@@ -42,7 +42,13 @@ from typing import Any
 import httpx
 
 from activities.providers.errors import DeliveryError, provider_text
-from activities.providers.http_api import JsonApi, answer_error, message_id_of
+from activities.providers.http_api import (
+    JsonApi,
+    answer_error,
+    error_body,
+    fallback_text,
+    message_id_of,
+)
 from activities.providers.messages import OutgoingEmail, header_text
 
 API_LABEL = "Postmark"
@@ -155,16 +161,9 @@ def postmark_error(response: httpx.Response) -> DeliveryError:
 
 def _error_details(response: httpx.Response) -> tuple[int | None, str]:
     """Postmark's `ErrorCode` (if any) and its `Message`, masked and cut."""
-    fallback = provider_text(response.text) or response.reason_phrase
-    try:
-        body = response.json()
-    except ValueError:
-        return None, fallback
-    if not isinstance(body, dict):
-        return None, fallback
-    code = body.get("ErrorCode")
-    text = body.get("Message")
+    body = error_body(response)
+    code, text = body.get("ErrorCode"), body.get("Message")
     return (
         code if isinstance(code, int) else None,
-        provider_text(text) if isinstance(text, str) and text else fallback,
+        provider_text(text) if isinstance(text, str) and text else fallback_text(response),
     )

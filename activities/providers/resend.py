@@ -36,7 +36,7 @@ from email.utils import formataddr
 import httpx
 
 from activities.providers.errors import DeliveryError, parse_retry_after, provider_text
-from activities.providers.http_api import JsonApi, bearer
+from activities.providers.http_api import JsonApi, bearer, error_body, fallback_text
 from activities.providers.messages import OutgoingEmail, header_text
 
 IDEMPOTENCY_KEY_LIMIT = 256
@@ -87,17 +87,11 @@ def resend_error(response: httpx.Response, *, api: str) -> DeliveryError:
 
 def _error_details(response: httpx.Response) -> tuple[str | None, str]:
     """Resend's error `name` (if any) and a short text of its answer."""
-    fallback = provider_text(response.text) or response.reason_phrase
-    try:
-        body = response.json()
-    except ValueError:
-        return None, fallback
-    if not isinstance(body, dict):
-        return None, fallback
+    body = error_body(response)
     name, text = body.get("name"), body.get("message")
     return (
         name if isinstance(name, str) else None,
-        provider_text(text) if isinstance(text, str) else fallback,
+        provider_text(text) if isinstance(text, str) else fallback_text(response),
     )
 
 
