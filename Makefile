@@ -10,11 +10,13 @@ export UV_PYTHON_DOWNLOADS := never
 VENV := .venv
 PYTHON := $(VENV)/bin/python
 
-.PHONY: run test faults bench lint tools setup clean help
+.PHONY: run cluster test cluster-test faults bench lint tools cluster-tools setup clean help
 
 help:
 	@echo "make run    start Temporal (UI on :8233), the worker and the demo journeys"
 	@echo "make test   install everything needed and run the test suite"
+	@echo "make cluster       a Temporal cluster on PostgreSQL, two workers, the gateway and the demo"
+	@echo "make cluster-test  the tests on that cluster (CI runs them after make test)"
 	@echo "make lint   ruff and mypy"
 	@echo "make faults only the fault-injection tests (make test runs them too)"
 	@echo "make bench  benchmarks against a peer and a bare-Temporal baseline (bench/results/)"
@@ -32,6 +34,9 @@ setup: $(VENV)/.synced
 tools: setup
 	$(PYTHON) -m starter.dev.toolchain
 
+cluster-tools: tools
+	$(PYTHON) -m starter.dev.toolchain --cluster
+
 lint: setup
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
@@ -39,6 +44,9 @@ lint: setup
 
 test: tools lint
 	$(VENV)/bin/pytest
+
+cluster-test: cluster-tools
+	$(VENV)/bin/pytest -m cluster tests/cluster
 
 faults: tools
 	$(VENV)/bin/pytest tests/faults
@@ -48,6 +56,9 @@ bench: tools
 
 run: tools
 	$(VENV)/bin/journeys dev
+
+cluster: cluster-tools
+	$(VENV)/bin/journeys cluster
 
 clean:
 	rm -rf .data $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -37,10 +37,10 @@ from models.settings import Settings
 from runtime.codec import encrypting_data_converter
 from runtime.keys import KeyStore, key_store
 from starter.dev.cluster import register_search_attributes
+from starter.dev.postgres import PostgresCluster, postgres_unavailable
 from starter.dev.toolchain import start_dev_server, start_time_skipping_server
 from tests.contact_kit import Contacts
 from tests.kit import JourneyKit, kit_settings, recording_histories, running_kit
-from tests.postgres import PostgresCluster, postgres_unavailable
 from worker import build_worker
 
 

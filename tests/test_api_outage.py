@@ -14,10 +14,10 @@ from models.settings import Settings
 from models.tables import ContactEvent
 from runtime.codec import encrypting_data_converter
 from runtime.keys import KeyStore
+from starter.dev.ports import free_port
 from starter.dev.toolchain import start_dev_server
 from tests.factories import rows_of
 from tests.gateway import gateway_settings, serving_gateway
-from tests.test_dev_stack import free_port
 from worker import running_worker
 
 

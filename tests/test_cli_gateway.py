@@ -12,11 +12,11 @@ from temporalio.testing import WorkflowEnvironment
 
 from models.journeys import JourneyState
 from models.settings import Settings
+from starter.dev.ports import free_port
 from tests.cli import JOURNEYS, cli_environment, journeys
 from tests.factories import add_contact
 from tests.gateway import FULL_KEY
 from tests.test_api import journey_state
-from tests.test_dev_stack import free_port
 from worker import running_worker
 
 

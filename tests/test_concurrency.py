@@ -15,8 +15,8 @@ from temporalio.testing import WorkflowEnvironment
 from models.db import create_engine, session_factory
 from models.settings import Settings
 from models.tables import Contact, Suppression
+from starter.dev.postgres import PostgresCluster, postgres_unavailable
 from tests.gateway import Gateway, gateway_settings, serving_gateway
-from tests.postgres import PostgresCluster, postgres_unavailable
 from tests.test_api import contact_state, new_id
 
 ROUNDS = 4

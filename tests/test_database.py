@@ -36,10 +36,10 @@ from models.db import (
 from models.events import BehaviorEvent
 from models.tables import ConsentChange, Contact, EventReceipt, MessageLog
 from rules.consent import ConsentOrigin, record_change
+from starter.dev.postgres import PostgresCluster, postgres_unavailable
 from starter.services.intake import record_receipts
 from tests.cli import run
 from tests.factories import add_contact, rows_of
-from tests.postgres import PostgresCluster, postgres_unavailable
 
 APP_TABLES = {
     "broadcasts",

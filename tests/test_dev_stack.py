@@ -20,15 +20,9 @@ from starter.dev.demo import (
     DEMO_SUBSCRIBERS,
     subject_arm,
 )
+from starter.dev.ports import free_port
 from tests.cli import JOURNEYS
 from workflows import catalog
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 def listening(port: int) -> bool:

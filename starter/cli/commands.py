@@ -205,6 +205,23 @@ async def dev(
 
 @app.command()
 @run_async
+async def cluster(
+    with_demo: Annotated[
+        bool, typer.Option("--demo/--no-demo", help="Run the demo contacts on it.")
+    ] = True,
+) -> None:
+    """Start a Temporal cluster on PostgreSQL, two workers and the gateway (`make cluster`)."""
+    from models.settings import get_settings
+    from runtime.logs import configure_logging
+    from starter.dev.cluster_stack import run_cluster
+
+    settings = get_settings()
+    configure_logging(level=settings.log_level, fmt=settings.log_format)
+    await run_cluster(settings, with_demo=with_demo)
+
+
+@app.command()
+@run_async
 async def worker() -> None:
     """Run the Temporal worker (all journeys and activities) until SIGINT / SIGTERM."""
     from models.settings import get_settings

@@ -43,7 +43,7 @@ DATA_DIR = Path(".data")
 LOCAL_KEY_FILE = DATA_DIR / "api-key"
 
 
-def _port_in_use(port: int) -> bool:
+def port_in_use(port: int) -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
         return probe.connect_ex(("127.0.0.1", port)) == 0
 
@@ -71,7 +71,7 @@ async def run_dev(
         sweep_segments_once,
     )  # the journeys load here only
 
-    busy = [port for port in (temporal_port, ui_port, settings.api_port) if _port_in_use(port)]
+    busy = [port for port in (temporal_port, ui_port, settings.api_port) if port_in_use(port)]
     if busy:
         raise OperationError(
             f"port(s) {', '.join(map(str, busy))} already in use: is another Temporal server "

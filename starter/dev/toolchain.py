@@ -7,7 +7,10 @@ registries instead and caches them per user, keyed by version:
 
 * the CLI is built with ``go install`` from the Go module proxy;
 * the test server is fetched from Maven Central with ``mvn`` and started
-  through a small ``exec java`` wrapper script.
+  through a small ``exec java`` wrapper script;
+* for a production-like cluster (``journeys cluster``), the Temporal server
+  and its SQL schema tool are built with ``go install`` too, with the
+  server module's PostgreSQL schemas beside them (``temporal_server_bundle``).
 
 Explicit paths (``TEMPORAL_CLI_PATH`` / ``TEMPORAL_TEST_SERVER_PATH``) and a
 ``temporal`` on ``PATH`` take precedence. Without Go or Maven the resolvers
@@ -21,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fcntl
+import json
 import os
 import shlex
 import shutil
@@ -30,6 +34,7 @@ import tempfile
 import textwrap
 import zipfile
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -38,8 +43,14 @@ from temporalio.testing import WorkflowEnvironment
 
 TEMPORAL_CLI_VERSION = "v1.5.1"
 TEST_SERVER_VERSION = "1.38.0"
+TEMPORAL_SERVER_VERSION = "v1.29.1"
+"""The server the CLI's dev server embeds: the cluster runs the same code."""
 
 _CLI_MODULE = "github.com/temporalio/cli/cmd/temporal"
+_SERVER_MODULE = "go.temporal.io/server"
+_SERVER_COMMANDS = {"cmd/server": "temporal-server", "cmd/tools/sql": "temporal-sql-tool"}
+"""Package of the server module → the name the bundle gives its binary."""
+_POSTGRES_SCHEMAS = Path("schema/postgresql/v12")
 _TEST_SERVER_MAIN = "io.temporal.testserver.TestServer"
 _OUTPUT_TAIL_LINES = 30
 
@@ -189,6 +200,100 @@ def temporal_cli_path(*, install: bool = True) -> Path | None:
             target.parent.mkdir(exist_ok=True)
             os.replace(Path(gobin) / "temporal", target)
     return target
+
+
+@dataclass(frozen=True)
+class ServerBundle:
+    """The Temporal server, its SQL schema tool and the PostgreSQL schemas, in one folder."""
+
+    root: Path
+
+    @property
+    def server(self) -> Path:
+        """The `temporal-server` binary (`start --service …`)."""
+        return self.root / _SERVER_COMMANDS["cmd/server"]
+
+    @property
+    def sql_tool(self) -> Path:
+        """The `temporal-sql-tool` binary (create-database, setup-schema, update-schema)."""
+        return self.root / _SERVER_COMMANDS["cmd/tools/sql"]
+
+    @property
+    def postgres_schemas(self) -> Path:
+        """`schema/postgresql/v12` of the server module: `temporal/` and `visibility/`."""
+        return self.root / _POSTGRES_SCHEMAS
+
+    def complete(self) -> bool:
+        """Whether both binaries and the schemas are there."""
+        return (
+            _is_executable(self.server)
+            and _is_executable(self.sql_tool)
+            and (self.postgres_schemas / "temporal" / "versioned").is_dir()
+        )
+
+
+_SERVER_FIXES = (
+    "The Temporal server is built from the Go module proxy; check that `go` works and "
+    "that the proxy is reachable (GOPROXY)."
+)
+
+
+def temporal_server_bundle(*, install: bool = True) -> ServerBundle:
+    """Find the Temporal server bundle in the cache, building it with Go if needed.
+
+    Args:
+        install: Whether to build it when it is not cached.
+
+    Raises:
+        ToolchainError: it is not cached and cannot be built (no Go, or the build failed).
+    """
+    name = f"temporal-server-{TEMPORAL_SERVER_VERSION}"
+    bundle = ServerBundle(cache_dir() / name)
+    if bundle.complete():
+        return bundle
+    go = shutil.which("go")
+    if not install or go is None:
+        raise ToolchainError(
+            f"the Temporal server {TEMPORAL_SERVER_VERSION} is not in {bundle.root} and "
+            + ("`go` is not on PATH to build it." if go is None else "installing was not asked.")
+        )
+    with _lock(name) as root:
+        if bundle.complete():  # built by another process while we waited
+            return bundle
+        sys.stderr.write(
+            f"building Temporal server {TEMPORAL_SERVER_VERSION} and its SQL tool with Go "
+            "(first time only, several minutes)…\n"
+        )
+        with tempfile.TemporaryDirectory(dir=root, prefix=f".{name}-") as tmp:
+            staged = Path(tmp) / "bundle"
+            env = {**os.environ, "GOBIN": str(staged), "CGO_ENABLED": "0"}
+            packages = [f"{_SERVER_MODULE}/{package}" for package in _SERVER_COMMANDS]
+            _run(
+                [go, "install", *(f"{package}@{TEMPORAL_SERVER_VERSION}" for package in packages)],
+                what=f"Building the Temporal server {TEMPORAL_SERVER_VERSION} with Go",
+                fixes=_SERVER_FIXES,
+                env=env,
+            )
+            for package, final in _SERVER_COMMANDS.items():
+                os.replace(staged / Path(package).name, staged / final)
+            module = _module_dir(go, f"{_SERVER_MODULE}@{TEMPORAL_SERVER_VERSION}")
+            shutil.copytree(module / _POSTGRES_SCHEMAS, staged / _POSTGRES_SCHEMAS)
+            shutil.rmtree(bundle.root, ignore_errors=True)  # leftovers of a broken build
+            staged.rename(bundle.root)
+    return bundle
+
+
+def _module_dir(go: str, module: str) -> Path:
+    """The source folder of a Go module in the module cache (downloading it if needed)."""
+    result = subprocess.run(
+        [go, "mod", "download", "-json", module], capture_output=True, text=True, check=False
+    )
+    try:
+        return Path(json.loads(result.stdout)["Dir"])
+    except (ValueError, KeyError) as error:
+        raise ToolchainError(
+            f"`go mod download {module}` gave no source folder: {result.stderr or result.stdout}"
+        ) from error
 
 
 def _has_main_class(jar: Path) -> bool:
@@ -342,8 +447,11 @@ async def start_time_skipping_server(**kwargs: Any) -> WorkflowEnvironment:
         raise
 
 
-def ensure_all() -> None:
-    """Resolve or install both servers and report where each one is.
+def ensure_all(*, cluster: bool = False) -> None:
+    """Resolve or install the servers and report where each one is.
+
+    Args:
+        cluster: Also the Temporal server and SQL tool of `journeys cluster`.
 
     Raises:
         ToolchainError: A path override is invalid or an install failed.
@@ -354,12 +462,15 @@ def ensure_all() -> None:
     ):
         where = resolve() or "not found; the Temporal SDK will download it (needs internet)"
         sys.stderr.write(f"{what}: {where}\n")
+    if cluster:
+        bundle = temporal_server_bundle()
+        sys.stderr.write(f"Temporal server {TEMPORAL_SERVER_VERSION} (cluster): {bundle.root}\n")
 
 
 def main() -> None:
-    """Entry point for ``python -m starter.dev.toolchain``."""
+    """Entry point for ``python -m starter.dev.toolchain [--cluster]``."""
     try:
-        ensure_all()
+        ensure_all(cluster="--cluster" in sys.argv[1:])
     except ToolchainError as exc:
         sys.stderr.write(f"error: {exc}\n")
         sys.exit(2)

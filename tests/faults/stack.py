@@ -18,9 +18,9 @@ from temporalio.testing import WorkflowEnvironment
 from models.search_attributes import ALL_SEARCH_ATTRIBUTES
 from runtime.codec import encrypting_data_converter
 from runtime.keys import KeyStore
+from starter.dev.ports import free_port
 from starter.dev.toolchain import start_dev_server
 from tests.cli import JOURNEYS
-from tests.test_dev_stack import free_port
 
 
 class DevServer:

@@ -22,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from models.db import create_engine, migrate
 from models.settings import Settings
+from starter.dev.postgres import PostgresCluster, postgres_unavailable
 from tests.faults.email_api import EmailApi
 from tests.faults.fleet import (
     add_contacts,
@@ -31,7 +32,6 @@ from tests.faults.fleet import (
     wait_for_journeys,
 )
 from tests.faults.stack import DevServer, WorkerProcess
-from tests.postgres import PostgresCluster, postgres_unavailable
 
 POSTGRES_OUTAGE_SECONDS = 10
 SQLITE_LOCK_SECONDS = 35

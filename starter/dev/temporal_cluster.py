@@ -1,0 +1,341 @@
+"""A real Temporal cluster on PostgreSQL, on loopback: the production topology on one machine.
+
+The four Temporal services (frontend, history, matching, worker) run as
+separate `temporal-server` processes, built from the Go module proxy
+(`starter.dev.toolchain.temporal_server_bundle`), persisting to PostgreSQL
+(`temporal` and `temporal_visibility`, created with `temporal-sql-tool` from
+the schemas of the server's own module). They find each other through the
+database (ringpop membership), as on a real deployment.
+
+Each service gets its own config file (`<service>.yaml`, the same cluster
+settings with its own metrics port), written as JSON (YAML's subset) from
+`_config`; the dynamic config turns on worker versioning (deployments) and
+update-with-start. `journeys cluster` runs one for a person; the cluster tests
+run one per session and break parts of it on purpose.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from temporalio.client import Client
+
+from starter.dev.ports import free_low_port, free_port
+from starter.dev.postgres import SUPERUSER, PostgresCluster
+from starter.dev.processes import ServiceProcess
+from starter.dev.toolchain import ServerBundle, ToolchainError
+
+SERVICES = ("history", "matching", "frontend", "worker")
+"""The Temporal services, in the order they start (the frontend needs history to answer)."""
+
+PERSISTENCE_DATABASE = "temporal"
+VISIBILITY_DATABASE = "temporal_visibility"
+SQL_PLUGIN = "postgres12"
+
+DYNAMIC_CONFIG: dict[str, Any] = {
+    "limit.maxIDLength": 255,
+    "frontend.enableExecuteMultiOperation": True,
+    "system.enableDeploymentVersions": True,
+    "system.enableDeployments": True,
+    "frontend.workerVersioningDataAPIs": True,
+    "frontend.workerVersioningWorkflowAPIs": True,
+    "frontend.workerVersioningRuleAPIs": True,
+    # How soon a drained worker version shows as drained (the default is minutes).
+    "matching.wv.VersionDrainageStatusVisibilityGracePeriod": "5s",
+    "matching.wv.VersionDrainageStatusRefreshInterval": "5s",
+}
+"""Dynamic config of the local cluster (`config/dynamicconfig.yaml`)."""
+
+READY_TIMEOUT_SECONDS = 120
+
+
+class ClusterError(RuntimeError):
+    """The cluster could not be set up or did not start; the message says which part and why."""
+
+
+@dataclass(frozen=True)
+class ServicePorts:
+    """The ports of one Temporal service."""
+
+    grpc: int
+    membership: int
+    metrics: int
+    http: int | None = None  # the frontend's HTTP API only
+
+
+@dataclass(frozen=True)
+class ClusterPorts:
+    """The ports of every service."""
+
+    services: dict[str, ServicePorts] = field(default_factory=dict)
+
+    @classmethod
+    def free(cls) -> ClusterPorts:
+        """Ports nobody listens on now (for tests, several clusters side by side)."""
+        return cls(
+            {
+                name: ServicePorts(
+                    grpc=free_port(),
+                    membership=free_low_port(),
+                    metrics=free_port(),
+                    http=free_port() if name == "frontend" else None,
+                )
+                for name in SERVICES
+            }
+        )
+
+    @classmethod
+    def standard(cls) -> ClusterPorts:
+        """Temporal's usual ports (frontend on 7233), metrics on 9091-9094."""
+        grpc = {"frontend": 7233, "history": 7234, "matching": 7235, "worker": 7239}
+        return cls(
+            {
+                name: ServicePorts(
+                    grpc[name],
+                    grpc[name] - 300,
+                    9091 + index,
+                    7243 if name == "frontend" else None,
+                )
+                for index, name in enumerate(SERVICES)
+            }
+        )
+
+    @property
+    def frontend(self) -> int:
+        """The frontend's gRPC port (clients and workers connect there)."""
+        return self.services["frontend"].grpc
+
+
+class TemporalCluster:
+    """The Temporal services on a PostgreSQL cluster, started, killed and restarted at will.
+
+    `with TemporalCluster(directory, bundle=…, postgres=…) as cluster:` creates or
+    upgrades the schemas, writes the config, and starts the four services;
+    `await cluster.wait_ready()` waits until the frontend serves.
+    """
+
+    def __init__(
+        self,
+        directory: Path,
+        *,
+        bundle: ServerBundle,
+        postgres: PostgresCluster,
+        ports: ClusterPorts | None = None,
+        history_shards: int = 4,
+    ) -> None:
+        self.directory = directory
+        self.bundle = bundle
+        self.postgres = postgres
+        self.ports = ports or ClusterPorts.free()
+        self.history_shards = history_shards
+        self.services = {
+            name: ServiceProcess(
+                name,
+                [
+                    str(bundle.server),
+                    "--root",
+                    str(directory),
+                    "--config",
+                    "config",
+                    "--env",
+                    name,
+                    "--allow-no-auth",
+                    "start",
+                    "--service",
+                    name,
+                ],
+                log_path=directory / "logs" / f"{name}.log",
+                cwd=directory,
+            )  # fmt: skip
+            for name in SERVICES
+        }
+
+    @property
+    def address(self) -> str:
+        """`host:port` of the frontend."""
+        return f"127.0.0.1:{self.ports.frontend}"
+
+    def __enter__(self) -> TemporalCluster:
+        self.create_schemas()
+        self.write_config()
+        try:
+            self.start()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    def create_schemas(self) -> None:
+        """Create both databases and their schemas, or bring existing ones to this version."""
+        for database, folder in (
+            (PERSISTENCE_DATABASE, "temporal"),
+            (VISIBILITY_DATABASE, "visibility"),
+        ):
+            if self._sql_tool(database, "create-database", allow="already exists"):
+                self._sql_tool(database, "setup-schema", "-v", "0.0")
+            versioned = self.bundle.postgres_schemas / folder / "versioned"
+            self._sql_tool(database, "update-schema", "-d", str(versioned))
+
+    def write_config(self) -> None:
+        """Write each service's config file and the dynamic config under `config/`."""
+        config_dir = self.directory / "config"
+        config_dir.mkdir(parents=True, exist_ok=True)
+        for name in SERVICES:
+            (config_dir / f"{name}.yaml").write_text(json.dumps(self._config(name), indent=2))
+        (config_dir / "dynamicconfig.yaml").write_text(
+            json.dumps({key: [{"value": value}] for key, value in DYNAMIC_CONFIG.items()}, indent=2)
+        )
+
+    def start(self, *names: str) -> None:
+        """Start the named services (all of them by default); running ones are left alone."""
+        for name in names or SERVICES:
+            self.services[name].start()
+
+    def kill(self, name: str) -> None:
+        """SIGKILL one service: it stops mid-way, as on a crash."""
+        self.services[name].kill()
+
+    def stop(self) -> None:
+        """Stop every service (SIGTERM, then SIGKILL)."""
+        for name in reversed(SERVICES):
+            self.services[name].stop()
+
+    async def wait_ready(self, *, timeout: float = READY_TIMEOUT_SECONDS) -> None:
+        """Wait until the frontend answers its health check.
+
+        Raises:
+            ClusterError: a service exited, or the frontend did not answer in time
+                (with the end of the logs).
+        """
+        try:
+            async with asyncio.timeout(timeout):
+                while True:
+                    self._raise_if_exited()
+                    try:
+                        client = await Client.connect(self.address)
+                        if await client.service_client.check_health():
+                            return
+                    except RuntimeError:
+                        pass
+                    await asyncio.sleep(0.5)
+        except TimeoutError:
+            raise ClusterError(
+                f"the Temporal frontend at {self.address} did not serve within {timeout:.0f} s\n"
+                + self.log_tails()
+            ) from None
+
+    def log_tails(self, lines: int = 15) -> str:
+        """The end of each service's log, for error messages."""
+        return "\n".join(
+            f"--- {name} ({self.services[name].log_path}):\n{self.services[name].tail(lines)}"
+            for name in SERVICES
+        )
+
+    def _raise_if_exited(self) -> None:
+        for name, service in self.services.items():
+            if not service.running:
+                raise ClusterError(f"Temporal {name} exited:\n{service.tail()}")
+
+    def _sql_tool(self, database: str, *command: str, allow: str | None = None) -> bool:
+        """Run `temporal-sql-tool` on a database; False if it failed with `allow` in its output."""
+        argv = [
+            str(self.bundle.sql_tool), "--plugin", SQL_PLUGIN, "--ep", "127.0.0.1",
+            "-p", str(self.postgres.port), "-u", SUPERUSER, "--db", database, *command,
+        ]  # fmt: skip
+        try:
+            result = subprocess.run(argv, capture_output=True, text=True, timeout=300, check=False)
+        except OSError as error:
+            raise ToolchainError(f"could not run {argv[0]}: {error}") from error
+        if result.returncode == 0:
+            return True
+        output = result.stdout + result.stderr
+        if allow is not None and allow in output:
+            return False
+        raise ClusterError(
+            f"temporal-sql-tool {' '.join(command)} on {database} failed "
+            f"(exit code {result.returncode}):\n{output[-2000:]}"
+        )
+
+    def _config(self, service: str) -> dict[str, Any]:
+        """The static config one service process reads (`--env <service>`)."""
+        return {
+            "log": {"stdout": True, "level": "warn"},
+            "persistence": {
+                "defaultStore": "postgres-default",
+                "visibilityStore": "postgres-visibility",
+                "numHistoryShards": self.history_shards,
+                "datastores": {
+                    "postgres-default": self._datastore(PERSISTENCE_DATABASE, connections=20),
+                    "postgres-visibility": self._datastore(VISIBILITY_DATABASE, connections=4),
+                },
+            },
+            "global": {
+                "membership": {"maxJoinDuration": "30s", "broadcastAddress": "127.0.0.1"},
+                "metrics": {
+                    "prometheus": {
+                        "framework": "tally",
+                        "timerType": "histogram",
+                        "listenAddress": f"127.0.0.1:{self.ports.services[service].metrics}",
+                    }
+                },
+            },
+            "services": dict(self._service_rpc()),
+            "clusterMetadata": {
+                "enableGlobalNamespace": False,
+                "failoverVersionIncrement": 10,
+                "masterClusterName": "active",
+                "currentClusterName": "active",
+                "clusterInformation": {
+                    "active": {
+                        "enabled": True,
+                        "initialFailoverVersion": 1,
+                        "rpcName": "frontend",
+                        "rpcAddress": self.address,
+                    }
+                },
+            },
+            "dcRedirectionPolicy": {"policy": "noop"},
+            "archival": {"history": {"state": "disabled"}, "visibility": {"state": "disabled"}},
+            "namespaceDefaults": {
+                "archival": {"history": {"state": "disabled"}, "visibility": {"state": "disabled"}}
+            },
+            "dynamicConfigClient": {
+                "filepath": str(self.directory / "config" / "dynamicconfig.yaml"),
+                "pollInterval": "10s",
+            },
+        }
+
+    def _datastore(self, database: str, *, connections: int) -> dict[str, Any]:
+        return {
+            "sql": {
+                "pluginName": SQL_PLUGIN,
+                "databaseName": database,
+                "connectAddr": f"127.0.0.1:{self.postgres.port}",
+                "connectProtocol": "tcp",
+                "user": SUPERUSER,
+                "password": "",
+                "maxConns": connections,
+                "maxIdleConns": connections,
+                "maxConnLifetime": "1h",
+            }
+        }
+
+    def _service_rpc(self) -> Iterator[tuple[str, dict[str, Any]]]:
+        for name, ports in self.ports.services.items():
+            rpc: dict[str, Any] = {
+                "grpcPort": ports.grpc,
+                "membershipPort": ports.membership,
+                "bindOnLocalHost": True,
+            }
+            if ports.http is not None:
+                rpc["httpPort"] = ports.http
+            yield name, {"rpc": rpc}
