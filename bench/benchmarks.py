@@ -41,7 +41,6 @@ from bench.stack import (
     WorkerProcess,
     closed_workflows,
     count_sent,
-    cpu_seconds,
     gateway,
     gather_limited,
     is_sent,
@@ -134,7 +133,8 @@ OUTCOMES = ("sent", "deferred")
 
 # Temporal server 1.29 defaults (the dev server overrides neither; temporalio/cli
 # internal/devserver/server.go sets only the history cache size, the visibility RPS and
-# the CHASM flags), from temporalio/temporal common/dynamicconfig/constants.go:
+# the CHASM flags; nor does the local cluster's, starter/dev/temporal_cluster.py
+# DYNAMIC_CONFIG), from temporalio/temporal common/dynamicconfig/constants.go:
 # HistoryCountSuggestContinueAsNew "limit.historyCount.suggestContinueAsNew" = 4*1024 and
 # HistorySizeSuggestContinueAsNew "limit.historySize.suggestContinueAsNew" = 4*1024*1024.
 SUGGEST_CONTINUE_AS_NEW_EVENTS = 4 * 1024
@@ -355,15 +355,15 @@ class Burst:
     Attributes:
         count: How many.
         makespan: Seconds from the first start to the last completion (server clock).
-        worker_cpu: CPU seconds the worker process used meanwhile.
-        server_cpu: CPU seconds the dev server used meanwhile.
+        cpu: CPU seconds used meanwhile by the worker process (`worker`), the Temporal
+            server (`server`) and, on the cluster, PostgreSQL (`database`: Temporal's
+            persistence and visibility, and the journeys database); see `_cpu_seconds`.
         history: The median history of (some of) them.
     """
 
     count: int
     makespan: float
-    worker_cpu: float
-    server_cpu: float
+    cpu: dict[str, float]
     history: History
 
     def rate(self, journey_length: float) -> float:
@@ -372,15 +372,19 @@ class Burst:
 
     def worker_cpu_ms(self) -> float:
         """Worker CPU milliseconds per journey."""
-        return self.worker_cpu / self.count * 1000
+        return self.cpu["worker"] / self.count * 1000
 
     def details(self) -> dict[str, float]:
-        """Makespan and CPU milliseconds per journey, worker and server."""
+        """Makespan and CPU milliseconds per journey: worker, server (and PostgreSQL)."""
         return {
             "makespan_s": self.makespan,
-            "worker_cpu_ms": self.worker_cpu_ms(),
-            "server_cpu_ms": self.server_cpu / self.count * 1000,
+            **{f"{name}_cpu_ms": cpu / self.count * 1000 for name, cpu in self.cpu.items()},
         }
+
+
+def _cpu_seconds(stack: Stack, worker: WorkerProcess) -> dict[str, float]:
+    """CPU time used so far by the worker process and by the servers (`Servers.cpu_seconds`)."""
+    return {"worker": worker.cpu_seconds(), **stack.servers.cpu_seconds()}
 
 
 async def _burst(
@@ -391,7 +395,7 @@ async def _burst(
     steps: int,
 ) -> Burst:
     """Start all at once; wait until every workflow whose id starts with `id_prefix` completed."""
-    worker_cpu, server_cpu = worker.cpu_seconds(), cpu_seconds(stack.server_pid)
+    cpu_before = _cpu_seconds(stack, worker)
     await gather_limited(starts)
     timeout = 120 + 3 * len(starts)
     query = f"WorkflowId STARTS_WITH '{id_prefix}'"
@@ -401,11 +405,11 @@ async def _burst(
         raise RuntimeError(f"{len(failed)} of {len(starts)} did not complete, e.g. {failed[0]}")
     first = min(e.start_time for e in executions)
     last = max(e.close_time for e in executions if e.close_time is not None)
+    cpu_after = _cpu_seconds(stack, worker)
     return Burst(
         len(starts),
         (last - first).total_seconds(),
-        worker.cpu_seconds() - worker_cpu,
-        cpu_seconds(stack.server_pid) - server_cpu,
+        {name: cpu_after[name] - before for name, before in cpu_before.items()},
         await History.of(stack.client, [e.id for e in executions[:HISTORY_SAMPLE]], steps),
     )
 
@@ -983,3 +987,11 @@ BENCHMARKS: dict[str, Callable[[Stack, Sizes], Awaitable[list[Figure]]]] = {
 """Every benchmark, in the issue's order, by the name `--only` takes (`throughput` also
 reports worker CPU per journey and the history figures, item 5, from the journeys it
 completed)."""
+
+NOT_ON_THE_CLUSTER = {
+    "codec": "the payload codec's cost is measured in the benchmark's own process, without "
+    "Temporal or the database (the data key is cached): the same on the cluster as on the "
+    "dev server; run it without --cluster",
+}
+"""Benchmarks `--cluster` leaves out, and why. The others all go through Temporal (and the
+journeys database), or measure the journeys database, which is PostgreSQL there."""
