@@ -12,6 +12,7 @@ run's benchmarks can share one stack.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import statistics
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
@@ -50,8 +51,10 @@ from bench.stack import (
     worker_process,
     worker_processes,
 )
+from models.experiments import HOLDOUT
 from models.journeys import JourneyInput, JourneyState, JourneyStatus
 from models.renewals import RenewalInput
+from rules.experiment_split import assign_arm
 from workflows.journeys.lead_sla import LeadSla
 from workflows.journeys.nurture import Nurture
 from workflows.journeys.pricing_abandon import PricingAbandon
@@ -233,6 +236,27 @@ def _start_journey(
         id=journey.workflow_id_for(journey_input),
         task_queue=stack.settings.task_queue,
     )
+
+
+def outside_holdouts(prefix: str, count: int, *journeys: type[Journey]) -> list[str]:
+    """The first `count` contact ids `{prefix}{n}` that no holdout of `journeys` keeps out.
+
+    A subscriber in the welcome series' holdout (`welcome-subject`: 10% of them, held
+    out of the journey) gets no welcome series, and a benchmark waiting for its email
+    or its exit would wait in vain. The draw is a hash of the experiment and the
+    contact id (`rules.experiment_split.assign_arm`), so the contacts are picked ahead;
+    those picked still go through the draw in the journeys, as every subscriber does.
+    """
+
+    def held_out(contact_id: str) -> bool:
+        return any(
+            assign_arm(e.name, contact_id, e.arms, holdout_percent=e.holdout_percent) == HOLDOUT
+            for journey in journeys
+            for e in journey.experiments
+        )
+
+    candidates = (f"{prefix}{n}" for n in itertools.count())
+    return list(itertools.islice((c for c in candidates if not held_out(c)), count))
 
 
 def _peer_key(contact_id: str, step: str = "") -> str:
@@ -557,7 +581,7 @@ async def _signal_to_step(stack: Stack, workflow_id: str) -> float:
 
 async def event_to_send(stack: Stack, sizes: Sizes) -> list[Figure]:
     """From the event sent to the Day-0 email's message-log row, one at a time."""
-    contacts = [f"event-{i}" for i in range(sizes.samples + 1)]
+    contacts = outside_holdouts("event-", sizes.samples + 1, WelcomeSeries)
     samples = Three([], [], [])
     async with (
         worker_processes(stack, WorkerKind.BARE, WorkerKind.PEER, WorkerKind.JOURNEYS),
@@ -921,7 +945,7 @@ async def _signal_to_close(handle: WorkflowHandle[Any, Any]) -> float:
 
 async def unsubscribe_to_exit(stack: Stack, sizes: Sizes) -> list[Figure]:
     """From an `unsubscribed` sent to every journey of the contact exited."""
-    measured = [f"leaving-{i}" for i in range(sizes.unsubscribes + 1)]
+    measured = outside_holdouts("leaving-", sizes.unsubscribes + 1, WelcomeSeries, PricingAbandon)
     others = [f"other-{i}" for i in range(sizes.others)]
     await seed_contacts(stack.engine, others + [f"peer-{c}" for c in others + measured])
     samples = Three([], [], [])

@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from bench.__main__ import main
+from bench.benchmarks import outside_holdouts
 from bench.peer import EMAILS, ROUTE_DAY
 from bench.report import (
     MET,
@@ -34,6 +35,8 @@ from bench.report import (
     topology,
 )
 from bench.servers import Topology
+from models.experiments import HOLDOUT
+from rules.experiment_split import assign_arm
 from tests.bench_run import FIGURES, ON_THE_CLUSTER, checked_report, run_bench
 from workflows.journeys.welcome_series import WelcomeSeries
 
@@ -58,6 +61,16 @@ def test_the_payload_codec_is_refused_on_the_cluster(capsys: pytest.CaptureFixtu
         main(["--cluster", "--only", "codec"])
     assert refused.value.code == 2
     assert "--only codec does not run with --cluster" in capsys.readouterr().err
+
+
+def test_the_benchmarks_pick_subscribers_the_welcome_series_does_not_hold_out() -> None:
+    [experiment] = WelcomeSeries.experiments
+    contacts = outside_holdouts("event-", 100, WelcomeSeries)
+    held_out = {f"event-{n}" for n in range(100)} - set(contacts)
+    assert len(set(contacts)) == 100 and len(held_out) >= 5  # 10% are held out
+    for contact_id in held_out:
+        arm = assign_arm(experiment.name, contact_id, experiment.arms, holdout_percent=10)
+        assert arm == HOLDOUT, contact_id
 
 
 def test_the_peer_sends_the_welcome_series_emails_on_their_days() -> None:
