@@ -38,9 +38,10 @@ from starter.dev.defaults import (
     DEMO_DELIVERABILITY_CHECK_SECONDS,
     DEMO_SEGMENT_SWEEP_SECONDS,
 )
+from starter.dev.ports import port_in_use
 from starter.dev.postgres import PostgresCluster
 from starter.dev.processes import ServiceProcess
-from starter.dev.stack import DATA_DIR, LOCAL_KEY_FILE, local_api_key, port_in_use
+from starter.dev.stack import DATA_DIR, LOCAL_KEY_FILE, local_api_key
 from starter.dev.temporal_cluster import ClusterPorts, TemporalCluster
 from starter.dev.toolchain import temporal_server_bundle
 from starter.services.operations import OperationError
