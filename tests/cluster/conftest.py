@@ -1,7 +1,8 @@
 """Fixtures of the cluster tests: a real Temporal cluster on PostgreSQL, workers, a gateway.
 
-The session shares one PostgreSQL server and one Temporal cluster on it (four
-`temporal-server` processes, `starter/dev/temporal_cluster.py`), prepared by
+The session shares one PostgreSQL server and one Temporal cluster on it (five
+`temporal-server` processes: frontend, matching, worker and two history hosts;
+`starter/dev/temporal_cluster.py`), prepared by
 the real `journeys setup`. Each test gets a database of its own on that
 PostgreSQL (the app's tables and the workers' data keys), its own task queue,
 an email API on loopback, and starts `journeys worker` processes and a
@@ -72,10 +73,13 @@ def cluster_postgres() -> Iterator[PostgresCluster]:
 async def cluster(
     cluster_postgres: PostgresCluster, tmp_path_factory: pytest.TempPathFactory
 ) -> AsyncIterator[LocalCluster]:
-    """The session's Temporal cluster, started and prepared by `journeys setup`."""
+    """The session's Temporal cluster (two history hosts), prepared by `journeys setup`."""
     bundle = await asyncio.to_thread(temporal_server_bundle)
     with TemporalCluster(
-        tmp_path_factory.mktemp("temporal-cluster"), bundle=bundle, postgres=cluster_postgres
+        tmp_path_factory.mktemp("temporal-cluster"),
+        bundle=bundle,
+        postgres=cluster_postgres,
+        history_hosts=2,
     ) as temporal:
         await temporal.wait_ready()
         setup = await run(

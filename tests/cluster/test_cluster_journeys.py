@@ -31,7 +31,7 @@ from tests.faults.fleet import (
 )
 from tests.faults.stack import WorkerProcess
 
-POPULATION = 40
+POPULATION = 200
 PREFIX = "pop"
 JOURNEY_DAY = {"DAY_SECONDS": "1"}
 
