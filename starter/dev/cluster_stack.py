@@ -107,10 +107,14 @@ async def run_cluster(settings: Settings, *, with_demo: bool = True) -> None:
     from worker import sweep_segments_once  # the journeys load here only
 
     ports = ClusterPorts.standard()
-    busy = [
+    service_ports = [
         port
-        for port in (POSTGRES_PORT, settings.api_port, *(p.grpc for p in ports.services.values()))
-        if port_in_use(port)
+        for service in ports.services.values()
+        for port in (service.grpc, service.membership, service.http)
+        if port is not None
+    ]
+    busy = [
+        port for port in (POSTGRES_PORT, settings.api_port, *service_ports) if port_in_use(port)
     ]
     if busy:
         raise OperationError(

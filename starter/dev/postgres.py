@@ -74,7 +74,9 @@ class PostgresCluster:
         # Not pytest's tmp_path: its base folder is private to its owner, and when
         # running as root the server runs as `postgres`, which could not enter it.
         self._base = (
-            Path(tempfile.mkdtemp(prefix="journeys-pg-")) if directory is None else directory
+            Path(tempfile.mkdtemp(prefix="journeys-pg-"))
+            if directory is None
+            else directory.resolve()
         )
         self._base.mkdir(parents=True, exist_ok=True)
         if owner is not None:

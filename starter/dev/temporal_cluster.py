@@ -144,7 +144,7 @@ class TemporalCluster:
         history_shards: int = 4,
         history_hosts: int = 1,
     ) -> None:
-        self.directory = directory
+        self.directory = directory.resolve()  # the services run in it, with `--root` in it
         self.bundle = bundle
         self.postgres = postgres
         self.instances = instances(history_hosts=history_hosts)

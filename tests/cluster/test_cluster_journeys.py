@@ -51,7 +51,7 @@ async def test_journeys_setup_prepared_the_cluster_and_changes_nothing_when_run_
     ]
 
 
-@pytest.mark.timeout(900)
+@pytest.mark.timeout(1200)
 async def test_a_population_runs_its_journeys_on_two_workers_each_email_once(
     cluster: LocalCluster,
     client: Client,
@@ -70,7 +70,7 @@ async def test_a_population_runs_its_journeys_on_two_workers_each_email_once(
     async with Gateway({**worker_env, **JOURNEY_DAY}, tmp_path) as gateway:
         await gateway.send_events("subscribed", contacts)
         await gateway.send_events("pricing_page_viewed", contacts)
-        await wait_for_journeys(client, contacts, within=600, steps=STEPS)
+        await wait_for_journeys(client, contacts, within=900, steps=STEPS)
 
     await assert_each_email_delivered_once(engine, email_api, contacts, steps=STEPS)
     for worker in workers:
