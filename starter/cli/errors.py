@@ -88,6 +88,7 @@ def _lines(error: BaseException) -> list[str] | None:
         _loaded("starter.services.operations", "OperationError"),
         _loaded("starter.dev.toolchain", "ToolchainError"),
         _loaded("starter.dev.temporal_cluster", "ClusterError"),
+        _loaded("starter.dev.postgres", "PostgresError"),
         _loaded("rules.templates", "TemplateError"),
         _loaded("workflows.toolkit.plan_check", "PlanError"),
         _loaded("workflows.triggers", "TriggerClash"),
