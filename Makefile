@@ -10,7 +10,7 @@ export UV_PYTHON_DOWNLOADS := never
 VENV := .venv
 PYTHON := $(VENV)/bin/python
 
-.PHONY: run cluster test cluster-test faults bench lint tools cluster-tools setup clean help
+.PHONY: run cluster test cluster-test faults bench bench-cluster lint tools cluster-tools setup clean help
 
 help:
 	@echo "make run    start Temporal (UI on :8233), the worker and the demo journeys"
@@ -20,6 +20,7 @@ help:
 	@echo "make lint   ruff and mypy"
 	@echo "make faults only the fault-injection tests (make test runs them too)"
 	@echo "make bench  benchmarks against a peer and a bare-Temporal baseline (bench/results/)"
+	@echo "make bench-cluster the same benchmarks on the local cluster on PostgreSQL"
 
 $(CACHE)/uv-$(UV_VERSION)/bin/uv:
 	python3 -m venv $(CACHE)/uv-$(UV_VERSION)
@@ -53,6 +54,9 @@ faults: tools
 
 bench: tools
 	$(PYTHON) -m bench
+
+bench-cluster: cluster-tools
+	$(PYTHON) -m bench --cluster
 
 run: tools
 	$(VENV)/bin/journeys dev

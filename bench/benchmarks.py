@@ -12,6 +12,7 @@ run's benchmarks can share one stack.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import statistics
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
@@ -41,7 +42,6 @@ from bench.stack import (
     WorkerProcess,
     closed_workflows,
     count_sent,
-    cpu_seconds,
     gateway,
     gather_limited,
     is_sent,
@@ -51,8 +51,10 @@ from bench.stack import (
     worker_process,
     worker_processes,
 )
+from models.experiments import HOLDOUT
 from models.journeys import JourneyInput, JourneyState, JourneyStatus
 from models.renewals import RenewalInput
+from rules.experiment_split import assign_arm
 from workflows.journeys.lead_sla import LeadSla
 from workflows.journeys.nurture import Nurture
 from workflows.journeys.pricing_abandon import PricingAbandon
@@ -134,7 +136,8 @@ OUTCOMES = ("sent", "deferred")
 
 # Temporal server 1.29 defaults (the dev server overrides neither; temporalio/cli
 # internal/devserver/server.go sets only the history cache size, the visibility RPS and
-# the CHASM flags), from temporalio/temporal common/dynamicconfig/constants.go:
+# the CHASM flags; nor does the local cluster's, starter/dev/temporal_cluster.py
+# DYNAMIC_CONFIG), from temporalio/temporal common/dynamicconfig/constants.go:
 # HistoryCountSuggestContinueAsNew "limit.historyCount.suggestContinueAsNew" = 4*1024 and
 # HistorySizeSuggestContinueAsNew "limit.historySize.suggestContinueAsNew" = 4*1024*1024.
 SUGGEST_CONTINUE_AS_NEW_EVENTS = 4 * 1024
@@ -233,6 +236,27 @@ def _start_journey(
         id=journey.workflow_id_for(journey_input),
         task_queue=stack.settings.task_queue,
     )
+
+
+def outside_holdouts(prefix: str, count: int, *journeys: type[Journey]) -> list[str]:
+    """The first `count` contact ids `{prefix}{n}` that no holdout of `journeys` keeps out.
+
+    A subscriber in the welcome series' holdout (`welcome-subject`: 10% of them, held
+    out of the journey) gets no welcome series, and a benchmark waiting for its email
+    or its exit would wait in vain. The draw is a hash of the experiment and the
+    contact id (`rules.experiment_split.assign_arm`), so the contacts are picked ahead;
+    those picked still go through the draw in the journeys, as every subscriber does.
+    """
+
+    def held_out(contact_id: str) -> bool:
+        return any(
+            assign_arm(e.name, contact_id, e.arms, holdout_percent=e.holdout_percent) == HOLDOUT
+            for journey in journeys
+            for e in journey.experiments
+        )
+
+    candidates = (f"{prefix}{n}" for n in itertools.count())
+    return list(itertools.islice((c for c in candidates if not held_out(c)), count))
 
 
 def _peer_key(contact_id: str, step: str = "") -> str:
@@ -355,15 +379,15 @@ class Burst:
     Attributes:
         count: How many.
         makespan: Seconds from the first start to the last completion (server clock).
-        worker_cpu: CPU seconds the worker process used meanwhile.
-        server_cpu: CPU seconds the dev server used meanwhile.
+        cpu: CPU seconds used meanwhile by the worker process (`worker`), the Temporal
+            server (`server`) and, on the cluster, PostgreSQL (`database`: Temporal's
+            persistence and visibility, and the journeys database); see `_cpu_seconds`.
         history: The median history of (some of) them.
     """
 
     count: int
     makespan: float
-    worker_cpu: float
-    server_cpu: float
+    cpu: dict[str, float]
     history: History
 
     def rate(self, journey_length: float) -> float:
@@ -372,15 +396,19 @@ class Burst:
 
     def worker_cpu_ms(self) -> float:
         """Worker CPU milliseconds per journey."""
-        return self.worker_cpu / self.count * 1000
+        return self.cpu["worker"] / self.count * 1000
 
     def details(self) -> dict[str, float]:
-        """Makespan and CPU milliseconds per journey, worker and server."""
+        """Makespan and CPU milliseconds per journey: worker, server (and PostgreSQL)."""
         return {
             "makespan_s": self.makespan,
-            "worker_cpu_ms": self.worker_cpu_ms(),
-            "server_cpu_ms": self.server_cpu / self.count * 1000,
+            **{f"{name}_cpu_ms": cpu / self.count * 1000 for name, cpu in self.cpu.items()},
         }
+
+
+def _cpu_seconds(stack: Stack, worker: WorkerProcess) -> dict[str, float]:
+    """CPU time used so far by the worker process and by the servers (`Servers.cpu_seconds`)."""
+    return {"worker": worker.cpu_seconds(), **stack.servers.cpu_seconds()}
 
 
 async def _burst(
@@ -391,7 +419,7 @@ async def _burst(
     steps: int,
 ) -> Burst:
     """Start all at once; wait until every workflow whose id starts with `id_prefix` completed."""
-    worker_cpu, server_cpu = worker.cpu_seconds(), cpu_seconds(stack.server_pid)
+    cpu_before = _cpu_seconds(stack, worker)
     await gather_limited(starts)
     timeout = 120 + 3 * len(starts)
     query = f"WorkflowId STARTS_WITH '{id_prefix}'"
@@ -401,11 +429,11 @@ async def _burst(
         raise RuntimeError(f"{len(failed)} of {len(starts)} did not complete, e.g. {failed[0]}")
     first = min(e.start_time for e in executions)
     last = max(e.close_time for e in executions if e.close_time is not None)
+    cpu_after = _cpu_seconds(stack, worker)
     return Burst(
         len(starts),
         (last - first).total_seconds(),
-        worker.cpu_seconds() - worker_cpu,
-        cpu_seconds(stack.server_pid) - server_cpu,
+        {name: cpu_after[name] - before for name, before in cpu_before.items()},
         await History.of(stack.client, [e.id for e in executions[:HISTORY_SAMPLE]], steps),
     )
 
@@ -553,7 +581,7 @@ async def _signal_to_step(stack: Stack, workflow_id: str) -> float:
 
 async def event_to_send(stack: Stack, sizes: Sizes) -> list[Figure]:
     """From the event sent to the Day-0 email's message-log row, one at a time."""
-    contacts = [f"event-{i}" for i in range(sizes.samples + 1)]
+    contacts = outside_holdouts("event-", sizes.samples + 1, WelcomeSeries)
     samples = Three([], [], [])
     async with (
         worker_processes(stack, WorkerKind.BARE, WorkerKind.PEER, WorkerKind.JOURNEYS),
@@ -917,7 +945,7 @@ async def _signal_to_close(handle: WorkflowHandle[Any, Any]) -> float:
 
 async def unsubscribe_to_exit(stack: Stack, sizes: Sizes) -> list[Figure]:
     """From an `unsubscribed` sent to every journey of the contact exited."""
-    measured = [f"leaving-{i}" for i in range(sizes.unsubscribes + 1)]
+    measured = outside_holdouts("leaving-", sizes.unsubscribes + 1, WelcomeSeries, PricingAbandon)
     others = [f"other-{i}" for i in range(sizes.others)]
     await seed_contacts(stack.engine, others + [f"peer-{c}" for c in others + measured])
     samples = Three([], [], [])
@@ -983,3 +1011,11 @@ BENCHMARKS: dict[str, Callable[[Stack, Sizes], Awaitable[list[Figure]]]] = {
 """Every benchmark, in the issue's order, by the name `--only` takes (`throughput` also
 reports worker CPU per journey and the history figures, item 5, from the journeys it
 completed)."""
+
+NOT_ON_THE_CLUSTER = {
+    "codec": "the payload codec's cost is measured in the benchmark's own process, without "
+    "Temporal or the database (the data key is cached): the same on the cluster as on the "
+    "dev server; run it without --cluster",
+}
+"""Benchmarks `--cluster` leaves out, and why. The others all go through Temporal (and the
+journeys database), or measure the journeys database, which is PostgreSQL there."""

@@ -9,6 +9,8 @@ A target names the baseline(s) it is held to.
 The reference run (`python -m bench --reference`) is committed in
 `bench/reference/`, and `bench/README.md` shows its table between two markers,
 rendered from the committed JSON (`reference_section`), so the two cannot drift.
+A run on the cluster (`--cluster`) has its own files (`latest-cluster.json`…)
+and its own reference table.
 """
 
 from __future__ import annotations
@@ -20,16 +22,28 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bench.servers import Topology
+
 SHORT = "SHORT"
 MET = "met"
 NOT_TRIED = "not tried"
 NO_TARGET = "—"
 
 REFERENCE_DIR = Path(__file__).resolve().parent / "reference"
-"""Where `--reference` writes the committed results (`latest.json`, `latest.md`)."""
+"""Where `--reference` writes the committed results (`latest.json`, `latest.md`; on the
+cluster `latest-cluster.json`, `latest-cluster.md`)."""
 README = Path(__file__).resolve().parent / "README.md"
-REFERENCE_START = "<!-- reference table: written by `python -m bench --reference` -->"
-REFERENCE_END = "<!-- end of reference table -->"
+REFERENCE_MARKERS = {
+    Topology.DEV_SERVER: (
+        "<!-- reference table: written by `python -m bench --reference` -->",
+        "<!-- end of reference table -->",
+    ),
+    Topology.CLUSTER: (
+        "<!-- cluster reference table: written by `python -m bench --reference --cluster` -->",
+        "<!-- end of cluster reference table -->",
+    ),
+}
+"""Where the README's reference table of each topology starts and ends."""
 
 
 def percentile(values: Sequence[float], q: float) -> float:
@@ -206,11 +220,31 @@ def markdown_table(figures: Sequence[Mapping[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def topology(document: Mapping[str, Any]) -> Topology:
+    """Where a run ran (runs from before `--cluster` existed ran on the dev server)."""
+    return Topology(document.get("topology", Topology.DEV_SERVER))
+
+
+def file_name(name: str, document: Mapping[str, Any]) -> str:
+    """`name` for a run on the dev server, `name-cluster` for one on the cluster."""
+    where = topology(document)
+    return name if where == Topology.DEV_SERVER else f"{name}-{where}"
+
+
 def _heading(document: Mapping[str, Any]) -> str:
+    where = "" if topology(document) == Topology.DEV_SERVER else " on the cluster"
+    load = document.get("load_average")
     return (
-        f"{document['started_at']} ({document['mode']} run, {document['cpus']} CPUs, "
-        f"{document['duration_s']:.0f} s)"
+        f"{document['started_at']} ({document['mode']} run{where}, {document['cpus']} CPUs, "
+        f"{document['duration_s']:.0f} s"
+        + (f", load average {load['start']:.2f} → {load['end']:.2f}" if load else "")
+        + ")"
     )
+
+
+def _servers(document: Mapping[str, Any]) -> str:
+    """What ran, as a line of its own (runs from before it was recorded: nothing)."""
+    return f"On: {document['servers']}.\n\n" if "servers" in document else ""
 
 
 def markdown_report(document: Mapping[str, Any]) -> str:
@@ -220,41 +254,47 @@ def markdown_report(document: Mapping[str, Any]) -> str:
         labels.setdefault(figure["note"], []).append(figure["label"])
     notes = "\n".join(f"- **{'; '.join(names)}**: {note}" for note, names in labels.items())
     return (
-        f"# Benchmarks, {_heading(document)}\n\n{markdown_table(document['figures'])}\n\n{notes}\n"
+        f"# Benchmarks, {_heading(document)}\n\n{_servers(document)}"
+        f"{markdown_table(document['figures'])}\n\n{notes}\n"
     )
 
 
 def write_report(figures: Sequence[Figure], meta: dict[str, Any], output: Path) -> dict[str, Any]:
-    """Write `<stamp>.json|.md` and `latest.json|.md` in `output`; returns the document."""
+    """Write `<stamp>.json|.md` and `latest.json|.md` in `output` (`<stamp>-cluster.json`…
+    for a run on the cluster); returns the document."""
     output.mkdir(parents=True, exist_ok=True)
     document = {**meta, "figures": [figure.as_json() for figure in figures]}
     text = json.dumps(document, indent=2, default=str)
     markdown = markdown_report(document)
     for name in (meta["stamp"], "latest"):
-        (output / f"{name}.json").write_text(text + "\n")
-        (output / f"{name}.md").write_text(markdown)
+        (output / f"{file_name(name, document)}.json").write_text(text + "\n")
+        (output / f"{file_name(name, document)}.md").write_text(markdown)
     return document
 
 
 def reference_section(document: Mapping[str, Any]) -> str:
     """What `bench/README.md` shows between its markers for the reference `document`."""
+    start, end = REFERENCE_MARKERS[topology(document)]
     return (
-        f"{REFERENCE_START}\n\nReference run: {_heading(document)}, sizes "
+        f"{start}\n\nReference run: {_heading(document)}, sizes "
         f"{', '.join(f'{name} {value:,}' for name, value in document['sizes'].items())}.\n\n"
-        f"{markdown_table(document['figures'])}\n\n{REFERENCE_END}"
+        f"{_servers(document)}{markdown_table(document['figures'])}\n\n{end}"
     )
 
 
-def readme_reference(readme: str) -> str:
-    """The reference section of a README's text (markers included)."""
-    start, end = readme.index(REFERENCE_START), readme.index(REFERENCE_END)
-    return readme[start : end + len(REFERENCE_END)]
+def readme_reference(readme: str, where: Topology = Topology.DEV_SERVER) -> str:
+    """The reference section of a README's text for a topology (markers included)."""
+    start, end = REFERENCE_MARKERS[where]
+    return readme[readme.index(start) : readme.index(end) + len(end)]
 
 
 def write_reference(document: Mapping[str, Any]) -> None:
-    """Commit-ready copy of a run: `REFERENCE_DIR/latest.json|.md`, and the README's table."""
+    """Commit-ready copy of a run: `REFERENCE_DIR/latest.json|.md` (`latest-cluster…` for a
+    run on the cluster), and the README's table of its topology."""
     REFERENCE_DIR.mkdir(exist_ok=True)
-    (REFERENCE_DIR / "latest.json").write_text(json.dumps(document, indent=2, default=str) + "\n")
-    (REFERENCE_DIR / "latest.md").write_text(markdown_report(document))
+    name = file_name("latest", document)
+    (REFERENCE_DIR / f"{name}.json").write_text(json.dumps(document, indent=2, default=str) + "\n")
+    (REFERENCE_DIR / f"{name}.md").write_text(markdown_report(document))
     readme = README.read_text()
-    README.write_text(readme.replace(readme_reference(readme), reference_section(document)))
+    section = readme_reference(readme, topology(document))
+    README.write_text(readme.replace(section, reference_section(document)))

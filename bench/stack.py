@@ -1,8 +1,11 @@
-"""What every benchmark runs on: a dev server on a file, a database, worker processes, a gateway.
+"""What every benchmark runs on: a Temporal server, a database, worker processes, a gateway.
 
 Each benchmark gets a stack of its own (`bench_stack`) in a folder of the
-run's temporary directory: a Temporal CLI dev server whose database is a file
-there, the journeys' SQLite database and outbox folder there too. Workers run
+run's temporary directory: by default a Temporal CLI dev server whose database
+is a file there, the journeys' SQLite database there too; with
+`Topology.CLUSTER`, the local Temporal cluster on PostgreSQL and the journeys
+database on the same PostgreSQL (`bench/servers.py`). The outbox folder and
+the workers' logs are in the stack's folder either way. Workers run
 as processes, as in production: the product's is `python -m worker` (the real
 `worker.run_worker`: migrations, template checks, `running_worker`) and the
 baseline's `python -m bench.worker_process`; both serve the SDK's Prometheus
@@ -24,8 +27,8 @@ import signal
 import socket
 import sys
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Sequence
-from contextlib import AsyncExitStack, asynccontextmanager, contextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from datetime import time as clock_time
@@ -43,19 +46,16 @@ from temporalio.api.enums.v1 import TaskQueueType
 from temporalio.api.taskqueue.v1 import TaskQueue
 from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
 from temporalio.client import Client, WorkflowExecution
-from temporalio.contrib.pydantic import pydantic_data_converter
-from temporalio.testing import WorkflowEnvironment
 
+from bench.servers import Servers, Topology, cpu_seconds, running_servers
 from models.db import create_engine, migrate, session_factory
 from models.messages import DeliveryStatus
-from models.search_attributes import ALL_SEARCH_ATTRIBUTES
 from models.settings import PROJECT_ROOT, ApiKey, Settings
 from models.tables import Contact, MessageLog
 from runtime.codec import encrypting_data_converter
 from runtime.keys import KeyStore, key_store
 from runtime.temporal import SERVICE_RETRY, connect
 from starter.api.server import running_api
-from starter.dev.toolchain import start_dev_server
 
 T = TypeVar("T")
 
@@ -71,10 +71,6 @@ QUIET_WINDOW = timedelta(minutes=1)
 QUIET_AHEAD = timedelta(hours=12)
 """Quiet hours are on: a one-minute window that starts 12 hours after the run starts (in UTC,
 the seeded contacts' time zone), so that no journey on the real clock meets it."""
-SERVER_PRAGMAS = ("--sqlite-pragma", "journal_mode=wal", "--sqlite-pragma", "synchronous=normal")
-"""The dev server's SQLite file in WAL mode: with its default rollback journal, the server's
-own writes are the bottleneck (the bare baseline alone ran 2-3x slower), which would hide
-what the journeys cost."""
 READY_TIMEOUT = 120.0
 """Seconds a worker process may take to start polling."""
 STOP_TIMEOUT = 30.0
@@ -109,26 +105,6 @@ def snapshot_sources(target: Path) -> Path:
     return target
 
 
-def cpu_seconds(pid: int) -> float:
-    """CPU time a process used so far, user and system (/proc/<pid>/stat)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def _pid_running(marker: str) -> int:
-    """The process whose command line holds `marker` (the dev server: its database file)."""
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            command = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-        except OSError:
-            continue
-        if marker in command:
-            return int(entry.name)
-    raise RuntimeError(f"no process runs with {marker!r}")
-
-
 class WorkerKind(StrEnum):
     """Which worker a process runs."""
 
@@ -139,29 +115,29 @@ class WorkerKind(StrEnum):
 
 @dataclass(frozen=True)
 class Stack:
-    """One benchmark's dev server, settings and database.
+    """One benchmark's Temporal server, settings and database.
 
     Attributes:
-        root: The benchmark's folder (server and journeys databases, outbox, worker logs).
-        env: The running dev server, with a client (pydantic data converter, no codec).
+        root: The benchmark's folder (outbox, worker logs; the dev server's and the
+            journeys' databases on the dev server topology).
+        servers: The running Temporal server and journeys database (`bench/servers.py`),
+            with a client (pydantic data converter, no codec).
         settings: The product's settings: database (data keys too) and outbox in
             `root`, the messaging policy on but never deferring (`quiet_hours`,
             `EMAIL_CAP`), accelerated clocks allowed, the gateway's key.
         engine: The journeys database (migrated).
-        server_pid: The dev server's process.
         sources: The snapshot of the code the workers run (`snapshot_sources`).
         keys: The product's data keys (in the journeys database).
         client: The driver's client of the journeys: the product's data converter
-            (encrypted with `keys`), on the dev server's connection.
+            (encrypted with `keys`), on the server's connection.
         shared: The worker processes kept for the stack's life (a quick run), or None
             (each benchmark starts its own).
     """
 
     root: Path
-    env: WorkflowEnvironment
+    servers: Servers
     settings: Settings
     engine: AsyncEngine
-    server_pid: int
     sources: Path
     keys: KeyStore
     client: Client
@@ -170,30 +146,17 @@ class Stack:
     @property
     def bare_client(self) -> Client:
         """The driver's client of the bare baseline: pydantic payloads, no codec."""
-        return self.env.client
+        return self.servers.client
 
     @cached_property
     def peer_client(self) -> Client:
         """The driver's client of the peer baseline: the SDK's default data converter."""
-        return Client(self.env.client.service_client, namespace=self.env.client.namespace)
+        return Client(self.bare_client.service_client, namespace=self.bare_client.namespace)
 
     @property
     def address(self) -> str:
-        """The dev server's frontend, `host:port`."""
+        """The Temporal frontend, `host:port`."""
         return self.client.service_client.config.target_host
-
-
-@contextmanager
-def _stdout_to_stderr() -> Iterator[None]:
-    """Point file descriptor 1 at stderr meanwhile (what a process started inside inherits)."""
-    sys.stdout.flush()
-    saved = os.dup(1)
-    os.dup2(2, 1)
-    try:
-        yield
-    finally:
-        os.dup2(saved, 1)
-        os.close(saved)
 
 
 def quiet_hours(now: datetime) -> tuple[clock_time, clock_time]:
@@ -204,59 +167,52 @@ def quiet_hours(now: datetime) -> tuple[clock_time, clock_time]:
 
 @asynccontextmanager
 async def bench_stack(
-    root: Path, sources: Path, *, shared_workers: bool = False
+    root: Path,
+    sources: Path,
+    *,
+    shared_workers: bool = False,
+    topology: Topology = Topology.DEV_SERVER,
 ) -> AsyncIterator[Stack]:
-    """Start a dev server (database file in `root`) and migrate a journeys database there.
+    """Start the servers of `topology` and migrate the journeys database.
 
-    The server's output goes to stderr: stdout is the report's. Workers will run
-    the code in `sources`. With `shared_workers`, the three workers start now,
-    together, and serve every benchmark on this stack.
+    Workers will run the code in `sources`. With `shared_workers`, the three
+    workers start now, together, and serve every benchmark on this stack.
     """
     root.mkdir(parents=True, exist_ok=True)
-    database = root / "temporal.db"
-    with _stdout_to_stderr():
-        env = await start_dev_server(
-            dev_server_database_filename=str(database),
-            dev_server_extra_args=SERVER_PRAGMAS,
-            search_attributes=ALL_SEARCH_ATTRIBUTES,
-            data_converter=pydantic_data_converter,
+    async with running_servers(topology, root) as running:
+        quiet_start, quiet_end = quiet_hours(datetime.now(UTC))
+        settings = Settings(
+            database_url=running.database_url,
+            outbox_dir=root / "outbox",
+            task_queue=JOURNEYS_QUEUE,
+            quiet_hours_start=quiet_start,
+            quiet_hours_end=quiet_end,
+            email_cap_per_day=EMAIL_CAP,
+            email_cap_per_week=EMAIL_CAP,
+            api_keys=[ApiKey(name="bench", key=SecretStr(API_KEY))],
+            allow_accelerated_clock=True,
+            payload_keys_database_url=running.database_url,  # not one the environment may name
         )
-    database_url = f"sqlite:///{root / 'journeys.db'}"
-    quiet_start, quiet_end = quiet_hours(datetime.now(UTC))
-    settings = Settings(
-        database_url=database_url,
-        outbox_dir=root / "outbox",
-        task_queue=JOURNEYS_QUEUE,
-        quiet_hours_start=quiet_start,
-        quiet_hours_end=quiet_end,
-        email_cap_per_day=EMAIL_CAP,
-        email_cap_per_week=EMAIL_CAP,
-        api_keys=[ApiKey(name="bench", key=SecretStr(API_KEY))],
-        allow_accelerated_clock=True,
-        payload_keys_database_url=database_url,  # not one the environment may name
-    )
-    engine = create_engine(settings.database_url)
-    try:
-        await migrate(engine)
-        keys = key_store(settings)
-        client = Client(
-            env.client.service_client,
-            namespace=env.client.namespace,
-            data_converter=encrypting_data_converter(keys),
-        )
-        server_pid = _pid_running(str(database))
-        shared = SharedWorkers() if shared_workers else None
-        stack = Stack(root, env, settings, engine, server_pid, sources, keys, client, shared)
+        engine = create_engine(settings.database_url)
         try:
-            if shared is not None:
-                await shared.get(stack, list(WorkerKind))
-            yield stack
+            await migrate(engine)
+            keys = key_store(settings)
+            client = Client(
+                running.client.service_client,
+                namespace=running.client.namespace,
+                data_converter=encrypting_data_converter(keys),
+            )
+            shared = SharedWorkers() if shared_workers else None
+            stack = Stack(root, running, settings, engine, sources, keys, client, shared)
+            try:
+                if shared is not None:
+                    await shared.get(stack, list(WorkerKind))
+                yield stack
+            finally:
+                if shared is not None:
+                    await shared.aclose()
         finally:
-            if shared is not None:
-                await shared.aclose()
-    finally:
-        await engine.dispose()
-        await env.shutdown()
+            await engine.dispose()
 
 
 # --- worker processes -----------------------------------------------------------------

@@ -3,22 +3,22 @@
 The smoke test runs the real thing, small, on one shared stack: a dev server,
 the product's, the peer's and the bare baseline's worker processes, the
 gateway. What it checks is the report, not the figures (those vary with the
-machine; `make bench` measures them). The other tests need no stack: the peer
+machine; `make bench` measures them; `tests/bench_run.py` has the checks). The
+other tests need no stack: the payload codec is refused on the cluster, the peer
 baseline keeps the welcome series' steps, targets judge the ratios they name,
-and the README's reference table is the committed results file's.
+and the README's reference tables are the committed results files'. The run on
+the cluster is `tests/cluster/test_bench_cluster.py`.
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
-import math
-import sys
-import time
 from pathlib import Path
 
 import pytest
 
+from bench.__main__ import main
+from bench.benchmarks import outside_holdouts
 from bench.peer import EMAILS, ROUTE_DAY
 from bench.report import (
     MET,
@@ -27,125 +27,50 @@ from bench.report import (
     REFERENCE_DIR,
     SHORT,
     Figure,
+    file_name,
     held_to,
     markdown_report,
     readme_reference,
     reference_section,
+    topology,
 )
-from models.settings import PROJECT_ROOT
+from bench.servers import Topology
+from models.experiments import HOLDOUT
+from rules.experiment_split import assign_arm
+from tests.bench_run import FIGURES, ON_THE_CLUSTER, checked_report, run_bench
 from workflows.journeys.welcome_series import WelcomeSeries
-
-CLI_READS = [
-    f"cli_read_{command}" for command in ("status", "list", "messages", "report", "export")
-]
-CODEC = [
-    "codec_roundtrip_send_request",
-    "codec_bytes_send_request",
-    "codec_roundtrip_event_batch",
-    "codec_bytes_event_batch",
-]
-SEGMENTS = ["segment_evaluation", "segment_count", "event_to_segment_p50", "event_to_segment_p99"]
-IMPORT = ["contact_import_rate", "contact_reimport_rate"]
-FIGURES = [
-    "throughput",
-    "worker_cpu_per_journey",
-    "history_events_per_step",
-    "history_bytes_per_step",
-    "steps_before_continue_as_new",
-    "event_to_send_p50",
-    "event_to_send_p99",
-    "timer_lateness_p50",
-    "timer_lateness_p99",
-    "memory_per_1000_parked",
-    "memory_per_cached_workflow",
-    "memory_rss_parked",
-    "unsubscribe_to_exit_p50",
-    "unsubscribe_to_exit_p99",
-    *CODEC,
-    *CLI_READS,
-    *SEGMENTS,
-    *IMPORT,
-]
-TARGETS = {
-    "throughput": "≥ 0.9× peer and ≥ 0.5× bare",
-    "worker_cpu_per_journey": "≤ 1.2× peer",
-    "event_to_send_p99": "≤ 1.5× peer and < 250 ms",
-    "timer_lateness_p99": "≤ 2× bare",
-    "memory_per_cached_workflow": "≤ 1.5× peer",
-    "memory_rss_parked": "< 1 GiB with 10,000 parked",
-    "unsubscribe_to_exit_p99": "≤ 3× bare and < 300 ms",
-    **dict.fromkeys(CLI_READS, "< 1 s"),
-    "segment_count": "< 100 ms",
-    "event_to_segment_p99": "< 1,000 ms",
-    **dict.fromkeys(IMPORT, "≥ 167 rows/s (100,000 in < 10 min)"),
-}
-NO_PEER = {*CODEC, *CLI_READS, *SEGMENTS, *IMPORT}
-"""Figures without a peer value: the peer has no codec, no CLI, no segments and no import."""
-MEMORY_GROWTH = {"memory_per_1000_parked", "memory_per_cached_workflow"}
-"""RSS growth figures: at a quick run's few dozen parked journeys they are within the
-allocator's noise and may come out at or below 0 (a full run parks thousands)."""
-FIELDS = {"key", "label", "unit", "journeys", "peer", "bare", "ratio_to_peer", "ratio_to_bare"}
-FIELDS |= {"status", "target", "note", "details"}
-
-
-def _ratio(value: float, baseline: float) -> float:
-    """`value / baseline` as the report computes it (inf when the baseline is 0)."""
-    return math.inf if baseline == 0 else value / baseline
-
-
-def _check_figure(figure: dict[str, object]) -> None:
-    assert set(figure) == FIELDS, figure
-    journeys, peer, bare = figure["journeys"], figure["peer"], figure["bare"]
-    assert isinstance(journeys, float | int) and isinstance(bare, float | int), figure
-    assert all(map(math.isfinite, (journeys, bare))), figure
-    if figure["key"] not in MEMORY_GROWTH:
-        assert journeys > 0 and bare > 0, figure
-    assert math.isclose(figure["ratio_to_bare"], _ratio(journeys, bare)), figure  # type: ignore[arg-type]
-    if figure["key"] in NO_PEER:
-        assert (peer, figure["ratio_to_peer"]) == (None, None), figure
-    else:
-        assert isinstance(peer, float | int) and math.isfinite(peer), figure
-        assert peer > 0 or figure["key"] in MEMORY_GROWTH, figure
-        assert math.isclose(figure["ratio_to_peer"], _ratio(journeys, peer)), figure  # type: ignore[arg-type]
-    if figure["key"] in TARGETS:
-        assert figure["target"] == TARGETS[str(figure["key"])], figure
-        assert figure["status"] in {MET, SHORT, NOT_TRIED}, figure
-    else:
-        assert (figure["target"], figure["status"]) == (None, "—"), figure
 
 
 @pytest.mark.timeout(240)
 async def test_quick_run_reports_every_figure_against_both_baselines(tmp_path: Path) -> None:
-    began = time.monotonic()
-    process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "bench", "--quick", "--output", str(tmp_path),
-        cwd=PROJECT_ROOT, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-    )  # fmt: skip
-    stdout, stderr = await asyncio.wait_for(process.communicate(), 230)
-    print(f"python -m bench --quick took {time.monotonic() - began:.0f} s")  # noqa: T201
-    assert process.returncode == 0, stderr.decode(errors="replace")[-4000:]
+    stdout = await run_bench(tmp_path, "--quick", timeout=230)
 
-    report = json.loads((tmp_path / "latest.json").read_text())
-    assert report["mode"] == "quick"
+    report = checked_report(tmp_path, stdout, FIGURES)
+    assert (report["mode"], report["topology"]) == ("quick", "dev-server")
     figures = report["figures"]
-    assert [figure["key"] for figure in figures] == FIGURES
-    for figure in figures:
-        _check_figure(figure)
     memory = next(figure for figure in figures if figure["key"] == "memory_rss_parked")
     assert memory["status"] == NOT_TRIED  # a quick run parks far fewer than 10,000
     throughput = figures[0]["details"]
     assert throughput["emails_sent"] == {"journeys": 50, "peer": 50}  # 10 of each, 5 emails
+    assert "database_cpu_ms" not in throughput["cpu"]["journeys"]  # SQLite: inside the processes
+    assert figures[-1]["details"]["database"] == "sqlite"  # the contact import's
 
-    markdown = (tmp_path / "latest.md").read_text()
-    rows = [line for line in markdown.splitlines() if line.startswith("| ")][1:]
-    assert [row.split(" | ")[0].removeprefix("| ") for row in rows] == [
-        figure["label"] for figure in figures
-    ]
-    assert all(row.count(" | ") == 7 for row in rows)
-    assert stdout.decode() == markdown == markdown_report(report)
-    stamp = report["stamp"]
-    assert (tmp_path / f"{stamp}.json").read_text() == (tmp_path / "latest.json").read_text()
-    assert (tmp_path / f"{stamp}.md").read_text() == markdown
+
+def test_the_payload_codec_is_refused_on_the_cluster(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as refused:
+        main(["--cluster", "--only", "codec"])
+    assert refused.value.code == 2
+    assert "--only codec does not run with --cluster" in capsys.readouterr().err
+
+
+def test_the_benchmarks_pick_subscribers_the_welcome_series_does_not_hold_out() -> None:
+    [experiment] = WelcomeSeries.experiments
+    contacts = outside_holdouts("event-", 100, WelcomeSeries)
+    held_out = {f"event-{n}" for n in range(100)} - set(contacts)
+    assert len(set(contacts)) == 100 and len(held_out) >= 5  # 10% are held out
+    for contact_id in held_out:
+        arm = assign_arm(experiment.name, contact_id, experiment.arms, holdout_percent=10)
+        assert arm == HOLDOUT, contact_id
 
 
 def test_the_peer_sends_the_welcome_series_emails_on_their_days() -> None:
@@ -166,8 +91,12 @@ def test_a_target_holds_the_journeys_to_the_baseline_and_bound_it_names() -> Non
     assert (rate.status, rate.target and rate.target.text) == (MET, "≥ 0.9× peer and ≥ 0.5× bare")
 
 
-def test_the_readme_shows_the_committed_reference_run() -> None:
-    document = json.loads((REFERENCE_DIR / "latest.json").read_text())
-    assert readme_reference(README.read_text()) == reference_section(document)
-    assert (REFERENCE_DIR / "latest.md").read_text() == markdown_report(document)
-    assert [figure["key"] for figure in document["figures"]] == FIGURES
+@pytest.mark.parametrize("where", list(Topology))
+def test_the_readme_shows_the_committed_reference_run(where: Topology) -> None:
+    name = file_name("latest", {"topology": where})
+    document = json.loads((REFERENCE_DIR / f"{name}.json").read_text())
+    assert topology(document) == where
+    assert readme_reference(README.read_text(), where) == reference_section(document)
+    assert (REFERENCE_DIR / f"{name}.md").read_text() == markdown_report(document)
+    expected = FIGURES if where == Topology.DEV_SERVER else ON_THE_CLUSTER
+    assert [figure["key"] for figure in document["figures"]] == expected
