@@ -13,6 +13,7 @@ naming the setting, not an unreachable server.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -41,6 +42,9 @@ UNAVAILABLE_STATUSES = frozenset(
 
 SERVICE_RETRY = RetryConfig(max_elapsed_time_millis=3_000, max_interval_millis=1_000)
 """How long a long-running service (the gateway) retries one call before it answers 503."""
+
+CHECK_TIMEOUT_SECONDS = 10.0
+"""How long `check_connection` waits for an answer (a firewall may drop the packets)."""
 
 
 class TemporalUnavailable(Exception):
@@ -98,7 +102,9 @@ async def connect(
     return await _connect(settings, lazy=lazy, retry=retry, runtime=runtime, converter=converter)
 
 
-async def check_connection(*, retry: RetryConfig = SERVICE_RETRY) -> str | None:
+async def check_connection(
+    *, retry: RetryConfig = SERVICE_RETRY, timeout: float = CHECK_TIMEOUT_SECONDS
+) -> str | None:
     """Connect once, to find wrong settings at the start of a service that connects lazily.
 
     Returns:
@@ -108,10 +114,14 @@ async def check_connection(*, retry: RetryConfig = SERVICE_RETRY) -> str | None:
     Raises:
         TemporalSettingsError: a connection setting is wrong, as for `connect`.
     """
+    settings = connection_settings()
     try:
-        await _connect(connection_settings(), lazy=False, retry=retry)
+        async with asyncio.timeout(timeout):
+            await _connect(settings, lazy=False, retry=retry)
     except TemporalUnavailable as error:
         return str(error)
+    except TimeoutError:
+        return f"no answer from Temporal at {settings.address} within {timeout:.0f} s"
     return None
 
 

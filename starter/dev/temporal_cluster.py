@@ -201,7 +201,8 @@ class TemporalCluster:
     `with TemporalCluster(directory, bundle=…, postgres=…) as cluster:` creates or
     upgrades the schemas, writes the config, and starts the four services (and
     `history_hosts - 1` more history hosts, which share the history shards);
-    `await cluster.wait_ready()` waits until the frontend serves.
+    `await cluster.wait_ready()` waits until the frontend serves. With `tls=`, the
+    frontend serves TLS (see `FrontendTls`).
     """
 
     def __init__(

@@ -361,8 +361,13 @@ async def test_the_gateway_serves_over_mutual_tls_and_refuses_a_wrong_certificat
     )
     gateway.start()
     try:
+        # A database of its own: were it to start, it would not race the other to migrate.
+        apart = f"sqlite:///{tmp_path / 'refused.db'}"
         lines = await refusals(
-            (f"api --port {free_port()}", {**env, **client_certificate(stranger)})
+            (
+                f"api --port {free_port()}",
+                {**env, **client_certificate(stranger), "DATABASE_URL": apart},
+            )
         )
         assert lines == [refused_client_certificate(frontend.cluster.address, stranger)]
         assert await _readiness(gateway, f"http://127.0.0.1:{port}") == {
@@ -373,15 +378,40 @@ async def test_the_gateway_serves_over_mutual_tls_and_refuses_a_wrong_certificat
         gateway.stop()
 
 
-async def _readiness(gateway: ServiceProcess, url: str) -> object:
-    """The gateway's first 200 answer to `/readyz`."""
+async def _readiness(gateway: ServiceProcess, url: str, *, status: int = 200) -> object:
+    """The gateway's first answer to `/readyz` with `status`."""
     async with httpx.AsyncClient(base_url=url) as http, asyncio.timeout(REFUSAL_TIMEOUT):
         while True:
             assert gateway.running, f"the gateway exited:\n{gateway.tail()}"
             try:
                 answer = await http.get("/readyz")
-                if answer.status_code == 200:
+                if answer.status_code == status:
                     return answer.json()
             except httpx.TransportError:
                 pass
             await asyncio.sleep(0.2)
+
+
+@tls_only
+async def test_the_gateway_starts_while_temporal_is_unreachable(
+    frontend: Frontend, settings: Settings, tmp_path: Path
+) -> None:
+    """Its check at start lets an unreachable server through: it answers 503 until Temporal
+    is back, as without TLS."""
+    keys = json.dumps([{"name": "tests", "key": FULL_KEY}])
+    closed = f"127.0.0.1:{free_port()}"
+    env = {**frontend.environment(settings), "API_KEYS": keys, "TEMPORAL_ADDRESS": closed}
+    port = free_port()
+    gateway = ServiceProcess(
+        "gateway", [str(JOURNEYS), "api", "--port", str(port)],
+        log_path=tmp_path / "gateway.log", env=env,
+    )  # fmt: skip
+    gateway.start()
+    try:
+        assert await _readiness(gateway, f"http://127.0.0.1:{port}", status=503) == {
+            "status": "not ready",
+            "checks": {"database": "ok", "temporal": "unavailable: TemporalUnavailable"},
+        }
+    finally:
+        gateway.stop()
+    assert "temporal unreachable at start" in gateway.log_path.read_text()
