@@ -41,9 +41,8 @@ from temporalio.service import TLSConfig
 DEFAULT_ADDRESS = "localhost:7233"
 DEFAULT_PROFILE = "default"
 
-TLS_SWITCH_VALUES = {"true": True, "1": True, "false": False, "0": False}
+TLS_SWITCH_VALUES = frozenset({"true", "1", "false", "0"})
 """What TEMPORAL_TLS may say (any case); the SDK takes anything else for "on"."""
-
 
 CLOSED_AFTER_HANDSHAKE = re.compile(
     r"CertificateRequired|BadCertificate|UnknownCA|CertificateUnknown|AccessDenied|"
@@ -105,7 +104,7 @@ class ConnectionSettings:
         return str(self.connect_args.get("namespace", "default"))
 
     @property
-    def server_name_value(self) -> str | None:
+    def server_name(self) -> str | None:
         """The name the client asks the server's certificate to hold, if set."""
         tls = self.connect_args.get("tls")
         return tls.domain if isinstance(tls, TLSConfig) else None
@@ -123,7 +122,7 @@ def connection_settings(env: Mapping[str, str] | None = None) -> ConnectionSetti
         env: The environment (default: this process's).
 
     Raises:
-        TemporalSettingsError: a setting is wrong (see the module's table).
+        TemporalSettingsError: a setting is wrong (see the module's docstring).
     """
     env = dict(os.environ if env is None else env)
     names = _SettingNames(env)
@@ -167,7 +166,7 @@ def tls_refusal(error: BaseException, settings: ConnectionSettings) -> str | Non
         presented = text.partition("presented:")[2]
         names = ", ".join(re.findall(r'DnsName\(\\*"([^"\\]+)', presented)) or "other names"
         asked = (
-            f"{settings.server_name_value}, from {settings.server_name_setting}"
+            f"{settings.server_name}, from {settings.server_name_setting}"
             if settings.server_name_setting
             else f"{settings.address.rpartition(':')[0]}, the address's host"
         )

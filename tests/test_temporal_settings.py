@@ -220,3 +220,14 @@ def test_a_missing_profile_file_a_bad_one_and_an_unknown_profile_are_refused(
     assert refusal({"TEMPORAL_CONFIG_FILE": str(missing), "TEMPORAL_PROFILE": "staging"}) == (
         f"TEMPORAL_CONFIG_FILE {missing}: Profile 'staging' not found"
     )
+
+
+def test_without_a_profile_file_the_sdk_reads_the_temporal_clis(tmp_path: Path) -> None:
+    folder = tmp_path / ".config" / "temporalio"
+    folder.mkdir(parents=True)
+    (folder / "temporal.toml").write_text('[profile.default]\naddress = "temporal.example:7233"\n')
+
+    assert connection_settings({}).address == "temporal.example:7233"
+    assert refusal({"TEMPORAL_PROFILE": "prod"}) == (
+        "the default temporal.toml: Profile 'prod' not found"
+    )
