@@ -1,15 +1,17 @@
 """TLS and mutual TLS on the real cluster's frontend, with certificates made in the test.
 
-The module runs a cluster twice on one PostgreSQL: first with TLS (the server
-authenticates itself), then with mutual TLS (clients must present a
-certificate of the clients' CA). The journeys' own processes (`journeys worker`,
-`journeys api`, the CLI) connect through the SDK's environment configuration,
-as in production: TEMPORAL_TLS_* variables, or a `temporal.toml` profile.
+The module starts two clusters of its own, one after the other, each on a
+PostgreSQL of its own: first with TLS (the server authenticates itself), then
+with mutual TLS (clients must present a certificate of the clients' CA). The
+journeys' own processes (`journeys worker`, `journeys api`, the CLI) connect
+through the SDK's environment configuration, as in production: TEMPORAL_TLS_*
+variables, or a `temporal.toml` profile.
 
 What a user notices:
 - a worker runs a journey end to end over TLS, and the CLI reads it back;
 - every wrong certificate, key or name stops `journeys worker`, the CLI and
-  `journeys api` at start with one line naming the setting and the reason.
+  `journeys api` at start with one line naming the setting and the reason;
+- the gateway still starts while Temporal is unreachable.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ from starter.dev.cluster import register_namespace, register_search_attributes
 from starter.dev.ports import free_port
 from starter.dev.postgres import PostgresCluster
 from starter.dev.processes import ServiceProcess
-from starter.dev.temporal_cluster import ClusterError, FrontendTls, TemporalCluster
+from starter.dev.temporal_cluster import FrontendTls, TemporalCluster
 from starter.dev.toolchain import temporal_server_bundle
 from tests.certificates import Issued, TestCa
 from tests.cli import JOURNEYS, Completed, cli_environment, journeys, run
@@ -44,7 +46,6 @@ pytestmark = pytest.mark.cluster
 
 SERVER_NAME = "frontend.temporal.test"
 """The only name in the frontend's certificate: clients must ask for it (not 127.0.0.1)."""
-START_ATTEMPTS = 3
 REFUSAL_TIMEOUT = 90
 """Seconds a process may take to refuse to start (imports on a busy machine)."""
 
@@ -162,25 +163,12 @@ async def frontend(
             tls=tls,
         ) as cluster,
     ):
-        await _ready(cluster)
+        await cluster.wait_ready()
         served = Frontend(cluster, certificates, mutual)
         client = await served.client()
         await register_namespace(client, retention=timedelta(days=1))
         await register_search_attributes(client)
         yield served
-
-
-async def _ready(cluster: TemporalCluster) -> None:
-    """Wait for the frontend; start again a service that exited on a fresh database (the
-    services race to write the cluster's first metadata, and the losers exit)."""
-    for attempt in range(START_ATTEMPTS):
-        try:
-            await cluster.wait_ready()
-            return
-        except ClusterError:
-            if attempt == START_ATTEMPTS - 1:
-                raise
-            cluster.start()
 
 
 mutual_tls_only = pytest.mark.parametrize("frontend", ["mutual-tls"], indirect=True)
@@ -345,73 +333,66 @@ def refused_client_certificate(address: str, issued: Issued) -> str:
 
 
 @mutual_tls_only
-async def test_the_gateway_serves_over_mutual_tls_and_refuses_a_wrong_certificate_at_start(
+async def test_the_gateway_checks_its_connection_at_start(
     frontend: Frontend, settings: Settings, tmp_path: Path
 ) -> None:
-    """`journeys api` connects lazily, but tries the connection once at start."""
+    """`journeys api` connects lazily, but tries the connection once at start: a refused
+    client certificate stops it; over mutual TLS it serves; while Temporal is unreachable
+    it serves too, and answers "not ready" until Temporal is back.
+
+    Each gateway has a database of its own: two starting together would race to migrate one.
+    """
     keys = json.dumps([{"name": "tests", "key": FULL_KEY}])
     env = {**frontend.environment(settings), "API_KEYS": keys}
     stranger = frontend.certificates.stranger
-    port = free_port()
-    gateway = ServiceProcess(
-        "gateway",
-        [str(JOURNEYS), "api", "--port", str(port)],
-        log_path=tmp_path / "gateway.log",
-        env=env,
-    )
-    gateway.start()
+    serving = Gateway(tmp_path / "serving", env)
+    waiting = Gateway(tmp_path / "waiting", {**env, "TEMPORAL_ADDRESS": f"127.0.0.1:{free_port()}"})
     try:
-        # A database of its own: were it to start, it would not race the other to migrate.
-        apart = f"sqlite:///{tmp_path / 'refused.db'}"
-        lines = await refusals(
-            (
-                f"api --port {free_port()}",
-                {**env, **client_certificate(stranger), "DATABASE_URL": apart},
-            )
-        )
+        refused = Gateway.environment(tmp_path / "refused", {**env, **client_certificate(stranger)})
+        lines = await refusals((f"api --port {free_port()}", refused))
         assert lines == [refused_client_certificate(frontend.cluster.address, stranger)]
-        assert await _readiness(gateway, f"http://127.0.0.1:{port}") == {
+        assert await serving.readiness() == {
             "status": "ready",
             "checks": {"database": "ok", "temporal": "ok"},
         }
-    finally:
-        gateway.stop()
-
-
-async def _readiness(gateway: ServiceProcess, url: str, *, status: int = 200) -> object:
-    """The gateway's first answer to `/readyz` with `status`."""
-    async with httpx.AsyncClient(base_url=url) as http, asyncio.timeout(REFUSAL_TIMEOUT):
-        while True:
-            assert gateway.running, f"the gateway exited:\n{gateway.tail()}"
-            try:
-                answer = await http.get("/readyz")
-                if answer.status_code == status:
-                    return answer.json()
-            except httpx.TransportError:
-                pass
-            await asyncio.sleep(0.2)
-
-
-@tls_only
-async def test_the_gateway_starts_while_temporal_is_unreachable(
-    frontend: Frontend, settings: Settings, tmp_path: Path
-) -> None:
-    """Its check at start lets an unreachable server through: it answers 503 until Temporal
-    is back, as without TLS."""
-    keys = json.dumps([{"name": "tests", "key": FULL_KEY}])
-    closed = f"127.0.0.1:{free_port()}"
-    env = {**frontend.environment(settings), "API_KEYS": keys, "TEMPORAL_ADDRESS": closed}
-    port = free_port()
-    gateway = ServiceProcess(
-        "gateway", [str(JOURNEYS), "api", "--port", str(port)],
-        log_path=tmp_path / "gateway.log", env=env,
-    )  # fmt: skip
-    gateway.start()
-    try:
-        assert await _readiness(gateway, f"http://127.0.0.1:{port}", status=503) == {
+        assert await waiting.readiness(status=503) == {
             "status": "not ready",
             "checks": {"database": "ok", "temporal": "unavailable: TemporalUnavailable"},
         }
     finally:
-        gateway.stop()
-    assert "temporal unreachable at start" in gateway.log_path.read_text()
+        serving.process.stop()
+        waiting.process.stop()
+    assert "temporal unreachable at start" in waiting.process.log_path.read_text()
+
+
+class Gateway:
+    """A `journeys api` process, started, with a SQLite database in its own folder."""
+
+    def __init__(self, folder: Path, env: dict[str, str]) -> None:
+        self.url = f"http://127.0.0.1:{free_port()}"
+        self.process = ServiceProcess(
+            folder.name,
+            [str(JOURNEYS), "api", "--port", self.url.rpartition(":")[2]],
+            log_path=folder / "gateway.log",
+            env=self.environment(folder, env),
+        )
+        self.process.start()
+
+    @staticmethod
+    def environment(folder: Path, env: dict[str, str]) -> dict[str, str]:
+        """`env` with a database in `folder`."""
+        folder.mkdir(parents=True, exist_ok=True)
+        return {**env, "DATABASE_URL": f"sqlite:///{folder / 'journeys.db'}"}
+
+    async def readiness(self, *, status: int = 200) -> object:
+        """The first answer to `/readyz` with `status`."""
+        async with httpx.AsyncClient(base_url=self.url) as http, asyncio.timeout(REFUSAL_TIMEOUT):
+            while True:
+                assert self.process.running, f"the gateway exited:\n{self.process.tail()}"
+                try:
+                    answer = await http.get("/readyz")
+                    if answer.status_code == status:
+                        return answer.json()
+                except httpx.TransportError:
+                    pass
+                await asyncio.sleep(0.2)
