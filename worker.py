@@ -73,6 +73,7 @@ from runtime.keys import key_store
 from runtime.logs import configure_logging
 from runtime.shutdown import wait_for_shutdown_signal
 from runtime.temporal import connect
+from runtime.temporal_settings import TemporalSettingsError
 from workflows import catalog
 from workflows.broadcast import BroadcastWorkflow
 from workflows.contact import ContactWorkflow
@@ -416,6 +417,8 @@ async def run_worker(settings: Settings) -> None:
 
     Raises:
         UnsafeSettings: development secrets or addresses where real contacts get messages.
+        TemporalSettingsError: a Temporal connection setting is wrong (a TLS file,
+            a certificate the server refuses…).
     """
     refuse_unsafe_settings(settings)
     templates = load_templates(settings)
@@ -431,7 +434,7 @@ def main() -> None:
     configure_logging(level=settings.log_level, fmt=settings.log_format)
     try:
         asyncio.run(run_worker(settings))
-    except UnsafeSettings as error:
+    except (UnsafeSettings, TemporalSettingsError) as error:
         raise SystemExit(str(error)) from None
 
 

@@ -94,6 +94,7 @@ def _lines(error: BaseException) -> list[str] | None:
         _loaded("workflows.triggers", "TriggerClash"),
         _loaded("workflows.catalog", "UnknownExperiment"),
         _loaded("models.settings", "UnsafeSettings"),
+        _loaded("runtime.temporal_settings", "TemporalSettingsError"),
     )
     if isinstance(error, expected):
         return str(error).splitlines()

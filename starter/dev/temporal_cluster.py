@@ -12,6 +12,11 @@ settings with its own metrics port), written as JSON (YAML's subset) from
 `_config`; the dynamic config turns on worker versioning (deployments) and
 update-with-start. `journeys cluster` runs one for a person; the cluster tests
 run one per session and break parts of it on purpose.
+
+With `tls=FrontendTls(…)` the frontend serves TLS (and, with a client CA,
+mutual TLS) to its clients; the worker service, the cluster's own client of the
+frontend, then connects with that CA and server name (and its own client
+certificate). Traffic between the services stays plain, on loopback.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from temporalio.client import Client
+from temporalio.service import TLSConfig
 
 from starter.dev.ports import free_low_port, free_port, port_in_use
 from starter.dev.postgres import SUPERUSER, PostgresCluster
@@ -125,13 +131,78 @@ class ClusterPorts:
         return self.services["frontend"].grpc
 
 
+@dataclass(frozen=True)
+class FrontendTls:
+    """TLS on the frontend's client ports (gRPC and HTTP), as PEM files.
+
+    Attributes:
+        cert_file: The frontend's certificate.
+        key_file: Its private key.
+        ca_file: The CA that signed `cert_file`, which the cluster's own clients trust.
+        server_name: A DNS name of `cert_file`, which those clients ask for.
+        client_ca_file: Mutual TLS: only clients presenting a certificate this CA
+            signed get in (None: server authentication only).
+        internal_cert_file: Under mutual TLS, the client certificate of the
+            cluster's own clients (the worker service); `client_ca_file` must
+            have signed it.
+        internal_key_file: Its private key.
+    """
+
+    cert_file: Path
+    key_file: Path
+    ca_file: Path
+    server_name: str
+    client_ca_file: Path | None = None
+    internal_cert_file: Path | None = None
+    internal_key_file: Path | None = None
+
+    def __post_init__(self) -> None:
+        if self.client_ca_file is not None and (
+            self.internal_cert_file is None or self.internal_key_file is None
+        ):
+            raise ValueError(
+                "mutual TLS (client_ca_file) needs internal_cert_file and internal_key_file: "
+                "the worker service connects to the frontend as a client too"
+            )
+
+    def server_config(self) -> dict[str, Any]:
+        """`global.tls` of the server config."""
+        server: dict[str, Any] = {
+            "certFile": str(self.cert_file),
+            "keyFile": str(self.key_file),
+            "requireClientAuth": self.client_ca_file is not None,
+        }
+        system_worker: dict[str, Any] = {
+            "client": {"serverName": self.server_name, "rootCaFiles": [str(self.ca_file)]}
+        }
+        if self.client_ca_file is not None:
+            server["clientCaFiles"] = [str(self.client_ca_file)]
+            system_worker["certFile"] = str(self.internal_cert_file)
+            system_worker["keyFile"] = str(self.internal_key_file)
+        return {"frontend": {"server": server}, "systemWorker": system_worker}
+
+    def client_config(self) -> TLSConfig:
+        """How an SDK client connects to this frontend, as the cluster's own clients do."""
+        return TLSConfig(
+            server_root_ca_cert=self.ca_file.read_bytes(),
+            domain=self.server_name,
+            client_cert=_read_optional(self.internal_cert_file),
+            client_private_key=_read_optional(self.internal_key_file),
+        )
+
+
+def _read_optional(path: Path | None) -> bytes | None:
+    return path.read_bytes() if path is not None else None
+
+
 class TemporalCluster:
     """The Temporal services on a PostgreSQL cluster, started, killed and restarted at will.
 
     `with TemporalCluster(directory, bundle=…, postgres=…) as cluster:` creates or
     upgrades the schemas, writes the config, and starts the four services (and
     `history_hosts - 1` more history hosts, which share the history shards);
-    `await cluster.wait_ready()` waits until the frontend serves.
+    `await cluster.wait_ready()` waits until the frontend serves. With `tls=`, the
+    frontend serves TLS (see `FrontendTls`).
     """
 
     def __init__(
@@ -143,8 +214,10 @@ class TemporalCluster:
         ports: ClusterPorts | None = None,
         history_shards: int = 4,
         history_hosts: int = 1,
+        tls: FrontendTls | None = None,
     ) -> None:
         self.directory = directory.resolve()  # the services run in it, with `--root` in it
+        self.tls = tls
         self.bundle = bundle
         self.postgres = postgres
         self.instances = instances(history_hosts=history_hosts)
@@ -225,7 +298,9 @@ class TemporalCluster:
                 while True:
                     self._raise_if_exited()
                     try:
-                        client = await Client.connect(self.address)
+                        client = await Client.connect(
+                            self.address, tls=self.tls.client_config() if self.tls else False
+                        )
                         if await client.service_client.check_health():
                             return
                     except RuntimeError:
@@ -315,6 +390,7 @@ class TemporalCluster:
                         "listenAddress": f"127.0.0.1:{self.ports.services[instance].metrics}",
                     }
                 },
+                **({"tls": self.tls.server_config()} if self.tls else {}),
             },
             "services": dict(self._service_rpc(instance)),
             "clusterMetadata": {
