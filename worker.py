@@ -8,7 +8,8 @@ shuts down gracefully on SIGTERM / SIGINT: in-flight activities get
 Prometheus metrics at `http://<address>/metrics`: the SDK's own (`temporal_…`:
 workflow and activity task latencies, slots, pollers…) and the journeys'
 counters the activities add through the SDK meter (`journeys_messages`,
-`journeys_sla_breaches`).
+`journeys_sla_breaches`). With WORKER_BUILD_ID set it polls as that version of the
+worker deployment WORKER_DEPLOYMENT_NAME (Worker Versioning: `deployment_config`).
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from temporalio.client import (
     ScheduleUpdate,
     ScheduleUpdateInput,
 )
+from temporalio.common import WorkerDeploymentVersion
 from temporalio.runtime import (
     LogForwardingConfig,
     LoggingConfig,
@@ -41,7 +43,7 @@ from temporalio.runtime import (
     TelemetryConfig,
     TelemetryFilter,
 )
-from temporalio.worker import Worker
+from temporalio.worker import Worker, WorkerDeploymentConfig
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 from temporalio.workflow import SandboxImportNotificationPolicy
 
@@ -81,6 +83,7 @@ from workflows.segment_sweep import SEGMENT_SWEEP, SegmentSweep
 from workflows.sms_keywords import SmsKeywordReply
 from workflows.toolkit import Journey, PlanStep
 from workflows.toolkit.plan_check import check_plan
+from workflows.versioning import DEFAULT_BEHAVIOR
 
 GRACEFUL_SHUTDOWN = timedelta(seconds=20)
 WORKFLOW_RUNNER = SandboxedWorkflowRunner(
@@ -163,6 +166,23 @@ def check_followed_segments(settings: Settings) -> frozenset[str]:
     return followed
 
 
+def deployment_config(settings: Settings) -> WorkerDeploymentConfig | None:
+    """The worker's version in its worker deployment; None (unversioned) without a build id.
+
+    Workflows whose `@workflow.defn` names no versioning behaviour are pinned
+    (`workflows/versioning.py`).
+    """
+    if settings.worker_build_id is None:
+        return None
+    return WorkerDeploymentConfig(
+        version=WorkerDeploymentVersion(
+            deployment_name=settings.worker_deployment_name, build_id=settings.worker_build_id
+        ),
+        use_worker_versioning=True,
+        default_versioning_behavior=DEFAULT_BEHAVIOR,
+    )
+
+
 def build_worker(
     client: Client,
     settings: Settings,
@@ -180,7 +200,7 @@ def build_worker(
         client: Connected client (with the project's data converter). Erasure
             destroys data keys in its codec's key store (so its cache forgets
             them at once), or in the worker's database if it has none.
-        settings: Task queue, templates and provider settings.
+        settings: Task queue, deployment version, templates and provider settings.
         engine: Database engine the activities use.
         templates: Already validated templates (default: `load_templates`).
         email_provider: Overrides the email provider chosen by the settings.
@@ -249,6 +269,7 @@ def build_worker(
             *journeys,
         ],
         workflow_runner=WORKFLOW_RUNNER,
+        deployment_config=deployment_config(settings),
         activities=[
             messaging.send_message,
             messaging.cancel_messages,
@@ -362,7 +383,11 @@ async def running_worker(
         worker = build_worker(client, settings, engine, templates=templates)
         async with worker:
             log.info(
-                "worker started", task_queue=settings.task_queue, journeys=catalog.journey_names()
+                "worker started",
+                task_queue=settings.task_queue,
+                journeys=catalog.journey_names(),
+                deployment=settings.worker_deployment_name if settings.worker_build_id else None,
+                build_id=settings.worker_build_id,
             )
             yield worker
         log.info("worker stopped")

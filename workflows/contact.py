@@ -60,7 +60,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from temporalio import workflow
-from temporalio.common import SearchAttributeUpdate
+from temporalio.common import SearchAttributeUpdate, VersioningBehavior
 from temporalio.exceptions import FailureError
 
 from workflows.toolkit import Journey, activity_classes, start_journey
@@ -186,7 +186,7 @@ def _slug(value: object) -> str:
     return re.sub(r"[^a-z0-9_]+", "-", str(value).lower()).strip("-")[:60]
 
 
-@workflow.defn(name="contact")
+@workflow.defn(name="contact", versioning_behavior=VersioningBehavior.AUTO_UPGRADE)
 class ContactWorkflow:
     """A contact's events, lead score, lifecycle stage, journeys and hand-off."""
 

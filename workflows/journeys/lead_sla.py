@@ -46,6 +46,7 @@ from functools import partial
 from typing import TYPE_CHECKING
 
 from temporalio import workflow
+from temporalio.common import VersioningBehavior
 from temporalio.exceptions import ActivityError
 
 from workflows.toolkit import (
@@ -215,7 +216,7 @@ def _duration(value: timedelta) -> str:
     return f"{minutes / 60:g} h"
 
 
-@workflow.defn(name="lead-sla")
+@workflow.defn(name="lead-sla", versioning_behavior=VersioningBehavior.AUTO_UPGRADE)
 class LeadSla(Journey):
     """Hand a lead to sales and hold the team to its first-touch, qualification and SQL
     follow-up SLAs; recycle a lead that goes quiet before it is qualified."""

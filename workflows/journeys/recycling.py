@@ -35,6 +35,7 @@ from functools import partial
 from typing import TYPE_CHECKING, TypeVar
 
 from temporalio import workflow
+from temporalio.common import VersioningBehavior
 from temporalio.exceptions import ActivityError, FailureError
 
 from workflows.toolkit import CRM_RETRY_POLICY, CRM_TIMEOUT, Journey, PlanStep, activity_classes
@@ -96,7 +97,7 @@ def recycling_input(event: BehaviorEvent, day_seconds: int) -> RecyclingInput | 
     return RecyclingInput(contact_id=event.contact_id, day_seconds=day_seconds, reason=reason)
 
 
-@workflow.defn(name="recycling")
+@workflow.defn(name="recycling", versioning_behavior=VersioningBehavior.AUTO_UPGRADE)
 class Recycling(Journey):
     """Take a lead out of the sales queue; touch it at 30, 60 and 90 days, review it every 90."""
 

@@ -48,6 +48,7 @@ from datetime import UTC, datetime, timedelta
 from enum import IntEnum
 
 from temporalio import workflow
+from temporalio.common import VersioningBehavior
 
 from workflows.toolkit import (
     Journey,
@@ -163,7 +164,7 @@ def renewal_input(event: BehaviorEvent, day_seconds: int) -> RenewalInput:
     )
 
 
-@workflow.defn(name="renewal-countdown")
+@workflow.defn(name="renewal-countdown", versioning_behavior=VersioningBehavior.AUTO_UPGRADE)
 class RenewalCountdown(Journey):
     """Count down to a subscription's renewal: reminders, CRM tasks, escalation, churn risk."""
 
