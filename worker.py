@@ -83,24 +83,29 @@ from workflows.segment_sweep import SEGMENT_SWEEP, SegmentSweep
 from workflows.sms_keywords import SmsKeywordReply
 from workflows.toolkit import Journey, PlanStep
 from workflows.toolkit.plan_check import check_plan
-from workflows.versioning import DEFAULT_BEHAVIOR
+from workflows.versioning import DEFAULT_BEHAVIOR, VersionedRunner
 
 GRACEFUL_SHUTDOWN = timedelta(seconds=20)
-WORKFLOW_RUNNER = SandboxedWorkflowRunner(
-    restrictions=SandboxRestrictions.default.with_passthrough_modules(
-        "workflows.toolkit", "workflows.triggers", "workflows.catalog"
-    ).with_import_notification_policy(
-        SandboxImportNotificationPolicy.WARN_ON_DYNAMIC_IMPORT
-        | SandboxImportNotificationPolicy.WARN_ON_UNINTENTIONAL_PASSTHROUGH
-    )
+SANDBOX_RESTRICTIONS = SandboxRestrictions.default.with_passthrough_modules(
+    "workflows.toolkit", "workflows.triggers", "workflows.catalog", "workflows.versioning"
+).with_import_notification_policy(
+    SandboxImportNotificationPolicy.WARN_ON_DYNAMIC_IMPORT
+    | SandboxImportNotificationPolicy.WARN_ON_UNINTENTIONAL_PASSTHROUGH
 )
 """The sandbox. A new run executes again only the file that defines its workflow class
 (and the packages above it, docstrings); everything workflow files import is passed
-through: the journey toolkit, the trigger table and the catalog (deterministic, no state
-between runs) by name here, models, rules and activities by
+through: the journey toolkit, the trigger table, the catalog and the versioning policy
+(deterministic, no state between runs) by name here, models, rules and activities by
 `workflow.unsafe.imports_passed_through()` where they are imported. A workflow file that
 imports anything else gets a warning naming the module (`tests/test_sandbox_imports.py`
 fails on it)."""
+WORKFLOW_RUNNER = SandboxedWorkflowRunner(restrictions=SANDBOX_RESTRICTIONS)
+"""The runner of an unversioned worker."""
+VERSIONED_WORKFLOW_RUNNER = SandboxedWorkflowRunner(
+    restrictions=SANDBOX_RESTRICTIONS, runner_class=VersionedRunner
+)
+"""The runner of a versioned worker: each run gets its class's versioning behaviour
+(`workflows/versioning.py`)."""
 log = structlog.stdlib.get_logger(__name__)
 
 
@@ -169,8 +174,8 @@ def check_followed_segments(settings: Settings) -> frozenset[str]:
 def deployment_config(settings: Settings) -> WorkerDeploymentConfig | None:
     """The worker's version in its worker deployment; None (unversioned) without a build id.
 
-    Workflows whose `@workflow.defn` names no versioning behaviour are pinned
-    (`workflows/versioning.py`).
+    Each run gets the versioning behaviour its class declares, pinned by default
+    (`workflows/versioning.py`, applied by `VERSIONED_WORKFLOW_RUNNER`).
     """
     if settings.worker_build_id is None:
         return None
@@ -217,6 +222,7 @@ def build_worker(
             the file), or a journey follows a segment the file does not define.
     """
     journeys = list(catalog.all_journeys() if journeys is None else journeys)
+    versioning = deployment_config(settings)
     catalog.triggers()  # two journeys on one event type: refused here, not at the first event
     templates = templates or load_templates(settings, journeys)
     messaging = MessagingActivities.from_settings(
@@ -268,8 +274,8 @@ def build_worker(
             BroadcastWorkflow,
             *journeys,
         ],
-        workflow_runner=WORKFLOW_RUNNER,
-        deployment_config=deployment_config(settings),
+        workflow_runner=WORKFLOW_RUNNER if versioning is None else VERSIONED_WORKFLOW_RUNNER,
+        deployment_config=versioning,
         activities=[
             messaging.send_message,
             messaging.cancel_messages,

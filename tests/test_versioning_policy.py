@@ -10,21 +10,13 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 from temporalio.common import VersioningBehavior, WorkerDeploymentVersion
-from temporalio.workflow import _Definition
 
 from models.settings import Settings
 from worker import deployment_config
 from workflows import catalog
 from workflows.contact import ContactWorkflow
 from workflows.toolkit import Journey
-from workflows.versioning import DEFAULT_BEHAVIOR, MAX_PINNED_DAYS
-
-
-def behavior(workflow_class: type) -> VersioningBehavior:
-    """The behaviour a versioned worker gives the workflow: its `@workflow.defn`'s, or the
-    worker's default."""
-    declared = _Definition.must_from_class(workflow_class).versioning_behavior
-    return declared or DEFAULT_BEHAVIOR
+from workflows.versioning import MAX_PINNED_DAYS, behavior_of
 
 
 def longest_run_days(journey: type[Journey]) -> float:
@@ -35,7 +27,9 @@ def longest_run_days(journey: type[Journey]) -> float:
 
 
 PINNED_JOURNEYS = [
-    journey for journey in catalog.all_journeys() if behavior(journey) == VersioningBehavior.PINNED
+    journey
+    for journey in catalog.all_journeys()
+    if behavior_of(journey) == VersioningBehavior.PINNED
 ]
 
 
@@ -45,8 +39,8 @@ def test_a_pinned_journey_ends_within_the_pinned_limit(journey: type[Journey]) -
     assert days <= MAX_PINNED_DAYS, (
         f"{journey.name} may run {days:g} days, more than pinned journeys may "
         f"({MAX_PINNED_DAYS}, workflows/versioning.py): its old workers would stay that long. "
-        "Declare @workflow.defn(..., versioning_behavior=VersioningBehavior.AUTO_UPGRADE) "
-        "and guard every change to it with workflow.patched"
+        "Declare versioning_behavior = VersioningBehavior.AUTO_UPGRADE in its class and "
+        "guard every change to it with workflow.patched"
     )
 
 
@@ -54,10 +48,10 @@ def test_the_journeys_that_run_for_months_auto_upgrade() -> None:
     auto_upgrade = {
         journey.name
         for journey in catalog.all_journeys()
-        if behavior(journey) == VersioningBehavior.AUTO_UPGRADE
+        if behavior_of(journey) == VersioningBehavior.AUTO_UPGRADE
     }
     assert auto_upgrade == {"lead-sla", "recycling", "renewal-countdown"}
-    assert behavior(ContactWorkflow) == VersioningBehavior.AUTO_UPGRADE
+    assert behavior_of(ContactWorkflow) == VersioningBehavior.AUTO_UPGRADE
 
 
 def test_without_a_build_id_the_worker_is_unversioned() -> None:

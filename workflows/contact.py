@@ -186,9 +186,12 @@ def _slug(value: object) -> str:
     return re.sub(r"[^a-z0-9_]+", "-", str(value).lower()).strip("-")[:60]
 
 
-@workflow.defn(name="contact", versioning_behavior=VersioningBehavior.AUTO_UPGRADE)
+@workflow.defn(name="contact")
 class ContactWorkflow:
     """A contact's events, lead score, lifecycle stage, journeys and hand-off."""
+
+    versioning_behavior = VersioningBehavior.AUTO_UPGRADE
+    """It never ends: a deploy moves it to the new release (`workflows/versioning.py`)."""
 
     @workflow.init
     def __init__(self, contact_input: ContactInput) -> None:

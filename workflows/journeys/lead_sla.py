@@ -216,7 +216,7 @@ def _duration(value: timedelta) -> str:
     return f"{minutes / 60:g} h"
 
 
-@workflow.defn(name="lead-sla", versioning_behavior=VersioningBehavior.AUTO_UPGRADE)
+@workflow.defn(name="lead-sla")
 class LeadSla(Journey):
     """Hand a lead to sales and hold the team to its first-touch, qualification and SQL
     follow-up SLAs; recycle a lead that goes quiet before it is qualified."""
@@ -226,6 +226,7 @@ class LeadSla(Journey):
     category = MessageCategory.TRANSACTIONAL  # it messages the sales team, not the contact
     listens_to = FIRST_TOUCH | QUALIFIED | MEETING
     reentry_days = 0
+    versioning_behavior = VersioningBehavior.AUTO_UPGRADE  # as long as the lead keeps interacting
     started_by = "the contact workflow, when the lead enters the hand-off band (MQL)"
     exit_reasons = (
         ("hand-off failed: …", "no owner could be assigned (e.g. the contact was erased)"),

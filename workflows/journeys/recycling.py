@@ -97,7 +97,7 @@ def recycling_input(event: BehaviorEvent, day_seconds: int) -> RecyclingInput | 
     return RecyclingInput(contact_id=event.contact_id, day_seconds=day_seconds, reason=reason)
 
 
-@workflow.defn(name="recycling", versioning_behavior=VersioningBehavior.AUTO_UPGRADE)
+@workflow.defn(name="recycling")
 class Recycling(Journey):
     """Take a lead out of the sales queue; touch it at 30, 60 and 90 days, review it every 90."""
 
@@ -108,6 +108,7 @@ class Recycling(Journey):
     exit_on = frozenset({"lead_qualified", "purchased", "deal_won"})
     listens_to = frozenset({DISQUALIFIED})
     reentry_days = 0
+    versioning_behavior = VersioningBehavior.AUTO_UPGRADE  # a year of reviews
     started_by = (
         "when its `reason` is `no-budget`, `no-project` or `bad-timing`; the sales hand-off, "
         "after 14 days without interaction after MQL (`no-interaction`); again if recycled again"

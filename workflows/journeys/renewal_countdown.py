@@ -164,7 +164,7 @@ def renewal_input(event: BehaviorEvent, day_seconds: int) -> RenewalInput:
     )
 
 
-@workflow.defn(name="renewal-countdown", versioning_behavior=VersioningBehavior.AUTO_UPGRADE)
+@workflow.defn(name="renewal-countdown")
 class RenewalCountdown(Journey):
     """Count down to a subscription's renewal: reminders, CRM tasks, escalation, churn risk."""
 
@@ -174,6 +174,7 @@ class RenewalCountdown(Journey):
     exit_on = frozenset({"renewed"})
     listens_to = frozenset({"renewal_scheduled"})
     trigger = Trigger("renewal_scheduled", input_from=renewal_input)
+    versioning_behavior = VersioningBehavior.AUTO_UPGRADE  # a renewal date may be a year away
     started_by = (
         "properties `subscription_id`, `renewal_date`; one per subscription, a new date moves it"
     )
