@@ -37,7 +37,7 @@ from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
 from runtime.temporal import unavailable_as_error
-from starter.services.operations import NotFound
+from starter.services.operations import NotFound, OperationError
 
 
 class VersionStatus(StrEnum):
@@ -146,6 +146,11 @@ class UnknownBuild(NotFound):
         )
 
 
+class PromotionRefused(OperationError):
+    """Temporal refused to make a version current (e.g. it lacks a task queue the current
+    version polls); the message gives its reason."""
+
+
 def pinned_query(deployment: str, build_id: str) -> str:
     """Visibility query of the open runs pinned to a version (Temporal's drainage query)."""
     return (
@@ -210,21 +215,27 @@ async def promote(client: Client, deployment: str, build_id: str) -> Promotion:
     Raises:
         DeploymentNotFound: no worker of the deployment has polled with a build id.
         UnknownBuild: no worker of it has polled with `build_id`.
+        PromotionRefused: Temporal refused, for the reason it gives.
         TemporalUnavailable: the server cannot be reached.
     """
     info = await _describe(client, deployment)
     known = [summary.deployment_version.build_id for summary in info.version_summaries]
     if build_id not in known:
         raise UnknownBuild(deployment, build_id, known)
-    with unavailable_as_error():
-        answer = await client.workflow_service.set_worker_deployment_current_version(
-            SetWorkerDeploymentCurrentVersionRequest(
-                namespace=client.namespace,
-                deployment_name=deployment,
-                build_id=build_id,
-                identity=client.identity,
+    try:
+        with unavailable_as_error():
+            answer = await client.workflow_service.set_worker_deployment_current_version(
+                SetWorkerDeploymentCurrentVersionRequest(
+                    namespace=client.namespace,
+                    deployment_name=deployment,
+                    build_id=build_id,
+                    identity=client.identity,
+                )
             )
-        )
+    except RPCError as error:
+        raise PromotionRefused(
+            f"Temporal refused to make {build_id} current in {deployment}: {error.message}"
+        ) from None
     return Promotion(
         deployment=deployment,
         build_id=build_id,
