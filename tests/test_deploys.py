@@ -137,8 +137,11 @@ async def test_release_2_deploys_while_release_1_runs_finish_on_release_1(
             await _until(lambda: _sent_hello(engine, 6), "release 2's drips to send their hello")
 
             await _until(
-                lambda: _shows(status, RELEASE_1, VersionStatus.DRAINING, pinned=4),
-                "release 1 to be draining with its 4 drips",
+                lambda: _shows(
+                    status,
+                    {RELEASE_1: (VersionStatus.DRAINING, 4), RELEASE_2: (VersionStatus.CURRENT, 2)},
+                ),
+                "release 1 to be draining with its 4 drips, release 2 current with 2",
             )
             shown = (await journeys("deploy-status", "--json", env=cli_env)).json()
             versions = {version["build_id"]: version for version in shown["versions"]}
@@ -168,12 +171,42 @@ async def test_release_2_deploys_while_release_1_runs_finish_on_release_1(
             }
 
             await _until(
-                lambda: _shows(status, RELEASE_1, VersionStatus.DRAINED, pinned=0),
+                lambda: _shows(
+                    status,
+                    {RELEASE_1: (VersionStatus.DRAINED, 0), RELEASE_2: (VersionStatus.CURRENT, 0)},
+                ),
                 "release 1 to be drained",
             )
             shown = (await journeys("deploy-status", env=cli_env)).stdout
             assert f"{RELEASE_1}: drained: its workers can be stopped" in shown, shown
             assert f"{RELEASE_2}: current: new runs start on it" in shown, shown
+
+
+async def test_a_deployment_before_its_first_promotion_says_what_to_do(
+    dev_env: WorkflowEnvironment, settings: Settings, engine: AsyncEngine
+) -> None:
+    deployment = f"journeys-{uuid.uuid4().hex[:8]}"
+    address = dev_env.client.service_client.config.target_host
+    cli_env = {**cli_environment(settings, address), "WORKER_DEPLOYMENT_NAME": deployment}
+
+    unversioned = await journeys("deploy-status", env=cli_env)
+    assert unversioned.returncode == 1
+    assert f"no worker deployment {deployment!r}" in unversioned.stderr
+    assert "WORKER_BUILD_ID=<build id>" in unversioned.stderr
+
+    settings = _release(settings.model_copy(update={"worker_deployment_name": deployment}), "r1")
+    async with build_worker(dev_env.client, settings, engine, journeys=[DripRelease1]):
+        async with asyncio.timeout(WAIT):
+            while (shown := await journeys("deploy-status", env=cli_env)).returncode:
+                await asyncio.sleep(0.3)  # until the worker's first poll
+        assert "current none (new runs go to unversioned workers)" in shown.stdout
+        assert "r1: not current: `journeys deploy-promote r1` makes it current" in shown.stdout
+
+        unknown = await journeys("deploy-promote", "r9", env=cli_env)
+        assert unknown.returncode == 1
+        assert "no worker of deployment" in unknown.stderr
+        assert "runs build 'r9' (known: r1)" in unknown.stderr
+        assert "WORKER_BUILD_ID=r9" in unknown.stderr
 
 
 def _release(settings: Settings, build_id: str) -> Settings:
@@ -250,13 +283,11 @@ async def _runs_on(
 
 async def _shows(
     status: Callable[[], Awaitable[DeploymentStatus]],
-    build_id: str,
-    expected: VersionStatus,
-    *,
-    pinned: int,
+    expected: dict[str, tuple[VersionStatus, int]],
 ) -> bool:
-    version = next(v for v in (await status()).versions if v.build_id == build_id)
-    return version.status == expected and version.pinned_running == pinned
+    """Whether each version (build id) has its expected status and pinned runs."""
+    shown = {v.build_id: (v.status, v.pinned_running) for v in (await status()).versions}
+    return all(shown.get(build_id) == wanted for build_id, wanted in expected.items())
 
 
 async def _continue_as_new(client: Client, workflow_id: str, first_run: str) -> None:
@@ -271,38 +302,9 @@ async def _continue_as_new(client: Client, workflow_id: str, first_run: str) -> 
 async def _finish(client: Client, workflow_id: str) -> None:
     """Fire a parked drip's waits (`skip_wait`, as an operator would) until it completes."""
     handle = client.get_workflow_handle(workflow_id)
+    result = asyncio.ensure_future(handle.result())
     async with asyncio.timeout(WAIT):
-        while True:
+        while not result.done():
             await handle.signal("skip_wait")
-            try:
-                await asyncio.wait_for(asyncio.shield(handle.result()), 1)
-                return
-            except TimeoutError:
-                continue
-
-
-async def test_a_deployment_before_its_first_promotion_says_what_to_do(
-    dev_env: WorkflowEnvironment, settings: Settings, engine: AsyncEngine
-) -> None:
-    deployment = f"journeys-{uuid.uuid4().hex[:8]}"
-    address = dev_env.client.service_client.config.target_host
-    cli_env = {**cli_environment(settings, address), "WORKER_DEPLOYMENT_NAME": deployment}
-
-    unversioned = await journeys("deploy-status", env=cli_env)
-    assert unversioned.returncode == 1
-    assert f"no worker deployment {deployment!r}" in unversioned.stderr
-    assert "WORKER_BUILD_ID=<build id>" in unversioned.stderr
-
-    settings = _release(settings.model_copy(update={"worker_deployment_name": deployment}), "r1")
-    async with build_worker(dev_env.client, settings, engine, journeys=[DripRelease1]):
-        async with asyncio.timeout(WAIT):
-            while (shown := await journeys("deploy-status", env=cli_env)).returncode:
-                await asyncio.sleep(0.3)  # until the worker's first poll
-        assert "current none (new runs go to unversioned workers)" in shown.stdout
-        assert "r1: not current: `journeys deploy-promote r1` makes it current" in shown.stdout
-
-        unknown = await journeys("deploy-promote", "r9", env=cli_env)
-        assert unknown.returncode == 1
-        assert "no worker of deployment" in unknown.stderr
-        assert "runs build 'r9' (known: r1)" in unknown.stderr
-        assert "WORKER_BUILD_ID=r9" in unknown.stderr
+            await asyncio.wait({result}, timeout=1)
+    await result
