@@ -8,7 +8,8 @@ shuts down gracefully on SIGTERM / SIGINT: in-flight activities get
 Prometheus metrics at `http://<address>/metrics`: the SDK's own (`temporal_…`:
 workflow and activity task latencies, slots, pollers…) and the journeys'
 counters the activities add through the SDK meter (`journeys_messages`,
-`journeys_sla_breaches`).
+`journeys_sla_breaches`). With WORKER_BUILD_ID set it polls as that version of the
+worker deployment WORKER_DEPLOYMENT_NAME (Worker Versioning: `deployment_config`).
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from temporalio.client import (
     ScheduleUpdate,
     ScheduleUpdateInput,
 )
+from temporalio.common import WorkerDeploymentVersion
 from temporalio.runtime import (
     LogForwardingConfig,
     LoggingConfig,
@@ -41,7 +43,7 @@ from temporalio.runtime import (
     TelemetryConfig,
     TelemetryFilter,
 )
-from temporalio.worker import Worker
+from temporalio.worker import Worker, WorkerDeploymentConfig
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 from temporalio.workflow import SandboxImportNotificationPolicy
 
@@ -73,6 +75,7 @@ from runtime.keys import key_store
 from runtime.logs import configure_logging
 from runtime.shutdown import wait_for_shutdown_signal
 from runtime.temporal import connect
+from runtime.temporal_settings import TemporalSettingsError
 from workflows import catalog
 from workflows.broadcast import BroadcastWorkflow
 from workflows.contact import ContactWorkflow
@@ -81,23 +84,29 @@ from workflows.segment_sweep import SEGMENT_SWEEP, SegmentSweep
 from workflows.sms_keywords import SmsKeywordReply
 from workflows.toolkit import Journey, PlanStep
 from workflows.toolkit.plan_check import check_plan
+from workflows.versioning import DEFAULT_BEHAVIOR, VersionedRunner
 
 GRACEFUL_SHUTDOWN = timedelta(seconds=20)
-WORKFLOW_RUNNER = SandboxedWorkflowRunner(
-    restrictions=SandboxRestrictions.default.with_passthrough_modules(
-        "workflows.toolkit", "workflows.triggers", "workflows.catalog"
-    ).with_import_notification_policy(
-        SandboxImportNotificationPolicy.WARN_ON_DYNAMIC_IMPORT
-        | SandboxImportNotificationPolicy.WARN_ON_UNINTENTIONAL_PASSTHROUGH
-    )
+SANDBOX_RESTRICTIONS = SandboxRestrictions.default.with_passthrough_modules(
+    "workflows.toolkit", "workflows.triggers", "workflows.catalog", "workflows.versioning"
+).with_import_notification_policy(
+    SandboxImportNotificationPolicy.WARN_ON_DYNAMIC_IMPORT
+    | SandboxImportNotificationPolicy.WARN_ON_UNINTENTIONAL_PASSTHROUGH
 )
 """The sandbox. A new run executes again only the file that defines its workflow class
 (and the packages above it, docstrings); everything workflow files import is passed
-through: the journey toolkit, the trigger table and the catalog (deterministic, no state
-between runs) by name here, models, rules and activities by
+through: the journey toolkit, the trigger table, the catalog and the versioning policy
+(deterministic, no state between runs) by name here, models, rules and activities by
 `workflow.unsafe.imports_passed_through()` where they are imported. A workflow file that
 imports anything else gets a warning naming the module (`tests/test_sandbox_imports.py`
 fails on it)."""
+WORKFLOW_RUNNER = SandboxedWorkflowRunner(restrictions=SANDBOX_RESTRICTIONS)
+"""The runner of an unversioned worker."""
+VERSIONED_WORKFLOW_RUNNER = SandboxedWorkflowRunner(
+    restrictions=SANDBOX_RESTRICTIONS, runner_class=VersionedRunner
+)
+"""The runner of a versioned worker: each run gets its class's versioning behaviour
+(`workflows/versioning.py`)."""
 log = structlog.stdlib.get_logger(__name__)
 
 
@@ -163,6 +172,23 @@ def check_followed_segments(settings: Settings) -> frozenset[str]:
     return followed
 
 
+def deployment_config(settings: Settings) -> WorkerDeploymentConfig | None:
+    """The worker's version in its worker deployment; None (unversioned) without a build id.
+
+    Each run gets the versioning behaviour its class declares, pinned by default
+    (`workflows/versioning.py`, applied by `VERSIONED_WORKFLOW_RUNNER`).
+    """
+    if settings.worker_build_id is None:
+        return None
+    return WorkerDeploymentConfig(
+        version=WorkerDeploymentVersion(
+            deployment_name=settings.worker_deployment_name, build_id=settings.worker_build_id
+        ),
+        use_worker_versioning=True,
+        default_versioning_behavior=DEFAULT_BEHAVIOR,
+    )
+
+
 def build_worker(
     client: Client,
     settings: Settings,
@@ -180,7 +206,7 @@ def build_worker(
         client: Connected client (with the project's data converter). Erasure
             destroys data keys in its codec's key store (so its cache forgets
             them at once), or in the worker's database if it has none.
-        settings: Task queue, templates and provider settings.
+        settings: Task queue, deployment version, templates and provider settings.
         engine: Database engine the activities use.
         templates: Already validated templates (default: `load_templates`).
         email_provider: Overrides the email provider chosen by the settings.
@@ -197,6 +223,7 @@ def build_worker(
             the file), or a journey follows a segment the file does not define.
     """
     journeys = list(catalog.all_journeys() if journeys is None else journeys)
+    versioning = deployment_config(settings)
     catalog.triggers()  # two journeys on one event type: refused here, not at the first event
     templates = templates or load_templates(settings, journeys)
     messaging = MessagingActivities.from_settings(
@@ -248,7 +275,8 @@ def build_worker(
             BroadcastWorkflow,
             *journeys,
         ],
-        workflow_runner=WORKFLOW_RUNNER,
+        workflow_runner=WORKFLOW_RUNNER if versioning is None else VERSIONED_WORKFLOW_RUNNER,
+        deployment_config=versioning,
         activities=[
             messaging.send_message,
             messaging.cancel_messages,
@@ -362,7 +390,11 @@ async def running_worker(
         worker = build_worker(client, settings, engine, templates=templates)
         async with worker:
             log.info(
-                "worker started", task_queue=settings.task_queue, journeys=catalog.journey_names()
+                "worker started",
+                task_queue=settings.task_queue,
+                journeys=catalog.journey_names(),
+                deployment=settings.worker_deployment_name if settings.worker_build_id else None,
+                build_id=settings.worker_build_id,
             )
             yield worker
         log.info("worker stopped")
@@ -416,6 +448,8 @@ async def run_worker(settings: Settings) -> None:
 
     Raises:
         UnsafeSettings: development secrets or addresses where real contacts get messages.
+        TemporalSettingsError: a Temporal connection setting is wrong (a TLS file,
+            a certificate the server refuses…).
     """
     refuse_unsafe_settings(settings)
     templates = load_templates(settings)
@@ -431,7 +465,7 @@ def main() -> None:
     configure_logging(level=settings.log_level, fmt=settings.log_format)
     try:
         asyncio.run(run_worker(settings))
-    except UnsafeSettings as error:
+    except (UnsafeSettings, TemporalSettingsError) as error:
         raise SystemExit(str(error)) from None
 
 

@@ -108,32 +108,35 @@ _REVISION_LINE = re.compile(r'^(down_)?revision(?:: [^=]+)? = "([^"]+)"$', re.MU
 
 
 @cache
+def _revision_graph() -> tuple[frozenset[str], frozenset[str]]:
+    """(revisions, their parents) of `migrations/versions`, read from the files."""
+    revisions: set[str] = set()
+    parents: set[str] = set()
+    for path in (MIGRATIONS_DIR / "versions").glob("*.py"):
+        for down, value in _REVISION_LINE.findall(path.read_text(encoding="utf-8")):
+            (parents if down else revisions).add(value)
+    return frozenset(revisions), frozenset(parents)
+
+
 def head_revision() -> str | None:
     """The newest revision in `migrations/versions`, read from the files without Alembic.
 
     None when the revisions do not form one line (a branch or a merge): then
     `migrate` leaves it to Alembic.
     """
-    revisions: set[str] = set()
-    parents: set[str] = set()
-    for path in (MIGRATIONS_DIR / "versions").glob("*.py"):
-        for down, value in _REVISION_LINE.findall(path.read_text(encoding="utf-8")):
-            (parents if down else revisions).add(value)
+    revisions, parents = _revision_graph()
     heads = revisions - parents
-    return heads.pop() if len(heads) == 1 else None
+    return next(iter(heads)) if len(heads) == 1 else None
 
 
-async def _at_head(engine: AsyncEngine) -> bool:
-    """The database is at the newest revision (checked with one query, without Alembic)."""
-    head = head_revision()
-    if head is None:
-        return False
+async def database_revision(engine: AsyncEngine) -> str | None:
+    """The revision the database is at (one query, without Alembic); None for a new one."""
     try:
         async with engine.connect() as connection:
             found = await connection.execute(text("SELECT version_num FROM alembic_version"))
-            return list(found.scalars()) == [head]
+            return found.scalar_one_or_none()
     except (OperationalError, ProgrammingError):  # no version table yet: a new database
-        return False
+        return None
 
 
 def _upgrade(connection: Connection, revision: str) -> None:
@@ -147,18 +150,29 @@ def _upgrade(connection: Connection, revision: str) -> None:
 async def migrate(engine: AsyncEngine, revision: str = "head") -> None:
     """Apply pending migrations (idempotent).
 
+    A database a newer release already migrated (its revision is not one of this
+    release's) is left as it is: the previous release keeps running beside the new
+    one during a deploy, so each migration must keep the previous release working.
+
     Args:
         engine: Engine of the database to upgrade.
         revision: Target revision; `head` is the newest.
     """
-    if revision == "head" and await _at_head(engine):  # the usual case: a read, a restart
-        return
+    if revision == "head":
+        current = await database_revision(engine)
+        if current is not None and (current == head_revision() or is_newer(current)):
+            return  # the usual case: a read, a restart
     async with engine.begin() as connection:
         if engine.dialect.name == "postgresql":  # processes starting together take turns
             await connection.execute(
                 text("SELECT pg_advisory_xact_lock(:key)"), {"key": _MIGRATION_LOCK}
             )
         await connection.run_sync(_upgrade, revision)
+
+
+def is_newer(revision: str) -> bool:
+    """Whether `revision` comes from a newer release (this one's migrations don't have it)."""
+    return revision not in _revision_graph()[0]
 
 
 _CONTACT_LOCKS = 0x636F6E74  # "cont": the advisory-lock space of per-contact locks

@@ -11,6 +11,7 @@ import base64
 import binascii
 import hashlib
 import ipaddress
+import re
 from datetime import time, timedelta
 from functools import lru_cache
 from pathlib import Path
@@ -58,6 +59,13 @@ request's whole record), read the journey catalogue, enrol and steer journeys, r
 report (funnel and pipeline figures, nothing about one contact), decode / encode Temporal
 payloads at the codec endpoint (`/codec/…`)."""
 ALL_SCOPES: frozenset[Scope] = frozenset(get_args(Scope))
+WORKER_DEPLOYMENT_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,199}$"
+"""A worker deployment name: Temporal refuses `.` and `:` (its version delimiters) and a
+leading `__`; we keep to letters, digits, `-` and `_`."""
+BUILD_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.+-]{0,199}$"
+"""A build id: a release tag or a commit (`2026.12.1`, `v42`, `3f9c2e1`). It is quoted in
+visibility queries (`BuildIds = 'pinned:<deployment>:<build id>'`), so no quotes, spaces
+or `:`."""
 VonageSignatureMethod = Literal["md5hash", "md5", "sha1", "sha256", "sha512"]
 """How Vonage signs its webhooks: `md5hash` (MD5 of the parameters and the secret), or an
 HMAC keyed with the secret, by its digest (see `starter/api/hooks/vonage.py`)."""
@@ -155,6 +163,13 @@ class Settings(BaseSettings):
         database_url: SQLAlchemy URL of the CRM / message-log database. A plain
             `sqlite:///path` or `postgresql://…` URL is mapped to its async driver.
         task_queue: Temporal task queue the worker polls and journeys run on.
+        worker_deployment_name: The Temporal worker deployment the workers belong to
+            (Worker Versioning, with `worker_build_id`); letters, digits, `-`, `_`.
+        worker_build_id: The version of the code this worker runs (a release tag, a
+            commit): the worker polls as version `worker_deployment_name` /
+            `worker_build_id` and its journeys are pinned to it or auto-upgrade as
+            `workflows/versioning.py` says. Unset (or empty): Worker Versioning is off
+            and every run replays on the newest code (`workflow.patched` guards changes).
         email_provider: How email is delivered: `outbox` (.eml files on disk),
             `smtp` (an SMTP server), `http` (a JSON email API), `ses` (Amazon SES v2,
             raw messages), `postmark`, `sendgrid`, `mailgun` or `resend` (their email APIs).
@@ -333,6 +348,8 @@ class Settings(BaseSettings):
 
     database_url: str = "sqlite:///.data/journeys.db"
     task_queue: str = "journeys"
+    worker_deployment_name: str = "contact-journeys"
+    worker_build_id: str | None = None
     email_provider: Literal[
         "outbox", "smtp", "http", "ses", "postmark", "sendgrid", "mailgun", "resend"
     ] = "outbox"
@@ -432,6 +449,32 @@ class Settings(BaseSettings):
     codec_key_cache_seconds: float = Field(default=300.0, ge=0)
     codec_cors_origins: list[str] = Field(default_factory=list)
     codec_loopback_without_key: bool = False
+
+    @field_validator("worker_deployment_name")
+    @classmethod
+    def _check_deployment_name(cls, name: str) -> str:
+        if not re.fullmatch(WORKER_DEPLOYMENT_NAME_PATTERN, name):
+            raise ValueError(
+                f"WORKER_DEPLOYMENT_NAME {name!r}: letters, digits, - and _ only (Temporal "
+                "refuses . and :), starting with a letter or digit, at most 200 characters"
+            )
+        return name
+
+    @field_validator("worker_build_id", mode="before")
+    @classmethod
+    def _blank_build_id_is_unset(cls, value: object) -> object:
+        """An empty WORKER_BUILD_ID (`${WORKER_BUILD_ID:-}` in a compose file) is unset."""
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("worker_build_id")
+    @classmethod
+    def _check_build_id(cls, build_id: str | None) -> str | None:
+        if build_id is not None and not re.fullmatch(BUILD_ID_PATTERN, build_id):
+            raise ValueError(
+                f"WORKER_BUILD_ID {build_id!r}: letters, digits and . _ + - only, starting "
+                "with a letter or digit, at most 200 characters (a release tag or a commit)"
+            )
+        return build_id
 
     @field_validator("resend_webhook_secret")
     @classmethod

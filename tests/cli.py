@@ -45,7 +45,11 @@ def cli_environment(settings: Settings, temporal_address: str) -> dict[str, str]
 async def run(
     *args: str, env: dict[str, str], cwd: Path = PROJECT_ROOT, timeout: float = 60
 ) -> Completed:
-    """Run a command without blocking the event loop (a worker may share it)."""
+    """Run a command without blocking the event loop (a worker may share it).
+
+    One still running after `timeout` seconds is killed (a `journeys worker` that was
+    expected to refuse to start would otherwise outlive the test).
+    """
     process = await asyncio.create_subprocess_exec(
         *args,
         env=env,
@@ -53,7 +57,12 @@ async def run(
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
     )
-    stdout, stderr = await asyncio.wait_for(process.communicate(), timeout)
+    try:
+        stdout, stderr = await asyncio.wait_for(process.communicate(), timeout)
+    except TimeoutError:
+        process.kill()
+        await process.wait()
+        raise
     assert process.returncode is not None
     return Completed(process.returncode, stdout.decode(), stderr.decode())
 

@@ -47,13 +47,14 @@ async def test_api_command_serves_the_gateway_until_sigterm(
         async with httpx.AsyncClient(
             base_url=url, headers={"Authorization": f"Bearer {FULL_KEY}"}
         ) as http:
-            for _ in range(100):
-                try:
-                    if (await http.get("/readyz")).status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                await asyncio.sleep(0.1)
+            async with asyncio.timeout(60):  # the process imports, checks Temporal, serves
+                while True:
+                    try:
+                        if (await http.get("/readyz")).status_code == 200:
+                            break
+                    except httpx.TransportError:
+                        pass
+                    await asyncio.sleep(0.1)
             sent = await http.post("/v1/events", json={"contact_id": "cli-api", "type": "x"})
             assert sent.status_code == 202, sent.text
             assert sent.json()["results"][0]["workflow_id"] == "contact-cli-api"

@@ -131,6 +131,27 @@ async def test_migrate_creates_the_schema_at_head_and_is_idempotent(tmp_path: Pa
         await engine.dispose()
 
 
+async def test_an_older_release_starts_on_a_database_a_newer_release_migrated(
+    tmp_path: Path,
+) -> None:
+    """During a deploy the previous release's workers keep running (and restarting) beside
+    the new ones: a revision they do not know is left alone, not an error."""
+    engine = create_engine(f"sqlite:///{tmp_path / 'journeys.db'}")
+    try:
+        await migrate(engine)
+        await add_contact(engine, "ada")
+        async with engine.begin() as connection:
+            await connection.execute(sa.text("UPDATE alembic_version SET version_num = '9999'"))
+
+        await migrate(engine)
+        async with engine.connect() as connection:
+            assert await connection.run_sync(_current_revisions) == ("9999",)
+            count = (await connection.execute(sa.text("SELECT count(*) FROM contacts"))).scalar()
+        assert count == 1
+    finally:
+        await engine.dispose()
+
+
 def test_the_head_read_from_the_files_is_alembics() -> None:
     assert head_revision() == _head_revision()
 

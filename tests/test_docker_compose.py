@@ -2,8 +2,9 @@
 
 No Docker engine is needed. The checks are validator functions returning a
 list of problems, so each one is also run on deliberately broken copies to
-prove it can fail. `docker compose config` runs only where the Docker CLI and
-its compose plugin are installed (it needs no engine).
+prove it can fail. The schema job's script runs here for real, with a stub
+`temporal-sql-tool` that records its calls. `docker compose config` runs only
+where the Docker CLI and its compose plugin are installed (it needs no engine).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import re
 import shlex
 import shutil
 import subprocess
+import tempfile
 import tomllib
 from collections.abc import Callable, Iterator, Mapping
 from functools import reduce
@@ -41,19 +43,44 @@ COMPOSE = json.loads(json.dumps(yaml.safe_load(COMPOSE_FILE.read_text())))
 DOCKERFILE = (ROOT / "Dockerfile").read_text()
 DOCKERIGNORE = (ROOT / ".dockerignore").read_text()
 
-# DESIGN.md, "Custom search attributes".
-KEYWORD_ATTRIBUTES = ("ContactId", "Journey", "JourneyStep", "LifecycleStage")
-INT_ATTRIBUTES = ("LeadScore", "FitScore", "BehaviorScore")
-SEARCH_ATTRIBUTES = {
-    **dict.fromkeys(KEYWORD_ATTRIBUTES, "Keyword"),
-    **dict.fromkeys(INT_ATTRIBUTES, "Int"),
-}
 LISTENS = {"temporal": 7233, "temporal-ui": 8080, "api": 8000}  # port inside the container
 TEMPORAL_ADDRESS = f"temporal:{LISTENS['temporal']}"
 POSTGRES_PORT = 5432
 GATEWAY = "api"  # the service running `journeys api`
-REQUIRED_SERVICES = ("postgresql", "temporal", "temporal-setup", "temporal-ui", "worker", GATEWAY)
-APP_DEPENDENCIES = ("postgresql", "temporal", "temporal-setup")
+SCHEMA_JOB, SETUP_JOB = "temporal-schema", "temporal-setup"  # one-shot jobs
+REQUIRED_SERVICES = (
+    "postgresql",
+    SCHEMA_JOB,
+    "temporal",
+    SETUP_JOB,
+    "temporal-ui",
+    "worker",
+    GATEWAY,
+)
+# Who waits for whom, and until what (compose's `depends_on` conditions).
+WAITS_FOR = {
+    SCHEMA_JOB: {"postgresql": "service_healthy"},
+    # Never a server on a schema older than its binary.
+    "temporal": {"postgresql": "service_healthy", SCHEMA_JOB: "service_completed_successfully"},
+    SETUP_JOB: {"temporal": "service_healthy"},
+}
+# What `journeys worker` and `journeys api` wait for: workflows upsert the search
+# attributes `journeys setup` registers, in the namespace it creates.
+APP_WAITS_FOR = {
+    "postgresql": "service_healthy",
+    "temporal": "service_healthy",
+    SETUP_JOB: "service_completed_successfully",
+}
+APP_COMMANDS = ("worker", "api")  # long-running, on the database (they migrate it on start)
+ONE_SHOT_RESTARTS = ("no", "on-failure")  # anything else re-runs a finished job forever
+SERVER_IMAGE, SCHEMA_IMAGE = "temporalio/server", "temporalio/admin-tools"
+# The server's databases (DBNAME, VISIBILITY_DBNAME and their defaults in the image's
+# config template) and the schema folder each one takes.
+SERVER_DATABASES = {
+    "DBNAME": ("temporal", "temporal"),
+    "VISIBILITY_DBNAME": ("temporal_visibility", "visibility"),
+}
+SCHEMA_DIR = "/etc/temporal/schema/postgresql/v12/{folder}/versioned"  # in the admin-tools image
 DEFAULT_CMD = ["worker"]  # the image's CMD, run when a service sets no `command`
 # Must never reach the build context: local venv, VCS data, secrets.
 MUST_IGNORE = (".git", ".venv", ".env", ".data")
@@ -168,10 +195,45 @@ def words(value: Any) -> list[str]:
     return [str(word) for word in value] if isinstance(value, list) else shlex.split(value or "")
 
 
-def registered_search_attributes(service: Node) -> dict[str, str]:
-    """Search attributes a setup script registers with its `register NAME TYPE` helper."""
-    text = "\n".join(words(service.get("command")))
-    return dict(re.findall(r"^\s*register\s+(\w+)\s+(\w+)\s*$", text, re.M))
+def dependency_conditions(service: Node) -> dict[str, str]:
+    """What a service waits for, by dependency: `service_started` in the list form."""
+    waits = service.get("depends_on") or []
+    if isinstance(waits, list):
+        return dict.fromkeys(waits, "service_started")
+    return {name: (how or {}).get("condition", "service_started") for name, how in waits.items()}
+
+
+def image_tag(service: Node) -> tuple[str, str]:
+    """(repository, tag) of a service's `image`."""
+    repository, _, tag = str(service.get("image", "")).partition(":")
+    return repository, tag
+
+
+def run_script(service: Node, env: Mapping[str, str], tool: str) -> list[str] | str:
+    """Run a service's `entrypoint` + `command` here with `tool` replaced by a stub
+    that records its arguments; returns them, one call a line, or the failure."""
+    argv = [
+        interpolate(word, env)
+        for word in [*words(service.get("entrypoint")), *words(service.get("command"))]
+    ]
+    with tempfile.TemporaryDirectory() as folder:
+        stub, log = Path(folder, tool), Path(folder, "calls")
+        stub.write_text(f'#!/bin/sh\necho "$*" >> "{log}"\n')
+        stub.chmod(0o755)
+        path = f"{folder}{os.pathsep}{os.environ['PATH']}"
+        try:
+            ran = subprocess.run(
+                argv,
+                env={**service_env(service, env), "PATH": path},
+                capture_output=True,
+                text=True,
+                timeout=30,
+            )
+        except (OSError, IndexError) as error:  # no such program, no command at all
+            return f"cannot run {argv[:1]}: {error}"
+        if ran.returncode:
+            return f"exit {ran.returncode}: {ran.stderr.strip()}"
+        return log.read_text().splitlines() if log.exists() else []
 
 
 # --------------------------------------------------------- compose validator --
@@ -215,52 +277,65 @@ def compose_problems(compose: Node, env: Mapping[str, str] | None = None) -> lis
             problems.append(f"{name}: does not publish port {LISTENS[name]}")
     if missing := [name for name in REQUIRED_SERVICES if name not in services]:
         return [*problems, f"missing services: {', '.join(missing)}"]
-    apps = app_services(compose)
+
+    # Who waits for whom: the schema before the server, `journeys setup` before the apps.
+    argvs = {
+        name: words(services[name].get("command")) or DEFAULT_CMD for name in app_services(compose)
+    }
+    apps = [name for name, argv in argvs.items() if argv[0] in APP_COMMANDS]
+    for name, waits in [*WAITS_FOR.items(), *[(app, APP_WAITS_FOR) for app in apps]]:
+        conditions = dependency_conditions(services[name])
+        for dependency, condition in waits.items():
+            if dependency not in conditions:
+                problems.append(f"{name}: does not depend on {dependency}")
+            elif conditions[dependency] != condition:
+                problems.append(
+                    f"{name}: waits for {dependency} {conditions[dependency]}, not {condition}"
+                )
+    for name, svc in services.items():
+        for dependency, condition in dependency_conditions(svc).items():
+            if condition == "service_healthy" and "healthcheck" not in services.get(dependency, {}):
+                problems.append(
+                    f"{name}: waits for {dependency} healthy, but it has no healthcheck"
+                )
+    for name in (SCHEMA_JOB, SETUP_JOB):
+        if str(services[name].get("restart", "no")).split(":")[0] not in ONE_SHOT_RESTARTS:
+            problems.append(f"{name}: restart {services[name]['restart']!r} re-runs a one-shot job")
 
     # One set of database credentials, used by postgres, Temporal and the app.
     pg_user = envs["postgresql"].get("POSTGRES_USER") or "postgres"
     pg_password = envs["postgresql"].get("POSTGRES_PASSWORD", "")
     pg_db = envs["postgresql"].get("POSTGRES_DB") or pg_user
-    namespace = envs["temporal"].get("DEFAULT_NAMESPACE", "default")
+    namespace = envs[SETUP_JOB].get("TEMPORAL_NAMESPACE", "default")  # the one it creates
     if not pg_password:
         problems.append("postgresql: POSTGRES_PASSWORD is empty")
-    if "healthcheck" not in services["postgresql"]:
-        problems.append("postgresql: no healthcheck (dependents wait for service_healthy)")
     expected = {
+        ("temporal", "DB"): "postgres12",
         ("temporal", "POSTGRES_SEEDS"): "postgresql",
         ("temporal", "POSTGRES_USER"): pg_user,
         ("temporal", "POSTGRES_PWD"): pg_password,
-        ("temporal-setup", "NAMESPACE"): namespace,
+        (SCHEMA_JOB, "SQL_PLUGIN"): "postgres12",
+        (SCHEMA_JOB, "SQL_HOST"): "postgresql",
+        (SCHEMA_JOB, "SQL_PORT"): str(POSTGRES_PORT),
+        (SCHEMA_JOB, "SQL_USER"): pg_user,
+        (SCHEMA_JOB, "SQL_PASSWORD"): pg_password,
+        ("temporal-ui", "TEMPORAL_DEFAULT_NAMESPACE"): namespace,
     }
-    for name in ("temporal-setup", "temporal-ui", *apps):
+    for name in ("temporal-ui", *argvs):
         expected[name, "TEMPORAL_ADDRESS"] = TEMPORAL_ADDRESS
-    for name in apps:
+    for name in argvs:
         expected[name, "TEMPORAL_NAMESPACE"] = namespace
     for (name, var), value in expected.items():
         if (got := envs[name].get(var)) != value:
             problems.append(f"{name}: {var} is {got!r}, expected {value!r}")
-    for name, deps in [("temporal", ["postgresql"]), *[(app, APP_DEPENDENCIES) for app in apps]]:
-        problems += [
-            f"{name}: does not depend on {d}" for d in deps if d not in depends_on(services[name])
-        ]
+    problems += temporal_problems(services, envs, env)
 
-    # Setup registers every search attribute of DESIGN.md, idempotently.
-    script = "\n".join(words(services["temporal-setup"].get("command")))
-    if "temporal operator search-attribute create" not in script:
-        problems.append("temporal-setup: does not run `temporal operator search-attribute create`")
-    if "already exists" not in script:
-        problems.append("temporal-setup: does not tolerate 'already exists' (not re-runnable)")
-    registered = registered_search_attributes(services["temporal-setup"])
-    for attribute, kind in SEARCH_ATTRIBUTES.items():
-        if (got := registered.get(attribute, "missing")) != kind:
-            problems.append(f"temporal-setup: {attribute} must be registered as {kind}, not {got}")
-
-    # The app runs a real `journeys` subcommand, on the postgresql service's database.
+    # Services built from the repo run a real `journeys` subcommand; the apps on the
+    # postgresql service's database.
     cli = typer.main.get_command(journeys_app)  # the image's ENTRYPOINT, as a click group
     assert isinstance(cli, TyperGroup)
     options: dict[str, dict[str, Any]] = {}  # the options each app's command line gives
-    for name in apps:
-        argv = words(services[name].get("command")) or DEFAULT_CMD
+    for name, argv in argvs.items():
         if "entrypoint" in services[name]:
             problems.append(f"{name}: overrides the image's journeys ENTRYPOINT")
         elif argv[0] not in cli.commands:
@@ -278,20 +353,77 @@ def compose_problems(compose: Node, env: Mapping[str, str] | None = None) -> lis
                     for option, value in context.params.items()
                     if getattr(context.get_parameter_source(option), "name", "") == "COMMANDLINE"
                 }
-        url = urlsplit(envs[name].get("DATABASE_URL", ""))
-        if url.scheme not in ("postgresql", "postgres"):
-            problems.append(f"{name}: DATABASE_URL is not a postgresql:// URL")
-        elif (url.hostname, url.port or POSTGRES_PORT) != ("postgresql", POSTGRES_PORT):
-            problems.append(f"{name}: DATABASE_URL does not point at postgresql:{POSTGRES_PORT}")
-        elif (unquote(url.username or ""), unquote(url.password or "")) != (pg_user, pg_password):
-            problems.append(f"{name}: DATABASE_URL credentials differ from the postgresql service")
-        elif url.path.lstrip("/") != pg_db:
-            problems.append(f"{name}: DATABASE_URL database is not POSTGRES_DB ({pg_db})")
+        if name in apps or "DATABASE_URL" in envs[name]:
+            problems += database_url_problems(name, envs[name], pg_user, pg_password, pg_db)
+    if argvs.get(SETUP_JOB, [""])[0] != "setup":
+        problems.append(
+            f"{SETUP_JOB}: does not run `journeys setup` (namespace, search attributes)"
+        )
 
     outbox = envs["worker"].get("OUTBOX_DIR")
     if outbox not in {target for _, target in named_volumes(services["worker"])}:
         problems.append(f"worker: OUTBOX_DIR {outbox!r} is not on a named volume")
     return problems + gateway_problems(services, envs, env, options.get(GATEWAY, {}))
+
+
+def database_url_problems(
+    name: str, variables: Mapping[str, str], user: str, password: str, database: str
+) -> list[str]:
+    """What is wrong with a service's DATABASE_URL: not the postgresql service's
+    database `database`, as `user`."""
+    url = urlsplit(variables.get("DATABASE_URL", ""))
+    if url.scheme not in ("postgresql", "postgres"):
+        return [f"{name}: DATABASE_URL is not a postgresql:// URL"]
+    if (url.hostname, url.port or POSTGRES_PORT) != ("postgresql", POSTGRES_PORT):
+        return [f"{name}: DATABASE_URL does not point at postgresql:{POSTGRES_PORT}"]
+    if (unquote(url.username or ""), unquote(url.password or "")) != (user, password):
+        return [f"{name}: DATABASE_URL credentials differ from the postgresql service"]
+    if url.path.lstrip("/") != database:
+        return [f"{name}: DATABASE_URL database is not POSTGRES_DB ({database})"]
+    return []
+
+
+def temporal_problems(
+    services: Node, envs: Mapping[str, Mapping[str, str]], env: Mapping[str, str]
+) -> list[str]:
+    """What is wrong with the Temporal server and the job preparing its schema:
+    images of one release, and every database the server reads brought to it."""
+    problems: list[str] = []
+    server, server_tag = image_tag(services["temporal"])
+    schema, schema_tag = image_tag(services[SCHEMA_JOB])
+    if server != SERVER_IMAGE:
+        problems.append(f"temporal: runs {server}, not {SERVER_IMAGE} (auto-setup is deprecated)")
+    if schema != SCHEMA_IMAGE:
+        problems.append(f"{SCHEMA_JOB}: runs {schema}, not {SCHEMA_IMAGE} (temporal-sql-tool)")
+    elif schema_tag.split("-")[0] != server_tag:
+        problems.append(f"{SCHEMA_JOB}: admin-tools {schema_tag} is not the server's {server_tag}")
+    if not envs["temporal"].get("NUM_HISTORY_SHARDS", "").isdigit():
+        problems.append(
+            "temporal: NUM_HISTORY_SHARDS is not set (fixed for good at the first start)"
+        )
+
+    # The schema job, run here with a stub temporal-sql-tool: every database the
+    # server reads is created, set up and updated to the versioned schema, in order.
+    expected = [
+        f"--db {envs['temporal'].get(variable, database)} {step}"
+        for variable, (database, folder) in SERVER_DATABASES.items()
+        for step in (
+            "create-database",
+            "setup-schema -v 0.0",
+            f"update-schema -d {SCHEMA_DIR.format(folder=folder)}",
+        )
+    ]
+    calls = run_script(services[SCHEMA_JOB], env, "temporal-sql-tool")
+    if isinstance(calls, str):
+        problems.append(f"{SCHEMA_JOB}: the script fails ({calls})")
+    elif missing := [call for call in expected if call not in calls]:
+        problems.append(f"{SCHEMA_JOB}: never runs temporal-sql-tool {missing[0]}")
+    else:
+        for database in dict.fromkeys(call.split()[1] for call in expected):
+            steps = [call for call in calls if call.split()[1] == database]
+            if steps != [call for call in expected if call.split()[1] == database]:
+                problems.append(f"{SCHEMA_JOB}: runs temporal-sql-tool out of order: {steps}")
+    return problems
 
 
 def gateway_problems(
@@ -453,8 +585,16 @@ def dockerfile_problems(dockerfile: str, dockerignore: str, root: Path = ROOT) -
 
 def test_compose_file_is_consistent() -> None:
     assert compose_problems(COMPOSE, SECRETS) == []
-    assert app_services(COMPOSE) == ["worker", GATEWAY]
-    assert registered_search_attributes(COMPOSE["services"]["temporal-setup"]) == SEARCH_ATTRIBUTES
+    assert app_services(COMPOSE) == [SETUP_JOB, "worker", GATEWAY]
+    assert run_script(COMPOSE["services"][SCHEMA_JOB], SECRETS, "temporal-sql-tool") == [
+        "--db temporal create-database",
+        "--db temporal setup-schema -v 0.0",
+        "--db temporal update-schema -d /etc/temporal/schema/postgresql/v12/temporal/versioned",
+        "--db temporal_visibility create-database",
+        "--db temporal_visibility setup-schema -v 0.0",
+        "--db temporal_visibility update-schema -d "
+        "/etc/temporal/schema/postgresql/v12/visibility/versioned",
+    ]
     # The keys the checks run with are keys the gateway accepts.
     keys = TypeAdapter(list[ApiKey]).validate_json(SECRETS["API_KEYS"])
     assert [key.name for key in keys] == ["ci"]
@@ -521,11 +661,11 @@ def _healthcheck(old: str, new: str) -> Callable[[Node], None]:
     return edit
 
 
-def _setup_script(old: str, new: str) -> Callable[[Node], None]:
+def _schema_script(old: str, new: str) -> Callable[[Node], None]:
     def edit(s: Node) -> None:
-        command = s["temporal-setup"]["command"]
+        command = s[SCHEMA_JOB]["command"]
         assert any(old in part for part in command), f"the mutation no longer applies: {old!r}"
-        s["temporal-setup"]["command"] = [part.replace(old, new) for part in command]
+        s[SCHEMA_JOB]["command"] = [part.replace(old, new) for part in command]
 
     return edit
 
@@ -557,13 +697,57 @@ COMPOSE_BREAKAGES: dict[str, Callable[[Node], object]] = {
     "DATABASE_URL credentials": _set("worker.environment", DATABASE_URL=_url("journeys:x")),
     "DATABASE_URL does not point": _set("worker.environment", DATABASE_URL=_url(host="db")),
     "DATABASE_URL database": _set("worker.environment", DATABASE_URL=_url(db="temporal")),
-    "worker: does not depend on temporal-setup": lambda s: s["worker"]["depends_on"].clear(),
-    "api: does not depend on temporal-setup": lambda s: s["api"]["depends_on"].pop(
-        "temporal-setup"
+    # Temporal: the server image, its schema first, then `journeys setup`, then the apps.
+    "temporal: runs temporalio/auto-setup": _set("temporal", image="temporalio/auto-setup:1.29.1"),
+    "is not the server's 1.29.1": _set(SCHEMA_JOB, image="temporalio/admin-tools:1.28.1-tctl"),
+    "temporal: NUM_HISTORY_SHARDS is not set": lambda s: s["temporal"]["environment"].pop(
+        "NUM_HISTORY_SHARDS"
     ),
-    "LeadScore must be registered as Int, not missing": _setup_script("register LeadScore", ""),
-    "must be registered as Int, not Keyword": _setup_script("LeadScore Int", "LeadScore Keyword"),
-    "does not tolerate 'already exists'": _setup_script("already exists", "exists"),
+    "temporal: does not depend on temporal-schema": lambda s: s["temporal"]["depends_on"].pop(
+        SCHEMA_JOB
+    ),
+    "temporal: waits for temporal-schema service_started, not service_completed_successfully": (
+        _set(f"temporal.depends_on.{SCHEMA_JOB}", condition="service_started")
+    ),
+    "temporal-setup: waits for temporal service_started": _set(
+        f"{SETUP_JOB}.depends_on.temporal", condition="service_started"
+    ),
+    "worker: does not depend on temporal-setup": lambda s: s["worker"]["depends_on"].clear(),
+    "api: does not depend on temporal-setup": lambda s: s["api"]["depends_on"].pop(SETUP_JOB),
+    "api: waits for temporal-setup service_healthy": _set(
+        f"api.depends_on.{SETUP_JOB}", condition="service_healthy"
+    ),
+    "waits for postgresql healthy, but it has no healthcheck": lambda s: s["postgresql"].pop(
+        "healthcheck"
+    ),
+    "temporal-schema: restart 'unless-stopped' re-runs": _set(SCHEMA_JOB, restart="unless-stopped"),
+    "temporal-setup: restart 'always' re-runs": _set(SETUP_JOB, restart="always"),
+    "temporal-schema: SQL_PASSWORD": _set(f"{SCHEMA_JOB}.environment", SQL_PASSWORD="temporal"),
+    "temporal-schema: SQL_PLUGIN": _set(f"{SCHEMA_JOB}.environment", SQL_PLUGIN="mysql8"),
+    "never runs temporal-sql-tool --db temporal_visibility create-database": _schema_script(
+        "schema temporal_visibility visibility", ""
+    ),
+    "never runs temporal-sql-tool --db temporal update-schema -d /etc/temporal/schema/"
+    "postgresql/v12/temporal/versioned": _schema_script(
+        "schema temporal temporal", "schema temporal visibility"
+    ),
+    # The server reads another database: the job must prepare that one.
+    "never runs temporal-sql-tool --db journeys_temporal create-database": _set(
+        "temporal.environment", DBNAME="journeys_temporal"
+    ),
+    "temporal-sql-tool out of order": _schema_script(  # setup-schema after update-schema
+        'setup-schema -v 0.0\n  temporal-sql-tool --db "$$1" update-schema -d '
+        '"/etc/temporal/schema/postgresql/v12/$$2/versioned"',
+        'update-schema -d "/etc/temporal/schema/postgresql/v12/$$2/versioned"\n'
+        '  temporal-sql-tool --db "$$1" setup-schema -v 0.0',
+    ),
+    "the script fails (exit 127": _schema_script("temporal-sql-tool --db", "temporal-sql --db"),
+    "the script fails (cannot run": lambda s: s[SCHEMA_JOB].pop("entrypoint"),
+    "temporal-setup: does not run `journeys setup`": _set(SETUP_JOB, command=["migrate"]),
+    "temporal-setup: TEMPORAL_ADDRESS": _set(f"{SETUP_JOB}.environment", TEMPORAL_ADDRESS="x:1"),
+    "temporal-ui: TEMPORAL_DEFAULT_NAMESPACE": _set(
+        "temporal-ui.environment", TEMPORAL_DEFAULT_NAMESPACE="prod"
+    ),
     "missing services: temporal-ui": lambda s: s.pop("temporal-ui"),
     "missing services: api": lambda s: s.pop("api"),
     # The gateway: published on loopback, listening where that port leads, healthy when ready.

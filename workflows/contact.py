@@ -60,7 +60,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from temporalio import workflow
-from temporalio.common import SearchAttributeUpdate
+from temporalio.common import SearchAttributeUpdate, VersioningBehavior
 from temporalio.exceptions import FailureError
 
 from workflows.toolkit import Journey, activity_classes, start_journey
@@ -189,6 +189,9 @@ def _slug(value: object) -> str:
 @workflow.defn(name="contact")
 class ContactWorkflow:
     """A contact's events, lead score, lifecycle stage, journeys and hand-off."""
+
+    versioning_behavior = VersioningBehavior.AUTO_UPGRADE
+    """It never ends: a deploy moves it to the new release (`workflows/versioning.py`)."""
 
     @workflow.init
     def __init__(self, contact_input: ContactInput) -> None:

@@ -6,13 +6,17 @@ import asyncio
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 
+import structlog
 import uvicorn
 
 from models.db import create_engine, migrate
 from models.settings import Settings, refuse_unsafe_settings
 from runtime.keys import KeyStore
+from runtime.temporal import check_connection
 from starter.api.app import TemporalConnector, create_app
 from starter.services.operations import OperationError
+
+log = structlog.stdlib.get_logger("journeys.api")
 
 
 class NoKeysConfigured(OperationError):
@@ -39,11 +43,15 @@ async def running_api(
     """Migrate the database, serve the gateway until the block exits; yields its base URL.
 
     Port 0 picks a free port (the URL says which). `temporal` and `codec_keys`
-    as in `create_app`.
+    as in `create_app`. Without `temporal`, the gateway's client from the
+    environment is tried once first: wrong connection settings stop the start,
+    an unreachable Temporal does not (the gateway answers 503 until it is back).
 
     Raises:
         UnsafeSettings: development secrets or addresses where real contacts get messages.
         NoKeysConfigured: API_KEYS is empty.
+        TemporalSettingsError: a Temporal connection setting is wrong (a TLS file,
+            a certificate the server refuses…).
     """
     refuse_unsafe_settings(settings)
     if not settings.api_keys:
@@ -51,6 +59,10 @@ async def running_api(
             'no API keys configured: set API_KEYS, e.g. \'[{"name": "local", "key": "<24+ '
             "random characters>\"}]'"
         )
+    if temporal is None:
+        unreachable = await check_connection()
+        if unreachable is not None:
+            log.warning("temporal unreachable at start", reason=unreachable)
     engine = create_engine(settings.database_url)
     try:
         await migrate(engine)

@@ -23,6 +23,7 @@ from typer.core import TyperGroup
 from models.ids import id_refusal
 from starter.cli import broadcasts as broadcast_commands
 from starter.cli import deliverability as deliverability_commands
+from starter.cli import deploys as deploy_commands
 from starter.cli import imports
 from starter.cli.support import cli_actor, with_engine
 from starter.dev.defaults import DEMO_DAY_SECONDS, TEMPORAL_PORT, UI_PORT
@@ -143,6 +144,7 @@ def run_async(function: Callable[P, Coroutine[Any, Any, T]]) -> Callable[P, T]:
 qa_commands.register(app, run_async)
 broadcast_commands.register(app, run_async)
 deliverability_commands.register(app, run_async)
+deploy_commands.register(app, run_async)
 imports.register(app, run_async)
 
 

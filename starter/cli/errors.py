@@ -87,11 +87,14 @@ def _lines(error: BaseException) -> list[str] | None:
     expected = (
         _loaded("starter.services.operations", "OperationError"),
         _loaded("starter.dev.toolchain", "ToolchainError"),
+        _loaded("starter.dev.temporal_cluster", "ClusterError"),
+        _loaded("starter.dev.postgres", "PostgresError"),
         _loaded("rules.templates", "TemplateError"),
         _loaded("workflows.toolkit.plan_check", "PlanError"),
         _loaded("workflows.triggers", "TriggerClash"),
         _loaded("workflows.catalog", "UnknownExperiment"),
         _loaded("models.settings", "UnsafeSettings"),
+        _loaded("runtime.temporal_settings", "TemporalSettingsError"),
     )
     if isinstance(error, expected):
         return str(error).splitlines()

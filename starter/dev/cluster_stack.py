@@ -38,9 +38,10 @@ from starter.dev.defaults import (
     DEMO_DELIVERABILITY_CHECK_SECONDS,
     DEMO_SEGMENT_SWEEP_SECONDS,
 )
+from starter.dev.ports import port_in_use
 from starter.dev.postgres import PostgresCluster
 from starter.dev.processes import ServiceProcess
-from starter.dev.stack import DATA_DIR, LOCAL_KEY_FILE, local_api_key, port_in_use
+from starter.dev.stack import DATA_DIR, LOCAL_KEY_FILE, local_api_key
 from starter.dev.temporal_cluster import ClusterPorts, TemporalCluster
 from starter.dev.toolchain import temporal_server_bundle
 from starter.services.operations import OperationError
@@ -106,10 +107,14 @@ async def run_cluster(settings: Settings, *, with_demo: bool = True) -> None:
     from worker import sweep_segments_once  # the journeys load here only
 
     ports = ClusterPorts.standard()
-    busy = [
+    service_ports = [
         port
-        for port in (POSTGRES_PORT, settings.api_port, *(p.grpc for p in ports.services.values()))
-        if port_in_use(port)
+        for service in ports.services.values()
+        for port in (service.grpc, service.membership, service.http)
+        if port is not None
+    ]
+    busy = [
+        port for port in (POSTGRES_PORT, settings.api_port, *service_ports) if port_in_use(port)
     ]
     if busy:
         raise OperationError(

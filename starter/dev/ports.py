@@ -27,3 +27,9 @@ def free_low_port() -> int:
                 continue
             return port
     raise RuntimeError(f"no free port in {LOW_PORTS.start}-{LOW_PORTS.stop - 1}")
+
+
+def port_in_use(port: int) -> bool:
+    """Whether something accepts TCP connections on 127.0.0.1:`port`."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        return probe.connect_ex(("127.0.0.1", port)) == 0

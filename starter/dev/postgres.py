@@ -21,6 +21,10 @@ MAX_CONNECTIONS = 300
 """Room for a Temporal cluster's four services and the journeys' workers and gateway."""
 
 
+class PostgresError(RuntimeError):
+    """A PostgreSQL tool failed; the message has what it printed."""
+
+
 def postgres_bin_dir() -> Path | None:
     """The newest directory holding `pg_ctl`, `initdb` and `postgres`, if any."""
     candidates = sorted(
@@ -74,7 +78,9 @@ class PostgresCluster:
         # Not pytest's tmp_path: its base folder is private to its owner, and when
         # running as root the server runs as `postgres`, which could not enter it.
         self._base = (
-            Path(tempfile.mkdtemp(prefix="journeys-pg-")) if directory is None else directory
+            Path(tempfile.mkdtemp(prefix="journeys-pg-"))
+            if directory is None
+            else directory.resolve()
         )
         self._base.mkdir(parents=True, exist_ok=True)
         if owner is not None:
@@ -102,7 +108,7 @@ class PostgresCluster:
                 try:
                     self.start()
                     return self
-                except subprocess.CalledProcessError:
+                except PostgresError:
                     if self._fixed_port:
                         break
             server_log = self._log.read_text(encoding="utf-8") if self._log.exists() else ""
@@ -135,8 +141,8 @@ class PostgresCluster:
         """Create database `name` unless it exists."""
         try:
             self._pg("createdb", "-h", "127.0.0.1", "-p", str(self.port), "-U", SUPERUSER, name)
-        except subprocess.CalledProcessError as error:
-            if "already exists" not in (error.stderr or ""):
+        except PostgresError as error:
+            if "already exists" not in str(error):
                 raise
 
     def _remove_if_throwaway(self) -> None:
@@ -144,7 +150,17 @@ class PostgresCluster:
             shutil.rmtree(self._base, ignore_errors=True)
 
     def _pg(self, tool: str, *args: str) -> None:
-        subprocess.run(
+        """Run a PostgreSQL tool (as `postgres` when root).
+
+        Raises:
+            PostgresError: it failed (with what it printed).
+        """
+        result = subprocess.run(
             [*self._run_as, str(self._bin / tool), *args],
-            check=True, capture_output=True, timeout=120, cwd=self._base, text=True,
+            capture_output=True, timeout=120, cwd=self._base, text=True, check=False,
         )  # fmt: skip
+        if result.returncode != 0:
+            raise PostgresError(
+                f"PostgreSQL's {tool} failed (exit code {result.returncode}) in {self._base}:\n"
+                f"{(result.stderr or result.stdout).strip()[-2000:]}"
+            )

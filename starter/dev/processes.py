@@ -74,7 +74,7 @@ class ServiceProcess:
                 process.wait()
         return process.returncode
 
-    def tail(self, lines: int = 40) -> str:
-        """The end of its log, for error messages."""
+    def tail(self, lines: int = 40, *, width: int = 400) -> str:
+        """The end of its log, each line cut at `width` characters, for error messages."""
         text = self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
-        return "\n".join(text.splitlines()[-lines:])
+        return "\n".join(line[:width] for line in text.splitlines()[-lines:])

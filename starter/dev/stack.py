@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-import socket
 from pathlib import Path
 
 import typer
@@ -36,16 +35,12 @@ from starter.dev.defaults import (
     TEMPORAL_PORT,
     UI_PORT,
 )
+from starter.dev.ports import port_in_use
 from starter.dev.toolchain import start_dev_server
 from starter.services.operations import OperationError
 
 DATA_DIR = Path(".data")
 LOCAL_KEY_FILE = DATA_DIR / "api-key"
-
-
-def port_in_use(port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        return probe.connect_ex(("127.0.0.1", port)) == 0
 
 
 def local_api_key() -> ApiKey:

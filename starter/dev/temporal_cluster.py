@@ -12,6 +12,11 @@ settings with its own metrics port), written as JSON (YAML's subset) from
 `_config`; the dynamic config turns on worker versioning (deployments) and
 update-with-start. `journeys cluster` runs one for a person; the cluster tests
 run one per session and break parts of it on purpose.
+
+With `tls=FrontendTls(…)` the frontend serves TLS (and, with a client CA,
+mutual TLS) to its clients; the worker service, the cluster's own client of the
+frontend, then connects with that CA and server name (and its own client
+certificate). Traffic between the services stays plain, on loopback.
 """
 
 from __future__ import annotations
@@ -19,20 +24,34 @@ from __future__ import annotations
 import asyncio
 import json
 import subprocess
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from temporalio.client import Client
+from temporalio.service import TLSConfig
 
-from starter.dev.ports import free_low_port, free_port
+from starter.dev.ports import free_low_port, free_port, port_in_use
 from starter.dev.postgres import SUPERUSER, PostgresCluster
 from starter.dev.processes import ServiceProcess
 from starter.dev.toolchain import ServerBundle, ToolchainError
 
 SERVICES = ("history", "matching", "frontend", "worker")
 """The Temporal services, in the order they start (the frontend needs history to answer)."""
+
+
+def service_of(instance: str) -> str:
+    """The service a process runs: `history-2` (a second history host) runs `history`."""
+    return instance.split("-")[0]
+
+
+def instances(*, history_hosts: int = 1) -> tuple[str, ...]:
+    """The processes of a cluster, in start order: one per service, more history hosts."""
+    extra = tuple(f"history-{number}" for number in range(2, history_hosts + 1))
+    return (SERVICES[0], *extra, *SERVICES[1:])
+
 
 PERSISTENCE_DATABASE = "temporal"
 VISIBILITY_DATABASE = "temporal_visibility"
@@ -71,12 +90,12 @@ class ServicePorts:
 
 @dataclass(frozen=True)
 class ClusterPorts:
-    """The ports of every service."""
+    """The ports of every service process, by instance name (`history`, `history-2`…)."""
 
     services: dict[str, ServicePorts] = field(default_factory=dict)
 
     @classmethod
-    def free(cls) -> ClusterPorts:
+    def free(cls, names: tuple[str, ...] = SERVICES) -> ClusterPorts:
         """Ports nobody listens on now (for tests, several clusters side by side)."""
         return cls(
             {
@@ -86,7 +105,7 @@ class ClusterPorts:
                     metrics=free_port(),
                     http=free_port() if name == "frontend" else None,
                 )
-                for name in SERVICES
+                for name in names
             }
         )
 
@@ -112,12 +131,78 @@ class ClusterPorts:
         return self.services["frontend"].grpc
 
 
+@dataclass(frozen=True)
+class FrontendTls:
+    """TLS on the frontend's client ports (gRPC and HTTP), as PEM files.
+
+    Attributes:
+        cert_file: The frontend's certificate.
+        key_file: Its private key.
+        ca_file: The CA that signed `cert_file`, which the cluster's own clients trust.
+        server_name: A DNS name of `cert_file`, which those clients ask for.
+        client_ca_file: Mutual TLS: only clients presenting a certificate this CA
+            signed get in (None: server authentication only).
+        internal_cert_file: Under mutual TLS, the client certificate of the
+            cluster's own clients (the worker service); `client_ca_file` must
+            have signed it.
+        internal_key_file: Its private key.
+    """
+
+    cert_file: Path
+    key_file: Path
+    ca_file: Path
+    server_name: str
+    client_ca_file: Path | None = None
+    internal_cert_file: Path | None = None
+    internal_key_file: Path | None = None
+
+    def __post_init__(self) -> None:
+        if self.client_ca_file is not None and (
+            self.internal_cert_file is None or self.internal_key_file is None
+        ):
+            raise ValueError(
+                "mutual TLS (client_ca_file) needs internal_cert_file and internal_key_file: "
+                "the worker service connects to the frontend as a client too"
+            )
+
+    def server_config(self) -> dict[str, Any]:
+        """`global.tls` of the server config."""
+        server: dict[str, Any] = {
+            "certFile": str(self.cert_file),
+            "keyFile": str(self.key_file),
+            "requireClientAuth": self.client_ca_file is not None,
+        }
+        system_worker: dict[str, Any] = {
+            "client": {"serverName": self.server_name, "rootCaFiles": [str(self.ca_file)]}
+        }
+        if self.client_ca_file is not None:
+            server["clientCaFiles"] = [str(self.client_ca_file)]
+            system_worker["certFile"] = str(self.internal_cert_file)
+            system_worker["keyFile"] = str(self.internal_key_file)
+        return {"frontend": {"server": server}, "systemWorker": system_worker}
+
+    def client_config(self) -> TLSConfig:
+        """How an SDK client connects to this frontend, as the cluster's own clients do."""
+        return TLSConfig(
+            server_root_ca_cert=self.ca_file.read_bytes(),
+            domain=self.server_name,
+            client_cert=_read_optional(self.internal_cert_file),
+            client_private_key=_read_optional(self.internal_key_file),
+        )
+
+
+def _read_optional(path: Path | None) -> bytes | None:
+    return path.read_bytes() if path is not None else None
+
+
 class TemporalCluster:
     """The Temporal services on a PostgreSQL cluster, started, killed and restarted at will.
 
     `with TemporalCluster(directory, bundle=…, postgres=…) as cluster:` creates or
-    upgrades the schemas, writes the config, and starts the four services;
-    `await cluster.wait_ready()` waits until the frontend serves.
+    upgrades the schemas, writes the config, and starts the four services (and
+    `history_hosts - 1` more history hosts, which share the history shards);
+    `await cluster.wait_ready()` waits until the frontend serves. With `tls=`, the
+    frontend serves TLS (see `FrontendTls`).
     """
 
     def __init__(
@@ -128,33 +213,17 @@ class TemporalCluster:
         postgres: PostgresCluster,
         ports: ClusterPorts | None = None,
         history_shards: int = 4,
+        history_hosts: int = 1,
+        tls: FrontendTls | None = None,
     ) -> None:
-        self.directory = directory
+        self.directory = directory.resolve()  # the services run in it, with `--root` in it
+        self.tls = tls
         self.bundle = bundle
         self.postgres = postgres
-        self.ports = ports or ClusterPorts.free()
+        self.instances = instances(history_hosts=history_hosts)
+        self.ports = ports or ClusterPorts.free(self.instances)
         self.history_shards = history_shards
-        self.services = {
-            name: ServiceProcess(
-                name,
-                [
-                    str(bundle.server),
-                    "--root",
-                    str(directory),
-                    "--config",
-                    "config",
-                    "--env",
-                    name,
-                    "--allow-no-auth",
-                    "start",
-                    "--service",
-                    name,
-                ],
-                log_path=directory / "logs" / f"{name}.log",
-                cwd=directory,
-            )  # fmt: skip
-            for name in SERVICES
-        }
+        self.services = {name: self._process(name) for name in self.instances}
 
     @property
     def address(self) -> str:
@@ -189,24 +258,32 @@ class TemporalCluster:
         """Write each service's config file and the dynamic config under `config/`."""
         config_dir = self.directory / "config"
         config_dir.mkdir(parents=True, exist_ok=True)
-        for name in SERVICES:
+        for name in self.instances:
             (config_dir / f"{name}.yaml").write_text(json.dumps(self._config(name), indent=2))
         (config_dir / "dynamicconfig.yaml").write_text(
             json.dumps({key: [{"value": value}] for key, value in DYNAMIC_CONFIG.items()}, indent=2)
         )
 
     def start(self, *names: str) -> None:
-        """Start the named services (all of them by default); running ones are left alone."""
-        for name in names or SERVICES:
+        """Start the named service processes (all by default); running ones are left alone.
+
+        The first service starting on its own writes the cluster's metadata before the
+        others start: services started together on fresh databases race to write it.
+        """
+        first, *others = names or self.instances
+        if not self.services[first].running:
+            self.services[first].start()
+            self._wait_listening(first)
+        for name in others:
             self.services[name].start()
 
     def kill(self, name: str) -> None:
-        """SIGKILL one service: it stops mid-way, as on a crash."""
+        """SIGKILL one service process: it stops mid-way, as on a crash."""
         self.services[name].kill()
 
     def stop(self) -> None:
-        """Stop every service (SIGTERM, then SIGKILL)."""
-        for name in reversed(SERVICES):
+        """Stop every service process (SIGTERM, then SIGKILL)."""
+        for name in reversed(self.instances):
             self.services[name].stop()
 
     async def wait_ready(self, *, timeout: float = READY_TIMEOUT_SECONDS) -> None:
@@ -221,7 +298,9 @@ class TemporalCluster:
                 while True:
                     self._raise_if_exited()
                     try:
-                        client = await Client.connect(self.address)
+                        client = await Client.connect(
+                            self.address, tls=self.tls.client_config() if self.tls else False
+                        )
                         if await client.service_client.check_health():
                             return
                     except RuntimeError:
@@ -237,7 +316,31 @@ class TemporalCluster:
         """The end of each service's log, for error messages."""
         return "\n".join(
             f"--- {name} ({self.services[name].log_path}):\n{self.services[name].tail(lines)}"
-            for name in SERVICES
+            for name in self.instances
+        )
+
+    def _wait_listening(self, name: str, *, timeout: float = READY_TIMEOUT_SECONDS) -> None:
+        """Wait until the service's gRPC port accepts connections.
+
+        Raises:
+            ClusterError: it exited first, or did not listen in time.
+        """
+        deadline = time.monotonic() + timeout
+        while not port_in_use(self.ports.services[name].grpc):
+            if not self.services[name].running:
+                raise ClusterError(f"Temporal {name} exited:\n{self.services[name].tail()}")
+            if time.monotonic() > deadline:
+                raise ClusterError(f"Temporal {name} did not listen within {timeout:.0f} s")
+            time.sleep(0.1)
+
+    def _process(self, instance: str) -> ServiceProcess:
+        argv = [str(self.bundle.server), "--root", str(self.directory), "--config", "config"]
+        argv += ["--env", instance, "--allow-no-auth", "start", "--service", service_of(instance)]
+        return ServiceProcess(
+            instance,
+            argv,
+            log_path=self.directory / "logs" / f"{instance}.log",
+            cwd=self.directory,
         )
 
     def _raise_if_exited(self) -> None:
@@ -265,8 +368,8 @@ class TemporalCluster:
             f"(exit code {result.returncode}):\n{output[-2000:]}"
         )
 
-    def _config(self, service: str) -> dict[str, Any]:
-        """The static config one service process reads (`--env <service>`)."""
+    def _config(self, instance: str) -> dict[str, Any]:
+        """The static config one service process reads (`--env <instance>`)."""
         return {
             "log": {"stdout": True, "level": "warn"},
             "persistence": {
@@ -284,11 +387,12 @@ class TemporalCluster:
                     "prometheus": {
                         "framework": "tally",
                         "timerType": "histogram",
-                        "listenAddress": f"127.0.0.1:{self.ports.services[service].metrics}",
+                        "listenAddress": f"127.0.0.1:{self.ports.services[instance].metrics}",
                     }
                 },
+                **({"tls": self.tls.server_config()} if self.tls else {}),
             },
-            "services": dict(self._service_rpc()),
+            "services": dict(self._service_rpc(instance)),
             "clusterMetadata": {
                 "enableGlobalNamespace": False,
                 "failoverVersionIncrement": 10,
@@ -329,8 +433,10 @@ class TemporalCluster:
             }
         }
 
-    def _service_rpc(self) -> Iterator[tuple[str, dict[str, Any]]]:
-        for name, ports in self.ports.services.items():
+    def _service_rpc(self, instance: str) -> Iterator[tuple[str, dict[str, Any]]]:
+        """Each service's ports: the instance's own for its service, the first host's else."""
+        for name in SERVICES:
+            ports = self.ports.services[instance if service_of(instance) == name else name]
             rpc: dict[str, Any] = {
                 "grpcPort": ports.grpc,
                 "membershipPort": ports.membership,

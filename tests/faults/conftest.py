@@ -3,52 +3,22 @@
 Each test gets its own dev server (a database file in its tmp folder), its own
 task queue and SQLite file, an email API on loopback (the generic JSON one; a test
 may override `email_api` with another `LedgerServer`, e.g. the Postmark fake), and starts `journeys
-worker` processes pointed at all three. Workers still running at the end are
-stopped; their logs stay in the test's tmp folder.
-
-The workers encrypt every payload (a real provider: the start-up guard refuses
-the built-in master key, so they get the tests' own, `PRODUCTION_MASTER_KEYS`).
-Their data keys live in the test's SQLite file, named explicitly as
-PAYLOAD_KEYS_DATABASE_URL, so that a worker pointed at another DATABASE_URL
-(PostgreSQL) keeps them there too, and the test's client (`DevServer`) decodes
-with the same keys.
+worker` processes pointed at all three (`tests/faults/fixtures.py`). Workers still
+running at the end are stopped; their logs stay in the test's tmp folder.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
-from models.db import create_engine, migrate
-from models.settings import Settings
-from runtime.keys import KeyStore, key_store
-from tests.cli import cli_environment
-from tests.fake_api import LedgerServer
-from tests.faults.email_api import EmailApi
-from tests.faults.stack import DevServer, WorkerProcess
-from tests.gateway import PRODUCTION_MASTER_KEYS, REAL_PROVIDER_ENVIRONMENT
+from runtime.keys import KeyStore
+from tests.faults.fixtures import email_api, payload_keys, worker_env, worker_process
+from tests.faults.stack import DevServer
 
-PROVIDER_TIMEOUT_SECONDS = 1.5
-
-
-@pytest.fixture
-async def payload_keys(settings: Settings) -> KeyStore:
-    """The data keys of the test's workers and client: in the test's (migrated) SQLite file."""
-    engine = create_engine(settings.database_url)
-    try:
-        await migrate(engine)
-    finally:
-        await engine.dispose()
-    return key_store(
-        settings.model_copy(
-            update={
-                "payload_master_keys": PRODUCTION_MASTER_KEYS,
-                "payload_keys_database_url": settings.database_url,
-            }
-        )
-    )
+__all__ = ["email_api", "payload_keys", "worker_env", "worker_process"]  # fixtures used here
 
 
 @pytest.fixture
@@ -63,39 +33,6 @@ async def dev_server(tmp_path: Path, payload_keys: KeyStore) -> AsyncIterator[De
 
 
 @pytest.fixture
-def email_api() -> Iterator[EmailApi]:
-    """The email API the workers deliver to."""
-    with EmailApi() as api:
-        yield api
-
-
-@pytest.fixture
-def worker_env(
-    settings: Settings, dev_server: DevServer, email_api: LedgerServer
-) -> dict[str, str]:
-    """Environment of a worker process: the test's server, database, queue and email API."""
-    return {
-        **cli_environment(settings, dev_server.address),
-        **email_api.worker_environment(),
-        # A real provider: the start-up guard asks for secrets and keys of one's own.
-        **REAL_PROVIDER_ENVIRONMENT,
-        "PAYLOAD_KEYS_DATABASE_URL": settings.database_url,
-        "PROVIDER_TIMEOUT_SECONDS": str(PROVIDER_TIMEOUT_SECONDS),
-    }
-
-
-@pytest.fixture
-async def worker_process(
-    worker_env: dict[str, str], tmp_path: Path
-) -> AsyncIterator[Callable[..., WorkerProcess]]:
-    """Make worker processes (`make("a")`, or with extra environment); all stopped at the end."""
-    made: list[WorkerProcess] = []
-
-    def make(name: str, **environment: str) -> WorkerProcess:
-        worker = WorkerProcess(name, {**worker_env, **environment}, tmp_path)
-        made.append(worker)
-        return worker
-
-    yield make
-    for worker in made:
-        await worker.stop()
+def temporal_address(dev_server: DevServer) -> str:
+    """The dev server's frontend, for the workers."""
+    return dev_server.address

@@ -112,6 +112,7 @@ def _quiet_hours(now: datetime) -> dict[str, str]:
     }
 
 
+@pytest.mark.timeout(360)  # 2,000 sends, a kill and a restart: minutes on a busy 2-core machine
 async def test_broadcast_survives_a_killed_worker_and_sends_each_contact_one_message(
     dev_server: DevServer,
     settings: Settings,

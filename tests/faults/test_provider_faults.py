@@ -21,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from models.settings import Settings
 from tests.fake_api import Fault
 from tests.fake_postmark import PostmarkApi
-from tests.faults.conftest import PROVIDER_TIMEOUT_SECONDS
+from tests.faults.fixtures import PROVIDER_TIMEOUT_SECONDS
 from tests.faults.fleet import (
     add_contacts,
     assert_each_email_delivered_once,

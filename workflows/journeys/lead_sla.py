@@ -46,6 +46,7 @@ from functools import partial
 from typing import TYPE_CHECKING
 
 from temporalio import workflow
+from temporalio.common import VersioningBehavior
 from temporalio.exceptions import ActivityError
 
 from workflows.toolkit import (
@@ -225,6 +226,7 @@ class LeadSla(Journey):
     category = MessageCategory.TRANSACTIONAL  # it messages the sales team, not the contact
     listens_to = FIRST_TOUCH | QUALIFIED | MEETING
     reentry_days = 0
+    versioning_behavior = VersioningBehavior.AUTO_UPGRADE  # as long as the lead keeps interacting
     started_by = "the contact workflow, when the lead enters the hand-off band (MQL)"
     exit_reasons = (
         ("hand-off failed: …", "no owner could be assigned (e.g. the contact was erased)"),

@@ -35,6 +35,7 @@ from functools import partial
 from typing import TYPE_CHECKING, TypeVar
 
 from temporalio import workflow
+from temporalio.common import VersioningBehavior
 from temporalio.exceptions import ActivityError, FailureError
 
 from workflows.toolkit import CRM_RETRY_POLICY, CRM_TIMEOUT, Journey, PlanStep, activity_classes
@@ -107,6 +108,7 @@ class Recycling(Journey):
     exit_on = frozenset({"lead_qualified", "purchased", "deal_won"})
     listens_to = frozenset({DISQUALIFIED})
     reentry_days = 0
+    versioning_behavior = VersioningBehavior.AUTO_UPGRADE  # a year of reviews
     started_by = (
         "when its `reason` is `no-budget`, `no-project` or `bad-timing`; the sales hand-off, "
         "after 14 days without interaction after MQL (`no-interaction`); again if recycled again"

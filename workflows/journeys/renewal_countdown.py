@@ -48,6 +48,7 @@ from datetime import UTC, datetime, timedelta
 from enum import IntEnum
 
 from temporalio import workflow
+from temporalio.common import VersioningBehavior
 
 from workflows.toolkit import (
     Journey,
@@ -173,6 +174,7 @@ class RenewalCountdown(Journey):
     exit_on = frozenset({"renewed"})
     listens_to = frozenset({"renewal_scheduled"})
     trigger = Trigger("renewal_scheduled", input_from=renewal_input)
+    versioning_behavior = VersioningBehavior.AUTO_UPGRADE  # a renewal date may be a year away
     started_by = (
         "properties `subscription_id`, `renewal_date`; one per subscription, a new date moves it"
     )

@@ -25,6 +25,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, ClassVar, NoReturn
 
 from temporalio import workflow
+from temporalio.common import VersioningBehavior
 from temporalio.exceptions import ApplicationError
 
 from workflows.toolkit import carry_over, progress, reentry, run_log
@@ -33,6 +34,7 @@ from workflows.toolkit.experiments import Arms
 from workflows.toolkit.inbox import Inbox
 from workflows.toolkit.plan import PlanStep, find_step, journey_time
 from workflows.toolkit.sending import Sender
+from workflows.versioning import DEFAULT_BEHAVIOR
 
 with workflow.unsafe.imports_passed_through():
     from pydantic import JsonValue
@@ -120,6 +122,12 @@ class Journey:
     run again for the contact, but at most once per that many days; the
     workflow stays open for the window so a new trigger inside it does not
     restart the journey (0: again as soon as it has ended)."""
+    versioning_behavior: ClassVar[VersioningBehavior] = DEFAULT_BEHAVIOR
+    """How a deploy meets the journey's runs when the workers are versioned
+    (`WORKER_BUILD_ID`): `PINNED` (the default), they finish on the release they started
+    on; `AUTO_UPGRADE`, they move to the new release at their next task, and every change
+    to the journey needs `workflow.patched`. A journey whose runs may last longer than
+    `MAX_PINNED_DAYS` declares `AUTO_UPGRADE` (see `workflows/versioning.py`)."""
     experiments: ClassVar[tuple[Experiment, ...]] = ()
     """The journey's A/B tests (`models/experiments.py`): `split` assigns a contact's arm,
     and a plan step naming one sends its arm's template."""
