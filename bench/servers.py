@@ -52,10 +52,6 @@ APP_DATABASE = "journeys"
 `temporal_visibility`), as `journeys cluster` names it."""
 RETENTION = timedelta(days=1)
 """The cluster namespace's retention: the shortest the server takes; a stack lives minutes."""
-START_ATTEMPTS = 3
-"""The cluster's four services start at once; on a fresh database one of them can lose the
-race to write the cluster metadata (`duplicate key value violates unique constraint
-"cluster_metadata_info_pkey"`) and exit. Started again, it finds the metadata written."""
 SEARCHABLE_TIMEOUT = 60.0
 """Seconds the frontend may take to accept queries on the search attributes just added."""
 
@@ -227,7 +223,7 @@ async def _on_cluster(root: Path) -> AsyncIterator[Servers]:
         PostgresCluster() as postgres,
         TemporalCluster(root / "temporal", bundle=bundle, postgres=postgres) as cluster,
     ):
-        await _until_ready(cluster)
+        await cluster.wait_ready()
         client = await Client.connect(
             cluster.address, namespace=NAMESPACE, data_converter=pydantic_data_converter
         )
@@ -247,18 +243,6 @@ async def _on_cluster(root: Path) -> AsyncIterator[Servers]:
             f"matching, worker; {cluster.history_shards} history shards) on PostgreSQL "
             f"{version}; the journeys database on the same PostgreSQL",
         )
-
-
-async def _until_ready(cluster: TemporalCluster) -> None:
-    """Wait until the frontend serves, starting again a service that exited (`START_ATTEMPTS`)."""
-    for attempt in range(1, START_ATTEMPTS + 1):
-        try:
-            await cluster.wait_ready()
-            return
-        except ClusterError:
-            if attempt == START_ATTEMPTS:
-                raise
-            cluster.start()  # those that exited; running ones are left alone
 
 
 async def _until_searchable(client: Client) -> None:
