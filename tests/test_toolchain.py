@@ -215,14 +215,14 @@ async def test_sdk_download_failure_becomes_toolchain_error(
 def test_main_exits_2_with_message(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    def fail() -> None:
-        raise toolchain.ToolchainError("no way to get Temporal\ninstall Go")
+    def fail(*, cluster: bool) -> None:
+        raise toolchain.ToolchainError(f"no way to get Temporal (cluster: {cluster})\ninstall Go")
 
     monkeypatch.setattr(toolchain, "ensure_all", fail)
     with pytest.raises(SystemExit) as info:
         toolchain.main()
     assert info.value.code == 2
-    assert "no way to get Temporal\ninstall Go" in capsys.readouterr().err
+    assert "no way to get Temporal (cluster: False)\ninstall Go" in capsys.readouterr().err
 
 
 async def test_real_time_skipping_server() -> None:
